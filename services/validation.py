@@ -1,0 +1,41 @@
+"""Checks and cleaning of user text, before any model runs."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from .errors import InputError
+
+_KEEP_CONTROL = {"\n", "\t"}
+
+
+def clean_text(text: str) -> str:
+    """Removes control characters other than newline and tab, and lone surrogates.
+
+    Carriage returns become newlines; everything else (emoji, accents, zero-width joiners, HTML) is
+    kept exactly: the tokenizer sees what the person typed.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return "".join(
+        ch for ch in text
+        if ch in _KEEP_CONTROL or unicodedata.category(ch) not in ("Cc", "Cs")
+    )
+
+
+def validate_text(text: object, max_chars: int, *, what: str = "text", required: bool = True) -> str | None:
+    """The cleaned text, or ``None`` for an empty optional text. Raises ``InputError`` with a plain message."""
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise InputError(f"The {what} must be plain text.")
+    cleaned = clean_text(text)
+    if not cleaned.strip():
+        if required:
+            raise InputError(f"The {what} is empty. Type a sentence to see what the model attends to.")
+        return None
+    if len(cleaned) > max_chars:
+        raise InputError(
+            f"The {what} has {len(cleaned):,} characters; the limit is {max_chars:,}. "
+            "Shorten it and analyse again."
+        )
+    return cleaned
