@@ -50,6 +50,7 @@ class AttentionResult:
     text: str
     text_pair: str | None = None
     offsets: list[tuple[int, int]] = field(default_factory=list)
+    unk_token: str = ""
 
     @property
     def num_layers(self) -> int:
@@ -225,4 +226,5 @@ def _compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int) 
         text=text,
         text_pair=text_pair,
         offsets=offsets,
+        unk_token=str(tokenizer.unk_token or ""),
     )

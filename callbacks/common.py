@@ -1,0 +1,63 @@
+"""What the view callbacks share: getting the cached result back and slicing it."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from components import ids
+from components.figures import empty_figure
+from services import AttentionExplorerError, AttentionResult, extract_attention
+from services.transforms import display_token
+
+log = logging.getLogger(__name__)
+
+
+def load(request: dict | None) -> AttentionResult | None:
+    """The analysed text's attention, from the cache (the model runs again only if it was evicted)."""
+    if not request:
+        return None
+    return extract_attention(request["text"], request.get("model_id"), request.get("text_pair"))
+
+
+def labels(result: AttentionResult) -> list[str]:
+    return [display_token(t) for t in result.tokens]
+
+
+def clamp_layer(result: AttentionResult, layer: int | None) -> int:
+    return int(min(max(int(layer or 0), 0), result.num_layers - 1))
+
+
+def parse_head(result: AttentionResult, head: str | int | None) -> str | int:
+    """``"all"``, ``"mean"`` or a valid head number."""
+    if head in (None, ids.HEAD_ALL, ids.HEAD_MEAN):
+        return head or ids.HEAD_ALL
+    try:
+        value = int(head)
+    except (TypeError, ValueError):
+        return ids.HEAD_ALL
+    return value if 0 <= value < result.num_heads else ids.HEAD_ALL
+
+
+def one_matrix(result: AttentionResult, layer: int, head: str | int) -> tuple[np.ndarray, str]:
+    """One head, or the mean of heads, with its title."""
+    if isinstance(head, int):
+        return result.head(layer, head), f"Layer {layer} · Head {head}"
+    return result.layer(layer).mean(axis=0), f"Layer {layer} · Mean of heads"
+
+
+def error_figure(exc: Exception) -> dict:
+    """A figure that explains a failure in plain words (and logs the unexpected ones)."""
+    if isinstance(exc, AttentionExplorerError):
+        return empty_figure(str(exc))
+    log.error("view failed", exc_info=exc)
+    return empty_figure("This view could not be drawn. Try Analyze again; if it persists, tell the admin.")
+
+
+def safe_figure(render, *args) -> dict:
+    """Runs a figure body; any failure becomes a figure that says so, never a traceback."""
+    try:
+        return render(*args)
+    except Exception as exc:  # noqa: BLE001
+        return error_figure(exc)

@@ -1,0 +1,1 @@
+"""Layout pieces and figure builders: numpy in, Plotly figures (plain dicts) out. No torch here."""

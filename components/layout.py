@@ -1,0 +1,151 @@
+"""The page: ``create_layout(settings)`` and its pieces. Built per page load, never at import."""
+
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+from . import ids
+from .figures import empty_figure
+
+EXAMPLES = (
+    {"label": "Pronoun: what is “it”?", "text": "The cat sat on the mat because it was tired.", "pair": ""},
+    {"label": "Sentence pair", "text": "The cat sat on the mat.", "pair": "It was tired, so it fell asleep."},
+    {"label": "Chinese", "text": "猫坐在垫子上因为它累了。", "pair": ""},
+    {"label": "Long-range agreement", "text": "The keys that the man left on the kitchen table are missing.", "pair": ""},
+)
+DEFAULT_TEXT = EXAMPLES[0]["text"]
+
+HELP = {
+    ids.TAB_GRID: ("Each small square is one attention head of the chosen layer. Rows are the tokens that "
+                   "are looking (queries), columns the tokens they look at (keys); brighter means more "
+                   "attention. Click a square to open that head."),
+    ids.TAB_HEATMAP: ("One head (or the mean of all heads) in full: each row shows how one token spreads "
+                      "its attention over the sentence, and sums to 1. Hover a cell for the exact weight."),
+    ids.TAB_ARCS: ("Arcs join each token to the tokens it attends to most; thicker, darker arcs carry more "
+                   "weight. Hover a token to see only its arcs, click it to keep them, click again to release."),
+}
+
+
+def header() -> html.Header:
+    return html.Header(className="ae-header", children=[
+        html.H1("Attention Explorer", className="ae-title"),
+        html.P(
+            "Attention is how a transformer decides, for every word piece (token), how much to look at every "
+            "other token. Type a sentence to see it, layer by layer and head by head.",
+            className="ae-lead",
+        ),
+    ])
+
+
+def model_options(models: tuple[str, ...], default: str) -> list[dict]:
+    options = []
+    for model_id in models:
+        label = f"{model_id} (bundled)" if model_id == default else model_id
+        options.append({"label": label, "value": model_id})
+    return options
+
+
+def input_panel(models: tuple[str, ...], default_model: str) -> dbc.Card:
+    examples = [
+        dbc.Button(example["label"], id={"type": ids.EXAMPLE, "index": i}, size="sm", color="secondary",
+                   outline=True, className="me-1 mb-1")
+        for i, example in enumerate(EXAMPLES)
+    ]
+    return dbc.Card(className="mb-3", body=True, children=[
+        dbc.Label("Text", html_for=ids.TEXT, className="fw-semibold"),
+        dcc.Textarea(id=ids.TEXT, value=DEFAULT_TEXT, className="form-control ae-text", rows=4,
+                     placeholder="Type a sentence…", spellCheck=False),
+        dbc.Button("+ second sentence (pair)", id=ids.PAIR_TOGGLE, color="link", size="sm", className="px-0"),
+        dbc.Collapse(id=ids.PAIR_COLLAPSE, is_open=False, children=[
+            dcc.Textarea(id=ids.TEXT_PAIR, value="", className="form-control ae-text mb-2", rows=2,
+                         placeholder="Optional second sentence, for models trained on sentence pairs",
+                         spellCheck=False),
+        ]),
+        html.Div("Examples", className="small text-muted mt-2 mb-1"),
+        html.Div(examples),
+        dbc.Label("Model", html_for=ids.MODEL, className="fw-semibold mt-3"),
+        dcc.Dropdown(id=ids.MODEL, options=model_options(models, default_model), value=default_model,
+                     clearable=False, searchable=False),
+        html.Div(className="d-flex align-items-center mt-3", children=[
+            dbc.Button("Analyze", id=ids.ANALYZE, color="primary", n_clicks=0),
+            html.Span("or Ctrl+Enter", className="small text-muted ms-2"),
+        ]),
+    ])
+
+
+def controls_panel() -> dbc.Card:
+    return dbc.Card(className="mb-3", body=True, children=[
+        dbc.Label("Layer", html_for=ids.LAYER, className="fw-semibold"),
+        dcc.Slider(id=ids.LAYER, min=0, max=5, step=1, value=0, marks={i: str(i) for i in range(6)},
+                   updatemode="mouseup"),
+        dbc.Label("Head", html_for=ids.HEAD, className="fw-semibold mt-2"),
+        dcc.Dropdown(id=ids.HEAD, options=head_options(12), value=ids.HEAD_ALL, clearable=False),
+        html.Div("Layers and heads count from 0.", className="small text-muted mt-2"),
+    ])
+
+
+def head_options(num_heads: int) -> list[dict]:
+    return ([{"label": "All heads", "value": ids.HEAD_ALL}, {"label": "Mean of heads", "value": ids.HEAD_MEAN}]
+            + [{"label": f"Head {h}", "value": str(h)} for h in range(num_heads)])
+
+
+def _graph(graph_id: str, **kwargs) -> dcc.Graph:
+    return dcc.Graph(id=graph_id, figure=empty_figure(), config={"displaylogo": False, "toImageButtonOptions": {"scale": 2}},
+                     **kwargs)
+
+
+def arc_controls() -> dbc.Row:
+    return dbc.Row(className="g-3 align-items-center mb-2", children=[
+        dbc.Col(width="auto", children=[
+            dbc.Label("Top arcs per token", html_for=ids.ARC_TOP_K, className="small mb-0 me-2"),
+            dcc.Dropdown(id=ids.ARC_TOP_K, options=[{"label": str(k), "value": k} for k in (1, 2, 3, 5, 10)],
+                         value=3, clearable=False, style={"width": "90px"}),
+        ]),
+        dbc.Col(children=[
+            dbc.Label("Minimum weight", html_for=ids.ARC_MIN_WEIGHT, className="small mb-0"),
+            dcc.Slider(id=ids.ARC_MIN_WEIGHT, min=0, max=0.5, step=0.01, value=0.05,
+                       marks={0: "0", 0.1: "0.1", 0.2: "0.2", 0.3: "0.3", 0.4: "0.4", 0.5: "0.5"},
+                       updatemode="mouseup"),
+        ]),
+        dbc.Col(width=12, children=html.Div(id=ids.ARC_HINT, className="small text-muted")),
+    ])
+
+
+def _tab(tab_id: str, label: str, *children) -> dbc.Tab:
+    return dbc.Tab(tab_id=tab_id, label=label, children=html.Div(className="pt-3", children=[
+        html.P(HELP[tab_id], className="ae-help"), *children]))
+
+
+def views_panel() -> html.Div:
+    return html.Div(children=[
+        dbc.Tabs(id=ids.TABS, active_tab=ids.TAB_GRID, children=[
+            _tab(ids.TAB_GRID, "Head grid",
+                 _graph(ids.HEAD_GRID, clear_on_unhover=True),
+                 dcc.Tooltip(id=ids.GRID_TOOLTIP, direction="bottom", className="ae-tooltip")),
+            _tab(ids.TAB_HEATMAP, "Head heatmap", _graph(ids.HEAD_HEATMAP)),
+            _tab(ids.TAB_ARCS, "Arcs", arc_controls(),
+                 html.Div(className="ae-scroll", children=_graph(ids.ARC_VIEW, clear_on_unhover=True,
+                                                                 responsive=False))),
+        ]),
+    ])
+
+
+def create_layout(settings) -> html.Div:
+    """The whole page for the given settings (models offered, default model)."""
+    return dbc.Container(fluid=True, className="ae-page", children=[
+        dcc.Store(id=ids.REQUEST, storage_type="memory"),
+        dcc.Store(id=ids.ARC_FOCUS, storage_type="memory"),
+        header(),
+        dbc.Row(children=[
+            dbc.Col(md=4, lg=3, children=[input_panel(settings.models, settings.default_model), controls_panel()]),
+            dbc.Col(md=8, lg=9, children=[
+                dcc.Loading(type="dot", delay_show=250, children=html.Div(id=ids.STATUS, className="ae-status")),
+                dcc.Loading(type="default", delay_show=400, target_components={ids.HEAD_GRID: "figure"},
+                            children=views_panel()),
+            ]),
+        ]),
+        html.Footer(className="ae-footer small text-muted", children=(
+            "Attention weights show where a model looks, not why it predicts what it does: read them as one "
+            "clue among others.")),
+    ])
