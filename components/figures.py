@@ -216,7 +216,7 @@ def token_positions(labels: list[str]) -> np.ndarray:
 
 
 def select_arcs(weights: np.ndarray, top_k: int, min_weight: float, focus: int | None = None):
-    """The arcs to draw: for every group and query, its ``top_k`` keys of weight >= ``min_weight``.
+    """The arcs to draw: for every group and query, its ``top_k`` keys of weight >= ``min_weight`` (and > 0).
 
     ``weights`` is ``(groups, seq, seq)``. Returns arrays ``(group, query, key, weight)``.
     """
@@ -226,7 +226,7 @@ def select_arcs(weights: np.ndarray, top_k: int, min_weight: float, focus: int |
     rows = weights[:, queries, :]  # (groups, q, seq)
     order = np.argsort(-rows, axis=-1, kind="stable")[..., :k]
     top = np.take_along_axis(rows, order, axis=-1)
-    g, qi, j = np.nonzero(top >= min_weight)
+    g, qi, j = np.nonzero((top >= min_weight) & (top > 0))
     return g, queries[qi], order[g, qi, j], top[g, qi, j]
 
 

@@ -48,7 +48,7 @@ def model_options(models: tuple[str, ...], default: str) -> list[dict]:
 
 def input_panel(models: tuple[str, ...], default_model: str) -> dbc.Card:
     examples = [
-        dbc.Button(example["label"], id={"type": ids.EXAMPLE, "index": i}, size="sm", color="secondary",
+        dbc.Button(example["label"], id={"type": ids.EXAMPLE, "index": i}, size="sm", color="primary",
                    outline=True, className="me-1 mb-1")
         for i, example in enumerate(EXAMPLES)
     ]
