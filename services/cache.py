@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -29,7 +30,8 @@ from .config import Settings, get_settings
 log = logging.getLogger(__name__)
 
 KEY_VERSION = "attn-v1"
-RETRY_AFTER_S = 5.0
+# Seconds a failing backend is skipped before it is tried again (tests patch it or set the variable).
+RETRY_AFTER_S = float(os.environ.get("ATTN_CACHE_RETRY_S", "") or 5.0)
 
 cache = Cache()
 
@@ -41,10 +43,29 @@ def cache_config(settings: Settings) -> dict[str, Any]:
                 "CACHE_THRESHOLD": settings.cache_threshold}
     if settings.cache_type == "redis":
         return {**common, "CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": settings.redis_url or "redis://127.0.0.1:6379/0",
-                "CACHE_OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 2.0}}
+                "CACHE_OPTIONS": redis_options()}
     if settings.cache_type == "simple":
         return {**common, "CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": 64}
     return {**common, "CACHE_TYPE": "NullCache"}
+
+
+def redis_options() -> dict[str, Any]:
+    """Client options for the Redis cache: fail fast when Redis is down, reconnect when it is back.
+
+    redis-py's default retries a failed command 10 times with back-off (seconds per request while
+    Redis is down); one immediate retry is enough to replace a connection that a Redis restart
+    closed. The breaker below then skips Redis until ``RETRY_AFTER_S`` has passed.
+    """
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return {
+        "socket_connect_timeout": 0.5,
+        "socket_timeout": 5.0,  # per socket read or write: a large entry streams in many of them
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        "retry": Retry(NoBackoff(), 1),
+    }
 
 
 class _LocalMemo:
@@ -88,6 +109,7 @@ class _Breaker:
     def __init__(self) -> None:
         self.down_until = 0.0
         self.last_error = ""
+        self.failing = False
 
     def is_open(self) -> bool:
         return time.monotonic() < self.down_until
@@ -97,7 +119,13 @@ class _Breaker:
             log.warning("attention cache %s failed (%s); computing instead, retrying in %.0f s",
                         what, exc, RETRY_AFTER_S)
         self.last_error = f"{type(exc).__name__}: {exc}"
+        self.failing = True
         self.down_until = time.monotonic() + RETRY_AFTER_S
+
+    def succeeded(self) -> None:
+        if self.failing:
+            self.failing = False
+            log.info("attention cache is reachable again; using it")
 
     def reset(self) -> None:
         self.down_until = 0.0
@@ -156,6 +184,7 @@ def lookup(key: str) -> Any | None:
     except Exception as exc:  # noqa: BLE001 - a broken cache must never break a request
         _breaker.trip("read", exc)
         return None
+    _breaker.succeeded()
     if value is not None:
         _memo.put(key, value, _size_of(value), _memo_limit())
     return value
@@ -171,6 +200,7 @@ def store(key: str, value: Any, size: int | None = None) -> bool:
     except Exception as exc:  # noqa: BLE001
         _breaker.trip("write", exc)
         return False
+    _breaker.succeeded()
     return bool(ok) or ok is None
 
 
@@ -185,6 +215,7 @@ def status() -> dict[str, Any]:
         backend.delete(probe)
         info["reachable"] = True
         _breaker.reset()
+        _breaker.succeeded()
     except Exception as exc:  # noqa: BLE001
         info["reachable"] = False
         info["error"] = f"{type(exc).__name__}: {exc}"[:200]
