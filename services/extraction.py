@@ -158,7 +158,17 @@ def extract_attention(text: str, model_id: str | None = None, text_pair: str | N
 
 
 def run_extraction(text: str, model_id: str, text_pair: str | None) -> AttentionResult:
-    """Tokenize and run the model (no cache). Bounded to ``max_concurrent_forward`` at once."""
+    """Tokenize and run the model (no cache): in a Celery worker when ``celery_broker_url`` is set
+    (see ``services.tasks``), else in this process."""
+    if get_settings().celery_broker_url:
+        from .tasks import run_in_worker
+
+        return run_in_worker(text, model_id, text_pair)
+    return run_local(text, model_id, text_pair)
+
+
+def run_local(text: str, model_id: str, text_pair: str | None) -> AttentionResult:
+    """The forward pass in this process, bounded to ``max_concurrent_forward`` at once."""
     loaded = get_model(model_id)
     limit = effective_token_limit(loaded.token_limit)
     with _forward_semaphore():
