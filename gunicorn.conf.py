@@ -1,0 +1,91 @@
+"""gunicorn settings for Attention Explorer with PyTorch:  gunicorn -c gunicorn.conf.py app:server
+
+Every value can be changed with an environment variable (below) or on the command line (``-b``,
+``--workers``, ``--threads`` ... win over this file). docs/deployment.md explains the sizing.
+
+- Each worker process loads its own copy of each model it serves (lazily; the default model is
+  loaded before the worker takes requests), so memory grows with ``workers`` and barely with
+  ``threads``. Threads share the model; the forward passes they run at once are bounded by
+  ``ATTN_MAX_CONCURRENT_FORWARD``.
+- ``preload_app`` stays off: torch's thread pools do not survive ``fork()``, and a model loaded in
+  the master would be copied page by page into every worker anyway.
+- Torch gets ``ATTN_TORCH_THREADS`` threads per worker (default 1): with several workers and
+  threads, one intra-op thread each keeps the cores busy without oversubscribing them.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+# Torch reads these when it is first imported, in each worker (the master never imports it).
+torch_threads = max(1, _int("ATTN_TORCH_THREADS", 1))
+os.environ["ATTN_TORCH_THREADS"] = str(torch_threads)  # services.config reads it in the workers
+os.environ.setdefault("OMP_NUM_THREADS", str(torch_threads))
+os.environ.setdefault("MKL_NUM_THREADS", str(torch_threads))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+bind = os.environ.get("ATTN_BIND", "127.0.0.1:8050")
+workers = _int("ATTN_WORKERS", 2)
+worker_class = "gthread"
+threads = _int("ATTN_THREADS", 4)
+preload_app = False
+# Loading a model and a first long text take seconds; a big model on a slow disk, more.
+timeout = _int("ATTN_WORKER_TIMEOUT", 120)
+graceful_timeout = 30
+keepalive = 5
+# Recycling a worker reloads its models (seconds), so it is off unless asked for.
+max_requests = _int("ATTN_MAX_REQUESTS", 0)
+max_requests_jitter = max(1, max_requests // 10) if max_requests else 0
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"  # the heartbeat file: never block on a slow disk
+
+# Logs: access log on stdout when ATTN_ACCESS_LOG=1, everything else (the app's warnings too) on stderr.
+accesslog = "-" if os.environ.get("ATTN_ACCESS_LOG", "").strip().lower() in {"1", "true", "yes", "on"} else None
+errorlog = "-"
+loglevel = os.environ.get("ATTN_LOG_LEVEL", "info")
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+    "loggers": {
+        "gunicorn.error": {"level": loglevel.upper(), "handlers": ["stderr"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["stderr"] if accesslog else [], "propagate": False},
+        "services": {"level": loglevel.upper(), "handlers": ["stderr"], "propagate": False},
+        "callbacks": {"level": loglevel.upper(), "handlers": ["stderr"], "propagate": False},
+    },
+    "root": {"level": "WARNING", "handlers": ["stderr"]},
+}
+
+
+def post_fork(server, worker):
+    """In each new worker, before the app is imported: torch's thread counts."""
+    import torch
+
+    torch.set_num_threads(torch_threads)
+    try:
+        torch.set_num_interop_threads(torch_threads)
+    except RuntimeError:  # already set, or parallel work already started
+        pass
+
+
+def post_worker_init(worker):
+    """Loads the default model before the worker takes requests (ATTN_WARMUP=0 to skip)."""
+    if os.environ.get("ATTN_WARMUP", "1").strip().lower() in {"0", "false", "no", "off"}:
+        return
+    from services import get_settings
+    from services.models import get_model
+
+    settings = get_settings()
+    if settings.celery_broker_url:
+        return  # the workers run the models, not the web processes
+    try:
+        get_model(settings.default_model)
+    except Exception as exc:  # noqa: BLE001 - a model that fails to load never takes a worker down
+        worker.log.warning("warm-up: the default model could not be loaded: %s", exc)
