@@ -33,7 +33,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 bind = os.environ.get("ATTN_BIND", "127.0.0.1:8050")
 workers = _int("ATTN_WORKERS", 2)
 worker_class = "gthread"
-threads = _int("ATTN_THREADS", 4)
+threads = _int("ATTN_THREADS", 8)
 preload_app = False
 # Loading a model and a first long text take seconds; a big model on a slow disk, more.
 timeout = _int("ATTN_WORKER_TIMEOUT", 120)
