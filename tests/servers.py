@@ -242,7 +242,8 @@ class Gunicorn(_Process):
         import urllib.request
 
         argv = [venv_bin("gunicorn"), "-c", str(PROJECT_ROOT / "gunicorn.conf.py"), "-b", f"{LOOPBACK}:{self.port}",
-                "--workers", str(self.workers), "--threads", str(self.threads), *self.extra, "app:server"]
+                "--workers", str(self.workers), "--threads", str(self.threads), *_no_control_socket(),
+                *self.extra, "app:server"]
         self._spawn(argv, env=self.env)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
@@ -265,6 +266,13 @@ class Gunicorn(_Process):
         if not self.alive():
             return []
         return [c.pid for c in psutil.Process(self.proc.pid).children()]
+
+
+def _no_control_socket() -> list[str]:
+    """gunicorn >= 25.1 opens a control socket at one path per user: test servers must not share it."""
+    import gunicorn
+
+    return ["--no-control-socket"] if tuple(gunicorn.version_info[:2]) >= (25, 1) else []
 
 
 def child_env(**overrides: str) -> dict[str, str]:
