@@ -106,3 +106,18 @@ def _reset_cache() -> None:
 def default_model():
     """The packaged all-MiniLM-L6-v2, loaded once (real weights)."""
     return models.get_model(config.DEFAULT_MODEL_ID)
+
+
+# ---------------------------------------------------------------- browser tests (dash.testing)
+os.environ.setdefault("DASH_TEST_CHROMEPATH", "/usr/bin/chromium")
+
+
+def pytest_setup_options():
+    """Chrome options for dash.testing: Debian's Chromium, headless, no background network."""
+    from selenium.webdriver.chrome.options import Options
+
+    options = Options()
+    for arg in ("--headless=new", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1366,900"):
+        options.add_argument(arg)
+    return options
