@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .transforms import as_float32
+
 _EPS = 1e-12
 
 
 def _as_float(att: np.ndarray) -> np.ndarray:
     att = np.asarray(att)
-    return att if att.dtype in (np.float32, np.float64) else att.astype(np.float32)
+    return att if att.dtype == np.float64 else as_float32(att)
 
 
 def head_average(att: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from . import cache
 from .config import get_settings
 from .errors import AttentionExplorerError
 from .models import LoadedModel, check_allowed, fingerprint, get_model
+from .transforms import as_float32
 from .validation import validate_text
 
 log = logging.getLogger(__name__)
@@ -70,11 +71,11 @@ class AttentionResult:
 
     def layer(self, layer: int) -> np.ndarray:
         """All heads of one layer, ``(heads, seq, seq)`` float32."""
-        return self.attentions[layer].astype(np.float32)
+        return as_float32(self.attentions[layer])
 
     def head(self, layer: int, head: int) -> np.ndarray:
         """One head, ``(seq, seq)`` float32."""
-        return self.attentions[layer, head].astype(np.float32)
+        return as_float32(self.attentions[layer, head])
 
 
 class _SingleFlight:
@@ -210,7 +211,7 @@ def _compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int) 
         word_ids = enc.word_ids(0)
         segment_ids = enc.sequence_ids(0)
     except (ValueError, AttributeError):  # slow tokenizers have no alignment
-        word_ids = [None if s else i for i, s in enumerate(special)]
+        word_ids = [None] * len(special)  # transforms.word_groups then merges by "##" / "Ġ" markers
         segment_ids = [None if s else 0 for s in special]
     unk_id = tokenizer.unk_token_id
     content = ~special
