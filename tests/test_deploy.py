@@ -288,7 +288,11 @@ def test_celery_worker_returns_the_same_attention(via_celery, tiny_models, monke
     monkeypatch.setattr(extraction, "_compute", lambda *a, **k: pytest.fail("the model ran in the web process"))
     remote = extract_attention(SENTENCE, model, pair)
     _same_result(remote, expected)
-    assert "succeeded" in via_celery["worker"].log_text()
+    worker = via_celery["worker"]
+    deadline = time.monotonic() + 10  # the worker logs the task after it has stored the result
+    while "succeeded" not in worker.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "succeeded" in worker.log_text()
 
 
 def test_celery_from_many_threads(via_celery, tiny_models):
