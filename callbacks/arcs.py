@@ -8,7 +8,8 @@ from dash.exceptions import PreventUpdate
 from components import ids
 from components.figures import arc_figure, empty_figure
 
-from .common import clamp_layer, error_figure, labels, load, parse_head
+from .common import clamp_layer, error_figure, make_view, parse_head
+from .head_heatmap import VIEW_INPUTS
 
 
 def _token_index(event) -> int | None:
@@ -27,24 +28,29 @@ def toggle_focus(click_data, current):
     return None if token == current else token
 
 
-def _render(request, layer, head, top_k, min_weight, focus):
-    result = load(request)
-    if result is None:
+def _render(request, layer, head, top_k, min_weight, focus, mode=None, switches=None):
+    view = make_view(request, mode, switches)
+    if view is None:
         return empty_figure(), ""
+    result = view.result
     layer = clamp_layer(result, layer)
     head = parse_head(result, head)
     names = None
-    if head == ids.HEAD_ALL:
-        weights, names, what = result.layer(layer), [str(h) for h in range(result.num_heads)], "all heads (one colour a head)"
-    elif head == ids.HEAD_MEAN:
-        weights, what = result.layer(layer).mean(axis=0, keepdims=True), "mean of heads"
+    if view.options.rollout:
+        matrix, what = view.matrix(layer, None)
+        weights = matrix[None]
+    elif head == ids.HEAD_ALL:
+        weights, names = view.layer(layer), [str(h) for h in range(result.num_heads)]
+        what = f"Layer {layer} · all heads (one colour a head)"
     else:
-        weights, what = result.head(layer, head)[None], f"head {head}"
-    if focus is not None and not 0 <= focus < result.seq_len:
+        matrix, what = view.matrix(layer, head if isinstance(head, int) else None)
+        weights = matrix[None]
+    token_labels = view.labels
+    if focus is not None and not 0 <= focus < len(token_labels):
         focus = None
-    token_labels = labels(result)
+    title = what + (f" <span style='font-size:12px;color:#6c757d'>{view.options.note}</span>" if view.options.note else "")
     figure = arc_figure(weights, token_labels, top_k=int(top_k or 3), min_weight=float(min_weight or 0.0),
-                        focus=focus, group_names=names, causal=result.is_causal, title=f"Layer {layer} · {what}")
+                        focus=focus, group_names=names, causal=result.is_causal, title=title)
     count = figure["layout"]["meta"]["arcs"]
     if focus is None:
         hint = (f"{count} arcs: each token's top {top_k} with weight ≥ {min_weight:g}. "
@@ -54,13 +60,13 @@ def _render(request, layer, head, top_k, min_weight, focus):
     return figure, hint
 
 
-def render_arcs(request, layer, head, top_k, min_weight, clicked, hover, active_tab):
+def render_arcs(request, layer, head, top_k, min_weight, clicked, hover, mode, switches, active_tab):
     """Outputs: figure, hint. The clicked token wins over the hovered one."""
     if active_tab != ids.TAB_ARCS:
         raise PreventUpdate
     focus = clicked if clicked is not None else _token_index(hover)
     try:
-        return _render(request, layer, head, top_k, min_weight, focus)
+        return _render(request, layer, head, top_k, min_weight, focus, mode, switches)
     except Exception as exc:  # noqa: BLE001 - never a traceback
         return error_figure(exc), ""
 
@@ -70,7 +76,7 @@ def register(app: Dash) -> None:
         Output(ids.ARC_VIEW, "figure"), Output(ids.ARC_HINT, "children"),
         Input(ids.REQUEST, "data"), Input(ids.LAYER, "value"), Input(ids.HEAD, "value"),
         Input(ids.ARC_TOP_K, "value"), Input(ids.ARC_MIN_WEIGHT, "value"), Input(ids.ARC_FOCUS, "data"),
-        Input(ids.ARC_VIEW, "hoverData"), Input(ids.TABS, "active_tab"),
+        Input(ids.ARC_VIEW, "hoverData"), *VIEW_INPUTS, Input(ids.TABS, "active_tab"),
     )(render_arcs)
     app.callback(
         Output(ids.ARC_FOCUS, "data", allow_duplicate=True),

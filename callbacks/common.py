@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
 from components import ids
 from components.figures import empty_figure
 from services import AttentionExplorerError, AttentionResult, extract_attention
 from services.transforms import display_token
+from services.views import View, ViewOptions
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +18,12 @@ def load(request: dict | None) -> AttentionResult | None:
     if not request:
         return None
     return extract_attention(request["text"], request.get("model_id"), request.get("text_pair"))
+
+
+def make_view(request: dict | None, mode: str | None, switches: list[str] | None) -> View | None:
+    """The cached result seen through the Raw/Rollout mode and the hide/merge switches."""
+    result = load(request)
+    return None if result is None else View(result, ViewOptions.from_values(mode, switches))
 
 
 def labels(result: AttentionResult) -> list[str]:
@@ -38,13 +43,6 @@ def parse_head(result: AttentionResult, head: str | int | None) -> str | int:
     except (TypeError, ValueError):
         return ids.HEAD_ALL
     return value if 0 <= value < result.num_heads else ids.HEAD_ALL
-
-
-def one_matrix(result: AttentionResult, layer: int, head: str | int) -> tuple[np.ndarray, str]:
-    """One head, or the mean of heads, with its title."""
-    if isinstance(head, int):
-        return result.head(layer, head), f"Layer {layer} · Head {head}"
-    return result.layer(layer).mean(axis=0), f"Layer {layer} · Mean of heads"
 
 
 def error_figure(exc: Exception) -> dict:

@@ -1,4 +1,4 @@
-"""Single-head heatmap: one head, or the mean of heads, in full."""
+"""Single-head heatmap: one head, the mean of heads, or the rollout, in full."""
 
 from __future__ import annotations
 
@@ -8,27 +8,33 @@ from dash.exceptions import PreventUpdate
 from components import ids
 from components.figures import empty_figure, heatmap_figure
 
-from .common import clamp_layer, labels, load, one_matrix, parse_head, safe_figure
+from .common import clamp_layer, make_view, parse_head, safe_figure
+
+VIEW_INPUTS = (Input(ids.ATTN_MODE, "value"), Input(ids.VIEW_SWITCHES, "value"))
 
 
-def _render(request, layer, head) -> dict:
-    result = load(request)
-    if result is None:
+def _render(request, layer, head, mode, switches) -> dict:
+    view = make_view(request, mode, switches)
+    if view is None:
         return empty_figure()
-    layer = clamp_layer(result, layer)
-    matrix, title = one_matrix(result, layer, parse_head(result, head))
-    note = "causal: the upper triangle is empty because tokens cannot see later ones" if result.is_causal else None
-    return heatmap_figure(matrix, labels(result), title, note=note)
+    layer = clamp_layer(view.result, layer)
+    head = parse_head(view.result, head)
+    matrix, title = view.matrix(layer, head if isinstance(head, int) else None)
+    notes = [view.options.note] if view.options.note else []
+    if view.result.is_causal:
+        notes.append("causal: the upper triangle is empty because tokens cannot see later ones")
+    return heatmap_figure(matrix, view.labels, title, note=" · ".join(notes) or None)
 
 
-def render_heatmap(request, layer, head, active_tab):
+def render_heatmap(request, layer, head, mode, switches, active_tab):
     if active_tab != ids.TAB_HEATMAP:
         raise PreventUpdate
-    return safe_figure(_render, request, layer, head)
+    return safe_figure(_render, request, layer, head, mode, switches)
 
 
 def register(app: Dash) -> None:
     app.callback(
         Output(ids.HEAD_HEATMAP, "figure"),
-        Input(ids.REQUEST, "data"), Input(ids.LAYER, "value"), Input(ids.HEAD, "value"), Input(ids.TABS, "active_tab"),
+        Input(ids.REQUEST, "data"), Input(ids.LAYER, "value"), Input(ids.HEAD, "value"), *VIEW_INPUTS,
+        Input(ids.TABS, "active_tab"),
     )(render_heatmap)

@@ -112,7 +112,8 @@ def _tick_axis(labels: list[str], show: bool, **extra) -> dict:
 
 
 def head_grid_figure(layer_att: np.ndarray, labels: list[str], layer: int, *, selected: int | None = None,
-                     heads: list[int] | None = None, title: str | None = None, note: str | None = None) -> dict:
+                     heads: list[int] | None = None, title: str | None = None, note: str | None = None,
+                     tile: str = "head") -> dict:
     """Every head of one layer as a small heatmap, four a row, one shared 0-1 colour scale.
 
     ``layer_att`` is ``(heads, seq, seq)`` in [0, 1]. Trace ``i`` is head ``heads[i]``, so a click's
@@ -141,7 +142,7 @@ def head_grid_figure(layer_att: np.ndarray, labels: list[str], layer: int, *, se
         y1 = 1.0 - (r * row_px + title_px) / plot_px
         data.append({
             "type": "heatmap", "z": typed_array(z[i]), "xaxis": f"x{n}", "yaxis": f"y{n}",
-            "coloraxis": "coloraxis", "hoverinfo": "none", "name": f"head {head}",
+            "coloraxis": "coloraxis", "hoverinfo": "none", "name": f"{tile} {head}",
         })
         layout_axes[f"xaxis{n}"] = _tick_axis(labels, show_labels, domain=[x0, x0 + tile_w], anchor=f"y{n}",
                                               tickangle=-90, tickfont={"size": 8}, range=[-0.5, cells - 0.5])
@@ -149,7 +150,7 @@ def head_grid_figure(layer_att: np.ndarray, labels: list[str], layer: int, *, se
                                               anchor=f"x{n}", autorange="reversed", tickfont={"size": 8})
         is_selected = selected is not None and head == selected
         annotations.append({
-            "text": f"<b>head {head}</b>" if is_selected else f"head {head}", "showarrow": False,
+            "text": f"<b>{tile} {head}</b>" if is_selected else f"{tile} {head}", "showarrow": False,
             "xref": "paper", "yref": "paper", "x": x0 + tile_w / 2, "y": y1, "yanchor": "bottom",
             "font": {"size": 12, "color": HIGHLIGHT if is_selected else "#333"},
         })
@@ -169,7 +170,7 @@ def head_grid_figure(layer_att: np.ndarray, labels: list[str], layer: int, *, se
         coloraxis={"colorscale": VIRIDIS, "cmin": 0, "cmax": 255, "colorbar": _colorbar_0_to_1(255)},
         annotations=annotations, shapes=shapes,
         meta={"kind": "head-grid", "layer": layer, "heads": heads, "tokens": labels, "block": block,
-              "scale": 255, "seq": seq},
+              "scale": 255, "seq": seq, "tile": tile},
         **layout_axes,
     )
     return {"data": data, "layout": layout}

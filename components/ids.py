@@ -30,3 +30,23 @@ TAB_ARCS = "tab-arcs"
 
 HEAD_ALL = "all"
 HEAD_MEAN = "mean"
+
+# View switches (apply to every view)
+ATTN_MODE = "attention-mode"  # "raw" | "rollout"
+VIEW_SWITCHES = "view-switches"  # ["hide", "merge"]
+
+# Analyses (issue 4)
+TAB_OVERVIEW = "tab-overview"
+TAB_ATLAS = "tab-atlas"
+TAB_FOCUS = "tab-focus"
+OVERVIEW = "model-overview"
+OVERVIEW_TOOLTIP = "model-overview-tooltip"
+ATLAS_MAP = "atlas-map"
+ATLAS_TABLE = "atlas-table"
+ATLAS_METRIC = "atlas-metric"
+ATLAS_WINDOW = "atlas-window"
+FOCUS_TOKEN = "focus-token"
+FOCUS_K = "focus-k"
+FOCUS_HEATMAP = "focus-heatmap"
+FOCUS_TABLES = "focus-tables"
+ATLAS_LEGEND = "atlas-legend"

@@ -24,7 +24,28 @@ HELP = {
                       "its attention over the sentence, and sums to 1. Hover a cell for the exact weight."),
     ids.TAB_ARCS: ("Arcs join each token to the tokens it attends to most; thicker, darker arcs carry more "
                    "weight. Hover a token to see only its arcs, click it to keep them, click again to release."),
+    ids.TAB_OVERVIEW: ("Every head of every layer at once: rows are layers, columns heads, each square a small "
+                       "attention map like those in the head grid. Look for repeated shapes (diagonals, bright "
+                       "columns) to spot families of heads. Click a square to open that head."),
+    ids.TAB_ATLAS: ("What kind of pattern each head has on this text, measured: how spread out its attention "
+                    "is (entropy), how far it looks, and how much goes to the token itself, the previous or next "
+                    "token, or to delimiters such as [CLS], [SEP] and punctuation. Each head gets a type from "
+                    "these numbers. Click a square or a table row to open that head."),
+    ids.TAB_FOCUS: ("Follow one token through the model: for each layer, the tokens it attends to most (all "
+                    "heads averaged), and the tokens that attend to it. Pick the token below, or click it in "
+                    "the arc view or a row of the head heatmap."),
 }
+CAVEAT = ("Attention weights show where a model looks, not why it predicts what it does: read them as one clue "
+          "among others.")
+ATLAS_METRICS = (
+    ("entropy", "normalised entropy (0 focused · 1 spread evenly)"),
+    ("distance", "mean attended distance (tokens)"),
+    ("local", "local ratio (share within the window)"),
+    ("self", "attention to itself"),
+    ("previous", "attention to the previous token"),
+    ("next", "attention to the next token"),
+    ("delimiter", "attention to delimiters"),
+)
 
 
 def header() -> html.Header:
@@ -82,6 +103,14 @@ def controls_panel() -> dbc.Card:
         dbc.Label("Head", html_for=ids.HEAD, className="fw-semibold mt-2"),
         dcc.Dropdown(id=ids.HEAD, options=head_options(12), value=ids.HEAD_ALL, clearable=False),
         html.Div("Layers and heads count from 0.", className="small text-muted mt-2"),
+        dbc.Label("Attention", html_for=ids.ATTN_MODE, className="fw-semibold mt-3"),
+        dbc.RadioItems(id=ids.ATTN_MODE, inline=True, value="raw", options=[
+            {"label": "Raw", "value": "raw"}, {"label": "Rollout", "value": "rollout"}]),
+        html.Div("Rollout follows attention through all layers up to the chosen one (heads averaged, "
+                 "with the residual connection).", className="small text-muted"),
+        dbc.Checklist(id=ids.VIEW_SWITCHES, switch=True, value=[], className="mt-2", options=[
+            {"label": "Hide special tokens", "value": "hide"},
+            {"label": "Merge sub-words into words", "value": "merge"}]),
     ])
 
 
@@ -114,7 +143,51 @@ def arc_controls() -> dbc.Row:
 
 def _tab(tab_id: str, label: str, *children) -> dbc.Tab:
     return dbc.Tab(tab_id=tab_id, label=label, children=html.Div(className="pt-3", children=[
-        html.P(HELP[tab_id], className="ae-help"), *children]))
+        html.P(HELP[tab_id], className="ae-help"), *children,
+        html.P(CAVEAT, className="small text-muted fst-italic mt-2")]))
+
+
+def atlas_controls() -> dbc.Row:
+    return dbc.Row(className="g-3 align-items-end mb-2", children=[
+        dbc.Col(md=6, children=[
+            dbc.Label("Colour by", html_for=ids.ATLAS_METRIC, className="small mb-0"),
+            dcc.Dropdown(id=ids.ATLAS_METRIC, value="entropy", clearable=False,
+                         options=[{"label": title, "value": name} for name, title in ATLAS_METRICS]),
+        ]),
+        dbc.Col(md=3, children=[
+            dbc.Label("Local window (tokens)", html_for=ids.ATLAS_WINDOW, className="small mb-0"),
+            dcc.Dropdown(id=ids.ATLAS_WINDOW, value=3, clearable=False,
+                         options=[{"label": str(w), "value": w} for w in (1, 2, 3, 5, 8)]),
+        ]),
+    ])
+
+
+def atlas_table():
+    from dash import dash_table
+
+    columns = [{"name": "layer", "id": "layer"}, {"name": "head", "id": "head"}, {"name": "type", "id": "label"}]
+    columns += [{"name": name, "id": name, "type": "numeric"} for name, _ in ATLAS_METRICS]
+    return dash_table.DataTable(
+        id=ids.ATLAS_TABLE, columns=columns, data=[], sort_action="native", page_size=12,
+        style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "fontSize": "0.85rem",
+                                                       "padding": "4px 8px", "cursor": "pointer"},
+        style_header={"fontWeight": "600", "backgroundColor": "#f4f6f8"},
+    )
+
+
+def focus_controls() -> dbc.Row:
+    return dbc.Row(className="g-3 align-items-end mb-2", children=[
+        dbc.Col(md=6, children=[
+            dbc.Label("Token", html_for=ids.FOCUS_TOKEN, className="small mb-0"),
+            dcc.Dropdown(id=ids.FOCUS_TOKEN, options=[], value=None, clearable=False,
+                         placeholder="Analyze a text first"),
+        ]),
+        dbc.Col(md=3, children=[
+            dbc.Label("Top k", html_for=ids.FOCUS_K, className="small mb-0"),
+            dcc.Dropdown(id=ids.FOCUS_K, value=3, clearable=False,
+                         options=[{"label": str(k), "value": k} for k in (1, 2, 3, 5, 8)]),
+        ]),
+    ])
 
 
 def views_panel() -> html.Div:
@@ -127,6 +200,13 @@ def views_panel() -> html.Div:
             _tab(ids.TAB_ARCS, "Arcs", arc_controls(),
                  html.Div(className="ae-scroll", children=_graph(ids.ARC_VIEW, clear_on_unhover=True,
                                                                  responsive=False))),
+            _tab(ids.TAB_OVERVIEW, "Model overview",
+                 _graph(ids.OVERVIEW, clear_on_unhover=True),
+                 dcc.Tooltip(id=ids.OVERVIEW_TOOLTIP, direction="bottom", className="ae-tooltip")),
+            _tab(ids.TAB_ATLAS, "Head atlas", atlas_controls(), _graph(ids.ATLAS_MAP),
+                 html.Ul(id=ids.ATLAS_LEGEND, className="small ae-legend"), atlas_table()),
+            _tab(ids.TAB_FOCUS, "Token focus", focus_controls(), _graph(ids.FOCUS_HEATMAP),
+                 html.Div(id=ids.FOCUS_TABLES)),
         ]),
     ])
 
@@ -145,7 +225,5 @@ def create_layout(settings) -> html.Div:
                             children=views_panel()),
             ]),
         ]),
-        html.Footer(className="ae-footer small text-muted", children=(
-            "Attention weights show where a model looks, not why it predicts what it does: read them as one "
-            "clue among others.")),
+        html.Footer(className="ae-footer small text-muted", children=CAVEAT),
     ])

@@ -7,7 +7,7 @@ import pytest
 from dash import no_update
 from dash.exceptions import PreventUpdate
 
-from callbacks import analyze, arcs, head_grid, head_heatmap, inputs
+from callbacks import analyze, arcs, head_grid, head_heatmap, inputs, navigation
 from components import ids
 from components.layout import EXAMPLES
 from services import extract_attention, extraction
@@ -79,28 +79,30 @@ def test_grid_slices_the_cache_and_never_reruns_the_model(settings, default_mode
     monkeypatch.setattr(extraction, "_compute", lambda *a, **k: pytest.fail("model ran on a layer change"))
     result = extract_attention(SENTENCE)
     for layer in (0, 4):
-        fig = head_grid.render_grid(request, layer, ids.HEAD_ALL, ids.TAB_GRID)
+        fig = head_grid.render_grid(request, layer, ids.HEAD_ALL, "raw", [], ids.TAB_GRID)
         assert len(fig["data"]) == 12
         assert f"Layer {layer}" in fig["layout"]["title"]["text"]
         z = decode(fig["data"][7]["z"]) / 255.0
         assert np.abs(z - result.attentions[layer, 7].astype(np.float32)).max() <= 0.5 / 255 + 1e-3
         assert fig["layout"]["meta"]["tokens"][8] == "it"
     with pytest.raises(PreventUpdate):
-        head_grid.render_grid(request, 0, ids.HEAD_ALL, ids.TAB_ARCS)
+        head_grid.render_grid(request, 0, ids.HEAD_ALL, "raw", [], ids.TAB_ARCS)
 
 
 def test_grid_click_selects_head_and_opens_heatmap():
-    assert head_grid.select_head({"points": [{"curveNumber": 7, "x": 1, "y": 2}]}) == ("7", ids.TAB_HEATMAP)
-    assert head_grid.select_head(None) == (no_update, no_update)
+    click = {"points": [{"curveNumber": 7, "x": 1, "y": 2}]}
+    assert navigation.from_grid(click, "raw") == (no_update, "7", ids.TAB_HEATMAP)
+    assert navigation.from_grid(click, "rollout") == (7, no_update, ids.TAB_HEATMAP)  # tiles are layers
+    assert navigation.from_grid(None, "raw") == navigation.NOTHING
 
 
 def test_heatmap_head_and_mean(settings, default_model):
     request, *_ = run_analyze(SENTENCE)
     result = extract_attention(SENTENCE)
-    fig = head_heatmap.render_heatmap(request, 2, "5", ids.TAB_HEATMAP)
+    fig = head_heatmap.render_heatmap(request, 2, "5", "raw", [], ids.TAB_HEATMAP)
     np.testing.assert_allclose(decode(fig["data"][0]["z"]), result.attentions[2, 5].astype(np.float32))
     assert fig["layout"]["title"]["text"] == "Layer 2 · Head 5"
-    fig = head_heatmap.render_heatmap(request, 2, ids.HEAD_MEAN, ids.TAB_HEATMAP)
+    fig = head_heatmap.render_heatmap(request, 2, ids.HEAD_MEAN, "raw", [], ids.TAB_HEATMAP)
     mean = np.mean([result.attentions[2, h].astype(np.float64) for h in range(12)], axis=0)
     np.testing.assert_allclose(decode(fig["data"][0]["z"]), mean, atol=1e-5)
     assert fig["layout"]["title"]["text"] == "Layer 2 · Mean of heads"
@@ -108,7 +110,7 @@ def test_heatmap_head_and_mean(settings, default_model):
 
 def test_causal_heatmap_says_so(settings, tiny_models):
     request, *_ = run_analyze(SENTENCE, tiny_models["gpt2"])
-    fig = head_heatmap.render_heatmap(request, 0, "1", ids.TAB_HEATMAP)
+    fig = head_heatmap.render_heatmap(request, 0, "1", "raw", [], ids.TAB_HEATMAP)
     assert "causal" in fig["layout"]["title"]["text"]
     z = decode(fig["data"][0]["z"])
     assert np.all(np.triu(z, 1) == 0)
@@ -116,16 +118,16 @@ def test_causal_heatmap_says_so(settings, tiny_models):
 
 def test_arcs_focus_and_release(settings, default_model):
     request, *_ = run_analyze(SENTENCE)
-    fig, hint = arcs.render_arcs(request, 5, "0", 3, 0.0, None, None, ids.TAB_ARCS)
+    fig, hint = arcs.render_arcs(request, 5, "0", 3, 0.0, None, None, "raw", [], ids.TAB_ARCS)
     assert fig["layout"]["meta"]["arcs"] == 13 * 3
     click = {"points": [{"curveNumber": 0, "pointIndex": 8}]}
     focus = arcs.toggle_focus(click, None)
     assert focus == 8
-    fig, hint = arcs.render_arcs(request, 5, "0", 3, 0.0, focus, None, ids.TAB_ARCS)
+    fig, hint = arcs.render_arcs(request, 5, "0", 3, 0.0, focus, None, "raw", [], ids.TAB_ARCS)
     assert fig["layout"]["meta"]["arcs"] == 3 and "“it”" in hint
     assert arcs.toggle_focus(click, 8) is None  # clicking again releases
     hover = {"points": [{"curveNumber": 0, "pointIndex": 2}]}
-    fig, hint = arcs.render_arcs(request, 5, "0", 3, 0.0, None, hover, ids.TAB_ARCS)
+    fig, hint = arcs.render_arcs(request, 5, "0", 3, 0.0, None, hover, "raw", [], ids.TAB_ARCS)
     assert "“cat”" in hint
     with pytest.raises(PreventUpdate):
         arcs.toggle_focus({"points": [{"curveNumber": 3, "pointIndex": 2}]}, None)  # a click on an arc
@@ -133,16 +135,16 @@ def test_arcs_focus_and_release(settings, default_model):
 
 def test_arcs_all_heads_legend(settings, default_model):
     request, *_ = run_analyze(SENTENCE)
-    fig, _ = arcs.render_arcs(request, 0, ids.HEAD_ALL, 1, 0.0, None, None, ids.TAB_ARCS)
+    fig, _ = arcs.render_arcs(request, 0, ids.HEAD_ALL, 1, 0.0, None, None, "raw", [], ids.TAB_ARCS)
     legend = {t["name"] for t in fig["data"][1:] if t["showlegend"]}
     assert legend == {str(h) for h in range(12)}
     assert fig["layout"]["meta"]["arcs"] == 12 * 13
 
 
 def test_views_survive_a_missing_request_and_errors(settings, monkeypatch):
-    assert head_heatmap.render_heatmap(None, 0, "0", ids.TAB_HEATMAP)["data"] == []
+    assert head_heatmap.render_heatmap(None, 0, "0", "raw", [], ids.TAB_HEATMAP)["data"] == []
     bad = {"text": "", "text_pair": None, "model_id": None}
-    fig = head_grid.render_grid(bad, 0, "0", ids.TAB_GRID)
+    fig = head_grid.render_grid(bad, 0, "0", "raw", [], ids.TAB_GRID)
     assert "empty" in fig["layout"]["annotations"][0]["text"]
 
 

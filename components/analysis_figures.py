@@ -1,0 +1,131 @@
+"""Figures for the analyses: model overview, head atlas map, token focus. Numpy in, dict out."""
+
+from __future__ import annotations
+
+import numpy as np
+from plotly.colors import sequential
+
+from .figures import _base_layout, max_pool, safe_label, to_uint8, typed_array, unique_labels
+
+OVERVIEW_CELLS = 32  # each layer x head map is max-pooled to at most this many cells a side
+
+
+def _viridis_with_gap_colour(gap: str = "#ffffff") -> list:
+    """Viridis over 1..255, with 0 reserved for the white gaps between tiles."""
+    colours = sequential.Viridis
+    scale = [[0.0, gap], [0.5 / 255, gap]]
+    for i, colour in enumerate(colours):
+        scale.append([1 / 255 + (254 / 255) * i / (len(colours) - 1), colour])
+    return scale
+
+
+def overview_figure(attentions: np.ndarray, *, selected: tuple[int, int] | None = None, note: str = "") -> dict:
+    """Every layer x head map in one tiled heatmap: rows = layers, columns = heads.
+
+    ``attentions`` is ``(layers, heads, n, n)`` in [0, 1]. One trace, one byte a cell; each map is
+    max-pooled to at most ``OVERVIEW_CELLS`` a side and tiles are separated by a one-cell white gap.
+    A click's (x, y) cell gives the head (x // stride) and layer (y // stride), with
+    ``stride = layout.meta.stride``.
+    """
+    layers, heads = attentions.shape[:2]
+    pooled, block = max_pool(attentions, OVERVIEW_CELLS)
+    cells = pooled.shape[-1]
+    stride = cells + 1
+    z = np.zeros((layers * stride - 1, heads * stride - 1), dtype=np.uint8)
+    values = np.maximum(to_uint8(pooled), 1)  # 0 is the gap colour
+    for layer in range(layers):
+        for head in range(heads):
+            z[layer * stride:layer * stride + cells, head * stride:head * stride + cells] = values[layer, head]
+    centres = [i * stride + (cells - 1) / 2 for i in range(max(layers, heads))]
+    shapes = []
+    if selected is not None:
+        layer, head = selected
+        shapes.append({"type": "rect", "x0": head * stride - 0.5, "x1": head * stride + cells - 0.5,
+                       "y0": layer * stride - 0.5, "y1": layer * stride + cells - 0.5,
+                       "line": {"color": "#e4572e", "width": 3}})
+    title = "All layers × heads" + (f" <span style='font-size:12px;color:#6c757d'>{safe_label(note)}</span>" if note else "")
+    width_cells, height_cells = z.shape[1], z.shape[0]
+    height = int(min(900, max(320, 60 + 760 * height_cells / max(width_cells, 1))))
+    return {
+        "data": [{
+            "type": "heatmap", "z": typed_array(z), "zmin": 0, "zmax": 255,
+            "colorscale": _viridis_with_gap_colour(), "hoverinfo": "none",
+            "colorbar": {"title": {"text": "attention weight", "side": "right"}, "thickness": 14,
+                         "tickvals": [1, 64, 128, 191, 255], "ticktext": ["0", "0.25", "0.5", "0.75", "1"]},
+        }],
+        "layout": _base_layout(
+            title={"text": title, "x": 0.01, "xanchor": "left"}, height=height,
+            margin={"l": 70, "r": 20, "t": 60, "b": 50},
+            xaxis={"tickmode": "array", "tickvals": centres[:heads], "ticktext": [str(h) for h in range(heads)],
+                   "title": {"text": "head"}, "showgrid": False, "zeroline": False, "side": "top",
+                   "range": [-0.5, width_cells - 0.5]},
+            yaxis={"tickmode": "array", "tickvals": centres[:layers], "ticktext": [str(l) for l in range(layers)],
+                   "title": {"text": "layer"}, "showgrid": False, "zeroline": False, "autorange": "reversed",
+                   "scaleanchor": "x"},
+            shapes=shapes,
+            meta={"kind": "overview", "stride": stride, "cells": cells, "block": block, "layers": layers,
+                  "heads": heads},
+        ),
+    }
+
+
+def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric_title: str,
+                     *, zmax: float | None = None, selected: tuple[int, int] | None = None) -> dict:
+    """A layers x heads map coloured by one metric; hover names the head type."""
+    layers, heads = values.shape
+    text = np.array([[f"layer {l} · head {h}<br>{labels[l, h]}<br>{metric}: {values[l, h]:.3f}"
+                      for h in range(heads)] for l in range(layers)])
+    annotations = [{"x": h, "y": l, "text": _short(labels[l, h]), "showarrow": False,
+                    "font": {"size": 9, "color": "white" if values[l, h] < (zmax or values.max() or 1) * 0.6 else "black"}}
+                   for l in range(layers) for h in range(heads)] if layers * heads <= 400 else []
+    shapes = []
+    if selected is not None:
+        layer, head = selected
+        shapes.append({"type": "rect", "x0": head - 0.5, "x1": head + 0.5, "y0": layer - 0.5, "y1": layer + 0.5,
+                       "line": {"color": "#e4572e", "width": 3}})
+    return {
+        "data": [{
+            "type": "heatmap", "z": typed_array(values.astype(np.float32)), "colorscale": "Viridis",
+            "zmin": 0, "zmax": zmax if zmax is not None else float(values.max() or 1),
+            "text": text.tolist(), "hovertemplate": "%{text}<extra></extra>",
+            "colorbar": {"title": {"text": metric_title, "side": "right"}, "thickness": 14},
+            "xgap": 2, "ygap": 2,
+        }],
+        "layout": _base_layout(
+            title={"text": f"Head atlas · coloured by {metric_title}", "x": 0.01, "xanchor": "left"},
+            height=max(300, 46 * layers + 120), margin={"l": 60, "r": 20, "t": 60, "b": 50},
+            xaxis={"title": {"text": "head"}, "dtick": 1, "showgrid": False, "zeroline": False},
+            yaxis={"title": {"text": "layer"}, "dtick": 1, "autorange": "reversed", "showgrid": False,
+                   "zeroline": False},
+            annotations=annotations, shapes=shapes,
+        ),
+    }
+
+
+def _short(label: str) -> str:
+    return {"previous-token": "prev", "next-token": "next", "delimiter sink": "delim", "self": "self",
+            "local": "local", "broad": "broad", "mixed": "·"}.get(str(label), str(label))
+
+
+def focus_figure(rows: np.ndarray, labels: list[str], token_label: str, note: str = "") -> dict:
+    """Layers x tokens: where one token looks in each layer (heads averaged)."""
+    layers = rows.shape[0]
+    keys = unique_labels(labels)
+    title = f"Where “{safe_label(token_label)}” looks, layer by layer"
+    if note:
+        title += f" <span style='font-size:12px;color:#6c757d'>{safe_label(note)}</span>"
+    return {
+        "data": [{
+            "type": "heatmap", "z": typed_array(rows.astype(np.float32)), "x": keys,
+            "y": [f"layer {l}" for l in range(layers)], "colorscale": "Viridis", "zmin": 0,
+            "zmax": float(max(rows.max(), 1e-6)),
+            "hovertemplate": "%{y}: → %{x}: %{z:.3f}<extra></extra>",
+            "colorbar": {"title": {"text": "attention weight", "side": "right"}, "thickness": 14},
+        }],
+        "layout": _base_layout(
+            title={"text": title, "x": 0.01, "xanchor": "left"}, height=max(300, 40 * layers + 160),
+            margin={"l": 80, "r": 20, "t": 60, "b": 100},
+            xaxis={"type": "category", "tickangle": -60, "showgrid": False, "showticklabels": len(keys) <= 120},
+            yaxis={"type": "category", "autorange": "reversed", "showgrid": False},
+        ),
+    }

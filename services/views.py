@@ -1,0 +1,129 @@
+"""What every view shows, given the switches: raw or rollout, special tokens hidden, sub-words merged.
+
+One place decides how the switches combine, so every tab agrees:
+
+1. Rollout (when on) is computed on the full raw attention, special tokens included, because
+   attention flows through them; the switches below then apply to its result.
+2. Merge sub-words: attention to a word is the sum over its pieces, from a word the mean.
+3. Hide special tokens: their rows and columns go, and each row is renormalised to sum to 1.
+
+Pure numpy over a cached ``AttentionResult``: nothing here runs the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from .extraction import AttentionResult
+from .transforms import display_token, hide_special, merge_subwords, rollout, word_groups
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    rollout: bool = False
+    hide_special: bool = False
+    merge_words: bool = False
+
+    @classmethod
+    def from_values(cls, mode: str | None = None, switches: list[str] | None = None) -> "ViewOptions":
+        """From the dashboard's controls: ``mode`` "raw" / "rollout", ``switches`` a list of "hide", "merge"."""
+        switches = switches or []
+        return cls(rollout=mode == "rollout", hide_special="hide" in switches, merge_words="merge" in switches)
+
+    @property
+    def note(self) -> str:
+        """A short line for figure titles saying what was changed from the raw attention."""
+        parts = []
+        if self.rollout:
+            parts.append("rollout")
+        if self.merge_words:
+            parts.append("sub-words merged")
+        if self.hide_special:
+            parts.append("special tokens hidden, rows renormalised")
+        return " · ".join(parts)
+
+
+class View:
+    """One result seen through one set of options. Build it once per callback; it is cheap."""
+
+    def __init__(self, result: AttentionResult, options: ViewOptions) -> None:
+        self.result = result
+        self.options = options
+
+    @cached_property
+    def _groups(self) -> tuple[list[list[int]], list[str]] | None:
+        if not self.options.merge_words:
+            return None
+        r = self.result
+        return word_groups(r.tokens, r.word_ids, r.segment_ids, r.special_mask)
+
+    @cached_property
+    def _unit_special(self) -> np.ndarray:
+        """The special mask at the level shown (tokens, or words when merged)."""
+        mask = np.asarray(self.result.special_mask, dtype=bool)
+        if self._groups is not None:
+            mask = mask[[group[0] for group in self._groups[0]]]
+        return mask
+
+    @cached_property
+    def kept(self) -> np.ndarray:
+        """Indices (tokens or words) still shown."""
+        return np.flatnonzero(~self._unit_special) if self.options.hide_special and (~self._unit_special).any() \
+            else np.arange(len(self._unit_special))
+
+    @cached_property
+    def labels(self) -> list[str]:
+        units = self._groups[1] if self._groups is not None else [display_token(t) for t in self.result.tokens]
+        return [units[i] for i in self.kept]
+
+    @cached_property
+    def token_index(self) -> list[int]:
+        """For each unit shown, the index of its first token in the raw result."""
+        firsts = [g[0] for g in self._groups[0]] if self._groups is not None else list(range(self.result.seq_len))
+        return [firsts[i] for i in self.kept]
+
+    def unit_of(self, token: int | None) -> int | None:
+        """The position among the units shown of the unit holding raw token ``token`` (None if hidden)."""
+        if token is None:
+            return None
+        if self._groups is not None:
+            owner = next((w for w, group in enumerate(self._groups[0]) if token in group), None)
+        else:
+            owner = token if 0 <= token < self.result.seq_len else None
+        hits = np.flatnonzero(self.kept == owner) if owner is not None else []
+        return int(hits[0]) if len(hits) else None
+
+    def apply(self, att: np.ndarray) -> np.ndarray:
+        """Merge and hide, on any ``(..., seq, seq)`` array of raw-token attention."""
+        if self._groups is not None:
+            att = merge_subwords(att, self._groups[0])
+        if self.options.hide_special and len(self.kept) < att.shape[-1]:
+            att, _ = hide_special(att, self._unit_special)
+        return np.asarray(att, dtype=np.float32)
+
+    @cached_property
+    def _rollout(self) -> np.ndarray:
+        return rollout(self.result.attentions)
+
+    def layer(self, layer: int) -> np.ndarray:
+        """Every head of one layer, ``(heads, n, n)`` (raw attention: rollout has no heads)."""
+        return self.apply(self.result.layer(layer))
+
+    def rollout_layers(self) -> np.ndarray:
+        """Rollout through each layer, ``(layers, n, n)``."""
+        return self.apply(self._rollout)
+
+    def matrix(self, layer: int, head: int | None) -> tuple[np.ndarray, str]:
+        """One matrix and its title: a head, the mean of heads (``head=None``), or the rollout to ``layer``."""
+        if self.options.rollout:
+            return self.apply(self._rollout[layer]), f"Rollout through layer {layer} (heads averaged)"
+        if head is None:
+            return self.apply(self.result.layer(layer).mean(axis=0)), f"Layer {layer} · Mean of heads"
+        return self.apply(self.result.head(layer, head)), f"Layer {layer} · Head {head}"
+
+    def all_layers(self) -> np.ndarray:
+        """``(layers, heads, n, n)`` for the whole model (token focus, overview)."""
+        return self.apply(self.result.attentions)
