@@ -22,7 +22,7 @@ def token_options(request, mode, switches, current):
     view = make_view(request, mode, switches)
     if view is None:
         return [], None
-    options = [{"label": f"{label}  (#{i})", "value": token}
+    options = [{"label": f"{label} (#{i})", "value": token}
                for i, (label, token) in enumerate(zip(view.labels, view.token_index))]
     values = [o["value"] for o in options]
     if current in values:

@@ -196,3 +196,60 @@ def test_ctrl_enter_analyzes_and_grid_hover_shows_weight(dash_app):
     tooltip = wait_until(lambda: duo.find_element("#head-grid-tooltip").text, message="tooltip")
     assert tooltip.startswith("head 0 · ") and "→" in tooltip
     assert 0.0 <= float(tooltip.rsplit(": ", 1)[1]) <= 1.0
+
+
+def selected_layer_and_head(duo):
+    layer = duo.find_element("#layer-slider [role='slider']").get_attribute("aria-valuenow")
+    return int(layer), duo.find_element("#head-select").text.strip()
+
+
+def test_model_overview_click_selects_layer_and_head(dash_app):
+    duo = dash_app
+    open_tab(duo, "Model overview")
+    wait_until(lambda: graph(duo, "model-overview", "gd.layout.meta.stride"), message="overview drawn")
+    stride = graph(duo, "model-overview", "gd.layout.meta.stride")
+    # point at the middle of layer 3, head 5 through plotly's axes, then click like a person
+    box = duo.driver.execute_script(
+        "const gd = document.querySelector('#model-overview .js-plotly-plot');"
+        "const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();"
+        "const s = arguments[0];"
+        "return [r.left + xa._offset + xa.l2p(5 * s + (s - 2) / 2), r.top + ya._offset + ya.l2p(3 * s + (s - 2) / 2)];",
+        stride)
+    for step in ("move", "click"):
+        actions = ActionBuilder(duo.driver)
+        move = actions.pointer_action.move_to_location(int(box[0]), int(box[1]))
+        if step == "click":
+            move.click()
+        actions.perform()
+        time.sleep(0.8)
+    wait_until(lambda: selected_layer_and_head(duo) == (3, "Head 5"), message="layer 3 head 5 selected")
+    wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 3 · Head 5", message="heatmap")
+
+
+def test_head_atlas_row_click_selects_layer_and_head(dash_app):
+    duo = dash_app
+    open_tab(duo, "Head atlas")
+    wait_until(lambda: len(duo.find_elements("#atlas-table td")) > 20, message="atlas table")
+    assert len(duo.find_elements("#atlas-legend li")) >= 2
+    cell = duo.driver.find_element(By.XPATH, "//*[@id='atlas-table']//tr[td][3]/td[1]")  # third row: layer 0 head 2
+    row = [td.text for td in duo.driver.find_elements(By.XPATH, "//*[@id='atlas-table']//tr[td][3]/td")]
+    duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", cell)
+    time.sleep(0.3)
+    cell.click()
+    wait_until(lambda: selected_layer_and_head(duo) == (int(row[0]), f"Head {row[1]}"), message="row selected")
+    wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == f"Layer {row[0]} · Head {row[1]}",
+               message="heatmap of the row's head")
+
+
+def test_token_focus_tab_and_switches(dash_app):
+    duo = dash_app
+    open_tab(duo, "Token focus")
+    wait_until(lambda: len(duo.find_elements("#focus-tables table")) == 2, message="focus tables")
+    duo.select_dcc_dropdown("#focus-token", value="it (#8)")
+    wait_until(lambda: "“it”" in (graph(duo, "focus-heatmap", "gd.layout.title.text") or ""), message="focus on it")
+    rows = duo.find_elements("#focus-tables > div:first-child tbody tr")
+    assert len(rows) == 6
+    # hide special tokens: the figure says so and [CLS] leaves the columns
+    duo.driver.find_element(By.XPATH, "//label[normalize-space()='Hide special tokens']").click()
+    wait_until(lambda: "renormalised" in graph(duo, "focus-heatmap", "gd.layout.title.text"), message="note")
+    assert "[CLS]" not in graph(duo, "focus-heatmap", "gd.data[0].x")
