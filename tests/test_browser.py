@@ -250,6 +250,9 @@ def test_token_focus_tab_and_switches(dash_app):
     rows = duo.find_elements("#focus-tables > div:first-child tbody tr")
     assert len(rows) == 6
     # hide special tokens: the figure says so and [CLS] leaves the columns
-    duo.driver.find_element(By.XPATH, "//label[normalize-space()='Hide special tokens']").click()
+    switch = duo.driver.find_element(By.XPATH, "//label[normalize-space()='Hide special tokens']")
+    duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", switch)
+    time.sleep(0.3)
+    switch.click()
     wait_until(lambda: "renormalised" in graph(duo, "focus-heatmap", "gd.layout.title.text"), message="note")
     assert "[CLS]" not in graph(duo, "focus-heatmap", "gd.data[0].x")
