@@ -17,6 +17,9 @@ from .common import error_figure, make_view
 from .head_heatmap import VIEW_INPUTS
 
 
+PRONOUNS = {"it", "he", "she", "they", "him", "her", "them", "its", "it's", "它", "他", "她"}
+
+
 def token_options(request, mode, switches, current):
     """(options, value) for the token picker: the units shown; keeps the current token if still shown."""
     view = make_view(request, mode, switches)
@@ -29,7 +32,9 @@ def token_options(request, mode, switches, current):
         return options, current
     special = np.asarray(view.result.special_mask)
     content = [t for t in values if not special[t]]
-    return options, (content[0] if content else (values[0] if values else None))
+    pronouns = [t for t, label in zip(values, view.labels) if label.strip().lower() in PRONOUNS]
+    # a pronoun is what people most often want to follow ("where does 'it' look?")
+    return options, (pronouns[0] if pronouns else content[0] if content else (values[0] if values else None))
 
 
 def focus_from_click(arc_focus, heatmap_click, request, mode, switches):

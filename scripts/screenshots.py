@@ -39,17 +39,18 @@ def click_tab(driver, label: str) -> None:
 
 def main(url: str, out: Path, tabs: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for width, height in ((1366, 768), (1920, 1080)):
+    for width, height in ((1366, 768), (1920, 1080), (1366, 1250)):
         driver = chrome(width, height)
         try:
             driver.get(url)
             wait_for_grid(driver)
-            driver.save_screenshot(str(out / f"dashboard-{width}x{height}.png"))
-            if width == 1366:
+            if height == 1250:  # taller pages for the tabs
                 for label in tabs:
                     click_tab(driver, label)
                     name = label.lower().replace(" ", "-")
                     driver.save_screenshot(str(out / f"tab-{name}.png"))
+            else:
+                driver.save_screenshot(str(out / f"dashboard-{width}x{height}.png"))
         finally:
             driver.quit()
 
@@ -57,4 +58,5 @@ def main(url: str, out: Path, tabs: list[str]) -> None:
 if __name__ == "__main__":
     target = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8050"
     folder = Path(sys.argv[2] if len(sys.argv) > 2 else "docs")
-    main(target, folder, sys.argv[3].split(",") if len(sys.argv) > 3 else ["Head heatmap", "Arcs"])
+    default_tabs = ["Head grid", "Head heatmap", "Arcs", "Model overview", "Head atlas", "Token focus"]
+    main(target, folder, sys.argv[3].split(",") if len(sys.argv) > 3 else default_tabs)

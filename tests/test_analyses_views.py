@@ -62,8 +62,9 @@ def test_rollout_by_hand(settings, default_model):
 def test_token_focus_top_k_matches_independent_loop(request_):
     result = extract_attention(SENTENCE)
     it = result.tokens.index("it")
-    options, value = token_focus.token_options(request_, "raw", [], it)
-    assert value == it and options[it]["label"].startswith("it")
+    options, value = token_focus.token_options(request_, "raw", [], None)
+    assert value == it and options[it]["label"] == "it (#8)"  # the pronoun is picked by default
+    assert token_focus.token_options(request_, "raw", [], 2)[1] == 2  # a chosen token is kept
     figure, tables = token_focus.render_focus(request_, it, 3, "raw", [], ids.TAB_FOCUS)
     att = result.attentions.astype(np.float64)
     for layer in range(result.num_layers):
