@@ -8,8 +8,7 @@ from dash.exceptions import PreventUpdate
 from components import ids
 from components.figures import arc_figure, empty_figure
 
-from .common import clamp_layer, error_figure, make_view, parse_head
-from .head_heatmap import VIEW_INPUTS
+from .common import clamp_layer, error_figure, make_view, parse_head, switch_inputs
 
 
 def _token_index(event) -> int | None:
@@ -76,7 +75,7 @@ def register(app: Dash) -> None:
         Output(ids.ARC_VIEW, "figure"), Output(ids.ARC_HINT, "children"),
         Input(ids.REQUEST, "data"), Input(ids.LAYER, "value"), Input(ids.HEAD, "value"),
         Input(ids.ARC_TOP_K, "value"), Input(ids.ARC_MIN_WEIGHT, "value"), Input(ids.ARC_FOCUS, "data"),
-        Input(ids.ARC_VIEW, "hoverData"), *VIEW_INPUTS, Input(ids.TABS, "active_tab"),
+        Input(ids.ARC_VIEW, "hoverData"), *switch_inputs(), Input(ids.TABS, "active_tab"),
     )(render_arcs)
     app.callback(
         Output(ids.ARC_FOCUS, "data", allow_duplicate=True),

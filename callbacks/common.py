@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from dash import Input
+from dash.exceptions import PreventUpdate
+
 from components import ids
 from components.figures import empty_figure
 from services import AttentionExplorerError, AttentionResult, extract_attention
@@ -51,6 +54,24 @@ def error_figure(exc: Exception) -> dict:
         return empty_figure(str(exc))
     log.error("view failed", exc_info=exc)
     return empty_figure("This view could not be drawn. Try Analyze again; if it persists, tell the admin.")
+
+
+def switch_inputs() -> list[Input]:
+    """Raw/Rollout mode and the hide/merge switches, which every view follows."""
+    return [Input(ids.ATTN_MODE, "value"), Input(ids.VIEW_SWITCHES, "value")]
+
+
+def view_inputs() -> list[Input]:
+    """The inputs of a per-layer view: what was analysed, layer, head, mode, switches, the open tab."""
+    return [Input(ids.REQUEST, "data"), Input(ids.LAYER, "value"), Input(ids.HEAD, "value"),
+            *switch_inputs(), Input(ids.TABS, "active_tab")]
+
+
+def tab_figure(tab_id: str, active_tab: str | None, render, *args) -> dict:
+    """Renders only the open tab (switching to a tab renders it), never with a traceback."""
+    if active_tab != tab_id:
+        raise PreventUpdate
+    return safe_figure(render, *args)
 
 
 def safe_figure(render, *args) -> dict:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from dash import ClientsideFunction, Dash, Input, Output, State
-from dash.exceptions import PreventUpdate
 
 from components import ids
 from components.figures import empty_figure, head_grid_figure
 
-from .common import clamp_layer, make_view, parse_head, safe_figure
-from .head_heatmap import VIEW_INPUTS
+from .common import clamp_layer, make_view, parse_head, tab_figure, view_inputs
 
 
 def _render(request, layer, head, mode, switches) -> dict:
@@ -28,17 +26,11 @@ def _render(request, layer, head, mode, switches) -> dict:
 
 
 def render_grid(request, layer, head, mode, switches, active_tab):
-    if active_tab != ids.TAB_GRID:
-        raise PreventUpdate
-    return safe_figure(_render, request, layer, head, mode, switches)
+    return tab_figure(ids.TAB_GRID, active_tab, _render, request, layer, head, mode, switches)
 
 
 def register(app: Dash) -> None:
-    app.callback(
-        Output(ids.HEAD_GRID, "figure"),
-        Input(ids.REQUEST, "data"), Input(ids.LAYER, "value"), Input(ids.HEAD, "value"), *VIEW_INPUTS,
-        Input(ids.TABS, "active_tab"),
-    )(render_grid)
+    app.callback(Output(ids.HEAD_GRID, "figure"), *view_inputs())(render_grid)
     app.clientside_callback(
         ClientsideFunction(namespace="attention", function_name="tileHover"),
         Output(ids.GRID_TOOLTIP, "show"), Output(ids.GRID_TOOLTIP, "bbox"), Output(ids.GRID_TOOLTIP, "children"),

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from dash import Dash, Input, Output
-from dash.exceptions import PreventUpdate
+from dash import Dash, Output
 
 from components import ids
 from components.figures import empty_figure, heatmap_figure
 
-from .common import clamp_layer, make_view, parse_head, safe_figure
-
-VIEW_INPUTS = (Input(ids.ATTN_MODE, "value"), Input(ids.VIEW_SWITCHES, "value"))
-
+from .common import clamp_layer, make_view, parse_head, tab_figure, view_inputs
 
 def _render(request, layer, head, mode, switches) -> dict:
     view = make_view(request, mode, switches)
@@ -27,14 +23,8 @@ def _render(request, layer, head, mode, switches) -> dict:
 
 
 def render_heatmap(request, layer, head, mode, switches, active_tab):
-    if active_tab != ids.TAB_HEATMAP:
-        raise PreventUpdate
-    return safe_figure(_render, request, layer, head, mode, switches)
+    return tab_figure(ids.TAB_HEATMAP, active_tab, _render, request, layer, head, mode, switches)
 
 
 def register(app: Dash) -> None:
-    app.callback(
-        Output(ids.HEAD_HEATMAP, "figure"),
-        Input(ids.REQUEST, "data"), Input(ids.LAYER, "value"), Input(ids.HEAD, "value"), *VIEW_INPUTS,
-        Input(ids.TABS, "active_tab"),
-    )(render_heatmap)
+    app.callback(Output(ids.HEAD_HEATMAP, "figure"), *view_inputs())(render_heatmap)

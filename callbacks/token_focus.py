@@ -13,8 +13,7 @@ from components.figures import empty_figure
 from services.analysis import top_attended
 from services.transforms import attended_by
 
-from .common import error_figure, make_view
-from .head_heatmap import VIEW_INPUTS
+from .common import error_figure, make_view, switch_inputs
 
 
 PRONOUNS = {"it", "he", "she", "they", "him", "her", "them", "its", "it's", "它", "他", "她"}
@@ -92,16 +91,16 @@ def render_focus(request, token, k, mode, switches, active_tab):
 def register(app: Dash) -> None:
     app.callback(
         Output(ids.FOCUS_TOKEN, "options"), Output(ids.FOCUS_TOKEN, "value"),
-        Input(ids.REQUEST, "data"), *VIEW_INPUTS, State(ids.FOCUS_TOKEN, "value"),
+        Input(ids.REQUEST, "data"), *switch_inputs(), State(ids.FOCUS_TOKEN, "value"),
     )(token_options)
     app.callback(
         Output(ids.FOCUS_TOKEN, "value", allow_duplicate=True),
         Input(ids.ARC_FOCUS, "data"), Input(ids.HEAD_HEATMAP, "clickData"),
-        State(ids.REQUEST, "data"), *[State(i.component_id, i.component_property) for i in VIEW_INPUTS],
+        State(ids.REQUEST, "data"), State(ids.ATTN_MODE, "value"), State(ids.VIEW_SWITCHES, "value"),
         prevent_initial_call=True,
     )(focus_from_click)
     app.callback(
         Output(ids.FOCUS_HEATMAP, "figure"), Output(ids.FOCUS_TABLES, "children"),
-        Input(ids.REQUEST, "data"), Input(ids.FOCUS_TOKEN, "value"), Input(ids.FOCUS_K, "value"), *VIEW_INPUTS,
+        Input(ids.REQUEST, "data"), Input(ids.FOCUS_TOKEN, "value"), Input(ids.FOCUS_K, "value"), *switch_inputs(),
         Input(ids.TABS, "active_tab"),
     )(render_focus)
