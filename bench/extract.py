@@ -115,6 +115,7 @@ def bench_size(n: int, runs: int, loaded, maker: TextMaker, counter: ForwardCoun
         for _ in range(CACHED_REPEATS):
             t, _ = timed(extract_attention, text_b)
             c.append(t)
+        cache.flush()
         cache.clear_local()
         t, _ = timed(extract_attention, text_b)
         d.append(t)

@@ -42,15 +42,8 @@ MAX_USERS = 64
 MAX_DURATION_S = 600
 REQUEST_TIMEOUT_S = 60
 
-WORDS = (
-    "the a an and or but because while when after before if then so that this these those it they we you she "
-    "he people students teachers scientists children dogs cats birds cars trains books songs ideas models "
-    "attention language words sentences meaning context memory river city garden window table letter story "
-    "walked read wrote saw heard found built learned forgot remembered explained asked answered carried "
-    "quickly slowly carefully quietly often never always sometimes together alone again early late "
-    "small large old new bright dark warm cold happy tired curious strange simple difficult important "
-    "in on under over near through across between behind beside into from with without about of to for"
-).split()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import WORDS  # noqa: E402 - the same word list the other benchmarks use
 
 NEW_ANALYZE = "new text: Analyze"
 NEW_VIEW = "new text: draw the view"

@@ -103,6 +103,7 @@ def dash_response(outputs: dict[str, dict]) -> str:
 
 # The design's budgets (../shared/DESIGN.md, "Performance budgets").
 CHANGE_BUDGET = Budget(p95_s={128: 0.050, 512: 0.150})
+ANALYSIS_BUDGET = Budget(p95_s={512: 0.300}, max_bytes={512: 2 * 1024 * 1024})  # issue 4
 GRID_BUDGET = Budget(p95_s={128: 0.050, 512: 0.150}, max_bytes={128: 300 * 1024, 512: 2 * 1024 * 1024})
 
 
@@ -142,6 +143,35 @@ def arcs_all_heads_layer_change(ctx: Context, run: int) -> str:
     return _arcs(ctx, run, "all")
 
 
+def overview_head_change(ctx: Context, run: int) -> str:
+    from callbacks.overview import render_overview
+    from components import ids
+
+    figure = call(render_overview, ctx, layer=ctx.layer(run), head=str(ctx.head(run)), active_tab=ids.TAB_OVERVIEW)
+    return dash_response({ids.OVERVIEW: {"figure": figure}})
+
+
+def atlas_metric_change(ctx: Context, run: int) -> str:
+    from callbacks.atlas import render_atlas
+    from components import ids
+    from components.layout import ATLAS_METRICS
+
+    metric = ATLAS_METRICS[run % len(ATLAS_METRICS)][0]
+    figure, rows, legend = call(render_atlas, ctx, metric=metric, window=3, layer=ctx.layer(run),
+                                head=str(ctx.head(run)), active_tab=ids.TAB_ATLAS)
+    return dash_response({ids.ATLAS_MAP: {"figure": figure}, ids.ATLAS_TABLE: {"data": rows},
+                          ids.ATLAS_LEGEND: {"children": legend}})
+
+
+def grid_with_switches(ctx: Context, run: int) -> str:
+    """The head grid with special tokens hidden and sub-words merged (both transforms on every call)."""
+    return grid_layer_change(Context(ctx.request, ctx.result, ctx.tokens, "raw", ("hide", "merge")), run)
+
+
+def heatmap_rollout(ctx: Context, run: int) -> str:
+    return heatmap_layer_change(Context(ctx.request, ctx.result, ctx.tokens, "rollout", ()), run)
+
+
 def naive_make_subplots(ctx: Context, run: int) -> str:
     """The naive way: ``make_subplots`` with one float64 ``go.Heatmap`` a head, 4 columns, ``fig.to_json()``."""
     import numpy as np
@@ -163,6 +193,10 @@ CASES: list[Case] = [
     Case("single-head heatmap, layer change", heatmap_layer_change, CHANGE_BUDGET),
     Case("arcs, one head, layer change", arcs_one_head_layer_change, CHANGE_BUDGET),
     Case("arcs, all heads, layer change", arcs_all_heads_layer_change, CHANGE_BUDGET),
+    Case("head grid, hide special + merge sub-words", grid_with_switches, CHANGE_BUDGET),
+    Case("single-head heatmap, rollout", heatmap_rollout, CHANGE_BUDGET),
+    Case("model overview, head change", overview_head_change, ANALYSIS_BUDGET),
+    Case("head atlas, metric change", atlas_metric_change, ANALYSIS_BUDGET),
     Case("baseline: naive make_subplots, 12 float64 heatmaps", naive_make_subplots, baseline=True),
 ]
 

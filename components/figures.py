@@ -86,7 +86,12 @@ def max_pool(matrices: np.ndarray, max_cells: int = GRID_MAX_CELLS) -> tuple[np.
     cells = math.ceil(seq / block)
     padded = np.zeros(matrices.shape[:-2] + (cells * block, cells * block), dtype=matrices.dtype)
     padded[..., :seq, :seq] = matrices
-    pooled = padded.reshape(matrices.shape[:-2] + (cells, block, cells, block)).max(axis=(-3, -1))
+    rows = padded[..., 0::block, :]
+    for i in range(1, block):  # strided maxima: several times faster than reshape(...).max(axis=...)
+        rows = np.maximum(rows, padded[..., i::block, :])
+    pooled = rows[..., 0::block]
+    for j in range(1, block):
+        pooled = np.maximum(pooled, rows[..., j::block])
     return pooled, block
 
 
@@ -225,7 +230,12 @@ def select_arcs(weights: np.ndarray, top_k: int, min_weight: float, focus: int |
     k = max(1, min(int(top_k), seq))
     queries = np.arange(seq) if focus is None else np.array([focus])
     rows = weights[:, queries, :]  # (groups, q, seq)
-    order = np.argsort(-rows, axis=-1, kind="stable")[..., :k]
+    if k < seq:  # keep the k largest of each row, then order just those (ties: earlier key first)
+        candidates = np.sort(np.argpartition(-rows, k - 1, axis=-1)[..., :k], axis=-1)
+    else:
+        candidates = np.broadcast_to(np.arange(seq), rows.shape)
+    values = np.take_along_axis(rows, candidates, axis=-1)
+    order = np.take_along_axis(candidates, np.argsort(-values, axis=-1, kind="stable"), axis=-1)
     top = np.take_along_axis(rows, order, axis=-1)
     g, qi, j = np.nonzero((top >= min_weight) & (top > 0))
     return g, queries[qi], order[g, qi, j], top[g, qi, j]

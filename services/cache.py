@@ -20,6 +20,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from typing import Any
 
 from flask import Flask
@@ -131,6 +133,11 @@ class _Breaker:
         self.down_until = 0.0
 
 
+BACKGROUND_WRITE_BYTES = 4 * 1024 * 1024
+_writes_lock = threading.Lock()
+_pending: set = set()
+_write_pool: ThreadPoolExecutor | None = None
+
 _memo = _LocalMemo()
 _breaker = _Breaker()
 _bind_lock = threading.Lock()
@@ -191,10 +198,45 @@ def lookup(key: str) -> Any | None:
 
 
 def store(key: str, value: Any, size: int | None = None) -> bool:
-    """Stores ``value``; returns False (and logs) when the shared backend fails."""
-    _memo.put(key, value, size if size is not None else _size_of(value), _memo_limit())
+    """Stores ``value`` in this process's memo at once and in the shared backend.
+
+    Values of ``BACKGROUND_WRITE_BYTES`` or more (long texts: tens of MB) go to the shared backend in a
+    background thread, so the person does not wait for the write; ``flush()`` waits for it. Returns
+    False (and logs) when the shared backend fails, True when the write was handed to the thread.
+    """
+    size = size if size is not None else _size_of(value)
+    _memo.put(key, value, size, _memo_limit())
     if _breaker.is_open():
         return False
+    if size >= BACKGROUND_WRITE_BYTES:
+        future = _writer().submit(_write_shared, key, value)
+        with _writes_lock:
+            _pending.add(future)
+        future.add_done_callback(_forget)
+        return True
+    return _write_shared(key, value)
+
+
+def flush(timeout: float = 30.0) -> None:
+    """Waits for background writes to the shared backend (tests, shutdown)."""
+    with _writes_lock:
+        pending = list(_pending)
+    futures_wait(pending, timeout=timeout)
+
+
+def _forget(future) -> None:
+    with _writes_lock:
+        _pending.discard(future)
+
+
+def _writer() -> ThreadPoolExecutor:
+    global _write_pool
+    if _write_pool is None:
+        _write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attention-cache-write")
+    return _write_pool
+
+
+def _write_shared(key: str, value: Any) -> bool:
     try:
         ok = _backend().set(key, value)
     except Exception as exc:  # noqa: BLE001

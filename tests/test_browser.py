@@ -126,7 +126,7 @@ def test_arcs_draw_and_clicking_a_token_isolates_it(dash_app):
     duo = dash_app
     duo.select_dcc_dropdown("#head-select", value="Head 1")
     open_tab(duo, "Arcs")
-    wait_until(lambda: "head 1" in (graph(duo, "arc-view", "gd.layout.title.text") or ""), message="arcs drawn")
+    wait_until(lambda: "Head 1" in (graph(duo, "arc-view", "gd.layout.title.text") or ""), message="arcs drawn")
     all_arcs = graph(duo, "arc-view", "gd.layout.meta.arcs")
     assert all_arcs > 13
     points = duo.find_elements("#arc-view .scatterlayer .trace:first-child .point")

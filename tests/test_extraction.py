@@ -265,3 +265,14 @@ def test_broken_cache_falls_back_to_computing(settings, tiny_models, monkeypatch
         result = extract_attention("the cat sat on the mat", tiny_models["bert"])
     assert result.seq_len == 8
     assert "computing instead" in caplog.text
+
+
+def test_large_results_reach_the_shared_cache_in_the_background(settings, tiny_models, monkeypatch):
+    from services import cache
+
+    monkeypatch.setattr(cache, "BACKGROUND_WRITE_BYTES", 1)  # every result counts as large
+    extract_attention("the cat sat on a mat", tiny_models["bert"])
+    cache.flush()
+    cache.clear_local()
+    monkeypatch.setattr(extraction, "_compute", lambda *a, **k: pytest.fail("model ran on a cache hit"))
+    assert extract_attention("the cat sat on a mat", tiny_models["bert"]).seq_len == 8
