@@ -10,7 +10,6 @@ from dash.exceptions import PreventUpdate
 from components import ids
 from components.figures import empty_figure
 from services import AttentionExplorerError, AttentionResult, extract_attention
-from services.transforms import display_token
 from services.views import View, ViewOptions
 
 log = logging.getLogger(__name__)
@@ -27,10 +26,6 @@ def make_view(request: dict | None, mode: str | None, switches: list[str] | None
     """The cached result seen through the Raw/Rollout mode and the hide/merge switches."""
     result = load(request)
     return None if result is None else View(result, ViewOptions.from_values(mode, switches))
-
-
-def labels(result: AttentionResult) -> list[str]:
-    return [display_token(t) for t in result.tokens]
 
 
 def clamp_layer(result: AttentionResult, layer: int | None) -> int:
