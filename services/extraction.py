@@ -183,23 +183,29 @@ def _looks_causal(att: np.ndarray) -> bool:
     return not np.any(np.triu(np.ones(att.shape[-2:], dtype=bool), k=1) & (att != 0))
 
 
-def _compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int) -> AttentionResult:
-    import torch
-
-    tokenizer = loaded.tokenizer
-    full = tokenizer(text, text_pair, add_special_tokens=True, truncation=False, verbose=False)
-    full_len = len(full["input_ids"])
-    truncated = full_len > limit
-    enc = tokenizer(
+def _encode(tokenizer, text: str, text_pair: str | None, max_length: int | None):
+    """Tokenizer output as tensors, with the special-token mask (and offsets for fast tokenizers)."""
+    return tokenizer(
         text, text_pair,
         add_special_tokens=True,
-        truncation="longest_first" if truncated else False,
-        max_length=limit if truncated else None,
+        truncation="longest_first" if max_length else False,
+        max_length=max_length,
         return_tensors="pt",
         return_special_tokens_mask=True,
         return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)),
         verbose=False,
     )
+
+
+def _compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int) -> AttentionResult:
+    import torch
+
+    tokenizer = loaded.tokenizer
+    enc = _encode(tokenizer, text, text_pair, None)
+    full_len = int(enc["input_ids"].shape[1])
+    truncated = full_len > limit
+    if truncated:  # only then a second pass, cut to the limit
+        enc = _encode(tokenizer, text, text_pair, limit)
     if enc["input_ids"].shape[1] == 0:
         raise AttentionExplorerError("The model's tokenizer turned this text into no tokens at all.")
     special = enc.pop("special_tokens_mask")[0].numpy().astype(bool)
