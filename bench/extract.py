@@ -10,7 +10,7 @@ Default model (the bundled all-MiniLM-L6-v2), file-system cache in a fresh tempo
 the app runs by default. For each size, every run uses new texts of exactly that many tokens
 (special tokens included) and measures, interleaved in the same run:
 
-(a) tokenize + forward pass alone: the tokenizer call ``services.extraction._compute`` makes and
+(a) tokenize + forward pass alone: the tokenizer call ``services.forward.compute`` makes and
     ``model(..., output_attentions=True)`` under ``torch.inference_mode()``, on the loaded model;
 (b) ``extract_attention`` on another new text: validation, cache key, cache miss, tokenize, forward,
     float16 result, stored in the in-process memo and the file-system cache;
@@ -46,7 +46,7 @@ MAX_RUNS = 50
 
 
 def forward_only(loaded, text: str):
-    """(a): the same tokenizer call and forward pass as ``_compute``, nothing else."""
+    """(a): the same tokenizer call and forward pass as ``forward.compute``, nothing else."""
     import torch
 
     tokenizer = loaded.tokenizer
@@ -159,8 +159,8 @@ def profile_new_text(n: int, runs: int, maker: TextMaker) -> None:
 def breakdown(sizes: list[int], runs: int, loaded, maker: TextMaker) -> str:
     """The steps of a new text's ``extract_attention``, timed one by one (median of ``runs``).
 
-    Mirrors ``services.extraction._compute`` and the cache write step by step, so the overhead of (b)
-    over (a) can be attributed; if ``_compute`` changes, update the steps here.
+    Mirrors ``services.forward.compute`` and the cache write step by step, so the overhead of (b)
+    over (a) can be attributed; if ``forward.compute`` changes, update the steps here.
     """
     import numpy as np
     import torch

@@ -11,7 +11,7 @@ from components import ids
 from components.analysis_figures import focus_figure
 from components.figures import empty_figure
 from services.analysis import top_attended
-from services.transforms import attended_by
+from services.matrices import attended_by
 
 from .common import error_figure, make_view, switch_inputs
 

@@ -8,7 +8,8 @@ The public API::
 
 from .config import Settings, configure, get_settings
 from .errors import AttentionExplorerError, InputError, ModelLoadError, ModelNotAllowedError
-from .extraction import AttentionResult, extract_attention
+from .extraction import extract_attention
+from .forward import AttentionResult
 
 __all__ = [
     "AttentionExplorerError",

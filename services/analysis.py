@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .transforms import as_float32
+from .matrices import as_float32
 
 _EPS = 1e-12
 

@@ -11,71 +11,21 @@ This is the project's Python API for notebooks too::
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-
-import numpy as np
 
 from . import cache
 from .config import get_settings
 from .errors import AttentionExplorerError
-from .models import LoadedModel, check_allowed, fingerprint, get_model
-from .transforms import as_float32
+from .forward import AttentionResult, run_local
+from .models import check_allowed, fingerprint
 from .validation import validate_text
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, eq=False)
-class AttentionResult:
-    """The attention of one text (or sentence pair) under one model.
-
-    ``attentions[l, h, q, k]`` is how much query token ``q`` attends to key token ``k`` in head ``h``
-    of layer ``l``; each row sums to 1. Stored as float16; ``layer()`` and ``head()`` give float32.
-    """
-
-    tokens: list[str]
-    attentions: np.ndarray
-    model_id: str
-    truncated: bool
-    special_mask: np.ndarray  # bool (seq,): [CLS], [SEP], <|endoftext|>, padding ...
-    word_ids: list[int | None]  # the word each token belongs to, within its segment
-    segment_ids: list[int | None]  # 0 for the text, 1 for the pair, None for special tokens
-    is_causal: bool
-    unknown_share: float  # share of the non-special tokens that are the unknown token
-    unknown_count: int
-    token_count_before_truncation: int
-    token_limit: int
-    text: str
-    text_pair: str | None = None
-    offsets: list[tuple[int, int]] = field(default_factory=list)
-    unk_token: str = ""
-
-    @property
-    def num_layers(self) -> int:
-        return int(self.attentions.shape[0])
-
-    @property
-    def num_heads(self) -> int:
-        return int(self.attentions.shape[1])
-
-    @property
-    def seq_len(self) -> int:
-        return int(self.attentions.shape[2])
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.attentions.nbytes) + 64 * len(self.tokens)
-
-    def layer(self, layer: int) -> np.ndarray:
-        """All heads of one layer, ``(heads, seq, seq)`` float32."""
-        return as_float32(self.attentions[layer])
-
-    def head(self, layer: int, head: int) -> np.ndarray:
-        """One head, ``(seq, seq)`` float32."""
-        return as_float32(self.attentions[layer, head])
 
 
 class _SingleFlight:
@@ -108,26 +58,22 @@ class _SingleFlight:
 
 
 _flight = _SingleFlight()
-_forward_slots_lock = threading.Lock()
-_forward_slots: tuple[int, threading.BoundedSemaphore] | None = None
 
-
-def _forward_semaphore() -> threading.BoundedSemaphore:
-    global _forward_slots
-    limit = get_settings().max_concurrent_forward
-    with _forward_slots_lock:
-        if _forward_slots is None or _forward_slots[0] != limit:
-            _forward_slots = (limit, threading.BoundedSemaphore(limit))
-        return _forward_slots[1]
-
-
-def effective_token_limit(loaded_limit: int) -> int:
-    configured = get_settings().max_tokens
-    return min(configured, loaded_limit) if configured > 0 else loaded_limit
+_KEY = re.compile(r"^[a-z0-9-]{1,16}:[0-9a-f]{64}$")
 
 
 def cache_key(model_id: str, text: str, text_pair: str | None) -> str:
+    """The result's key: model (id and files), text, pair and the configured token limit."""
     return cache.make_key(model_id.lower(), fingerprint(model_id), text, text_pair, get_settings().max_tokens)
+
+
+def is_result_key(value: object) -> bool:
+    """Whether ``value`` has the shape of a key ``cache_key`` makes (a browser may send anything)."""
+    return isinstance(value, str) and len(value) <= 90 and _KEY.match(value) is not None
+
+
+def _recipe_key(key: str) -> str:
+    return "recipe-" + key
 
 
 def extract_attention(text: str, model_id: str | None = None, text_pair: str | None = None) -> AttentionResult:
@@ -138,6 +84,18 @@ def extract_attention(text: str, model_id: str | None = None, text_pair: str | N
     not offer and ``ModelLoadError`` for one that cannot be loaded; each message is for people.
     A cached result is returned without running the model.
     """
+    return analyse(text, model_id, text_pair)[1]
+
+
+def analyse(text: str, model_id: str | None = None, text_pair: str | None = None, *,
+            before_compute: Callable[[], None] | None = None) -> tuple[str, AttentionResult]:
+    """``extract_attention`` that also returns the result's cache key, the handle views fetch it by.
+
+    Beside the result, the cache keeps a small recipe (text, pair, model) under its own key, so a
+    result evicted for room is computed again from it (``result_by_key``). ``before_compute`` is
+    called once before the model runs for a text that is not cached (e.g. a rate limit that
+    raises); a cached text never calls it.
+    """
     settings = get_settings()
     model_id = check_allowed(model_id)
     text = validate_text(text, settings.max_chars, what="text")
@@ -145,17 +103,47 @@ def extract_attention(text: str, model_id: str | None = None, text_pair: str | N
     key = cache_key(model_id, text, text_pair)
     hit = cache.lookup(key)
     if hit is not None:
-        return hit
+        return key, hit
 
     def compute() -> AttentionResult:
         again = cache.lookup(key)
         if again is not None:
             return again
+        if before_compute is not None:
+            before_compute()
         result = run_extraction(text, model_id, text_pair)
+        recipe = json.dumps({"text": text, "text_pair": text_pair, "model_id": model_id}, ensure_ascii=False)
+        cache.store(_recipe_key(key), recipe, len(recipe) * 4)
         cache.store(key, result, result.nbytes)
         return result
 
-    return _flight.run(key, compute)
+    return key, _flight.run(key, compute)
+
+
+def result_by_key(key: object) -> tuple[str, AttentionResult] | None:
+    """The result a key names, and its key now: from the cache, or computed again from the recipe the
+    server kept when the result itself was evicted (then the key changes if the model's files did).
+    ``None`` when neither is left (or ``key`` is not a key): the person has to analyse again.
+    Never raises for a bad key; never re-validates text the browser sent (there is none).
+    """
+    if not is_result_key(key):
+        return None
+    hit = cache.lookup(key)
+    if hit is not None:
+        return key, hit
+    raw = cache.lookup(_recipe_key(key))
+    try:
+        recipe = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        recipe = None
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("text"), str):
+        return None
+    pair = recipe.get("text_pair")
+    try:
+        return analyse(recipe["text"], str(recipe.get("model_id") or ""), pair if isinstance(pair, str) else None)
+    except AttentionExplorerError as exc:  # e.g. the model is no longer offered
+        log.info("result %s could not be computed again: %s", key, exc)
+        return None
 
 
 def run_extraction(text: str, model_id: str, text_pair: str | None) -> AttentionResult:
@@ -166,90 +154,3 @@ def run_extraction(text: str, model_id: str, text_pair: str | None) -> Attention
 
         return run_in_worker(text, model_id, text_pair)
     return run_local(text, model_id, text_pair)
-
-
-def run_local(text: str, model_id: str, text_pair: str | None) -> AttentionResult:
-    """The forward pass in this process, bounded to ``max_concurrent_forward`` at once."""
-    loaded = get_model(model_id)
-    limit = effective_token_limit(loaded.token_limit)
-    with _forward_semaphore():
-        return _compute(loaded, text, text_pair, limit)
-
-
-def _looks_causal(att: np.ndarray) -> bool:
-    """True when no query sees a later key. The first query's row settles most encoders at once."""
-    if att.shape[-1] < 2 or np.any(att[..., 0, 1:]):
-        return False
-    return not np.any(np.triu(np.ones(att.shape[-2:], dtype=bool), k=1) & (att != 0))
-
-
-def _encode(tokenizer, text: str, text_pair: str | None, max_length: int | None):
-    """Tokenizer output as tensors, with the special-token mask (and offsets for fast tokenizers)."""
-    return tokenizer(
-        text, text_pair,
-        add_special_tokens=True,
-        truncation="longest_first" if max_length else False,
-        max_length=max_length,
-        return_tensors="pt",
-        return_special_tokens_mask=True,
-        return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)),
-        verbose=False,
-    )
-
-
-def _compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int) -> AttentionResult:
-    import torch
-
-    tokenizer = loaded.tokenizer
-    enc = _encode(tokenizer, text, text_pair, None)
-    full_len = int(enc["input_ids"].shape[1])
-    truncated = full_len > limit
-    if truncated:  # only then a second pass, cut to the limit
-        enc = _encode(tokenizer, text, text_pair, limit)
-    if enc["input_ids"].shape[1] == 0:
-        raise AttentionExplorerError("The model's tokenizer turned this text into no tokens at all.")
-    special = enc.pop("special_tokens_mask")[0].numpy().astype(bool)
-    offsets_t = enc.pop("offset_mapping", None)
-    inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-    with torch.inference_mode():
-        output = loaded.model(**inputs, output_attentions=True, return_dict=True)
-    attentions = getattr(output, "attentions", None)
-    if not attentions or attentions[0] is None:
-        raise AttentionExplorerError(f"Model “{loaded.model_id}” returned no attention weights.")
-    # One copy straight into float16 (numpy's float32 -> float16 cast is ~25 ns a value here).
-    stored = np.empty((len(attentions),) + tuple(attentions[0].shape[1:]), dtype=np.float16)
-    for layer, att in enumerate(attentions):
-        torch.from_numpy(stored[layer]).copy_(att[0])
-
-    ids = enc["input_ids"][0].tolist()
-    tokens = tokenizer.convert_ids_to_tokens(ids)
-    try:
-        word_ids = enc.word_ids(0)
-        segment_ids = enc.sequence_ids(0)
-    except (ValueError, AttributeError):  # slow tokenizers have no alignment
-        word_ids = [None] * len(special)  # transforms.word_groups then merges by "##" / "Ġ" markers
-        segment_ids = [None if s else 0 for s in special]
-    unk_id = tokenizer.unk_token_id
-    content = ~special
-    unknown_count = int(sum(1 for i, c in zip(ids, content) if c and unk_id is not None and i == unk_id))
-    content_count = int(content.sum())
-    is_causal = loaded.is_causal or _looks_causal(stored)
-    offsets = [tuple(map(int, o)) for o in offsets_t[0].tolist()] if offsets_t is not None else []
-    return AttentionResult(
-        tokens=list(tokens),
-        attentions=stored,
-        model_id=loaded.model_id,
-        truncated=truncated,
-        special_mask=special,
-        word_ids=list(word_ids),
-        segment_ids=list(segment_ids),
-        is_causal=bool(is_causal),
-        unknown_share=(unknown_count / content_count) if content_count else 0.0,
-        unknown_count=unknown_count,
-        token_count_before_truncation=full_len,
-        token_limit=limit,
-        text=text,
-        text_pair=text_pair,
-        offsets=offsets,
-        unk_token=str(tokenizer.unk_token or ""),
-    )

@@ -15,7 +15,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .transforms import as_float32, display_token, is_punctuation
+from .matrices import as_float32
+from .tokens import display_token, is_punctuation
 
 METRICS = ("entropy", "distance", "local", "self", "previous", "next", "delimiter")
 

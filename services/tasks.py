@@ -27,6 +27,9 @@ from celery.signals import worker_init
 
 from .config import Settings, get_settings
 from .errors import AttentionExplorerError
+from .forward import run_local
+from .models import check_allowed
+from .validation import validate_text
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +84,6 @@ def make_celery(broker_url: str) -> Celery:
 
 def extract_task(text: str, model_id: str, text_pair: str | None = None):
     """The worker side: the same checks as the web process, then the in-process forward pass."""
-    from .extraction import run_local
-    from .models import check_allowed
-    from .validation import validate_text
-
     settings = get_settings()
     model_id = check_allowed(model_id)
     text = validate_text(text, settings.max_chars, what="text")

@@ -17,8 +17,9 @@ from functools import cached_property
 
 import numpy as np
 
-from .extraction import AttentionResult
-from .transforms import display_token, hide_special, merge_subwords, rollout, word_groups
+from .forward import AttentionResult
+from .matrices import hide_special, merge_subwords, rollout
+from .tokens import display_token, word_groups
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class View:
         if self._groups is not None:
             att = merge_subwords(att, self._groups[0])
         if self.options.hide_special and len(self.kept) < att.shape[-1]:
-            att, _ = hide_special(att, self._unit_special)
+            att, _ = hide_special(att, self._unit_special, causal=self.result.is_causal)
         return np.asarray(att, dtype=np.float32)
 
     @cached_property

@@ -10,7 +10,7 @@ from dash.exceptions import PreventUpdate
 from callbacks import analyze, arcs, head_grid, head_heatmap, inputs, navigation
 from components import ids
 from components.layout import EXAMPLES
-from services import extract_attention, extraction
+from services import extract_attention, extraction, forward
 from tests.test_figures import decode
 
 SENTENCE = "The cat sat on the mat because it was tired."
@@ -76,7 +76,7 @@ def test_warnings_for_unknown_tokens_and_truncation(settings, default_model, tin
 
 def test_grid_slices_the_cache_and_never_reruns_the_model(settings, default_model, monkeypatch):
     request, *_ = run_analyze(SENTENCE)
-    monkeypatch.setattr(extraction, "_compute", lambda *a, **k: pytest.fail("model ran on a layer change"))
+    monkeypatch.setattr(forward, "compute", lambda *a, **k: pytest.fail("model ran on a layer change"))
     result = extract_attention(SENTENCE)
     for layer in (0, 4):
         fig = head_grid.render_grid(request, layer, ids.HEAD_ALL, "raw", [], ids.TAB_GRID)

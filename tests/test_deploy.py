@@ -24,7 +24,7 @@ import pytest
 from flask import Flask
 
 from services import AttentionExplorerError, ModelLoadError, ModelNotAllowedError, extract_attention
-from services import cache, config, extraction, models
+from services import cache, config, extraction, forward, models
 from services.config import Settings
 
 from .servers import (
@@ -98,7 +98,7 @@ def redis_cache(settings, redis_server, monkeypatch):
 def compute_calls(monkeypatch):
     """Counts forward passes in this process."""
     calls: list[str] = []
-    real = extraction._compute
+    real = forward.compute
     lock = threading.Lock()
 
     def counting(loaded, text, *args, **kwargs):
@@ -106,7 +106,7 @@ def compute_calls(monkeypatch):
             calls.append(text)
         return real(loaded, text, *args, **kwargs)
 
-    monkeypatch.setattr(extraction, "_compute", counting)
+    monkeypatch.setattr(forward, "compute", counting)
     return calls
 
 
@@ -135,7 +135,9 @@ def _same_result(a, b) -> None:
 
 def test_redis_cache_round_trip_skips_the_model(redis_cache, tiny_models, compute_calls):
     first = extract_attention(SENTENCE, tiny_models["bert"])
-    assert len(_redis_keys(redis_cache)) == 1  # stored in Redis, not only in this process
+    key = extraction.cache_key(tiny_models["bert"], SENTENCE, None)
+    # stored in Redis, not only in this process: the result and the recipe to compute it again
+    assert sorted(_redis_keys(redis_cache)) == sorted(f"attention-explorer:{k}".encode() for k in (key, "recipe-" + key))
     cache.clear_local()
     second = extract_attention(SENTENCE, tiny_models["bert"])
     assert compute_calls == [SENTENCE]
@@ -169,7 +171,7 @@ def test_redis_killed_mid_test_then_restarted(redis_cache, redis_factory, tiny_m
     with caplog.at_level(logging.INFO, logger="services.cache"):
         extract_attention("a dog and a cat", bert)
     assert "reachable again" in caplog.text
-    assert len(_redis_keys(restarted)) == 1  # the new result went to the restarted Redis
+    assert len(_redis_keys(restarted)) == 2  # the new result (and its recipe) went to the restarted Redis
     cache.clear_local()
     again = extract_attention("a dog and a cat", bert)
     assert compute_calls.count("a dog and a cat") == 1  # ... and came back from it
@@ -190,12 +192,12 @@ def test_redis_url_from_the_environment_selects_redis(monkeypatch):
 
 _CHILD = textwrap.dedent("""
     import json, sys
-    from services import extract_attention, extraction
+    from services import extract_attention, forward
 
     def refuse(*args, **kwargs):
         raise RuntimeError("the model ran in the child process")
 
-    extraction._compute = refuse  # a hit must come from the shared cache directory
+    forward.compute = refuse  # a hit must come from the shared cache directory
     result = extract_attention(sys.argv[1], sys.argv[2])
     print(json.dumps({"tokens": result.tokens, "attentions": result.attentions.astype("float32").tolist()}))
 """)
@@ -278,14 +280,14 @@ def via_celery(settings, celery_stack):
 
 def _local(text, model, pair=None):
     """The in-process path, whatever the settings say."""
-    return extraction.run_local(text, model, pair)
+    return forward.run_local(text, model, pair)
 
 
 @pytest.mark.parametrize("kind,pair", [("bert", None), ("bert", "The dog ran in the park."), ("gpt2", None)])
 def test_celery_worker_returns_the_same_attention(via_celery, tiny_models, monkeypatch, kind, pair):
     model = tiny_models[kind]
     expected = _local(SENTENCE, model, pair)
-    monkeypatch.setattr(extraction, "_compute", lambda *a, **k: pytest.fail("the model ran in the web process"))
+    monkeypatch.setattr(forward, "compute", lambda *a, **k: pytest.fail("the model ran in the web process"))
     remote = extract_attention(SENTENCE, model, pair)
     _same_result(remote, expected)
     worker = via_celery["worker"]
@@ -343,7 +345,7 @@ def test_celery_recovers_when_its_redis_restarts(settings, redis_factory, tiny_m
         worker.start()
         _bind(celery_broker_url=broker, cache_type="simple")
         monkeypatch.setenv("ATTN_CELERY_TIMEOUT", "20")
-        monkeypatch.setattr(extraction, "_compute", lambda *a, **k: pytest.fail("the model ran in the web process"))
+        monkeypatch.setattr(forward, "compute", lambda *a, **k: pytest.fail("the model ran in the web process"))
         assert extract_attention("the cat sat", tiny_models["bert"]).seq_len == 5
 
         redis_server.kill()

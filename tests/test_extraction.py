@@ -14,6 +14,7 @@ from services import (
     analysis,
     extract_attention,
     extraction,
+    forward,
     models,
 )
 from services.config import DEFAULT_MODEL_ID
@@ -58,13 +59,13 @@ def test_causal_model_upper_triangle_is_zero(settings, tiny_models):
 
 def test_second_call_does_not_run_the_model(settings, tiny_models, monkeypatch):
     calls = []
-    real = extraction._compute
+    real = forward.compute
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(extraction, "_compute", counting)
+    monkeypatch.setattr(forward, "compute", counting)
     first = extract_attention("The dog ran in the park.", tiny_models["bert"])
     second = extract_attention("The dog ran in the park.", tiny_models["bert"])
     assert len(calls) == 1
@@ -79,7 +80,7 @@ def test_shared_cache_hit_without_local_memo(settings, tiny_models, monkeypatch)
 
     extract_attention("a cat and a dog", tiny_models["bert"])
     cache.clear_local()
-    monkeypatch.setattr(extraction, "_compute", lambda *a, **k: pytest.fail("model ran on a cache hit"))
+    monkeypatch.setattr(forward, "compute", lambda *a, **k: pytest.fail("model ran on a cache hit"))
     assert extract_attention("a cat and a dog", tiny_models["bert"]).tokens[1] == "a"
 
 
@@ -155,13 +156,13 @@ def test_default_model_real_weights(settings, default_model):
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t  \n", None, "\x00\x01\x02"])
 def test_empty_text_is_refused_before_the_model_runs(settings, tiny_models, monkeypatch, text):
-    monkeypatch.setattr(extraction, "get_model", lambda *_: pytest.fail("model loaded"))
+    monkeypatch.setattr(forward, "get_model", lambda *_: pytest.fail("model loaded"))
     with pytest.raises(InputError, match="empty"):
         extract_attention(text, tiny_models["bert"])
 
 
 def test_over_long_text_is_refused(settings, tiny_models, monkeypatch):
-    monkeypatch.setattr(extraction, "get_model", lambda *_: pytest.fail("model loaded"))
+    monkeypatch.setattr(forward, "get_model", lambda *_: pytest.fail("model loaded"))
     with pytest.raises(InputError, match="5,001 characters; the limit is 5,000"):
         extract_attention("a" * 5001, tiny_models["bert"])
     with pytest.raises(InputError, match="second sentence"):
@@ -233,7 +234,7 @@ def test_same_new_text_from_many_threads_runs_the_model_once(settings, tiny_mode
 
     models.get_model(tiny_models["bert"])
     calls = []
-    real = extraction._compute
+    real = forward.compute
     lock = threading.Lock()
 
     def slow(*args, **kwargs):
@@ -242,7 +243,7 @@ def test_same_new_text_from_many_threads_runs_the_model_once(settings, tiny_mode
         time.sleep(0.3)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(extraction, "_compute", slow)
+    monkeypatch.setattr(forward, "compute", slow)
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: extract_attention("the cat ran", tiny_models["bert"]), range(8)))
     assert len(calls) == 1
@@ -274,5 +275,5 @@ def test_large_results_reach_the_shared_cache_in_the_background(settings, tiny_m
     extract_attention("the cat sat on a mat", tiny_models["bert"])
     cache.flush()
     cache.clear_local()
-    monkeypatch.setattr(extraction, "_compute", lambda *a, **k: pytest.fail("model ran on a cache hit"))
+    monkeypatch.setattr(forward, "compute", lambda *a, **k: pytest.fail("model ran on a cache hit"))
     assert extract_attention("the cat sat on a mat", tiny_models["bert"]).seq_len == 8

@@ -8,15 +8,8 @@ import numpy as np
 import pytest
 
 from services import analysis, extract_attention
-from services.transforms import (
-    as_float32,
-    attended_by,
-    display_token,
-    hide_special,
-    merge_subwords,
-    rollout,
-    word_groups,
-)
+from services.matrices import as_float32, attended_by, hide_special, merge_subwords, rollout
+from services.tokens import display_token, word_groups
 
 SENTENCE = "The cat sat on the mat because it was tired."
 
