@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any
 
 from dash import Dash
 from flask import jsonify
 
 from callbacks import register_callbacks
+from callbacks.analyze import first_page
+from callbacks.protocol import harden
 from components.layout import create_layout
 from services import cache
-from services.config import Settings, configure
+from services.config import Settings, configure, get_settings
 from services.health import health_report
 
 log = logging.getLogger(__name__)
@@ -33,11 +36,14 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Dash:
     app = Dash(
         __name__,
         title="Attention Explorer",
-        # Bootstrap (Bootswatch Flatly, MIT) is served from assets/: no CDN, so it works offline.
+        # Bootstrap (Bootswatch Flatly, MIT) and plotly.js's cartesian bundle (MIT: every trace type
+        # the views draw, a third of the full bundle) are served from assets/: no CDN, works offline.
         update_title=None,
+        compress=True,  # flask-compress: gzip/brotli for the page, scripts and callback responses
     )
+    harden(app)
     cache.init_cache(app.server, settings)
-    app.layout = lambda: create_layout(settings)
+    app.layout = lambda: create_layout(settings, first_page(settings))
     register_callbacks(app)
 
     @app.server.get("/healthz")
@@ -50,6 +56,23 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Dash:
 app = create_app()
 server = app.server
 
+def warm_up(settings: Settings | None = None) -> threading.Thread:
+    """Loads the default model and draws the first page in the background, so the first visitor does
+    not wait for it (the server listens meanwhile; a request that needs the model waits for it)."""
+    settings = settings or get_settings()
+
+    def run() -> None:
+        try:
+            first_page(settings)
+        except Exception as exc:  # noqa: BLE001 - a failed warm-up only means a slower first page
+            log.warning("warm-up failed: %s", exc)
+
+    thread = threading.Thread(target=run, name="attention-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    warm_up()
     app.run(host=os.environ.get("ATTN_HOST", "127.0.0.1"), port=int(os.environ.get("ATTN_PORT", "8050")), debug=False)

@@ -1,12 +1,18 @@
-"""Thin wiring: inputs -> services -> components. One module a feature; bodies are plain functions."""
+"""Thin wiring: the browser's values are parsed once (``boundary``), then services, then components.
+
+- ``analyze``: a new text or model (the one callback that runs the model);
+- ``router``: the one callback that draws the open view (one module a view: ``head_grid``,
+  ``head_heatmap``, ``arcs``, ``overview``, ``atlas``, ``token_focus``);
+- ``clientside``: hovers, clicks and toggles handled in the browser (assets/clientside.js).
+"""
 
 from __future__ import annotations
 
 from dash import Dash
 
-from . import analyze, arcs, atlas, head_grid, head_heatmap, inputs, navigation, overview, token_focus
+from . import analyze, clientside, router
 
 
 def register_callbacks(app: Dash) -> None:
-    for module in (inputs, analyze, head_grid, head_heatmap, arcs, overview, atlas, token_focus, navigation):
+    for module in (analyze, router, clientside):
         module.register(app)

@@ -1,17 +1,52 @@
-"""Analyze: runs the model on new text (or a new model) and adapts the controls to the model."""
+"""Analyze: runs the model on a new text (the button, Ctrl+Enter, an example, another model), keeps a
+handle to the result in the page and fits the controls to the model. The open view is then drawn by
+the router (one more request: two per analysis)."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from dash import Dash, Input, Output, State, no_update
+from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 
 from components import ids
-from components.layout import head_options
+from components.layout import EXAMPLES, head_options
 from components.status import error_alert, status_children
-from services import AttentionExplorerError, AttentionResult, extract_attention
+from services import AttentionExplorerError
+from services.extraction import analyse
+from services.forward import AttentionResult
+
+from . import boundary
+from .boundary import Handle
+from .common import message_for
+from .router import handle_of
 
 log = logging.getLogger(__name__)
+
+OUTPUTS = {
+    "handle": Output(ids.HANDLE, "data"),
+    "status": Output(ids.STATUS, "children"),
+    "layer_max": Output(ids.LAYER, "max"),
+    "layer_marks": Output(ids.LAYER, "marks"),
+    "layer": Output(ids.LAYER, "value"),
+    "head_options": Output(ids.HEAD, "options"),
+    "head": Output(ids.HEAD, "value"),
+    "arc_focus": Output(ids.ARC_FOCUS, "data"),
+    "token": Output(ids.TOKEN, "data", allow_duplicate=True),
+    "text": Output(ids.TEXT, "value"),
+    "pair": Output(ids.TEXT_PAIR, "value"),
+    "pair_open": Output(ids.PAIR_COLLAPSE, "is_open"),
+}
+INPUTS = {
+    "clicks": Input(ids.ANALYZE, "n_clicks"),
+    "model": Input(ids.MODEL, "value"),
+    "examples": Input({"type": ids.EXAMPLE, "index": ALL}, "n_clicks"),
+    "text": State(ids.TEXT, "value"),
+    "pair": State(ids.TEXT_PAIR, "value"),
+    "layer": State(ids.LAYER, "value"),
+    "head": State(ids.HEAD, "value"),
+    "current": State(ids.HANDLE, "data"),
+}
 
 
 def summarise(result: AttentionResult) -> dict:
@@ -24,31 +59,83 @@ def summarise(result: AttentionResult) -> dict:
     }
 
 
-def analyze(_n_clicks, model_id, text, text_pair, layer, head):
-    """Outputs: request, status, layer max, layer marks, layer value, head options, head value, arc focus."""
+def controls_for(result: AttentionResult, layer: Any, head: Any) -> dict:
+    """The layer slider and head selector fitted to the model, keeping the choices that still exist."""
+    layers, heads = result.num_layers, result.num_heads
+    return {
+        "layer_max": layers - 1,
+        "layer_marks": {i: str(i) for i in range(layers)},
+        "layer": boundary.whole(layer, 0, layers - 1, 0),
+        "head_options": head_options(heads),
+        "head": boundary.Head.parse(head, heads).value,
+    }
+
+
+def _failed(message: str, title: str, current: Any) -> dict:
+    """The person's text stays in the box and the previous analysis stays on screen; the alert says why."""
+    out = {name: no_update for name in OUTPUTS}
+    children = [error_alert(title, message)]
+    if Handle.parse(current) is not None:
+        children.append(html.Div("The views still show the previous analysis.", className="small text-muted"))
+    out["status"] = children
+    return out
+
+
+def analyze(values: dict[str, Any], example: Any = None) -> dict:
+    """Outputs by name. ``values`` are the browser's, by input name; ``example`` is the index of the
+    example button pressed (None for Analyze, Ctrl+Enter or a model change)."""
+    out = {name: no_update for name in OUTPUTS}
+    if example is not None:
+        index = boundary.optional_index(example, len(EXAMPLES))
+        if index is None:
+            return out
+        chosen = EXAMPLES[index]
+        values = {**values, "text": chosen["text"], "pair": chosen["pair"]}
+        out.update(text=chosen["text"], pair=chosen["pair"], pair_open=bool(chosen["pair"]))
     try:
-        result = extract_attention(text, model_id, text_pair or None)
+        text = boundary.text(values.get("text"))
+        pair = boundary.text(values.get("pair"), "second sentence")
+        key, result = analyse(text, boundary.model_id(values.get("model")), pair or None)
+    except boundary.TextRefused as exc:
+        return _failed(str(exc), "Check the text", values.get("current"))
     except AttentionExplorerError as exc:
-        return (None, error_alert(exc.title, str(exc))) + (no_update,) * 5 + (None,)
+        return _failed(str(exc), exc.title, values.get("current"))
     except Exception:  # noqa: BLE001 - never a traceback in the page
         log.exception("analysis failed")
-        return (None, error_alert("Something went wrong",
-                                  "The analysis failed unexpectedly. Try again, or another text or model.")
-                ) + (no_update,) * 5 + (None,)
-    request = {"text": result.text, "text_pair": result.text_pair, "model_id": result.model_id}
-    layers, heads = result.num_layers, result.num_heads
-    layer = min(int(layer or 0), layers - 1)
-    valid_heads = {ids.HEAD_ALL, ids.HEAD_MEAN, *map(str, range(heads))}
-    head = head if head in valid_heads else ids.HEAD_ALL
-    marks = {i: str(i) for i in range(layers)}
-    return (request, status_children(summarise(result)), layers - 1, marks, layer, head_options(heads), head, None)
+        return _failed("The analysis failed unexpectedly. Try again, or another text or model.",
+                       "Something went wrong", values.get("current"))
+    out.update(controls_for(result, values.get("layer"), values.get("head")))
+    out.update(handle=handle_of(key, result).to_client(), status=status_children(summarise(result)),
+               arc_focus=None, token=None)
+    return out
 
 
 def register(app: Dash) -> None:
-    app.callback(
-        Output(ids.REQUEST, "data"), Output(ids.STATUS, "children"),
-        Output(ids.LAYER, "max"), Output(ids.LAYER, "marks"), Output(ids.LAYER, "value"),
-        Output(ids.HEAD, "options"), Output(ids.HEAD, "value"), Output(ids.ARC_FOCUS, "data"),
-        Input(ids.ANALYZE, "n_clicks"), Input(ids.MODEL, "value"),
-        State(ids.TEXT, "value"), State(ids.TEXT_PAIR, "value"), State(ids.LAYER, "value"), State(ids.HEAD, "value"),
-    )(analyze)
+    def callback(**values):
+        trigger = ctx.triggered_id
+        example = trigger.get("index") if isinstance(trigger, dict) else None
+        if isinstance(trigger, dict) and not any(n for n in (values.get("examples") or []) if n):
+            return {name: no_update for name in OUTPUTS}  # buttons (re)created, none pressed
+        return analyze(values, example)
+
+    app.callback(output=OUTPUTS, inputs=INPUTS, prevent_initial_call=True)(callback)
+
+
+def first_page(settings) -> dict:
+    """What the page shows before any request: the first example analysed with the default model, its
+    head grid drawn (the layout embeds it, so a new visitor's page needs no callback to show it).
+    ``{}`` when that fails: the page then starts empty and says why in the status area."""
+    from .router import route
+
+    try:
+        key, result = analyse(EXAMPLES[0]["text"], settings.default_model)
+    except Exception as exc:  # noqa: BLE001 - the page must load whatever happens
+        log.warning("the first page's analysis failed: %s", exc)
+        title = exc.title if isinstance(exc, AttentionExplorerError) else "Something went wrong"
+        return {"status": [error_alert(title, message_for(exc))]}
+    handle = handle_of(key, result).to_client()
+    page = {**controls_for(result, 0, ids.HEAD_ALL), "handle": handle, "status": status_children(summarise(result))}
+    page.update({k: v for k, v in route({"handle": handle, "tab": ids.TAB_GRID, "layer": 0, "head": ids.HEAD_ALL},
+                                        frozenset({"handle"})).items() if v is not no_update})
+    return page
+

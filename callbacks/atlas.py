@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import numpy as np
-from dash import Dash, Input, Output, html
-from dash.exceptions import PreventUpdate
+from dash import Output, html
 
 from components import ids
 from components.analysis_figures import atlas_map_figure
 from components.figures import empty_figure
 from components.layout import ATLAS_METRICS
 from services import heads
+from services.views import derived
 
-from .common import clamp_layer, error_figure, load, parse_head
+from .boundary import ViewState
+
+OUTPUTS = {"atlas_map": Output(ids.ATLAS_MAP, "figure"), "atlas_table": Output(ids.ATLAS_TABLE, "data"),
+           "atlas_legend": Output(ids.ATLAS_LEGEND, "children")}
+DEPENDS = frozenset({"handle", "layer", "head", "tab", "metric", "window"})  # raw attention: no mode, no switches
 
 _TITLES = dict(ATLAS_METRICS)
 _BOUNDED = {"entropy", "local", "self", "previous", "next", "delimiter"}  # 0..1
 
 
-def atlas_data(result, window: int):
-    """(metrics, labels, table rows) on the raw attention of the result."""
+def atlas_data(result, window: int, key: str | None = None):
+    """(metrics, labels, table rows) on the raw attention of the result; remembered by cache key and
+    window, so changing the metric or the selected head does not measure again."""
+    return derived.get((key, "atlas", window), lambda: _measure(result, window))
+
+
+def _measure(result, window: int):
     metrics = heads.head_metrics(result.attentions, heads.delimiter_mask(result.tokens, result.special_mask),
-                                 window=int(window or 3), causal=result.is_causal)
+                                 window=window, causal=result.is_causal)
     labels = heads.head_labels(metrics)
     rows = heads.metric_table(metrics, labels)
     for row in rows:
@@ -37,28 +46,16 @@ def legend(labels) -> list:
             for i in order]
 
 
-def render_atlas(request, metric, window, layer, head, active_tab):
-    """Outputs: map figure, table rows, legend."""
-    if active_tab != ids.TAB_ATLAS:
-        raise PreventUpdate
-    try:
-        result = load(request)
-        if result is None:
-            return empty_figure(), [], []
-        metric = metric if metric in _TITLES else "entropy"
-        metrics, labels, rows = atlas_data(result, window)
-        layer, head = clamp_layer(result, layer), parse_head(result, head)
-        figure = atlas_map_figure(metrics[metric], labels, metric, _TITLES[metric],
-                                  zmax=1.0 if metric in _BOUNDED else None,
-                                  selected=(layer, head) if isinstance(head, int) else None)
-        return figure, rows, legend(labels)
-    except Exception as exc:  # noqa: BLE001 - never a traceback
-        return error_figure(exc), [], []
+def placeholder(message: str) -> dict:
+    return {"atlas_map": empty_figure(message), "atlas_table": [], "atlas_legend": []}
 
 
-def register(app: Dash) -> None:
-    app.callback(
-        Output(ids.ATLAS_MAP, "figure"), Output(ids.ATLAS_TABLE, "data"), Output(ids.ATLAS_LEGEND, "children"),
-        Input(ids.REQUEST, "data"), Input(ids.ATLAS_METRIC, "value"), Input(ids.ATLAS_WINDOW, "value"),
-        Input(ids.LAYER, "value"), Input(ids.HEAD, "value"), Input(ids.TABS, "active_tab"),
-    )(render_atlas)
+def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
+    metrics, labels, rows = atlas_data(view.result, state.window, view.key)
+    selected = (state.layer, state.head.number) if state.head.number is not None else None
+    figure = atlas_map_figure(metrics[state.metric], labels, state.metric, _TITLES[state.metric],
+                              zmax=1.0 if state.metric in _BOUNDED else None, selected=selected)
+    out = {"atlas_map": figure}
+    if triggered & {"handle", "tab", "window"}:  # the table and legend change only with the measurements
+        out.update(atlas_table=rows, atlas_legend=legend(labels))
+    return out

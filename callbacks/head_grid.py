@@ -2,37 +2,40 @@
 
 from __future__ import annotations
 
-from dash import ClientsideFunction, Dash, Input, Output, State
+from dash import Output, Patch
 
 from components import ids
-from components.figures import empty_figure, head_grid_figure
+from components.figures import empty_figure, grid_geometry, grid_selection, head_grid_figure
 
-from .common import clamp_layer, make_view, parse_head, tab_figure, view_inputs
+from .boundary import ViewState
+
+OUTPUTS = {"grid": Output(ids.HEAD_GRID, "figure")}
+# What the grid depends on; a change of anything else leaves it as it is.
+DEPENDS = frozenset({"handle", "layer", "head", "mode", "switches", "tab"})
 
 
-def _render(request, layer, head, mode, switches) -> dict:
-    view = make_view(request, mode, switches)
-    if view is None:
-        return empty_figure()
-    layer = clamp_layer(view.result, layer)
+def placeholder(message: str) -> dict:
+    return {"grid": empty_figure(message)}
+
+
+def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     note = view.options.note or None
     if view.options.rollout:
         layers = view.result.num_layers
-        return head_grid_figure(view.rollout_layers(), view.labels, layer, selected=layer, tile="layer",
-                                title=f"Rollout through each of the {layers} layers (heads averaged)", note=note)
-    selected = parse_head(view.result, head)
-    return head_grid_figure(view.layer(layer), view.labels, layer,
-                            selected=selected if isinstance(selected, int) else None, note=note)
+        return {"grid": head_grid_figure(view.rollout_layers(), view.labels, state.layer, selected=state.layer,
+                                         tile="layer", note=note,
+                                         title=f"Rollout through each of the {layers} layers (heads averaged)")}
+    if triggered == {"head"}:
+        # Only the chosen head changed and the grid already shows this layer: move the outline.
+        return {"grid": selection_patch(view.result.num_heads, view.result.seq_len, state.head.number)}
+    return {"grid": head_grid_figure(view.layer(state.layer), view.labels, state.layer,
+                                     selected=state.head.number, note=note)}
 
 
-def render_grid(request, layer, head, mode, switches, active_tab):
-    return tab_figure(ids.TAB_GRID, active_tab, _render, request, layer, head, mode, switches)
-
-
-def register(app: Dash) -> None:
-    app.callback(Output(ids.HEAD_GRID, "figure"), *view_inputs())(render_grid)
-    app.clientside_callback(
-        ClientsideFunction(namespace="attention", function_name="tileHover"),
-        Output(ids.GRID_TOOLTIP, "show"), Output(ids.GRID_TOOLTIP, "bbox"), Output(ids.GRID_TOOLTIP, "children"),
-        Input(ids.HEAD_GRID, "hoverData"), State(ids.HEAD_GRID, "figure"),
-    )
+def selection_patch(n_heads: int, seq: int, selected: int | None) -> Patch:
+    """The head-grid figure's tile titles and outline for a new selection, as a ``Patch``."""
+    annotations, shapes = grid_selection(grid_geometry(n_heads, seq), selected)
+    patch = Patch()
+    patch["layout"]["annotations"] = annotations
+    patch["layout"]["shapes"] = shapes
+    return patch

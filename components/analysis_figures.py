@@ -3,39 +3,24 @@
 from __future__ import annotations
 
 import numpy as np
-from plotly.colors import sequential
-
-from .figures import _base_layout, max_pool, safe_label, to_uint8, typed_array, unique_labels
+from . import images
+from .figures import _base_layout, colorbar_trace, max_pool, note_span, safe_label, typed_array, unique_labels
 
 OVERVIEW_CELLS = 32  # each layer x head map is max-pooled to at most this many cells a side
 
 
-def _viridis_with_gap_colour(gap: str = "#ffffff") -> list:
-    """Viridis over 1..255, with 0 reserved for the white gaps between tiles."""
-    colours = sequential.Viridis
-    scale = [[0.0, gap], [0.5 / 255, gap]]
-    for i, colour in enumerate(colours):
-        scale.append([1 / 255 + (254 / 255) * i / (len(colours) - 1), colour])
-    return scale
-
-
 def overview_figure(attentions: np.ndarray, *, selected: tuple[int, int] | None = None, note: str = "") -> dict:
-    """Every layer x head map in one tiled heatmap: rows = layers, columns = heads.
+    """Every layer x head map as tiles of ONE palette image: rows = layers, columns = heads.
 
-    ``attentions`` is ``(layers, heads, n, n)`` in [0, 1]. One trace, one byte a cell; each map is
-    max-pooled to at most ``OVERVIEW_CELLS`` a side and tiles are separated by a one-cell white gap.
-    A click's (x, y) cell gives the head (x // stride) and layer (y // stride), with
-    ``stride = layout.meta.stride``.
+    ``attentions`` is ``(layers, heads, n, n)`` in [0, 1]. Each map is max-pooled to at most
+    ``OVERVIEW_CELLS`` a side; tiles are separated by a one-cell gap. A click's (x, y) cell gives the
+    head ``x // stride`` and layer ``y // stride``, with ``stride = layout.meta.stride``.
     """
     layers, heads = attentions.shape[:2]
     pooled, block = max_pool(attentions, OVERVIEW_CELLS)
     cells = pooled.shape[-1]
-    stride = cells + 1
-    z = np.zeros((layers * stride - 1, heads * stride - 1), dtype=np.uint8)
-    values = np.maximum(to_uint8(pooled), 1)  # 0 is the gap colour
-    for layer in range(layers):
-        for head in range(heads):
-            z[layer * stride:layer * stride + cells, head * stride:head * stride + cells] = values[layer, head]
+    levels = images.to_levels(pooled.reshape((layers * heads,) + pooled.shape[-2:]))
+    image, stride, _ = images.tile(levels, heads, gap=1)
     centres = [i * stride + (cells - 1) / 2 for i in range(max(layers, heads))]
     shapes = []
     if selected is not None:
@@ -43,28 +28,26 @@ def overview_figure(attentions: np.ndarray, *, selected: tuple[int, int] | None 
         shapes.append({"type": "rect", "x0": head * stride - 0.5, "x1": head * stride + cells - 0.5,
                        "y0": layer * stride - 0.5, "y1": layer * stride + cells - 0.5,
                        "line": {"color": "#e4572e", "width": 3}})
-    title = "All layers × heads" + (f" <span style='font-size:12px;color:#6c757d'>{safe_label(note)}</span>" if note else "")
-    width_cells, height_cells = z.shape[1], z.shape[0]
+    width_cells, height_cells = image.shape[1], image.shape[0]
     height = int(min(900, max(320, 60 + 760 * height_cells / max(width_cells, 1))))
     return {
-        "data": [{
-            "type": "heatmap", "z": typed_array(z), "zmin": 0, "zmax": 255,
-            "colorscale": _viridis_with_gap_colour(), "hoverinfo": "none",
-            "colorbar": {"title": {"text": "attention weight", "side": "right"}, "thickness": 14,
-                         "tickvals": [1, 64, 128, 191, 255], "ticktext": ["0", "0.25", "0.5", "0.75", "1"]},
-        }],
+        "data": [{"type": "image", "source": images.png_data_uri(image), "x0": 0, "y0": 0, "dx": 1, "dy": 1,
+                  "hoverinfo": "none", "name": "attention"}, colorbar_trace()],
         "layout": _base_layout(
-            title={"text": title, "x": 0.01, "xanchor": "left"}, height=height,
-            margin={"l": 70, "r": 20, "t": 60, "b": 50},
+            title={"text": "All layers × heads" + note_span(note), "x": 0.01, "xanchor": "left"}, height=height,
+            margin={"l": 70, "r": 20, "t": 60, "b": 50}, hovermode="closest", dragmode=False,
             xaxis={"tickmode": "array", "tickvals": centres[:heads], "ticktext": [str(h) for h in range(heads)],
                    "title": {"text": "head"}, "showgrid": False, "zeroline": False, "side": "top",
-                   "range": [-0.5, width_cells - 0.5]},
+                   "range": [-0.5, width_cells - 0.5], "constrain": "domain", "fixedrange": True},
             yaxis={"tickmode": "array", "tickvals": centres[:layers], "ticktext": [str(l) for l in range(layers)],
-                   "title": {"text": "layer"}, "showgrid": False, "zeroline": False, "autorange": "reversed",
-                   "scaleanchor": "x"},
+                   "title": {"text": "layer"}, "showgrid": False, "zeroline": False,
+                   "range": [height_cells - 0.5, -0.5], "scaleanchor": "x", "constrain": "domain",
+                   "fixedrange": True},
+            xaxis2={"visible": False, "domain": [0.0, 0.001], "anchor": "y2"},
+            yaxis2={"visible": False, "domain": [0.0, 0.001], "anchor": "x2"},
             shapes=shapes,
             meta={"kind": "overview", "stride": stride, "cells": cells, "block": block, "layers": layers,
-                  "heads": heads},
+                  "heads": heads, **images.image_meta()},
         ),
     }
 

@@ -1,8 +1,9 @@
 """Figure builders: numpy in, Plotly figure (a plain dict) out.
 
-Figures are built as dicts, not ``go.Figure``: no validation on the hot path, and arrays go out as
-base64 typed arrays (``{"dtype", "bdata", "shape"}``), which plotly.js reads without parsing JSON
-numbers. The head grid sends uint8 (0-255 for weights 0-1): 1 byte a cell, one colour scale.
+Figures are built as dicts, not ``go.Figure``: no validation on the hot path. Attention maps go out as
+palette PNGs in one ``image`` trace (``components.images``: one byte a cell, the fastest thing plotly.js
+draws); other arrays as base64 typed arrays (``{"dtype", "bdata", "shape"}``), which plotly.js reads
+without parsing JSON numbers.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ import math
 
 import numpy as np
 
+from . import images
+
 VIRIDIS = "Viridis"
 GRID_COLS = 4
+GRID_TILE_PX = 190  # a grid tile on screen
+GRID_TITLE_PX = 22  # the band above each row of tiles, for their titles
 GRID_MAX_CELLS = 128  # larger tiles are max-pooled to at most this many cells a side
 LABEL_LIMIT_GRID = 24  # token labels on grid tiles up to this many tokens
 LABEL_LIMIT_HEATMAP = 120
@@ -77,6 +82,11 @@ def empty_figure(message: str = "Type a sentence and press Analyze.") -> dict:
     }
 
 
+def max_pool_cells(seq: int, max_cells: int = GRID_MAX_CELLS) -> int:
+    """How many cells a side ``max_pool`` leaves of ``seq`` tokens."""
+    return math.ceil(seq / max(1, math.ceil(seq / max_cells)))
+
+
 def max_pool(matrices: np.ndarray, max_cells: int = GRID_MAX_CELLS) -> tuple[np.ndarray, int]:
     """Block-max-pools the last two axes so neither exceeds ``max_cells``; returns (pooled, block size)."""
     seq = matrices.shape[-1]
@@ -100,112 +110,145 @@ def to_uint8(weights: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(weights, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _colorbar_0_to_1(scale: float) -> dict:
-    ticks = [0, 0.25, 0.5, 0.75, 1.0]
-    return {"title": {"text": "attention weight", "side": "right"}, "tickvals": [t * scale for t in ticks],
-            "ticktext": [f"{t:g}" for t in ticks], "len": 0.9, "thickness": 14}
+def note_span(note: str | None) -> str:
+    """A grey, smaller note after a title (escaped: notes can hold token text)."""
+    return f" <span style='font-size:12px;color:#6c757d'>{safe_label(note)}</span>" if note else ""
 
 
-def _tick_axis(labels: list[str], show: bool, **extra) -> dict:
-    axis = {"showgrid": False, "zeroline": False, "ticks": "", "fixedrange": False}
-    if show:
-        axis.update(tickmode="array", tickvals=list(range(len(labels))), ticktext=[safe_label(l) for l in labels])
-    else:
-        axis.update(showticklabels=False)
-    axis.update(extra)
-    return axis
+def colorbar_trace(title: str = "attention weight", vmax: float = 1.0) -> dict:
+    """An invisible two-cell heatmap on hidden axes whose only job is the colour bar of the image
+    beside it (image traces have none). Same colours as the image's palette."""
+    return {
+        "type": "heatmap", "z": [[0.0, vmax]], "xaxis": "x2", "yaxis": "y2", "opacity": 0,
+        "colorscale": images.colorscale(), "zmin": 0, "zmax": vmax, "hoverinfo": "skip",
+        "colorbar": {"title": {"text": title, "side": "right"}, "thickness": 14, "len": 0.9},
+    }
 
 
-def head_grid_figure(layer_att: np.ndarray, labels: list[str], layer: int, *, selected: int | None = None,
-                     heads: list[int] | None = None, title: str | None = None, note: str | None = None,
-                     tile: str = "head") -> dict:
-    """Every head of one layer as a small heatmap, four a row, one shared 0-1 colour scale.
+_HIDDEN_AXIS = {"visible": False, "domain": [0.0, 0.001], "fixedrange": True}
 
-    ``layer_att`` is ``(heads, seq, seq)`` in [0, 1]. Trace ``i`` is head ``heads[i]``, so a click's
-    ``curveNumber`` names the head. Hover text is drawn client-side from ``layout.meta`` (see
-    assets/clientside.js), keeping one byte a cell on the wire.
-    """
-    n_heads, seq = layer_att.shape[0], layer_att.shape[-1]
-    heads = heads if heads is not None else list(range(n_heads))
-    pooled, block = max_pool(layer_att)
-    z = to_uint8(pooled)
-    cells = z.shape[-1]
-    rows = math.ceil(n_heads / GRID_COLS)
-    show_labels = block == 1 and seq <= LABEL_LIMIT_GRID
-    # Rows laid out in pixels: a title band, the tile, and room for rotated token labels below it.
-    tile_px, title_px, label_px = 200, 26, (58 if show_labels else 8)
-    row_px = title_px + tile_px + label_px
-    plot_px = rows * row_px
-    gap_x = 0.035
-    tile_w = (1.0 - gap_x * (GRID_COLS - 1)) / GRID_COLS
-    tile_h = tile_px / plot_px
-    data, layout_axes, annotations, shapes = [], {}, [], []
-    for i, head in enumerate(heads):
-        r, c = divmod(i, GRID_COLS)
-        n = "" if i == 0 else str(i + 1)
-        x0 = c * (tile_w + gap_x)
-        y1 = 1.0 - (r * row_px + title_px) / plot_px
-        data.append({
-            "type": "heatmap", "z": typed_array(z[i]), "xaxis": f"x{n}", "yaxis": f"y{n}",
-            "coloraxis": "coloraxis", "hoverinfo": "none", "name": f"{tile} {head}",
-        })
-        layout_axes[f"xaxis{n}"] = _tick_axis(labels, show_labels, domain=[x0, x0 + tile_w], anchor=f"y{n}",
-                                              tickangle=-90, tickfont={"size": 8}, range=[-0.5, cells - 0.5])
-        layout_axes[f"yaxis{n}"] = _tick_axis(labels, show_labels and c == 0, domain=[y1 - tile_h, y1],
-                                              anchor=f"x{n}", autorange="reversed", tickfont={"size": 8})
-        is_selected = selected is not None and head == selected
+
+def _image_trace(indices: np.ndarray) -> dict:
+    return {"type": "image", "source": images.png_data_uri(indices), "x0": 0, "y0": 0, "dx": 1, "dy": 1,
+            "hoverinfo": "none", "name": "attention"}
+
+
+def _image_axes(width: int, height: int, xticks: tuple[list, list] | None, yticks: tuple[list, list] | None,
+                **extra) -> dict:
+    """x and y axes for an image of ``width`` x ``height`` cells: square cells, rows top to bottom."""
+    def axis(ticks, size, reverse, **more):
+        rng = [size - 0.5, -0.5] if reverse else [-0.5, size - 0.5]
+        spec = {"range": rng, "showgrid": False, "zeroline": False, "ticks": "", "constrain": "domain"}
+        if ticks is None:
+            spec.update(showticklabels=False)
+        else:
+            spec.update(tickmode="array", tickvals=ticks[0], ticktext=[safe_label(t) for t in ticks[1]])
+        spec.update(more)
+        return spec
+    xaxis = axis(xticks, width, False, **extra.pop("xaxis", {}))
+    yaxis = axis(yticks, height, True, scaleanchor="x", **extra.pop("yaxis", {}))
+    return {"xaxis": xaxis, "yaxis": yaxis, "xaxis2": {**_HIDDEN_AXIS, "anchor": "y2"},
+            "yaxis2": {**_HIDDEN_AXIS, "anchor": "x2"}}
+
+
+def grid_geometry(count: int, seq: int, *, tiles: list[int] | None = None, tile: str = "head") -> dict:
+    """Where the tiles of a grid of ``count`` maps of ``seq`` tokens go, in image cells (one tile is
+    ``GRID_TILE_PX`` px on screen): the figure's ``layout.meta``, which the browser reads to resolve
+    hovers and clicks (assets/clientside.js)."""
+    cells = max_pool_cells(seq)
+    px_per_cell = GRID_TILE_PX / cells
+    gap = max(1, round(cells * 0.08))
+    band = max(1, math.ceil(GRID_TITLE_PX / px_per_cell))
+    columns = max(1, min(GRID_COLS, count))
+    return {"kind": "head-grid", "tiles": tiles if tiles is not None else list(range(count)), "tile": tile,
+            "seq": seq, "cells": cells, "block": math.ceil(seq / cells), "gap": gap, "band": band,
+            "columns": columns, "rows": -(-count // columns), "stride_x": cells + gap,
+            "stride_y": cells + band + gap, "px_per_cell": px_per_cell}
+
+
+def grid_selection(meta: dict, selected: int | None) -> tuple[list, list]:
+    """The tile titles (the selected one bold and coloured) and the outline of the selected tile."""
+    annotations, shapes = [], []
+    cells, sx, sy, band, columns = meta["cells"], meta["stride_x"], meta["stride_y"], meta["band"], meta["columns"]
+    for i, tile_id in enumerate(meta["tiles"]):
+        r, c = divmod(i, columns)
+        is_selected = selected is not None and tile_id == selected
+        name = f"{meta['tile']} {tile_id}"
         annotations.append({
-            "text": f"<b>{tile} {head}</b>" if is_selected else f"{tile} {head}", "showarrow": False,
-            "xref": "paper", "yref": "paper", "x": x0 + tile_w / 2, "y": y1, "yanchor": "bottom",
+            "text": f"<b>{name}</b>" if is_selected else name, "showarrow": False, "xref": "x", "yref": "y",
+            "x": c * sx + (cells - 1) / 2, "y": r * sy + band - 0.5, "yanchor": "bottom",
             "font": {"size": 12, "color": HIGHLIGHT if is_selected else "#333"},
         })
         if is_selected:
-            shapes.append({"type": "rect", "xref": "paper", "yref": "paper", "x0": x0 - 0.004, "x1": x0 + tile_w + 0.004,
-                           "y0": y1 - tile_h - 0.006, "y1": y1 + 0.006, "line": {"color": HIGHLIGHT, "width": 3}})
-    height = plot_px + 70
-    title_text = title or f"Layer {layer} · all {n_heads} heads"
+            top = r * sy + band
+            shapes.append({"type": "rect", "xref": "x", "yref": "y", "x0": c * sx - 0.5, "x1": c * sx + cells - 0.5,
+                           "y0": top - 0.5, "y1": top + cells - 0.5, "line": {"color": HIGHLIGHT, "width": 3}})
+    return annotations, shapes
+
+
+def head_grid_figure(maps: np.ndarray, labels: list[str], layer: int, *, selected: int | None = None,
+                     tiles: list[int] | None = None, title: str | None = None, note: str | None = None,
+                     tile: str = "head") -> dict:
+    """Every head of one layer (or, with ``tile="layer"``, one map per layer) as tiles of ONE image
+    trace, four a row, one 0-1 colour scale.
+
+    ``maps`` is ``(count, seq, seq)`` in [0, 1]; long texts are max-pooled to ``GRID_MAX_CELLS`` a side.
+    The image is a palette PNG (see ``components.images``); hover text and clicks are resolved in the
+    browser from ``layout.meta`` (tile geometry, tokens), see assets/clientside.js.
+    """
+    count, seq = maps.shape[0], maps.shape[-1]
+    meta = {**grid_geometry(count, seq, tiles=tiles, tile=tile), "layer": layer, "tokens": labels,
+            **images.image_meta()}
+    pooled, block = max_pool(maps)
+    image, sx, sy = images.tile(images.to_levels(pooled), meta["columns"], meta["gap"], meta["band"])
+    annotations, shapes = grid_selection(meta, selected)
+    show_labels = block == 1 and seq <= LABEL_LIMIT_GRID
+    xticks = yticks = None
+    if show_labels:
+        xticks = ([c * sx + i for c in range(meta["columns"]) for i in range(seq)], labels * meta["columns"])
+        yticks = ([r * sy + meta["band"] + i for r in range(meta["rows"]) for i in range(seq)], labels * meta["rows"])
+    title_text = (title or f"Layer {layer} · all {count} heads")
     if block > 1:
-        title_text += f" <span style='font-size:12px;color:#6c757d'>(each cell: max over {block}×{block} tokens)</span>"
-    if note:
-        title_text += f" <span style='font-size:12px;color:#6c757d'>{safe_label(note)}</span>"
+        title_text += note_span(f"(each cell: max over {block}×{block} tokens)")
+    title_text += note_span(note)
+    height = int(meta["rows"] * sy * meta["px_per_cell"]) + (150 if show_labels else 90)
     layout = _base_layout(
-        title={"text": title_text, "x": 0.01, "xanchor": "left"},
-        height=height,
-        margin={"l": 70 if show_labels else 20, "r": 20, "t": 60, "b": 10},
-        coloraxis={"colorscale": VIRIDIS, "cmin": 0, "cmax": 255, "colorbar": _colorbar_0_to_1(255)},
-        annotations=annotations, shapes=shapes,
-        meta={"kind": "head-grid", "layer": layer, "heads": heads, "tokens": labels, "block": block,
-              "scale": 255, "seq": seq, "tile": tile},
-        **layout_axes,
+        title={"text": title_text, "x": 0.01, "xanchor": "left"}, height=height,
+        margin={"l": 70 if show_labels else 20, "r": 20, "t": 50, "b": 70 if show_labels else 10},
+        annotations=annotations, shapes=shapes, meta=meta, hovermode="closest", dragmode=False,
+        **_image_axes(image.shape[1], image.shape[0], xticks, yticks,
+                      xaxis={"tickangle": -90, "tickfont": {"size": 8}, "fixedrange": True},
+                      yaxis={"tickfont": {"size": 8}, "fixedrange": True}),
     )
-    return {"data": data, "layout": layout}
+    return {"data": [_image_trace(image), colorbar_trace()], "layout": layout}
 
 
 def heatmap_figure(matrix: np.ndarray, labels: list[str], title: str, *, note: str | None = None,
-                   query_labels: list[str] | None = None, zmax: float | None = None) -> dict:
-    """One attention matrix: keys on x, queries on y, Viridis, hover ``query → key: weight``."""
-    keys = unique_labels(labels)
-    queries = unique_labels(query_labels) if query_labels is not None else keys
-    seq = len(keys)
-    show_labels = seq <= LABEL_LIMIT_HEATMAP
-    side = max(360, min(900, 22 * seq + 160))
-    title_text = title if not note else f"{title} <span style='font-size:12px;color:#6c757d'>{safe_label(note)}</span>"
-    trace = {
-        "type": "heatmap", "z": typed_array(np.asarray(matrix, dtype=np.float32)),
-        "x": keys, "y": queries, "colorscale": VIRIDIS, "zmin": 0, "zmax": zmax if zmax is not None else 1,
-        "colorbar": {"title": {"text": "attention weight", "side": "right"}, "thickness": 14},
-        "hovertemplate": "%{y} → %{x}: %{z:.3f}<extra></extra>",
-    }
+                   query_labels: list[str] | None = None, token_index: list[int] | None = None,
+                   value_title: str = "attention weight") -> dict:
+    """One attention matrix as a palette image: keys on x, queries on y, Viridis over 0-1.
+
+    Hover (``query → key: weight``) is drawn in the browser from ``layout.meta`` and the pixel, so one
+    byte a cell goes over the wire. ``token_index`` maps each row to its raw token index (a click on a
+    row follows that token).
+    """
+    keys = labels
+    queries = query_labels if query_labels is not None else keys
+    rows, cols = matrix.shape
+    show_labels = max(rows, cols) <= LABEL_LIMIT_HEATMAP
+    side = max(360, min(900, 22 * max(rows, cols) + 160))
+    ticks_x = (list(range(cols)), keys) if show_labels else None
+    ticks_y = (list(range(rows)), queries) if show_labels else None
     layout = _base_layout(
-        title={"text": title_text, "x": 0.01, "xanchor": "left"},
-        height=side,
-        xaxis={"title": {"text": "key (attended to)"}, "showticklabels": show_labels, "tickangle": -60,
-               "type": "category", "showgrid": False, "side": "bottom"},
-        yaxis={"title": {"text": "query (attending)"}, "showticklabels": show_labels, "autorange": "reversed",
-               "type": "category", "showgrid": False},
-        margin={"l": 110, "r": 30, "t": 60, "b": 110},
+        title={"text": title + note_span(note), "x": 0.01, "xanchor": "left"}, height=side,
+        margin={"l": 110, "r": 30, "t": 60, "b": 110}, hovermode="closest", dragmode="zoom",
+        meta={"kind": "heatmap", "keys": keys, "queries": queries, **images.image_meta(),
+              "token_index": token_index if token_index is not None else list(range(rows))},
+        **_image_axes(cols, rows, ticks_x, ticks_y,
+                      xaxis={"title": {"text": "key (attended to)"}, "tickangle": -60},
+                      yaxis={"title": {"text": "query (attending)"}}),
     )
-    return {"data": [trace], "layout": layout}
+    return {"data": [_image_trace(images.to_levels(matrix)), colorbar_trace(value_title)], "layout": layout}
 
 
 # ---------------------------------------------------------------- arcs
@@ -257,13 +300,15 @@ def _arc_paths(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndar
 
 def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_weight: float = 0.05,
                focus: int | None = None, group_names: list[str] | None = None, causal: bool = False,
-               title: str = "") -> dict:
+               title: str = "", token_index: list[int] | None = None) -> dict:
     """Tokens in reading order; arcs from each query to the keys it attends to most.
 
     ``weights`` is ``(groups, seq, seq)``: one group (one head, or the mean), or one per head, coloured
     by head with a legend. Arcs to later tokens bend up, to earlier ones down; width and opacity follow
     the weight, in four buckets (one trace each), so the trace count stays small. With ``focus``,
     only that token's arcs are drawn. Trace 0 is the tokens: a click's ``pointIndex`` is the token.
+    Each arc trace's ``meta.queries`` names the query of each of its arcs (``_ARC_POINTS + 1`` points
+    apiece), so the browser can keep one token's arcs on hover without asking the server.
     """
     groups, seq, _ = weights.shape
     x = token_positions(labels)
@@ -297,6 +342,7 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
                 "line": {"width": ARC_WIDTHS[level], "color": colors[group % len(colors)]},
                 "opacity": ARC_OPACITY[level], "hoverinfo": "skip", "name": name, "legendgroup": name,
                 "showlegend": groups > 1 and group not in shown_legend,
+                "meta": {"queries": q[sel].tolist()},
             })
             shown_legend.add(group)
     width_px = int(x[-1] + x[0]) if seq else 600
@@ -321,7 +367,8 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
         yaxis={"visible": False, "range": [-1.1, 0.3] if causal else [-1.1, 1.1], "fixedrange": True},
         showlegend=groups > 1, legend={"orientation": "h", "y": -0.02, "title": {"text": "head "}},
         annotations=annotations, hovermode="closest", dragmode=False,
-        meta={"kind": "arcs", "focus": focus, "arcs": int(len(w))},
+        meta={"kind": "arcs", "focus": focus, "arcs": int(len(w)), "points": _ARC_POINTS + 1,
+              "token_index": token_index if token_index is not None else list(range(seq))},
     )
     layout = {k_: v for k_, v in layout.items() if v is not None}
     return {"data": data, "layout": layout}

@@ -13,7 +13,11 @@ ARC_VIEW = "arc-view"
 STATUS = "status-area"
 
 # Internal ids
-REQUEST = "request-store"  # what was analysed: {text, text_pair, model_id}; the attention stays on the server
+HANDLE = "analysis-handle"  # the analysis shown: {key, model, layers, heads, tokens}; the attention stays on the server
+VIEW_NOTICE = "view-notice"  # a line saying which values from the page were out of range
+HEATMAP_TOOLTIP = "head-heatmap-tooltip"
+TOKEN = "followed-token"  # the raw index of the token followed in Token focus (None: a pronoun, else the first word)
+ARC_HOVER_SINK = "arc-hover-sink"  # the output of the browser-side arc hover (nothing reads it)
 TABS = "view-tabs"
 EXAMPLE = "example-button"  # dict id: {"type": EXAMPLE, "index": i}
 GRID_TOOLTIP = "head-grid-tooltip"

@@ -95,13 +95,15 @@ def input_panel(models: tuple[str, ...], default_model: str) -> dbc.Card:
     ])
 
 
-def controls_panel() -> dbc.Card:
+def controls_panel(page: dict) -> dbc.Card:
+    layers = page.get("layer_max", 5) + 1
     return dbc.Card(className="mb-3", body=True, children=[
         dbc.Label("Layer", html_for=ids.LAYER, className="fw-semibold"),
-        dcc.Slider(id=ids.LAYER, min=0, max=5, step=1, value=0, marks={i: str(i) for i in range(6)},
-                   updatemode="mouseup"),
+        dcc.Slider(id=ids.LAYER, min=0, max=layers - 1, step=1, value=page.get("layer", 0),
+                   marks=page.get("layer_marks", {i: str(i) for i in range(layers)}), updatemode="mouseup"),
         dbc.Label("Head", html_for=ids.HEAD, className="fw-semibold mt-2"),
-        dcc.Dropdown(id=ids.HEAD, options=head_options(12), value=ids.HEAD_ALL, clearable=False),
+        dcc.Dropdown(id=ids.HEAD, options=page.get("head_options", head_options(12)),
+                     value=page.get("head", ids.HEAD_ALL), clearable=False, searchable=False),
         html.Div("Layers and heads count from 0.", className="small text-muted mt-2"),
         dbc.Label("Attention", html_for=ids.ATTN_MODE, className="fw-semibold mt-3"),
         dbc.RadioItems(id=ids.ATTN_MODE, inline=True, value="raw", options=[
@@ -119,9 +121,9 @@ def head_options(num_heads: int) -> list[dict]:
             + [{"label": f"Head {h}", "value": str(h)} for h in range(num_heads)])
 
 
-def _graph(graph_id: str, **kwargs) -> dcc.Graph:
-    return dcc.Graph(id=graph_id, figure=empty_figure(), config={"displaylogo": False, "toImageButtonOptions": {"scale": 2}},
-                     **kwargs)
+def _graph(graph_id: str, figure: dict | None = None, **kwargs) -> dcc.Graph:
+    return dcc.Graph(id=graph_id, figure=figure or empty_figure(),
+                     config={"displaylogo": False, "toImageButtonOptions": {"scale": 2}}, **kwargs)
 
 
 def arc_controls() -> dbc.Row:
@@ -190,13 +192,15 @@ def focus_controls() -> dbc.Row:
     ])
 
 
-def views_panel() -> html.Div:
+def views_panel(page: dict) -> html.Div:
     return html.Div(children=[
+        html.Div(id=ids.VIEW_NOTICE),
         dbc.Tabs(id=ids.TABS, active_tab=ids.TAB_GRID, children=[
             _tab(ids.TAB_GRID, "Head grid",
-                 _graph(ids.HEAD_GRID, clear_on_unhover=True),
+                 _graph(ids.HEAD_GRID, page.get("grid"), clear_on_unhover=True),
                  dcc.Tooltip(id=ids.GRID_TOOLTIP, direction="bottom", className="ae-tooltip")),
-            _tab(ids.TAB_HEATMAP, "Head heatmap", _graph(ids.HEAD_HEATMAP)),
+            _tab(ids.TAB_HEATMAP, "Head heatmap", _graph(ids.HEAD_HEATMAP, clear_on_unhover=True),
+                 dcc.Tooltip(id=ids.HEATMAP_TOOLTIP, direction="bottom", className="ae-tooltip")),
             _tab(ids.TAB_ARCS, "Arcs", arc_controls(),
                  html.Div(className="ae-scroll", children=_graph(ids.ARC_VIEW, clear_on_unhover=True,
                                                                  responsive=False))),
@@ -211,18 +215,24 @@ def views_panel() -> html.Div:
     ])
 
 
-def create_layout(settings) -> html.Div:
-    """The whole page for the given settings (models offered, default model)."""
+def create_layout(settings, page: dict | None = None) -> html.Div:
+    """The whole page for the given settings (models offered, default model). ``page`` holds what the
+    first view shows (the handle, status, controls and head grid of the first example, see
+    ``callbacks.analyze.first_page``), so a new visitor's page needs no request to show it."""
+    page = page or {}
     return dbc.Container(fluid=True, className="ae-page", children=[
-        dcc.Store(id=ids.REQUEST, storage_type="memory"),
+        dcc.Store(id=ids.HANDLE, storage_type="memory", data=page.get("handle")),
         dcc.Store(id=ids.ARC_FOCUS, storage_type="memory"),
+        dcc.Store(id=ids.TOKEN, storage_type="memory"),
+        dcc.Store(id=ids.ARC_HOVER_SINK, storage_type="memory"),
         header(),
         dbc.Row(children=[
-            dbc.Col(md=4, lg=3, children=[input_panel(settings.models, settings.default_model), controls_panel()]),
+            dbc.Col(md=4, lg=3, children=[input_panel(settings.models, settings.default_model), controls_panel(page)]),
             dbc.Col(md=8, lg=9, children=[
-                dcc.Loading(type="dot", delay_show=250, children=html.Div(id=ids.STATUS, className="ae-status")),
+                dcc.Loading(type="dot", delay_show=250, children=html.Div(
+                    id=ids.STATUS, className="ae-status", children=page.get("status"))),
                 dcc.Loading(type="default", delay_show=400, target_components={ids.HEAD_GRID: "figure"},
-                            children=views_panel()),
+                            children=views_panel(page)),
             ]),
         ]),
         html.Footer(className="ae-footer small text-muted", children=CAVEAT),

@@ -108,13 +108,14 @@ class _LocalMemo:
 class _Breaker:
     """Skips a failing backend for ``RETRY_AFTER_S`` seconds, so a down cache costs one timeout, not one per call."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock=time.monotonic) -> None:
+        self.clock = clock  # tests inject a fake clock
         self.down_until = 0.0
         self.last_error = ""
         self.failing = False
 
     def is_open(self) -> bool:
-        return time.monotonic() < self.down_until
+        return self.clock() < self.down_until
 
     def trip(self, what: str, exc: BaseException) -> None:
         if not self.is_open():
@@ -122,7 +123,7 @@ class _Breaker:
                         what, exc, RETRY_AFTER_S)
         self.last_error = f"{type(exc).__name__}: {exc}"
         self.failing = True
-        self.down_until = time.monotonic() + RETRY_AFTER_S
+        self.down_until = self.clock() + RETRY_AFTER_S
 
     def succeeded(self) -> None:
         if self.failing:

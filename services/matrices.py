@@ -137,7 +137,7 @@ def rollout(attentions: np.ndarray, residual: float = 0.5) -> np.ndarray:
     return result
 
 
-def _top_k(weights: np.ndarray, k: int) -> list[tuple[int, float]]:
+def top_k(weights: np.ndarray, k: int) -> list[tuple[int, float]]:
     """The ``k`` largest weights with their indices, highest first, ties: lower index first."""
     order = np.lexsort((np.arange(len(weights)), -weights))[:k]
     return [(int(i), float(weights[i])) for i in order]
@@ -156,4 +156,4 @@ def attended_by(attentions: np.ndarray, token: int, k: int = 3) -> list[list[tup
         raise IndexError(f"token {token} is outside 0..{seq - 1}")
     k = max(1, min(k, seq))
     columns = as_float32(attentions[..., token]).mean(axis=1)  # (layers, queries)
-    return [_top_k(column, k) for column in columns]
+    return [top_k(column, k) for column in columns]

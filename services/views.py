@@ -12,13 +12,15 @@ Pure numpy over a cached ``AttentionResult``: nothing here runs the model.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
 from .forward import AttentionResult
-from .matrices import hide_special, merge_subwords, rollout
+from .matrices import as_float32, hide_special, merge_subwords, rollout
 from .tokens import display_token, word_groups
 
 
@@ -27,12 +29,6 @@ class ViewOptions:
     rollout: bool = False
     hide_special: bool = False
     merge_words: bool = False
-
-    @classmethod
-    def from_values(cls, mode: str | None = None, switches: list[str] | None = None) -> "ViewOptions":
-        """From the dashboard's controls: ``mode`` "raw" / "rollout", ``switches`` a list of "hide", "merge"."""
-        switches = switches or []
-        return cls(rollout=mode == "rollout", hide_special="hide" in switches, merge_words="merge" in switches)
 
     @property
     def note(self) -> str:
@@ -47,12 +43,56 @@ class ViewOptions:
         return " · ".join(parts)
 
 
+class Derived:
+    """Small results derived from a cached analysis (its rollout, its head metrics), remembered for the
+    last few analyses by cache key, so a layer or head change does not compute them again. Holds
+    numbers only, never the analysis itself. Not per-user state: the key names the text and model."""
+
+    def __init__(self, kept: int = 8) -> None:
+        self._items: OrderedDict[tuple, object] = OrderedDict()
+        self._kept = kept
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, compute):
+        if key[0] is None:  # no cache key (a result made in code): compute every time
+            return compute()
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = compute()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._kept:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+derived = Derived()
+
+
 class View:
     """One result seen through one set of options. Build it once per callback; it is cheap."""
 
-    def __init__(self, result: AttentionResult, options: ViewOptions) -> None:
+    def __init__(self, result: AttentionResult, options: ViewOptions, key: str | None = None) -> None:
         self.result = result
         self.options = options
+        self.key = key  # the result's cache key: derived arrays are remembered under it
+
+    @property
+    def is_raw(self) -> bool:
+        """True when the view shows the stored attention as it is (no switch on)."""
+        return not (self.options.rollout or self.options.hide_special or self.options.merge_words)
+
+    def without_rollout(self) -> "View":
+        """The same result and switches in Raw mode (views of single heads: rollout has none)."""
+        if not self.options.rollout:
+            return self
+        return View(self.result, ViewOptions(False, self.options.hide_special, self.options.merge_words), self.key)
 
     @cached_property
     def _groups(self) -> tuple[list[list[int]], list[str]] | None:
@@ -107,7 +147,7 @@ class View:
 
     @cached_property
     def _rollout(self) -> np.ndarray:
-        return rollout(self.result.attentions)
+        return derived.get((self.key, "rollout"), lambda: rollout(self.result.attentions))
 
     def layer(self, layer: int) -> np.ndarray:
         """Every head of one layer, ``(heads, n, n)`` (raw attention: rollout has no heads)."""
@@ -128,3 +168,16 @@ class View:
     def all_layers(self) -> np.ndarray:
         """``(layers, heads, n, n)`` for the whole model (token focus, overview)."""
         return self.apply(self.result.attentions)
+
+    def focus(self, unit: int) -> tuple[np.ndarray, np.ndarray]:
+        """For the unit shown at position ``unit``: ``(looks, looked_at)``, each ``(layers, n)``, heads
+        averaged: ``looks[l]`` is where it attends in layer ``l`` (its row), ``looked_at[l]`` how much
+        each unit shown attends to it (its column). In Rollout mode, the rollout through each layer."""
+        if self.options.rollout:
+            rolled = self.rollout_layers()
+            return rolled[:, unit, :], rolled[:, :, unit]
+        if self.is_raw:  # slice first: no float32 copy of the whole model
+            att = self.result.attentions
+            return as_float32(att[:, :, unit, :]).mean(axis=1), as_float32(att[:, :, :, unit]).mean(axis=1)
+        att = self.all_layers()
+        return att[:, :, unit, :].mean(axis=1), att[:, :, :, unit].mean(axis=1)

@@ -5,18 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from callbacks import atlas, navigation, overview, token_focus
+from dash import no_update
+
 from components import ids
 from services import extract_attention
 from services.views import View, ViewOptions
-from tests.test_callbacks import SENTENCE, run_analyze
-from tests.test_figures import decode
+from tests.test_callbacks import SENTENCE, run_analyze, view
+from tests.test_figures import decode, decode_image
 
 
 @pytest.fixture
-def request_(settings, default_model):
-    request, *_ = run_analyze(SENTENCE)
-    return request
+def handle(settings, default_model):
+    return run_analyze(SENTENCE)["handle"]
 
 
 def test_view_switches_keep_rows_summing_to_one(settings, tiny_models):
@@ -59,13 +59,17 @@ def test_rollout_by_hand(settings, default_model):
         np.testing.assert_allclose(got, rolled, atol=1e-4)
 
 
-def test_token_focus_top_k_matches_independent_loop(request_):
+def test_token_focus_top_k_matches_independent_loop(handle):
     result = extract_attention(SENTENCE)
     it = result.tokens.index("it")
-    options, value = token_focus.token_options(request_, "raw", [], None)
-    assert value == it and options[it]["label"] == "it (#8)"  # the pronoun is picked by default
-    assert token_focus.token_options(request_, "raw", [], 2)[1] == 2  # a chosen token is kept
-    figure, tables = token_focus.render_focus(request_, it, 3, "raw", [], ids.TAB_FOCUS)
+    out = view(handle, ids.TAB_FOCUS, focus_k=3)
+    assert out["token"] == it and out["focus_value"] == it  # the pronoun by default, stored and shown
+    assert out["focus_options"][it]["label"] == "it (#8)"
+    chosen = view(handle, ids.TAB_FOCUS, token=2)
+    assert chosen["token"] is no_update and chosen["focus_value"] == 2
+    assert "“cat”" in chosen["focus_figure"]["layout"]["title"]["text"]
+    out = view(handle, ids.TAB_FOCUS, token=it, focus_k=3)
+    figure, tables = out["focus_figure"], out["focus_tables"]
     att = result.attentions.astype(np.float64)
     for layer in range(result.num_layers):
         row = np.mean([att[layer, h, it] for h in range(result.num_heads)], axis=0)
@@ -80,17 +84,26 @@ def test_token_focus_top_k_matches_independent_loop(request_):
     assert "Where “it” looks" in figure["layout"]["title"]["text"]
 
 
-def test_token_focus_follows_clicks(request_):
-    # a click on token 8 in the arc view, or on row 8 of the head heatmap
-    assert token_focus.focus_from_click(8, None, request_, "raw", []) == 8
-    click = {"points": [{"pointNumber": [5, 2], "x": "cat", "y": "the\u200b"}]}
-    assert token_focus.focus_from_click(None, click, request_, "raw", []) == 5
-    # with special tokens hidden, unit 0 is "the" (token 1)
-    assert token_focus.focus_from_click(0, None, request_, "raw", ["hide"]) == 1
+def test_token_focus_with_switches_against_the_full_transform(handle):
+    """The focus rows and columns (sliced before transforming when no switch is on) equal slicing the
+    fully transformed model, with switches on and off."""
+    result = extract_attention(SENTENCE)
+    for switches in ([], ["hide"], ["merge"], ["hide", "merge"]):
+        v = View(result, ViewOptions(hide_special="hide" in switches, merge_words="merge" in switches))
+        unit = v.unit_of(8)
+        looks, looked_at = v.focus(unit)
+        full = v.apply(result.attentions.astype(np.float32))
+        np.testing.assert_allclose(looks, full[:, :, unit, :].mean(axis=1), atol=1e-5)
+        np.testing.assert_allclose(looked_at, full[:, :, :, unit].mean(axis=1), atol=1e-5)
+        out = view(handle, ids.TAB_FOCUS, token=8, switches=switches)
+        np.testing.assert_allclose(decode(out["focus_figure"]["data"][0]["z"]), looks, atol=1e-5)
+    hidden = view(handle, ids.TAB_FOCUS, token=0, switches=["hide"])  # [CLS] is hidden: the pronoun is picked
+    assert hidden["token"] == 8 and hidden["focus_value"] == 8
 
 
-def test_atlas_rows_labels_and_legend(request_):
-    figure, rows, legend = atlas.render_atlas(request_, "previous", 3, 0, "2", ids.TAB_ATLAS)
+def test_atlas_rows_labels_and_legend(handle):
+    out = view(handle, ids.TAB_ATLAS, metric="previous", window=3, head="2")
+    figure, rows, legend = out["atlas_map"], out["atlas_table"], out["atlas_legend"]
     assert len(rows) == 72 and {"layer", "head", "label", "entropy", "previous", "id"} <= set(rows[0])
     result = extract_attention(SENTENCE)
     att = result.attentions.astype(np.float64)
@@ -103,25 +116,40 @@ def test_atlas_rows_labels_and_legend(request_):
     counts = sum(int(str(li.children[0].children).split("(")[1].split()[0]) for li in legend)
     assert counts == 72
     assert figure["layout"]["shapes"][0]["x0"] == 2 - 0.5  # the selected head is outlined
+    # another metric or head: the map changes, the table and legend (same measurements) are not sent again
+    again = view(handle, ids.TAB_ATLAS, triggered={"metric"}, metric="entropy", window=3)
+    assert again["atlas_table"] is no_update and again["atlas_legend"] is no_update
+    assert "entropy" in again["atlas_map"]["layout"]["title"]["text"]
 
 
-def test_overview_one_trace_and_click_opens_the_head(request_):
-    figure = overview.render_overview(request_, 1, "4", [], ids.TAB_OVERVIEW)
-    assert len(figure["data"]) == 1
+def test_overview_one_image_and_geometry(handle):
+    out = view(handle, ids.TAB_OVERVIEW, layer=1, head="4")
+    figure = out["overview"]
+    assert [t["type"] for t in figure["data"]] == ["image", "heatmap"]
     meta = figure["layout"]["meta"]
-    assert meta["layers"] == 6 and meta["heads"] == 12 and meta["stride"] == 14
-    z = decode(figure["data"][0]["z"])
+    assert meta["layers"] == 6 and meta["heads"] == 12 and meta["stride"] == 14 and meta["cells"] == 13
+    image = decode_image(figure["data"][0]["source"])
     result = extract_attention(SENTENCE)
-    tile = z[3 * 14:3 * 14 + 13, 5 * 14:5 * 14 + 13]
-    expected = np.maximum(np.rint(result.attentions[3, 5].astype(np.float64) * 255), 1)
+    tile = image[3 * 14:3 * 14 + 13, 5 * 14:5 * 14 + 13]
+    expected = np.rint(result.attentions[3, 5].astype(np.float64) * 254)
     assert np.abs(tile.astype(int) - expected).max() <= 1
-    click = {"points": [{"x": 5 * 14 + 3, "y": 3 * 14 + 7}]}
-    assert navigation.from_overview(click, request_, []) == (3, "5", ids.TAB_HEATMAP)
-    gap = {"points": [{"x": 5 * 14 + 3, "y": 6 * 14 + 40}]}
-    assert navigation.from_overview(gap, request_, []) == navigation.NOTHING
+    assert (image[13, :] == 255).all() and (image[:, 13] == 255).all()  # gaps between tiles
+    assert figure["layout"]["shapes"][0]["x0"] == 4 * 14 - 0.5 and figure["layout"]["shapes"][0]["y0"] == 14 - 0.5
 
 
-def test_atlas_navigation():
-    assert navigation.from_atlas_map({"points": [{"x": 7, "y": 2}]}) == (2, "7", ids.TAB_HEATMAP)
-    assert navigation.from_atlas_table({"row": 0, "column": 1, "row_id": "4-11"}) == (4, "11", ids.TAB_HEATMAP)
-    assert navigation.from_atlas_table(None) == navigation.NOTHING
+def test_overview_pools_long_texts_from_float16(settings, default_model):
+    text = " ".join(["the cat sat on the mat"] * 20)
+    handle = run_analyze(text)["handle"]
+    result = extract_attention(text)
+    figure = view(handle, ids.TAB_OVERVIEW)["overview"]
+    meta = figure["layout"]["meta"]
+    seq = result.seq_len
+    block = -(-seq // 32)
+    assert meta["block"] == block and meta["cells"] == -(-seq // block)
+    image = decode_image(figure["data"][0]["source"])
+    padded = np.zeros((meta["cells"] * block,) * 2)
+    padded[:seq, :seq] = result.attentions[2, 7].astype(np.float64)
+    expected = padded.reshape(meta["cells"], block, meta["cells"], block).max(axis=(1, 3))
+    s = meta["stride"]
+    tile = image[2 * s:2 * s + meta["cells"], 7 * s:7 * s + meta["cells"]]
+    assert np.abs(tile / 254 - expected).max() <= 0.5 / 254 + 1e-3

@@ -79,6 +79,50 @@ def hover_then_click(duo, element) -> None:
     actions.perform()
 
 
+def grid_cell(duo, tile: int, query: int, key: int) -> tuple[float, float]:
+    """The image cell (x, y) of a grid tile's (query, key) cell, from the figure's geometry."""
+    meta = graph(duo, "head-grid", "gd.layout.meta")
+    row, col = divmod(tile, meta["columns"])
+    return col * meta["stride_x"] + key, row * meta["stride_y"] + meta["band"] + query
+
+
+def screen_point(duo, graph_id: str, x: float, y: float) -> tuple[int, int]:
+    """Where data point (x, y) of a graph is on screen, through plotly's own axes."""
+    box = duo.driver.execute_script(
+        f"const gd = document.querySelector('#{graph_id} .js-plotly-plot');"
+        "const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();"
+        "return [r.left + xa._offset + xa.l2p(arguments[0]), r.top + ya._offset + ya.l2p(arguments[1])];", x, y)
+    return int(box[0]), int(box[1])
+
+
+def point_at(duo, graph_id: str, x: float, y: float, click: bool = False) -> None:
+    duo.driver.execute_script(f"document.getElementById('{graph_id}').scrollIntoView({{block: 'center'}})")
+    time.sleep(0.3)
+    px, py = screen_point(duo, graph_id, x, y)
+    for step in ("move", "click") if click else ("move",):
+        actions = ActionBuilder(duo.driver)
+        move = actions.pointer_action.move_to_location(px, py)
+        if step == "click":
+            move.click()
+        actions.perform()
+        time.sleep(0.6)
+
+
+def point_then_click(duo, graph_id: str, x: float, y: float) -> None:
+    point_at(duo, graph_id, x, y, click=True)
+
+
+def requests_since(duo, mark: float) -> int:
+    """Callback requests the page started since ``mark`` (a ``performance.now()`` value)."""
+    return duo.driver.execute_script(
+        "return performance.getEntriesByType('resource').filter(e => e.name.indexOf('_dash-update-component') >= 0"
+        " && e.startTime >= arguments[0]).length", mark)
+
+
+def now(duo) -> float:
+    return duo.driver.execute_script("return performance.now()")
+
+
 def open_tab(duo, label: str) -> None:
     duo.driver.find_element(By.XPATH, f"//a[contains(@class,'nav-link') and normalize-space()='{label}']").click()
 
@@ -88,23 +132,23 @@ def test_grid_shows_every_head_with_the_tokens(dash_app):
     analyze(duo, "The dog ran in the park.")
     tokens = ["[CLS]", "the", "dog", "ran", "in", "the", "park", ".", "[SEP]"]
     wait_until(lambda: graph(duo, "head-grid", "gd.layout.meta.tokens") == tokens, message="grid tokens")
-    assert graph(duo, "head-grid", "gd.data.length") == 12
-    assert len(duo.find_elements("#head-grid .heatmaplayer image")) == 12
+    assert graph(duo, "head-grid", "gd.layout.meta.tiles.length") == 12
+    assert len(duo.find_elements("#head-grid .imagelayer image")) == 1  # every head in one picture
     assert "9 tokens" in duo.find_element("#status-area").text
-    ticks = [t.text for t in duo.find_elements("#head-grid .xaxislayer-above .xtick text")][:9]
+    ticks = [t.text for t in duo.find_elements("#head-grid .yaxislayer-above .ytick text")][:9]
     assert ticks == tokens
 
 
 def test_layer_slider_changes_the_grid(dash_app):
     duo = dash_app
     wait_until(lambda: "Layer 0" in graph(duo, "head-grid", "gd.layout.title.text"), message="layer 0")
-    before = graph(duo, "head-grid", "gd.data[0].z.bdata || JSON.stringify(gd.data[0].z)")
+    before = graph(duo, "head-grid", "gd.data[0].source")
     thumb = duo.find_element("#layer-slider [role='slider']")
     thumb.click()
     for _ in range(3):
         thumb.send_keys(Keys.ARROW_RIGHT)
     wait_until(lambda: "Layer 3" in graph(duo, "head-grid", "gd.layout.title.text"), message="layer 3 title")
-    after = graph(duo, "head-grid", "gd.data[0].z.bdata || JSON.stringify(gd.data[0].z)")
+    after = graph(duo, "head-grid", "gd.data[0].source")
     assert after != before
 
 
@@ -116,8 +160,7 @@ def test_clicking_a_tile_or_picking_a_head_opens_it(dash_app):
     open_tab(duo, "Head grid")
     wait_until(lambda: graph(duo, "head-grid", "gd.layout.annotations[4].text") == "<b>head 4</b>",
                message="grid re-drawn with head 4 selected")
-    tile = duo.find_element("#head-grid rect.nsewdrag[data-subplot='x7y7']")  # plotly's hit area of tile 6
-    hover_then_click(duo, tile)
+    point_then_click(duo, "head-grid", *grid_cell(duo, tile=6, query=3, key=5))
     wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 0 · Head 6",
                message="click on tile 6 opens head 6")
 
@@ -131,18 +174,32 @@ def test_arcs_draw_and_clicking_a_token_isolates_it(dash_app):
     assert all_arcs > 13
     points = duo.find_elements("#arc-view .scatterlayer .trace:first-child .point")
     assert len(points) == 13
+    # hovering a token keeps only its arcs, in the browser: no request
+    mark = now(duo)
+    duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", points[2])
+    ActionChains(duo.driver).move_to_element(points[2]).perform()
+    wait_until(lambda: drawn_arcs(duo) == 3, message="only the hovered token's 3 arcs drawn")
+    assert requests_since(duo, mark) == 0
+    ActionChains(duo.driver).move_to_element(duo.find_element(".ae-title")).perform()
+    wait_until(lambda: drawn_arcs(duo) == all_arcs, message="every arc again")
+    # clicking keeps them (and follows the token in Token focus); clicking again releases
     hover_then_click(duo, points[8])
     wait_until(lambda: graph(duo, "arc-view", "gd.layout.meta.focus") == 8, message="token 8 focused")
     assert graph(duo, "arc-view", "gd.layout.meta.arcs") <= 3
     assert "“it”" in duo.find_element("#arc-hint").text
     points = duo.find_elements("#arc-view .scatterlayer .trace:first-child .point")
     hover_then_click(duo, points[8])
-    time.sleep(1.0)
-    # still hovering it, its arcs stay; moving away shows every token's arcs again
-    assert graph(duo, "arc-view", "gd.layout.meta.focus") == 8
-    ActionChains(duo.driver).move_to_element(duo.find_element(".ae-title")).perform()
     wait_until(lambda: graph(duo, "arc-view", "gd.layout.meta.focus") is None, message="released")
-    assert graph(duo, "arc-view", "gd.layout.meta.arcs") == all_arcs
+    ActionChains(duo.driver).move_to_element(duo.find_element(".ae-title")).perform()
+    wait_until(lambda: drawn_arcs(duo) == all_arcs, message="every arc after release")
+    open_tab(duo, "Token focus")
+    wait_until(lambda: "“it”" in (graph(duo, "focus-heatmap", "gd.layout.title.text") or ""), message="followed")
+
+
+def drawn_arcs(duo) -> int:
+    """Arcs the arc view draws right now (each arc is ``meta.points`` points), whatever drew them."""
+    return graph(duo, "arc-view", "gd.data.slice(1).reduce((n, t) => n + (t.x ? t.x.length : 0), 0)"
+                                  " / gd.layout.meta.points")
 
 
 def test_empty_text_gives_a_friendly_message(dash_app):
@@ -165,7 +222,7 @@ def test_html_is_shown_as_literal_tokens(dash_app):
         duo.driver.switch_to.alert.text  # noqa: B018 - no script ran
     assert duo.find_element("#text-input").get_attribute("value") == "<script>alert(1)</script>"
     open_tab(duo, "Head heatmap")
-    wait_until(lambda: graph(duo, "head-heatmap", "gd.data[0].x[1]") == "&lt;", message="escaped label")
+    wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.xaxis.ticktext[1]") == "&lt;", message="escaped label")
     wait_until(lambda: {"<", "script"} <= {t.text for t in duo.find_elements("#head-heatmap .xtick text")},
                message="literal token labels on the axis")
 
@@ -177,10 +234,10 @@ def test_broken_model_alert_then_default_still_works(dash_app, tiny_models):
     assert "broken-model" in duo.find_element("#status-area").text
     duo.select_dcc_dropdown("#model-select", index=1)  # the tiny GPT-2
     duo.wait_for_contains_text("#status-area", "causal", timeout=TIMEOUT)
-    assert graph(duo, "head-grid", "gd.data.length") == 4
+    wait_until(lambda: graph(duo, "head-grid", "gd.layout.meta.tiles.length") == 4, message="4-head grid")
     duo.select_dcc_dropdown("#model-select", index=0)
     duo.wait_for_contains_text("#status-area", "6 layers × 12 heads", timeout=TIMEOUT)
-    wait_until(lambda: graph(duo, "head-grid", "gd.data.length") == 12, message="default model grid")
+    wait_until(lambda: graph(duo, "head-grid", "gd.layout.meta.tiles.length") == 12, message="default model grid")
 
 
 def test_ctrl_enter_analyzes_and_grid_hover_shows_weight(dash_app):
@@ -191,11 +248,14 @@ def test_ctrl_enter_analyzes_and_grid_hover_shows_weight(dash_app):
     box.send_keys(Keys.CONTROL, Keys.ENTER)
     wait_until(lambda: graph(duo, "head-grid", "gd.layout.meta.tokens") == ["[CLS]", "a", "dog", "ran", ".", "[SEP]"],
                message="ctrl+enter analysis")
-    tile = duo.find_element("#head-grid rect.nsewdrag[data-subplot='xy']")
-    ActionChains(duo.driver).move_to_element(tile).perform()
+    # hover head 3's cell (query "dog", key "a"): the tooltip's weight is the one in the data
+    point_at(duo, "head-grid", *grid_cell(duo, tile=3, query=2, key=1))
     tooltip = wait_until(lambda: duo.find_element("#head-grid-tooltip").text, message="tooltip")
-    assert tooltip.startswith("head 0 · ") and "→" in tooltip
-    assert 0.0 <= float(tooltip.rsplit(": ", 1)[1]) <= 1.0
+    assert tooltip.startswith("head 3 · dog → a: ")
+    from services import extract_attention
+
+    expected = float(extract_attention("A dog ran.").attentions[0, 3, 2, 1])
+    assert float(tooltip.rsplit(": ", 1)[1]) == pytest.approx(expected, abs=0.006)
 
 
 def selected_layer_and_head(duo):
@@ -256,3 +316,54 @@ def test_token_focus_tab_and_switches(dash_app):
     switch.click()
     wait_until(lambda: "renormalised" in graph(duo, "focus-heatmap", "gd.layout.title.text"), message="note")
     assert "[CLS]" not in graph(duo, "focus-heatmap", "gd.data[0].x")
+
+
+def test_one_request_per_interaction(dash_app):
+    """Counted in the browser: a layer, head, mode, switch or tab change sends one request; a hover none."""
+    duo = dash_app
+    wait_until(lambda: graph(duo, "head-grid", "gd.layout.meta.tiles.length") == 12, message="grid")
+    time.sleep(1.0)
+
+    def one_request(action, graph_id: str, expect: str, message: str) -> None:
+        mark = now(duo)
+        action()
+        wait_until(lambda: expect in str(graph(duo, graph_id, "gd.layout.title.text")), message=message)
+        time.sleep(1.0)  # anything else the interaction sends would have started by now
+        assert requests_since(duo, mark) == 1, message
+
+    thumb = duo.find_element("#layer-slider [role='slider']")
+    one_request(lambda: thumb.send_keys(Keys.ARROW_RIGHT), "head-grid", "Layer 1", "layer change")
+    one_request(lambda: duo.select_dcc_dropdown("#head-select", value="Head 4"), "head-grid", "Layer 1", "head change")
+    assert graph(duo, "head-grid", "gd.layout.annotations[4].text") == "<b>head 4</b>"
+    one_request(lambda: open_tab(duo, "Head heatmap"), "head-heatmap", "Layer 1 · Head 4", "tab change")
+    one_request(lambda: duo.select_dcc_dropdown("#head-select", value="Head 7"), "head-heatmap", "Head 7",
+                "head change in the heatmap")
+    switch = duo.driver.find_element(By.XPATH, "//label[normalize-space()='Hide special tokens']")
+    duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", switch)
+    time.sleep(0.3)
+    one_request(switch.click, "head-heatmap", "special tokens hidden", "switch")
+    rollout = duo.driver.find_element(By.XPATH, "//label[normalize-space()='Rollout']")
+    one_request(rollout.click, "head-heatmap", "Rollout", "mode")
+    # hovering the heatmap draws its tooltip in the browser, with the weight of the cell
+    mark = now(duo)
+    point_at(duo, "head-heatmap", 2, 5)
+    tooltip = wait_until(lambda: duo.find_element("#head-heatmap-tooltip").text, message="heatmap tooltip")
+    assert " → " in tooltip and 0 <= float(tooltip.rsplit(": ", 1)[1]) <= 1
+    assert requests_since(duo, mark) == 0
+
+
+def test_heatmap_tooltip_weight_and_row_click_follow_the_token(dash_app):
+    duo = dash_app
+    duo.select_dcc_dropdown("#head-select", value="Head 2")
+    open_tab(duo, "Head heatmap")
+    wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 0 · Head 2", message="head 2")
+    from services import extract_attention
+
+    att = extract_attention("The cat sat on the mat because it was tired.").attentions
+    point_at(duo, "head-heatmap", 2, 8)  # query "it" (row 8) -> key "cat" (column 2)
+    tooltip = wait_until(lambda: duo.find_element("#head-heatmap-tooltip").text, message="tooltip")
+    assert tooltip.startswith("it → cat: ")
+    assert float(tooltip.rsplit(": ", 1)[1]) == pytest.approx(float(att[0, 2, 8, 2]), abs=0.006)
+    point_then_click(duo, "head-heatmap", 3, 6)  # row 6: "mat"
+    open_tab(duo, "Token focus")
+    wait_until(lambda: "“mat”" in (graph(duo, "focus-heatmap", "gd.layout.title.text") or ""), message="follows mat")

@@ -4,152 +4,234 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dash import no_update
-from dash.exceptions import PreventUpdate
+from dash import Patch, no_update
 
-from callbacks import analyze, arcs, head_grid, head_heatmap, inputs, navigation
+from callbacks import analyze, router
+from callbacks.boundary import Handle
 from components import ids
 from components.layout import EXAMPLES
-from services import extract_attention, extraction, forward
-from tests.test_figures import decode
+from services import extract_attention, forward
+from tests.test_figures import decode, decode_image, tile_of
 
 SENTENCE = "The cat sat on the mat because it was tired."
+ALL_INPUTS = frozenset(router.INPUTS)
 
 
-def _alert_text(component) -> str:
-    return " ".join(str(getattr(c, "children", c)) for c in component.children)
+def _alert_text(status) -> str:
+    return str(status)
 
 
-def run_analyze(text, model_id=None, pair=None, layer=0, head=ids.HEAD_ALL):
-    return analyze.analyze(1, model_id, text, pair, layer, head)
+def run_analyze(text, model_id=None, pair=None, layer=0, head=ids.HEAD_ALL, current=None, example=None):
+    return analyze.analyze({"text": text, "model": model_id, "pair": pair, "layer": layer, "head": head,
+                            "current": current}, example)
+
+
+def view(handle, tab, triggered=ALL_INPUTS, **values):
+    """The router's outputs for ``tab`` with the analysis ``handle`` and other values by input name."""
+    return router.route({"handle": handle, "tab": tab, "layer": 0, "head": ids.HEAD_ALL, "mode": "raw",
+                         "switches": [], **values}, frozenset(triggered))
 
 
 def test_analyze_default_model(settings, default_model):
-    request, status, layer_max, marks, layer, options, head, focus = run_analyze(SENTENCE, layer=9, head="3")
-    assert request == {"text": SENTENCE, "text_pair": None, "model_id": "all-MiniLM-L6-v2"}
-    assert layer_max == 5 and list(marks) == list(range(6)) and layer == 5
-    assert [o["value"] for o in options] == [ids.HEAD_ALL, ids.HEAD_MEAN] + [str(h) for h in range(12)]
-    assert head == "3" and focus is None
-    assert "13 tokens" in str(status)
+    out = run_analyze(SENTENCE, layer=9, head="3")
+    handle = Handle.parse(out["handle"])
+    assert handle.model_id == "all-MiniLM-L6-v2" and (handle.layers, handle.heads, handle.tokens) == (6, 12, 13)
+    assert out["handle"] == {"key": handle.key, "model": "all-MiniLM-L6-v2", "layers": 6, "heads": 12, "tokens": 13}
+    assert "text" not in str(out["handle"]).lower().replace("tokens", "")  # the text never goes to the page store
+    assert out["layer_max"] == 5 and list(out["layer_marks"]) == list(range(6)) and out["layer"] == 5
+    assert [o["value"] for o in out["head_options"]] == [ids.HEAD_ALL, ids.HEAD_MEAN] + [str(h) for h in range(12)]
+    assert out["head"] == "3" and out["arc_focus"] is None and out["token"] is None
+    assert "13 tokens" in str(out["status"])
+    assert out["text"] is no_update  # the box keeps what the person typed
 
 
 def test_analyze_adapts_controls_to_the_model(settings, tiny_models):
-    _, _, layer_max, marks, layer, options, head, _ = run_analyze(SENTENCE, tiny_models["gpt2"], layer=4, head="9")
-    assert layer_max == 1 and layer == 1 and len(options) == 2 + 4
-    assert head == ids.HEAD_ALL  # head 9 does not exist in a 4-head model
+    out = run_analyze(SENTENCE, tiny_models["gpt2"], layer=4, head="9")
+    assert out["layer_max"] == 1 and out["layer"] == 1 and len(out["head_options"]) == 2 + 4
+    assert out["head"] == ids.HEAD_ALL  # head 9 does not exist in a 4-head model
+    assert run_analyze(SENTENCE, tiny_models["gpt2"], head="4")["head"] == ids.HEAD_ALL  # == the head count
+    assert run_analyze(SENTENCE, tiny_models["gpt2"], head="3")["head"] == "3"
 
 
-@pytest.mark.parametrize("text, words", [("", "empty"), ("   \n", "empty"), ("x" * 6000, "limit is 5,000")])
-def test_analyze_bad_text_gives_an_alert(settings, text, words):
-    request, status, *rest = run_analyze(text)
-    assert request is None
-    assert words in _alert_text(status)
-    assert "Traceback" not in str(status)
-    assert rest[:5] == [no_update] * 5
+@pytest.mark.parametrize("text, words", [("", "empty"), ("   \n", "empty"), ("x" * 6000, "limit is 5,000"),
+                                         (12, "plain text"), ({"a": 1}, "plain text"), ("x" * 200_001, "far too long")])
+def test_analyze_bad_text_gives_an_alert_and_keeps_the_page(settings, default_model, text, words):
+    current = run_analyze(SENTENCE)["handle"]
+    out = run_analyze(text, current=current)
+    assert words in _alert_text(out["status"])
+    assert "Traceback" not in str(out["status"])
+    assert "previous analysis" in str(out["status"])  # nothing is lost: the views keep the last analysis
+    assert all(out[name] is no_update for name in out if name != "status")
 
 
 def test_analyze_unknown_model_gives_an_alert_and_default_still_works(settings, default_model):
     from services import config
 
     config.configure(models=settings.models + ("gpt2",))
-    request, status, *_ = run_analyze(SENTENCE, "gpt2")  # offered but not on this machine
-    assert request is None and "could not be loaded" in _alert_text(status)
-    request, status, *_ = run_analyze(SENTENCE, "evil/not-offered")
-    assert request is None and "not one of the models" in _alert_text(status)
-    request, *_ = run_analyze(SENTENCE)
-    assert request["model_id"] == "all-MiniLM-L6-v2"
+    out = run_analyze(SENTENCE, "gpt2")  # offered but not on this machine
+    assert out["handle"] is no_update and "could not be loaded" in _alert_text(out["status"])
+    out = run_analyze(SENTENCE, "evil/not-offered")
+    assert out["handle"] is no_update and "not one of the models" in _alert_text(out["status"])
+    for junk in (None, 7, ["x"], "m" * 400):  # a model value that is not a model: the default is used
+        assert Handle.parse(run_analyze(SENTENCE, junk)["handle"]).model_id == "all-MiniLM-L6-v2"
 
 
 def test_analyze_unexpected_error_is_plain(settings, monkeypatch):
-    monkeypatch.setattr(analyze, "extract_attention", lambda *a: 1 / 0)
-    request, status, *_ = run_analyze(SENTENCE)
-    assert request is None and "unexpectedly" in _alert_text(status) and "ZeroDivision" not in str(status)
+    monkeypatch.setattr(analyze, "analyse", lambda *a, **k: 1 / 0)
+    out = run_analyze(SENTENCE)
+    assert "unexpectedly" in _alert_text(out["status"]) and "ZeroDivision" not in str(out["status"])
+
+
+def test_examples_fill_the_boxes_and_analyze(settings, default_model, tiny_models):
+    out = run_analyze("ignored", example=1)
+    assert (out["text"], out["pair"], out["pair_open"]) == (EXAMPLES[1]["text"], EXAMPLES[1]["pair"], True)
+    assert Handle.parse(out["handle"]).tokens == len(extract_attention(EXAMPLES[1]["text"],
+                                                                       text_pair=EXAMPLES[1]["pair"]).tokens)
+    assert run_analyze("", example=2)["text"] == "猫坐在垫子上因为它累了。"
+    for junk in (99, -1, 1.5, "x", float("nan"), {"index": 1}, True):  # an index no button has: nothing happens
+        out = run_analyze("", example=junk)
+        assert all(v is no_update for v in out.values()), junk
 
 
 def test_warnings_for_unknown_tokens_and_truncation(settings, default_model, tiny_models):
-    _, status, *_ = run_analyze("猫坐在垫子上因为它累了。")
+    status = run_analyze("猫坐在垫子上因为它累了。")["status"]
     text = str(status)
     assert "unknown to this model" in text and "[UNK]" in text
-    _, status, *_ = run_analyze(" ".join(["cat"] * 100), tiny_models["bert"])
+    status = run_analyze(" ".join(["cat"] * 100), tiny_models["bert"])["status"]
     assert "cut to 64 tokens" in str(status) and "has 102" in str(status)
 
 
 def test_grid_slices_the_cache_and_never_reruns_the_model(settings, default_model, monkeypatch):
-    request, *_ = run_analyze(SENTENCE)
+    handle = run_analyze(SENTENCE)["handle"]
     monkeypatch.setattr(forward, "compute", lambda *a, **k: pytest.fail("model ran on a layer change"))
-    result = extract_attention(SENTENCE)
+    monkeypatch.setattr("services.extraction.validate_text", lambda *a, **k: pytest.fail("text re-validated"))
+    monkeypatch.setattr("services.extraction.fingerprint", lambda *a, **k: pytest.fail("model files stat-ed"))
+    from services.extraction import result_by_key
+
+    result = result_by_key(handle["key"])[1]
     for layer in (0, 4):
-        fig = head_grid.render_grid(request, layer, ids.HEAD_ALL, "raw", [], ids.TAB_GRID)
-        assert len(fig["data"]) == 12
+        fig = view(handle, ids.TAB_GRID, layer=layer)["grid"]
+        assert [t["type"] for t in fig["data"]] == ["image", "heatmap"]
         assert f"Layer {layer}" in fig["layout"]["title"]["text"]
-        z = decode(fig["data"][7]["z"]) / 255.0
-        assert np.abs(z - result.attentions[layer, 7].astype(np.float32)).max() <= 0.5 / 255 + 1e-3
+        z = tile_of(fig, 7) / 254.0
+        assert np.abs(z - result.attentions[layer, 7].astype(np.float32)).max() <= 0.5 / 254 + 1e-3
         assert fig["layout"]["meta"]["tokens"][8] == "it"
-    with pytest.raises(PreventUpdate):
-        head_grid.render_grid(request, 0, ids.HEAD_ALL, "raw", [], ids.TAB_ARCS)
 
 
-def test_grid_click_selects_head_and_opens_heatmap():
-    click = {"points": [{"curveNumber": 7, "x": 1, "y": 2}]}
-    assert navigation.from_grid(click, "raw") == (no_update, "7", ids.TAB_HEATMAP)
-    assert navigation.from_grid(click, "rollout") == (7, no_update, ids.TAB_HEATMAP)  # tiles are layers
-    assert navigation.from_grid(None, "raw") == navigation.NOTHING
+def test_each_tab_renders_only_while_open(settings, default_model):
+    handle = run_analyze(SENTENCE)["handle"]
+    outputs_of = {tab: set(module.OUTPUTS) for tab, module in router.VIEWS.items()}
+    for tab in router.VIEWS:
+        out = view(handle, tab)
+        drawn = {name for name, value in out.items() if value is not no_update}
+        optional = {"notice", "token", "focus_options"}  # sent only when they change
+        assert drawn - optional == outputs_of[tab] - optional
+        assert drawn <= outputs_of[tab] | {"notice"}  # nothing of a closed tab
+    # a change that the open view does not depend on draws nothing (e.g. a token picked while the grid is open)
+    assert all(v is no_update for v in view(handle, ids.TAB_GRID, triggered={"token"}).values())
+    assert all(v is no_update for v in view(handle, ids.TAB_ATLAS, triggered={"mode", "top_k"}).values())
+
+
+def test_grid_head_change_is_a_patch_of_the_outline(settings, default_model):
+    handle = run_analyze(SENTENCE)["handle"]
+    patch = view(handle, ids.TAB_GRID, triggered={"head"}, head="4")["grid"]
+    assert isinstance(patch, Patch)
+    full = view(handle, ids.TAB_GRID, head="4")["grid"]
+    operations = {tuple(op["location"]): op["params"]["value"] for op in patch.to_plotly_json()["operations"]}
+    assert operations[("layout", "annotations")] == full["layout"]["annotations"]
+    assert operations[("layout", "shapes")] == full["layout"]["shapes"]
+    assert full["layout"]["annotations"][4]["text"] == "<b>head 4</b>"
 
 
 def test_heatmap_head_and_mean(settings, default_model):
-    request, *_ = run_analyze(SENTENCE)
+    handle = run_analyze(SENTENCE)["handle"]
     result = extract_attention(SENTENCE)
-    fig = head_heatmap.render_heatmap(request, 2, "5", "raw", [], ids.TAB_HEATMAP)
-    np.testing.assert_allclose(decode(fig["data"][0]["z"]), result.attentions[2, 5].astype(np.float32))
+    fig = view(handle, ids.TAB_HEATMAP, layer=2, head="5")["heatmap"]
+    assert np.abs(decode_image(fig["data"][0]["source"]) / 254 - result.attentions[2, 5].astype(np.float32)).max() \
+        <= 0.5 / 254 + 1e-6
     assert fig["layout"]["title"]["text"] == "Layer 2 · Head 5"
-    fig = head_heatmap.render_heatmap(request, 2, ids.HEAD_MEAN, "raw", [], ids.TAB_HEATMAP)
+    fig = view(handle, ids.TAB_HEATMAP, layer=2, head=ids.HEAD_MEAN)["heatmap"]
     mean = np.mean([result.attentions[2, h].astype(np.float64) for h in range(12)], axis=0)
-    np.testing.assert_allclose(decode(fig["data"][0]["z"]), mean, atol=1e-5)
+    assert np.abs(decode_image(fig["data"][0]["source"]) / 254 - mean).max() <= 0.5 / 254 + 1e-5
     assert fig["layout"]["title"]["text"] == "Layer 2 · Mean of heads"
+    assert fig["layout"]["meta"]["token_index"] == list(range(13))
 
 
 def test_causal_heatmap_says_so(settings, tiny_models):
-    request, *_ = run_analyze(SENTENCE, tiny_models["gpt2"])
-    fig = head_heatmap.render_heatmap(request, 0, "1", "raw", [], ids.TAB_HEATMAP)
+    handle = run_analyze(SENTENCE, tiny_models["gpt2"])["handle"]
+    fig = view(handle, ids.TAB_HEATMAP, head="1")["heatmap"]
     assert "causal" in fig["layout"]["title"]["text"]
-    z = decode(fig["data"][0]["z"])
+    z = decode_image(fig["data"][0]["source"])
     assert np.all(np.triu(z, 1) == 0)
 
 
-def test_arcs_focus_and_release(settings, default_model):
-    request, *_ = run_analyze(SENTENCE)
-    fig, hint = arcs.render_arcs(request, 5, "0", 3, 0.0, None, None, "raw", [], ids.TAB_ARCS)
-    assert fig["layout"]["meta"]["arcs"] == 13 * 3
-    click = {"points": [{"curveNumber": 0, "pointIndex": 8}]}
-    focus = arcs.toggle_focus(click, None)
-    assert focus == 8
-    fig, hint = arcs.render_arcs(request, 5, "0", 3, 0.0, focus, None, "raw", [], ids.TAB_ARCS)
-    assert fig["layout"]["meta"]["arcs"] == 3 and "“it”" in hint
-    assert arcs.toggle_focus(click, 8) is None  # clicking again releases
-    hover = {"points": [{"curveNumber": 0, "pointIndex": 2}]}
-    fig, hint = arcs.render_arcs(request, 5, "0", 3, 0.0, None, hover, "raw", [], ids.TAB_ARCS)
-    assert "“cat”" in hint
-    with pytest.raises(PreventUpdate):
-        arcs.toggle_focus({"points": [{"curveNumber": 3, "pointIndex": 2}]}, None)  # a click on an arc
+def test_arcs_focus_and_hint(settings, default_model):
+    handle = run_analyze(SENTENCE)["handle"]
+    out = view(handle, ids.TAB_ARCS, layer=5, head="0", top_k=3, min_weight=0.0)
+    assert out["arcs"]["layout"]["meta"]["arcs"] == 13 * 3
+    out = view(handle, ids.TAB_ARCS, layer=5, head="0", top_k=3, min_weight=0.0, arc_focus=8)
+    assert out["arcs"]["layout"]["meta"]["arcs"] == 3 and "“it”" in out["arc_hint"]
+    assert out["arcs"]["layout"]["meta"]["focus"] == 8
+    # with special tokens hidden, raw token 8 ("it") is the 8th unit shown (index 7)
+    out = view(handle, ids.TAB_ARCS, layer=5, head="0", top_k=3, min_weight=0.0, arc_focus=8, switches=["hide"])
+    assert out["arcs"]["layout"]["meta"]["focus"] == 7 and out["arcs"]["layout"]["meta"]["token_index"][7] == 8
 
 
 def test_arcs_all_heads_legend(settings, default_model):
-    request, *_ = run_analyze(SENTENCE)
-    fig, _ = arcs.render_arcs(request, 0, ids.HEAD_ALL, 1, 0.0, None, None, "raw", [], ids.TAB_ARCS)
+    handle = run_analyze(SENTENCE)["handle"]
+    fig = view(handle, ids.TAB_ARCS, top_k=1, min_weight=0.0)["arcs"]
     legend = {t["name"] for t in fig["data"][1:] if t["showlegend"]}
     assert legend == {str(h) for h in range(12)}
     assert fig["layout"]["meta"]["arcs"] == 12 * 13
 
 
-def test_views_survive_a_missing_request_and_errors(settings, monkeypatch):
-    assert head_heatmap.render_heatmap(None, 0, "0", "raw", [], ids.TAB_HEATMAP)["data"] == []
-    bad = {"text": "", "text_pair": None, "model_id": None}
-    fig = head_grid.render_grid(bad, 0, "0", "raw", [], ids.TAB_GRID)
-    assert "empty" in fig["layout"]["annotations"][0]["text"]
+def test_views_without_an_analysis_say_what_to_do(settings, default_model, monkeypatch):
+    assert "press analyze" in str(view(None, ids.TAB_HEATMAP)["heatmap"]).lower()
+    for junk in ({"key": "nope"}, {"key": "attn-v1:" + "0" * 64, "model": "m"}, "x", [1], {"key": 5}):
+        out = view(junk, ids.TAB_GRID)
+        assert "Press Analyze" in str(out["grid"]), junk
+    # a well-formed handle whose result and recipe are gone: "analyse again", in plain words
+    gone = {"key": "attn-v1:" + "ab" * 32, "model": "all-MiniLM-L6-v2", "layers": 6, "heads": 12, "tokens": 13}
+    assert "no longer on the server" in str(view(gone, ids.TAB_ARCS)["arcs"])
 
 
-def test_examples_fill_the_boxes():
-    text, pair, is_open = inputs.fill_example(1)
-    assert (text, pair, is_open) == (EXAMPLES[1]["text"], EXAMPLES[1]["pair"], True)
-    assert inputs.fill_example(2)[0] == "猫坐在垫子上因为它累了。"
-    assert inputs.toggle_pair(1, False) is True and inputs.toggle_pair(2, True) is False
+def test_an_evicted_result_is_computed_again_from_the_recipe(settings, default_model):
+    from services import cache
+
+    handle = run_analyze(SENTENCE)["handle"]
+    cache.clear_local()
+    cache.cache.delete(handle["key"])  # the big result is evicted; the small recipe is still there
+    out = view(handle, ids.TAB_HEATMAP, head="2")
+    result = extract_attention(SENTENCE)
+    assert np.abs(decode_image(out["heatmap"]["data"][0]["source"]) / 254 - result.attentions[0, 2].astype(np.float32)
+                  ).max() <= 0.5 / 254 + 1e-6
+    assert out["handle"] is no_update  # same model files: same key
+
+
+def test_a_view_failure_is_explained_not_raised(settings, default_model, monkeypatch):
+    handle = run_analyze(SENTENCE)["handle"]
+    monkeypatch.setattr(router.head_heatmap, "heatmap_figure", lambda *a, **k: 1 / 0)
+    fig = view(handle, ids.TAB_HEATMAP)["heatmap"]
+    assert "could not be drawn" in str(fig) and "ZeroDivision" not in str(fig)
+
+
+def test_out_of_range_values_are_clamped_with_a_notice(settings, default_model):
+    handle = run_analyze(SENTENCE)["handle"]
+    out = view(handle, ids.TAB_HEATMAP, layer=99, head="12")
+    assert out["heatmap"]["layout"]["title"]["text"] == "Layer 5 · Mean of heads"
+    assert "no layer 99" in str(out["notice"]) and "no head 12" in str(out["notice"])
+    assert view(handle, ids.TAB_HEATMAP, layer=1)["notice"] == ""
+
+
+def test_first_page_embeds_the_first_analysis(settings, default_model):
+    page = analyze.first_page(settings)
+    assert Handle.parse(page["handle"]).tokens == 13 and "13 tokens" in str(page["status"])
+    assert page["grid"]["layout"]["meta"]["tokens"][8] == "it"
+    assert page["layer_max"] == 5 and page["head"] == ids.HEAD_ALL
+
+
+def test_decode_helper_reads_typed_arrays():
+    from components.figures import typed_array
+
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(decode(typed_array(a)), a)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import io
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from components import figures
+from components import figures, images
 
 
 def decode(spec: dict) -> np.ndarray:
@@ -16,6 +18,13 @@ def decode(spec: dict) -> np.ndarray:
     if "shape" in spec:
         array = array.reshape([int(n) for n in spec["shape"].split(",")])
     return array
+
+
+def decode_image(uri: str) -> np.ndarray:
+    """The palette indices of a ``data:image/png`` URI, read with Pillow (not the code that wrote it)."""
+    image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert image.mode == "P"
+    return np.asarray(image)
 
 
 def random_attention(heads: int, seq: int, seed: int = 0) -> np.ndarray:
@@ -32,18 +41,54 @@ def test_typed_array_round_trip():
     np.testing.assert_array_equal(decode(spec), a)
 
 
-def test_head_grid_one_trace_per_head_with_quantised_weights():
+def tile_of(fig: dict, index: int) -> np.ndarray:
+    """The palette levels of grid tile ``index``, cut out of the figure's image by its ``meta``."""
+    meta = fig["layout"]["meta"]
+    image = decode_image(fig["data"][0]["source"])
+    r, c = divmod(index, meta["columns"])
+    top, left = r * meta["stride_y"] + meta["band"], c * meta["stride_x"]
+    return image[top:top + meta["cells"], left:left + meta["cells"]]
+
+
+def test_palette_png_round_trips_levels_and_colours():
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    uri = images.png_data_uri(levels)
+    assert uri.startswith("data:image/png;base64,")
+    np.testing.assert_array_equal(decode_image(uri), levels)
+    rgb = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"))
+    palette = images.viridis_palette()
+    np.testing.assert_array_equal(rgb[0, 0], palette[0])
+    assert tuple(rgb[15, 15]) == images.BACKGROUND_RGB  # level 255 is the gap colour
+    assert len({tuple(c) for c in palette[:images.LEVELS]}) == images.LEVELS  # a colour names its level
+    # Viridis ends: dark purple at 0, yellow at 1, as plotly draws its colour bar
+    assert tuple(palette[0]) == (68, 1, 84) and tuple(palette[images.LEVELS - 1]) == (253, 231, 37)
+
+
+def test_to_levels_quantises_within_half_a_step():
+    weights = np.random.default_rng(3).random((50, 50)).astype(np.float32)
+    levels = images.to_levels(weights)
+    assert levels.max() <= images.LEVELS - 1
+    assert np.abs(levels / (images.LEVELS - 1) - weights).max() <= 0.5 / (images.LEVELS - 1) + 1e-6
+    assert images.to_levels(np.array([[np.nan, 2.0, -1.0]]))[0].tolist() == [0, 254, 0]
+
+
+def test_head_grid_one_image_with_a_tile_per_head():
     att = random_attention(12, 13)
     labels = [f"t{i}" for i in range(13)]
     fig = figures.head_grid_figure(att, labels, layer=3, selected=5)
-    assert len(fig["data"]) == 12
-    for head, trace in enumerate(fig["data"]):
-        z = decode(trace["z"])
-        assert z.dtype == np.uint8 and z.shape == (13, 13)
-        # independent: weight * 255 rounded, so decoding is within half a step of the true weight
-        assert np.abs(z / 255.0 - att[head]).max() <= 0.5 / 255 + 1e-6
-    assert fig["layout"]["meta"]["tokens"] == labels and fig["layout"]["meta"]["heads"] == list(range(12))
-    assert fig["layout"]["xaxis"]["ticktext"] == labels
+    assert [t["type"] for t in fig["data"]] == ["image", "heatmap"]  # the picture, and its colour bar
+    for head in range(12):
+        z = tile_of(fig, head)
+        assert z.shape == (13, 13)
+        # independent: weight * 254 rounded, so decoding is within half a step of the true weight
+        assert np.abs(z / 254.0 - att[head]).max() <= 0.5 / 254 + 1e-6
+    meta = fig["layout"]["meta"]
+    assert meta["tokens"] == labels and meta["tiles"] == list(range(12)) and meta["columns"] == 4
+    assert len(meta["palette"]) == 256 * 3 and meta["levels"] == 254
+    image = decode_image(fig["data"][0]["source"])
+    gap_columns = [meta["stride_x"] * c - 1 for c in range(1, 4)]
+    assert (image[:, gap_columns] == images.BACKGROUND).all()  # tiles are separated by background
+    assert fig["layout"]["yaxis"]["ticktext"][:13] == labels
     assert "Layer 3" in fig["layout"]["title"]["text"]
     assert fig["layout"]["annotations"][5]["text"] == "<b>head 5</b>"
     assert len(fig["layout"]["shapes"]) == 1
@@ -52,21 +97,23 @@ def test_head_grid_one_trace_per_head_with_quantised_weights():
 def test_head_grid_pools_long_text():
     att = random_attention(2, 300)
     fig = figures.head_grid_figure(att, ["x"] * 300, layer=0)
-    z = decode(fig["data"][0]["z"])
+    z = tile_of(fig, 0)
     assert z.shape == (100, 100) and fig["layout"]["meta"]["block"] == 3
     expected = att[0].reshape(100, 3, 100, 3).max(axis=(1, 3))
-    assert np.abs(z / 255.0 - expected).max() <= 0.5 / 255 + 1e-6
-    assert fig["layout"]["xaxis"]["showticklabels"] is False
+    assert np.abs(z / 254.0 - expected).max() <= 0.5 / 254 + 1e-6
+    assert fig["layout"]["xaxis"]["showticklabels"] is False and fig["layout"]["yaxis"]["showticklabels"] is False
 
 
-def test_heatmap_exact_values_and_unique_labels():
+def test_heatmap_levels_labels_and_rows():
     att = random_attention(1, 5)[0]
-    fig = figures.heatmap_figure(att, ["the", "cat", "the", "<b>", "."], "Layer 0 · Head 1")
+    fig = figures.heatmap_figure(att, ["the", "cat", "the", "<b>", "."], "Layer 0 · Head 1", token_index=[0, 2, 3, 5, 6])
     trace = fig["data"][0]
-    np.testing.assert_array_equal(decode(trace["z"]), att)
-    assert len(set(trace["x"])) == 5  # the repeated "the" gets its own column
-    assert trace["x"][3] == "&lt;b&gt;"  # HTML in tokens is shown literally
-    assert trace["hovertemplate"].startswith("%{y} → %{x}")
+    assert trace["type"] == "image" and trace["hoverinfo"] == "none"
+    levels = decode_image(trace["source"])
+    assert np.abs(levels / 254.0 - att).max() <= 0.5 / 254 + 1e-6
+    assert fig["layout"]["xaxis"]["ticktext"][3] == "&lt;b&gt;"  # HTML in tokens is shown literally
+    meta = fig["layout"]["meta"]
+    assert meta["keys"][3] == "<b>" and meta["token_index"] == [0, 2, 3, 5, 6]  # tooltips are text, not HTML
     assert fig["layout"]["title"]["text"] == "Layer 0 · Head 1"
 
 
@@ -92,6 +139,14 @@ def test_arc_figure_few_traces_and_focus():
     assert fig["data"][0]["name"] == "tokens"
     assert len(fig["data"]) <= 1 + 12 * len(figures.ARC_WIDTHS)
     assert fig["layout"]["meta"]["arcs"] == 12 * 40 * 3
+    # each trace names the query of each of its arcs, for the browser-side hover
+    queries = np.concatenate([t["meta"]["queries"] for t in fig["data"][1:]])
+    assert np.bincount(queries, minlength=40).tolist() == [12 * 3] * 40
+    for trace in fig["data"][1:]:
+        xs = decode(trace["x"])
+        starts = xs[:: figures._ARC_POINTS + 1]
+        assert len(starts) == len(trace["meta"]["queries"])
+        np.testing.assert_allclose(starts, figures.token_positions(labels)[trace["meta"]["queries"]], atol=1e-3)
     focused = figures.arc_figure(att[:1], labels, top_k=3, min_weight=0.0, focus=7)
     assert focused["layout"]["meta"]["arcs"] == 3
     # every arc drawn starts at token 7's x position

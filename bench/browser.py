@@ -1,0 +1,470 @@
+"""Benchmark: what a person feels, measured in the browser (headless Chromium), on the default model.
+
+    .venv/bin/python bench/browser.py                  # 32, 128 and 512 tokens, 7 runs an interaction
+    .venv/bin/python bench/browser.py --sizes 128 --runs 5
+    .venv/bin/python bench/browser.py --profile "layer change" --sizes 512   # where the time goes
+
+The app runs as ``make run`` runs it (``python app.py``, the default model warmed up at start, a
+file-system cache in a temporary folder) on a free port; Debian's Chromium is driven by Selenium.
+
+A run's time is browser wall-clock time from the input event (the first trusted ``pointerdown`` or
+``keydown`` after the harness is armed, taken in a capturing listener) to the figure drawn: the
+``plotly_afterplot`` event of the view's graph whose figure differs from the one shown before, plus
+one animation frame (the pixels are on screen). Requests are the ``/_dash-update-component`` calls
+started from the input event until the page has been quiet for 400 ms; bytes are their
+``transferSize`` (compressed body plus headers, from the Resource Timing API).
+
+Page load: a new browser profile (cold cache) and a reload (warm cache); time from navigation start to
+the head grid drawn, and every byte transferred (the document, scripts, styles, callbacks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import ROOT, SIZES, TextMaker, markdown_table, print_header  # noqa: E402
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+QUIET_MS = 400
+TIMEOUT_S = 30
+
+# Targets on the 2-core machine (../shared/DESIGN.md, "Performance budgets"); None: reported only.
+TARGETS = {
+    ("layer change", 128): 60, ("layer change", 512): 100,
+    ("head change (grid)", 128): 60, ("head change (grid)", 512): 100,
+    ("head change (heatmap)", 128): 60, ("head change (heatmap)", 512): 100,
+    ("analyze new text", 128): 300,
+}
+TAB_TARGET_512 = 150
+PAGE_BYTES_TARGET = 2 * 1024 * 1024
+
+HARNESS = r"""
+(function () {
+  const ae = window.__ae = {armed: false, t0: null, drawn: {}, before: {}, hooked: new WeakSet()};
+  const stamp = function (event) { if (ae.armed && ae.t0 === null && event.isTrusted) { ae.t0 = performance.now(); } };
+  for (const type of ["pointerdown", "mousedown", "keydown"]) { document.addEventListener(type, stamp, true); }
+  ae.signature = function (gd) {
+    if (!gd || !gd.layout) { return null; }
+    const l = gd.layout, d = gd.data || [];
+    return JSON.stringify([l.title && l.title.text, (l.annotations || []).map(a => a.text), (l.shapes || []).length,
+      d.length, d.map(t => t.source ? t.source.length + ":" + t.source.slice(-80) : (t.x && t.x.length) || 0),
+      l.meta && l.meta.focus, l.meta && l.meta.arcs]);
+  };
+  ae.hook = function () {
+    document.querySelectorAll(".js-plotly-plot").forEach(function (gd) {
+      if (ae.hooked.has(gd) || !gd.on) { return; }
+      ae.hooked.add(gd);
+      const id = gd.closest("[id]") ? gd.closest("[id]").id : "";
+      gd.on("plotly_afterplot", function () {
+        const sig = ae.signature(gd);
+        requestAnimationFrame(function () {
+          (ae.drawn[id] = ae.drawn[id] || []).push({t: performance.now(), sig: sig});
+        });
+      });
+    });
+  };
+  setInterval(ae.hook, 50);
+  ae.arm = function (graphId) {
+    ae.hook();
+    const gd = document.querySelector("#" + graphId + " .js-plotly-plot");
+    ae.armed = true; ae.t0 = null; ae.drawn = {}; ae.target = graphId;
+    ae.before = ae.signature(gd);
+    ae.armTime = performance.now();
+    performance.clearResourceTimings();
+  };
+  /* The figure drawn: the first plotly_afterplot (+ a frame) after the last callback response, or,
+     with no request (a browser-side change), the first whose figure differs from the one before. */
+  ae.result = function () {
+    const calls = performance.getEntriesByType("resource").filter(e => e.name.indexOf("_dash-update-component") >= 0);
+    const last = calls.length ? Math.max.apply(null, calls.map(c => c.responseEnd)) : 0;
+    const list = (ae.drawn[ae.target] || []).filter(function (d) {
+      return ae.t0 !== null && d.t >= ae.t0 && (calls.length ? d.t >= last : d.sig !== ae.before);
+    });
+    return {t0: ae.t0, drawn: list.length ? list[0].t : null, requests: calls.length,
+            bytes: calls.reduce((s, c) => s + c.transferSize, 0), lastResponse: last, now: performance.now(),
+            firstRequest: calls.length ? Math.min.apply(null, calls.map(c => c.startTime)) : null};
+  };
+  performance.setResourceTimingBufferSize(5000);
+})();
+"""
+
+
+# ----------------------------------------------------------------------------------- the app
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class App:
+    """``python app.py`` on a free port, with a file-system cache in a temporary folder."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.tmp = tempfile.mkdtemp(prefix="ae-bench-browser-")
+        env = {**os.environ, "ATTN_PORT": str(self.port), "ATTN_CACHE_TYPE": "filesystem",
+               "ATTN_CACHE_DIR": os.path.join(self.tmp, "cache"), "XDG_CACHE_HOME": self.tmp,
+               "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        self.log = open(os.path.join(self.tmp, "app.log"), "w")
+        self.process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}/"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "_dash-layout", timeout=60) as response:
+                    if response.status == 200:
+                        return  # the layout embeds the first analysis: the model is loaded
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"the app did not start; see {self.log.name}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------- the browser
+
+
+def browser(profile_dir: str | None = None):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1366,1000"):
+        options.add_argument(arg)
+    if profile_dir:
+        options.add_argument(f"--user-data-dir={profile_dir}")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": HARNESS})
+    return driver
+
+
+@dataclass
+class Sample:
+    ms: float
+    requests: int
+    bytes: int
+    before_request: float | None = None  # ms from the input event to the first request sent
+    in_flight: float | None = None  # ms from the first request sent to the last response received
+    after_response: float | None = None  # ms from the last response to the figure drawn
+
+
+@dataclass
+class Row:
+    name: str
+    tokens: int | str
+    samples: list[Sample] = field(default_factory=list)
+    target: float | None = None
+
+
+class Page:
+    """One browser tab on the app, with the harness."""
+
+    def __init__(self, driver, url: str) -> None:
+        self.d = driver
+        self.url = url
+
+    def open(self) -> None:
+        self.d.get(self.url)
+        self.wait_for(lambda: self.js("return !!document.querySelector('#head-grid .js-plotly-plot .layer-above')"),
+                      "first grid")
+        time.sleep(0.5)
+
+    def js(self, script: str, *args):
+        return self.d.execute_script(script, *args)
+
+    def wait_for(self, predicate, what: str, timeout: float = TIMEOUT_S):
+        end = time.time() + timeout
+        while time.time() < end:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.02)
+        raise RuntimeError(f"timed out waiting for {what}")
+
+    def measure(self, graph_id: str, action) -> Sample:
+        """Arms the harness on ``graph_id``, performs ``action`` and waits for the new figure drawn and
+        for the page to be quiet."""
+        self.js("__ae.arm(arguments[0])", graph_id)
+        action()
+        result = self.wait_for(lambda: (lambda r: r if r["drawn"] is not None else None)(self.js("return __ae.result()")),
+                               f"{graph_id} drawn")
+        while True:  # quiet: no request answered within the last QUIET_MS
+            time.sleep(QUIET_MS / 1000)
+            result = self.js("return __ae.result()")
+            if result["now"] - max(result["lastResponse"], result["drawn"]) >= QUIET_MS:
+                break
+        self.js("__ae.armed = false")
+        sample = Sample(result["drawn"] - result["t0"], result["requests"], result["bytes"])
+        if result["firstRequest"] is not None:
+            sample.before_request = result["firstRequest"] - result["t0"]
+            sample.in_flight = result["lastResponse"] - result["firstRequest"]
+            sample.after_response = result["drawn"] - result["lastResponse"]
+        return sample
+
+    # --- actions ---------------------------------------------------------------------------
+    def element(self, css: str):
+        return self.d.find_element("css selector", css)
+
+    def tab(self, label: str) -> None:
+        self.d.find_element("xpath", f"//a[contains(@class,'nav-link') and normalize-space()='{label}']").click()
+
+    def set_text(self, text: str) -> None:
+        self.js("const el = document.getElementById('text-input');"
+                "Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, 'value').set.call(el, arguments[0]);"
+                "el.dispatchEvent(new Event('input', {bubbles: true}));", text)
+        time.sleep(0.3)
+
+    def layer_key(self, key) -> None:
+        self.element("#layer-slider [role='slider']").send_keys(key)
+
+    def pick_head(self, label: str):
+        """Opens the head selector (not timed); the returned action clicks the option (timed)."""
+        self.element("#head-select").click()
+        time.sleep(0.3)
+        options = self.d.find_elements("css selector", ".dash-dropdown-options .dash-dropdown-option")
+        option = next(o for o in options if o.text.strip() == label)
+        self.js("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", option)
+        time.sleep(0.2)
+        return option.click
+
+    def click_label(self, label: str) -> None:
+        self.d.find_element("xpath", f"//label[normalize-space()='{label}']").click()
+
+    def show_label(self, label: str) -> None:
+        element = self.d.find_element("xpath", f"//label[normalize-space()='{label}']")
+        self.js("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", element)
+        time.sleep(0.3)
+
+
+# ----------------------------------------------------------------------------------- interactions
+
+
+def run_size(page: Page, maker: TextMaker, tokens: int, runs: int, only: set[str] | None) -> list[Row]:
+    from selenium.webdriver.common.keys import Keys
+
+    rows: list[Row] = []
+
+    def row(name: str) -> Row | None:
+        if only and name not in only:
+            return None
+        tab_target = TAB_TARGET_512 if name.startswith("open tab") and tokens == 512 else None
+        rows.append(Row(name, tokens, target=TARGETS.get((name, tokens), tab_target)))
+        return rows[-1]
+
+    page.open()
+    analyze = row("analyze new text")
+    for run in range(runs if analyze else 1):
+        page.set_text(maker.make(tokens))
+        sample = page.measure("head-grid", page.element("#analyze-button").click)
+        if analyze:
+            analyze.samples.append(sample)
+    layers = row("layer change")
+    if layers:
+        for run in range(runs):
+            key = Keys.ARROW_RIGHT if run % 2 == 0 else Keys.ARROW_LEFT
+            layers.samples.append(page.measure("head-grid", lambda: page.layer_key(key)))
+    for graph, tab, name in (("head-grid", "Head grid", "head change (grid)"),
+                             ("head-heatmap", "Head heatmap", "head change (heatmap)")):
+        heads = row(name)
+        if not heads:
+            continue
+        page.tab(tab)
+        time.sleep(1.5)
+        for run in range(runs):
+            click = page.pick_head(f"Head {run % 12}" if run % 2 == 0 else "Mean of heads")
+            heads.samples.append(page.measure(graph, click))
+        page.pick_head("All heads")()
+        time.sleep(1.0)
+    tabs = (("Head heatmap", "head-heatmap"), ("Arcs", "arc-view"), ("Model overview", "model-overview"),
+            ("Head atlas", "atlas-map"), ("Token focus", "focus-heatmap"), ("Head grid", "head-grid"))
+    tab_rows = {label: row(f"open tab: {label}") for label, _ in tabs}
+    if any(tab_rows.values()):
+        page.tab("Head grid")
+        time.sleep(1.0)
+        for run in range(runs):
+            for label, graph in tabs:
+                sample = page.measure(graph, lambda: page.tab(label))
+                if tab_rows[label]:
+                    tab_rows[label].samples.append(sample)
+    for label, name in (("Rollout", "switch: Rollout"), ("Hide special tokens", "switch: hide special tokens"),
+                        ("Merge sub-words into words", "switch: merge sub-words")):
+        switch = row(name)
+        if not switch:
+            continue
+        page.show_label(label)
+        for run in range(runs):
+            if label == "Rollout":
+                target = "Rollout" if run % 2 == 0 else "Raw"
+                switch.samples.append(page.measure("head-grid", lambda: page.click_label(target)))
+            else:
+                switch.samples.append(page.measure("head-grid", lambda: page.click_label(label)))
+        if label != "Rollout" and runs % 2 == 1:  # leave it off
+            page.measure("head-grid", lambda: page.click_label(label))
+        if label == "Rollout" and runs % 2 == 1:
+            page.measure("head-grid", lambda: page.click_label("Raw"))
+    return rows
+
+
+def page_loads(url: str, runs: int) -> list[Row]:
+    cold, warm = Row("page load, cold cache", "—"), Row("page load, warm cache", "—")
+    for _ in range(runs):
+        profile = tempfile.mkdtemp(prefix="ae-chrome-")
+        driver = browser(profile)
+        try:
+            for row in (cold, warm):
+                driver.get(url)
+                page = Page(driver, url)
+                page.wait_for(lambda: page.js("return (__ae.hook(), __ae.drawn['head-grid'] || []).length > 0"),
+                              "first grid", timeout=60)
+                time.sleep(1.0)
+                data = page.js("""
+                    const nav = performance.getEntriesByType('navigation')[0];
+                    const res = performance.getEntriesByType('resource');
+                    return {drawn: __ae.drawn['head-grid'][0].t,
+                            bytes: nav.transferSize + res.reduce((s, e) => s + e.transferSize, 0),
+                            requests: res.filter(e => e.name.indexOf('_dash-update-component') >= 0).length};""")
+                row.samples.append(Sample(data["drawn"], data["requests"], data["bytes"]))
+        finally:
+            driver.quit()
+            shutil.rmtree(profile, ignore_errors=True)
+    cold.target = None
+    return [cold, warm]
+
+
+# ----------------------------------------------------------------------------------- report
+
+
+def table(rows: list[Row]) -> str:
+    body = []
+    for r in rows:
+        times = [s.ms for s in r.samples]
+        requests = [s.requests for s in r.samples]
+        median = statistics.median(times)
+        if r.target is not None:
+            result = "PASS" if median <= r.target else f"MISS by {median - r.target:.0f} ms (+{(median / r.target - 1) * 100:.0f}%)"
+            target = f"≤ {r.target:.0f} ms"
+        else:
+            result, target = "—", "—"
+        if r.name.startswith("page load") and r.name.endswith("cold cache"):
+            total = statistics.median(s.bytes for s in r.samples)
+            target, result = "≤ 2 MB", ("PASS" if total <= PAGE_BYTES_TARGET else "MISS")
+        parts = [[getattr(x, name) for x in r.samples if getattr(x, name) is not None]
+                 for name in ("before_request", "in_flight", "after_response")]
+        split = " / ".join(f"{statistics.median(p):.0f}" for p in parts) if all(parts) else "—"
+        body.append([r.name, r.tokens, len(times), f"{median:.0f}", f"{max(times):.0f}", split,
+                     f"{statistics.median(requests):g} / {max(requests)}",
+                     f"{statistics.median(s.bytes for s in r.samples) / 1024:,.1f}", target, result])
+    return markdown_table(["interaction", "tokens", "runs", "median (ms)", "max (ms)",
+                           "input→request / request / response→drawn (ms, medians)", "requests (median / max)",
+                           "KB transferred (median)", "target (median)", "result"], body)
+
+
+def profile(url: str, maker: TextMaker, name: str, tokens: int) -> None:
+    """A CPU profile of the browser during one interaction: the functions with the most self time."""
+    driver = browser()
+    try:
+        page = Page(driver, url)
+        page.open()
+        page.set_text(maker.make(tokens))
+        page.measure("head-grid", page.element("#analyze-button").click)
+        driver.execute_cdp_cmd("Profiler.enable", {})
+        driver.execute_cdp_cmd("Profiler.setSamplingInterval", {"interval": 100})
+        from selenium.webdriver.common.keys import Keys
+
+        actions = {
+            "layer change": ("head-grid", lambda: page.layer_key(Keys.ARROW_RIGHT)),
+            "open tab: Arcs": ("arc-view", lambda: page.tab("Arcs")),
+            "open tab: Head heatmap": ("head-heatmap", lambda: page.tab("Head heatmap")),
+            "open tab: Model overview": ("model-overview", lambda: page.tab("Model overview")),
+            "open tab: Token focus": ("focus-heatmap", lambda: page.tab("Token focus")),
+            "open tab: Head atlas": ("atlas-map", lambda: page.tab("Head atlas")),
+        }
+        graph, action = actions[name]
+        driver.execute_cdp_cmd("Profiler.start", {})
+        sample = page.measure(graph, action)
+        prof = driver.execute_cdp_cmd("Profiler.stop", {})["profile"]
+    finally:
+        driver.quit()
+    nodes = {n["id"]: n for n in prof["nodes"]}
+    deltas = prof.get("timeDeltas", [])
+    self_time: dict[str, float] = {}
+    for node_id, delta in zip(prof.get("samples", []), deltas):
+        frame = nodes[node_id]["callFrame"]
+        label = f"{frame['functionName'] or '(anonymous)'} {Path(frame['url']).name}:{frame['lineNumber']}"
+        self_time[label] = self_time.get(label, 0) + delta / 1000
+    print(f"\n{name} at {tokens} tokens: {sample.ms:.0f} ms, {sample.requests} request(s); input to request "
+          f"{sample.before_request or 0:.0f} ms, request {sample.in_flight or 0:.0f} ms, response to drawn "
+          f"{sample.after_response or 0:.0f} ms\n")
+    top = sorted(self_time.items(), key=lambda kv: -kv[1])[:25]
+    print(markdown_table(["function (self time)", "ms"], [[label, f"{t:.1f}"] for label, t in top]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="runs per interaction (at least 5)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--only", nargs="*", help="interaction names to run (default: all)")
+    parser.add_argument("--no-page-load", action="store_true")
+    parser.add_argument("--profile", metavar="INTERACTION", help="profile one interaction instead")
+    args = parser.parse_args(argv)
+    runs = max(5, args.runs)
+    from transformers import AutoTokenizer
+
+    from services.models import bundled_model_dir
+
+    print_header("bench/browser.py: interactions in headless Chromium, default model")
+    print(f"- browser: {subprocess.run([CHROMIUM, '--version'], capture_output=True, text=True).stdout.strip()}")
+    app = App()
+    try:
+        maker = TextMaker(AutoTokenizer.from_pretrained(bundled_model_dir()))  # texts of an exact length
+        if args.profile:
+            for size in args.sizes:
+                profile(app.url, maker, args.profile, size)
+            return 0
+        rows: list[Row] = []
+        if not args.no_page_load and not args.only:
+            rows += page_loads(app.url, runs)
+        driver = browser()
+        try:
+            for size in args.sizes:
+                rows += run_size(Page(driver, app.url), maker, size, runs, set(args.only) if args.only else None)
+                print(f"(done: {size} tokens)", file=sys.stderr, flush=True)
+        finally:
+            driver.quit()
+    finally:
+        app.stop()
+    print(table(rows))
+    print("\nload average after the run (1, 5, 15 min): " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""The one boundary between the browser and the server: every value a callback receives is parsed here,
+once, into typed and bounded values. Pure Python (no Dash), so the rules are tested directly.
+
+Rules, for every field:
+- a value of the wrong type, NaN or infinite, missing, or out of range is clamped into range or
+  replaced by its default; nothing here raises;
+- numbers that size work (a window, top-k, a token index, a layer) are capped by what the analysed
+  text and model have, and by fixed maxima, so no client-chosen number makes the server do more
+  than a fixed amount of work;
+- what was changed is reported in ``notes`` (plain words), for the page to say.
+
+Ranges (``n_layers``, ``n_heads``, ``n_units`` come from the analysis on the server, never from the
+browser):
+
+==============  ================================================  =======================
+field           accepted                                          otherwise
+==============  ================================================  =======================
+layer           whole number 0 .. n_layers - 1                    clamped; default 0
+head            "all", "mean" or a number 0 .. n_heads - 1        "all"
+tab             one of ``TABS``                                   the head grid
+mode            one of ``MODES``                                  "raw"
+switches        a list holding "hide" and/or "merge"             unknown items dropped
+top_k           one of ``TOP_K`` (arcs per token)                 3
+min_weight      a number 0 .. 1                                   clamped; default 0.05
+window          one of ``WINDOWS`` (tokens)                       3
+metric          one of ``METRICS``                                "entropy"
+token           whole number 0 .. n_tokens - 1, or none           none
+focus_k         one of ``FOCUS_K``                                3
+example         whole number 0 .. n_examples - 1                  none
+text, pair      a string of at most ``MAX_TEXT_CHARS`` characters  refused with a message
+handle          see ``Handle.parse``                              none (analyse again)
+click / hover   Plotly event data with finite numbers             none
+==============  ================================================  =======================
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from components import ids
+
+TABS = (ids.TAB_GRID, ids.TAB_HEATMAP, ids.TAB_ARCS, ids.TAB_OVERVIEW, ids.TAB_ATLAS, ids.TAB_FOCUS)
+MODES = ("raw", "rollout")
+SWITCHES = ("hide", "merge")
+TOP_K = (1, 2, 3, 5, 10)
+WINDOWS = (1, 2, 3, 5, 8)
+FOCUS_K = (1, 2, 3, 5, 8)
+METRICS = ("entropy", "distance", "local", "self", "previous", "next", "delimiter")
+MIN_WEIGHT_MAX = 1.0
+MAX_TEXT_CHARS = 100_000  # far above any configured limit: anything longer is junk, refused unread
+MAX_MODEL_CHARS = 300
+MAX_DIM = 4096  # layers, heads or tokens a handle may claim
+
+
+# ----------------------------------------------------------------------------------- scalars
+
+def _number(value: Any) -> float | None:
+    """A finite number from an int, float or numeric string; None for anything else (bools too)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        if isinstance(value, (int, float)):
+            number = float(value)
+        elif isinstance(value, str) and len(value) <= 32:
+            number = float(value.strip())
+        else:
+            return None
+    except (ValueError, OverflowError):  # "x"; an int too large for a float
+        return None
+    return number if math.isfinite(number) else None
+
+
+def whole(value: Any, low: int, high: int, default: int) -> int:
+    """A whole number in ``low..high``: clamped when out of range; ``default`` when not a number
+    (or not whole)."""
+    number = _number(value)
+    if number is None or number != int(number):
+        return default
+    return int(min(max(int(number), low), high))
+
+
+def real(value: Any, low: float, high: float, default: float) -> float:
+    number = _number(value)
+    return default if number is None else float(min(max(number, low), high))
+
+
+def choice(value: Any, choices: Sequence, default: Any) -> Any:
+    """``value`` when it is one of ``choices`` (numbers compared as numbers), else ``default``."""
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, str) and value in choices:
+        return value
+    number = _number(value)
+    if number is not None:
+        for option in choices:
+            if not isinstance(option, str) and float(option) == number:
+                return option
+    return default
+
+
+def flags(value: Any, allowed: Iterable[str]) -> frozenset[str]:
+    """The allowed strings in a list of strings; anything else is dropped."""
+    if not isinstance(value, (list, tuple)):
+        return frozenset()
+    allowed = set(allowed)
+    return frozenset(item for item in value[:16] if isinstance(item, str) and item in allowed)
+
+
+def optional_index(value: Any, size: int) -> int | None:
+    """A whole number in ``0..size-1``, or None (for None, junk or out of range)."""
+    number = _number(value)
+    if number is None or number != int(number) or not 0 <= number < size:
+        return None
+    return int(number)
+
+
+class TextRefused(ValueError):
+    """A text field that is not text at all, or absurdly long: refused before any work."""
+
+
+def text(value: Any, what: str = "text") -> str | None:
+    """A text field: a string (possibly empty) or None. Length against the configured limit is the
+    services' job; this refuses non-strings and junk so long that reading it is already work."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TextRefused(f"The {what} must be plain text.")
+    if len(value) > MAX_TEXT_CHARS:
+        raise TextRefused(f"The {what} is far too long ({len(value):,} characters).")
+    return value
+
+
+def model_id(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_MODEL_CHARS:
+        return None
+    return value.strip()
+
+
+# ----------------------------------------------------------------------------------- heads
+
+@dataclass(frozen=True)
+class Head:
+    """A head choice: every head of the layer, the mean of the heads, or one head by number."""
+
+    kind: str = "all"  # "all" | "mean" | "one"
+    index: int | None = None
+
+    ALL = "all"
+    MEAN = "mean"
+
+    @classmethod
+    def parse(cls, value: Any, n_heads: int) -> "Head":
+        if value == cls.MEAN:
+            return cls("mean")
+        index = optional_index(value, n_heads)
+        if index is not None and not isinstance(value, bool):
+            return cls("one", index)
+        return cls("all")
+
+    @property
+    def number(self) -> int | None:
+        """The head's number when one head is chosen, else None."""
+        return self.index if self.kind == "one" else None
+
+    @property
+    def value(self) -> str:
+        """The head selector's value for this choice."""
+        return str(self.index) if self.kind == "one" else self.kind
+
+
+# ----------------------------------------------------------------------------------- the analysis handle
+
+_KEY = re.compile(r"^[a-z0-9-]{1,16}:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Handle:
+    """What the page keeps of an analysis: the result's cache key and its shape. The attention stays
+    on the server; views fetch it by key. The numbers are for the page's controls only: the server
+    always takes the shape from the result itself."""
+
+    key: str
+    model_id: str
+    layers: int
+    heads: int
+    tokens: int
+
+    def to_client(self) -> dict:
+        return {"key": self.key, "model": self.model_id, "layers": self.layers, "heads": self.heads,
+                "tokens": self.tokens}
+
+    @classmethod
+    def parse(cls, value: Any) -> "Handle | None":
+        """A handle from the page, or None for anything that is not one."""
+        if not isinstance(value, Mapping):
+            return None
+        key, model = value.get("key"), model_id(value.get("model"))
+        if not isinstance(key, str) or len(key) > 90 or not _KEY.match(key) or model is None:
+            return None
+        dims = [optional_index(value.get(name), MAX_DIM + 1) for name in ("layers", "heads", "tokens")]
+        if any(d is None or d < 1 for d in dims):
+            return None
+        return cls(key, model, *dims)
+
+
+# ----------------------------------------------------------------------------------- the view
+
+@dataclass(frozen=True)
+class Dims:
+    """The shape of the analysis on the server: what the view's numbers are bounded by."""
+
+    layers: int
+    heads: int
+    tokens: int
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """Everything the open view depends on, typed and in range."""
+
+    tab: str = ids.TAB_GRID
+    layer: int = 0
+    head: Head = field(default_factory=Head)
+    mode: str = "raw"
+    hide_special: bool = False
+    merge: bool = False
+    top_k: int = 3
+    min_weight: float = 0.05
+    arc_focus: int | None = None  # a raw token index: the token whose arcs are kept
+    metric: str = "entropy"
+    window: int = 3
+    token: int | None = None  # a raw token index: the token followed in Token focus
+    focus_k: int = 3
+    notes: tuple[str, ...] = ()
+
+    @property
+    def switches(self) -> list[str]:
+        return [name for name, on in (("hide", self.hide_special), ("merge", self.merge)) if on]
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], dims: Dims) -> "ViewState":
+        """``raw`` holds the browser's values by field name (missing ones take their defaults)."""
+        notes: list[str] = []
+        layer_raw = raw.get("layer")
+        layer = whole(layer_raw, 0, dims.layers - 1, 0)
+        number = _number(layer_raw)
+        if layer_raw is not None and (number is None or number != layer):
+            notes.append(f"There is no layer {str(layer_raw)[:12]}: showing layer {layer}.")
+        head_raw = raw.get("head")
+        head = Head.parse(head_raw, dims.heads)
+        if head_raw not in (None, Head.ALL, Head.MEAN) and head.kind == "all":
+            notes.append(f"There is no head {str(head_raw)[:12]} in this model: showing all heads.")
+        switches = flags(raw.get("switches"), SWITCHES)
+        return cls(
+            tab=choice(raw.get("tab"), TABS, ids.TAB_GRID),
+            layer=layer,
+            head=head,
+            mode=choice(raw.get("mode"), MODES, "raw"),
+            hide_special="hide" in switches,
+            merge="merge" in switches,
+            top_k=choice(raw.get("top_k"), TOP_K, 3),
+            min_weight=real(raw.get("min_weight"), 0.0, MIN_WEIGHT_MAX, 0.05),
+            arc_focus=optional_index(raw.get("arc_focus"), dims.tokens),
+            metric=choice(raw.get("metric"), METRICS, "entropy"),
+            window=choice(raw.get("window"), WINDOWS, 3),
+            token=optional_index(raw.get("token"), dims.tokens),
+            focus_k=choice(raw.get("focus_k"), FOCUS_K, 3),
+            notes=tuple(notes),
+        )
+
+
+# ----------------------------------------------------------------------------------- Plotly events
+
+def point(event: Any, *numeric: str) -> dict | None:
+    """The first point of a Plotly click or hover event, with the named fields as finite numbers;
+    None when the event is missing, malformed or lacks one of them."""
+    if not isinstance(event, Mapping):
+        return None
+    points = event.get("points")
+    if not isinstance(points, list) or not points or not isinstance(points[0], Mapping):
+        return None
+    first = points[0]
+    parsed = {}
+    for name in numeric:
+        number = _number(first.get(name))
+        if number is None:
+            return None
+        parsed[name] = number
+    return parsed

@@ -1,0 +1,62 @@
+"""Wiring of the browser-side callbacks (assets/clientside.js): hovers, clicks and toggles that need
+no request, or that pick values the router then draws with one."""
+
+from __future__ import annotations
+
+from dash import ClientsideFunction, Dash, Input, Output, State
+
+from components import ids
+
+
+def _js(name: str) -> ClientsideFunction:
+    return ClientsideFunction(namespace="attention", function_name=name)
+
+
+def register(app: Dash) -> None:
+    for graph, tooltip, function in ((ids.HEAD_GRID, ids.GRID_TOOLTIP, "gridHover"),
+                                     (ids.HEAD_HEATMAP, ids.HEATMAP_TOOLTIP, "heatmapHover"),
+                                     (ids.OVERVIEW, ids.OVERVIEW_TOOLTIP, "overviewHover")):
+        app.clientside_callback(
+            _js(function),
+            Output(tooltip, "show"), Output(tooltip, "bbox"), Output(tooltip, "children"),
+            Input(graph, "hoverData"), State(graph, "figure"),
+        )
+    app.clientside_callback(
+        _js("navigate"),
+        Output(ids.LAYER, "value", allow_duplicate=True), Output(ids.HEAD, "value", allow_duplicate=True),
+        Output(ids.TABS, "active_tab", allow_duplicate=True),
+        Input(ids.HEAD_GRID, "clickData"), Input(ids.OVERVIEW, "clickData"), Input(ids.ATLAS_MAP, "clickData"),
+        Input(ids.ATLAS_TABLE, "active_cell"),
+        State(ids.HEAD_GRID, "figure"), State(ids.OVERVIEW, "figure"), State(ids.ATTN_MODE, "value"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(
+        _js("arcClick"),
+        Output(ids.ARC_FOCUS, "data", allow_duplicate=True), Output(ids.TOKEN, "data", allow_duplicate=True),
+        Input(ids.ARC_VIEW, "clickData"), State(ids.ARC_VIEW, "figure"), State(ids.ARC_FOCUS, "data"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(
+        _js("isolateArcs"),
+        Output(ids.ARC_HOVER_SINK, "data"),
+        Input(ids.ARC_VIEW, "hoverData"), State(ids.ARC_VIEW, "figure"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(
+        _js("heatmapClick"),
+        Output(ids.TOKEN, "data", allow_duplicate=True),
+        Input(ids.HEAD_HEATMAP, "clickData"), State(ids.HEAD_HEATMAP, "figure"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(  # the token picker: a person's choice becomes the token followed
+        _js("pickToken"),
+        Output(ids.TOKEN, "data", allow_duplicate=True),
+        Input(ids.FOCUS_TOKEN, "value"), State(ids.TOKEN, "data"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(
+        _js("togglePair"),
+        Output(ids.PAIR_COLLAPSE, "is_open", allow_duplicate=True),
+        Input(ids.PAIR_TOGGLE, "n_clicks"), State(ids.PAIR_COLLAPSE, "is_open"),
+        prevent_initial_call=True,
+    )

@@ -1,0 +1,83 @@
+"""Dash's callback endpoint, hardened: a malformed request gets a 400 with a plain message, never a 500.
+
+Dash trusts the shape of ``POST /_dash-update-component`` (a body without ``inputs``, an ``output`` no
+callback has, or inputs of the wrong count raise inside Dash). Anyone who can reach the port may send
+any bytes, so the body's shape is checked before Dash reads it, and whatever still escapes Dash's
+dispatch is answered 400 (our callback bodies never raise: ``common.guarded``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from dash import Dash
+from flask import jsonify, request
+
+log = logging.getLogger(__name__)
+
+ENDPOINT = "_dash-update-component"
+MAX_ITEMS = 256  # inputs or states a request may list: far above any callback here
+
+
+def _is_prop(item: Any) -> bool:
+    """One input or state: ``{"id": str | dict, "property": str, "value": ...}`` (or a list of them,
+    for pattern-matching inputs)."""
+    if isinstance(item, list):
+        return len(item) <= MAX_ITEMS and all(_is_prop(i) for i in item)
+    return (isinstance(item, Mapping) and isinstance(item.get("property"), str)
+            and isinstance(item.get("id"), (str, Mapping)))
+
+
+def problem(body: Any, callbacks: Mapping[str, Any]) -> str | None:
+    """What is wrong with a callback request's body, in plain words, or None when Dash can read it."""
+    if not isinstance(body, Mapping):
+        return "The request body must be a JSON object."
+    output = body.get("output")
+    if not isinstance(output, str) or output not in callbacks:
+        return "The request names no callback of this app."
+    for name, required in (("inputs", True), ("state", False)):
+        items = body.get(name)
+        if items is None and not required:
+            continue
+        if not isinstance(items, list) or len(items) > MAX_ITEMS or not all(_is_prop(i) for i in items):
+            return f"The request's {name} are malformed."
+    expected = callbacks[output]
+    if len(body["inputs"]) != len(expected.get("inputs", [])) or len(body.get("state") or []) != len(expected.get("state", [])):
+        return "The request's inputs do not match the callback."
+    changed = body.get("changedPropIds", [])
+    if not isinstance(changed, list) or not all(isinstance(c, str) for c in changed):
+        return "The request's changed properties are malformed."
+    outputs = body.get("outputs")
+    if not isinstance(outputs, (list, Mapping)):
+        return "The request's outputs are malformed."
+    return None
+
+
+def harden(app: Dash) -> None:
+    """Checks every callback request before Dash reads it; answers 400 for what Dash cannot handle."""
+    server = app.server
+    path = app.config.routes_pathname_prefix + ENDPOINT
+
+    @server.before_request
+    def _check_callback_request():
+        if request.path != path or request.method != "POST":
+            return None
+        body = request.get_json(silent=True)
+        reason = problem(body, app.callback_map)
+        if reason is not None:
+            return jsonify({"message": reason}), 400
+        return None
+
+    @server.errorhandler(Exception)
+    def _callback_failure(exc):
+        from werkzeug.exceptions import HTTPException
+
+        if isinstance(exc, HTTPException):
+            return exc
+        if request.path == path:
+            log.warning("malformed callback request answered 400: %r", exc)
+            return jsonify({"message": "The request could not be handled."}), 400
+        log.error("request failed", exc_info=exc)
+        return jsonify({"message": "Something went wrong on the server."}), 500

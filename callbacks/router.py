@@ -1,0 +1,112 @@
+"""The router: ONE callback that renders the open view. Every control a view depends on is an input
+here and nowhere else, so a layer, head, switch or tab change costs one request, whatever is open.
+
+The body is a plain function (``route``) of the browser's values by name and the names of those that
+changed. It parses them once (``boundary``), fetches the analysis by its handle (never the text), and
+asks the open tab's module for its outputs; every other output is left as it is (``no_update``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Dash, Input, Output, ctx, html, no_update
+
+from components import ids
+from services.extraction import result_by_key
+from services.views import View, ViewOptions
+
+from . import arcs, atlas, head_grid, head_heatmap, overview, token_focus
+from .boundary import TABS, Dims, Handle, ViewState, choice
+from .common import EXPIRED, NOT_ANALYSED, UNREADABLE, guarded
+
+VIEWS = {
+    ids.TAB_GRID: head_grid,
+    ids.TAB_HEATMAP: head_heatmap,
+    ids.TAB_ARCS: arcs,
+    ids.TAB_OVERVIEW: overview,
+    ids.TAB_ATLAS: atlas,
+    ids.TAB_FOCUS: token_focus,
+}
+
+INPUTS = {
+    "handle": Input(ids.HANDLE, "data"),
+    "tab": Input(ids.TABS, "active_tab"),
+    "layer": Input(ids.LAYER, "value"),
+    "head": Input(ids.HEAD, "value"),
+    "mode": Input(ids.ATTN_MODE, "value"),
+    "switches": Input(ids.VIEW_SWITCHES, "value"),
+    "top_k": Input(ids.ARC_TOP_K, "value"),
+    "min_weight": Input(ids.ARC_MIN_WEIGHT, "value"),
+    "arc_focus": Input(ids.ARC_FOCUS, "data"),
+    "metric": Input(ids.ATLAS_METRIC, "value"),
+    "window": Input(ids.ATLAS_WINDOW, "value"),
+    "token": Input(ids.TOKEN, "data"),
+    "focus_k": Input(ids.FOCUS_K, "value"),
+}
+OUTPUTS: dict[str, Output] = {"notice": Output(ids.VIEW_NOTICE, "children"),
+                              "handle": Output(ids.HANDLE, "data", allow_duplicate=True)}
+for _module in VIEWS.values():
+    OUTPUTS.update(_module.OUTPUTS)
+_PROP_TO_NAME = {f"{i.component_id}.{i.component_property}": name for name, i in INPUTS.items()}
+
+
+def _nothing() -> dict:
+    return {name: no_update for name in OUTPUTS}
+
+
+def _notice(notes: tuple[str, ...]) -> Any:
+    if not notes:
+        return ""
+    return html.Div(" ".join(notes), className="alert alert-warning py-1 px-2 small mb-2", role="status")
+
+
+def route(values: dict[str, Any], triggered: frozenset[str]) -> dict:
+    """Outputs by name for the browser's ``values`` by input name; ``triggered`` names the inputs that
+    changed (all of them on a first render). Never raises: a failure is explained in the open view."""
+    out = _nothing()
+    tab = choice(values.get("tab"), TABS, ids.TAB_GRID)
+    module = VIEWS[tab]
+    if not triggered & (module.DEPENDS | {"handle"}):
+        return out  # nothing the open view shows changed (e.g. a token picked for a closed tab)
+    out.update(_render(module, values, triggered))
+    return out
+
+
+def _placeholder(module, message: str) -> dict:
+    return {**module.placeholder(message), "notice": ""}
+
+
+def _render(module, values: dict[str, Any], triggered: frozenset[str]) -> dict:
+    @guarded(lambda message: _placeholder(module, message))
+    def render() -> dict:
+        raw_handle = values.get("handle")
+        handle = Handle.parse(raw_handle)
+        if handle is None:
+            return _placeholder(module, NOT_ANALYSED if raw_handle is None else UNREADABLE)
+        found = result_by_key(handle.key)
+        if found is None:
+            return _placeholder(module, EXPIRED)
+        key, result = found
+        state = ViewState.parse(values, Dims(result.num_layers, result.num_heads, result.seq_len))
+        options = ViewOptions(rollout=state.mode == "rollout", hide_special=state.hide_special, merge_words=state.merge)
+        out = module.render(View(result, options, key), state, triggered)
+        out["notice"] = _notice(state.notes)
+        if key != handle.key:  # computed again from the recipe under a new key (the model's files changed)
+            out["handle"] = handle_of(key, result).to_client()
+        return out
+
+    return render()
+
+
+def handle_of(key: str, result) -> Handle:
+    return Handle(key, result.model_id, result.num_layers, result.num_heads, result.seq_len)
+
+
+def register(app: Dash) -> None:
+    def callback(**values):
+        changed = {_PROP_TO_NAME.get(prop) for prop in ctx.triggered_prop_ids} - {None}
+        return route(values, frozenset(changed) or frozenset(INPUTS))
+
+    app.callback(output=OUTPUTS, inputs=INPUTS, prevent_initial_call=True)(callback)
+

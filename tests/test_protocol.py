@@ -1,0 +1,102 @@
+"""Dash's callback endpoint with malformed requests: a 4xx with a plain message, never a 500."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components import ids
+from services.config import Settings
+
+ENDPOINT = "/_dash-update-component"
+
+
+@pytest.fixture(scope="module")
+def app_and_client(tiny_models):
+    from app import create_app
+    from services import config
+
+    original = config._settings
+    app = create_app(Settings(models=(tiny_models["bert"],), default_model=tiny_models["bert"], cache_type="simple"))
+    client = app.server.test_client()
+    client.get("/")  # Dash sets itself up on the first request
+    yield app, client
+    config._settings = original
+
+
+def router_output(app) -> str:
+    return next(key for key in app.callback_map if f"..{ids.HEAD_GRID}.figure" in key or
+                key.startswith(f"..{ids.VIEW_NOTICE}.children"))
+
+
+def router_body(app, **changes) -> dict:
+    output = router_output(app)
+    spec = app.callback_map[output]
+    values = {"analysis-handle": None, ids.TABS: ids.TAB_GRID, ids.LAYER: 0, ids.HEAD: "all"}
+    inputs = [{"id": i["id"], "property": i["property"], "value": values.get(i["id"])} for i in spec["inputs"]]
+    body = {"output": output, "outputs": [{"id": o.split(".")[0], "property": o.split(".")[1]}
+                                          for o in output.strip(".").split("...")],
+            "inputs": inputs, "changedPropIds": [f"{ids.LAYER}.value"], "state": []}
+    body.update(changes)
+    return body
+
+
+def post(client, body, raw: bool = False):
+    data = body if raw else json.dumps(body)
+    return client.post(ENDPOINT, data=data, content_type="application/json")
+
+
+def test_a_well_formed_request_works(app_and_client):
+    app, client = app_and_client
+    response = post(client, router_body(app))
+    assert response.status_code == 200, response.data[:300]
+    assert b"press Analyze" in response.data
+
+
+@pytest.mark.parametrize("junk", [
+    b"", b"not json", b"[]", b"null", b"3", b'"x"', b"{", b"\xff\xfe", b'{"output": 3}',
+    b'{"output": "nope.children", "inputs": []}',
+])
+def test_junk_bodies_get_400(app_and_client, junk):
+    _, client = app_and_client
+    response = post(client, junk, raw=True)
+    assert response.status_code == 400
+    assert b"Traceback" not in response.data
+
+
+@pytest.mark.parametrize("change", [
+    {"inputs": None}, {"inputs": "x"}, {"inputs": [1, 2]}, {"inputs": []}, {"inputs": [{"id": 1}]},
+    {"state": "x"}, {"changedPropIds": "layer"}, {"changedPropIds": [1]}, {"outputs": 5},
+])
+def test_malformed_callback_requests_get_400(app_and_client, change):
+    app, client = app_and_client
+    body = router_body(app, **change)
+    response = post(client, body)
+    assert response.status_code == 400, change
+    assert "message" in response.get_json()
+
+
+def test_missing_inputs_key_gets_400(app_and_client):
+    app, client = app_and_client
+    body = router_body(app)
+    del body["inputs"]
+    assert post(client, body).status_code == 400
+
+
+def test_wrong_values_in_a_well_formed_request_never_give_500(app_and_client):
+    app, client = app_and_client
+    for value in ("x", {}, [], 1e308, None, -5, "9" * 30, {"key": "attn-v1:" + "0" * 64}):
+        body = router_body(app)
+        for item in body["inputs"]:
+            item["value"] = value
+        response = post(client, body)
+        assert response.status_code in (200, 204), (value, response.status_code, response.data[:200])
+        assert b"Traceback" not in response.data
+
+
+def test_the_server_still_serves_after_junk(app_and_client):
+    app, client = app_and_client
+    post(client, b"\x00" * 1000, raw=True)
+    assert client.get("/").status_code == 200
+    assert post(client, router_body(app)).status_code == 200
