@@ -17,7 +17,7 @@ from flask import jsonify
 from callbacks import register_callbacks
 from callbacks.analyze import first_page
 from callbacks.protocol import harden
-from components.layout import create_layout
+from components.layout import create_layout, validation_layout
 from services import cache
 from services.config import Settings, configure, get_settings
 from services.health import health_report
@@ -44,6 +44,8 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Dash:
     harden(app)
     cache.init_cache(app.server, settings)
     app.layout = lambda: create_layout(settings, first_page(settings))
+    # Components the router sends later (the atlas's table), for Dash's check of the callbacks' ids.
+    app.validation_layout = validation_layout(settings)
     register_callbacks(app)
 
     @app.server.get("/healthz")

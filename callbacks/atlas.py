@@ -8,13 +8,13 @@ from dash import Output, html
 from components import ids
 from components.analysis_figures import atlas_map_figure
 from components.figures import empty_figure
-from components.layout import ATLAS_METRICS
+from components.layout import ATLAS_METRICS, atlas_table
 from services import heads
 from services.views import derived
 
 from .boundary import ViewState
 
-OUTPUTS = {"atlas_map": Output(ids.ATLAS_MAP, "figure"), "atlas_table": Output(ids.ATLAS_TABLE, "data"),
+OUTPUTS = {"atlas_map": Output(ids.ATLAS_MAP, "figure"), "atlas_table": Output(ids.ATLAS_TABLE_HOLDER, "children"),
            "atlas_legend": Output(ids.ATLAS_LEGEND, "children")}
 DEPENDS = frozenset({"handle", "layer", "head", "tab", "metric", "window"})  # raw attention: no mode, no switches
 
@@ -57,5 +57,5 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
                               zmax=1.0 if state.metric in _BOUNDED else None, selected=selected)
     out = {"atlas_map": figure}
     if triggered & {"handle", "tab", "window"}:  # the table and legend change only with the measurements
-        out.update(atlas_table=rows, atlas_legend=legend(labels))
+        out.update(atlas_table=atlas_table(rows), atlas_legend=legend(labels))
     return out

@@ -47,6 +47,7 @@ OVERVIEW = "model-overview"
 OVERVIEW_TOOLTIP = "model-overview-tooltip"
 ATLAS_MAP = "atlas-map"
 ATLAS_TABLE = "atlas-table"
+ATLAS_TABLE_HOLDER = "atlas-table-holder"  # the table is put here when the atlas first opens
 ATLAS_METRIC = "atlas-metric"
 ATLAS_WINDOW = "atlas-window"
 FOCUS_TOKEN = "focus-token"

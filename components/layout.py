@@ -164,13 +164,15 @@ def atlas_controls() -> dbc.Row:
     ])
 
 
-def atlas_table():
+def atlas_table(rows: list[dict] | None = None):
+    """The atlas's sortable table. Not in the first page: it is sent when the atlas opens, so the
+    table's 630 KB of scripts load then, not with the page."""
     from dash import dash_table
 
     columns = [{"name": "layer", "id": "layer"}, {"name": "head", "id": "head"}, {"name": "type", "id": "label"}]
     columns += [{"name": name, "id": name, "type": "numeric"} for name, _ in ATLAS_METRICS]
     return dash_table.DataTable(
-        id=ids.ATLAS_TABLE, columns=columns, data=[], sort_action="native", page_size=12,
+        id=ids.ATLAS_TABLE, columns=columns, data=rows or [], sort_action="native", page_size=12,
         style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "fontSize": "0.85rem",
                                                        "padding": "4px 8px", "cursor": "pointer"},
         style_header={"fontWeight": "600", "backgroundColor": "#f4f6f8"},
@@ -208,7 +210,7 @@ def views_panel(page: dict) -> html.Div:
                  _graph(ids.OVERVIEW, clear_on_unhover=True),
                  dcc.Tooltip(id=ids.OVERVIEW_TOOLTIP, direction="bottom", className="ae-tooltip")),
             _tab(ids.TAB_ATLAS, "Head atlas", atlas_controls(), _graph(ids.ATLAS_MAP),
-                 html.Ul(id=ids.ATLAS_LEGEND, className="small ae-legend"), atlas_table()),
+                 html.Ul(id=ids.ATLAS_LEGEND, className="small ae-legend"), html.Div(id=ids.ATLAS_TABLE_HOLDER)),
             _tab(ids.TAB_FOCUS, "Token focus", focus_controls(), _graph(ids.FOCUS_HEATMAP),
                  html.Div(id=ids.FOCUS_TABLES)),
         ]),
@@ -237,3 +239,8 @@ def create_layout(settings, page: dict | None = None) -> html.Div:
         ]),
         html.Footer(className="ae-footer small text-muted", children=CAVEAT),
     ])
+
+
+def validation_layout(settings) -> html.Div:
+    """Every component any callback names: the page, plus what the router sends later."""
+    return html.Div([create_layout(settings), atlas_table()])

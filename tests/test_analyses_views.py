@@ -103,7 +103,8 @@ def test_token_focus_with_switches_against_the_full_transform(handle):
 
 def test_atlas_rows_labels_and_legend(handle):
     out = view(handle, ids.TAB_ATLAS, metric="previous", window=3, head="2")
-    figure, rows, legend = out["atlas_map"], out["atlas_table"], out["atlas_legend"]
+    figure, rows, legend = out["atlas_map"], out["atlas_table"].data, out["atlas_legend"]
+    assert out["atlas_table"].id == ids.ATLAS_TABLE
     assert len(rows) == 72 and {"layer", "head", "label", "entropy", "previous", "id"} <= set(rows[0])
     result = extract_attention(SENTENCE)
     att = result.attentions.astype(np.float64)
