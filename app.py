@@ -15,7 +15,7 @@ from flask import jsonify
 
 from callbacks import register_callbacks
 from components.layout import create_layout
-from services import cache
+from services import cache, security
 from services.config import Settings, configure
 from services.health import health_report
 
@@ -36,13 +36,16 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Dash:
         # Bootstrap (Bootswatch Flatly, MIT) is served from assets/: no CDN, so it works offline.
         update_title=None,
     )
-    cache.init_cache(app.server, settings)
+    cache.init_cache(app.server, settings)  # never raises: an unusable cache folder is logged, then skipped
     app.layout = lambda: create_layout(settings)
     register_callbacks(app)
+    # Body limit, sign-in, security headers; the page's inline scripts are allowed by their hashes.
+    security.install(app.server, settings, script_hashes=app.csp_hashes)
 
     @app.server.get("/healthz")
     def healthz():
-        return jsonify(health_report()), 200
+        # Open to all without sign-in, but the details only for signed-in users and loopback clients.
+        return jsonify(health_report(detailed=security.may_see_details())), 200
 
     return app
 

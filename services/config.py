@@ -56,6 +56,11 @@ def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _off_is_empty(raw: str) -> str:
+    raw = raw.strip()
+    return "" if raw.lower() in {"off", "0", "none", "no"} else raw
+
+
 @dataclass(frozen=True)
 class Settings:
     default_model: str = DEFAULT_MODEL_ID
@@ -137,7 +142,7 @@ class Settings:
             celery_broker_url=os.environ.get("ATTN_CELERY_BROKER_URL", "").strip(),
             cache_max_mb=_env_int("ATTN_CACHE_MAX_MB", 2048),
             max_request_kb=_env_int("ATTN_MAX_REQUEST_KB", 1024),
-            rate_limit=os.environ.get("ATTN_RATE_LIMIT", "").strip(),
+            rate_limit=_off_is_empty(os.environ.get("ATTN_RATE_LIMIT", "")),
             rate_limit_storage=os.environ.get("ATTN_RATE_LIMIT_STORAGE", "").strip(),
             auth=os.environ.get("ATTN_AUTH", "").strip().lower(),
             users_file=os.environ.get("ATTN_USERS_FILE", "").strip(),
