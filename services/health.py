@@ -11,6 +11,7 @@ report writes nothing (a Redis PING, a look at the cache folder), and its error 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from . import cache
@@ -36,8 +37,6 @@ def extraction_status() -> dict[str, Any]:
         finally:
             client.close()
     except Exception as exc:  # noqa: BLE001 - a health check reports, it never raises
-        import logging
-
         logging.getLogger(__name__).warning("health check: the Celery broker does not answer (%r)", exc)
         info["broker_reachable"] = False
         info["error"] = "the task queue does not answer"

@@ -71,6 +71,15 @@ def redis_server(tmp_path):
     server.stop()
 
 
+def _plant_file(cache_dir, name: str, payload: bytes) -> None:
+    expiry = struct.pack("I", 0)
+    for file_name, data in ((hashlib.sha256(name.encode()).hexdigest(), expiry + payload),
+                            (hashlib.md5(name.encode()).hexdigest(), expiry + payload),
+                            (hashlib.sha256(name.encode()).hexdigest() + ".aec", payload)):
+        (cache_dir / file_name).write_bytes(data)
+        (cache_dir / file_name).chmod(0o600)
+
+
 def _app(settings_changes: dict):
     base = config.get_settings()  # importing app builds its module-level app from the environment: keep ours
     import app as app_module
@@ -84,13 +93,11 @@ def test_pickles_planted_in_the_file_system_cache_never_run(settings, tiny_model
     marker = tmp_path / "pwned-fs"
     payload = _planted(marker)
     key = extraction.cache_key(tiny_models["bert"], SENTENCE, None)
-    # Where cachelib's FileSystemCache looks (md5 of the key, a 4-byte expiry then the pickle), its count
-    # file (unpickled on every write), and where this version looks (sha256 + ".aec").
-    expiry = struct.pack("I", 0)
+    # Where flask-caching's FileSystemCache looks (sha256 of the key, or md5 for cachelib's own default;
+    # a 4-byte expiry, then the pickle), its count file (unpickled on every write), and where this
+    # version looks (sha256 + ".aec").
     for name in (key, "recipe-" + key, "__wz_cache_count"):
-        (cache_dir / hashlib.md5(name.encode()).hexdigest()).write_bytes(expiry + payload)
-        (cache_dir / (hashlib.sha256(name.encode()).hexdigest() + ".aec")).write_bytes(payload)
-        (cache_dir / (hashlib.sha256(name.encode()).hexdigest() + ".aec")).chmod(0o600)
+        _plant_file(cache_dir, name, payload)
 
     client = _app(dict(cache_type="filesystem", cache_dir=str(cache_dir))).server.test_client()
     assert client.get("/healthz").status_code == 200
@@ -171,15 +178,16 @@ def test_pickled_celery_result_is_refused(settings, redis_server, tmp_path):
         celery.close()
 
 
-def test_bind_never_unpickles_a_planted_count_file(settings, tmp_path):
-    """Binding the cache and writing to it (as every analysis does) leaves a planted count file alone."""
+def test_a_count_file_planted_while_the_app_runs_is_never_unpickled(settings, tmp_path):
+    """cachelib rewrites its count file when it starts, then unpickles it on every write: plant it after."""
     cache_dir = tmp_path / "fs-count"
     cache_dir.mkdir(mode=0o700)
     marker = tmp_path / "pwned-count"
-    count_file = cache_dir / hashlib.md5(b"__wz_cache_count").hexdigest()
-    count_file.write_bytes(struct.pack("I", 0) + _planted(marker))
     cache.init_cache(Flask("plant"), config.configure(cache_type="filesystem", cache_dir=str(cache_dir)))
-    for i in range(3):
-        assert cache.store(f"k{i}", f"value {i}")
-    assert cache.cache.cache.get("k2") == "value 2"
-    assert not marker.exists()
+    cache.store("k0", "value 0")
+    _plant_file(cache_dir, "__wz_cache_count", _planted(marker))
+    for i in range(1, 4):
+        cache.store(f"k{i}", f"value {i}")
+    cache.clear_local()
+    assert cache.lookup("k3") == "value 3"
+    assert not marker.exists(), "a planted pickle was run"

@@ -20,7 +20,6 @@ import pytest
 from flask import Flask
 
 from services import cache, config, extract_attention
-from services.cache_backends import SafeFileSystemCache, private_dir_problem
 from services.config import Settings
 from services.forward import AttentionResult
 
@@ -86,6 +85,8 @@ def test_a_folder_that_is_not_private_is_refused(settings, tiny_models, tmp_path
 
 
 def test_private_dir_problem_says_why(tmp_path):
+    from services.cache_backends import private_dir_problem
+
     ok = tmp_path / "ok"
     assert private_dir_problem(str(ok)) is None and stat.S_IMODE(ok.stat().st_mode) == 0o700
     (tmp_path / "file").write_text("x")
@@ -124,6 +125,8 @@ def test_a_folder_that_cannot_be_created_does_not_stop_the_app(tmp_path):
 
 def test_the_cache_is_bounded_in_bytes_oldest_first(settings, tmp_path):
     _bind(cache_type="filesystem", cache_dir=str(tmp_path / "bounded"), cache_max_mb=1, cache_threshold=0)
+    from services.cache_backends import SafeFileSystemCache
+
     backend = cache.cache.cache
     assert isinstance(backend, SafeFileSystemCache) and backend.max_bytes == 1024 * 1024
     # each entry: 300 x 300 float16 = 180 KB: five fit in 1 MB, six do not

@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from services import RateLimitedError, cache, config, extraction, ratelimit, security
+from services import cache, config, extraction
 from services.config import Settings
 
 from .servers import PROJECT_ROOT, REDIS_MISSING, RedisServer, child_env, free_port
@@ -242,6 +242,8 @@ def test_basic_sign_in(make_app, users_file, monkeypatch):
 def test_failed_sign_ins_are_limited_per_address(make_app, users_file, monkeypatch):
     import werkzeug.security
 
+    from services import ratelimit
+
     ratelimit.reset()
     client = make_app(auth="basic", users_file=str(users_file), signin_failures="3/minute").server.test_client()
     for _ in range(3):
@@ -276,6 +278,8 @@ def test_sign_in_is_off_by_default(make_app):
 
 
 def test_new_analyses_are_rate_limited_per_person(settings, tiny_models, monkeypatch):
+    from services import RateLimitedError, ratelimit
+
     ratelimit.reset()
     config.configure(rate_limit="2/minute")
     bert = tiny_models["bert"]
@@ -296,6 +300,8 @@ def test_new_analyses_are_rate_limited_per_person(settings, tiny_models, monkeyp
 
 
 def test_rate_limit_is_off_by_default_and_on_in_the_gunicorn_config(settings, tiny_models):
+    from services import ratelimit
+
     assert Settings().rate_limit == ""
     guard = ratelimit.new_analysis_guard("addr:10.0.0.1")
     for i in range(40):
@@ -314,6 +320,8 @@ def test_rate_limit_is_off_by_default_and_on_in_the_gunicorn_config(settings, ti
 
 def test_client_id_is_the_user_or_the_address(make_app):
     from flask import g
+
+    from services import ratelimit, security
 
     app = make_app(trusted_proxies=1)
     assert ratelimit.client_id() == "local"  # outside a request (a notebook)
