@@ -104,6 +104,10 @@ def resolve_source(model_id: str) -> str:
         raise _not_a_model_folder(model_id)
     if not _HUB_ID.match(model_id):
         raise ModelLoadError(f"Model “{model_id}” is neither a local folder nor a valid Hugging Face model id.")
+    if not configured and os.path.isdir(expanded):
+        # A typed hub id that is also a folder here: transformers would read the folder. Refuse it with
+        # the words a missing hub model gets, so the answer says nothing about this machine's folders.
+        raise ModelLoadError(f"Model “{model_id}” could not be loaded: {HUB_UNAVAILABLE}.")
     return model_id
 
 
@@ -236,6 +240,8 @@ def _token_limit(config: Any, tokenizer: Any) -> int:
     return min(limits)
 
 
+HUB_UNAVAILABLE = ("it is not on this machine and could not be downloaded "
+                   "(no network access to the Hugging Face hub, or no such model)")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:/[^\s'\"`,;:()]+)+/?")
 
 
@@ -244,8 +250,7 @@ def _explain(exc: BaseException, model_id: str, source: str) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     lowered = text.lower()
     if any(s in lowered for s in ("offline", "connection", "resolve", "couldn't connect", "max retries", "not found")):
-        return ("it is not on this machine and could not be downloaded "
-                "(no network access to the Hugging Face hub, or no such model)")
+        return HUB_UNAVAILABLE
     if "trust_remote_code" in lowered:
         return "it needs custom code from the hub, which this app never runs"
     if model_id not in get_settings().models:  # typed by someone: say nothing more about the files

@@ -102,6 +102,7 @@ def test_fingerprint_reads_only_the_models_own_files(settings, tiny_models, tmp_
 
 def test_messages_do_not_reveal_which_folders_exist(settings, tmp_path, monkeypatch):
     config.configure(allow_any_model=True)
+    real_load = models._load
     monkeypatch.setattr(models, "_load", lambda *_: pytest.fail("loaded a folder without config.json"))
     empty = tmp_path / "empty-folder"
     empty.mkdir()
@@ -115,6 +116,17 @@ def test_messages_do_not_reveal_which_folders_exist(settings, tmp_path, monkeypa
         messages.append(str(info.value).replace(f"“{typed}”", "“ID”"))
     assert len(set(messages)) == 1 and GENERIC in messages[0]  # the same words whether it exists or not
     assert "exist" not in messages[0]
+    # A hub-style id that happens to be a folder in the server's working directory answers like a
+    # hub id that is not there.
+    monkeypatch.setattr(models, "_load", real_load)  # offline: the hub id fails to download
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "org" / "model").mkdir(parents=True)
+    hub_like = []
+    for typed in ("org/model", "org/missing-model"):
+        with pytest.raises(ModelLoadError) as info:
+            extract_attention(SENTENCE, typed)
+        hub_like.append(str(info.value).replace(f"“{typed}”", "“ID”"))
+    assert hub_like[0] == hub_like[1]
 
 
 def test_a_typed_model_folder_that_fails_to_load_names_no_other_path(settings, tmp_path, monkeypatch):
