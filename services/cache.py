@@ -270,6 +270,9 @@ def _write_shared(key: str, value: Any) -> bool:
     return bool(ok) or ok is None
 
 
+_health_failing = [False]
+
+
 def status() -> dict[str, Any]:
     """Which backend is in use and whether it answers right now (for /healthz). Writes nothing: a
     Redis PING, or a look at the cache folder. The error text names no host, path or exception."""
@@ -287,8 +290,10 @@ def status() -> dict[str, Any]:
         check = getattr(backend, "reachable", None)
         ok = bool(check()) if check is not None else True
     except Exception as exc:  # noqa: BLE001 - a health check reports, it never raises
-        log.warning("health check: the attention cache does not answer (%r)", exc)
+        if not _health_failing[0]:  # once per outage, not once per load-balancer poll
+            log.warning("health check: the attention cache does not answer (%r)", exc)
         ok = False
+    _health_failing[0] = not ok
     info["reachable"] = ok
     if ok:
         _breaker.reset()

@@ -36,11 +36,17 @@ def extraction_status() -> dict[str, Any]:
             info["broker_reachable"] = bool(client.ping())
         finally:
             client.close()
+        _broker_failing[0] = False
     except Exception as exc:  # noqa: BLE001 - a health check reports, it never raises
-        logging.getLogger(__name__).warning("health check: the Celery broker does not answer (%r)", exc)
+        if not _broker_failing[0]:  # once per outage, not once per load-balancer poll
+            logging.getLogger(__name__).warning("health check: the Celery broker does not answer (%r)", exc)
+        _broker_failing[0] = True
         info["broker_reachable"] = False
         info["error"] = "the task queue does not answer"
     return info
+
+
+_broker_failing = [False]
 
 
 def health_report(detailed: bool = True) -> dict[str, Any]:
