@@ -1,5 +1,6 @@
 # Two commands: `make run` starts the app on the bundled model, `make test` runs every test.
-# Both create .venv and install what they need on a fresh Debian machine with Python 3.11.
+# Both create .venv and install what they need on a fresh Debian machine with Python 3.11 (including
+# python3.11-venv when Debian's python3 lacks it: scripts/ensure-venv.sh).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -9,10 +10,11 @@ TSTAMP := $(VENV)/.installed-test
 .PHONY: run test bench install install-test system-test-deps clean
 
 $(PY):
+	@sh scripts/ensure-venv.sh "$(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml setup.py | $(PY)
 	# torch first and pinned: the CPU build on this machine's disk, never a CUDA download.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e .

@@ -12,13 +12,13 @@ import threading
 from typing import Any
 
 from dash import Dash
-from flask import jsonify
+from flask import has_request_context, jsonify, request
 
 from callbacks import register_callbacks
 from callbacks.analyze import first_page
 from callbacks.protocol import harden
 from components.layout import create_layout, validation_layout
-from services import cache
+from services import cache, security
 from services.config import Settings, configure, get_settings
 from services.health import health_report
 
@@ -42,21 +42,33 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Dash:
         compress=True,  # flask-compress: gzip/brotli for the page, scripts and callback responses
     )
     harden(app)
-    cache.init_cache(app.server, settings)
-    app.layout = lambda: create_layout(settings, first_page(settings))
-    # Components the router sends later (the atlas's table), for Dash's check of the callbacks' ids.
+    cache.init_cache(app.server, settings)  # never raises: an unusable cache folder is logged, then skipped
+    # Every component a callback names, the atlas's table (sent later) included. Set first: given no
+    # validation layout, Dash would call the layout function right now, i.e. analyse at import time.
     app.validation_layout = validation_layout(settings)
+
+    def layout():
+        # The page a visitor gets embeds the first analysis; Dash also calls this once to check the
+        # layout on the server's first request (/healthz, say), which must not wait for a model.
+        serving = has_request_context() and request.path.endswith("_dash-layout")
+        return create_layout(settings, first_page(settings) if serving else None)
+
+    app.layout = layout
     register_callbacks(app)
+    # Body limit, sign-in, security headers; the page's inline scripts are allowed by their hashes.
+    security.install(app.server, settings, script_hashes=app.csp_hashes)
 
     @app.server.get("/healthz")
     def healthz():
-        return jsonify(health_report()), 200
+        # Open to all without sign-in, but the details only for signed-in users and loopback clients.
+        return jsonify(health_report(detailed=security.may_see_details())), 200
 
     return app
 
 
 app = create_app()
 server = app.server
+
 
 def warm_up(settings: Settings | None = None) -> threading.Thread:
     """Loads the default model and draws the first page in the background, so the first visitor does

@@ -11,6 +11,10 @@ Every value can be changed with an environment variable (below) or on the comman
   the master would be copied page by page into every worker anyway.
 - Torch gets ``ATTN_TORCH_THREADS`` threads per worker (default 1): with several workers and
   threads, one intra-op thread each keeps the cores busy without oversubscribing them.
+- A shared server's limits (docs/security.md): request lines, header counts and sizes are bounded
+  here (bodies by the app, ``ATTN_MAX_REQUEST_KB``), and each person may start ``ATTN_RATE_LIMIT``
+  analyses of new texts (default here 30 a minute; ``make run`` has no limit). The ``Server`` header
+  names no server software or version.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ os.environ["ATTN_TORCH_THREADS"] = str(torch_threads)  # services.config reads i
 os.environ.setdefault("OMP_NUM_THREADS", str(torch_threads))
 os.environ.setdefault("MKL_NUM_THREADS", str(torch_threads))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A shared server limits analyses of new texts per person; ATTN_RATE_LIMIT=off turns it off.
+os.environ.setdefault("ATTN_RATE_LIMIT", "30/minute")
 
 bind = os.environ.get("ATTN_BIND", "127.0.0.1:8050")
 workers = _int("ATTN_WORKERS", 2)
@@ -42,6 +48,10 @@ keepalive = 5
 # Recycling a worker reloads its models (seconds), so it is off unless asked for.
 max_requests = _int("ATTN_MAX_REQUESTS", 0)
 max_requests_jitter = max(1, max_requests // 10) if max_requests else 0
+# Anyone who can reach the port may send any bytes: bounded request lines and headers (414 / 431).
+limit_request_line = _int("ATTN_LIMIT_REQUEST_LINE", 4094)
+limit_request_fields = _int("ATTN_LIMIT_REQUEST_FIELDS", 50)
+limit_request_field_size = _int("ATTN_LIMIT_REQUEST_FIELD_SIZE", 8190)
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"  # the heartbeat file: never block on a slow disk
 
@@ -62,6 +72,17 @@ logconfig_dict = {
     },
     "root": {"level": "WARNING", "handlers": ["stderr"]},
 }
+
+
+def _hide_server_banner() -> None:
+    """gunicorn sends ``Server: gunicorn``; the app's after_request cannot remove it (the app does the
+    same in each worker, services.security.hide_server_banner, for gunicorns started without this file)."""
+    import gunicorn.http.wsgi
+
+    gunicorn.http.wsgi.SERVER = "attention-explorer"
+
+
+_hide_server_banner()
 
 
 def post_fork(server, worker):

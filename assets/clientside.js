@@ -138,9 +138,9 @@
             overviewHover: hoverFor("model-overview"),
             isolateArcs: isolateArcs,
 
-            /* A click on a grid tile, an overview cell, an atlas cell or an atlas table row:
-               [layer, head, tab]. In Rollout mode the grid's tiles are layers. */
-            navigate: function (gridClick, overviewClick, atlasClick, tableCell, gridFigure, overviewFigure, mode) {
+            /* A click on a grid tile, an overview cell or an atlas cell: [layer, head, tab]. In Rollout
+               mode the grid's tiles are layers. */
+            navigate: function (gridClick, overviewClick, atlasClick, gridFigure, overviewFigure, mode) {
                 const nothing = [NO(), NO(), NO()];
                 const ctx = window.dash_clientside.callback_context;
                 const trigger = ctx.triggered.length ? ctx.triggered[0].prop_id.split(".")[0] : "";
@@ -162,11 +162,14 @@
                     const p = firstPoint(atlasClick);
                     return p ? [Math.round(p.y), String(Math.round(p.x)), "tab-heatmap"] : nothing;
                 }
-                if (trigger === "atlas-table") {
-                    const id = tableCell && tableCell.row_id ? String(tableCell.row_id).split("-") : null;
-                    return id && id.length === 2 ? [Number(id[0]), id[1], "tab-heatmap"] : nothing;
-                }
                 return nothing;
+            },
+
+            /* A click in a row of the atlas's table: rows carry ids "layer-head", so sorting the table
+               does not change which head a row opens. */
+            openTableRow: function (tableCell) {
+                const id = tableCell && tableCell.row_id ? String(tableCell.row_id).split("-") : null;
+                return id && id.length === 2 ? [Number(id[0]), id[1], "tab-heatmap"] : [NO(), NO(), NO()];
             },
 
             /* A click on a token in the arc view keeps its arcs (again: releases them) and follows it in

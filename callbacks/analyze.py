@@ -14,6 +14,7 @@ from components.layout import EXAMPLES, head_options
 from components.status import error_alert, status_children
 from services import AttentionExplorerError
 from services.extraction import analyse
+from services.ratelimit import client_id, new_analysis_guard
 from services.forward import AttentionResult
 
 from . import boundary
@@ -95,7 +96,8 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
     try:
         text = boundary.text(values.get("text"))
         pair = boundary.text(values.get("pair"), "second sentence")
-        key, result = analyse(text, boundary.model_id(values.get("model")), pair or None)
+        key, result = analyse(text, boundary.model_id(values.get("model")), pair or None,
+                              before_compute=new_analysis_guard(client_id()))
     except boundary.TextRefused as exc:
         return _failed(str(exc), "Check the text", values.get("current"))
     except AttentionExplorerError as exc:

@@ -26,8 +26,14 @@ def register(app: Dash) -> None:
         Output(ids.LAYER, "value", allow_duplicate=True), Output(ids.HEAD, "value", allow_duplicate=True),
         Output(ids.TABS, "active_tab", allow_duplicate=True),
         Input(ids.HEAD_GRID, "clickData"), Input(ids.OVERVIEW, "clickData"), Input(ids.ATLAS_MAP, "clickData"),
-        Input(ids.ATLAS_TABLE, "active_cell"),
         State(ids.HEAD_GRID, "figure"), State(ids.OVERVIEW, "figure"), State(ids.ATTN_MODE, "value"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(  # on its own: the atlas's table is not on the page until the atlas opens
+        _js("openTableRow"),
+        Output(ids.LAYER, "value", allow_duplicate=True), Output(ids.HEAD, "value", allow_duplicate=True),
+        Output(ids.TABS, "active_tab", allow_duplicate=True),
+        Input(ids.ATLAS_TABLE, "active_cell"),
         prevent_initial_call=True,
     )
     app.clientside_callback(

@@ -7,7 +7,7 @@ The public API::
 """
 
 from .config import Settings, configure, get_settings
-from .errors import AttentionExplorerError, InputError, ModelLoadError, ModelNotAllowedError
+from .errors import AttentionExplorerError, InputError, ModelLoadError, ModelNotAllowedError, RateLimitedError
 from .extraction import extract_attention
 from .forward import AttentionResult
 
@@ -17,6 +17,7 @@ __all__ = [
     "InputError",
     "ModelLoadError",
     "ModelNotAllowedError",
+    "RateLimitedError",
     "Settings",
     "configure",
     "extract_attention",

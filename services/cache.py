@@ -2,9 +2,13 @@
 
 - ``cache`` is created at import and bound with ``init_cache(app, settings)`` in the app factory
   (outside an app, e.g. in a notebook, it binds itself to a private Flask app on first use).
-- The shared backend is a file-system cache by default (shared by every process on one host,
-  bounded by ``cache_threshold`` entries), Redis when ``ATTN_REDIS_URL`` is set (several hosts),
-  and a simple or null cache in tests.
+- The shared backend is a file-system cache by default (shared by every process on one host, in a
+  private folder, bounded by ``cache_max_mb`` megabytes and ``cache_threshold`` entries), Redis when
+  ``ATTN_REDIS_URL`` is set (several hosts), and a simple or null cache in tests.
+- Values are written and read by ``services.codec`` through the backends of
+  ``services.cache_backends``: never a pickle. A value that cannot be decoded is a miss (logged).
+- A cache folder that cannot be created, or that is not private (another owner, or writable by
+  others), is refused with one log line: the app starts and computes without a shared cache.
 - In front of it, a memo of recent results in this process (bounded in megabytes) makes a
   layer or head change on cached text cost no deserialisation.
 - A backend that fails to read or write is logged and skipped for a few seconds; the result is
@@ -27,28 +31,52 @@ from typing import Any
 from flask import Flask
 from flask_caching import Cache
 
+from .cache_backends import private_dir_problem
 from .config import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-KEY_VERSION = "attn-v1"
+KEY_VERSION = "attn-v2"  # v2: values in services.codec's format (v1 entries were pickles)
 # Seconds a failing backend is skipped before it is tried again (tests patch it or set the variable).
 RETRY_AFTER_S = float(os.environ.get("ATTN_CACHE_RETRY_S", "") or 5.0)
 
 cache = Cache()
 
 
-def cache_config(settings: Settings) -> dict[str, Any]:
+_BACKENDS = __name__.rsplit(".", 1)[0] + ".cache_backends"  # "services..." or "attention_explorer.services..."
+REFUSED_TYPE = "NullCache"
+# Why the configured file-system cache is not used (None: it is), set when the cache is bound.
+_refused: str | None = None
+
+
+def cache_config(settings: Settings, check_dir: bool = False) -> dict[str, Any]:
+    """flask-caching's configuration for ``settings``. With ``check_dir``, the file-system cache's folder
+    is created and checked first; a folder that cannot be used gives a null cache (and is logged)."""
     common = {"CACHE_DEFAULT_TIMEOUT": settings.cache_timeout, "CACHE_KEY_PREFIX": "attention-explorer:"}
     if settings.cache_type == "filesystem":
-        return {**common, "CACHE_TYPE": "FileSystemCache", "CACHE_DIR": settings.cache_dir,
-                "CACHE_THRESHOLD": settings.cache_threshold}
+        if check_dir:
+            problem = private_dir_problem(settings.cache_dir)
+            if problem:
+                log.warning("attention cache: not using the folder %s: %s. Analyses are computed without a shared "
+                            "cache; set ATTN_CACHE_DIR to a private folder (see docs/security.md).",
+                            settings.cache_dir, problem)
+                return {**common, "CACHE_TYPE": REFUSED_TYPE, "ATTN_REFUSED": problem}
+        return {**common, "CACHE_TYPE": f"{_BACKENDS}.SafeFileSystemCache", "CACHE_DIR": settings.cache_dir,
+                "CACHE_THRESHOLD": settings.cache_threshold, "ATTN_CACHE_MAX_BYTES": settings.cache_max_mb * 1024 * 1024}
     if settings.cache_type == "redis":
-        return {**common, "CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": settings.redis_url or "redis://127.0.0.1:6379/0",
-                "CACHE_OPTIONS": redis_options()}
+        return {**common, "CACHE_TYPE": f"{_BACKENDS}.SafeRedisCache",
+                "CACHE_REDIS_URL": settings.redis_url or "redis://127.0.0.1:6379/0", "CACHE_OPTIONS": redis_options()}
     if settings.cache_type == "simple":
-        return {**common, "CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": 64}
+        return {**common, "CACHE_TYPE": f"{_BACKENDS}.SafeSimpleCache", "CACHE_THRESHOLD": 64}
     return {**common, "CACHE_TYPE": "NullCache"}
+
+
+def _bind(app: Flask, settings: Settings) -> None:
+    global _refused, _bound_settings
+    config = cache_config(settings, check_dir=True)
+    _refused = config.pop("ATTN_REFUSED", None)
+    cache.init_app(app, config=config)
+    _bound_settings = settings
 
 
 def redis_options() -> dict[str, Any]:
@@ -146,13 +174,12 @@ _bound_settings: Settings | None = None
 
 
 def init_cache(app: Flask, settings: Settings | None = None) -> None:
-    """Binds the shared cache to ``app`` with the backend the settings name."""
-    global _bound_settings
+    """Binds the shared cache to ``app`` with the backend the settings name. Never raises for a
+    cache folder that cannot be used (it is logged and the app computes without it)."""
     settings = settings or get_settings()
     with _bind_lock:
         app.extensions.get("cache", {}).pop(cache, None)
-        cache.init_app(app, config=cache_config(settings))
-        _bound_settings = settings
+        _bind(app, settings)
         _breaker.reset()
     _memo.clear()
 
@@ -161,10 +188,7 @@ def _backend():
     if getattr(cache, "app", None) is None:
         with _bind_lock:
             if getattr(cache, "app", None) is None:
-                standalone = Flask("attention-explorer-services")
-                settings = get_settings()
-                cache.init_app(standalone, config=cache_config(settings))
-                globals()["_bound_settings"] = settings
+                _bind(Flask("attention-explorer-services"), get_settings())
     return cache.cache
 
 
@@ -247,21 +271,36 @@ def _write_shared(key: str, value: Any) -> bool:
     return bool(ok) or ok is None
 
 
+_health_failing = [False]
+
+
 def status() -> dict[str, Any]:
-    """Which backend is in use and whether it answers right now (for /healthz)."""
+    """Which backend is in use and whether it answers right now (for /healthz). Writes nothing: a
+    Redis PING, or a look at the cache folder. The error text names no host, path or exception."""
     settings = _bound_settings or get_settings()
     info: dict[str, Any] = {"type": settings.cache_type}
+    if settings.cache_type == "null":
+        info["reachable"] = True
+        return info
     try:
         backend = _backend()
-        probe = make_key("healthz", time.time())
-        backend.set(probe, 1, timeout=5)
-        backend.delete(probe)
-        info["reachable"] = True
+        if _refused:
+            info["reachable"] = False
+            info["error"] = "the cache folder is not usable (not private, or cannot be created): see the server log"
+            return info
+        check = getattr(backend, "reachable", None)
+        ok = bool(check()) if check is not None else True
+    except Exception as exc:  # noqa: BLE001 - a health check reports, it never raises
+        if not _health_failing[0]:  # once per outage, not once per load-balancer poll
+            log.warning("health check: the attention cache does not answer (%r)", exc)
+        ok = False
+    _health_failing[0] = not ok
+    info["reachable"] = ok
+    if ok:
         _breaker.reset()
         _breaker.succeeded()
-    except Exception as exc:  # noqa: BLE001
-        info["reachable"] = False
-        info["error"] = f"{type(exc).__name__}: {exc}"[:200]
+    else:
+        info["error"] = "the cache does not answer"
     return info
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
@@ -17,6 +16,20 @@ DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
 # them (in the Hugging Face cache, or with network access to the hub).
 DEFAULT_MODELS = (DEFAULT_MODEL_ID, "bert-base-chinese", "gpt2")
 CACHE_TYPES = ("filesystem", "redis", "simple", "null")
+AUTH_MODES = ("", "basic", "proxy")
+CACHE_DIR_NAME = "attention-explorer"
+
+
+def default_cache_dir() -> str:
+    """The private cache folder: systemd's ``$CACHE_DIRECTORY`` (a unit with ``CacheDirectory=``), else
+    ``$XDG_CACHE_HOME/attention-explorer``, else ``~/.cache/attention-explorer``. Never ``/tmp``."""
+    systemd = os.environ.get("CACHE_DIRECTORY", "").strip()
+    if systemd:
+        return systemd.split(":")[0]
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    if xdg and os.path.isabs(xdg):
+        return os.path.join(xdg, CACHE_DIR_NAME)
+    return os.path.join(os.path.expanduser("~"), ".cache", CACHE_DIR_NAME)
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -43,15 +56,21 @@ def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _off_is_empty(raw: str) -> str:
+    raw = raw.strip()
+    return "" if raw.lower() in {"off", "0", "none", "no"} else raw
+
+
 @dataclass(frozen=True)
 class Settings:
     default_model: str = DEFAULT_MODEL_ID
     models: tuple[str, ...] = DEFAULT_MODELS
     allow_any_model: bool = False
     cache_type: str = "filesystem"
-    cache_dir: str = field(default_factory=lambda: os.path.join(tempfile.gettempdir(), "attention-explorer-cache"))
+    cache_dir: str = field(default_factory=default_cache_dir)
     cache_timeout: int = 24 * 3600
     cache_threshold: int = 2000  # most entries kept by the file-system cache
+    cache_max_mb: int = 2048  # most megabytes kept by the file-system cache, oldest entries dropped first
     redis_url: str = ""
     local_cache_mb: int = 512  # in-process memo in front of the shared cache
     max_chars: int = 5000
@@ -59,6 +78,16 @@ class Settings:
     max_concurrent_forward: int = 2
     torch_threads: int = 0  # 0: leave torch's default
     celery_broker_url: str = ""  # set to run extraction in Celery workers
+    # Limits and sign-in for a shared server (docs/security.md)
+    max_request_kb: int = 1024  # largest request body accepted; larger ones are answered 413
+    rate_limit: str = ""  # e.g. "30/minute": analyses of new texts per person; "" is off
+    rate_limit_storage: str = ""  # "memory://" or a Redis URL; "" means the Redis cache's URL, else memory
+    auth: str = ""  # "" (no sign-in), "basic" (users file) or "proxy" (a reverse proxy's user header)
+    users_file: str = ""  # "name:hash" lines for auth "basic" (python -m services.users add NAME)
+    auth_header: str = "X-Forwarded-User"  # the proxy's authenticated-user header, for auth "proxy"
+    auth_proxy_from: tuple[str, ...] = ("127.0.0.1", "::1")  # addresses allowed to send that header
+    trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For / -Proto are believed
+    signin_failures: str = "10/minute"  # failed sign-ins allowed per address before 429
 
     def __post_init__(self) -> None:
         if self.cache_type not in CACHE_TYPES:
@@ -69,6 +98,27 @@ class Settings:
             raise ValueError("max_tokens must be 0 (the model's limit) or more")
         if self.max_concurrent_forward < 1:
             raise ValueError("max_concurrent_forward must be at least 1")
+        if self.cache_max_mb < 1:
+            raise ValueError("cache_max_mb must be at least 1")
+        if self.max_request_kb < 16:
+            raise ValueError("max_request_kb must be at least 16")
+        if self.trusted_proxies < 0:
+            raise ValueError("trusted_proxies must be 0 or more")
+        if self.auth not in AUTH_MODES:
+            raise ValueError(f"auth must be one of basic, proxy or empty (off), got {self.auth!r}")
+        if self.auth == "basic" and not self.users_file:
+            raise ValueError("auth 'basic' needs a users file (ATTN_USERS_FILE)")
+        if self.auth == "proxy" and not self.auth_header.strip():
+            raise ValueError("auth 'proxy' needs the name of the proxy's user header (ATTN_AUTH_HEADER)")
+        for name in ("rate_limit", "signin_failures"):
+            value = getattr(self, name)
+            if value:
+                from limits import parse_many
+
+                try:
+                    parse_many(value)
+                except ValueError as exc:
+                    raise ValueError(f"{name} must look like '30/minute', got {value!r}") from exc
         models = tuple(dict.fromkeys((self.default_model, *self.models)))
         object.__setattr__(self, "models", models)
 
@@ -90,6 +140,16 @@ class Settings:
             max_concurrent_forward=_env_int("ATTN_MAX_CONCURRENT_FORWARD", 2),
             torch_threads=_env_int("ATTN_TORCH_THREADS", 0),
             celery_broker_url=os.environ.get("ATTN_CELERY_BROKER_URL", "").strip(),
+            cache_max_mb=_env_int("ATTN_CACHE_MAX_MB", 2048),
+            max_request_kb=_env_int("ATTN_MAX_REQUEST_KB", 1024),
+            rate_limit=_off_is_empty(os.environ.get("ATTN_RATE_LIMIT", "")),
+            rate_limit_storage=os.environ.get("ATTN_RATE_LIMIT_STORAGE", "").strip(),
+            auth=os.environ.get("ATTN_AUTH", "").strip().lower(),
+            users_file=os.environ.get("ATTN_USERS_FILE", "").strip(),
+            auth_header=os.environ.get("ATTN_AUTH_HEADER", "").strip() or "X-Forwarded-User",
+            auth_proxy_from=_env_list("ATTN_AUTH_PROXY_FROM", ("127.0.0.1", "::1")),
+            trusted_proxies=_env_int("ATTN_TRUSTED_PROXIES", 0),
+            signin_failures=os.environ.get("ATTN_SIGNIN_FAILURES", "").strip() or "10/minute",
         )
         cache_dir = os.environ.get("ATTN_CACHE_DIR", "").strip()
         if cache_dir:

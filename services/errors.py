@@ -23,3 +23,16 @@ class ModelLoadError(AttentionExplorerError, RuntimeError):
     """A configured model could not be loaded; the message says which and why."""
 
     title = "Model could not be loaded"
+
+
+class RateLimitedError(AttentionExplorerError):
+    """Too many analyses of new texts from one person in a short time; ``retry_after`` is in seconds."""
+
+    title = "Please wait a moment"
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(f"Too many new analyses from you: wait {self.retry_after} s and try again.")
+
+    def __reduce__(self):  # rebuilt from its one argument (e.g. after a copy)
+        return (type(self), (self.retry_after,))

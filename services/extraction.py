@@ -64,7 +64,7 @@ _KEY = re.compile(r"^[a-z0-9-]{1,16}:[0-9a-f]{64}$")
 
 def cache_key(model_id: str, text: str, text_pair: str | None) -> str:
     """The result's key: model (id and files), text, pair and the configured token limit."""
-    return cache.make_key(model_id.lower(), fingerprint(model_id), text, text_pair, get_settings().max_tokens)
+    return cache.make_key(model_id, fingerprint(model_id), text, text_pair, get_settings().max_tokens)
 
 
 def is_result_key(value: object) -> bool:
@@ -74,6 +74,12 @@ def is_result_key(value: object) -> bool:
 
 def _recipe_key(key: str) -> str:
     return "recipe-" + key
+
+
+def _cached_result(key: str) -> AttentionResult | None:
+    """The cached result under ``key``; anything else found there (e.g. text) is a miss."""
+    hit = cache.lookup(key)
+    return hit if isinstance(hit, AttentionResult) else None
 
 
 def extract_attention(text: str, model_id: str | None = None, text_pair: str | None = None) -> AttentionResult:
@@ -101,12 +107,12 @@ def analyse(text: str, model_id: str | None = None, text_pair: str | None = None
     text = validate_text(text, settings.max_chars, what="text")
     text_pair = validate_text(text_pair, settings.max_chars, what="second sentence", required=False)
     key = cache_key(model_id, text, text_pair)
-    hit = cache.lookup(key)
+    hit = _cached_result(key)
     if hit is not None:
         return key, hit
 
     def compute() -> AttentionResult:
-        again = cache.lookup(key)
+        again = _cached_result(key)
         if again is not None:
             return again
         if before_compute is not None:
@@ -128,7 +134,7 @@ def result_by_key(key: object) -> tuple[str, AttentionResult] | None:
     """
     if not is_result_key(key):
         return None
-    hit = cache.lookup(key)
+    hit = _cached_result(key)
     if hit is not None:
         return key, hit
     raw = cache.lookup(_recipe_key(key))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import get_settings
-from .errors import AttentionExplorerError
+from .errors import AttentionExplorerError, InputError
 from .matrices import as_float32, looks_causal
 from .models import LoadedModel, get_model
 
@@ -114,6 +114,26 @@ def encode(tokenizer, text: str, text_pair: str | None, max_length: int | None):
     )
 
 
+NOTHING_LEFT = ("Nothing is left of the {what} once the model “{model}” has read it: it holds only characters "
+                "the model ignores (invisible ones such as zero-width spaces, or accents without letters). "
+                "Type some words and analyse again.")
+
+
+def _require_content(enc, special: np.ndarray, text_pair: str | None, model_id: str) -> None:
+    """Refuses a text (or second sentence) of which the tokenizer kept nothing but special tokens."""
+    content = ~special
+    if not content.any():
+        raise InputError(NOTHING_LEFT.format(what="text", model=model_id))
+    if text_pair is None:
+        return
+    try:
+        segments = enc.sequence_ids(0)
+    except (ValueError, AttributeError):  # slow tokenizers: no segments to tell
+        return
+    if segments and not any(s == 1 and c for s, c in zip(segments, content)):
+        raise InputError(NOTHING_LEFT.format(what="second sentence", model=model_id))
+
+
 def compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int) -> AttentionResult:
     """Tokenize (once; again only when the text must be cut to ``limit``) and run the model."""
     import torch
@@ -125,8 +145,9 @@ def compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int) -
     if truncated:  # only then a second pass, cut to the limit
         enc = encode(tokenizer, text, text_pair, limit)
     if enc["input_ids"].shape[1] == 0:
-        raise AttentionExplorerError("The model's tokenizer turned this text into no tokens at all.")
+        raise InputError(NOTHING_LEFT.format(what="text", model=loaded.model_id))
     special = enc.pop("special_tokens_mask")[0].numpy().astype(bool)
+    _require_content(enc, special, text_pair, loaded.model_id)
     offsets_t = enc.pop("offset_mapping", None)
     inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
     with torch.inference_mode():

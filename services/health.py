@@ -3,10 +3,15 @@
 ``status`` is ``ok`` when everything answers and ``degraded`` when the shared cache (results are then
 computed, only slower) or the Celery broker (then only cached texts can be shown) does not. The route
 answers 200 in both cases: the process can serve, so a load balancer should keep it.
+
+Anyone may ask, so by default the report is only ``{"status": ...}``; the details (models, cache,
+extraction) are for signed-in users and direct loopback clients (``services.security``). Making the
+report writes nothing (a Redis PING, a look at the cache folder), and its error texts name no host.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from . import cache
@@ -31,21 +36,32 @@ def extraction_status() -> dict[str, Any]:
             info["broker_reachable"] = bool(client.ping())
         finally:
             client.close()
+        _broker_failing[0] = False
     except Exception as exc:  # noqa: BLE001 - a health check reports, it never raises
+        if not _broker_failing[0]:  # once per outage, not once per load-balancer poll
+            logging.getLogger(__name__).warning("health check: the Celery broker does not answer (%r)", exc)
+        _broker_failing[0] = True
         info["broker_reachable"] = False
-        info["error"] = f"{type(exc).__name__}: {exc}"[:200]
+        info["error"] = "the task queue does not answer"
     return info
 
 
-def health_report() -> dict[str, Any]:
-    """Status ``ok`` while the app can serve everything, ``degraded`` when a backend is down."""
+_broker_failing = [False]
+
+
+def health_report(detailed: bool = True) -> dict[str, Any]:
+    """Status ``ok`` while the app can serve everything, ``degraded`` when a backend is down; with
+    ``detailed``, which models, cache and extraction mode are in use."""
     settings = get_settings()
     cache_info = cache.status()
     extraction = extraction_status()
     cache_ok = bool(cache_info.get("reachable")) or settings.cache_type == "null"
     broker_ok = extraction.get("broker_reachable", True)
+    status = "ok" if cache_ok and broker_ok else "degraded"
+    if not detailed:
+        return {"status": status}
     return {
-        "status": "ok" if cache_ok and broker_ok else "degraded",
+        "status": status,
         "models_loaded": loaded_models(),
         "models_offered": list(settings.models),
         "default_model": settings.default_model,

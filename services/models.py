@@ -7,6 +7,7 @@ mode, and never with ``trust_remote_code``.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import logging
 import os
@@ -27,6 +28,14 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 _DECODER_TYPES = {"gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "qwen2", "phi", "opt", "bloom",
                   "falcon", "gemma", "gemma2", "mpt", "codegen", "ctrl", "xglm", "biogpt"}
 _HARD_TOKEN_LIMIT = 512
+MAX_MODEL_ID_CHARS = 300
+# The files of a model folder that make its fingerprint: top level only, never a walk of the folder.
+MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt",
+               "spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "preprocessor_config.json",
+               "*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json")
+MAX_SCANNED_ENTRIES = 1000  # a folder with more entries than this is not read further
+MAX_MODEL_FILES = 128
 
 
 @dataclass(frozen=True)
@@ -52,39 +61,95 @@ def is_bundled(model_id: str) -> bool:
     return model_id.strip().lower() in _BUNDLED_ALIASES
 
 
+def canonical_id(model_id: str) -> str:
+    """One spelling per model: the configured spelling of a configured model, whatever case it was
+    typed in ("GPT2" is the configured "gpt2"; the bundled model's aliases are its configured id);
+    any other id as typed, without surrounding spaces."""
+    settings = get_settings()
+    typed = model_id.strip()
+    lowered = typed.lower()
+    for configured in settings.models:
+        if configured.lower() == lowered:
+            return configured
+    if is_bundled(typed):
+        return next((m for m in settings.models if is_bundled(m)), DEFAULT_MODEL_ID)
+    return typed
+
+
+def looks_like_path(model_id: str) -> bool:
+    """Whether an id is written as a folder (``/…``, ``./…``, ``~…``, ``a/b/c``), not a hub id."""
+    return (model_id.startswith(("/", ".", "~")) or "\\" in model_id or model_id.count("/") > 1
+            or os.path.isabs(model_id))
+
+
+def _not_a_model_folder(model_id: str) -> ModelLoadError:
+    # One message whether the folder is missing, unreadable, a file or has no config.json: it says
+    # nothing about the machine's folders beyond what the person typed.
+    return ModelLoadError(f"Model “{model_id}” could not be loaded: it is not a model folder this server can read "
+                          "(a folder holding the model's config.json).")
+
+
 def resolve_source(model_id: str) -> str:
-    """The directory or hub id that ``from_pretrained`` gets for ``model_id``."""
+    """The directory or hub id that ``from_pretrained`` gets for ``model_id`` (a folder must hold a
+    ``config.json``)."""
     model_id = model_id.strip()
     if is_bundled(model_id):
         return str(bundled_model_dir())
+    configured = model_id in get_settings().models
     expanded = os.path.expanduser(model_id)
-    if os.path.isdir(expanded):
-        return os.path.abspath(expanded)
-    if expanded.startswith(("/", ".", "~")) or expanded.count("/") > 1:
-        raise ModelLoadError(f"Model “{model_id}” could not be loaded: the folder {expanded} does not exist.")
+    if looks_like_path(model_id) or (configured and os.path.isdir(expanded)):
+        folder = os.path.abspath(expanded)
+        if os.path.isdir(folder) and os.path.isfile(os.path.join(folder, "config.json")):
+            return folder
+        raise _not_a_model_folder(model_id)
     if not _HUB_ID.match(model_id):
         raise ModelLoadError(f"Model “{model_id}” is neither a local folder nor a valid Hugging Face model id.")
+    if not configured and os.path.isdir(expanded):
+        # A typed hub id that is also a folder here: transformers would read the folder. Refuse it with
+        # the words a missing hub model gets, so the answer says nothing about this machine's folders.
+        raise ModelLoadError(f"Model “{model_id}” could not be loaded: {HUB_UNAVAILABLE}.")
     return model_id
 
 
 def check_allowed(model_id: str | None) -> str:
-    """The model id to use (the default for ``None``); raises when the configuration does not offer it."""
+    """The canonical id of the model to use (the default for ``None``); raises when the configuration
+    does not offer it."""
     settings = get_settings()
     if model_id is None or str(model_id).strip() == "":
         return settings.default_model
-    model_id = str(model_id).strip()
-    allowed = {m.lower() for m in settings.models}
-    if model_id.lower() in allowed or settings.allow_any_model:
-        return model_id
+    typed = str(model_id).strip()
+    if len(typed) > MAX_MODEL_ID_CHARS:
+        raise ModelNotAllowedError(f"That model id is {len(typed):,} characters long; ids are at most "
+                                   f"{MAX_MODEL_ID_CHARS} characters.")
+    canonical = canonical_id(typed)
+    if canonical in settings.models or settings.allow_any_model:
+        return canonical
     offered = ", ".join(settings.models)
-    raise ModelNotAllowedError(f"Model “{model_id}” is not one of the models this server offers ({offered}).")
+    raise ModelNotAllowedError(f"Model “{typed}” is not one of the models this server offers ({offered}).")
 
 
-def _dir_fingerprint(path: Path) -> str:
+def _files_fingerprint(path: Path) -> str:
+    """Names, sizes and modification times of the model's own files at the top of ``path`` (weights,
+    configuration, tokenizer): a bounded look, never a walk of the folder's tree."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        stat = file.stat()
-        digest.update(f"{file.relative_to(path)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    found: list[tuple[str, int, int]] = []
+    try:
+        with os.scandir(path) as scan:
+            for scanned, entry in enumerate(scan):
+                if scanned >= MAX_SCANNED_ENTRIES or len(found) >= MAX_MODEL_FILES:
+                    break
+                if not any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in MODEL_FILES):
+                    continue
+                try:
+                    info = entry.stat()  # follows the hub cache's symlinks to the blobs
+                except OSError:
+                    continue
+                if entry.is_file():
+                    found.append((entry.name, info.st_size, info.st_mtime_ns))
+    except OSError:
+        return "unreadable"
+    for name, size, mtime in sorted(found):
+        digest.update(f"{name}|{size}|{mtime}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:24]
 
 
@@ -95,7 +160,7 @@ def fingerprint(model_id: str) -> str:
     """
     source = resolve_source(model_id)
     if os.path.isdir(source):
-        return "dir:" + _dir_fingerprint(Path(source))
+        return "dir:" + _files_fingerprint(Path(source))
     try:
         from huggingface_hub import try_to_load_from_cache
 
@@ -103,7 +168,7 @@ def fingerprint(model_id: str) -> str:
     except Exception:  # noqa: BLE001 - an odd hub cache must not break lookups
         config_path = None
     if isinstance(config_path, str):
-        return "hub:" + _dir_fingerprint(Path(config_path).parent)
+        return "hub:" + _files_fingerprint(Path(config_path).parent)
     return "hub-uncached:" + source
 
 
@@ -115,11 +180,8 @@ class _Registry:
         self._model_locks: dict[str, threading.Lock] = {}
         self._loaded: dict[str, LoadedModel] = {}
 
-    def _key(self, model_id: str) -> str:
-        return model_id.strip().lower() if is_bundled(model_id) else model_id.strip()
-
     def get(self, model_id: str) -> LoadedModel:
-        key = self._key(model_id)
+        key = model_id = canonical_id(model_id)
         current = fingerprint(model_id)
         loaded = self._loaded.get(key)
         if loaded is not None and loaded.fingerprint == current:
@@ -178,14 +240,24 @@ def _token_limit(config: Any, tokenizer: Any) -> int:
     return min(limits)
 
 
-def _explain(exc: BaseException) -> str:
+HUB_UNAVAILABLE = ("it is not on this machine and could not be downloaded "
+                   "(no network access to the Hugging Face hub, or no such model)")
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:/[^\s'\"`,;:()]+)+/?")
+
+
+def _explain(exc: BaseException, model_id: str, source: str) -> str:
+    """Why a model failed to load, for people: no traceback, no path the person did not type."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     lowered = text.lower()
     if any(s in lowered for s in ("offline", "connection", "resolve", "couldn't connect", "max retries", "not found")):
-        return ("it is not on this machine and could not be downloaded "
-                "(no network access to the Hugging Face hub, or no such model)")
+        return HUB_UNAVAILABLE
     if "trust_remote_code" in lowered:
         return "it needs custom code from the hub, which this app never runs"
+    if model_id not in get_settings().models:  # typed by someone: say nothing more about the files
+        return "its files are not a model this app can load"
+    placeholder = "\x00"
+    text = text.replace(source, placeholder) if source else text
+    text = _ABSOLUTE_PATH.sub("…", text).replace(placeholder, model_id)
     return text[:300]
 
 
@@ -207,7 +279,7 @@ def _load(model_id: str, fingerprint_value: str) -> LoadedModel:
         model = AutoModel.from_pretrained(source, config=config, attn_implementation="eager", trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message a person can read
         log.warning("model %s could not be loaded: %r", model_id, exc)
-        raise ModelLoadError(f"Model “{model_id}” could not be loaded: {_explain(exc)}.") from exc
+        raise ModelLoadError(f"Model “{model_id}” could not be loaded: {_explain(exc, model_id, source)}.") from exc
     model.eval()
     num_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
     num_heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)

@@ -7,9 +7,10 @@ identical requests in the web process, but the forward pass of a new text runs i
     ATTN_CELERY_BROKER_URL=redis://127.0.0.1:6379/1 celery -A services.tasks worker --pool=solo
 
 Workers and web processes must share the same ``ATTN_*`` settings (models, limits) and the same model
-files. Task arguments travel as JSON (a worker never unpickles what the queue hands it); the result
-(an ``AttentionResult`` with its numpy array) travels back pickled, so the Redis used here must be
-private to the lab's servers: anyone who can write to it can run code in the web processes.
+files. Nothing travels as a pickle: task arguments are JSON, and the result (an ``AttentionResult``
+with its numpy array) comes back as JSON holding ``services.codec``'s bytes in base64; both sides
+accept only JSON content, so a value planted in the broker or the result store is refused, never run.
+The Redis used here should still be private to the lab's servers (it holds people's texts).
 
 ``ATTN_CELERY_TIMEOUT`` (seconds, default 120) bounds the wait for a worker; on expiry the person sees
 a readable ``AttentionExplorerError`` instead of a hanging page.
@@ -25,6 +26,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init
 
+from . import codec
 from .config import Settings, get_settings
 from .errors import AttentionExplorerError
 from .forward import run_local
@@ -63,8 +65,8 @@ def make_celery(broker_url: str) -> Celery:
         task_default_queue=QUEUE,
         task_serializer="json",
         accept_content=["json"],  # what a worker accepts from the queue: never pickle
-        result_serializer="pickle",  # the AttentionResult, numpy array included
-        result_accept_content=["pickle", "json"],
+        result_serializer="json",  # the AttentionResult as services.codec bytes in base64 (codec.to_json_payload)
+        result_accept_content=["json"],  # what the web process accepts from the result store: never pickle
         result_expires=max(600, int(timeout * 5)),  # answers nobody waited for do not pile up
         task_time_limit=int(timeout + 60),  # prefork pool only: a stuck forward pass is killed
         worker_prefetch_multiplier=1,  # long CPU-bound tasks: take one at a time
@@ -82,13 +84,30 @@ def make_celery(broker_url: str) -> Celery:
     return celery
 
 
-def extract_task(text: str, model_id: str, text_pair: str | None = None):
-    """The worker side: the same checks as the web process, then the in-process forward pass."""
+def extract_task(text: str, model_id: str, text_pair: str | None = None) -> dict[str, str]:
+    """The worker side: the same checks as the web process, then the in-process forward pass; the
+    result as a JSON-safe payload (``services.codec``)."""
     settings = get_settings()
     model_id = check_allowed(model_id)
     text = validate_text(text, settings.max_chars, what="text")
     text_pair = validate_text(text_pair, settings.max_chars, what="second sentence", required=False)
-    return run_local(text, model_id, text_pair)
+    return codec.to_json_payload(run_local(text, model_id, text_pair))
+
+
+def decode_payload(payload: Any):
+    """The ``AttentionResult`` a worker sent; a readable error for anything else (never executed)."""
+    from .forward import AttentionResult
+
+    try:
+        result = codec.from_json_payload(payload)
+    except codec.DecodeError as exc:
+        log.warning("refused a worker's answer that is not an attention result (%s)", exc)
+        raise AttentionExplorerError(
+            "The attention worker's answer could not be read (the workers may run another version of "
+            "Attention Explorer). Try again; if it persists, tell the server's administrator.") from exc
+    if not isinstance(result, AttentionResult):
+        raise AttentionExplorerError("The attention worker's answer could not be read. Try again.")
+    return result
 
 
 # The app that `celery -A services.tasks worker` runs, configured from the environment.
@@ -143,7 +162,7 @@ def run_in_worker(text: str, model_id: str, text_pair: str | None, timeout: floa
             "Try again in a minute; if it persists, tell the server's administrator."
         ) from exc
     try:
-        return pending.get(timeout=timeout, propagate=True)
+        payload = pending.get(timeout=timeout, propagate=True)
     except CeleryTimeout as exc:
         log.warning("extraction %s: no worker answered within %.0f s", pending.id, timeout)
         _quietly(pending.revoke)
@@ -154,6 +173,11 @@ def run_in_worker(text: str, model_id: str, text_pair: str | None, timeout: floa
     except AttentionExplorerError:
         raise
     except Exception as exc:
+        if _is_refused_content(exc):
+            log.warning("extraction %s: refused the result store's answer: %r", pending.id, exc)
+            raise AttentionExplorerError(
+                "The attention worker's answer could not be read. Try again; if it persists, tell the "
+                "server's administrator.") from exc
         if not _is_connection_error(exc):
             raise  # the worker's own failure, re-raised as it was raised there
         log.warning("extraction %s: lost the connection to the result store: %r", pending.id, exc)
@@ -163,6 +187,14 @@ def run_in_worker(text: str, model_id: str, text_pair: str | None, timeout: floa
         ) from exc
     finally:
         _quietly(pending.forget)
+    return decode_payload(payload)
+
+
+def _is_refused_content(exc: BaseException) -> bool:
+    """A result that is not JSON, or of a content type this process does not accept (e.g. pickle)."""
+    from kombu.exceptions import ContentDisallowed, DecodeError
+
+    return isinstance(exc, (ContentDisallowed, DecodeError))
 
 
 def _is_connection_error(exc: BaseException) -> bool:

@@ -28,14 +28,15 @@ def validate_text(text: object, max_chars: int, *, what: str = "text", required:
         text = ""
     if not isinstance(text, str):
         raise InputError(f"The {what} must be plain text.")
+    # The limit first, on the raw text: nothing below looks at each character of an over-long text.
+    if len(text) > max_chars:
+        raise InputError(
+            f"The {what} has {len(text):,} characters; the limit is {max_chars:,}. "
+            "Shorten it and analyse again."
+        )
     cleaned = clean_text(text)
     if not cleaned.strip():
         if required:
             raise InputError(f"The {what} is empty. Type a sentence to see what the model attends to.")
         return None
-    if len(cleaned) > max_chars:
-        raise InputError(
-            f"The {what} has {len(cleaned):,} characters; the limit is {max_chars:,}. "
-            "Shorten it and analyse again."
-        )
     return cleaned

@@ -235,3 +235,22 @@ def test_decode_helper_reads_typed_arrays():
 
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     np.testing.assert_array_equal(decode(typed_array(a)), a)
+
+
+def test_too_many_new_analyses_are_refused_in_plain_words(settings, default_model):
+    from services import config, ratelimit
+
+    ratelimit.reset()
+    config.configure(rate_limit="1/minute")
+    try:
+        first = run_analyze("The dog ran in the park.")
+        assert Handle.parse(first["handle"]) is not None
+        refused = run_analyze("A new text the server has not seen.", current=first["handle"])
+        status = str(refused["status"])
+        assert refused["handle"] is no_update and "Too many new analyses" in status and " s " in status
+        assert "previous analysis" in status  # the page keeps what it shows
+        again = run_analyze("The dog ran in the park.")  # cached: costs no forward pass, never limited
+        assert again["handle"] == first["handle"]
+    finally:
+        config.configure(rate_limit="")
+        ratelimit.reset()

@@ -141,7 +141,7 @@ def test_redis_cache_round_trip_skips_the_model(redis_cache, tiny_models, comput
     cache.clear_local()
     second = extract_attention(SENTENCE, tiny_models["bert"])
     assert compute_calls == [SENTENCE]
-    assert second is not first  # it came back from Redis (unpickled), not from the memo
+    assert second is not first  # it came back from Redis (decoded by services.codec), not from the memo
     _same_result(first, second)
     assert cache.status() == {"type": "redis", "reachable": True}
 
@@ -185,7 +185,9 @@ def test_redis_url_from_the_environment_selects_redis(monkeypatch):
     settings = Settings.from_env()
     assert settings.cache_type == "redis"
     conf = cache.cache_config(settings)
-    assert conf["CACHE_TYPE"] == "RedisCache" and conf["CACHE_REDIS_URL"] == "redis://127.0.0.1:6390/3"
+    # flask-caching's Redis cache with the safe codec instead of pickle (issue 9)
+    assert conf["CACHE_TYPE"] == "services.cache_backends.SafeRedisCache"
+    assert conf["CACHE_REDIS_URL"] == "redis://127.0.0.1:6390/3"
 
 
 # --------------------------------------------------------------------------------------------- file-system cache
@@ -233,12 +235,15 @@ def test_filesystem_cache_is_bounded(settings, tiny_models, tmp_path, compute_ca
     texts = [f"the cat sat {'and the dog ran ' * i}" for i in range(10)]
     for text in texts:
         extract_attention(text, tiny_models["bert"])
-    entries = [p for p in cache_dir.iterdir() if not cache.cache.cache._is_mgmt(p.name)]  # not the count file
-    # cachelib prunes the oldest entries before each write, so at most one over the threshold
-    assert 1 <= len(entries) <= threshold + 1
+    cache.flush()
+    entries = list(cache_dir.glob("*.aec"))  # results and their recipes; no count file
+    # pruned after each write, oldest first: never more than the threshold
+    assert 1 <= len(entries) <= threshold
+    assert not [p for p in cache_dir.iterdir() if not p.name.endswith(".aec")]
     assert len(compute_calls) == len(texts)
     kept = [t for t in texts if cache.cache.get(extraction.cache_key(tiny_models["bert"], t, None)) is not None]
-    assert 1 <= len(kept) <= threshold + 1  # the rest was pruned
+    assert 1 <= len(kept) <= threshold  # the rest was pruned
+    assert kept[-1] == texts[-1]  # the newest is kept
     cache.clear_local()
     extract_attention(kept[-1], tiny_models["bert"])  # what is kept is used
     assert len(compute_calls) == len(texts)

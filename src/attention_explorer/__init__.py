@@ -1,0 +1,40 @@
+"""Attention Explorer, installed from its wheel under this one name.
+
+The wheel holds the repository's folders as subpackages (``attention_explorer.services``,
+``.components``, ``.callbacks``), ``app.py`` as ``attention_explorer.app``, the ``assets/`` folder,
+and gunicorn's configuration as ``attention_explorer.gunicorn_conf``; nothing else is put at the top
+of site-packages. In a checkout, the same code is imported as ``services``, ``app`` ... (``setup.py``
+rewrites those imports when it builds the wheel). The Python API::
+
+    from attention_explorer import extract_attention        # installed
+    from services import extract_attention                  # in a checkout (its folder on sys.path)
+
+Run the app with the ``attention-explorer`` command (``python -m attention_explorer``), or under
+gunicorn: ``gunicorn -c python:attention_explorer.gunicorn_conf attention_explorer.app:server``.
+"""
+
+from .services import (
+    AttentionExplorerError,
+    AttentionResult,
+    InputError,
+    ModelLoadError,
+    ModelNotAllowedError,
+    RateLimitedError,
+    Settings,
+    configure,
+    extract_attention,
+    get_settings,
+)
+
+__all__ = [
+    "AttentionExplorerError",
+    "AttentionResult",
+    "InputError",
+    "ModelLoadError",
+    "ModelNotAllowedError",
+    "RateLimitedError",
+    "Settings",
+    "configure",
+    "extract_attention",
+    "get_settings",
+]
