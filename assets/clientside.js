@@ -48,13 +48,14 @@
     function gridCell(meta, x, y) {
         const col = Math.floor(x / meta.stride_x), row = Math.floor(y / meta.stride_y);
         const dx = x - col * meta.stride_x, dy = y - row * meta.stride_y - meta.band;
-        if (dx < 0 || dx >= meta.cells || dy < 0 || dy >= meta.cells || col >= meta.columns) { return null; }
+        if (col < 0 || row < 0 || col >= meta.columns || dx >= meta.cells || dy < 0 || dy >= meta.cells) { return null; }
         const tile = row * meta.columns + col;
         if (tile >= meta.tiles.length) { return null; }
         return {tile: tile, id: meta.tiles[tile], key: dx, query: dy};
     }
 
     function overviewCell(meta, x, y) {
+        if (x < 0 || y < 0) { return null; }
         const head = Math.floor(x / meta.stride), layer = Math.floor(y / meta.stride);
         if (x % meta.stride >= meta.cells || y % meta.stride >= meta.cells) { return null; }
         if (head < 0 || head >= meta.heads || layer < 0 || layer >= meta.layers) { return null; }

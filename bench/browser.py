@@ -56,7 +56,9 @@ PAGE_BYTES_TARGET = 2 * 1024 * 1024
 HARNESS = r"""
 (function () {
   const ae = window.__ae = {armed: false, t0: null, drawn: {}, before: {}, hooked: new WeakSet()};
-  const stamp = function (event) { if (ae.armed && ae.t0 === null && event.isTrusted) { ae.t0 = performance.now(); } };
+  const stamp = function (event) {
+    if (ae.armed && ae.t0 === null && event.isTrusted) { ae.t0 = performance.now(); console.timeStamp("ae-input"); }
+  };
   for (const type of ["pointerdown", "mousedown", "keydown"]) { document.addEventListener(type, stamp, true); }
   ae.signature = function (gd) {
     if (!gd || !gd.layout) { return null; }
@@ -74,6 +76,7 @@ HARNESS = r"""
         const sig = ae.signature(gd);
         requestAnimationFrame(function () {
           (ae.drawn[id] = ae.drawn[id] || []).push({t: performance.now(), sig: sig});
+          console.timeStamp("ae-drawn " + id);
         });
       });
     });
@@ -149,12 +152,17 @@ class App:
 # ----------------------------------------------------------------------------------- the browser
 
 
-def browser(profile_dir: str | None = None):
+def browser(profile_dir: str | None = None, trace: bool = False):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    if trace:  # the browser's own timeline (style, layout, paint, scripts, image decoding) in the log
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+        options.add_experimental_option("perfLoggingPrefs", {
+            "enableNetwork": False, "enablePage": False,
+            "traceCategories": "devtools.timeline,disabled-by-default-devtools.timeline,v8.execute,blink"})
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--window-size=1366,1000"):
@@ -387,18 +395,68 @@ def table(rows: list[Row]) -> str:
                            "KB transferred (median)", "target (median)", "result"], body)
 
 
+TIMELINE = {  # trace event names -> what they are, for the profile's summary
+    "FunctionCall": "scripts (event handlers, timers, callbacks)", "EvaluateScript": "scripts (evaluation)",
+    "v8.callFunction": "scripts (called from the browser)", "RunMicrotasks": "scripts (promise jobs)",
+    "UpdateLayoutTree": "style recalculation", "Layout": "layout", "PrePaint": "pre-paint", "Paint": "paint",
+    "Layerize": "layerize", "Commit": "commit to compositor", "Decode Image": "image decoding",
+    "ImageDecodeTask": "image decoding", "Decode LazyPixelRef": "image decoding", "HitTest": "hit testing",
+    "ParseHTML": "HTML parsing", "GCEvent": "garbage collection", "MinorGC": "garbage collection",
+    "MajorGC": "garbage collection", "V8.GC_SCAVENGER": "garbage collection",
+}
+
+
+def _trace_events(entries: list[dict]) -> list[dict]:
+    events = []
+    for entry in entries:
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Tracing.dataCollected":
+            events.append(message["params"])
+    return events
+
+
+def _main_threads(events: list[dict]) -> set[tuple]:
+    return {(e["pid"], e["tid"]) for e in events if e.get("ph") == "M" and e.get("name") == "thread_name"
+            and e.get("args", {}).get("name") == "CrRendererMain"}
+
+
+def _timeline(events: list[dict], graph: str) -> tuple[dict[str, float], float]:
+    """(ms by kind of work on the page's main thread, ms of all its tasks) between the harness's last
+    input stamp and the stamp of ``graph`` drawn after it (``console.timeStamp`` trace events)."""
+    main = _main_threads(events)
+    stamps = [(e["ts"], e.get("args", {}).get("data", {}).get("message", "")) for e in events
+              if e.get("name") == "TimeStamp"]
+    start = max((ts for ts, message in stamps if message == "ae-input"), default=None)
+    if start is None:
+        return {}, 0.0
+    end = min((ts for ts, message in stamps if message == f"ae-drawn {graph}" and ts >= start), default=None)
+    end = end if end is not None else max(e.get("ts", 0) for e in events)
+    kinds: dict[str, float] = {}
+    busy = 0.0
+    for e in events:
+        if e.get("ph") != "X" or "dur" not in e or not start <= e["ts"] <= end:
+            continue
+        on_main = (e["pid"], e["tid"]) in main
+        if on_main and e["name"] == "RunTask":
+            busy += e["dur"] / 1000
+        kind = TIMELINE.get(e["name"])
+        if kind and (on_main or kind == "image decoding"):
+            kinds[kind] = kinds.get(kind, 0.0) + e["dur"] / 1000
+    return kinds, busy
+
+
 def profile(url: str, maker: TextMaker, name: str, tokens: int) -> None:
-    """A CPU profile of the browser during one interaction: the functions with the most self time."""
-    driver = browser()
+    """Where the time of one interaction goes in the browser: the main thread's work by kind (style,
+    layout, paint, scripts, image decoding: Chrome's timeline trace) and the scripts' functions with
+    the most self time (a CPU profile)."""
+    from selenium.webdriver.common.keys import Keys
+
+    driver = browser(trace=True)
     try:
         page = Page(driver, url)
         page.open()
         page.set_text(maker.make(tokens))
         page.measure("head-grid", page.element("#analyze-button").click)
-        driver.execute_cdp_cmd("Profiler.enable", {})
-        driver.execute_cdp_cmd("Profiler.setSamplingInterval", {"interval": 100})
-        from selenium.webdriver.common.keys import Keys
-
         actions = {
             "layer change": ("head-grid", lambda: page.layer_key(Keys.ARROW_RIGHT)),
             "open tab: Arcs": ("arc-view", lambda: page.tab("Arcs")),
@@ -408,23 +466,32 @@ def profile(url: str, maker: TextMaker, name: str, tokens: int) -> None:
             "open tab: Head atlas": ("atlas-map", lambda: page.tab("Head atlas")),
         }
         graph, action = actions[name]
+        driver.execute_cdp_cmd("Profiler.enable", {})
+        driver.execute_cdp_cmd("Profiler.setSamplingInterval", {"interval": 100})
+        time.sleep(0.5)
         driver.execute_cdp_cmd("Profiler.start", {})
         sample = page.measure(graph, action)
         prof = driver.execute_cdp_cmd("Profiler.stop", {})["profile"]
+        kinds, busy = _timeline(_trace_events(driver.get_log("performance")), graph)
     finally:
         driver.quit()
     nodes = {n["id"]: n for n in prof["nodes"]}
-    deltas = prof.get("timeDeltas", [])
     self_time: dict[str, float] = {}
-    for node_id, delta in zip(prof.get("samples", []), deltas):
+    for node_id, delta in zip(prof.get("samples", []), prof.get("timeDeltas", [])):
         frame = nodes[node_id]["callFrame"]
-        label = f"{frame['functionName'] or '(anonymous)'} {Path(frame['url']).name}:{frame['lineNumber']}"
+        if frame["functionName"] in ("(idle)", "(program)", "(root)"):
+            continue
+        label = f"{frame['functionName'] or '(anonymous)'} {Path(frame['url']).name.split('?')[0]}:{frame['lineNumber']}"
         self_time[label] = self_time.get(label, 0) + delta / 1000
     print(f"\n{name} at {tokens} tokens: {sample.ms:.0f} ms, {sample.requests} request(s); input to request "
           f"{sample.before_request or 0:.0f} ms, request {sample.in_flight or 0:.0f} ms, response to drawn "
           f"{sample.after_response or 0:.0f} ms\n")
-    top = sorted(self_time.items(), key=lambda kv: -kv[1])[:25]
-    print(markdown_table(["function (self time)", "ms"], [[label, f"{t:.1f}"] for label, t in top]))
+    print(f"The page's main thread was busy {busy:.0f} ms from the input event to the figure drawn:\n")
+    print(markdown_table(["work (Chrome timeline)", "ms"],
+                         [[kind, f"{t:.1f}"] for kind, t in sorted(kinds.items(), key=lambda kv: -kv[1])]))
+    top = sorted(self_time.items(), key=lambda kv: -kv[1])[:15]
+    print()
+    print(markdown_table(["script function (self time)", "ms"], [[label, f"{t:.1f}"] for label, t in top]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ OUTPUTS = {
     "head_options": Output(ids.HEAD, "options"),
     "head": Output(ids.HEAD, "value"),
     "arc_focus": Output(ids.ARC_FOCUS, "data"),
+    "arc_start": Output(ids.ARC_START, "value", allow_duplicate=True),
     "token": Output(ids.TOKEN, "data", allow_duplicate=True),
     "text": Output(ids.TEXT, "value"),
     "pair": Output(ids.TEXT_PAIR, "value"),
@@ -108,7 +109,7 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
                        "Something went wrong", values.get("current"))
     out.update(controls_for(result, values.get("layer"), values.get("head")))
     out.update(handle=handle_of(key, result).to_client(), status=status_children(summarise(result)),
-               arc_focus=None, token=None)
+               arc_focus=None, arc_start=0, token=None)
     return out
 
 

@@ -21,6 +21,7 @@ tab             one of ``TABS``                                   the head grid
 mode            one of ``MODES``                                  "raw"
 switches        a list holding "hide" and/or "merge"             unknown items dropped
 top_k           one of ``TOP_K`` (arcs per token)                 3
+arc_start       whole number 0 .. n_tokens - 1                    clamped; default 0
 min_weight      a number 0 .. 1                                   clamped; default 0.05
 window          one of ``WINDOWS`` (tokens)                       3
 metric          one of ``METRICS``                                "entropy"
@@ -231,6 +232,7 @@ class ViewState:
     top_k: int = 3
     min_weight: float = 0.05
     arc_focus: int | None = None  # a raw token index: the token whose arcs are kept
+    arc_start: int = 0  # the first unit the arc view draws (long texts are drawn through a window)
     metric: str = "entropy"
     window: int = 3
     token: int | None = None  # a raw token index: the token followed in Token focus
@@ -265,6 +267,7 @@ class ViewState:
             top_k=choice(raw.get("top_k"), TOP_K, 3),
             min_weight=real(raw.get("min_weight"), 0.0, MIN_WEIGHT_MAX, 0.05),
             arc_focus=optional_index(raw.get("arc_focus"), dims.tokens),
+            arc_start=whole(raw.get("arc_start"), 0, max(dims.tokens - 1, 0), 0),
             metric=choice(raw.get("metric"), METRICS, "entropy"),
             window=choice(raw.get("window"), WINDOWS, 3),
             token=optional_index(raw.get("token"), dims.tokens),

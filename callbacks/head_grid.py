@@ -28,14 +28,16 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     if triggered == {"head"}:
         # Only the chosen head changed and the grid already shows this layer: move the outline.
         return {"grid": selection_patch(view.result.num_heads, view.result.seq_len, state.head.number)}
-    return {"grid": head_grid_figure(view.layer(state.layer), view.labels, state.layer,
-                                     selected=state.head.number, note=note)}
+    # Untransformed attention is pooled as stored (float16): no float32 copy of the layer.
+    maps = view.result.attentions[state.layer] if view.is_raw else view.layer(state.layer)
+    return {"grid": head_grid_figure(maps, view.labels, state.layer, selected=state.head.number, note=note)}
 
 
 def selection_patch(n_heads: int, seq: int, selected: int | None) -> Patch:
-    """The head-grid figure's tile titles and outline for a new selection, as a ``Patch``."""
-    annotations, shapes = grid_selection(grid_geometry(n_heads, seq), selected)
+    """The head grid's tile titles and outline for a new selection, as a ``Patch`` (the picture stays)."""
+    selection = grid_selection(grid_geometry(n_heads, seq), selected)
     patch = Patch()
-    patch["layout"]["annotations"] = annotations
-    patch["layout"]["shapes"] = shapes
+    patch["data"][1]["text"] = selection["text"]
+    patch["data"][1]["textfont"]["color"] = selection["colors"]
+    patch["layout"]["shapes"] = selection["shapes"]
     return patch

@@ -39,6 +39,7 @@ INPUTS = {
     "top_k": Input(ids.ARC_TOP_K, "value"),
     "min_weight": Input(ids.ARC_MIN_WEIGHT, "value"),
     "arc_focus": Input(ids.ARC_FOCUS, "data"),
+    "arc_start": Input(ids.ARC_START, "value"),
     "metric": Input(ids.ATLAS_METRIC, "value"),
     "window": Input(ids.ATLAS_WINDOW, "value"),
     "token": Input(ids.TOKEN, "data"),

@@ -25,6 +25,9 @@ ARC_TOP_K = "arc-top-k"
 ARC_MIN_WEIGHT = "arc-min-weight"
 ARC_FOCUS = "arc-focus-store"
 ARC_HINT = "arc-hint"
+ARC_LEGEND = "arc-legend"  # which colour is which head, when every head's arcs are drawn
+ARC_START = "arc-start"  # the first token the arc view draws, for texts longer than its window
+ARC_START_WRAP = "arc-start-wrap"
 PAIR_COLLAPSE = "pair-collapse"
 PAIR_TOGGLE = "pair-toggle"
 

@@ -123,7 +123,8 @@ def head_options(num_heads: int) -> list[dict]:
 
 def _graph(graph_id: str, figure: dict | None = None, **kwargs) -> dcc.Graph:
     return dcc.Graph(id=graph_id, figure=figure or empty_figure(),
-                     config={"displaylogo": False, "toImageButtonOptions": {"scale": 2}}, **kwargs)
+                     config={"displaylogo": False, "toImageButtonOptions": {"scale": 2},
+                             "modeBarButtonsToRemove": ["select2d", "lasso2d"]}, **kwargs)
 
 
 def arc_controls() -> dbc.Row:
@@ -139,8 +140,24 @@ def arc_controls() -> dbc.Row:
                        marks={0: "0", 0.1: "0.1", 0.2: "0.2", 0.3: "0.3", 0.4: "0.4", 0.5: "0.5"},
                        updatemode="mouseup"),
         ]),
+        dbc.Col(width=12, id=ids.ARC_START_WRAP, style={"display": "none"}, children=[
+            dbc.Label("Tokens shown from", html_for=ids.ARC_START, className="small mb-0"),
+            dcc.Slider(id=ids.ARC_START, min=0, max=0, step=1, value=0, marks=None, updatemode="mouseup",
+                       tooltip={"placement": "bottom"}),
+        ]),
         dbc.Col(width=12, children=html.Div(id=ids.ARC_HINT, className="small text-muted")),
+        dbc.Col(width=12, children=html.Div(id=ids.ARC_LEGEND, className="ae-arc-legend small")),
     ])
+
+
+def head_legend(names: list[str], colors: list[str]) -> list:
+    """Coloured chips naming the heads whose arcs are drawn together."""
+    if not names:
+        return []
+    return [html.Span("Heads: ", className="text-muted me-1")] + [
+        html.Span(name, className="ae-chip", style={"borderColor": colors[i % len(colors)],
+                                                     "color": colors[i % len(colors)]})
+        for i, name in enumerate(names)]
 
 
 def _tab(tab_id: str, label: str, *children) -> dbc.Tab:
@@ -233,8 +250,7 @@ def create_layout(settings, page: dict | None = None) -> html.Div:
             dbc.Col(md=8, lg=9, children=[
                 dcc.Loading(type="dot", delay_show=250, children=html.Div(
                     id=ids.STATUS, className="ae-status", children=page.get("status"))),
-                dcc.Loading(type="default", delay_show=400, target_components={ids.HEAD_GRID: "figure"},
-                            children=views_panel(page)),
+                views_panel(page),
             ]),
         ]),
         html.Footer(className="ae-footer small text-muted", children=CAVEAT),

@@ -135,7 +135,7 @@ def test_grid_shows_every_head_with_the_tokens(dash_app):
     assert graph(duo, "head-grid", "gd.layout.meta.tiles.length") == 12
     assert len(duo.find_elements("#head-grid .imagelayer image")) == 1  # every head in one picture
     assert "9 tokens" in duo.find_element("#status-area").text
-    ticks = [t.text for t in duo.find_elements("#head-grid .yaxislayer-above .ytick text")][:9]
+    ticks = duo.driver.execute_script("return [...document.querySelectorAll('#head-grid .scatterlayer .trace:last-child .textpoint text')].map(t => t.textContent)")[:9]
     assert ticks == tokens
 
 
@@ -158,7 +158,7 @@ def test_clicking_a_tile_or_picking_a_head_opens_it(dash_app):
     open_tab(duo, "Head heatmap")
     wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 0 · Head 4", message="head 4")
     open_tab(duo, "Head grid")
-    wait_until(lambda: graph(duo, "head-grid", "gd.layout.annotations[4].text") == "<b>head 4</b>",
+    wait_until(lambda: graph(duo, "head-grid", "gd.data[1].text[4]") == "<b>head 4</b>",
                message="grid re-drawn with head 4 selected")
     point_then_click(duo, "head-grid", *grid_cell(duo, tile=6, query=3, key=5))
     wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 0 · Head 6",
@@ -334,7 +334,7 @@ def test_one_request_per_interaction(dash_app):
     thumb = duo.find_element("#layer-slider [role='slider']")
     one_request(lambda: thumb.send_keys(Keys.ARROW_RIGHT), "head-grid", "Layer 1", "layer change")
     one_request(lambda: duo.select_dcc_dropdown("#head-select", value="Head 4"), "head-grid", "Layer 1", "head change")
-    assert graph(duo, "head-grid", "gd.layout.annotations[4].text") == "<b>head 4</b>"
+    assert graph(duo, "head-grid", "gd.data[1].text[4]") == "<b>head 4</b>"
     one_request(lambda: open_tab(duo, "Head heatmap"), "head-heatmap", "Layer 1 · Head 4", "tab change")
     one_request(lambda: duo.select_dcc_dropdown("#head-select", value="Head 7"), "head-heatmap", "Head 7",
                 "head change in the heatmap")

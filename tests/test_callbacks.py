@@ -9,6 +9,7 @@ from dash import Patch, no_update
 from callbacks import analyze, router
 from callbacks.boundary import Handle
 from components import ids
+from components.figures import HEAD_COLORS
 from components.layout import EXAMPLES
 from services import extract_attention, forward
 from tests.test_figures import decode, decode_image, tile_of
@@ -111,7 +112,7 @@ def test_grid_slices_the_cache_and_never_reruns_the_model(settings, default_mode
     result = result_by_key(handle["key"])[1]
     for layer in (0, 4):
         fig = view(handle, ids.TAB_GRID, layer=layer)["grid"]
-        assert [t["type"] for t in fig["data"]] == ["image", "heatmap"]
+        assert fig["data"][0]["type"] == "image"
         assert f"Layer {layer}" in fig["layout"]["title"]["text"]
         z = tile_of(fig, 7) / 254.0
         assert np.abs(z - result.attentions[layer, 7].astype(np.float32)).max() <= 0.5 / 254 + 1e-3
@@ -124,7 +125,7 @@ def test_each_tab_renders_only_while_open(settings, default_model):
     for tab in router.VIEWS:
         out = view(handle, tab)
         drawn = {name for name, value in out.items() if value is not no_update}
-        optional = {"notice", "token", "focus_options"}  # sent only when they change
+        optional = {"notice", "token", "focus_options", "arc_start", "arc_start_max", "arc_start_wrap"}  # if changed
         assert drawn - optional == outputs_of[tab] - optional
         assert drawn <= outputs_of[tab] | {"notice"}  # nothing of a closed tab
     # a change that the open view does not depend on draws nothing (e.g. a token picked while the grid is open)
@@ -138,9 +139,10 @@ def test_grid_head_change_is_a_patch_of_the_outline(settings, default_model):
     assert isinstance(patch, Patch)
     full = view(handle, ids.TAB_GRID, head="4")["grid"]
     operations = {tuple(op["location"]): op["params"]["value"] for op in patch.to_plotly_json()["operations"]}
-    assert operations[("layout", "annotations")] == full["layout"]["annotations"]
+    assert operations[("data", 1, "text")] == full["data"][1]["text"]
+    assert operations[("data", 1, "textfont", "color")] == full["data"][1]["textfont"]["color"]
     assert operations[("layout", "shapes")] == full["layout"]["shapes"]
-    assert full["layout"]["annotations"][4]["text"] == "<b>head 4</b>"
+    assert full["data"][1]["text"][4] == "<b>head 4</b>"
 
 
 def test_heatmap_head_and_mean(settings, default_model):
@@ -177,12 +179,18 @@ def test_arcs_focus_and_hint(settings, default_model):
     assert out["arcs"]["layout"]["meta"]["focus"] == 7 and out["arcs"]["layout"]["meta"]["token_index"][7] == 8
 
 
-def test_arcs_all_heads_legend(settings, default_model):
+def test_arcs_all_heads_one_trace_a_head_and_a_legend(settings, default_model):
     handle = run_analyze(SENTENCE)["handle"]
-    fig = view(handle, ids.TAB_ARCS, top_k=1, min_weight=0.0)["arcs"]
-    legend = {t["name"] for t in fig["data"][1:] if t["showlegend"]}
-    assert legend == {str(h) for h in range(12)}
+    out = view(handle, ids.TAB_ARCS, top_k=1, min_weight=0.0)
+    fig = out["arcs"]
+    assert [t["name"] for t in fig["data"][1:]] == [str(h) for h in range(12)]
+    assert [t["line"]["color"] for t in fig["data"][1:]] == [HEAD_COLORS[h] for h in range(12)]
     assert fig["layout"]["meta"]["arcs"] == 12 * 13
+    chips = [c for c in out["arc_legend"] if getattr(c, "style", None)]
+    assert [c.children for c in chips] == [str(h) for h in range(12)]
+    assert chips[5].style["color"] == HEAD_COLORS[5]
+    one = view(handle, ids.TAB_ARCS, head="3", top_k=1, min_weight=0.0)
+    assert one["arc_legend"] == [] and len(one["arcs"]["data"]) <= 1 + 4
 
 
 def test_views_without_an_analysis_say_what_to_do(settings, default_model, monkeypatch):

@@ -76,7 +76,8 @@ def test_head_grid_one_image_with_a_tile_per_head():
     att = random_attention(12, 13)
     labels = [f"t{i}" for i in range(13)]
     fig = figures.head_grid_figure(att, labels, layer=3, selected=5)
-    assert [t["type"] for t in fig["data"]] == ["image", "heatmap"]  # the picture, and its colour bar
+    # the picture, the tiles' titles, the colour bar, the tokens beside each row (short texts only)
+    assert [t["type"] for t in fig["data"]] == ["image", "scatter", "heatmap", "scatter"]
     for head in range(12):
         z = tile_of(fig, head)
         assert z.shape == (13, 13)
@@ -88,10 +89,12 @@ def test_head_grid_one_image_with_a_tile_per_head():
     image = decode_image(fig["data"][0]["source"])
     gap_columns = [meta["stride_x"] * c - 1 for c in range(1, 4)]
     assert (image[:, gap_columns] == images.BACKGROUND).all()  # tiles are separated by background
-    assert fig["layout"]["yaxis"]["ticktext"][:13] == labels
+    assert fig["data"][3]["text"][:13] == labels and fig["data"][3]["y"][:13] == list(range(meta["band"], meta["band"] + 13))
     assert "Layer 3" in fig["layout"]["title"]["text"]
-    assert fig["layout"]["annotations"][5]["text"] == "<b>head 5</b>"
-    assert len(fig["layout"]["shapes"]) == 1
+    assert fig["data"][1]["text"][5] == "<b>head 5</b>" and fig["data"][1]["text"][4] == "head 4"
+    assert fig["data"][1]["textfont"]["color"][5] == figures.HIGHLIGHT
+    (outline,) = fig["layout"]["shapes"]
+    assert outline["x0"] == meta["stride_x"] - 0.5 and outline["y0"] == meta["stride_y"] + meta["band"] - 0.5
 
 
 def test_head_grid_pools_long_text():
@@ -101,7 +104,22 @@ def test_head_grid_pools_long_text():
     assert z.shape == (100, 100) and fig["layout"]["meta"]["block"] == 3
     expected = att[0].reshape(100, 3, 100, 3).max(axis=(1, 3))
     assert np.abs(z / 254.0 - expected).max() <= 0.5 / 254 + 1e-6
-    assert fig["layout"]["xaxis"]["showticklabels"] is False and fig["layout"]["yaxis"]["showticklabels"] is False
+    assert len(fig["data"]) == 3  # no token labels on pooled tiles
+
+
+@pytest.mark.parametrize("seq, cells", [(300, 128), (512, 32), (100, 32), (37, 8)])
+def test_max_pool_float16_and_float32_against_a_loop(seq, cells):
+    att = random_attention(3, seq, seed=seq)
+    att[0, :5, :5] = 0.0  # zeros, as float16 stores tiny weights
+    for dtype in (np.float32, np.float16):
+        pooled, block = figures.max_pool(att.astype(dtype), cells)
+        assert pooled.dtype == dtype and block == -(-seq // cells)
+        n = -(-seq // block)
+        for head in range(3):
+            for i in (0, n // 2, n - 1):
+                for j in (0, n - 1):
+                    expected = att[head, i * block:(i + 1) * block, j * block:(j + 1) * block].astype(dtype).max()
+                    assert pooled[head, i, j] == expected
 
 
 def test_heatmap_levels_labels_and_rows():
@@ -137,7 +155,7 @@ def test_arc_figure_few_traces_and_focus():
     labels = [f"w{i}" for i in range(40)]
     fig = figures.arc_figure(att, labels, top_k=3, min_weight=0.0, group_names=[str(h) for h in range(12)])
     assert fig["data"][0]["name"] == "tokens"
-    assert len(fig["data"]) <= 1 + 12 * len(figures.ARC_WIDTHS)
+    assert len(fig["data"]) == 1 + 12  # one trace a head
     assert fig["layout"]["meta"]["arcs"] == 12 * 40 * 3
     # each trace names the query of each of its arcs, for the browser-side hover
     queries = np.concatenate([t["meta"]["queries"] for t in fig["data"][1:]])
@@ -155,6 +173,25 @@ def test_arc_figure_few_traces_and_focus():
         xs = decode(trace["x"])
         starts = xs[:: figures._ARC_POINTS + 1]
         assert np.allclose(starts, x7, atol=1e-3)
+
+
+def test_long_texts_are_drawn_through_a_window():
+    att = random_attention(2, 200, seed=9)
+    labels = [f"w{i}" for i in range(200)]
+    fig = figures.arc_figure(att, labels, top_k=3, min_weight=0.0, start=100)
+    meta = fig["layout"]["meta"]
+    assert (meta["first"], meta["end"], meta["units"]) == (100, 164, 200)
+    assert fig["data"][0]["text"] == labels[100:164] and meta["token_index"] == list(range(100, 164))
+    # each query's top 3 keys are chosen over the whole text; those outside the window are counted
+    g, q, k, w = figures.select_arcs(att, 3, 0.0, queries=np.arange(100, 164))
+    inside = (k >= 100) & (k < 164)
+    assert meta["arcs"] == int(inside.sum()) and meta["outside"] == int((~inside).sum()) > 0
+    # the window moves to hold a focused token, and never runs past the end
+    assert figures.arc_window(200, 180) == (136, 200)
+    assert figures.arc_window(200, 0, focus=150) == (118, 182)
+    assert figures.arc_window(30, 10) == (0, 30)
+    focused = figures.arc_figure(att, labels, top_k=3, min_weight=0.0, start=0, focus=150)
+    assert focused["layout"]["meta"]["first"] == 118 and focused["layout"]["meta"]["focus"] == 150 - 118
 
 
 def test_causal_arcs_all_bend_down():
