@@ -12,9 +12,10 @@
 
 The query and key vectors come from the stock model through forward hooks (``services.hooks``): a
 second forward pass over the text with the hooks recording, once per (text, model); every layer's
-vectors are kept then, so another layer, head or query costs no forward pass. Each layer's vectors are
-checked against the model's own attention (softmax of ``q·k x scale`` with the model's masks, every
-head and query) before they are shown; a head that does not match says so instead.
+vectors are kept then, so another layer, head or query costs no forward pass. The first time a layer
+is shown, its vectors are checked against the model's own attention (softmax of ``q·k x scale`` with
+the model's masks, for every head and query of the layer); a head that does not match says so instead
+of showing numbers that do not explain its weights.
 
 Caching: the vectors are kept in an in-process LRU (``_vectors``), keyed by the result's cache key
 and the layer, bounded by ``VECTOR_CACHE_MB``. They are not written to the shared cache: the shared
@@ -29,7 +30,7 @@ import math
 import operator
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -84,13 +85,14 @@ class LayerVectors:
     k: np.ndarray  # (heads, seq, d) float32
     value_norms: np.ndarray | None  # (heads, seq) float32
     masked: np.ndarray  # (seq, seq) bool: keys each query cannot see
-    max_difference: np.ndarray  # (heads,) max |softmax(q·k x scale) - model's weights| over the layer
     scale: float
+    # (heads,) max |softmax(q·k x scale) - the model's weights| over the layer; None until checked
+    max_difference: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
         norms = self.value_norms.nbytes if self.value_norms is not None else 0
-        return int(self.q.nbytes + self.k.nbytes + self.masked.nbytes + self.max_difference.nbytes + norms) + 256
+        return int(self.q.nbytes + self.k.nbytes + self.masked.nbytes + norms) + 512
 
 
 class _LRU:
@@ -159,6 +161,8 @@ def inside_head_for(key: str, result: AttentionResult, layer: int, head: int, qu
     query = _index(query, result.seq_len, "query token")
     model_weights = as_float32(result.attentions[layer, head, query]).copy()
     entry, reason = _layer_vectors(key, result, layer)
+    if entry is not None and entry.max_difference is None:
+        entry = _checked(key, layer, entry, result)
     if entry is not None and not reason and float(entry.max_difference[head]) > TOLERANCE:
         reason = (f"not available for this head, because the weights computed from its query and key vectors "
                   f"differ from the model's own by up to {float(entry.max_difference[head]):.2g}: the model "
@@ -250,9 +254,9 @@ def _layer_vectors(key: str, result: AttentionResult, layer: int) -> tuple[Layer
 
 
 def record_layers(loaded, result: AttentionResult) -> dict[int, LayerVectors] | str:
-    """Every layer's query and key vectors and value norms for ``result``'s text, from one forward pass
-    with the hooks recording, each layer checked against the model's attention in that pass. A reason
-    (str) instead when the model's attention cannot be reproduced this way."""
+    """Every layer's query and key vectors, value norms and masked keys for ``result``'s text, from one
+    forward pass with the hooks recording (``check_layer`` compares them with the model's attention when
+    a layer is first shown). A reason (str) instead when the hooks could not tell the layers apart."""
     import torch
 
     enc = encode(loaded.tokenizer, result.text, result.text_pair, result.token_limit)
@@ -274,14 +278,34 @@ def record_layers(loaded, result: AttentionResult) -> dict[int, LayerVectors] | 
             known |= (inputs["attention_mask"][0] == 0)[None, :]
         out: dict[int, LayerVectors] = {}
         for index, ((layout, q, k, v), att) in enumerate(zip(per_layer, attentions)):
-            model_att = att[0].to(torch.float32)
             # Keys the model gives no weight in any head: masked by the model (e.g. a local window).
-            masked = known | (model_att == 0).all(dim=0)
-            scores = torch.matmul(q, k.transpose(1, 2)) * layout.scaling
-            ours = torch.softmax(scores.masked_fill(masked, -math.inf), dim=-1)
-            difference = (ours - model_att).abs().amax(dim=(1, 2))
+            masked = known | (att[0].amax(dim=0) == 0)
             norms = hooks.value_norms_of(v, layout).numpy() if not recorder.layout.values_reason else None
             out[index] = LayerVectors(q=q.numpy().copy(), k=k.numpy().copy(), value_norms=norms,
-                                      masked=masked.numpy(), max_difference=difference.numpy(),
-                                      scale=float(layout.scaling))
+                                      masked=masked.numpy(), scale=float(layout.scaling))
     return out
+
+
+def check_layer(vectors: LayerVectors, attention: np.ndarray) -> np.ndarray:
+    """Per head, the largest ``|softmax(q·k x scale) - attention|`` over every query and key of the layer.
+
+    ``attention`` is the model's own ``(heads, seq, seq)`` (the stored float16 is fine: it rounds by at
+    most 2.5e-4, well inside ``TOLERANCE``). In place where possible: at 512 tokens each temporary is
+    12 MB on the default model.
+    """
+    import torch
+
+    with torch.inference_mode():
+        q, k = torch.from_numpy(vectors.q), torch.from_numpy(vectors.k)
+        ours = torch.matmul(q, k.transpose(1, 2)).mul_(vectors.scale)
+        ours.masked_fill_(torch.from_numpy(vectors.masked), -math.inf)
+        ours = torch.softmax(ours, dim=-1)
+        ours.sub_(torch.from_numpy(as_float32(attention))).abs_()
+        return ours.amax(dim=(1, 2)).numpy()
+
+
+def _checked(key: str, layer: int, vectors: LayerVectors, result: AttentionResult) -> LayerVectors:
+    """``vectors`` with ``max_difference`` filled in (once per layer; kept in the LRU)."""
+    checked = replace(vectors, max_difference=check_layer(vectors, result.attentions[layer]))
+    _vectors.put((key, layer), checked)
+    return checked
