@@ -64,8 +64,6 @@ class AttentionLayout:
     head_dim: int
     scaling: float
     fused: bool = False
-    _rt: Any = field(default=None, repr=False)  # (heads, d, d) R^T for the value norms
-    _rt_version: tuple = field(default=(), repr=False)
 
     def split_qkv(self, fused_out):
         """q, k, v ``(seq, heads * d)`` from a fused projection's output ``(1, seq, 3 * heads * d)``."""
@@ -82,14 +80,21 @@ class AttentionLayout:
         when the output projection's weight changes in place)."""
         import torch
 
-        version = (self.out.weight._version, self.out.weight.data_ptr())
-        if self._rt is None or self._rt_version != version:
+        version = (self.out.weight._version, self.out.weight.data_ptr(), self.num_heads)
+        cached = _rt_cache.get(self.out)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        with torch.inference_mode():
             rows = self.out_rows().detach().to(torch.float64)
             per_head = rows.reshape(self.num_heads, self.head_dim, rows.shape[-1])  # (heads, d, hidden)
             r = torch.linalg.qr(per_head.transpose(1, 2), mode="r").R  # (heads, d, d)
-            self._rt = r.transpose(1, 2).to(torch.float32).contiguous()
-            self._rt_version = version
-        return self._rt
+            rt = r.transpose(1, 2).to(torch.float32).contiguous()
+        _rt_cache[self.out] = (version, rt)
+        return rt
+
+
+# R^T per output projection module (outlives re-installed hooks; follows in-place weight changes).
+_rt_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass(eq=False)
