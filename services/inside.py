@@ -12,10 +12,10 @@
 
 The query and key vectors come from the stock model through forward hooks (``services.hooks``): a
 second forward pass over the text with the hooks recording, once per (text, model); every layer's
-vectors are kept then, so another layer, head or query costs no forward pass. The first time a layer
+vectors are kept then, so another layer, head or query costs no forward pass. The first time a head
 is shown, its vectors are checked against the model's own attention (softmax of ``q·k x scale`` with
-the model's masks, for every head and query of the layer); a head that does not match says so instead
-of showing numbers that do not explain its weights.
+the model's masks, for every query of the head); a head that does not match says so instead of
+showing numbers that do not explain its weights.
 
 Caching: the vectors are kept in an in-process LRU (``_vectors``), keyed by the result's cache key
 and the layer, bounded by ``VECTOR_CACHE_MB``. They are not written to the shared cache: the shared
@@ -30,7 +30,7 @@ import math
 import operator
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -79,20 +79,25 @@ class InsideHead:
 
 @dataclass(frozen=True, eq=False)
 class LayerVectors:
-    """One layer's vectors from the hooked forward pass (plain numpy; kept in the in-process LRU)."""
+    """One layer's vectors from the hooked forward pass (kept in the in-process LRU).
+
+    ``q`` and ``k`` are numpy views of the projections' outputs (no copy; ``held_bytes`` is what they
+    keep alive). ``max_difference[h]`` is NaN until head h is first shown, then the largest
+    ``|softmax(q·k x scale) - the model's weights|`` over the head's every query and key.
+    """
 
     q: np.ndarray  # (heads, seq, d) float32
     k: np.ndarray  # (heads, seq, d) float32
     value_norms: np.ndarray | None  # (heads, seq) float32
     masked: np.ndarray  # (seq, seq) bool: keys each query cannot see
     scale: float
-    # (heads,) max |softmax(q·k x scale) - the model's weights| over the layer; None until checked
-    max_difference: np.ndarray | None = None
+    max_difference: np.ndarray  # (heads,) float32, NaN = not checked yet (filled in place)
+    held_bytes: int = 0
 
     @property
     def nbytes(self) -> int:
         norms = self.value_norms.nbytes if self.value_norms is not None else 0
-        return int(self.q.nbytes + self.k.nbytes + self.masked.nbytes + norms) + 512
+        return int(self.held_bytes or (self.q.nbytes + self.k.nbytes)) + int(self.masked.nbytes + norms) + 512
 
 
 class _LRU:
@@ -161,16 +166,16 @@ def inside_head_for(key: str, result: AttentionResult, layer: int, head: int, qu
     query = _index(query, result.seq_len, "query token")
     model_weights = as_float32(result.attentions[layer, head, query]).copy()
     entry, reason = _layer_vectors(key, result, layer)
-    if entry is not None and entry.max_difference is None:
-        entry = _checked(key, layer, entry, result)
+    if entry is not None and np.isnan(entry.max_difference[head]):
+        entry.max_difference[head] = check_head(entry, head, result.attentions[layer, head])
     if entry is not None and not reason and float(entry.max_difference[head]) > TOLERANCE:
         reason = (f"not available for this head, because the weights computed from its query and key vectors "
                   f"differ from the model's own by up to {float(entry.max_difference[head]):.2g}: the model "
                   "changes its queries, keys or scores in a way this app does not know.")
-    if entry is not None and entry.value_norms is not None:
-        norms = entry.value_norms[head].copy()
-    elif result.value_norms is not None:
+    if result.value_norms is not None:
         norms = np.asarray(result.value_norms[layer, head], dtype=np.float32).copy()
+    elif entry is not None and entry.value_norms is not None:
+        norms = entry.value_norms[head].copy()
     else:
         norms = None
     seq = result.seq_len
@@ -193,7 +198,7 @@ def inside_head_for(key: str, result: AttentionResult, layer: int, head: int, qu
     weights64 = shifted / shifted.sum()
     weights = weights64.astype(np.float32)
     difference = float(np.abs(weights64 - model_weights).max())
-    if difference > TOLERANCE:  # the stored (float16) row disagrees although the layer's check passed
+    if difference > TOLERANCE:  # a guard: the head's check above covers this row already
         return InsideHead(query_vector=None, key_vectors=None, products=None, scores=None, weights=None,
                           weighted=None if norms is None else (model_weights * norms).astype(np.float32),
                           d_head=int(q.shape[0]), available=False, max_difference=difference,
@@ -255,8 +260,8 @@ def _layer_vectors(key: str, result: AttentionResult, layer: int) -> tuple[Layer
 
 def record_layers(loaded, result: AttentionResult) -> dict[int, LayerVectors] | str:
     """Every layer's query and key vectors, value norms and masked keys for ``result``'s text, from one
-    forward pass with the hooks recording (``check_layer`` compares them with the model's attention when
-    a layer is first shown). A reason (str) instead when the hooks could not tell the layers apart."""
+    forward pass with the hooks recording (``check_head`` compares them with the model's attention when
+    a head is first shown). A reason (str) instead when the hooks could not tell the layers apart."""
     import torch
 
     enc = encode(loaded.tokenizer, result.text, result.text_pair, result.token_limit)
@@ -276,36 +281,41 @@ def record_layers(loaded, result: AttentionResult) -> dict[int, LayerVectors] | 
             known |= torch.ones(seq, seq, dtype=torch.bool).triu(1)
         if "attention_mask" in inputs:
             known |= (inputs["attention_mask"][0] == 0)[None, :]
+        need_norms = result.value_norms is None and not recorder.layout.values_reason
         out: dict[int, LayerVectors] = {}
         for index, ((layout, q, k, v), att) in enumerate(zip(per_layer, attentions)):
-            # Keys the model gives no weight in any head: masked by the model (e.g. a local window).
-            masked = known | (att[0].amax(dim=0) == 0)
-            norms = hooks.value_norms_of(v, layout).numpy() if not recorder.layout.values_reason else None
-            out[index] = LayerVectors(q=q.numpy().copy(), k=k.numpy().copy(), value_norms=norms,
-                                      masked=masked.numpy(), scale=float(layout.scaling))
+            norms = hooks.value_norms_of(v, layout).numpy() if need_norms else None
+            storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in (q, k)}
+            out[index] = LayerVectors(
+                q=q.numpy(), k=k.numpy(), value_norms=norms, masked=(known | _model_masked(att[0])).numpy(),
+                scale=float(layout.scaling), max_difference=np.full(layout.num_heads, np.nan, dtype=np.float32),
+                held_bytes=sum(storages.values()))
     return out
 
 
-def check_layer(vectors: LayerVectors, attention: np.ndarray) -> np.ndarray:
-    """Per head, the largest ``|softmax(q·k x scale) - attention|`` over every query and key of the layer.
+def _model_masked(att):
+    """Keys the model gives no weight in any head, ``(seq, seq)`` bool: masked by the model itself (e.g.
+    a local window, padding). Head by head, stopping as soon as no candidate is left (an encoder's
+    first head usually settles it)."""
+    masked = att[0] == 0
+    for head in range(1, att.shape[0]):
+        if not bool(masked.any()):
+            break
+        masked &= att[head] == 0
+    return masked
 
-    ``attention`` is the model's own ``(heads, seq, seq)`` (the stored float16 is fine: it rounds by at
-    most 2.5e-4, well inside ``TOLERANCE``). In place where possible: at 512 tokens each temporary is
-    12 MB on the default model.
+
+def check_head(vectors: LayerVectors, head: int, attention: np.ndarray) -> float:
+    """The largest ``|softmax(q·k x scale) - attention|`` over every query and key of one head.
+
+    ``attention`` is the model's own ``(seq, seq)`` for that head (the stored float16 is fine: it rounds
+    by at most 2.5e-4, well inside ``TOLERANCE``).
     """
     import torch
 
     with torch.inference_mode():
-        q, k = torch.from_numpy(vectors.q), torch.from_numpy(vectors.k)
-        ours = torch.matmul(q, k.transpose(1, 2)).mul_(vectors.scale)
+        q, k = torch.from_numpy(vectors.q[head]), torch.from_numpy(vectors.k[head])
+        ours = torch.matmul(q, k.T).mul_(vectors.scale)
         ours.masked_fill_(torch.from_numpy(vectors.masked), -math.inf)
         ours = torch.softmax(ours, dim=-1)
-        ours.sub_(torch.from_numpy(as_float32(attention))).abs_()
-        return ours.amax(dim=(1, 2)).numpy()
-
-
-def _checked(key: str, layer: int, vectors: LayerVectors, result: AttentionResult) -> LayerVectors:
-    """``vectors`` with ``max_difference`` filled in (once per layer; kept in the LRU)."""
-    checked = replace(vectors, max_difference=check_layer(vectors, result.attentions[layer]))
-    _vectors.put((key, layer), checked)
-    return checked
+        return float(ours.sub_(torch.from_numpy(as_float32(attention))).abs_().max())

@@ -445,3 +445,18 @@ def test_layout_of_each_family(offered, tiny_models, more_models):
 def test_the_tiny_bert_knows_the_words_of_the_text(settings, tiny_models):
     assert all(w in ENGLISH_WORDS for w in ("the", "cat", "sat", "mat", "tired"))
     assert "[UNK]" not in extract_attention(TEXT, model_id=tiny_models["bert"]).tokens
+
+
+def test_value_norms_from_the_hooked_pass_when_the_result_has_none(settings, tiny_models):
+    """A result cached before value norms existed (or from a codec that dropped them): inside_head
+    computes them in its own pass, equal to what the analysis computes."""
+    from dataclasses import replace
+
+    from services.extraction import analyse
+
+    key, result = analyse(TEXT, tiny_models["gpt2"])
+    inside.clear_vectors()
+    got = inside.inside_head_for(key, replace(result, value_norms=None, value_norms_reason=""), 1, 3, 6)
+    assert got.available
+    np.testing.assert_allclose(got.value_norms, result.value_norms[1, 3], rtol=1e-6)
+    np.testing.assert_allclose(got.weighted, got.weights * result.value_norms[1, 3], rtol=1e-5)
