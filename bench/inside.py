@@ -14,7 +14,11 @@ Analyze button) and measures, interleaved:
 (c) ``inside_head`` for another layer, head and query of the same text: every layer's vectors cached;
     this is the view's server time before figures are built (``CACHED_REPEATS`` calls a run).
 
-Budgets (issue 10): b <= 1.3 x a (medians); c p95 <= 150 ms at 512 tokens.
+Budgets (issue 10): b <= 1.3 x a; c p95 <= 150 ms at 512 tokens. The b / a verdict uses the median of
+the per-run ratios (a and b run back to back, alternating which goes first, so both see the same load
+from other processes; on a shared 2-core machine that load moves single timings by far more than 30%).
+The first ``inside_head`` for a head also checks that head against the model's attention (~2 ms at
+512 tokens), so (c) includes those checks.
 """
 
 from __future__ import annotations
@@ -90,8 +94,10 @@ def table(results: dict[int, dict]) -> str:
         median_ratio = b.median / a.median
         rows.append([n, "(a) tokenize + forward pass", ms(a.median), ms(a.p95), "—", "—"])
         rows.append([n, "(b) first `inside_head` for the text (hooked pass)", ms(b.median), ms(b.p95), "—", "—"])
-        rows.append([n, "b / a (medians; p95 of per-run ratios)", f"{median_ratio:.2f}×", f"{ratio.p95:.2f}×",
-                     f"≤ {FIRST_BUDGET}×", verdict(median_ratio, FIRST_BUDGET)])
+        rows.append([n, "b / a: medians; minima", f"{median_ratio:.2f}×", f"{b.minimum / a.minimum:.2f}× (minima)",
+                     "—", "—"])
+        rows.append([n, "b / a paired: median of per-run ratios; their p95", f"{ratio.median:.2f}×",
+                     f"{ratio.p95:.2f}×", f"≤ {FIRST_BUDGET}×", verdict(ratio.median, FIRST_BUDGET)])
         limit = CACHED_BUDGET_S.get(n)
         rows.append([n, f"(c) `inside_head`, layer's vectors cached (p95 of {c.n})", ms(c.median), ms(c.p95),
                      f"p95 ≤ {limit * 1000:g} ms" if limit else "—", verdict(c.p95, limit)])
@@ -127,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     print()
     print(f"load average at the end: {load_text()}")
-    misses = [n for n, r in results.items() if r["b"].median / r["a"].median > FIRST_BUDGET
+    misses = [n for n, r in results.items() if r["ratio"].median > FIRST_BUDGET
               or (n in CACHED_BUDGET_S and r["c"].p95 > CACHED_BUDGET_S[n])]
     print("every budget met" if not misses else f"budget missed at {', '.join(map(str, misses))} tokens")
     return 0
