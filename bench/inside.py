@@ -17,8 +17,6 @@ Analyze button) and measures, interleaved:
 Budgets (issue 10): b <= 1.3 x a; c p95 <= 150 ms at 512 tokens. The b / a verdict uses the median of
 the per-run ratios (a and b run back to back, alternating which goes first, so both see the same load
 from other processes; on a shared 2-core machine that load moves single timings by far more than 30%).
-The first ``inside_head`` for a head also checks that head against the model's attention (~2 ms at
-512 tokens), so (c) includes those checks.
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@
 
 The query and key vectors come from the stock model through forward hooks (``services.hooks``): a
 second forward pass over the text with the hooks recording, once per (text, model); every layer's
-vectors are kept then, so another layer, head or query costs no forward pass. The first time a head
-is shown, its vectors are checked against the model's own attention (softmax of ``q·k x scale`` with
-the model's masks, for every query of the head); a head that does not match says so instead of
-showing numbers that do not explain its weights.
+vectors are kept then, so another layer, head or query costs no forward pass. Every answer is checked
+against the model's own attention: when softmax(q·k x scale), with the model's masks, is not the row
+the model computed (within ``TOLERANCE``), the head says so instead of showing numbers that do not
+explain its weights.
 
 Caching: the vectors are kept in an in-process LRU (``_vectors``), keyed by the result's cache key
 and the layer, bounded by ``VECTOR_CACHE_MB``. They are not written to the shared cache: the shared
@@ -73,7 +73,7 @@ class InsideHead:
     available: bool
     reason: str = ""
     scale: float = 0.0  # the factor q·k is multiplied by: 1/√d_head, or what the model uses instead
-    max_difference: float = float("nan")  # max |weights - model_weights| for this row
+    max_difference: float = float("nan")  # max |weights - model_weights| for this row (the check)
     model_id: str = ""
 
 
@@ -82,8 +82,7 @@ class LayerVectors:
     """One layer's vectors from the hooked forward pass (kept in the in-process LRU).
 
     ``q`` and ``k`` are numpy views of the projections' outputs (no copy; ``held_bytes`` is what they
-    keep alive). ``max_difference[h]`` is NaN until head h is first shown, then the largest
-    ``|softmax(q·k x scale) - the model's weights|`` over the head's every query and key.
+    keep alive).
     """
 
     q: np.ndarray  # (heads, seq, d) float32
@@ -91,7 +90,6 @@ class LayerVectors:
     value_norms: np.ndarray | None  # (heads, seq) float32
     masked: np.ndarray  # (seq, seq) bool: keys each query cannot see
     scale: float
-    max_difference: np.ndarray  # (heads,) float32, NaN = not checked yet (filled in place)
     held_bytes: int = 0
 
     @property
@@ -166,12 +164,6 @@ def inside_head_for(key: str, result: AttentionResult, layer: int, head: int, qu
     query = _index(query, result.seq_len, "query token")
     model_weights = as_float32(result.attentions[layer, head, query]).copy()
     entry, reason = _layer_vectors(key, result, layer)
-    if entry is not None and np.isnan(entry.max_difference[head]):
-        entry.max_difference[head] = check_head(entry, head, result.attentions[layer, head])
-    if entry is not None and not reason and float(entry.max_difference[head]) > TOLERANCE:
-        reason = (f"not available for this head, because the weights computed from its query and key vectors "
-                  f"differ from the model's own by up to {float(entry.max_difference[head]):.2g}: the model "
-                  "changes its queries, keys or scores in a way this app does not know.")
     if result.value_norms is not None:
         norms = np.asarray(result.value_norms[layer, head], dtype=np.float32).copy()
     elif entry is not None and entry.value_norms is not None:
@@ -197,13 +189,16 @@ def inside_head_for(key: str, result: AttentionResult, layer: int, head: int, qu
     shifted = np.exp(scores64 - scores64[~masked].max())
     weights64 = shifted / shifted.sum()
     weights = weights64.astype(np.float32)
+    # The check: softmax(scores) must be the model's own row (as stored and shown, float16: it rounds by
+    # at most 2.5e-4). A model that changes queries, keys or scores where the hooks do not see fails it.
     difference = float(np.abs(weights64 - model_weights).max())
-    if difference > TOLERANCE:  # a guard: the head's check above covers this row already
+    if difference > TOLERANCE:
         return InsideHead(query_vector=None, key_vectors=None, products=None, scores=None, weights=None,
                           weighted=None if norms is None else (model_weights * norms).astype(np.float32),
                           d_head=int(q.shape[0]), available=False, max_difference=difference,
-                          reason=(f"not available for this query, because the weights computed from its vectors "
-                                  f"differ from the stored attention by {difference:.2g}."), **common)
+                          reason=(f"not available for this head, because the weights computed from its query and "
+                                  f"key vectors differ from the model's own by up to {difference:.2g}: the model "
+                                  "changes its queries, keys or scores in a way this app does not know."), **common)
     return InsideHead(
         query_vector=q, key_vectors=k, products=(k * q).astype(np.float32), scores=scores64.astype(np.float32),
         weights=weights, weighted=None if norms is None else (weights * norms).astype(np.float32),
@@ -260,8 +255,7 @@ def _layer_vectors(key: str, result: AttentionResult, layer: int) -> tuple[Layer
 
 def record_layers(loaded, result: AttentionResult) -> dict[int, LayerVectors] | str:
     """Every layer's query and key vectors, value norms and masked keys for ``result``'s text, from one
-    forward pass with the hooks recording (``check_head`` compares them with the model's attention when
-    a head is first shown). A reason (str) instead when the hooks could not tell the layers apart."""
+    forward pass with the hooks recording. A reason (str) instead when the hooks could not tell the layers apart."""
     import torch
 
     enc = encode(loaded.tokenizer, result.text, result.text_pair, result.token_limit)
@@ -288,8 +282,7 @@ def record_layers(loaded, result: AttentionResult) -> dict[int, LayerVectors] | 
             storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in (q, k)}
             out[index] = LayerVectors(
                 q=q.numpy(), k=k.numpy(), value_norms=norms, masked=(known | _model_masked(att[0])).numpy(),
-                scale=float(layout.scaling), max_difference=np.full(layout.num_heads, np.nan, dtype=np.float32),
-                held_bytes=sum(storages.values()))
+                scale=float(layout.scaling), held_bytes=sum(storages.values()))
     return out
 
 
@@ -303,19 +296,3 @@ def _model_masked(att):
             break
         masked &= att[head] == 0
     return masked
-
-
-def check_head(vectors: LayerVectors, head: int, attention: np.ndarray) -> float:
-    """The largest ``|softmax(q·k x scale) - attention|`` over every query and key of one head.
-
-    ``attention`` is the model's own ``(seq, seq)`` for that head (the stored float16 is fine: it rounds
-    by at most 2.5e-4, well inside ``TOLERANCE``).
-    """
-    import torch
-
-    with torch.inference_mode():
-        q, k = torch.from_numpy(vectors.q[head]), torch.from_numpy(vectors.k[head])
-        ours = torch.matmul(q, k.T).mul_(vectors.scale)
-        ours.masked_fill_(torch.from_numpy(vectors.masked), -math.inf)
-        ours = torch.softmax(ours, dim=-1)
-        return float(ours.sub_(torch.from_numpy(as_float32(attention))).abs_().max())
