@@ -297,20 +297,27 @@ class Recorder:
             reason = self._check(num_layers)
             if reason:
                 return None, reason
-            norms = []
+            values = []
             for layout, captured in self.calls:
                 if layout.fused:
                     if "qkv" not in captured:
                         return None, _NOT_AVAILABLE + "its attention module did not call its projection as expected."
-                    v = layout.split_qkv(captured["qkv"])[2]
+                    values.append(layout.split_qkv(captured["qkv"])[2])
                 elif "v" in captured:
-                    v = captured["v"][0]
+                    values.append(captured["v"][0])
                 else:
                     return None, _NOT_AVAILABLE + "its attention module did not call its value projection as expected."
-                norms.append(value_norms_of(_heads(v, layout), layout))
             import torch
 
-            return torch.stack(norms).numpy(), ""
+            # Every layer at once (a few large operations, not a few small ones per layer).
+            layout = self.calls[0][0]
+            seq = values[0].shape[0]
+            if any(lay.num_heads != layout.num_heads or lay.head_dim != layout.head_dim for lay, _ in self.calls):
+                return torch.stack([value_norms_of(_heads(v, lay), lay)
+                                    for v, (lay, _) in zip(values, self.calls)]).numpy(), ""
+            v = torch.stack(values).to(torch.float32).view(len(values), seq, layout.num_heads, layout.head_dim)
+            rt = torch.stack([lay.value_rt() for lay, _ in self.calls])  # (layers, heads, d, d)
+            return torch.linalg.vector_norm(torch.matmul(v.transpose(1, 2), rt), dim=-1).numpy(), ""
         except Exception as exc:  # noqa: BLE001 - value norms must never break an analysis
             log.warning("value norms failed: %r", exc)
             return None, _NOT_AVAILABLE + f"computing them failed ({type(exc).__name__})."
