@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import hooks
 from .config import get_settings
 from .errors import AttentionExplorerError, InputError
 from .matrices import as_float32, looks_causal
@@ -42,6 +43,10 @@ class AttentionResult:
     text_pair: str | None = None
     offsets: list[tuple[int, int]] = field(default_factory=list)
     unk_token: str = ""
+    # Issue 10: ‖f^h(x_j)‖ = ‖(x_j W_V^h + b_V^h) W_O^h‖ (Kobayashi et al., 2020), float32 (layers, heads, seq);
+    # None for a model whose attention layout is not known, with the reason in plain words.
+    value_norms: np.ndarray | None = None
+    value_norms_reason: str = ""
 
     @property
     def num_layers(self) -> int:
@@ -57,7 +62,8 @@ class AttentionResult:
 
     @property
     def nbytes(self) -> int:
-        return int(self.attentions.nbytes) + 64 * len(self.tokens)
+        norms = self.value_norms.nbytes if self.value_norms is not None else 0
+        return int(self.attentions.nbytes) + int(norms) + 64 * len(self.tokens)
 
     def layer(self, layer: int) -> np.ndarray:
         """All heads of one layer, ``(heads, seq, seq)`` float32."""
@@ -150,11 +156,13 @@ def compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int) -
     _require_content(enc, special, text_pair, loaded.model_id)
     offsets_t = enc.pop("offset_mapping", None)
     inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-    with torch.inference_mode():
+    # Issue 10: the hooks (services.hooks) record each layer's value vectors during this same pass.
+    with torch.inference_mode(), hooks.recording(loaded.model) as recorder:
         output = loaded.model(**inputs, output_attentions=True, return_dict=True)
-    attentions = getattr(output, "attentions", None)
-    if not attentions or attentions[0] is None:
-        raise AttentionExplorerError(f"Model “{loaded.model_id}” returned no attention weights.")
+        attentions = getattr(output, "attentions", None)
+        if not attentions or attentions[0] is None:
+            raise AttentionExplorerError(f"Model “{loaded.model_id}” returned no attention weights.")
+        value_norms, value_norms_reason = recorder.value_norms(len(attentions))
     # One copy straight into float16 (numpy's float32 -> float16 cast is ~25 ns a value here).
     stored = np.empty((len(attentions),) + tuple(attentions[0].shape[1:]), dtype=np.float16)
     for layer, att in enumerate(attentions):
@@ -190,4 +198,6 @@ def compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int) -
         text_pair=text_pair,
         offsets=offsets,
         unk_token=str(tokenizer.unk_token or ""),
+        value_norms=value_norms,
+        value_norms_reason=value_norms_reason,
     )

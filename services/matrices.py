@@ -157,3 +157,25 @@ def attended_by(attentions: np.ndarray, token: int, k: int = 3) -> list[list[tup
     k = max(1, min(k, seq))
     columns = as_float32(attentions[..., token]).mean(axis=1)  # (layers, queries)
     return [top_k(column, k) for column in columns]
+
+
+# --- weighted by value norm (Kobayashi et al., 2020) ---------------------------------------------
+
+def weighted_by_value_norm(att: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Attention weighted by what it carries: ``α_ij ‖f(x_j)‖`` (Kobayashi et al., EMNLP 2020).
+
+    ``att`` is ``(..., seq, seq)`` (rows = queries), ``norms`` the value norms ``(..., seq)`` of the same
+    heads (``AttentionResult.value_norms``, one per key token). Returns float32 ``(weighted,
+    renormalised)``: ``weighted[..., i, j] = att[..., i, j] * norms[..., j]`` (for the hover), and the
+    same with each row divided by its sum so it adds up to 1 (for display). A row with nothing to carry
+    (sum 0, e.g. a head whose value vectors are all zero) stays all zeros.
+    """
+    att = as_float32(att)
+    norms = np.asarray(norms, dtype=np.float32)
+    if att.ndim < 2 or att.shape[-1] != att.shape[-2] or norms.shape[-1] != att.shape[-1]:
+        raise ValueError(f"weighted_by_value_norm needs (..., seq, seq) attention and (..., seq) norms, "
+                         f"got {att.shape} and {norms.shape}")
+    weighted = att * norms[..., None, :]
+    sums = weighted.sum(axis=-1, keepdims=True)
+    renormalised = np.divide(weighted, sums, out=np.zeros_like(weighted), where=sums > 0)
+    return weighted, renormalised

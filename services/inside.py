@@ -1,0 +1,298 @@
+"""Inside a head: the attention formula ``softmax(q·k / √d)`` step by step for one query token.
+
+    from services import inside_head
+    h = inside_head("The cat sat on the mat because it was tired.", layer=2, head=5, query=7)
+    h.query_vector      # (d_head,)   what token 7 asks
+    h.key_vectors       # (seq, d_head) what every token offers
+    h.products          # (seq, d_head) their elementwise products; each row sums to q·k
+    h.scores            # (seq,) q·k x scale (1/√d_head for most models), -inf for masked keys
+    h.weights           # (seq,) softmax(scores): the model's own row (h.model_weights) within 1e-3
+    h.value_norms       # (seq,) ‖f(x_j)‖, how large a vector each key hands on (Kobayashi et al., 2020)
+    h.weighted          # (seq,) weights x value_norms: what the query really takes from each key
+
+The query and key vectors come from the stock model through forward hooks (``services.hooks``): a
+second forward pass over the text with the hooks recording, once per (text, model); every layer's
+vectors are kept then, so another layer, head or query costs no forward pass. Every answer is checked
+against the model's own attention: when softmax(q·k x scale), with the model's masks, is not the row
+the model computed (within ``TOLERANCE``), the head says so instead of showing numbers that do not
+explain its weights.
+
+Caching: the vectors are kept in an in-process LRU (``_vectors``), keyed by the result's cache key
+and the layer, bounded by ``VECTOR_CACHE_MB``. They are not written to the shared cache: the shared
+cache's safe codec is for ``AttentionResult``, and nothing else is pickled into it. After a restart,
+or in another worker process, the first request for a text runs the second forward pass again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import hooks
+from .errors import InputError
+from .extraction import _SingleFlight, analyse
+from .forward import AttentionResult, _forward_semaphore, encode
+from .matrices import as_float32
+from .models import get_model
+
+log = logging.getLogger(__name__)
+
+TOLERANCE = 1e-3  # largest |softmax(scores) - the model's weights| shown as "the same"
+VECTOR_CACHE_MB = 256  # the in-process LRU of query and key vectors
+
+
+@dataclass(frozen=True, eq=False)
+class InsideHead:
+    """One query token's attention in one head, step by step (the field names are the contract).
+
+    When ``available`` is False, ``reason`` says why in plain words and the vector and score fields
+    (``query_vector``, ``key_vectors``, ``products``, ``scores``, ``weights``) are None; the model's own
+    row, the masked keys and the value norms (when the model has them) are still given.
+    """
+
+    tokens: list[str]
+    query_vector: np.ndarray | None  # (d_head,) float32
+    key_vectors: np.ndarray | None  # (seq, d_head) float32
+    products: np.ndarray | None  # (seq, d_head) float32: query_vector * key_vectors
+    scores: np.ndarray | None  # (seq,) float32: q·k x scale, -inf where masked
+    weights: np.ndarray | None  # (seq,) float32: softmax(scores), 0 where masked
+    model_weights: np.ndarray  # (seq,) float32: the model's own attention row (as the heatmaps show it)
+    value_norms: np.ndarray | None  # (seq,) float32: ‖f(x_j)‖ for this head, None when not available
+    weighted: np.ndarray | None  # (seq,) float32: weights x value_norms (model_weights x ... when not available)
+    masked: np.ndarray  # (seq,) bool: keys this query cannot see (later keys of a causal model, padding)
+    d_head: int
+    layer: int
+    head: int
+    query: int
+    available: bool
+    reason: str = ""
+    scale: float = 0.0  # the factor q·k is multiplied by: 1/√d_head, or what the model uses instead
+    max_difference: float = float("nan")  # max |weights - model_weights| for this row (the check)
+    model_id: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class LayerVectors:
+    """One layer's vectors from the hooked forward pass (kept in the in-process LRU).
+
+    ``q`` and ``k`` are numpy views of the projections' outputs (no copy; ``held_bytes`` is what they
+    keep alive).
+    """
+
+    q: np.ndarray  # (heads, seq, d) float32
+    k: np.ndarray  # (heads, seq, d) float32
+    value_norms: np.ndarray | None  # (heads, seq) float32
+    masked: np.ndarray  # (seq, seq) bool: keys each query cannot see
+    scale: float
+    held_bytes: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        norms = self.value_norms.nbytes if self.value_norms is not None else 0
+        return int(self.held_bytes or (self.q.nbytes + self.k.nbytes)) + int(self.masked.nbytes + norms) + 512
+
+
+class _LRU:
+    """Least recently used first out, bounded in bytes; thread-safe."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit = limit_bytes
+        self._items: OrderedDict[tuple[str, int], LayerVectors] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int]) -> LayerVectors | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: tuple[str, int], value: LayerVectors) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            if value.nbytes > self.limit:
+                return
+            self._items[key] = value
+            self._bytes += value.nbytes
+            while self._bytes > self.limit and self._items:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= dropped.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+_vectors = _LRU(VECTOR_CACHE_MB * 1024 * 1024)
+_flight = _SingleFlight()
+
+
+def clear_vectors() -> None:
+    """Forgets every cached layer's vectors (tests, benchmarks)."""
+    _vectors.clear()
+
+
+# ----------------------------------------------------------------------------------- the API
+
+
+def inside_head(text: str, layer: int, head: int, query: int, model_id: str | None = None,
+                text_pair: str | None = None) -> InsideHead:
+    """Query token ``query``'s attention in ``head`` of ``layer``, step by step (see ``InsideHead``).
+
+    The text is analysed as ``extract_attention`` does (and cached the same way). Raises ``InputError``
+    for a layer, head or query outside the result, and what ``extract_attention`` raises; a model whose
+    attention cannot be reproduced from its vectors gets ``available=False`` and a reason, never an error.
+    """
+    key, result = analyse(text, model_id, text_pair)
+    return inside_head_for(key, result, layer, head, query)
+
+
+def inside_head_for(key: str, result: AttentionResult, layer: int, head: int, query: int) -> InsideHead:
+    """``inside_head`` for a result the caller already holds and its cache key (views: ``result_by_key``)."""
+    layer = _index(layer, result.num_layers, "layer")
+    head = _index(head, result.num_heads, "head")
+    query = _index(query, result.seq_len, "query token")
+    model_weights = as_float32(result.attentions[layer, head, query]).copy()
+    entry, reason = _layer_vectors(key, result, layer)
+    if result.value_norms is not None:
+        norms = np.asarray(result.value_norms[layer, head], dtype=np.float32).copy()
+    elif entry is not None and entry.value_norms is not None:
+        norms = entry.value_norms[head].copy()
+    else:
+        norms = None
+    seq = result.seq_len
+    if entry is not None:
+        masked = entry.masked[query].copy()
+    else:
+        masked = (np.arange(seq) > query) if result.is_causal else np.zeros(seq, dtype=bool)
+    common = dict(tokens=list(result.tokens), model_weights=model_weights, value_norms=norms, masked=masked,
+                  layer=layer, head=head, query=query, model_id=result.model_id)
+    if entry is None or reason:
+        d_head = int(entry.q.shape[-1]) if entry is not None else 0
+        return InsideHead(query_vector=None, key_vectors=None, products=None, scores=None, weights=None,
+                          weighted=None if norms is None else (model_weights * norms).astype(np.float32),
+                          d_head=d_head, available=False, reason=reason, **common)
+    q = entry.q[head, query].copy()
+    k = entry.k[head].copy()
+    scores64 = (k.astype(np.float64) @ q.astype(np.float64)) * entry.scale
+    scores64[masked] = -np.inf
+    shifted = np.exp(scores64 - scores64[~masked].max())
+    weights64 = shifted / shifted.sum()
+    weights = weights64.astype(np.float32)
+    # The check: softmax(scores) must be the model's own row (as stored and shown, float16: it rounds by
+    # at most 2.5e-4). A model that changes queries, keys or scores where the hooks do not see fails it.
+    difference = float(np.abs(weights64 - model_weights).max())
+    if difference > TOLERANCE:
+        return InsideHead(query_vector=None, key_vectors=None, products=None, scores=None, weights=None,
+                          weighted=None if norms is None else (model_weights * norms).astype(np.float32),
+                          d_head=int(q.shape[0]), available=False, max_difference=difference,
+                          reason=(f"not available for this head, because the weights computed from its query and "
+                                  f"key vectors differ from the model's own by up to {difference:.2g}: the model "
+                                  "changes its queries, keys or scores in a way this app does not know."), **common)
+    return InsideHead(
+        query_vector=q, key_vectors=k, products=(k * q).astype(np.float32), scores=scores64.astype(np.float32),
+        weights=weights, weighted=None if norms is None else (weights * norms).astype(np.float32),
+        d_head=int(q.shape[0]), available=True, scale=float(entry.scale), max_difference=difference, **common,
+    )
+
+
+def _index(value, size: int, what: str) -> int:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        index = operator.index(value)
+    except TypeError:
+        raise InputError(f"The {what} must be a whole number, not {value!r}.") from None
+    if not 0 <= index < size:
+        raise InputError(f"The {what} must be between 0 and {size - 1}; {index} is outside.")
+    return index
+
+
+# ----------------------------------------------------------------------------------- the vectors
+
+
+def _layer_vectors(key: str, result: AttentionResult, layer: int) -> tuple[LayerVectors | None, str]:
+    """The layer's vectors (from the LRU, or a hooked forward pass caching every layer) or a reason."""
+    loaded = get_model(result.model_id)
+    layout = hooks.install(loaded.model)
+    if layout.inside_reason:
+        return None, layout.inside_reason
+    cached = _vectors.get((key, layer))
+    if cached is not None:
+        return cached, ""
+
+    def run() -> dict[int, LayerVectors] | str:
+        again = _vectors.get((key, layer))  # a pass that ended between the lookup above and now
+        if again is not None:
+            return {layer: again}
+        got = record_layers(loaded, result)
+        if not isinstance(got, str):
+            for index, vectors in got.items():  # stored before the flight ends: no second pass for late callers
+                _vectors.put((key, index), vectors)
+        return got
+
+    got = _flight.run(key, run)
+    if isinstance(got, str):
+        return None, got
+    vectors = got.get(layer) or _vectors.get((key, layer))
+    if vectors is None:  # joined a flight that found another layer cached, and this one was evicted
+        got = record_layers(loaded, result)
+        if isinstance(got, str):
+            return None, got
+        vectors = got[layer]
+    return vectors, ""
+
+
+def record_layers(loaded, result: AttentionResult) -> dict[int, LayerVectors] | str:
+    """Every layer's query and key vectors, value norms and masked keys for ``result``'s text, from one
+    forward pass with the hooks recording. A reason (str) instead when the hooks could not tell the layers apart."""
+    import torch
+
+    enc = encode(loaded.tokenizer, result.text, result.text_pair, result.token_limit)
+    inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    if int(inputs["input_ids"].shape[1]) != result.seq_len:
+        return ("not available for this text right now, because the model's tokenizer no longer splits it "
+                "as it did when it was analysed; analyse it again.")
+    with _forward_semaphore(), torch.inference_mode(), hooks.recording(loaded.model, want_qk=True) as recorder:
+        output = loaded.model(**inputs, output_attentions=True, return_dict=True)
+        attentions = output.attentions
+        per_layer = recorder.vectors(len(attentions))
+        if isinstance(per_layer, str):
+            return per_layer
+        seq = result.seq_len
+        known = torch.zeros(seq, seq, dtype=torch.bool)
+        if result.is_causal:
+            known |= torch.ones(seq, seq, dtype=torch.bool).triu(1)
+        if "attention_mask" in inputs:
+            known |= (inputs["attention_mask"][0] == 0)[None, :]
+        need_norms = result.value_norms is None and not recorder.layout.values_reason
+        out: dict[int, LayerVectors] = {}
+        for index, ((layout, q, k, v), att) in enumerate(zip(per_layer, attentions)):
+            norms = hooks.value_norms_of(v, layout).numpy() if need_norms else None
+            storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in (q, k)}
+            out[index] = LayerVectors(
+                q=q.numpy(), k=k.numpy(), value_norms=norms, masked=(known | _model_masked(att[0])).numpy(),
+                scale=float(layout.scaling), held_bytes=sum(storages.values()))
+    return out
+
+
+def _model_masked(att):
+    """Keys the model gives no weight in any head, ``(seq, seq)`` bool: masked by the model itself (e.g.
+    a local window, padding). Head by head, stopping as soon as no candidate is left (an encoder's
+    first head usually settles it)."""
+    masked = att[0] == 0
+    for head in range(1, att.shape[0]):
+        if not bool(masked.any()):
+            break
+        masked &= att[head] == 0
+    return masked
