@@ -465,6 +465,11 @@ def profile(url: str, maker: TextMaker, name: str, tokens: int) -> None:
             "open tab: Token focus": ("focus-heatmap", lambda: page.tab("Token focus")),
             "open tab: Head atlas": ("atlas-map", lambda: page.tab("Head atlas")),
         }
+        if name.startswith("head change"):
+            if name.endswith("(heatmap)"):
+                page.tab("Head heatmap")
+                time.sleep(1.5)
+            actions[name] = ("head-heatmap" if name.endswith("(heatmap)") else "head-grid", page.pick_head("Head 5"))
         graph, action = actions[name]
         driver.execute_cdp_cmd("Profiler.enable", {})
         driver.execute_cdp_cmd("Profiler.setSamplingInterval", {"interval": 100})

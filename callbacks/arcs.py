@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dash import Output
+from dash import Output, html
 
 from components import ids
 from components.figures import ARC_WINDOW, HEAD_COLORS, arc_figure, empty_figure
@@ -55,5 +55,8 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     if triggered & {"handle", "switches", "tab"}:
         out["arc_start_max"] = max(0, meta["units"] - ARC_WINDOW)
         out["arc_start_wrap"] = {} if windowed else {"display": "none"}
-    out["arc_hint"] = hint
+    reading = ("Causal model: each token sees only itself and earlier tokens, so every arc bends back (down)."
+               if result.is_causal else
+               "Arcs above: attends to a later token · below: to an earlier token · loop: to itself.")
+    out["arc_hint"] = [html.Div(reading), html.Div(hint)]
     return out

@@ -15,7 +15,7 @@ from services.views import derived
 from .boundary import ViewState
 
 OUTPUTS = {"atlas_map": Output(ids.ATLAS_MAP, "figure"), "atlas_table": Output(ids.ATLAS_TABLE_HOLDER, "children"),
-           "atlas_legend": Output(ids.ATLAS_LEGEND, "children")}
+           "atlas_legend": Output(ids.ATLAS_LEGEND, "children"), "atlas_table_for": Output(ids.ATLAS_TABLE_FOR, "data")}
 DEPENDS = frozenset({"handle", "layer", "head", "tab", "metric", "window"})  # raw attention: no mode, no switches
 
 _TITLES = dict(ATLAS_METRICS)
@@ -47,7 +47,7 @@ def legend(labels) -> list:
 
 
 def placeholder(message: str) -> dict:
-    return {"atlas_map": empty_figure(message), "atlas_table": [], "atlas_legend": []}
+    return {"atlas_map": empty_figure(message), "atlas_table": [], "atlas_legend": [], "atlas_table_for": None}
 
 
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
@@ -56,6 +56,7 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     figure = atlas_map_figure(metrics[state.metric], labels, state.metric, _TITLES[state.metric],
                               zmax=1.0 if state.metric in _BOUNDED else None, selected=selected)
     out = {"atlas_map": figure}
-    if triggered & {"handle", "tab", "window"}:  # the table and legend change only with the measurements
-        out.update(atlas_table=atlas_table(rows), atlas_legend=legend(labels))
+    measured = f"{view.key}:{state.window}"
+    if state.atlas_table_for != measured:  # the table and legend change only with the measurements
+        out.update(atlas_table=atlas_table(rows), atlas_legend=legend(labels), atlas_table_for=measured)
     return out

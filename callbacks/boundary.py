@@ -237,6 +237,7 @@ class ViewState:
     window: int = 3
     token: int | None = None  # a raw token index: the token followed in Token focus
     focus_k: int = 3
+    atlas_table_for: str | None = None  # what the atlas table in the page measures (it is sent once)
     notes: tuple[str, ...] = ()
 
     @property
@@ -272,6 +273,8 @@ class ViewState:
             window=choice(raw.get("window"), WINDOWS, 3),
             token=optional_index(raw.get("token"), dims.tokens),
             focus_k=choice(raw.get("focus_k"), FOCUS_K, 3),
+            atlas_table_for=raw.get("atlas_table_for") if isinstance(raw.get("atlas_table_for"), str)
+            and len(raw.get("atlas_table_for")) <= 120 else None,
             notes=tuple(notes),
         )
 

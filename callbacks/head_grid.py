@@ -1,43 +1,58 @@
-"""Head grid: every head of the chosen layer (in Rollout mode: the rollout through every layer)."""
+"""Head grid: every head of the chosen layer (in Rollout mode: the rollout through every layer).
+
+With no switch on, the grid carries every layer's picture (``layout.meta.sources``, when they weigh
+less than ``SOURCES_BUDGET``), so the browser changes layer, and moves the head outline, without a
+request (assets/clientside.js, ``gate``).
+"""
 
 from __future__ import annotations
 
-from dash import Output, Patch
+from dash import Output
 
 from components import ids
-from components.figures import empty_figure, grid_geometry, grid_selection, head_grid_figure
+from components.figures import empty_figure, grid_source, head_grid_figure
 
 from .boundary import ViewState
 
 OUTPUTS = {"grid": Output(ids.HEAD_GRID, "figure")}
 # What the grid depends on; a change of anything else leaves it as it is.
 DEPENDS = frozenset({"handle", "layer", "head", "mode", "switches", "tab"})
+SOURCES_BUDGET = 3 * 1024 * 1024  # bytes of pictures a grid may carry for browser-side layer changes
 
 
 def placeholder(message: str) -> dict:
     return {"grid": empty_figure(message)}
 
 
+def title_of(layer: int, heads: int) -> str:
+    return f"Layer {layer} · all {heads} heads"
+
+
+def layer_sources(view) -> list[str]:
+    """Every layer's grid picture, made once per analysis (remembered with its other derived arrays)."""
+    from services.views import derived
+
+    result = view.result
+    return derived.get((view.key, "grid-sources"),
+                       lambda: [grid_source(result.attentions[layer]) for layer in range(result.num_layers)])
+
+
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     note = view.options.note or None
+    result = view.result
     if view.options.rollout:
-        layers = view.result.num_layers
         return {"grid": head_grid_figure(view.rollout_layers(), view.labels, state.layer, selected=state.layer,
                                          tile="layer", note=note,
-                                         title=f"Rollout through each of the {layers} layers (heads averaged)")}
-    if triggered == {"head"}:
-        # Only the chosen head changed and the grid already shows this layer: move the outline.
-        return {"grid": selection_patch(view.result.num_heads, view.result.seq_len, state.head.number)}
-    # Untransformed attention is pooled as stored (float16): no float32 copy of the layer.
-    maps = view.result.attentions[state.layer] if view.is_raw else view.layer(state.layer)
-    return {"grid": head_grid_figure(maps, view.labels, state.layer, selected=state.head.number, note=note)}
-
-
-def selection_patch(n_heads: int, seq: int, selected: int | None) -> Patch:
-    """The head grid's tile titles and outline for a new selection, as a ``Patch`` (the picture stays)."""
-    selection = grid_selection(grid_geometry(n_heads, seq), selected)
-    patch = Patch()
-    patch["data"][1]["text"] = selection["text"]
-    patch["data"][1]["textfont"]["color"] = selection["colors"]
-    patch["layout"]["shapes"] = selection["shapes"]
-    return patch
+                                         title=f"Rollout through each of the {result.num_layers} layers "
+                                               "(heads averaged)")}
+    if not view.is_raw:
+        return {"grid": head_grid_figure(view.layer(state.layer), view.labels, state.layer,
+                                         selected=state.head.number, note=note)}
+    sources = layer_sources(view)
+    extra = {}
+    if sum(len(s) for s in sources) <= SOURCES_BUDGET:
+        extra = {"sources": sources, "titles": [title_of(l, result.num_heads) for l in range(result.num_layers)],
+                 "key": view.key}
+    return {"grid": head_grid_figure(result.attentions[state.layer], view.labels, state.layer,
+                                     selected=state.head.number, source=sources[state.layer], extra_meta=extra,
+                                     title=title_of(state.layer, result.num_heads))}

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dash import Output
 
 from components import ids
-from components.figures import empty_figure, heatmap_figure
+from components.figures import GRID_MAX_CELLS, empty_figure, grid_geometry, heatmap_figure
 
 from .boundary import ViewState
+from .head_grid import layer_sources
 
 OUTPUTS = {"heatmap": Output(ids.HEAD_HEATMAP, "figure")}
 DEPENDS = frozenset({"handle", "layer", "head", "mode", "switches", "tab"})
@@ -18,9 +19,18 @@ def placeholder(message: str) -> dict:
 
 
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
-    matrix, title = view.matrix(state.layer, state.head.number)
     notes = [view.options.note] if view.options.note else []
     if view.result.is_causal:
         notes.append("causal: the upper triangle is empty because tokens cannot see later ones")
-    return {"heatmap": heatmap_figure(matrix, view.labels, title, note=" · ".join(notes) or None,
-                                      token_index=view.token_index)}
+    note = " · ".join(notes) or None
+    result = view.result
+    if view.is_raw and state.head.number is not None and result.seq_len <= GRID_MAX_CELLS:
+        # One head of the layer's grid picture (every head at full size): the browser shows another head
+        # of this layer by moving the picture, without a request.
+        geometry = grid_geometry(result.num_heads, result.seq_len)
+        grid = {"source": layer_sources(view)[state.layer], "meta": geometry, "head": state.head.number,
+                "key": view.key, "titles": [f"Layer {state.layer} · Head {h}" for h in range(result.num_heads)]}
+        return {"heatmap": heatmap_figure(None, view.labels, grid["titles"][state.head.number], note=note,
+                                          token_index=view.token_index, grid=grid)}
+    matrix, title = view.matrix(state.layer, state.head.number)
+    return {"heatmap": heatmap_figure(matrix, view.labels, title, note=note, token_index=view.token_index)}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dash import Dash, Input, Output, ctx, html, no_update
+from dash import ClientsideFunction, Dash, Input, Output, State, html, no_update
 
 from components import ids
 from services.extraction import result_by_key
@@ -29,6 +29,9 @@ VIEWS = {
     ids.TAB_FOCUS: token_focus,
 }
 
+# Every control a view depends on. They reach the router through the browser-side gate
+# (assets/clientside.js): the gate draws what the browser can alone (a grid layer change) and otherwise
+# writes ONE view request, the router's only input; the router reads the controls as State.
 INPUTS = {
     "handle": Input(ids.HANDLE, "data"),
     "tab": Input(ids.TABS, "active_tab"),
@@ -45,6 +48,8 @@ INPUTS = {
     "token": Input(ids.TOKEN, "data"),
     "focus_k": Input(ids.FOCUS_K, "value"),
 }
+# Read with the controls, but changing them draws nothing.
+STATES = {"atlas_table_for": State(ids.ATLAS_TABLE_FOR, "data")}
 OUTPUTS: dict[str, Output] = {"notice": Output(ids.VIEW_NOTICE, "children"),
                               "handle": Output(ids.HANDLE, "data", allow_duplicate=True)}
 for _module in VIEWS.values():
@@ -104,10 +109,28 @@ def handle_of(key: str, result) -> Handle:
     return Handle(key, result.model_id, result.num_layers, result.num_heads, result.seq_len)
 
 
-def register(app: Dash) -> None:
-    def callback(**values):
-        changed = {_PROP_TO_NAME.get(prop) for prop in ctx.triggered_prop_ids} - {None}
-        return route(values, frozenset(changed) or frozenset(INPUTS))
+def changed_names(request: Any) -> frozenset[str]:
+    """The controls a view request says changed (the gate lists their "id.property"); all when unknown."""
+    changed = request.get("changed") if isinstance(request, dict) else None
+    if not isinstance(changed, list):
+        return frozenset(INPUTS)
+    names = {_PROP_TO_NAME.get(prop) for prop in changed[:64] if isinstance(prop, str)} - {None}
+    return frozenset(names) or frozenset(INPUTS)
 
-    app.callback(output=OUTPUTS, inputs=INPUTS, prevent_initial_call=True)(callback)
+
+def register(app: Dash) -> None:
+    def callback(request, **values):
+        return route(values, changed_names(request))
+
+    states = {name: State(i.component_id, i.component_property) for name, i in INPUTS.items()} | STATES
+    app.callback(output=OUTPUTS, inputs={"request": Input(ids.VIEW_REQUEST, "data"), **states},
+                 prevent_initial_call=True)(callback)
+    app.clientside_callback(
+        ClientsideFunction(namespace="attention", function_name="gate"),
+        Output(ids.VIEW_REQUEST, "data"), Output(ids.HEAD_GRID, "figure", allow_duplicate=True),
+        Output(ids.HEAD_HEATMAP, "figure", allow_duplicate=True),
+        *INPUTS.values(), State(ids.HEAD_GRID, "figure"), State(ids.HEAD_HEATMAP, "figure"),
+        State(ids.VIEW_REQUEST, "data"),
+        prevent_initial_call=True,
+    )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from . import images
-from .figures import _base_layout, colorbar_trace, max_pool, note_span, safe_label, typed_array, unique_labels
+from .figures import _base_layout, colorbar_trace, max_pool, note_span, safe_label, typed_array
 
 OVERVIEW_CELLS = 32  # each layer x head map is max-pooled to at most this many cells a side
 
@@ -12,9 +12,11 @@ OVERVIEW_CELLS = 32  # each layer x head map is max-pooled to at most this many 
 def overview_figure(attentions: np.ndarray, *, selected: tuple[int, int] | None = None, note: str = "") -> dict:
     """Every layer x head map as tiles of ONE palette image: rows = layers, columns = heads.
 
-    ``attentions`` is ``(layers, heads, n, n)`` in [0, 1]. Each map is max-pooled to at most
-    ``OVERVIEW_CELLS`` a side; tiles are separated by a one-cell gap. A click's (x, y) cell gives the
-    head ``x // stride`` and layer ``y // stride``, with ``stride = layout.meta.stride``.
+    ``attentions`` is ``(layers, heads, n, n)`` in [0, 1] (float16 is pooled as stored). Each map is
+    max-pooled to at most ``OVERVIEW_CELLS`` a side; tiles are separated by a one-cell gap. A click's
+    (x, y) cell gives the head ``x // stride`` and layer ``y // stride``, with ``stride =
+    layout.meta.stride``. Head and layer numbers are text traces beside the tiles (tick labels cost
+    plotly.js several times more a draw).
     """
     layers, heads = attentions.shape[:2]
     pooled, block = max_pool(attentions, OVERVIEW_CELLS)
@@ -30,19 +32,25 @@ def overview_figure(attentions: np.ndarray, *, selected: tuple[int, int] | None 
                        "line": {"color": "#e4572e", "width": 3}})
     width_cells, height_cells = image.shape[1], image.shape[0]
     height = int(min(900, max(320, 60 + 760 * height_cells / max(width_cells, 1))))
+    margin = max(2.0, stride * 0.45)  # room for the numbers, in cells
+    numbers = [
+        {"type": "scatter", "mode": "text", "x": centres[:heads], "y": [-0.5 - margin / 2] * heads,
+         "text": [str(h) for h in range(heads)], "hoverinfo": "skip", "showlegend": False,
+         "textfont": {"size": 12, "color": "#333"}},
+        {"type": "scatter", "mode": "text", "x": [-0.5 - margin / 2] * layers, "y": centres[:layers],
+         "text": [str(l) for l in range(layers)], "hoverinfo": "skip", "showlegend": False,
+         "textfont": {"size": 12, "color": "#333"}},
+    ]
+    hidden = {"visible": False, "showgrid": False, "zeroline": False, "constrain": "domain", "fixedrange": True}
     return {
         "data": [{"type": "image", "source": images.png_data_uri(image), "x0": 0, "y0": 0, "dx": 1, "dy": 1,
-                  "hoverinfo": "none", "name": "attention"}, colorbar_trace()],
+                  "hoverinfo": "none", "name": "attention"}, colorbar_trace(), *numbers],
         "layout": _base_layout(
-            title={"text": "All layers × heads" + note_span(note), "x": 0.01, "xanchor": "left"}, height=height,
-            margin={"l": 70, "r": 20, "t": 60, "b": 50}, hovermode="closest", dragmode=False,
-            xaxis={"tickmode": "array", "tickvals": centres[:heads], "ticktext": [str(h) for h in range(heads)],
-                   "title": {"text": "head"}, "showgrid": False, "zeroline": False, "side": "top",
-                   "range": [-0.5, width_cells - 0.5], "constrain": "domain", "fixedrange": True},
-            yaxis={"tickmode": "array", "tickvals": centres[:layers], "ticktext": [str(l) for l in range(layers)],
-                   "title": {"text": "layer"}, "showgrid": False, "zeroline": False,
-                   "range": [height_cells - 0.5, -0.5], "scaleanchor": "x", "constrain": "domain",
-                   "fixedrange": True},
+            title={"text": "All layers × heads <span style='font-size:12px;color:#6c757d'>(rows: layers · "
+                           "columns: heads)</span>" + note_span(note), "x": 0.01, "xanchor": "left"},
+            height=height, margin={"l": 20, "r": 20, "t": 50, "b": 20}, hovermode="closest", dragmode=False,
+            xaxis={**hidden, "range": [-0.5 - margin, width_cells - 0.5]},
+            yaxis={**hidden, "range": [height_cells - 0.5, -0.5 - margin], "scaleanchor": "x"},
             xaxis2={"visible": False, "domain": [0.0, 0.001], "anchor": "y2"},
             yaxis2={"visible": False, "domain": [0.0, 0.001], "anchor": "x2"},
             shapes=shapes,
@@ -58,9 +66,13 @@ def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric
     layers, heads = values.shape
     text = np.array([[f"layer {l} · head {h}<br>{labels[l, h]}<br>{metric}: {values[l, h]:.3f}"
                       for h in range(heads)] for l in range(layers)])
-    annotations = [{"x": h, "y": l, "text": _short(labels[l, h]), "showarrow": False,
-                    "font": {"size": 9, "color": "white" if values[l, h] < (zmax or values.max() or 1) * 0.6 else "black"}}
-                   for l in range(layers) for h in range(heads)] if layers * heads <= 400 else []
+    # Each head's type, written on its cell: one text trace (as annotations, 72 of them cost plotly.js
+    # ~100 ms on every draw).
+    cells = [(l, h) for l in range(layers) for h in range(heads)] if layers * heads <= 400 else []
+    bright = (zmax or values.max() or 1) * 0.6
+    types = {"type": "scatter", "mode": "text", "x": [h for _, h in cells], "y": [l for l, _ in cells],
+             "text": [_short(labels[l, h]) for l, h in cells], "hoverinfo": "skip", "showlegend": False,
+             "textfont": {"size": 9, "color": ["white" if values[l, h] < bright else "black" for l, h in cells]}}
     shapes = []
     if selected is not None:
         layer, head = selected
@@ -73,14 +85,14 @@ def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric
             "text": text.tolist(), "hovertemplate": "%{text}<extra></extra>",
             "colorbar": {"title": {"text": metric_title, "side": "right"}, "thickness": 14},
             "xgap": 2, "ygap": 2,
-        }],
+        }, types],
         "layout": _base_layout(
             title={"text": f"Head atlas · coloured by {metric_title}", "x": 0.01, "xanchor": "left"},
             height=max(300, 46 * layers + 120), margin={"l": 60, "r": 20, "t": 60, "b": 50},
             xaxis={"title": {"text": "head"}, "dtick": 1, "showgrid": False, "zeroline": False},
             yaxis={"title": {"text": "layer"}, "dtick": 1, "autorange": "reversed", "showgrid": False,
                    "zeroline": False},
-            annotations=annotations, shapes=shapes,
+            shapes=shapes, hovermode="closest",
         ),
     }
 
@@ -91,24 +103,30 @@ def _short(label: str) -> str:
 
 
 def focus_figure(rows: np.ndarray, labels: list[str], token_label: str, note: str = "") -> dict:
-    """Layers x tokens: where one token looks in each layer (heads averaged)."""
-    layers = rows.shape[0]
-    keys = unique_labels(labels)
+    """Layers x tokens: where one token looks in each layer (heads averaged). Tokens are numbered on
+    the x axis (named when there are few), and the hover names them: 512 category labels would cost
+    plotly.js ~60 ms a draw."""
+    layers, n = rows.shape
     title = f"Where “{safe_label(token_label)}” looks, layer by layer"
     if note:
         title += f" <span style='font-size:12px;color:#6c757d'>{safe_label(note)}</span>"
+    names = [safe_label(label) for label in labels]
+    xaxis = {"showgrid": False, "zeroline": False, "range": [-0.5, n - 0.5]}
+    if n <= 120:
+        xaxis.update(tickmode="array", tickvals=list(range(n)), ticktext=names, tickangle=-60)
+    else:
+        xaxis.update(title={"text": "token (position in the text)"})
     return {
         "data": [{
-            "type": "heatmap", "z": typed_array(rows.astype(np.float32)), "x": keys,
-            "y": [f"layer {l}" for l in range(layers)], "colorscale": "Viridis", "zmin": 0,
-            "zmax": float(max(rows.max(), 1e-6)),
-            "hovertemplate": "%{y}: → %{x}: %{z:.3f}<extra></extra>",
+            "type": "heatmap", "z": typed_array(rows.astype(np.float32)),
+            "colorscale": "Viridis", "zmin": 0, "zmax": float(max(rows.max(), 1e-6)),
+            "text": [names] * layers, "hovertemplate": "layer %{y} → %{text}: %{z:.3f}<extra></extra>",
             "colorbar": {"title": {"text": "attention weight", "side": "right"}, "thickness": 14},
         }],
         "layout": _base_layout(
             title={"text": title, "x": 0.01, "xanchor": "left"}, height=max(300, 40 * layers + 160),
-            margin={"l": 80, "r": 20, "t": 60, "b": 100},
-            xaxis={"type": "category", "tickangle": -60, "showgrid": False, "showticklabels": len(keys) <= 120},
-            yaxis={"type": "category", "autorange": "reversed", "showgrid": False},
+            margin={"l": 80, "r": 20, "t": 60, "b": 100}, xaxis=xaxis,
+            yaxis={"autorange": "reversed", "showgrid": False, "zeroline": False, "dtick": 1,
+                   "title": {"text": "layer"}},
         ),
     }

@@ -168,21 +168,33 @@ def grid_geometry(count: int, seq: int, *, tiles: list[int] | None = None, tile:
     gap = max(1, round(cells * 0.08))
     band = max(1, math.ceil(GRID_TITLE_PX / px_per_cell))
     columns = max(1, min(GRID_COLS, count))
-    return {"kind": "head-grid", "tiles": tiles if tiles is not None else list(range(count)), "tile": tile,
+    tiles = tiles if tiles is not None else list(range(count))
+    return {"kind": "head-grid", "tiles": tiles, "tile": tile, "tile_names": [f"{tile} {t}" for t in tiles],
+            "highlight": HIGHLIGHT,
             "seq": seq, "cells": cells, "block": math.ceil(seq / cells), "gap": gap, "band": band,
             "columns": columns, "rows": -(-count // columns), "stride_x": cells + gap,
-            "stride_y": cells + band + gap, "px_per_cell": px_per_cell}
+            "stride_y": cells + band + gap, "px_per_cell": px_per_cell,
+            "width": columns * (cells + gap) - gap, "height": -(-count // columns) * (cells + band + gap) - gap}
+
+
+def grid_source(maps: np.ndarray) -> str:
+    """The tiled picture of a grid's ``(count, seq, seq)`` maps (float16 or float32, in [0, 1]), as the
+    PNG data URI ``head_grid_figure`` shows."""
+    meta = grid_geometry(maps.shape[0], maps.shape[-1])
+    pooled, _ = max_pool(maps)
+    image, _, _ = images.tile(images.to_levels(pooled), meta["columns"], meta["gap"], meta["band"])
+    return images.png_data_uri(image)
 
 
 def grid_selection(meta: dict, selected: int | None) -> dict:
     """The tile titles (the selected one bold and coloured) and the outline of the selected tile:
-    ``{"text", "colors", "shapes"}`` for the titles' text trace and the layout."""
+    ``{"text", "colors", "shapes"}`` for the titles' text trace and the layout. (The browser does the
+    same when it moves the outline itself: ``gridSelection`` in assets/clientside.js.)"""
     texts, colors, shapes = [], [], []
     cells, sx, sy, band, columns = meta["cells"], meta["stride_x"], meta["stride_y"], meta["band"], meta["columns"]
-    for i, tile_id in enumerate(meta["tiles"]):
+    for i, (tile_id, name) in enumerate(zip(meta["tiles"], meta["tile_names"])):
         r, c = divmod(i, columns)
         is_selected = selected is not None and tile_id == selected
-        name = f"{meta['tile']} {tile_id}"
         texts.append(f"<b>{name}</b>" if is_selected else name)
         colors.append(HIGHLIGHT if is_selected else "#333")
         if is_selected:
@@ -201,7 +213,7 @@ def _text_trace(xs: list, ys: list, texts: list, position: str, **extra) -> dict
 
 def head_grid_figure(maps: np.ndarray, labels: list[str], layer: int, *, selected: int | None = None,
                      tiles: list[int] | None = None, title: str | None = None, note: str | None = None,
-                     tile: str = "head") -> dict:
+                     tile: str = "head", source: str | None = None, extra_meta: dict | None = None) -> dict:
     """Every head of one layer (or, with ``tile="layer"``, one map per layer) as tiles of ONE image
     trace, four a row, one 0-1 colour scale.
 
@@ -211,16 +223,20 @@ def head_grid_figure(maps: np.ndarray, labels: list[str], layer: int, *, selecte
     image, trace 1 the tiles' titles (text), then the colour bar and, for short texts, the tokens
     beside each row of tiles: drawn as text traces, not annotations or tick labels, which cost
     plotly.js several times more on every redraw.
+
+    ``source`` is the picture when it was made already (``grid_source(maps)``: then ``maps`` gives only
+    the shape); ``extra_meta`` goes into ``layout.meta`` (e.g. every layer's picture, for the browser).
     """
     count, seq = maps.shape[0], maps.shape[-1]
     meta = {**grid_geometry(count, seq, tiles=tiles, tile=tile), "layer": layer, "tokens": labels,
-            **images.image_meta()}
-    pooled, block = max_pool(maps)
-    image, sx, sy = images.tile(images.to_levels(pooled), meta["columns"], meta["gap"], meta["band"])
+            **images.image_meta(), **(extra_meta or {})}
+    block, sx, sy = meta["block"], meta["stride_x"], meta["stride_y"]
+    source = source if source is not None else grid_source(maps)
     selection = grid_selection(meta, selected)
     centres = [(i % meta["columns"]) * sx + (meta["cells"] - 1) / 2 for i in range(count)]
     tops = [(i // meta["columns"]) * sy + meta["band"] - 1 for i in range(count)]
-    data = [_image_trace(image),
+    data = [{"type": "image", "source": source, "x0": 0, "y0": 0, "dx": 1, "dy": 1, "hoverinfo": "none",
+             "name": "attention"},
             _text_trace(centres, tops, selection["text"], "top center",
                         textfont={"size": 12, "color": selection["colors"]}),
             colorbar_trace()]
@@ -241,25 +257,30 @@ def head_grid_figure(maps: np.ndarray, labels: list[str], layer: int, *, selecte
         title={"text": title_text, "x": 0.01, "xanchor": "left"}, height=height,
         margin={"l": 20, "r": 20, "t": 50, "b": 10},
         shapes=selection["shapes"], meta=meta, hovermode="closest", dragmode=False,
-        **_image_axes(image.shape[1], image.shape[0], None, None,
-                      xaxis={"fixedrange": True, "range": [-0.5 - label_cells, image.shape[1] - 0.5]},
+        **_image_axes(meta["width"], meta["height"], None, None,
+                      xaxis={"fixedrange": True, "range": [-0.5 - label_cells, meta["width"] - 0.5]},
                       yaxis={"fixedrange": True}),
     )
     return {"data": data, "layout": layout}
 
 
-def heatmap_figure(matrix: np.ndarray, labels: list[str], title: str, *, note: str | None = None,
+def heatmap_figure(matrix: np.ndarray | None, labels: list[str], title: str, *, note: str | None = None,
                    query_labels: list[str] | None = None, token_index: list[int] | None = None,
-                   value_title: str = "attention weight") -> dict:
+                   value_title: str = "attention weight", grid: dict | None = None) -> dict:
     """One attention matrix as a palette image: keys on x, queries on y, Viridis over 0-1.
 
     Hover (``query → key: weight``) is drawn in the browser from ``layout.meta`` and the pixel, so one
     byte a cell goes over the wire. ``token_index`` maps each row to its raw token index (a click on a
     row follows that token).
+
+    ``grid`` shows one head out of a head grid's picture instead of ``matrix``: ``{"source", "meta"
+    (the grid's geometry), "head", "titles" (one a head), "key"}``. The picture is placed so that the
+    head's tile covers the axes and the rest is clipped away; the browser then shows another head of
+    the layer by moving the picture (no request, no new image).
     """
     keys = labels
     queries = query_labels if query_labels is not None else keys
-    rows, cols = matrix.shape
+    rows, cols = (len(queries), len(keys)) if matrix is None else matrix.shape
     show_labels = max(rows, cols) <= LABEL_LIMIT_HEATMAP
     side = max(360, min(900, 22 * max(rows, cols) + 160))
     ticks_x = (list(range(cols)), keys) if show_labels else None
@@ -273,7 +294,20 @@ def heatmap_figure(matrix: np.ndarray, labels: list[str], title: str, *, note: s
                       xaxis={"title": {"text": "key (attended to)"}, "tickangle": -60},
                       yaxis={"title": {"text": "query (attending)"}}),
     )
-    return {"data": [_image_trace(images.to_levels(matrix)), colorbar_trace(value_title)], "layout": layout}
+    if grid is None:
+        return {"data": [_image_trace(images.to_levels(matrix)), colorbar_trace(value_title)], "layout": layout}
+    x0, y0 = grid_tile_offset(grid["meta"], grid["head"])
+    layout["meta"]["grid"] = {key: grid["meta"][key] for key in ("columns", "stride_x", "stride_y", "band", "tiles")}
+    layout["meta"].update(head=grid["head"], titles=grid["titles"], key=grid["key"])
+    trace = {"type": "image", "source": grid["source"], "x0": x0, "y0": y0, "dx": 1, "dy": 1, "hoverinfo": "none",
+             "name": "attention"}
+    return {"data": [trace, colorbar_trace(value_title)], "layout": layout}
+
+
+def grid_tile_offset(meta: dict, tile: int) -> tuple[int, int]:
+    """Where a grid picture goes so that tile ``tile`` starts at (0, 0): its (x0, y0)."""
+    row, column = divmod(tile, meta["columns"])
+    return -column * meta["stride_x"], -(row * meta["stride_y"] + meta["band"])
 
 
 # ---------------------------------------------------------------- arcs
@@ -336,7 +370,7 @@ def _arc_paths(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndar
     if self_loop.any():
         angle = np.pi * (1.5 + 2 * t)
         xs[self_loop] = xq[self_loop][:, None] + 9 * np.cos(angle)[None, :]
-        ys[self_loop] = 0.09 + 0.11 * (1 + np.sin(angle))[None, :]
+        ys[self_loop] = 0.09 + 0.06 * (1 + np.sin(angle))[None, :]
     gap = np.full((len(xq), 1), np.nan)
     return (np.hstack([xs, gap]).ravel().astype(np.float32), np.hstack([ys, gap]).ravel().astype(np.float32))
 
@@ -353,6 +387,9 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
     only that token's arcs are drawn. A text longer than ``ARC_WINDOW`` tokens is drawn through a
     window of that many from ``start`` (see ``arc_window``): each query's top keys are chosen over the
     whole text, and arcs to keys outside the window are counted in ``meta.outside``, not drawn.
+
+    How to read the arcs (above: later token; causal models: all below) is said by the page, not
+    drawn: an annotation costs plotly.js ~30 ms a draw here.
 
     Trace 0 is the tokens shown: a click's ``pointIndex`` is the token's place in the window
     (``meta.token_index`` maps it to the raw token). Each arc trace's ``meta.queries`` names the query
@@ -375,13 +412,13 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
     sign = np.where(k > q, 1.0, -1.0)
     bucket = np.searchsorted(ARC_LEVELS, w, side="right")
     colors = HEAD_COLORS if groups > 1 else ["#3b528b"]
-    marker_colors = ["#fde9e4" if i == local_focus else "#eef1f6" for i in range(n)]
+    # The tokens as text alone: square markers behind them cost plotly.js a third of the figure's draw.
     data = [{
-        "type": "scatter", "mode": "markers+text", "x": typed_array(x.astype(np.float32)),
-        "y": typed_array(np.zeros(n, dtype=np.float32)), "text": [safe_label(l) for l in shown],
-        "textposition": "middle center", "textfont": {"size": 13, "color": "#212529"},
-        "marker": {"symbol": "square", "size": 24, "color": marker_colors,
-                   "line": {"width": 1, "color": [HIGHLIGHT if i == local_focus else "#c5cbd6" for i in range(n)]}},
+        "type": "scatter", "mode": "text", "x": typed_array(x.astype(np.float32)),
+        "y": typed_array(np.zeros(n, dtype=np.float32)),
+        "text": [f"<b>{safe_label(l)}</b>" if i == local_focus else safe_label(l) for i, l in enumerate(shown)],
+        "textposition": "middle center",
+        "textfont": {"size": 13, "color": [HIGHLIGHT if i == local_focus else "#212529" for i in range(n)]},
         "hovertemplate": "%{text}<extra>click to isolate</extra>", "showlegend": False, "name": "tokens",
         "cliponaxis": False,
     }]
@@ -404,19 +441,6 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
                 "meta": {"queries": q[sel].tolist()},
             })
     width_px = int(x[-1] + x[0]) if n else 600
-    annotations = []
-    if causal:
-        annotations.append({
-            "text": "Causal model: each token sees only itself and earlier tokens, so every arc bends back (down).",
-            "xref": "paper", "yref": "paper", "x": 0, "y": 1.0, "xanchor": "left", "yanchor": "bottom",
-            "showarrow": False, "font": {"size": 12, "color": "#6c757d"},
-        })
-    elif n > 1:
-        annotations.append({
-            "text": "Arcs above: attends to a later token · below: to an earlier token · loop: to itself",
-            "xref": "paper", "yref": "paper", "x": 0, "y": 1.0, "xanchor": "left", "yanchor": "bottom",
-            "showarrow": False, "font": {"size": 12, "color": "#6c757d"},
-        })
     index = token_index if token_index is not None else list(range(seq))
     layout = _base_layout(
         title={"text": title, "x": 0.01, "xanchor": "left"} if title else None,
@@ -424,8 +448,8 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
         margin={"l": 40, "r": 40, "t": 70 if title else 40, "b": 20},
         xaxis={"visible": False, "range": [0, width_px], "fixedrange": True},
         yaxis={"visible": False, "range": [-1.1, 0.3] if causal else [-1.1, 1.1], "fixedrange": True},
-        showlegend=False,  # the page draws the heads' colours itself: a plotly legend costs ~120 ms a draw
-        annotations=annotations, hovermode="closest", dragmode=False,
+        showlegend=False,  # the page says which colour is which head: a plotly legend costs ~120 ms a draw
+        hovermode="closest", dragmode=False,
         meta={"kind": "arcs", "focus": local_focus, "arcs": int(len(w)), "points": _ARC_POINTS + 1,
               "first": first, "end": end, "units": seq, "outside": outside, "token_index": index[first:end]},
     )

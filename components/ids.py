@@ -14,6 +14,7 @@ STATUS = "status-area"
 
 # Internal ids
 HANDLE = "analysis-handle"  # the analysis shown: {key, model, layers, heads, tokens}; the attention stays on the server
+VIEW_REQUEST = "view-request"  # what the browser-side gate asks the router to draw: {changed, n}
 VIEW_NOTICE = "view-notice"  # a line saying which values from the page were out of range
 HEATMAP_TOOLTIP = "head-heatmap-tooltip"
 TOKEN = "followed-token"  # the raw index of the token followed in Token focus (None: a pronoun, else the first word)
@@ -51,6 +52,7 @@ OVERVIEW_TOOLTIP = "model-overview-tooltip"
 ATLAS_MAP = "atlas-map"
 ATLAS_TABLE = "atlas-table"
 ATLAS_TABLE_HOLDER = "atlas-table-holder"  # the table is put here when the atlas first opens
+ATLAS_TABLE_FOR = "atlas-table-for"  # what the table in the page measures ("key:window"): sent once
 ATLAS_METRIC = "atlas-metric"
 ATLAS_WINDOW = "atlas-window"
 FOCUS_TOKEN = "focus-token"

@@ -243,6 +243,8 @@ def create_layout(settings, page: dict | None = None) -> html.Div:
         dcc.Store(id=ids.HANDLE, storage_type="memory", data=page.get("handle")),
         dcc.Store(id=ids.ARC_FOCUS, storage_type="memory"),
         dcc.Store(id=ids.TOKEN, storage_type="memory"),
+        dcc.Store(id=ids.VIEW_REQUEST, storage_type="memory"),
+        dcc.Store(id=ids.ATLAS_TABLE_FOR, storage_type="memory"),
         dcc.Store(id=ids.ARC_HOVER_SINK, storage_type="memory"),
         header(),
         dbc.Row(children=[

@@ -118,15 +118,22 @@ def test_atlas_rows_labels_and_legend(handle):
     assert counts == 72
     assert figure["layout"]["shapes"][0]["x0"] == 2 - 0.5  # the selected head is outlined
     # another metric or head: the map changes, the table and legend (same measurements) are not sent again
-    again = view(handle, ids.TAB_ATLAS, triggered={"metric"}, metric="entropy", window=3)
+    assert out["atlas_table_for"] == f"{handle['key']}:3"
+    again = view(handle, ids.TAB_ATLAS, triggered={"metric"}, metric="entropy", window=3,
+                 atlas_table_for=out["atlas_table_for"])
     assert again["atlas_table"] is no_update and again["atlas_legend"] is no_update
     assert "entropy" in again["atlas_map"]["layout"]["title"]["text"]
+    reopened = view(handle, ids.TAB_ATLAS, triggered={"tab"}, window=3, atlas_table_for=out["atlas_table_for"])
+    assert reopened["atlas_table"] is no_update  # the table in the page is still right: not re-sent
+    other_window = view(handle, ids.TAB_ATLAS, triggered={"window"}, window=5, atlas_table_for=out["atlas_table_for"])
+    assert other_window["atlas_table_for"] == f"{handle['key']}:5" and other_window["atlas_table"].data != rows
 
 
 def test_overview_one_image_and_geometry(handle):
     out = view(handle, ids.TAB_OVERVIEW, layer=1, head="4")
     figure = out["overview"]
-    assert [t["type"] for t in figure["data"]] == ["image", "heatmap"]
+    assert [t["type"] for t in figure["data"]] == ["image", "heatmap", "scatter", "scatter"]  # + head, layer numbers
+    assert figure["data"][2]["text"] == [str(h) for h in range(12)] and figure["data"][3]["text"] == [str(l) for l in range(6)]
     meta = figure["layout"]["meta"]
     assert meta["layers"] == 6 and meta["heads"] == 12 and meta["stride"] == 14 and meta["cells"] == 13
     image = decode_image(figure["data"][0]["source"])

@@ -124,7 +124,9 @@ def now(duo) -> float:
 
 
 def open_tab(duo, label: str) -> None:
-    duo.driver.find_element(By.XPATH, f"//a[contains(@class,'nav-link') and normalize-space()='{label}']").click()
+    link = duo.driver.find_element(By.XPATH, f"//a[contains(@class,'nav-link') and normalize-space()='{label}']")
+    duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", link)
+    link.click()
 
 
 def test_grid_shows_every_head_with_the_tokens(dash_app):
@@ -319,37 +321,58 @@ def test_token_focus_tab_and_switches(dash_app):
 
 
 def test_one_request_per_interaction(dash_app):
-    """Counted in the browser: a layer, head, mode, switch or tab change sends one request; a hover none."""
+    """Counted in the browser: a layer or head change in the grid sends none (the grid holds every
+    layer); a tab, head, mode or switch change elsewhere sends one; a hover none."""
     duo = dash_app
     wait_until(lambda: graph(duo, "head-grid", "gd.layout.meta.tiles.length") == 12, message="grid")
     time.sleep(1.0)
 
-    def one_request(action, graph_id: str, expect: str, message: str) -> None:
+    def requests_for(action, graph_id: str, expect: str, message: str) -> int:
         mark = now(duo)
         action()
         wait_until(lambda: expect in str(graph(duo, graph_id, "gd.layout.title.text")), message=message)
         time.sleep(1.0)  # anything else the interaction sends would have started by now
-        assert requests_since(duo, mark) == 1, message
+        return requests_since(duo, mark)
 
+    layer0 = graph(duo, "head-grid", "gd.data[0].source")
     thumb = duo.find_element("#layer-slider [role='slider']")
-    one_request(lambda: thumb.send_keys(Keys.ARROW_RIGHT), "head-grid", "Layer 1", "layer change")
-    one_request(lambda: duo.select_dcc_dropdown("#head-select", value="Head 4"), "head-grid", "Layer 1", "head change")
-    assert graph(duo, "head-grid", "gd.data[1].text[4]") == "<b>head 4</b>"
-    one_request(lambda: open_tab(duo, "Head heatmap"), "head-heatmap", "Layer 1 · Head 4", "tab change")
-    one_request(lambda: duo.select_dcc_dropdown("#head-select", value="Head 7"), "head-heatmap", "Head 7",
-                "head change in the heatmap")
+    assert requests_for(lambda: thumb.send_keys(Keys.ARROW_RIGHT), "head-grid", "Layer 1", "layer change") == 0
+    assert graph(duo, "head-grid", "gd.data[0].source") != layer0
+    assert graph(duo, "head-grid", "gd.data[0].source") == graph(duo, "head-grid", "gd.layout.meta.sources[1]")
+    mark = now(duo)
+    duo.select_dcc_dropdown("#head-select", value="Head 4")
+    wait_until(lambda: graph(duo, "head-grid", "gd.data[1].text[4]") == "<b>head 4</b>", message="outline moved")
+    assert graph(duo, "head-grid", "gd.layout.shapes.length") == 1
+    time.sleep(1.0)
+    assert requests_since(duo, mark) == 0
+    assert requests_for(lambda: open_tab(duo, "Head heatmap"), "head-heatmap", "Layer 1 · Head 4", "tab change") == 1
+    assert requests_for(lambda: thumb.send_keys(Keys.ARROW_RIGHT), "head-heatmap", "Layer 2 · Head 4",
+                        "layer change in the heatmap") == 1
+    # another head of the same layer: the heatmap shows a tile of the layer's picture, moved in the browser
+    assert requests_for(lambda: duo.select_dcc_dropdown("#head-select", value="Head 7"), "head-heatmap", "Head 7",
+                        "head change in the heatmap") == 0
+    assert requests_for(lambda: duo.select_dcc_dropdown("#head-select", value="Mean of heads"), "head-heatmap",
+                        "Mean of heads", "the mean of heads, drawn by the server") == 1
     switch = duo.driver.find_element(By.XPATH, "//label[normalize-space()='Hide special tokens']")
     duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", switch)
     time.sleep(0.3)
-    one_request(switch.click, "head-heatmap", "special tokens hidden", "switch")
+    assert requests_for(switch.click, "head-heatmap", "special tokens hidden", "switch") == 1
+    assert requests_for(lambda: duo.select_dcc_dropdown("#head-select", value="Head 7"), "head-heatmap", "Head 7",
+                        "head change with a switch on: the server draws") == 1
     rollout = duo.driver.find_element(By.XPATH, "//label[normalize-space()='Rollout']")
-    one_request(rollout.click, "head-heatmap", "Rollout", "mode")
+    assert requests_for(rollout.click, "head-heatmap", "Rollout", "mode") == 1
+    # back on the grid with a switch on, a layer change needs the server: one request
+    assert requests_for(lambda: open_tab(duo, "Head grid"), "head-grid", "Rollout", "grid in rollout mode") == 1
     # hovering the heatmap draws its tooltip in the browser, with the weight of the cell
+    open_tab(duo, "Head heatmap")
+    wait_until(lambda: "Rollout" in str(graph(duo, "head-heatmap", "gd.layout.title.text")), message="heatmap")
     mark = now(duo)
     point_at(duo, "head-heatmap", 2, 5)
     tooltip = wait_until(lambda: duo.find_element("#head-heatmap-tooltip").text, message="heatmap tooltip")
     assert " → " in tooltip and 0 <= float(tooltip.rsplit(": ", 1)[1]) <= 1
     assert requests_since(duo, mark) == 0
+    severe = [e for e in duo.get_logs() or [] if e.get("level") == "SEVERE"]
+    assert severe == []  # no error in the browser's console (a broken callback shows there)
 
 
 def test_heatmap_tooltip_weight_and_row_click_follow_the_token(dash_app):
@@ -364,6 +387,15 @@ def test_heatmap_tooltip_weight_and_row_click_follow_the_token(dash_app):
     tooltip = wait_until(lambda: duo.find_element("#head-heatmap-tooltip").text, message="tooltip")
     assert tooltip.startswith("it → cat: ")
     assert float(tooltip.rsplit(": ", 1)[1]) == pytest.approx(float(att[0, 2, 8, 2]), abs=0.006)
+    # another head, shown by moving the picture in the browser: the tooltip reads that head's weight
+    duo.select_dcc_dropdown("#head-select", value="Head 9")
+    wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 0 · Head 9", message="head 9")
+    point_at(duo, "head-heatmap", 2, 8)
+    time.sleep(0.5)
+    point_at(duo, "head-heatmap", 3, 8)
+    tooltip = wait_until(lambda: (lambda t: t if t.startswith("it → sat") else "")(
+        duo.find_element("#head-heatmap-tooltip").text), message="tooltip of head 9")
+    assert float(tooltip.rsplit(": ", 1)[1]) == pytest.approx(float(att[0, 9, 8, 3]), abs=0.006)
     point_then_click(duo, "head-heatmap", 3, 6)  # row 6: "mat"
     open_tab(duo, "Token focus")
     wait_until(lambda: "“mat”" in (graph(duo, "focus-heatmap", "gd.layout.title.text") or ""), message="follows mat")

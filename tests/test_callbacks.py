@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dash import Patch, no_update
+from dash import no_update
 
 from callbacks import analyze, router
 from callbacks.boundary import Handle
@@ -12,7 +12,7 @@ from components import ids
 from components.figures import HEAD_COLORS
 from components.layout import EXAMPLES
 from services import extract_attention, forward
-from tests.test_figures import decode, decode_image, tile_of
+from tests.test_figures import decode, heatmap_levels, tile_of
 
 SENTENCE = "The cat sat on the mat because it was tired."
 ALL_INPUTS = frozenset(router.INPUTS)
@@ -125,7 +125,7 @@ def test_each_tab_renders_only_while_open(settings, default_model):
     for tab in router.VIEWS:
         out = view(handle, tab)
         drawn = {name for name, value in out.items() if value is not no_update}
-        optional = {"notice", "token", "focus_options", "arc_start", "arc_start_max", "arc_start_wrap"}  # if changed
+        optional = {"notice", "token", "focus_options", "arc_start", "arc_start_max", "arc_start_wrap"}
         assert drawn - optional == outputs_of[tab] - optional
         assert drawn <= outputs_of[tab] | {"notice"}  # nothing of a closed tab
     # a change that the open view does not depend on draws nothing (e.g. a token picked while the grid is open)
@@ -133,28 +133,43 @@ def test_each_tab_renders_only_while_open(settings, default_model):
     assert all(v is no_update for v in view(handle, ids.TAB_ATLAS, triggered={"mode", "top_k"}).values())
 
 
-def test_grid_head_change_is_a_patch_of_the_outline(settings, default_model):
+def test_grid_carries_every_layer_for_the_browser(settings, default_model):
+    """With no switch on, the grid holds every layer's picture and title, so the browser changes layer
+    without a request; each picture is the one the server draws for that layer."""
     handle = run_analyze(SENTENCE)["handle"]
-    patch = view(handle, ids.TAB_GRID, triggered={"head"}, head="4")["grid"]
-    assert isinstance(patch, Patch)
-    full = view(handle, ids.TAB_GRID, head="4")["grid"]
-    operations = {tuple(op["location"]): op["params"]["value"] for op in patch.to_plotly_json()["operations"]}
-    assert operations[("data", 1, "text")] == full["data"][1]["text"]
-    assert operations[("data", 1, "textfont", "color")] == full["data"][1]["textfont"]["color"]
-    assert operations[("layout", "shapes")] == full["layout"]["shapes"]
-    assert full["data"][1]["text"][4] == "<b>head 4</b>"
+    meta = view(handle, ids.TAB_GRID, layer=2, head="4")["grid"]["layout"]["meta"]
+    assert meta["key"] == handle["key"] and len(meta["sources"]) == len(meta["titles"]) == 6
+    for layer in (0, 5):
+        fig = view(handle, ids.TAB_GRID, layer=layer)["grid"]
+        assert meta["sources"][layer] == fig["data"][0]["source"]
+        assert meta["titles"][layer] == fig["layout"]["title"]["text"]
+    assert meta["tile_names"][4] == "head 4" and meta["highlight"] == "#e4572e"
+    # with a switch on the pictures differ from the stored ones: the server draws every change
+    hidden = view(handle, ids.TAB_GRID, layer=2, switches=["hide"])["grid"]["layout"]["meta"]
+    assert "sources" not in hidden and "rollout" not in str(hidden)
+
+
+def test_view_requests_name_what_changed():
+    assert router.changed_names({"changed": ["layer-slider.value", "view-tabs.active_tab"], "n": 3}) == {"layer", "tab"}
+    everything = frozenset(router.INPUTS)
+    for junk in (None, "x", {"changed": "layer-slider.value"}, {"changed": []}, {"changed": [5, None]},
+                 {"changed": ["nope.value"]}, [1]):
+        assert router.changed_names(junk) == everything  # unknown: draw as if all changed
 
 
 def test_heatmap_head_and_mean(settings, default_model):
     handle = run_analyze(SENTENCE)["handle"]
     result = extract_attention(SENTENCE)
     fig = view(handle, ids.TAB_HEATMAP, layer=2, head="5")["heatmap"]
-    assert np.abs(decode_image(fig["data"][0]["source"]) / 254 - result.attentions[2, 5].astype(np.float32)).max() \
+    assert np.abs(heatmap_levels(fig) / 254 - result.attentions[2, 5].astype(np.float32)).max() \
         <= 0.5 / 254 + 1e-6
     assert fig["layout"]["title"]["text"] == "Layer 2 · Head 5"
+    # one head of the layer's grid picture: the browser shows the others by moving it
+    assert fig["data"][0]["source"] == view(handle, ids.TAB_GRID, layer=2)["grid"]["data"][0]["source"]
+    assert fig["layout"]["meta"]["titles"][7] == "Layer 2 · Head 7" and fig["layout"]["meta"]["head"] == 5
     fig = view(handle, ids.TAB_HEATMAP, layer=2, head=ids.HEAD_MEAN)["heatmap"]
     mean = np.mean([result.attentions[2, h].astype(np.float64) for h in range(12)], axis=0)
-    assert np.abs(decode_image(fig["data"][0]["source"]) / 254 - mean).max() <= 0.5 / 254 + 1e-5
+    assert np.abs(heatmap_levels(fig) / 254 - mean).max() <= 0.5 / 254 + 1e-5
     assert fig["layout"]["title"]["text"] == "Layer 2 · Mean of heads"
     assert fig["layout"]["meta"]["token_index"] == list(range(13))
 
@@ -163,7 +178,8 @@ def test_causal_heatmap_says_so(settings, tiny_models):
     handle = run_analyze(SENTENCE, tiny_models["gpt2"])["handle"]
     fig = view(handle, ids.TAB_HEATMAP, head="1")["heatmap"]
     assert "causal" in fig["layout"]["title"]["text"]
-    z = decode_image(fig["data"][0]["source"])
+    assert "every arc bends back" in str(view(handle, ids.TAB_ARCS, head="1")["arc_hint"])
+    z = heatmap_levels(fig)
     assert np.all(np.triu(z, 1) == 0)
 
 
@@ -171,8 +187,9 @@ def test_arcs_focus_and_hint(settings, default_model):
     handle = run_analyze(SENTENCE)["handle"]
     out = view(handle, ids.TAB_ARCS, layer=5, head="0", top_k=3, min_weight=0.0)
     assert out["arcs"]["layout"]["meta"]["arcs"] == 13 * 3
+    assert "Arcs above: attends to a later token" in str(out["arc_hint"])
     out = view(handle, ids.TAB_ARCS, layer=5, head="0", top_k=3, min_weight=0.0, arc_focus=8)
-    assert out["arcs"]["layout"]["meta"]["arcs"] == 3 and "“it”" in out["arc_hint"]
+    assert out["arcs"]["layout"]["meta"]["arcs"] == 3 and "“it”" in str(out["arc_hint"])
     assert out["arcs"]["layout"]["meta"]["focus"] == 8
     # with special tokens hidden, raw token 8 ("it") is the 8th unit shown (index 7)
     out = view(handle, ids.TAB_ARCS, layer=5, head="0", top_k=3, min_weight=0.0, arc_focus=8, switches=["hide"])
@@ -211,7 +228,7 @@ def test_an_evicted_result_is_computed_again_from_the_recipe(settings, default_m
     cache.cache.delete(handle["key"])  # the big result is evicted; the small recipe is still there
     out = view(handle, ids.TAB_HEATMAP, head="2")
     result = extract_attention(SENTENCE)
-    assert np.abs(decode_image(out["heatmap"]["data"][0]["source"]) / 254 - result.attentions[0, 2].astype(np.float32)
+    assert np.abs(heatmap_levels(out["heatmap"]) / 254 - result.attentions[0, 2].astype(np.float32)
                   ).max() <= 0.5 / 254 + 1e-6
     assert out["handle"] is no_update  # same model files: same key
 

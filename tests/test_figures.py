@@ -27,6 +27,16 @@ def decode_image(uri: str) -> np.ndarray:
     return np.asarray(image)
 
 
+def heatmap_levels(fig: dict) -> np.ndarray:
+    """The palette levels a heatmap figure shows on its axes: its own picture, or the tile of a grid
+    picture its image is moved to (``x0``, ``y0``)."""
+    trace, meta = fig["data"][0], fig["layout"]["meta"]
+    image = decode_image(trace["source"])
+    rows, cols = len(meta["queries"]), len(meta["keys"])
+    top, left = -int(trace.get("y0", 0)), -int(trace.get("x0", 0))
+    return image[top:top + rows, left:left + cols]
+
+
 def random_attention(heads: int, seq: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     logits = rng.normal(size=(heads, seq, seq)) * 3
@@ -135,6 +145,23 @@ def test_heatmap_levels_labels_and_rows():
     assert fig["layout"]["title"]["text"] == "Layer 0 · Head 1"
 
 
+def test_heatmap_of_one_tile_of_a_grid_picture():
+    att = random_attention(12, 13, seed=5)
+    labels = [f"t{i}" for i in range(13)]
+    grid = figures.head_grid_figure(att, labels, layer=0)
+    meta = grid["layout"]["meta"]
+    for head in (0, 6, 11):
+        fig = figures.heatmap_figure(None, labels, f"Head {head}", grid={
+            "source": grid["data"][0]["source"], "meta": meta, "head": head, "key": "k",
+            "titles": [f"Head {h}" for h in range(12)]})
+        assert np.abs(heatmap_levels(fig) / 254.0 - att[head]).max() <= 0.5 / 254 + 1e-6
+        x0, y0 = fig["data"][0]["x0"], fig["data"][0]["y0"]
+        row, col = divmod(head, meta["columns"])
+        assert (x0, y0) == (-col * meta["stride_x"], -(row * meta["stride_y"] + meta["band"]))
+        # the axes show exactly the tile: the rest of the picture is clipped away
+        assert fig["layout"]["xaxis"]["range"] == [-0.5, 12.5] and fig["layout"]["yaxis"]["range"] == [12.5, -0.5]
+
+
 def test_select_arcs_matches_a_loop():
     att = random_attention(3, 9, seed=4)
     g, q, k, w = figures.select_arcs(att, top_k=2, min_weight=0.1)
@@ -202,7 +229,7 @@ def test_causal_arcs_all_bend_down():
     ys = ys[~np.isnan(ys)]
     loops = ys > 0  # self-loops sit just above the baseline
     assert ys.min() < -0.1 and ys[loops].max() < 0.35
-    assert "Causal model" in fig["layout"]["annotations"][0]["text"]
+    assert fig["layout"]["yaxis"]["range"][1] < 0.5  # no room above: nothing goes there
 
 
 @pytest.mark.parametrize("message", ["plain", "<script>alert(1)</script>"])

@@ -33,11 +33,13 @@ def router_output(app) -> str:
 def router_body(app, **changes) -> dict:
     output = router_output(app)
     spec = app.callback_map[output]
-    values = {"analysis-handle": None, ids.TABS: ids.TAB_GRID, ids.LAYER: 0, ids.HEAD: "all"}
+    values = {"analysis-handle": None, ids.TABS: ids.TAB_GRID, ids.LAYER: 0, ids.HEAD: "all",
+              ids.VIEW_REQUEST: {"changed": [f"{ids.LAYER}.value"], "n": 1}}
     inputs = [{"id": i["id"], "property": i["property"], "value": values.get(i["id"])} for i in spec["inputs"]]
+    state = [{"id": i["id"], "property": i["property"], "value": values.get(i["id"])} for i in spec["state"]]
     body = {"output": output, "outputs": [{"id": o.split(".")[0], "property": o.split(".")[1]}
                                           for o in output.strip(".").split("...")],
-            "inputs": inputs, "changedPropIds": [f"{ids.LAYER}.value"], "state": []}
+            "inputs": inputs, "changedPropIds": [f"{ids.VIEW_REQUEST}.data"], "state": state}
     body.update(changes)
     return body
 
@@ -88,7 +90,7 @@ def test_wrong_values_in_a_well_formed_request_never_give_500(app_and_client):
     app, client = app_and_client
     for value in ("x", {}, [], 1e308, None, -5, "9" * 30, {"key": "attn-v1:" + "0" * 64}):
         body = router_body(app)
-        for item in body["inputs"]:
+        for item in body["inputs"] + body["state"]:
             item["value"] = value
         response = post(client, body)
         assert response.status_code in (200, 204), (value, response.status_code, response.data[:200])
