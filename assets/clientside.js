@@ -78,7 +78,12 @@
             if (meta.kind === "heatmap") {
                 const q = meta.queries[y], k = meta.keys[x];
                 if (q === undefined || k === undefined) { return hide; }
-                return [true, p.bbox, q + " → " + k + ": " + weightText(graphId, figure, x, y)];
+                const share = weightText(graphId, figure, x, y);
+                if (meta.row_scale && share !== "?") {  // weighted by value norm: the unscaled product too
+                    const product = (Number(share) * meta.row_scale[y]).toFixed(3);
+                    return [true, p.bbox, q + " → " + k + ": " + share + " of the row (α·‖f(x)‖ = " + product + ")"];
+                }
+                return [true, p.bbox, q + " → " + k + ": " + share];
             }
             if (meta.kind !== "head-grid") { return hide; }
             const cell = gridCell(meta, x, y);
@@ -277,13 +282,13 @@
                 return token === current ? [null, NO()] : [token, token];
             },
 
-            /* A click on a heatmap cell follows its query token (the row) in Token focus. */
+            /* A click on a heatmap cell: look inside the head for its query token (the row). */
             heatmapClick: function (clickData, figure) {
                 const p = firstPoint(clickData);
                 const meta = figure && figure.layout && figure.layout.meta;
-                if (!p || p.curveNumber !== 0 || !meta || !meta.token_index) { return NO(); }
+                if (!p || p.curveNumber !== 0 || !meta || !meta.token_index) { return [NO(), NO()]; }
                 const token = meta.token_index[Math.round(p.y)];
-                return token === undefined ? NO() : token;
+                return token === undefined ? [NO(), NO()] : [token, "tab-inside"];
             },
 
             /* The token picker's value, when a person changed it: the router also sets the picker to

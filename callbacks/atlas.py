@@ -10,26 +10,31 @@ from components.analysis_figures import atlas_map_figure
 from components.figures import empty_figure
 from components.layout import ATLAS_METRICS, atlas_table
 from services import heads
-from services.views import derived
+from services.views import View, ViewOptions, derived
 
 from .boundary import ViewState
 
 OUTPUTS = {"atlas_map": Output(ids.ATLAS_MAP, "figure"), "atlas_table": Output(ids.ATLAS_TABLE_HOLDER, "children"),
            "atlas_legend": Output(ids.ATLAS_LEGEND, "children"), "atlas_table_for": Output(ids.ATLAS_TABLE_FOR, "data")}
-DEPENDS = frozenset({"handle", "layer", "head", "tab", "metric", "window"})  # raw attention: no mode, no switches
+# Measured on the attention as stored, or weighted by value norm in that mode; the switches do not apply.
+DEPENDS = frozenset({"handle", "layer", "head", "tab", "metric", "window", "mode"})
 
 _TITLES = dict(ATLAS_METRICS)
 _BOUNDED = {"entropy", "local", "self", "previous", "next", "delimiter"}  # 0..1
 
 
-def atlas_data(result, window: int, key: str | None = None):
-    """(metrics, labels, table rows) on the raw attention of the result; remembered by cache key and
-    window, so changing the metric or the selected head does not measure again."""
-    return derived.get((key, "atlas", window), lambda: _measure(result, window))
+def atlas_data(result, window: int, key: str | None = None, value_norm: bool = False):
+    """(metrics, labels, table rows) on the attention of the result (as stored, or weighted by value
+    norm); remembered by cache key, window and mode, so changing the metric or the selected head does
+    not measure again."""
+    return derived.get((key, "atlas", window, value_norm), lambda: _measure(result, window, value_norm))
 
 
-def _measure(result, window: int):
-    metrics = heads.head_metrics(result.attentions, heads.delimiter_mask(result.tokens, result.special_mask),
+def _measure(result, window: int, value_norm: bool = False):
+    attentions = result.attentions
+    if value_norm:
+        attentions = View(result, ViewOptions(value_norm=True)).all_layers()
+    metrics = heads.head_metrics(attentions, heads.delimiter_mask(result.tokens, result.special_mask),
                                  window=window, causal=result.is_causal)
     labels = heads.head_labels(metrics)
     rows = heads.metric_table(metrics, labels)
@@ -51,12 +56,13 @@ def placeholder(message: str) -> dict:
 
 
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
-    metrics, labels, rows = atlas_data(view.result, state.window, view.key)
+    value_norm = view.options.value_norm
+    metrics, labels, rows = atlas_data(view.result, state.window, view.key, value_norm)
     selected = (state.layer, state.head.number) if state.head.number is not None else None
     figure = atlas_map_figure(metrics[state.metric], labels, state.metric, _TITLES[state.metric],
                               zmax=1.0 if state.metric in _BOUNDED else None, selected=selected)
     out = {"atlas_map": figure}
-    measured = f"{view.key}:{state.window}"
+    measured = f"{view.key}:{state.window}:{'value' if value_norm else 'raw'}"
     if state.atlas_table_for != measured:  # the table and legend change only with the measurements
         out.update(atlas_table=atlas_table(rows), atlas_legend=legend(labels), atlas_table_for=measured)
     return out

@@ -44,8 +44,8 @@ from typing import Any
 
 from components import ids
 
-TABS = (ids.TAB_GRID, ids.TAB_HEATMAP, ids.TAB_ARCS, ids.TAB_OVERVIEW, ids.TAB_ATLAS, ids.TAB_FOCUS)
-MODES = ("raw", "rollout")
+TABS = (ids.TAB_GRID, ids.TAB_HEATMAP, ids.TAB_ARCS, ids.TAB_OVERVIEW, ids.TAB_ATLAS, ids.TAB_FOCUS, ids.TAB_INSIDE)
+MODES = ("raw", "rollout", "value")  # value: weighted by value norm (Kobayashi et al., 2020)
 SWITCHES = ("hide", "merge")
 TOP_K = (1, 2, 3, 5, 10)
 WINDOWS = (1, 2, 3, 5, 8)

@@ -48,18 +48,19 @@ def register(app: Dash) -> None:
         Input(ids.ARC_VIEW, "hoverData"), State(ids.ARC_VIEW, "figure"),
         prevent_initial_call=True,
     )
-    app.clientside_callback(
+    app.clientside_callback(  # a heatmap row: look inside the head for that query token
         _js("heatmapClick"),
-        Output(ids.TOKEN, "data", allow_duplicate=True),
+        Output(ids.TOKEN, "data", allow_duplicate=True), Output(ids.TABS, "active_tab", allow_duplicate=True),
         Input(ids.HEAD_HEATMAP, "clickData"), State(ids.HEAD_HEATMAP, "figure"),
         prevent_initial_call=True,
     )
-    app.clientside_callback(  # the token picker: a person's choice becomes the token followed
-        _js("pickToken"),
-        Output(ids.TOKEN, "data", allow_duplicate=True),
-        Input(ids.FOCUS_TOKEN, "value"), State(ids.TOKEN, "data"),
-        prevent_initial_call=True,
-    )
+    for picker in (ids.FOCUS_TOKEN, ids.INSIDE_QUERY):  # a person's choice becomes the token followed
+        app.clientside_callback(
+            _js("pickToken"),
+            Output(ids.TOKEN, "data", allow_duplicate=True),
+            Input(picker, "value"), State(ids.TOKEN, "data"),
+            prevent_initial_call=True,
+        )
     app.clientside_callback(
         _js("togglePair"),
         Output(ids.PAIR_COLLAPSE, "is_open", allow_duplicate=True),

@@ -33,4 +33,8 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
         return {"heatmap": heatmap_figure(None, view.labels, grid["titles"][state.head.number], note=note,
                                           token_index=view.token_index, grid=grid)}
     matrix, title = view.matrix(state.layer, state.head.number)
-    return {"heatmap": heatmap_figure(matrix, view.labels, title, note=note, token_index=view.token_index)}
+    figure = heatmap_figure(matrix, view.labels, title, note=note, token_index=view.token_index)
+    if view.options.value_norm and state.head.number is not None and not (state.hide_special or state.merge):
+        # the hover gives α_ij ‖f(x_j)‖ itself too: the shown share times its row's sum
+        figure["layout"]["meta"]["row_scale"] = view.value_row_sums(state.layer)[state.head.number].tolist()
+    return {"heatmap": figure}

@@ -11,7 +11,7 @@ from components.figures import empty_figure
 from .boundary import ViewState
 
 OUTPUTS = {"overview": Output(ids.OVERVIEW, "figure")}
-DEPENDS = frozenset({"handle", "layer", "head", "switches", "tab"})  # per-head maps: the mode does not apply
+DEPENDS = frozenset({"handle", "layer", "head", "mode", "switches", "tab"})  # rollout has no heads: raw then
 
 
 def placeholder(message: str) -> dict:

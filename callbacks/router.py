@@ -16,7 +16,7 @@ from components import ids
 from services.extraction import result_by_key
 from services.views import View, ViewOptions
 
-from . import arcs, atlas, head_grid, head_heatmap, overview, token_focus
+from . import arcs, atlas, head_grid, head_heatmap, inside, overview, token_focus
 from .boundary import TABS, Dims, Handle, ViewState, choice
 from .common import EXPIRED, NOT_ANALYSED, UNREADABLE, guarded
 
@@ -27,6 +27,7 @@ VIEWS = {
     ids.TAB_OVERVIEW: overview,
     ids.TAB_ATLAS: atlas,
     ids.TAB_FOCUS: token_focus,
+    ids.TAB_INSIDE: inside,
 }
 
 # Every control a view depends on. They reach the router through the browser-side gate
@@ -95,8 +96,12 @@ def _render(module, values: dict[str, Any], triggered: frozenset[str]) -> dict:
             return _placeholder(module, EXPIRED)
         key, result = found
         state = ViewState.parse(values, Dims(result.num_layers, result.num_heads, result.seq_len))
-        options = ViewOptions(rollout=state.mode == "rollout", hide_special=state.hide_special, merge_words=state.merge)
-        out = module.render(View(result, options, key), state, triggered)
+        options = ViewOptions(rollout=state.mode == "rollout", value_norm=state.mode == "value",
+                              hide_special=state.hide_special, merge_words=state.merge)
+        view = View(result, options, key)
+        if view.value_norm_missing:
+            return _placeholder(module, view.value_norm_missing)
+        out = module.render(view, state, triggered)
         out["notice"] = _notice(state.notes)
         if key != handle.key:  # computed again from the recipe under a new key (the model's files changed)
             out["handle"] = handle_of(key, result).to_client()

@@ -130,3 +130,97 @@ def focus_figure(rows: np.ndarray, labels: list[str], token_label: str, note: st
                    "title": {"text": "layer"}},
         ),
     }
+
+
+# --------------------------------------------------------------------------- inside a head
+INSIDE_MAX_KEYS = 64  # keys drawn: the heaviest when a text has more (the page says so)
+_DIVERGING = [[0.0, "#2166ac"], [0.25, "#92c5de"], [0.5, "#f7f7f7"], [0.75, "#f4a582"], [1.0, "#b2182b"]]
+
+
+def inside_keys(weights: np.ndarray, limit: int = INSIDE_MAX_KEYS) -> np.ndarray:
+    """The key indices drawn, in reading order: all of them, or the ``limit`` with the most weight."""
+    if len(weights) <= limit:
+        return np.arange(len(weights))
+    return np.sort(np.argsort(-weights, kind="stable")[:limit])
+
+
+def inside_vectors_figure(query_vector: np.ndarray, key_vectors: np.ndarray, products: np.ndarray,
+                          labels: list[str], query_label: str) -> dict:
+    """Steps 1-3 of ``softmax(q·k/√d)``: the query vector (one row), each key vector (a row a key token)
+    and their elementwise products, over the head's dimensions, on one diverging scale per panel."""
+    rows, d = key_vectors.shape
+    names = [safe_label(label) for label in labels]
+    top = 0.84 if rows > 6 else 0.7
+
+    def heat(z, x, y, text, vmax, colorbar=None):
+        trace = {"type": "heatmap", "z": typed_array(np.asarray(z, dtype=np.float32)), "xaxis": x, "yaxis": y,
+                 "colorscale": _DIVERGING, "zmin": -vmax, "zmax": vmax, "text": text,
+                 "hovertemplate": "%{text} · dimension %{x}: %{z:.3f}<extra></extra>", "showscale": bool(colorbar)}
+        if colorbar:
+            trace["colorbar"] = colorbar
+        return trace
+
+    vmax_qk = float(max(np.abs(query_vector).max(), np.abs(key_vectors).max(), 1e-6))
+    vmax_p = float(max(np.abs(products).max(), 1e-6))
+    data = [
+        heat(query_vector[None, :], "x", "y", [[f"query “{safe_label(query_label)}”"] * d], vmax_qk),
+        heat(key_vectors, "x2", "y2", [[f"key “{n}”"] * d for n in names], vmax_qk),
+        heat(products, "x3", "y3", [[f"q × k “{n}”"] * d for n in names], vmax_p,
+             colorbar={"title": {"text": "q × k", "side": "right"}, "thickness": 12, "len": top}),
+    ]
+    axis = {"showgrid": False, "zeroline": False, "ticks": ""}
+    token_axis = {**axis, "tickmode": "array", "tickvals": list(range(rows)), "ticktext": names,
+                  "autorange": "reversed", "tickfont": {"size": 11}}
+    layout = _base_layout(
+        height=int(min(2000, max(300, 18 * rows + 170))), margin={"l": 110, "r": 30, "t": 40, "b": 40},
+        xaxis={**axis, "domain": [0, 0.47], "anchor": "y", "showticklabels": False},
+        yaxis={**axis, "domain": [top + 0.04, 1.0], "tickmode": "array", "tickvals": [0],
+               "ticktext": [f"q: “{safe_label(query_label)}”"], "fixedrange": True},
+        xaxis2={**axis, "domain": [0, 0.47], "anchor": "y2", "title": {"text": "1-2. query and keys (dimensions)"}},
+        yaxis2={**token_axis, "domain": [0, top]},
+        xaxis3={**axis, "domain": [0.53, 1.0], "anchor": "y3", "title": {"text": "3. q × k, dimension by dimension"}},
+        yaxis3={**token_axis, "domain": [0, top], "showticklabels": False, "matches": "y2"},
+        hovermode="closest",
+    )
+    return {"data": data, "layout": layout}
+
+
+def inside_weights_figure(steps: dict[str, np.ndarray | None], labels: list[str], masked: np.ndarray) -> dict:
+    """Steps 4-7, a panel each, a bar a key token: the scores ``q·k/√d`` (masked keys marked, not drawn
+    as zero), the softmax weights (with the model's own weights as dots), the value norms and the
+    weighted result. ``steps`` holds "scores", "weights", "model_weights", "value_norms", "weighted"
+    (None where the model has none)."""
+    rows = len(labels)
+    names = [safe_label(label) for label in labels]
+    panels = [("scores", "4. score q·k/√d", "#6c757d"), ("weights", "5. weight", "#3b528b"),
+              ("value_norms", "6. ‖f(x)‖", "#21918c"), ("weighted", "7. weight × ‖f(x)‖", "#e4572e")]
+    panels = [p for p in panels if steps.get(p[0]) is not None]
+    width = 1.0 / max(len(panels), 1)
+    data, layout_axes = [], {}
+    for i, (name, title, colour) in enumerate(panels):
+        n = "" if i == 0 else str(i + 1)
+        values = np.asarray(steps[name], dtype=np.float64)
+        shown = np.where(np.isfinite(values) & ~masked, values, 0.0)
+        data.append({"type": "bar", "orientation": "h", "x": shown.astype(np.float32).tolist(), "y": list(range(rows)),
+                     "xaxis": f"x{n}", "yaxis": f"y{n}", "marker": {"color": colour}, "name": title,
+                     "text": names, "hovertemplate": "%{text}: %{x:.4f}<extra>" + title + "</extra>",
+                     "textposition": "none", "showlegend": False})
+        if masked.any():
+            data.append({"type": "scatter", "mode": "text", "x": [0] * int(masked.sum()),
+                         "y": np.flatnonzero(masked).tolist(), "text": ["masked"] * int(masked.sum()),
+                         "textposition": "middle right", "textfont": {"size": 10, "color": "#adb5bd"},
+                         "xaxis": f"x{n}", "yaxis": f"y{n}", "hoverinfo": "skip", "showlegend": False})
+        if name == "weights" and steps.get("model_weights") is not None:
+            data.append({"type": "scatter", "mode": "markers", "x": np.asarray(steps["model_weights"], dtype=np.float32).tolist(),
+                         "y": list(range(rows)), "xaxis": f"x{n}", "yaxis": f"y{n}", "name": "the model's weight",
+                         "marker": {"symbol": "line-ns-open", "size": 12, "color": "#e4572e", "line": {"width": 2}},
+                         "hovertemplate": "the model's own weight: %{x:.4f}<extra></extra>", "showlegend": False})
+        layout_axes[f"xaxis{n}"] = {"domain": [i * width + 0.02, (i + 1) * width - 0.02], "anchor": f"y{n}",
+                                    "title": {"text": title}, "zeroline": True, "showgrid": True, "side": "top"}
+        layout_axes[f"yaxis{n}"] = {"tickmode": "array", "tickvals": list(range(rows)), "ticktext": names,
+                                    "autorange": "reversed", "showticklabels": i == 0, "showgrid": False,
+                                    "anchor": f"x{n}", **({"matches": "y"} if i else {})}
+    layout = _base_layout(height=int(min(2000, max(260, 18 * rows + 130))),
+                          margin={"l": 110, "r": 20, "t": 90, "b": 20}, hovermode="closest", bargap=0.25,
+                          **layout_axes)
+    return {"data": data, "layout": layout}

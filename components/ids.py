@@ -60,3 +60,10 @@ FOCUS_K = "focus-k"
 FOCUS_HEATMAP = "focus-heatmap"
 FOCUS_TABLES = "focus-tables"
 ATLAS_LEGEND = "atlas-legend"
+
+# Inside a head (issue 10)
+TAB_INSIDE = "tab-inside"
+INSIDE_QUERY = "inside-query"
+INSIDE_STATUS = "inside-status"
+INSIDE_VECTORS = "inside-vectors"
+INSIDE_WEIGHTS = "inside-weights"

@@ -33,8 +33,24 @@ HELP = {
                     "these numbers. Click a square or a table row to open that head."),
     ids.TAB_FOCUS: ("Follow one token through the model: for each layer, the tokens it attends to most (all "
                     "heads averaged), and the tokens that attend to it. Pick the token below, or click it in "
-                    "the arc view or a row of the head heatmap."),
+                    "the arc view."),
+    ids.TAB_INSIDE: ("Where one head's weights come from: for one token, the formula softmax(q·k/√d) step by "
+                     "step, then what the weights carry. Pick the token below, or click a row of the head "
+                     "heatmap to come here."),
 }
+INSIDE_STEPS = (
+    "Each token asks a question: its query vector q, one number for each of the head's dimensions (top row).",
+    "Each token offers something to match: its key vector k (a row per token).",
+    "Multiplying q and k dimension by dimension shows where they agree: red where both are large with the "
+    "same sign, blue where they disagree.",
+    "Adding those products up and dividing by √d gives one score per token: how well its key answers the "
+    "question. A causal model masks the tokens that come later: the query cannot see them.",
+    "Softmax turns the scores into shares that add up to 1: the attention weights. The red ticks are the "
+    "model's own weights, for comparison.",
+    "Each token also hands on a value vector; its length ‖f(x)‖ says how much it can pass on.",
+    "Weight times value length is what the query really takes from each token: a large weight on a token "
+    "that hands on little moves little (Kobayashi et al., 2020).",
+)
 CAVEAT = ("Attention weights show where a model looks, not why it predicts what it does: read them as one clue "
           "among others.")
 ATLAS_METRICS = (
@@ -106,10 +122,18 @@ def controls_panel(page: dict) -> dbc.Card:
                      value=page.get("head", ids.HEAD_ALL), clearable=False, searchable=False),
         html.Div("Layers and heads count from 0.", className="small text-muted mt-2"),
         dbc.Label("Attention", html_for=ids.ATTN_MODE, className="fw-semibold mt-3"),
-        dbc.RadioItems(id=ids.ATTN_MODE, inline=True, value="raw", options=[
-            {"label": "Raw", "value": "raw"}, {"label": "Rollout", "value": "rollout"}]),
-        html.Div("Rollout follows attention through all layers up to the chosen one (heads averaged, "
-                 "with the residual connection).", className="small text-muted"),
+        dbc.RadioItems(id=ids.ATTN_MODE, value="raw", options=[
+            {"label": "Raw", "value": "raw"}, {"label": "Rollout", "value": "rollout"},
+            {"label": "Weighted by value norm", "value": "value"}]),
+        html.Ul(className="small text-muted ae-mode-help", children=[
+            html.Li("Rollout follows attention through all layers up to the chosen one (heads averaged, "
+                    "with the residual connection)."),
+            html.Li(["Weighted by value norm scales each weight by the size of the vector the attended token "
+                     "hands on (‖f(x)‖), so attention that moves almost nothing fades: often the weight on "
+                     "[CLS], [SEP] and punctuation (Kobayashi et al., EMNLP 2020, “Attention is not only a "
+                     "weight”). Rows are rescaled to add up to 1; the heatmap's hover also gives the unscaled "
+                     "product."]),
+        ]),
         dbc.Checklist(id=ids.VIEW_SWITCHES, switch=True, value=[], className="mt-2", options=[
             {"label": "Hide special tokens", "value": "hide"},
             {"label": "Merge sub-words into words", "value": "merge"}]),
@@ -230,6 +254,24 @@ def views_panel(page: dict) -> html.Div:
                  html.Ul(id=ids.ATLAS_LEGEND, className="small ae-legend"), html.Div(id=ids.ATLAS_TABLE_HOLDER)),
             _tab(ids.TAB_FOCUS, "Token focus", focus_controls(), _graph(ids.FOCUS_HEATMAP),
                  html.Div(id=ids.FOCUS_TABLES)),
+            _tab(ids.TAB_INSIDE, "Inside a head", inside_panel()),
+        ]),
+    ])
+
+
+def inside_panel() -> html.Div:
+    return html.Div(children=[
+        dbc.Row(className="g-3 align-items-end mb-2", children=[
+            dbc.Col(md=6, children=[
+                dbc.Label("Query token", html_for=ids.INSIDE_QUERY, className="small mb-0"),
+                dcc.Dropdown(id=ids.INSIDE_QUERY, options=[], value=None, clearable=False,
+                             placeholder="Analyze a text first"),
+            ]),
+        ]),
+        html.Div(id=ids.INSIDE_STATUS, className="small text-muted mb-2"),
+        dbc.Row(className="g-3", children=[
+            dbc.Col(lg=3, children=html.Ol(className="small ae-steps", children=[html.Li(s) for s in INSIDE_STEPS])),
+            dbc.Col(lg=9, children=[_graph(ids.INSIDE_VECTORS), _graph(ids.INSIDE_WEIGHTS)]),
         ]),
     ])
 

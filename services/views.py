@@ -20,7 +20,7 @@ from functools import cached_property
 import numpy as np
 
 from .forward import AttentionResult
-from .matrices import as_float32, hide_special, merge_subwords, rollout
+from .matrices import as_float32, hide_special, merge_subwords, rollout, weighted_by_value_norm
 from .tokens import display_token, word_groups
 
 
@@ -29,6 +29,11 @@ class ViewOptions:
     rollout: bool = False
     hide_special: bool = False
     merge_words: bool = False
+    value_norm: bool = False  # weighted by value norm: α_ij ‖f(x_j)‖, rows renormalised (not with rollout)
+
+    def __post_init__(self) -> None:
+        if self.rollout and self.value_norm:
+            raise ValueError("rollout and weighting by value norm are separate modes")
 
     @property
     def note(self) -> str:
@@ -36,6 +41,8 @@ class ViewOptions:
         parts = []
         if self.rollout:
             parts.append("rollout")
+        if self.value_norm:
+            parts.append("weighted by value norm, rows renormalised")
         if self.merge_words:
             parts.append("sub-words merged")
         if self.hide_special:
@@ -86,13 +93,35 @@ class View:
     @property
     def is_raw(self) -> bool:
         """True when the view shows the stored attention as it is (no switch on)."""
-        return not (self.options.rollout or self.options.hide_special or self.options.merge_words)
+        o = self.options
+        return not (o.rollout or o.value_norm or o.hide_special or o.merge_words)
 
     def without_rollout(self) -> "View":
         """The same result and switches in Raw mode (views of single heads: rollout has none)."""
         if not self.options.rollout:
             return self
         return View(self.result, ViewOptions(False, self.options.hide_special, self.options.merge_words), self.key)
+
+    @property
+    def value_norm_missing(self) -> str:
+        """Why the value-norm mode cannot be shown for this result ("" when it can)."""
+        if not self.options.value_norm or self.result.value_norms is not None:
+            return ""
+        reason = self.result.value_norms_reason or "this model's attention layout is not one the app knows"
+        return f"Weighting by value norm is not available for this model: {reason}"
+
+    def _weights(self, att: np.ndarray, layers) -> np.ndarray:
+        """``att`` (raw, float16 or float32, for ``layers``: an index or a slice) as the mode shows it:
+        as it is, or weighted by value norm with rows renormalised."""
+        if not self.options.value_norm:
+            return as_float32(att)
+        return weighted_by_value_norm(att, self.result.value_norms[layers])[1]
+
+    def value_row_sums(self, layer: int) -> np.ndarray:
+        """``(heads, seq)``: sum over keys of ``α_ij ‖f(x_j)‖`` for each query of each head of a layer, so
+        an unnormalised weight is the shown (renormalised) one times its row's sum (for the hover)."""
+        norms = self.result.value_norms[layer]
+        return np.einsum("hqk,hk->hq", as_float32(self.result.attentions[layer]), norms)
 
     @cached_property
     def _groups(self) -> tuple[list[list[int]], list[str]] | None:
@@ -150,8 +179,8 @@ class View:
         return derived.get((self.key, "rollout"), lambda: rollout(self.result.attentions))
 
     def layer(self, layer: int) -> np.ndarray:
-        """Every head of one layer, ``(heads, n, n)`` (raw attention: rollout has no heads)."""
-        return self.apply(self.result.layer(layer))
+        """Every head of one layer, ``(heads, n, n)`` (rollout has no heads: raw attention then)."""
+        return self.apply(self._weights(self.result.attentions[layer], layer))
 
     def rollout_layers(self) -> np.ndarray:
         """Rollout through each layer, ``(layers, n, n)``."""
@@ -162,12 +191,14 @@ class View:
         if self.options.rollout:
             return self.apply(self._rollout[layer]), f"Rollout through layer {layer} (heads averaged)"
         if head is None:
-            return self.apply(self.result.layer(layer).mean(axis=0)), f"Layer {layer} · Mean of heads"
-        return self.apply(self.result.head(layer, head)), f"Layer {layer} · Head {head}"
+            return self.apply(self._weights(self.result.attentions[layer], layer).mean(axis=0)), \
+                f"Layer {layer} · Mean of heads"
+        return self.apply(self._weights(self.result.attentions[layer, head], (layer, head))), \
+            f"Layer {layer} · Head {head}"
 
     def all_layers(self) -> np.ndarray:
-        """``(layers, heads, n, n)`` for the whole model (token focus, overview)."""
-        return self.apply(self.result.attentions)
+        """``(layers, heads, n, n)`` for the whole model (token focus, overview, atlas)."""
+        return self.apply(self._weights(self.result.attentions, slice(None)))
 
     def focus(self, unit: int) -> tuple[np.ndarray, np.ndarray]:
         """For the unit shown at position ``unit``: ``(looks, looked_at)``, each ``(layers, n)``, heads

@@ -11,7 +11,7 @@ from components import ids
 from services import extract_attention
 from services.views import View, ViewOptions
 from tests.test_callbacks import SENTENCE, run_analyze, view
-from tests.test_figures import decode, decode_image
+from tests.test_figures import decode, decode_image, tile_of
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_atlas_rows_labels_and_legend(handle):
     assert counts == 72
     assert figure["layout"]["shapes"][0]["x0"] == 2 - 0.5  # the selected head is outlined
     # another metric or head: the map changes, the table and legend (same measurements) are not sent again
-    assert out["atlas_table_for"] == f"{handle['key']}:3"
+    assert out["atlas_table_for"] == f"{handle['key']}:3:raw"
     again = view(handle, ids.TAB_ATLAS, triggered={"metric"}, metric="entropy", window=3,
                  atlas_table_for=out["atlas_table_for"])
     assert again["atlas_table"] is no_update and again["atlas_legend"] is no_update
@@ -126,7 +126,7 @@ def test_atlas_rows_labels_and_legend(handle):
     reopened = view(handle, ids.TAB_ATLAS, triggered={"tab"}, window=3, atlas_table_for=out["atlas_table_for"])
     assert reopened["atlas_table"] is no_update  # the table in the page is still right: not re-sent
     other_window = view(handle, ids.TAB_ATLAS, triggered={"window"}, window=5, atlas_table_for=out["atlas_table_for"])
-    assert other_window["atlas_table_for"] == f"{handle['key']}:5" and other_window["atlas_table"].data != rows
+    assert other_window["atlas_table_for"] == f"{handle['key']}:5:raw" and other_window["atlas_table"].data != rows
 
 
 def test_overview_one_image_and_geometry(handle):
@@ -161,3 +161,78 @@ def test_overview_pools_long_texts_from_float16(settings, default_model):
     s = meta["stride"]
     tile = image[2 * s:2 * s + meta["cells"], 7 * s:7 * s + meta["cells"]]
     assert np.abs(tile / 254 - expected).max() <= 0.5 / 254 + 1e-3
+
+
+def test_value_norm_mode_in_every_view(handle):
+    """Weighted by value norm: α_ij ‖f(x_j)‖, rows renormalised, computed here by hand from the stored
+    attention and norms; the views follow it and the heatmap's hover gets each row's sum."""
+    from tests.test_figures import heatmap_levels
+
+    result = extract_attention(SENTENCE)
+    att = result.attentions.astype(np.float64)
+    norms = result.value_norms.astype(np.float64)
+    weighted = att * norms[:, :, None, :]
+    shown = weighted / weighted.sum(-1, keepdims=True)
+    out = view(handle, ids.TAB_HEATMAP, layer=3, head="5", mode="value")
+    fig = out["heatmap"]
+    assert np.abs(heatmap_levels(fig) / 254 - shown[3, 5]).max() <= 0.5 / 254 + 1e-4
+    np.testing.assert_allclose(fig["layout"]["meta"]["row_scale"], weighted[3, 5].sum(-1), rtol=1e-4)
+    assert "weighted by value norm" in fig["layout"]["title"]["text"]
+    # [CLS] and [SEP] hand on small vectors: they lose weight against the raw attention (Kobayashi et al.)
+    special = np.flatnonzero(result.special_mask)
+    assert shown[:, :, :, special].sum(-1).mean() < att[:, :, :, special].sum(-1).mean()
+    grid = view(handle, ids.TAB_GRID, layer=3, mode="value")["grid"]
+    assert "sources" not in grid["layout"]["meta"]  # the stored pictures are raw: the server draws
+    assert np.abs(tile_of(grid, 5) / 254 - shown[3, 5]).max() <= 0.5 / 254 + 1e-4
+    focus = view(handle, ids.TAB_FOCUS, token=8, mode="value")["focus_figure"]
+    np.testing.assert_allclose(decode(focus["data"][0]["z"]), shown[:, :, 8, :].mean(axis=1), atol=1e-5)
+    atlas = view(handle, ids.TAB_ATLAS, mode="value", metric="delimiter")
+    raw_atlas = view(handle, ids.TAB_ATLAS, mode="raw", metric="delimiter")
+    assert atlas["atlas_table_for"].endswith(":value")
+    assert decode(atlas["atlas_map"]["data"][0]["z"]).mean() < decode(raw_atlas["atlas_map"]["data"][0]["z"]).mean()
+    arcs = view(handle, ids.TAB_ARCS, head="5", mode="value", top_k=1, min_weight=0.0)["arcs"]
+    assert arcs["layout"]["meta"]["arcs"] == 13
+
+
+def test_value_norm_mode_says_when_a_model_has_none(handle, monkeypatch):
+    import dataclasses
+
+    from callbacks import router
+    from services.extraction import result_by_key
+
+    key, result = result_by_key(handle["key"])
+    bare = dataclasses.replace(result, value_norms=None, value_norms_reason="its attention layout is unknown")
+    monkeypatch.setattr(router, "result_by_key", lambda k: (key, bare))
+    out = view(handle, ids.TAB_HEATMAP, head="1", mode="value")
+    assert "not available for this model: its attention layout is unknown" in str(out["heatmap"])
+    assert view(handle, ids.TAB_HEATMAP, head="1", mode="raw")["heatmap"]["data"]  # the other modes still work
+
+
+def test_inside_a_head_tab(handle):
+    result = extract_attention(SENTENCE)
+    out = view(handle, ids.TAB_INSIDE, layer=2, head="5")
+    assert out["token"] == 8 and out["inside_value"] == 8  # "it", as Token focus opens on it
+    assert out["inside_options"][8] == {"label": "it (#8)", "value": 8}
+    bars = {t["name"]: t for t in out["inside_weights"]["data"] if t["type"] == "bar"}
+    np.testing.assert_allclose(bars["5. weight"]["x"], result.attentions[2, 5, 8].astype(np.float32), atol=1e-3)
+    np.testing.assert_allclose(bars["6. ‖f(x)‖"]["x"], result.value_norms[2, 5], rtol=1e-5)
+    np.testing.assert_allclose(bars["7. weight × ‖f(x)‖"]["x"], np.asarray(bars["5. weight"]["x"]) * result.value_norms[2, 5],
+                               rtol=1e-4)
+    vectors = out["inside_vectors"]["data"]
+    q, keys, products = (decode(t["z"]) for t in vectors)
+    np.testing.assert_allclose(products, keys * q, rtol=1e-5, atol=1e-6)
+    scores = np.asarray(bars["4. score q·k/√d"]["x"])
+    np.testing.assert_allclose(scores, (keys @ q[0]) / np.sqrt(keys.shape[1]), rtol=1e-4, atol=1e-4)
+    assert "equal the model's own" in str(out["inside_status"])
+    chosen = view(handle, ids.TAB_INSIDE, layer=2, head=ids.HEAD_ALL, token=3)
+    assert chosen["token"] is no_update and "query “sat”" in str(chosen["inside_status"])
+    assert "Showing head 0" in str(chosen["inside_status"])
+
+
+def test_inside_a_causal_head_marks_the_masked_keys(settings, tiny_models):
+    handle = run_analyze(SENTENCE, tiny_models["gpt2"])["handle"]
+    out = view(handle, ids.TAB_INSIDE, layer=1, head="2", token=3)
+    masked = [t for t in out["inside_weights"]["data"] if t["type"] == "scatter" and t.get("text", [""])[0] == "masked"]
+    assert masked and masked[0]["y"] == list(range(4, handle["tokens"]))  # the keys after the query
+    bars = {t["name"]: t for t in out["inside_weights"]["data"] if t["type"] == "bar"}
+    assert all(w == 0 for w in bars["5. weight"]["x"][4:]) and all(s == 0 for s in bars["4. score q·k/√d"]["x"][4:])

@@ -58,7 +58,7 @@ def test_head_out_of_range_says_so():
 
 @pytest.mark.parametrize("field, good, default, bad", [
     ("tab", ids.TAB_ATLAS, ids.TAB_GRID, ["tab-nope", "TAB-GRID", 3]),
-    ("mode", "rollout", "raw", ["ROLLOUT", "value", 1]),
+    ("mode", "rollout", "raw", ["ROLLOUT", "Value", "norm", 1]),
     ("metric", "delimiter", "entropy", ["__class__", "delimiters", 0]),
     ("top_k", 10, 3, [4, 11, 10**9, -1, "many"]),
     ("window", 8, 3, [10**9, 9, 0, -3, "8x"]),

@@ -130,7 +130,7 @@ def test_each_tab_renders_only_while_open(settings, default_model):
         assert drawn <= outputs_of[tab] | {"notice"}  # nothing of a closed tab
     # a change that the open view does not depend on draws nothing (e.g. a token picked while the grid is open)
     assert all(v is no_update for v in view(handle, ids.TAB_GRID, triggered={"token"}).values())
-    assert all(v is no_update for v in view(handle, ids.TAB_ATLAS, triggered={"mode", "top_k"}).values())
+    assert all(v is no_update for v in view(handle, ids.TAB_ATLAS, triggered={"switches", "top_k"}).values())
 
 
 def test_grid_carries_every_layer_for_the_browser(settings, default_model):

@@ -1,0 +1,71 @@
+"""Inside a head: for one query token, the attention formula ``softmax(q·k/√d)`` step by step, then what
+the weights carry (value norms, Kobayashi et al. 2020)."""
+
+from __future__ import annotations
+
+import numpy as np
+from dash import Output, html
+
+from components import ids
+from components.analysis_figures import inside_keys, inside_vectors_figure, inside_weights_figure
+from components.figures import empty_figure
+from services.inside import inside_head_for
+from services.tokens import display_token
+from services.views import View, ViewOptions
+
+from .boundary import ViewState
+from .token_focus import default_token
+
+OUTPUTS = {"inside_vectors": Output(ids.INSIDE_VECTORS, "figure"), "inside_weights": Output(ids.INSIDE_WEIGHTS, "figure"),
+           "inside_status": Output(ids.INSIDE_STATUS, "children"), "inside_options": Output(ids.INSIDE_QUERY, "options"),
+           "inside_value": Output(ids.INSIDE_QUERY, "value"), "token": Output(ids.TOKEN, "data", allow_duplicate=True)}
+# One head of the stored attention: the mode and switches do not apply.
+DEPENDS = frozenset({"handle", "layer", "head", "tab", "token"})
+
+
+def placeholder(message: str) -> dict:
+    return {"inside_vectors": empty_figure(message), "inside_weights": empty_figure(""), "inside_status": ""}
+
+
+def query_options(result) -> list[dict]:
+    return [{"label": f"{display_token(t)} (#{i})", "value": i} for i, t in enumerate(result.tokens)]
+
+
+def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
+    result = view.result
+    raw = View(result, ViewOptions(), view.key)
+    out = {}
+    token = state.token
+    if token is None or not 0 <= token < result.seq_len:
+        token = default_token(raw)
+        out["token"] = token
+    if triggered & {"handle", "tab"}:
+        out["inside_options"] = query_options(result)
+    out["inside_value"] = token
+    head = state.head.number if state.head.number is not None else 0
+    inside = inside_head_for(view.key, result, state.layer, head, token)
+    weights = inside.weights if inside.available else inside.model_weights
+    keys = inside_keys(np.where(inside.masked, -1.0, weights))
+    labels = [display_token(result.tokens[i]) for i in keys]
+    query = display_token(result.tokens[token])
+    notes = [f"Layer {state.layer} · Head {head} · query “{query}” (#{token})."]
+    if state.head.number is None:
+        notes.append("Showing head 0: pick a head in the sidebar to look inside another.")
+    if len(keys) < result.seq_len:
+        notes.append(f"Showing the {len(keys)} tokens it weighs most, of {result.seq_len}; "
+                     f"together they get {float(weights[keys].sum()):.0%} of its attention.")
+    if inside.available:
+        notes.append(f"Check: these weights equal the model's own within {inside.max_difference:.1g} "
+                     f"(scale {inside.scale:.4g}, d = {inside.d_head}).")
+        vectors = inside_vectors_figure(inside.query_vector, inside.key_vectors[keys], inside.products[keys],
+                                        labels, query)
+    else:
+        notes.append(f"Steps 1–4 are {inside.reason[0].lower() + inside.reason[1:]}")
+        vectors = empty_figure(f"The vectors cannot be shown: {inside.reason}")
+    steps = {"scores": inside.scores[keys] if inside.available else None,
+             "weights": weights[keys], "model_weights": inside.model_weights[keys] if inside.available else None,
+             "value_norms": inside.value_norms[keys] if inside.value_norms is not None else None,
+             "weighted": inside.weighted[keys] if inside.weighted is not None else None}
+    out.update(inside_vectors=vectors, inside_weights=inside_weights_figure(steps, labels, inside.masked[keys]),
+               inside_status=[html.Div(note) for note in notes])
+    return out
