@@ -456,7 +456,8 @@ def cannot_generate(loaded: LoadedModel) -> str:
         return (f"Model “{loaded.model_id}” is an encoder-decoder model: it writes a target for a source text "
                 "rather than continuing it. Analyse the text with the target left empty to see the target it writes.")
     if loaded.generator is None:
-        return f"Model “{loaded.model_id}” cannot continue a text: {loaded.generation_reason or 'it has no language-model head'}."
+        why = loaded.generation_reason or "it has no language-model head"
+        return f"Model “{loaded.model_id}” cannot continue a text: {why}."
     return ""
 
 

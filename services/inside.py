@@ -333,7 +333,8 @@ def _record_seq2seq(loaded, result: AttentionResult) -> dict[tuple[str, int], La
         return _SPLIT_CHANGED
     decoder_ids = torch.tensor([list(result.target_ids)], dtype=torch.long)
     src, tgt = result.seq_len, len(result.target_ids)
-    padding = (inputs["attention_mask"][0] == 0)[None, :] if "attention_mask" in inputs else torch.zeros(1, src, dtype=torch.bool)
+    padding = ((inputs["attention_mask"][0] == 0)[None, :] if "attention_mask" in inputs
+               else torch.zeros(1, src, dtype=torch.bool))
     known = {"encoder": torch.zeros(src, src, dtype=torch.bool) | padding,
              "decoder": torch.ones(tgt, tgt, dtype=torch.bool).triu(1),
              "cross": torch.zeros(tgt, src, dtype=torch.bool) | padding}

@@ -152,7 +152,8 @@ def pair_indices(segment_ids, segment: int) -> np.ndarray:
     return np.array([i for i, s in enumerate(segment_ids) if s == segment], dtype=np.intp)
 
 
-def pair_block(attentions: np.ndarray, segment_ids, which: str | tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pair_block(attentions: np.ndarray, segment_ids,
+               which: str | tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The sub-block of ``attentions`` (``(..., seq, seq)``: one head, a layer or the whole model) for
     one pair filter, e.g. ``"A→B"``: rows = the queries of sentence A, columns = the keys of sentence B.
 
