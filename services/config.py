@@ -18,6 +18,7 @@ DEFAULT_MODELS = (DEFAULT_MODEL_ID, "bert-base-chinese", "gpt2")
 CACHE_TYPES = ("filesystem", "redis", "simple", "null")
 AUTH_MODES = ("", "basic", "proxy")
 CACHE_DIR_NAME = "attention-explorer"
+MAX_NEW_TOKENS_CAP = 512  # ATTN_MAX_NEW_TOKENS above this is refused: generation is one forward pass a token
 
 
 def default_cache_dir() -> str:
@@ -75,6 +76,7 @@ class Settings:
     local_cache_mb: int = 512  # in-process memo in front of the shared cache
     max_chars: int = 5000
     max_tokens: int = 0  # 0: the model's own limit, at most 512
+    max_new_tokens: int = 40  # most tokens a model writes: a seq2seq target, or a decoder's continuation
     max_concurrent_forward: int = 2
     torch_threads: int = 0  # 0: leave torch's default
     celery_broker_url: str = ""  # set to run extraction in Celery workers
@@ -96,6 +98,8 @@ class Settings:
             raise ValueError("max_chars must be at least 1")
         if self.max_tokens < 0:
             raise ValueError("max_tokens must be 0 (the model's limit) or more")
+        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS_CAP:
+            raise ValueError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS_CAP}")
         if self.max_concurrent_forward < 1:
             raise ValueError("max_concurrent_forward must be at least 1")
         if self.cache_max_mb < 1:
@@ -137,6 +141,7 @@ class Settings:
             local_cache_mb=_env_int("ATTN_LOCAL_CACHE_MB", 512),
             max_chars=_env_int("ATTN_MAX_CHARS", 5000),
             max_tokens=_env_int("ATTN_MAX_TOKENS", 0),
+            max_new_tokens=_env_int("ATTN_MAX_NEW_TOKENS", 40),
             max_concurrent_forward=_env_int("ATTN_MAX_CONCURRENT_FORWARD", 2),
             torch_threads=_env_int("ATTN_TORCH_THREADS", 0),
             celery_broker_url=os.environ.get("ATTN_CELERY_BROKER_URL", "").strip(),

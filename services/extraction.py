@@ -7,12 +7,28 @@ This is the project's Python API for notebooks too::
     r.tokens            # ['[CLS]', 'the', 'cat', ...]
     r.attentions.shape  # (layers, heads, seq, seq), float16, rows = queries, each summing to 1
     r.head(5, 3)        # one head as float32
+
+Encoder-decoder models (BART, T5, Marian ...) take an optional ``target``; without one they write it
+greedily (at most ``ATTN_MAX_NEW_TOKENS`` tokens)::
+
+    r = extract_attention("The cat sat on the mat.", model_id="path/to/marian", target="Le chat ...")
+    r.tokens, r.attentions            # the source and the encoder's self-attention, as above
+    r.target_tokens                   # the decoder's input ids as tokens, from the decoder start token
+    r.decoder_attentions.shape        # (layers, heads, tgt, tgt), causal
+    r.cross_attentions.shape          # (layers, heads, tgt, src): target rows, source columns
+
+Decoder-only models (GPT-2 family) continue a text by ``n`` tokens::
+
+    g = generate_steps("The cat sat on the", 5, model_id="gpt2")
+    g.tokens[g.prompt_length:]        # the tokens it wrote
+    g.step_attention(1)               # (layers, heads, seq): generated token 1 over the prompt and itself
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import operator
 import re
 import threading
 from collections.abc import Callable
@@ -20,7 +36,7 @@ from concurrent.futures import Future
 
 from . import cache
 from .config import get_settings
-from .errors import AttentionExplorerError
+from .errors import AttentionExplorerError, InputError
 from .forward import AttentionResult, run_local
 from .models import check_allowed, fingerprint
 from .validation import validate_text
@@ -62,9 +78,15 @@ _flight = _SingleFlight()
 _KEY = re.compile(r"^[a-z0-9-]{1,16}:[0-9a-f]{64}$")
 
 
-def cache_key(model_id: str, text: str, text_pair: str | None) -> str:
-    """The result's key: model (id and files), text, pair and the configured token limit."""
-    return cache.make_key(model_id, fingerprint(model_id), text, text_pair, get_settings().max_tokens)
+def cache_key(model_id: str, text: str, text_pair: str | None, target: str | None = None, *,
+              steps: int | None = None, max_new_tokens: int | None = None) -> str:
+    """The result's key: model (id and files), text, pair, target, the configured token limit and the
+    generation settings (the bound on written tokens, ``max_new_tokens``, the configured one by default;
+    and ``steps`` for a decoder-only continuation)."""
+    settings = get_settings()
+    bound = settings.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
+    generation = {"target": target, "max_new_tokens": bound, "steps": steps}
+    return cache.make_key(model_id, fingerprint(model_id), text, text_pair, settings.max_tokens, generation)
 
 
 def is_result_key(value: object) -> bool:
@@ -82,31 +104,73 @@ def _cached_result(key: str) -> AttentionResult | None:
     return hit if isinstance(hit, AttentionResult) else None
 
 
-def extract_attention(text: str, model_id: str | None = None, text_pair: str | None = None) -> AttentionResult:
+def extract_attention(text: str, model_id: str | None = None, text_pair: str | None = None,
+                      target: str | None = None) -> AttentionResult:
     """The attention of ``text`` (and the optional second sentence ``text_pair``) under ``model_id``.
 
-    ``model_id`` defaults to the configured default model (the bundled all-MiniLM-L6-v2). Raises
-    ``InputError`` for empty or over-long text, ``ModelNotAllowedError`` for a model the server does
-    not offer and ``ModelLoadError`` for one that cannot be loaded; each message is for people.
+    ``model_id`` defaults to the configured default model (the bundled all-MiniLM-L6-v2). For an
+    encoder-decoder model (BART, T5, Marian ...), ``target`` is what its decoder reads; without one
+    (None or blank) the model writes it greedily, at most ``ATTN_MAX_NEW_TOKENS`` tokens. The result's
+    ``tokens`` and ``attentions`` are the encoder's; ``target_tokens``, ``decoder_attentions`` and
+    ``cross_attentions`` the decoder's (None for other models, which refuse a target).
+
+    Raises ``InputError`` for empty or over-long text, ``ModelNotAllowedError`` for a model the server
+    does not offer and ``ModelLoadError`` for one that cannot be loaded; each message is for people.
     A cached result is returned without running the model.
     """
-    return analyse(text, model_id, text_pair)[1]
+    return analyse(text, model_id, text_pair, target)[1]
 
 
-def analyse(text: str, model_id: str | None = None, text_pair: str | None = None, *,
+def generate_steps(text: str, n: int, model_id: str | None = None) -> AttentionResult:
+    """A decoder-only model (GPT-2 family) continues ``text`` greedily by ``n`` tokens (1 to
+    ``ATTN_MAX_NEW_TOKENS``; fewer when it writes its end token), and the attention of every step.
+
+    The result is an ``AttentionResult`` over prompt + continuation (causal): ``prompt_length``,
+    ``generated_mask``, ``generated_text``, and per step ``t`` (1 to ``generation_steps``)
+    ``step_attention(t)``, ``(layers, heads, seq)``: generated token ``t`` over the prompt, the tokens
+    written before it and itself (``producing=True``: the row of the token whose prediction it was);
+    ``step_attentions()`` stacks every step, ``(steps, layers, heads, seq)`` float16. Cached like any
+    analysis. Raises ``InputError`` for a model that cannot continue a text, saying why.
+    """
+    return analyse(text, model_id, steps=n)[1]
+
+
+def check_steps(steps: object, bound: int) -> int:
+    """``steps`` as a whole number from 1 to ``bound``; ``InputError`` otherwise."""
+    try:
+        if isinstance(steps, bool):
+            raise TypeError
+        value = operator.index(steps)
+    except TypeError:
+        raise InputError(f"The number of tokens to write must be a whole number, not {steps!r}.") from None
+    if not 1 <= value <= bound:
+        raise InputError(f"The number of tokens to write must be between 1 and {bound}; {value} is outside.")
+    return value
+
+
+def analyse(text: str, model_id: str | None = None, text_pair: str | None = None, target: str | None = None, *,
+            steps: int | None = None,
             before_compute: Callable[[], None] | None = None) -> tuple[str, AttentionResult]:
     """``extract_attention`` that also returns the result's cache key, the handle views fetch it by.
 
-    Beside the result, the cache keeps a small recipe (text, pair, model) under its own key, so a
-    result evicted for room is computed again from it (``result_by_key``). ``before_compute`` is
-    called once before the model runs for a text that is not cached (e.g. a rate limit that
-    raises); a cached text never calls it.
+    ``steps``: a decoder-only model continues the text by that many tokens (``generate_steps``).
+
+    Beside the result, the cache keeps a small recipe (text, pair, target, model, generation settings)
+    under its own key, so a result evicted for room is computed again from it (``result_by_key``).
+    ``before_compute`` is called once before the model runs for a text that is not cached (e.g. a
+    rate limit that raises); a cached text never calls it.
     """
     settings = get_settings()
     model_id = check_allowed(model_id)
     text = validate_text(text, settings.max_chars, what="text")
     text_pair = validate_text(text_pair, settings.max_chars, what="second sentence", required=False)
-    key = cache_key(model_id, text, text_pair)
+    target = validate_text(target, settings.max_chars, what="target", required=False)
+    max_new_tokens = settings.max_new_tokens
+    if steps is not None:
+        steps = check_steps(steps, max_new_tokens)
+        if text_pair is not None or target is not None:
+            raise InputError("Continuing a text takes one text: leave the second sentence and the target empty.")
+    key = cache_key(model_id, text, text_pair, target, steps=steps, max_new_tokens=max_new_tokens)
     hit = _cached_result(key)
     if hit is not None:
         return key, hit
@@ -117,8 +181,9 @@ def analyse(text: str, model_id: str | None = None, text_pair: str | None = None
             return again
         if before_compute is not None:
             before_compute()
-        result = run_extraction(text, model_id, text_pair)
-        recipe = json.dumps({"text": text, "text_pair": text_pair, "model_id": model_id}, ensure_ascii=False)
+        result = run_extraction(text, model_id, text_pair, target, max_new_tokens=max_new_tokens, steps=steps)
+        recipe = json.dumps({"text": text, "text_pair": text_pair, "model_id": model_id, "target": target,
+                             "max_new_tokens": max_new_tokens, "steps": steps}, ensure_ascii=False)
         cache.store(_recipe_key(key), recipe, len(recipe) * 4)
         cache.store(key, result, result.nbytes)
         return result
@@ -144,19 +209,23 @@ def result_by_key(key: object) -> tuple[str, AttentionResult] | None:
         recipe = None
     if not isinstance(recipe, dict) or not isinstance(recipe.get("text"), str):
         return None
-    pair = recipe.get("text_pair")
+    pair, target, steps = recipe.get("text_pair"), recipe.get("target"), recipe.get("steps")
     try:
-        return analyse(recipe["text"], str(recipe.get("model_id") or ""), pair if isinstance(pair, str) else None)
+        # With today's settings: a changed ATTN_MAX_NEW_TOKENS (like changed model files) changes the key.
+        return analyse(recipe["text"], str(recipe.get("model_id") or ""), pair if isinstance(pair, str) else None,
+                       target if isinstance(target, str) else None,
+                       steps=steps if isinstance(steps, int) and not isinstance(steps, bool) else None)
     except AttentionExplorerError as exc:  # e.g. the model is no longer offered
         log.info("result %s could not be computed again: %s", key, exc)
         return None
 
 
-def run_extraction(text: str, model_id: str, text_pair: str | None) -> AttentionResult:
+def run_extraction(text: str, model_id: str, text_pair: str | None, target: str | None = None, *,
+                   max_new_tokens: int | None = None, steps: int | None = None) -> AttentionResult:
     """Tokenize and run the model (no cache): in a Celery worker when ``celery_broker_url`` is set
     (see ``services.tasks``), else in this process."""
     if get_settings().celery_broker_url:
         from .tasks import run_in_worker
 
-        return run_in_worker(text, model_id, text_pair)
-    return run_local(text, model_id, text_pair)
+        return run_in_worker(text, model_id, text_pair, target=target, max_new_tokens=max_new_tokens, steps=steps)
+    return run_local(text, model_id, text_pair, target, max_new_tokens, steps)

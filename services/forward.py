@@ -3,6 +3,19 @@
 A leaf of the services: it loads models (``services.models``) and runs them, and knows nothing of
 caches or task queues. ``services.extraction`` (the cached path) and ``services.tasks`` (Celery
 workers) both call ``run_local``.
+
+Three kinds of computation (issue 13 added the last two):
+
+- ``compute``: one text (or sentence pair) through an encoder or a decoder, as before;
+- encoder-decoder models (BART, T5, Marian ...): the source through the encoder and a target through
+  the decoder, giving encoder self-attention (``attentions``), decoder self-attention
+  (``decoder_attentions``) and cross-attention (``cross_attentions``). The decoder's input ids are the
+  decoder start token followed by the target's tokens (as ``tokenizer(text_target=...)`` makes them,
+  its end token included), or, without a target, exactly the ids greedy ``generate`` returns (start
+  token included), then one forward pass over those ids gives every attention;
+- decoder-only generation (GPT-2 family, ``compute_generation``): the prompt is continued greedily
+  by ``steps`` tokens, then one forward pass over prompt + continuation gives every step's attention
+  (the model is causal, so row ``i`` is what token ``i`` saw when it was read).
 """
 
 from __future__ import annotations
@@ -47,6 +60,27 @@ class AttentionResult:
     # None for a model whose attention layout is not known, with the reason in plain words.
     value_norms: np.ndarray | None = None
     value_norms_reason: str = ""
+    # Issue 13, encoder-decoder models (BART, T5, Marian ...); None / False / "" for other models.
+    # ``tokens`` and ``attentions`` stay the encoder's (the source); the target is what the decoder read.
+    is_encoder_decoder: bool = False
+    target_text: str | None = None  # the target as given, or the generated one decoded (special tokens left out)
+    target_tokens: list[str] | None = None  # the decoder's input ids as tokens, from the decoder start token on
+    target_ids: list[int] | None = None  # those ids
+    decoder_attentions: np.ndarray | None = None  # (layers, heads, tgt, tgt) float16, causal
+    cross_attentions: np.ndarray | None = None  # (layers, heads, tgt, src) float16: target rows, source columns
+    target_special_mask: np.ndarray | None = None  # bool (tgt,)
+    target_truncated: bool = False  # the given target was cut to the model's limit
+    decoder_value_norms: np.ndarray | None = None  # (layers, heads, tgt) float32
+    cross_value_norms: np.ndarray | None = None  # (layers, heads, src) float32: the source tokens' values
+    target_value_norms_reason: str = ""  # why decoder or cross value norms are None
+    # Issue 13, text the model wrote: a seq2seq target when none was given, or a decoder-only model's
+    # continuation (``services.generate_steps``).
+    generated: bool = False
+    max_new_tokens: int | None = None  # the bound it wrote under (None when it wrote nothing)
+    ended: bool = False  # it stopped by writing its end token, before the bound
+    generated_text: str | None = None  # decoder-only: the continuation, decoded
+    prompt_length: int | None = None  # decoder-only: tokens[:prompt_length] are the prompt, the rest generated
+    generated_mask: np.ndarray | None = None  # decoder-only: bool (seq,), True for generated tokens
 
     @property
     def num_layers(self) -> int:
@@ -62,8 +96,58 @@ class AttentionResult:
 
     @property
     def nbytes(self) -> int:
-        norms = self.value_norms.nbytes if self.value_norms is not None else 0
-        return int(self.attentions.nbytes) + int(norms) + 64 * len(self.tokens)
+        arrays = (self.attentions, self.value_norms, self.decoder_attentions, self.cross_attentions,
+                  self.decoder_value_norms, self.cross_value_norms)
+        target = len(self.target_tokens) if self.target_tokens is not None else 0
+        return sum(int(a.nbytes) for a in arrays if a is not None) + 64 * (len(self.tokens) + target)
+
+    @property
+    def target_len(self) -> int:
+        """Tokens the decoder read (0 for a model that is not an encoder-decoder)."""
+        return len(self.target_tokens) if self.target_tokens is not None else 0
+
+    # ---- decoder-only generation: steps are numbered from 1 (step t = generated token t)
+
+    @property
+    def generation_steps(self) -> int:
+        """How many tokens the model wrote after the prompt (0 for an analysis of a text as given)."""
+        if self.prompt_length is None:
+            return 0
+        return self.seq_len - int(self.prompt_length)
+
+    def step_attention(self, step: int, producing: bool = False) -> np.ndarray:
+        """``(layers, heads, seq)`` float32 for generation step ``step`` (1 to ``generation_steps``).
+
+        By default the row of generated token ``step`` itself: how it attends to the prompt, the tokens
+        generated before it and itself (row ``prompt_length + step - 1``), the same as the last row of a
+        forward pass over the first ``prompt_length + step`` tokens. With ``producing``, the row of the
+        token before it, whose output predicted it (row ``prompt_length + step - 2``: for step 1, the
+        prompt's last token). Keys the row cannot see are 0.
+        """
+        row = self._step_row(step, producing)
+        out = as_float32(self.attentions[:, :, row, :]).copy()
+        out[..., row + 1:] = 0.0
+        return out
+
+    def step_attentions(self, producing: bool = False) -> np.ndarray:
+        """``(steps, layers, heads, seq)`` float16: ``step_attention`` of every step (index ``t - 1`` for
+        step ``t``), zeros beyond what each step can see."""
+        steps = self.generation_steps
+        if steps == 0:
+            raise ValueError("this result holds no generated tokens")
+        first = self._step_row(1, producing)
+        out = np.ascontiguousarray(np.moveaxis(self.attentions[:, :, first:first + steps, :], 2, 0))
+        for t in range(steps):
+            out[t, :, :, first + t + 1:] = 0
+        return out
+
+    def _step_row(self, step: int, producing: bool) -> int:
+        steps = self.generation_steps
+        if steps == 0:
+            raise ValueError("this result holds no generated tokens")
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not 1 <= int(step) <= steps:
+            raise ValueError(f"step must be a whole number from 1 to {steps}, got {step!r}")
+        return int(self.prompt_length) + int(step) - (2 if producing else 1)
 
     def layer(self, layer: int) -> np.ndarray:
         """All heads of one layer, ``(heads, seq, seq)`` float32."""
@@ -98,12 +182,21 @@ def effective_token_limit(loaded_limit: int) -> int:
     return min(configured, loaded_limit) if configured > 0 else loaded_limit
 
 
-def run_local(text: str, model_id: str, text_pair: str | None) -> AttentionResult:
-    """The forward pass in this process, bounded to ``max_concurrent_forward`` at once."""
+def run_local(text: str, model_id: str, text_pair: str | None, target: str | None = None,
+              max_new_tokens: int | None = None, steps: int | None = None) -> AttentionResult:
+    """The forward pass in this process, bounded to ``max_concurrent_forward`` at once.
+
+    ``target`` and ``max_new_tokens``: an encoder-decoder model's target, or the bound on the one it
+    writes. ``steps``: a decoder-only model continues the text by that many tokens (``text_pair`` must
+    then be None)."""
     loaded = get_model(model_id)
     limit = effective_token_limit(loaded.token_limit)
     with _forward_semaphore():
-        return compute(loaded, text, text_pair, limit)
+        if steps is not None:
+            if text_pair is not None or target is not None:
+                raise InputError("Continuing a text takes one text: no second sentence and no target.")
+            return compute_generation(loaded, text, limit, steps)
+        return compute(loaded, text, text_pair, limit, target, max_new_tokens)
 
 
 def encode(tokenizer, text: str, text_pair: str | None, max_length: int | None):
@@ -140,10 +233,9 @@ def _require_content(enc, special: np.ndarray, text_pair: str | None, model_id: 
         raise InputError(NOTHING_LEFT.format(what="second sentence", model=model_id))
 
 
-def compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int) -> AttentionResult:
-    """Tokenize (once; again only when the text must be cut to ``limit``) and run the model."""
-    import torch
-
+def _tokenize_source(loaded: LoadedModel, text: str, text_pair: str | None, limit: int):
+    """Tokenize (once; again only when the text must be cut to ``limit``): ``(enc, special, offsets,
+    length before truncation, truncated)``; the special-token mask and offsets taken out of ``enc``."""
     tokenizer = loaded.tokenizer
     enc = encode(tokenizer, text, text_pair, None)
     full_len = int(enc["input_ids"].shape[1])
@@ -155,19 +247,12 @@ def compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int) -
     special = enc.pop("special_tokens_mask")[0].numpy().astype(bool)
     _require_content(enc, special, text_pair, loaded.model_id)
     offsets_t = enc.pop("offset_mapping", None)
-    inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-    # Issue 10: the hooks (services.hooks) record each layer's value vectors during this same pass.
-    with torch.inference_mode(), hooks.recording(loaded.model) as recorder:
-        output = loaded.model(**inputs, output_attentions=True, return_dict=True)
-        attentions = getattr(output, "attentions", None)
-        if not attentions or attentions[0] is None:
-            raise AttentionExplorerError(f"Model “{loaded.model_id}” returned no attention weights.")
-        value_norms, value_norms_reason = recorder.value_norms(len(attentions))
-    # One copy straight into float16 (numpy's float32 -> float16 cast is ~25 ns a value here).
-    stored = np.empty((len(attentions),) + tuple(attentions[0].shape[1:]), dtype=np.float16)
-    for layer, att in enumerate(attentions):
-        torch.from_numpy(stored[layer]).copy_(att[0])
+    return enc, special, offsets_t, full_len, truncated
 
+
+def _source_fields(loaded: LoadedModel, enc, special: np.ndarray, offsets_t) -> dict:
+    """The fields of an ``AttentionResult`` that describe the tokens ``enc`` holds."""
+    tokenizer = loaded.tokenizer
     ids = enc["input_ids"][0].tolist()
     tokens = tokenizer.convert_ids_to_tokens(ids)
     try:
@@ -181,23 +266,264 @@ def compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int) -
     unknown_count = int(sum(1 for i, c in zip(ids, content) if c and unk_id is not None and i == unk_id))
     content_count = int(content.sum())
     offsets = [tuple(map(int, o)) for o in offsets_t[0].tolist()] if offsets_t is not None else []
-    return AttentionResult(
+    return dict(
         tokens=list(tokens),
-        attentions=stored,
-        model_id=loaded.model_id,
-        truncated=truncated,
         special_mask=special,
         word_ids=list(word_ids),
         segment_ids=list(segment_ids),
+        unknown_share=(unknown_count / content_count) if content_count else 0.0,
+        unknown_count=unknown_count,
+        offsets=offsets,
+        unk_token=str(tokenizer.unk_token or ""),
+    )
+
+
+def _float16(attentions, what: str, model_id: str) -> np.ndarray:
+    """A tuple of per-layer ``(1, heads, q, k)`` tensors as one ``(layers, heads, q, k)`` float16 array."""
+    import torch
+
+    if not attentions or attentions[0] is None:
+        raise AttentionExplorerError(f"Model “{model_id}” returned no {what} weights.")
+    # One copy straight into float16 (numpy's float32 -> float16 cast is ~25 ns a value here).
+    stored = np.empty((len(attentions),) + tuple(attentions[0].shape[1:]), dtype=np.float16)
+    for layer, att in enumerate(attentions):
+        torch.from_numpy(stored[layer]).copy_(att[0])
+    return stored
+
+
+TARGET_NOT_FOR_THIS_MODEL = ("A target text is for encoder-decoder models (translation, summarisation), which read "
+                             "a source and write a target; model “{model}” reads one text. Leave the target empty.")
+
+
+def compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int, target: str | None = None,
+            max_new_tokens: int | None = None) -> AttentionResult:
+    """Tokenize (once; again only when the text must be cut to ``limit``) and run the model. An
+    encoder-decoder model also reads ``target`` in its decoder, or writes one (at most
+    ``max_new_tokens`` tokens, the configured bound by default) when ``target`` is None."""
+    import torch
+
+    if loaded.is_encoder_decoder:
+        return compute_seq2seq(loaded, text, text_pair, limit, target, max_new_tokens)
+    if target is not None:
+        raise InputError(TARGET_NOT_FOR_THIS_MODEL.format(model=loaded.model_id))
+    enc, special, offsets_t, full_len, truncated = _tokenize_source(loaded, text, text_pair, limit)
+    inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    # Issue 10: the hooks (services.hooks) record each layer's value vectors during this same pass.
+    with torch.inference_mode(), hooks.recording(loaded.model) as recorder:
+        output = loaded.model(**inputs, output_attentions=True, return_dict=True)
+        attentions = getattr(output, "attentions", None)
+        if not attentions or attentions[0] is None:
+            raise AttentionExplorerError(f"Model “{loaded.model_id}” returned no attention weights.")
+        value_norms, value_norms_reason = recorder.value_norms(len(attentions))
+    stored = _float16(attentions, "attention", loaded.model_id)
+    return AttentionResult(
+        attentions=stored,
+        model_id=loaded.model_id,
+        truncated=truncated,
         is_causal=decide_causal(loaded.is_causal, stored),
+        token_count_before_truncation=full_len,
+        token_limit=limit,
+        text=text,
+        text_pair=text_pair,
+        value_norms=value_norms,
+        value_norms_reason=value_norms_reason,
+        **_source_fields(loaded, enc, special, offsets_t),
+    )
+
+
+# ----------------------------------------------------------------------------------- encoder-decoder
+
+
+def decoder_start_id(loaded: LoadedModel) -> int:
+    """The token an encoder-decoder model's decoder starts from (its ``decoder_start_token_id``)."""
+    model = loaded.model
+    for holder in (getattr(model, "generation_config", None), getattr(model, "config", None),
+                   getattr(getattr(model, "config", None), "decoder", None)):
+        value = getattr(holder, "decoder_start_token_id", None) if holder is not None else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    raise AttentionExplorerError(f"Model “{loaded.model_id}” does not say which token starts its output "
+                                 "(decoder_start_token_id), so its decoder cannot be run.")
+
+
+def _special_ids(tokenizer) -> set[int]:
+    return {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or []) if i is not None}
+
+
+def target_ids_for(loaded: LoadedModel, target: str, limit: int) -> tuple[list[int], bool]:
+    """The decoder's input ids for a given target: the decoder start token, then the target's tokens as
+    ``tokenizer(text_target=target)`` gives them (its end token included), at most ``limit`` in all.
+    Returns ``(ids, truncated)``; raises ``InputError`` when nothing but special tokens is left."""
+    tokenizer = loaded.tokenizer
+    start = decoder_start_id(loaded)
+    ids = list(tokenizer(text_target=target, add_special_tokens=True, verbose=False)["input_ids"])
+    truncated = 1 + len(ids) > limit
+    if truncated:
+        ids = list(tokenizer(text_target=target, add_special_tokens=True, truncation=True,
+                             max_length=max(1, limit - 1), verbose=False)["input_ids"])
+    special = _special_ids(tokenizer)
+    if not any(i not in special for i in ids):
+        raise InputError(NOTHING_LEFT.format(what="target", model=loaded.model_id))
+    return [start] + ids, truncated
+
+
+def _greedy(generator, inputs: dict, max_new_tokens: int, pad_token_id: int | None = None) -> list[int]:
+    """Greedy decoding (one beam, no sampling) of at most ``max_new_tokens`` tokens, batch of one."""
+    import torch
+
+    extra = {} if pad_token_id is None else {"pad_token_id": pad_token_id}
+    with torch.inference_mode():
+        out = generator.generate(**inputs, do_sample=False, num_beams=1, max_new_tokens=int(max_new_tokens), **extra)
+    sequences = out.sequences if hasattr(out, "sequences") else out
+    return [int(i) for i in sequences[0].tolist()]
+
+
+def _eos_ids(loaded: LoadedModel) -> set[int]:
+    found: set[int] = set()
+    for holder in (getattr(loaded.generator, "generation_config", None), loaded.tokenizer):
+        value = getattr(holder, "eos_token_id", None) if holder is not None else None
+        found.update(value if isinstance(value, (list, tuple)) else [value] if isinstance(value, int) else [])
+    return found
+
+
+def compute_seq2seq(loaded: LoadedModel, text: str, text_pair: str | None, limit: int, target: str | None,
+                    max_new_tokens: int | None = None) -> AttentionResult:
+    """An encoder-decoder model on a source ``text`` (and optional pair) and a ``target``, or the
+    target it writes itself greedily when ``target`` is None (see the module's docstring)."""
+    import torch
+
+    tokenizer = loaded.tokenizer
+    enc, special, offsets_t, full_len, truncated = _tokenize_source(loaded, text, text_pair, limit)
+    inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+    bound = int(max_new_tokens if max_new_tokens is not None else get_settings().max_new_tokens)
+    target_truncated = False
+    if target is not None:
+        ids, target_truncated = target_ids_for(loaded, target, limit)
+        generated, ended = False, False
+    else:
+        ids = _greedy(loaded.generator, inputs, max(1, min(bound, limit - 1)))
+        generated = True
+        ended = any(i in _eos_ids(loaded) for i in ids[1:])
+    decoder_input_ids = torch.tensor([ids], dtype=torch.long)
+    with torch.inference_mode(), hooks.recording(loaded.model) as recorder:
+        output = loaded.model(**inputs, decoder_input_ids=decoder_input_ids, output_attentions=True,
+                              use_cache=False, return_dict=True)
+        encoder_att = getattr(output, "encoder_attentions", None)
+        decoder_att = getattr(output, "decoder_attentions", None)
+        cross_att = getattr(output, "cross_attentions", None)
+        stored = _float16(encoder_att, "encoder attention", loaded.model_id)
+        decoder = _float16(decoder_att, "decoder attention", loaded.model_id)
+        cross = _float16(cross_att, "cross-attention", loaded.model_id)
+        value_norms, value_norms_reason = recorder.value_norms(len(encoder_att), role="encoder")
+        decoder_norms, decoder_reason = recorder.value_norms(len(decoder_att), role="decoder")
+        cross_norms, cross_reason = recorder.value_norms(len(cross_att), role="cross")
+    special_ids = _special_ids(tokenizer)
+    return AttentionResult(
+        attentions=stored,
+        model_id=loaded.model_id,
+        truncated=truncated,
+        is_causal=decide_causal(loaded.is_causal, stored),
+        token_count_before_truncation=full_len,
+        token_limit=limit,
+        text=text,
+        text_pair=text_pair,
+        value_norms=value_norms,
+        value_norms_reason=value_norms_reason,
+        is_encoder_decoder=True,
+        target_text=target if target is not None else tokenizer.decode(ids, skip_special_tokens=True),
+        target_tokens=list(tokenizer.convert_ids_to_tokens(ids)),
+        target_ids=ids,
+        decoder_attentions=decoder,
+        cross_attentions=cross,
+        target_special_mask=np.array([i in special_ids for i in ids], dtype=bool),
+        target_truncated=target_truncated,
+        decoder_value_norms=decoder_norms,
+        cross_value_norms=cross_norms,
+        target_value_norms_reason=decoder_reason or cross_reason,
+        generated=generated,
+        max_new_tokens=bound if generated else None,
+        ended=ended,
+        **_source_fields(loaded, enc, special, offsets_t),
+    )
+
+
+# ----------------------------------------------------------------------------------- decoder-only generation
+
+
+def cannot_generate(loaded: LoadedModel) -> str:
+    """Why ``loaded`` cannot continue a text (plain words), or "" when it can."""
+    if loaded.is_encoder_decoder:
+        return (f"Model “{loaded.model_id}” is an encoder-decoder model: it writes a target for a source text "
+                "rather than continuing it. Analyse the text with the target left empty to see the target it writes.")
+    if loaded.generator is None:
+        why = loaded.generation_reason or "it has no language-model head"
+        return f"Model “{loaded.model_id}” cannot continue a text: {why}."
+    return ""
+
+
+def compute_generation(loaded: LoadedModel, text: str, limit: int, steps: int) -> AttentionResult:
+    """A decoder-only model continues ``text`` greedily by at most ``steps`` tokens (fewer when it writes
+    its end token), then one forward pass over prompt + continuation gives every step's attention.
+
+    The prompt is cut to ``limit - steps`` tokens when needed, so the whole fits the model's limit.
+    """
+    import torch
+
+    reason = cannot_generate(loaded)
+    if reason:
+        raise InputError(reason)
+    steps = int(steps)
+    room = limit - steps
+    if room < 1:
+        raise InputError(f"Model “{loaded.model_id}” reads at most {limit} tokens, so it cannot write {steps} more; "
+                         "ask for fewer tokens.")
+    tokenizer = loaded.tokenizer
+    enc, special, _offsets, full_len, truncated = _tokenize_source(loaded, text, None, room)
+    inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+    prompt_length = int(enc["input_ids"].shape[1])
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(sorted(_eos_ids(loaded))), None)
+    ids = _greedy(loaded.generator, inputs, steps, pad_token_id=pad)
+    new = ids[prompt_length:]
+    if not new:
+        raise AttentionExplorerError(f"Model “{loaded.model_id}” wrote nothing after the text.")
+    all_ids = torch.tensor([ids], dtype=torch.long)
+    with torch.inference_mode(), hooks.recording(loaded.model) as recorder:
+        output = loaded.model(input_ids=all_ids, attention_mask=torch.ones_like(all_ids), output_attentions=True,
+                              use_cache=False, return_dict=True)
+        attentions = getattr(output, "attentions", None)
+        stored = _float16(attentions, "attention", loaded.model_id)
+        value_norms, value_norms_reason = recorder.value_norms(len(attentions))
+    special_ids = _special_ids(tokenizer)
+    all_special = np.concatenate([special, np.array([i in special_ids for i in new], dtype=bool)])
+    unk_id = tokenizer.unk_token_id
+    content = ~special
+    prompt_ids = ids[:prompt_length]
+    unknown_count = int(sum(1 for i, c in zip(prompt_ids, content) if c and unk_id is not None and i == unk_id))
+    content_count = int(content.sum())
+    mask = np.zeros(len(ids), dtype=bool)
+    mask[prompt_length:] = True
+    return AttentionResult(
+        tokens=list(tokenizer.convert_ids_to_tokens(ids)),
+        attentions=stored,
+        model_id=loaded.model_id,
+        truncated=truncated,
+        special_mask=all_special,
+        # No word ids: the pieces decide words (``tokens.word_groups``), the same way for prompt and continuation.
+        word_ids=[None] * len(ids),
+        segment_ids=[None if s else 0 for s in all_special],
+        is_causal=True,
         unknown_share=(unknown_count / content_count) if content_count else 0.0,
         unknown_count=unknown_count,
         token_count_before_truncation=full_len,
         token_limit=limit,
         text=text,
-        text_pair=text_pair,
-        offsets=offsets,
         unk_token=str(tokenizer.unk_token or ""),
         value_norms=value_norms,
         value_norms_reason=value_norms_reason,
+        generated=True,
+        max_new_tokens=steps,
+        ended=any(i in _eos_ids(loaded) for i in new),
+        generated_text=tokenizer.decode(new, skip_special_tokens=True),
+        prompt_length=prompt_length,
+        generated_mask=mask,
     )

@@ -20,9 +20,21 @@ Layouts known (``AttentionLayout.family``)
 - ``distilbert``: ``q_lin``, ``k_lin``, ``v_lin``, ``out_lin``.
 - ``gpt2``: one fused ``c_attn`` Conv1D giving q, k and v side by side, ``c_proj`` (GPT-2 family).
 - ``projections``: ``q_proj``, ``k_proj``, ``v_proj`` with ``out_proj`` / ``o_proj`` / ``dense``
-  (OPT, GPT-Neo, Llama ...). Rotary models match this layout too: their value norms are right (rotary
-  positions touch only queries and keys) but their queries and keys are turned after the projections,
-  so ``inside_reason`` says why the inside of a head is not available.
+  (OPT, GPT-Neo, Llama, and the encoder-decoder models BART, Marian, mBART, Pegasus ...). Rotary models
+  match this layout too: their value norms are right (rotary positions touch only queries and keys)
+  but their queries and keys are turned after the projections, so ``inside_reason`` says why the
+  inside of a head is not available.
+- ``t5``: ``q``, ``k``, ``v``, ``o`` Linear modules (T5, mT5, LongT5 ...): value norms yes; the inside of
+  a head no, because T5 adds a relative position bias to its scores.
+
+Encoder-decoder models (issue 13)
+---------------------------------
+Each attention module of an encoder-decoder model gets a ``role``: ``encoder`` (the encoder's
+self-attention), ``decoder`` (the decoder's causal self-attention) or ``cross`` (the decoder's
+attention over the encoder's output: its queries come from the target, its keys and values from the
+source). ``Recorder.value_norms(n, role)`` and ``Recorder.vectors(n, role)`` read the calls of one
+role, in order: the encoder's layers, then per decoder layer its self-attention and cross-attention.
+The value norms of cross-attention are those of the source tokens (its values), ``(layers, heads, src)``.
 
 Value norms
 -----------
@@ -64,6 +76,8 @@ class AttentionLayout:
     head_dim: int
     scaling: float
     fused: bool = False
+    name: str = ""  # the module's name in the model
+    role: str = ""  # "encoder", "decoder" or "cross" in an encoder-decoder model; "" otherwise
 
     def split_qkv(self, fused_out):
         """q, k, v ``(seq, heads * d)`` from a fused projection's output ``(1, seq, 3 * heads * d)``."""
@@ -149,14 +163,24 @@ def _scaling(module, family: str, head_dim: int, config) -> float:
         if getattr(module, "scale_attn_by_inverse_layer_idx", False):
             scale /= float((getattr(module, "layer_idx", 0) or 0) + 1)
         return scale
-    if getattr(config, "model_type", "") == "gpt_neo":  # GPT-Neo does not scale its scores
+    if getattr(config, "model_type", "") == "gpt_neo" or family == "t5":  # neither scales its scores
         return 1.0
     return head_dim ** -0.5
 
 
-def _match(name: str, module, modules: dict[str, Any], config) -> AttentionLayout | None:
-    """The layout of ``module`` when it is a self-attention module of a known kind, else None."""
-    if getattr(module, "is_cross_attention", False) or "crossattention" in name.lower():
+def _is_cross(name: str, module) -> bool:
+    """Whether an attention module attends from one sequence to another (its keys from elsewhere)."""
+    lowered = name.lower()
+    last = lowered.rsplit(".", 1)[-1]
+    return (bool(getattr(module, "is_cross_attention", False)) or "crossattention" in lowered
+            or last in ("encoder_attn", "encdecattention", "cross_attn", "cross_attention"))
+
+
+def _match(name: str, module, modules: dict[str, Any], config,
+           allow_cross: bool = False) -> AttentionLayout | None:
+    """The layout of ``module`` when it is an attention module of a known kind, else None (a
+    cross-attention module only with ``allow_cross``: encoder-decoder models)."""
+    if not allow_cross and (getattr(module, "is_cross_attention", False) or "crossattention" in name.lower()):
         return None
     get = lambda attr: getattr(module, attr, None)  # noqa: E731
     heads = _module_heads(module, config)
@@ -177,6 +201,9 @@ def _match(name: str, module, modules: dict[str, Any], config) -> AttentionLayou
     elif all(_is_linear(get(a)) for a in ("q_proj", "k_proj", "v_proj")):
         family, q, k, v = "projections", get("q_proj"), get("k_proj"), get("v_proj")
         out = next((get(a) for a in ("out_proj", "o_proj", "dense") if _is_linear(get(a))), None)
+    elif all(_is_linear(get(a)) for a in ("q", "k", "v")):
+        family, q, k, v = "t5", get("q"), get("k"), get("v")
+        out = get("o") if _is_linear(get("o")) else None
     else:
         return None
     fused = family == "gpt2"
@@ -185,7 +212,8 @@ def _match(name: str, module, modules: dict[str, Any], config) -> AttentionLayou
         return None
     head_dim = width // heads
     return AttentionLayout(family=family, module=module, q=q, k=k, v=v, out=out, num_heads=heads,
-                           head_dim=head_dim, scaling=_scaling(module, family, head_dim, config), fused=fused)
+                           head_dim=head_dim, scaling=_scaling(module, family, head_dim, config), fused=fused,
+                           name=name)
 
 
 def _position_reason(model, config) -> str:
@@ -219,11 +247,17 @@ def describe(model) -> ModelLayout:
     layouts: list[AttentionLayout] = []
     matched: list[str] = []
     first_attention = ""
+    seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+    encoder_prefix = _encoder_prefix(model, modules) if seq2seq else None
     for name, module in modules.items():
         if any(name.startswith(m + ".") for m in matched):
             continue  # inside an attention module already matched
-        layout = _match(name, module, modules, config)
+        layout = _match(name, module, modules, config, allow_cross=seq2seq)
         if layout is not None:
+            if seq2seq:
+                layout.role = ("cross" if _is_cross(name, module)
+                               else "encoder" if encoder_prefix and name.startswith(encoder_prefix + ".")
+                               else "decoder")
             layouts.append(layout)
             matched.append(name)
         elif not first_attention and "attention" in type(module).__name__.lower():
@@ -246,6 +280,17 @@ def describe(model) -> ModelLayout:
     return ModelLayout(layouts, values_reason=values_reason, inside_reason=inside_reason)
 
 
+def _encoder_prefix(model, modules: dict[str, Any]) -> str | None:
+    """The name of an encoder-decoder model's encoder module (e.g. ``model.encoder``), or None."""
+    try:
+        encoder = model.get_encoder()
+    except Exception:  # noqa: BLE001 - a model without the usual accessor
+        encoder = None
+    if encoder is None or encoder is model:
+        return None
+    return next((name for name, module in modules.items() if module is encoder and name), None)
+
+
 # ----------------------------------------------------------------------------------- recording
 
 
@@ -265,19 +310,27 @@ class Recorder:
         if self.calls and (role in ("v", "qkv") or self.want_qk):
             self.calls[-1][1][role] = output
 
-    def _check(self, num_layers: int) -> str:
-        if len(self.calls) != num_layers:
-            return (_NOT_AVAILABLE + f"its attention modules ran {len(self.calls)} times for "
+    def _calls(self, role: str | None) -> list[tuple[AttentionLayout, dict[str, Any]]]:
+        """The calls of one role (``encoder``, ``decoder``, ``cross``), or every call (``None``)."""
+        return self.calls if role is None else [c for c in self.calls if c[0].role == role]
+
+    def _check(self, num_layers: int, calls=None) -> str:
+        calls = self.calls if calls is None else calls
+        if len(calls) != num_layers:
+            return (_NOT_AVAILABLE + f"its attention modules ran {len(calls)} times for "
                     f"{num_layers} layers of attention, so this app cannot tell which is which.")
         return ""
 
-    def vectors(self, num_layers: int):
-        """Per layer ``(layout, q, k, v)``, each ``(heads, seq, d)`` float32 torch, or a reason (str)."""
-        reason = self._check(num_layers)
+    def vectors(self, num_layers: int, role: str | None = None):
+        """Per layer ``(layout, q, k, v)``, each ``(heads, seq, d)`` float32 torch, or a reason (str).
+        ``role`` picks one kind of attention of an encoder-decoder model (for cross-attention, ``q`` has
+        the target's length and ``k`` and ``v`` the source's)."""
+        calls = self._calls(role)
+        reason = self._check(num_layers, calls)
         if reason:
             return reason
         out = []
-        for layout, captured in self.calls:
+        for layout, captured in calls:
             if layout.fused:
                 if "qkv" not in captured:
                     return _NOT_AVAILABLE + "its attention module did not call its projection as expected."
@@ -289,16 +342,19 @@ class Recorder:
             out.append((layout, *(_heads(t, layout) for t in (q, k, v))))
         return out
 
-    def value_norms(self, num_layers: int) -> tuple[np.ndarray | None, str]:
-        """``(layers, heads, seq)`` float32 ``‖f^h(x_j)‖`` and "", or None and the reason. Never raises."""
+    def value_norms(self, num_layers: int, role: str | None = None) -> tuple[np.ndarray | None, str]:
+        """``(layers, heads, seq)`` float32 ``‖f^h(x_j)‖`` and "", or None and the reason. Never raises.
+        ``role`` picks one kind of attention of an encoder-decoder model (``seq`` is then the keys'
+        length: the source's for ``encoder`` and ``cross``, the target's for ``decoder``)."""
         try:
             if self.layout.values_reason:
                 return None, self.layout.values_reason
-            reason = self._check(num_layers)
+            calls = self._calls(role)
+            reason = self._check(num_layers, calls)
             if reason:
                 return None, reason
             values = []
-            for layout, captured in self.calls:
+            for layout, captured in calls:
                 if layout.fused:
                     if "qkv" not in captured:
                         return None, _NOT_AVAILABLE + "its attention module did not call its projection as expected."
@@ -310,13 +366,13 @@ class Recorder:
             import torch
 
             # Every layer at once (a few large operations, not a few small ones per layer).
-            layout = self.calls[0][0]
+            layout = calls[0][0]
             seq = values[0].shape[0]
-            if any(lay.num_heads != layout.num_heads or lay.head_dim != layout.head_dim for lay, _ in self.calls):
+            if any(lay.num_heads != layout.num_heads or lay.head_dim != layout.head_dim for lay, _ in calls):
                 return torch.stack([value_norms_of(_heads(v, lay), lay)
-                                    for v, (lay, _) in zip(values, self.calls)]).numpy(), ""
+                                    for v, (lay, _) in zip(values, calls)]).numpy(), ""
             v = torch.stack(values).to(torch.float32).view(len(values), seq, layout.num_heads, layout.head_dim)
-            rt = torch.stack([lay.value_rt() for lay, _ in self.calls])  # (layers, heads, d, d)
+            rt = torch.stack([lay.value_rt() for lay, _ in calls])  # (layers, heads, d, d)
             return torch.linalg.vector_norm(torch.matmul(v.transpose(1, 2), rt), dim=-1).numpy(), ""
         except Exception as exc:  # noqa: BLE001 - value norms must never break an analysis
             log.warning("value norms failed: %r", exc)

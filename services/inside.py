@@ -17,6 +17,12 @@ against the model's own attention: when softmax(q·k x scale), with the model's 
 the model computed (within ``TOLERANCE``), the head says so instead of showing numbers that do not
 explain its weights.
 
+Encoder-decoder models (issue 13): ``kind`` picks the encoder's self-attention (the default), the
+decoder's (causal) or cross-attention (a target token's query against the source tokens' keys: its
+``tokens`` are the source, its ``query`` counts target tokens). One hooked forward pass records all
+three kinds. Where the model's layout allows: BART, Marian, mBART and Pegasus yes; T5 no (it adds a
+relative position bias to its scores), and the reason says so.
+
 Caching: the vectors are kept in an in-process LRU (``_vectors``), keyed by the result's cache key
 and the layer, bounded by ``VECTOR_CACHE_MB``. They are not written to the shared cache: the shared
 cache's safe codec is for ``AttentionResult``, and nothing else is pickled into it. After a restart,
@@ -38,6 +44,7 @@ from . import hooks
 from .errors import InputError
 from .extraction import _SingleFlight, analyse
 from .forward import AttentionResult, _forward_semaphore, encode
+from .kinds import _check_kind, attention_of, value_norms_for
 from .matrices import as_float32
 from .models import get_model
 
@@ -56,7 +63,7 @@ class InsideHead:
     row, the masked keys and the value norms (when the model has them) are still given.
     """
 
-    tokens: list[str]
+    tokens: list[str]  # the keys' tokens (for cross-attention: the source)
     query_vector: np.ndarray | None  # (d_head,) float32
     key_vectors: np.ndarray | None  # (seq, d_head) float32
     products: np.ndarray | None  # (seq, d_head) float32: query_vector * key_vectors
@@ -75,6 +82,8 @@ class InsideHead:
     scale: float = 0.0  # the factor q·k is multiplied by: 1/√d_head, or what the model uses instead
     max_difference: float = float("nan")  # max |weights - model_weights| for this row (the check)
     model_id: str = ""
+    kind: str = ""  # "encoder", "decoder" or "cross" (issue 13)
+    query_token: str = ""  # the query's token (for cross-attention: a target token)
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,10 +94,10 @@ class LayerVectors:
     keep alive).
     """
 
-    q: np.ndarray  # (heads, seq, d) float32
-    k: np.ndarray  # (heads, seq, d) float32
-    value_norms: np.ndarray | None  # (heads, seq) float32
-    masked: np.ndarray  # (seq, seq) bool: keys each query cannot see
+    q: np.ndarray  # (heads, queries, d) float32
+    k: np.ndarray  # (heads, keys, d) float32
+    value_norms: np.ndarray | None  # (heads, keys) float32
+    masked: np.ndarray  # (queries, keys) bool: keys each query cannot see
     scale: float
     held_bytes: int = 0
 
@@ -103,18 +112,18 @@ class _LRU:
 
     def __init__(self, limit_bytes: int) -> None:
         self.limit = limit_bytes
-        self._items: OrderedDict[tuple[str, int], LayerVectors] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str, int], LayerVectors] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, int]) -> LayerVectors | None:
+    def get(self, key: tuple[str, str, int]) -> LayerVectors | None:
         with self._lock:
             item = self._items.get(key)
             if item is not None:
                 self._items.move_to_end(key)
             return item
 
-    def put(self, key: tuple[str, int], value: LayerVectors) -> None:
+    def put(self, key: tuple[str, str, int], value: LayerVectors) -> None:
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
@@ -146,37 +155,48 @@ def clear_vectors() -> None:
 
 
 def inside_head(text: str, layer: int, head: int, query: int, model_id: str | None = None,
-                text_pair: str | None = None) -> InsideHead:
+                text_pair: str | None = None, target: str | None = None, kind: str | None = None) -> InsideHead:
     """Query token ``query``'s attention in ``head`` of ``layer``, step by step (see ``InsideHead``).
 
-    The text is analysed as ``extract_attention`` does (and cached the same way). Raises ``InputError``
-    for a layer, head or query outside the result, and what ``extract_attention`` raises; a model whose
-    attention cannot be reproduced from its vectors gets ``available=False`` and a reason, never an error.
+    The text is analysed as ``extract_attention`` does (and cached the same way). For an encoder-decoder
+    model, ``target`` is its target (None: the one it writes) and ``kind`` one of ``"encoder"`` (the
+    default), ``"decoder"`` and ``"cross"``. Raises ``InputError`` for a layer, head, query or kind
+    outside the result, and what ``extract_attention`` raises; a model whose attention cannot be
+    reproduced from its vectors gets ``available=False`` and a reason, never an error.
     """
-    key, result = analyse(text, model_id, text_pair)
-    return inside_head_for(key, result, layer, head, query)
+    key, result = analyse(text, model_id, text_pair, target)
+    return inside_head_for(key, result, layer, head, query, kind)
 
 
-def inside_head_for(key: str, result: AttentionResult, layer: int, head: int, query: int) -> InsideHead:
+def inside_head_for(key: str, result: AttentionResult, layer: int, head: int, query: int,
+                    kind: str | None = None) -> InsideHead:
     """``inside_head`` for a result the caller already holds and its cache key (views: ``result_by_key``)."""
-    layer = _index(layer, result.num_layers, "layer")
-    head = _index(head, result.num_heads, "head")
-    query = _index(query, result.seq_len, "query token")
-    model_weights = as_float32(result.attentions[layer, head, query]).copy()
-    entry, reason = _layer_vectors(key, result, layer)
-    if result.value_norms is not None:
-        norms = np.asarray(result.value_norms[layer, head], dtype=np.float32).copy()
+    try:
+        kind = _check_kind(result, kind)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    view = attention_of(result, kind)
+    att = view.attentions
+    layer = _index(layer, int(att.shape[0]), "layer")
+    head = _index(head, int(att.shape[1]), "head")
+    query = _index(query, int(att.shape[2]), "query token")
+    model_weights = as_float32(att[layer, head, query]).copy()
+    entry, reason = _layer_vectors(key, result, layer, kind)
+    stored_norms, _ = value_norms_for(result, kind)
+    if stored_norms is not None:
+        norms = np.asarray(stored_norms[layer, head], dtype=np.float32).copy()
     elif entry is not None and entry.value_norms is not None:
         norms = entry.value_norms[head].copy()
     else:
         norms = None
-    seq = result.seq_len
+    keys = int(att.shape[3])
     if entry is not None:
         masked = entry.masked[query].copy()
     else:
-        masked = (np.arange(seq) > query) if result.is_causal else np.zeros(seq, dtype=bool)
-    common = dict(tokens=list(result.tokens), model_weights=model_weights, value_norms=norms, masked=masked,
-                  layer=layer, head=head, query=query, model_id=result.model_id)
+        masked = (np.arange(keys) > query) if view.causal else np.zeros(keys, dtype=bool)
+    common = dict(tokens=list(view.key_tokens), model_weights=model_weights, value_norms=norms, masked=masked,
+                  layer=layer, head=head, query=query, model_id=result.model_id, kind=kind,
+                  query_token=view.query_tokens[query])
     if entry is None or reason:
         d_head = int(entry.q.shape[-1]) if entry is not None else 0
         return InsideHead(query_vector=None, key_vectors=None, products=None, scores=None, weights=None,
@@ -221,48 +241,60 @@ def _index(value, size: int, what: str) -> int:
 # ----------------------------------------------------------------------------------- the vectors
 
 
-def _layer_vectors(key: str, result: AttentionResult, layer: int) -> tuple[LayerVectors | None, str]:
+def _layer_vectors(key: str, result: AttentionResult, layer: int,
+                   kind: str) -> tuple[LayerVectors | None, str]:
     """The layer's vectors (from the LRU, or a hooked forward pass caching every layer) or a reason."""
     loaded = get_model(result.model_id)
     layout = hooks.install(loaded.model)
     if layout.inside_reason:
         return None, layout.inside_reason
-    cached = _vectors.get((key, layer))
+    cached = _vectors.get((key, kind, layer))
     if cached is not None:
         return cached, ""
 
-    def run() -> dict[int, LayerVectors] | str:
-        again = _vectors.get((key, layer))  # a pass that ended between the lookup above and now
+    def run() -> dict[tuple[str, int], LayerVectors] | str:
+        again = _vectors.get((key, kind, layer))  # a pass that ended between the lookup above and now
         if again is not None:
-            return {layer: again}
+            return {(kind, layer): again}
         got = record_layers(loaded, result)
         if not isinstance(got, str):
-            for index, vectors in got.items():  # stored before the flight ends: no second pass for late callers
-                _vectors.put((key, index), vectors)
+            for (got_kind, index), vectors in got.items():  # stored before the flight ends: no second pass
+                _vectors.put((key, got_kind, index), vectors)
         return got
 
     got = _flight.run(key, run)
     if isinstance(got, str):
         return None, got
-    vectors = got.get(layer) or _vectors.get((key, layer))
+    vectors = got.get((kind, layer)) or _vectors.get((key, kind, layer))
     if vectors is None:  # joined a flight that found another layer cached, and this one was evicted
         got = record_layers(loaded, result)
         if isinstance(got, str):
             return None, got
-        vectors = got[layer]
+        vectors = got[(kind, layer)]
     return vectors, ""
 
 
-def record_layers(loaded, result: AttentionResult) -> dict[int, LayerVectors] | str:
-    """Every layer's query and key vectors, value norms and masked keys for ``result``'s text, from one
-    forward pass with the hooks recording. A reason (str) instead when the hooks could not tell the layers apart."""
+_SPLIT_CHANGED = ("not available for this text right now, because the model's tokenizer no longer splits it "
+                  "as it did when it was analysed; analyse it again.")
+
+
+def record_layers(loaded, result: AttentionResult) -> dict[tuple[str, int], LayerVectors] | str:
+    """Every layer's query and key vectors, value norms and masked keys for ``result``'s text, keyed by
+    ``(kind, layer)``, from one forward pass with the hooks recording. A reason (str) instead when the
+    hooks could not tell the layers apart."""
     import torch
 
-    enc = encode(loaded.tokenizer, result.text, result.text_pair, result.token_limit)
-    inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    if result.is_encoder_decoder:
+        return _record_seq2seq(loaded, result)
+    kind = _check_kind(result, None)
+    if result.prompt_length is not None:  # a decoder's own continuation: its ids are not the text's
+        ids = torch.tensor([loaded.tokenizer.convert_tokens_to_ids(result.tokens)], dtype=torch.long)
+        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    else:
+        enc = encode(loaded.tokenizer, result.text, result.text_pair, result.token_limit)
+        inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
     if int(inputs["input_ids"].shape[1]) != result.seq_len:
-        return ("not available for this text right now, because the model's tokenizer no longer splits it "
-                "as it did when it was analysed; analyse it again.")
+        return _SPLIT_CHANGED
     with _forward_semaphore(), torch.inference_mode(), hooks.recording(loaded.model, want_qk=True) as recorder:
         output = loaded.model(**inputs, output_attentions=True, return_dict=True)
         attentions = output.attentions
@@ -276,13 +308,48 @@ def record_layers(loaded, result: AttentionResult) -> dict[int, LayerVectors] | 
         if "attention_mask" in inputs:
             known |= (inputs["attention_mask"][0] == 0)[None, :]
         need_norms = result.value_norms is None and not recorder.layout.values_reason
-        out: dict[int, LayerVectors] = {}
-        for index, ((layout, q, k, v), att) in enumerate(zip(per_layer, attentions)):
-            norms = hooks.value_norms_of(v, layout).numpy() if need_norms else None
-            storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in (q, k)}
-            out[index] = LayerVectors(
-                q=q.numpy(), k=k.numpy(), value_norms=norms, masked=(known | _model_masked(att[0])).numpy(),
-                scale=float(layout.scaling), held_bytes=sum(storages.values()))
+        return {(kind, index): vectors for index, vectors in enumerate(_layer_entries(per_layer, attentions, known,
+                                                                                       need_norms))}
+
+
+def _layer_entries(per_layer, attentions, known, need_norms: bool) -> list[LayerVectors]:
+    out = []
+    for (layout, q, k, v), att in zip(per_layer, attentions):
+        norms = hooks.value_norms_of(v, layout).numpy() if need_norms else None
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in (q, k)}
+        out.append(LayerVectors(
+            q=q.numpy(), k=k.numpy(), value_norms=norms, masked=(known | _model_masked(att[0])).numpy(),
+            scale=float(layout.scaling), held_bytes=sum(storages.values())))
+    return out
+
+
+def _record_seq2seq(loaded, result: AttentionResult) -> dict[tuple[str, int], LayerVectors] | str:
+    """``record_layers`` for an encoder-decoder model: its source and its target's ids, the three kinds."""
+    import torch
+
+    enc = encode(loaded.tokenizer, result.text, result.text_pair, result.token_limit)
+    inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+    if int(inputs["input_ids"].shape[1]) != result.seq_len or not result.target_ids:
+        return _SPLIT_CHANGED
+    decoder_ids = torch.tensor([list(result.target_ids)], dtype=torch.long)
+    src, tgt = result.seq_len, len(result.target_ids)
+    padding = ((inputs["attention_mask"][0] == 0)[None, :] if "attention_mask" in inputs
+               else torch.zeros(1, src, dtype=torch.bool))
+    known = {"encoder": torch.zeros(src, src, dtype=torch.bool) | padding,
+             "decoder": torch.ones(tgt, tgt, dtype=torch.bool).triu(1),
+             "cross": torch.zeros(tgt, src, dtype=torch.bool) | padding}
+    out: dict[tuple[str, int], LayerVectors] = {}
+    with _forward_semaphore(), torch.inference_mode(), hooks.recording(loaded.model, want_qk=True) as recorder:
+        output = loaded.model(**inputs, decoder_input_ids=decoder_ids, output_attentions=True, use_cache=False,
+                              return_dict=True)
+        for kind, attentions in (("encoder", output.encoder_attentions), ("decoder", output.decoder_attentions),
+                                 ("cross", output.cross_attentions)):
+            per_layer = recorder.vectors(len(attentions), role=kind)
+            if isinstance(per_layer, str):
+                return per_layer
+            need_norms = value_norms_for(result, kind)[0] is None and not recorder.layout.values_reason
+            for index, vectors in enumerate(_layer_entries(per_layer, attentions, known[kind], need_norms)):
+                out[(kind, index)] = vectors
     return out
 
 

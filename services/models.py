@@ -49,6 +49,14 @@ class LoadedModel:
     token_limit: int
     num_layers: int
     num_heads: int
+    # Issue 13. ``model`` is what attention is read from: the base model of an encoder or a decoder
+    # (e.g. ``GPT2Model``), the whole ``…ForConditionalGeneration`` of an encoder-decoder model.
+    # ``generator`` is the model with its language-model head that ``generate`` runs (the same
+    # modules as ``model``, not a copy), None when the model cannot write text; then
+    # ``generation_reason`` says why in plain words.
+    is_encoder_decoder: bool = False
+    generator: Any = None
+    generation_reason: str = ""
 
 
 def bundled_model_dir() -> Path:
@@ -273,14 +281,28 @@ def _load(model_id: str, fingerprint_value: str) -> LoadedModel:
         torch.set_num_threads(settings.torch_threads)
     source = resolve_source(model_id)
     log.info("loading model %s from %s", model_id, source)
+    generator, generation_reason = None, ENCODER_CANNOT_GENERATE
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=False)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
-        model = AutoModel.from_pretrained(source, config=config, attn_implementation="eager", trust_remote_code=False)
+        is_encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
+        if is_encoder_decoder:
+            from transformers import AutoModelForSeq2SeqLM
+
+            model = AutoModelForSeq2SeqLM.from_pretrained(source, config=config, attn_implementation="eager",
+                                                          trust_remote_code=False)
+            generator, generation_reason = model, ""
+        elif _detect_causal(config):
+            model, generator, generation_reason = _load_decoder(source, config)
+        else:
+            model = AutoModel.from_pretrained(source, config=config, attn_implementation="eager",
+                                              trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message a person can read
         log.warning("model %s could not be loaded: %r", model_id, exc)
         raise ModelLoadError(f"Model “{model_id}” could not be loaded: {_explain(exc, model_id, source)}.") from exc
     model.eval()
+    if generator is not None:
+        generator.eval()
     num_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
     num_heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
     if not num_layers or not num_heads:
@@ -295,4 +317,35 @@ def _load(model_id: str, fingerprint_value: str) -> LoadedModel:
         token_limit=_token_limit(config, tokenizer),
         num_layers=int(num_layers),
         num_heads=int(num_heads),
+        is_encoder_decoder=is_encoder_decoder,
+        generator=generator,
+        generation_reason=generation_reason,
     )
+
+
+ENCODER_CANNOT_GENERATE = ("it is an encoder: it reads a whole text at once and has no language-model head "
+                           "that predicts the next token")
+
+
+def _load_decoder(source: str, config: Any) -> tuple[Any, Any, str]:
+    """A decoder-only model: ``(model, generator, reason)``. Loaded with its language-model head when
+    transformers has one for the architecture and the files hold its weights (or tie it to the input
+    embeddings); attention is then read from its base model (the same modules), so an analysis costs
+    what it did without the head. Otherwise the base model alone, and the reason it cannot generate."""
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    try:
+        lm, info = AutoModelForCausalLM.from_pretrained(source, config=config, attn_implementation="eager",
+                                                        trust_remote_code=False, output_loading_info=True)
+    except ValueError:  # no causal-LM class for this architecture
+        model = AutoModel.from_pretrained(source, config=config, attn_implementation="eager", trust_remote_code=False)
+        return model, None, "transformers has no text-writing version of its architecture"
+    base = lm.base_model
+    if base is lm:  # a model that is its own base: nothing to tell apart
+        return lm, lm, ""
+    prefix = getattr(lm, "base_model_prefix", "") + "."
+    head_missing = [k for k in (info or {}).get("missing_keys", ()) if not str(k).startswith(prefix)]
+    if head_missing:
+        return base, None, ("its files hold no language-model head (the layer that predicts the next token), "
+                            "so it cannot write text")
+    return base, lm, ""

@@ -27,7 +27,7 @@ from celery import Celery
 from celery.signals import worker_init
 
 from . import codec
-from .config import Settings, get_settings
+from .config import MAX_NEW_TOKENS_CAP, Settings, get_settings
 from .errors import AttentionExplorerError
 from .forward import run_local
 from .models import check_allowed
@@ -84,14 +84,25 @@ def make_celery(broker_url: str) -> Celery:
     return celery
 
 
-def extract_task(text: str, model_id: str, text_pair: str | None = None) -> dict[str, str]:
+def extract_task(text: str, model_id: str, text_pair: str | None = None, target: str | None = None,
+                 max_new_tokens: int | None = None, steps: int | None = None) -> dict[str, str]:
     """The worker side: the same checks as the web process, then the in-process forward pass; the
-    result as a JSON-safe payload (``services.codec``)."""
+    result as a JSON-safe payload (``services.codec``). ``target``, ``max_new_tokens`` and ``steps``
+    are what the web process put in the cache key (an encoder-decoder model's target, the bound on
+    what a model writes, a decoder-only continuation), so the worker computes the same thing."""
+    from .extraction import check_steps
+
     settings = get_settings()
     model_id = check_allowed(model_id)
     text = validate_text(text, settings.max_chars, what="text")
     text_pair = validate_text(text_pair, settings.max_chars, what="second sentence", required=False)
-    return codec.to_json_payload(run_local(text, model_id, text_pair))
+    target = validate_text(target, settings.max_chars, what="target", required=False)
+    bound = settings.max_new_tokens
+    if max_new_tokens is not None:
+        max_new_tokens = check_steps(max_new_tokens, MAX_NEW_TOKENS_CAP)
+    if steps is not None:
+        steps = check_steps(steps, max_new_tokens or bound)
+    return codec.to_json_payload(run_local(text, model_id, text_pair, target, max_new_tokens, steps))
 
 
 def decode_payload(payload: Any):
@@ -141,7 +152,8 @@ def _require_broker(sender: Any = None, **_: Any) -> None:
         raise RuntimeError("Set ATTN_CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/1) before starting a worker.")
 
 
-def run_in_worker(text: str, model_id: str, text_pair: str | None, timeout: float | None = None):
+def run_in_worker(text: str, model_id: str, text_pair: str | None, timeout: float | None = None, *,
+                  target: str | None = None, max_new_tokens: int | None = None, steps: int | None = None):
     """Sends one extraction to the workers and waits for it. Errors are ``AttentionExplorerError``s.
 
     The worker's own errors (a model it cannot load, a text it refuses) come back as the same
@@ -153,7 +165,8 @@ def run_in_worker(text: str, model_id: str, text_pair: str | None, timeout: floa
     timeout = task_timeout() if timeout is None else timeout
     celery = client(broker_url)
     try:
-        pending = celery.send_task(TASK_NAME, args=[text, model_id, text_pair], expires=timeout)
+        pending = celery.send_task(TASK_NAME, args=[text, model_id, text_pair, target, max_new_tokens, steps],
+                                   expires=timeout)
     except Exception as exc:  # noqa: BLE001 - the queue is down or unreachable
         log.warning("could not queue an extraction on %s: %r", _safe_url(broker_url), exc)
         _discard(broker_url, celery)

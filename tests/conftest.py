@@ -70,6 +70,120 @@ def _build_gpt2(path: Path, seed: int) -> Path:
     return path
 
 
+SEQ2SEQ_CORPUS = [
+    "The cat sat on the mat because it was tired.",
+    "Le chat était assis sur le tapis parce qu'il était fatigué.",
+    "The dog ran in the park and it was happy.",
+    "Le chien courait dans le parc et il était content.",
+    "Attention lets each token weigh every other token.",
+] * 20
+
+
+def _fast_tokenizer(tok, specials: dict[str, str], template: tuple[str, str], model_max_length: int = 64):
+    """A ``PreTrainedTokenizerFast`` around a trained ``tokenizers`` object, with its special tokens and a
+    post-processor that adds them (``template``: single, pair)."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    single, pair = template
+    used = [t for t in dict.fromkeys(specials.values()) if t in single or t in pair]
+    tok.post_processor = processors.TemplateProcessing(
+        single=single, pair=pair, special_tokens=[(t, tok.token_to_id(t)) for t in used])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=model_max_length, **specials)
+
+
+def _sentencepiece_like(specials: list[str], vocab_size: int = 400):
+    """A Unigram tokenizer with SentencePiece's "▁" word marker (as T5's and Marian's), trained here."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(SEQ2SEQ_CORPUS, trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>"))
+    return tok
+
+
+def _build_bart(path: Path, seed: int) -> Path:
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    path.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(SEQ2SEQ_CORPUS, vocab_size=400, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>"])
+    tokenizer = _fast_tokenizer(bpe, {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
+                                      "unk_token": "<unk>"}, ("<s> $A </s>", "<s> $A </s> </s> $B </s>"))
+    torch.manual_seed(seed)
+    cfg = BartConfig(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=3, encoder_attention_heads=4,
+        decoder_attention_heads=2, encoder_ffn_dim=48, decoder_ffn_dim=48, max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id, forced_eos_token_id=None, init_std=0.4,
+    )
+    BartForConditionalGeneration(cfg).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _build_t5(path: Path, seed: int) -> Path:
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = _fast_tokenizer(_sentencepiece_like(["<pad>", "</s>", "<unk>"]),
+                                {"eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"},
+                                ("$A </s>", "$A </s> $B </s>"))
+    torch.manual_seed(seed)
+    cfg = T5Config(
+        vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=48, num_layers=2, num_decoder_layers=2, num_heads=4,
+        relative_attention_num_buckets=8, relative_attention_max_distance=16, n_positions=64,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id, initializer_factor=4.0,
+    )
+    T5ForConditionalGeneration(cfg).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _build_marian(path: Path, seed: int) -> Path:
+    import torch
+    from transformers import MarianConfig, MarianMTModel
+
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = _fast_tokenizer(_sentencepiece_like(["</s>", "<unk>", "<pad>"]),
+                                {"eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"},
+                                ("$A </s>", "$A $B </s>"))
+    torch.manual_seed(seed)
+    cfg = MarianConfig(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=48, max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id, forced_eos_token_id=None, init_std=0.4,
+    )
+    MarianMTModel(cfg).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_seq2seq_models(tmp_path_factory) -> dict[str, str]:
+    """Paths of tiny random BART, T5 and Marian models (tokenizers trained here, no hub), built once."""
+    root = tmp_path_factory.mktemp("seq2seq")
+    return {
+        "bart": str(_build_bart(root / "tiny-bart", seed=3)),
+        "t5": str(_build_t5(root / "tiny-t5", seed=4)),
+        "marian": str(_build_marian(root / "tiny-marian", seed=5)),
+    }
+
+
+@pytest.fixture
+def seq2seq_settings(settings, tiny_seq2seq_models):
+    """``settings`` with the tiny BART, T5 and Marian offered too."""
+    return config.configure(models=settings.models + tuple(tiny_seq2seq_models.values()))
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, str]:
     """Paths of a tiny BERT, GPT-2 and character-level Chinese BERT, built once per session."""
