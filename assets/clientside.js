@@ -297,7 +297,42 @@
                 return value === null || value === undefined || value === current ? NO() : value;
             },
 
-            togglePair: function (clicks, isOpen) { return clicks ? !isOpen : isOpen; }
+            togglePair: function (clicks, isOpen) { return clicks ? !isOpen : isOpen; },
+
+            /* The page's state in its URL (names: callbacks/urlstate.py). A new analysis gets a new
+               history entry, so Back returns to the previous text; any other change replaces it. */
+            writeUrl: function (share, layer, head, tab, mode, switches, token) {
+                const views = {"tab-grid": "grid", "tab-heatmap": "heatmap", "tab-arcs": "arcs",
+                               "tab-overview": "overview", "tab-atlas": "atlas", "tab-focus": "focus",
+                               "tab-inside": "inside"};
+                const params = new URLSearchParams();
+                if (share) {
+                    if (share.id) { params.set("id", share.id); }
+                    else {
+                        if (share.text) { params.set("text", share.text); }
+                        if (share.pair) { params.set("pair", share.pair); }
+                    }
+                    if (share.model) { params.set("model", share.model); }
+                }
+                params.set("layer", String(layer));
+                params.set("head", String(head));
+                params.set("view", views[tab] || "grid");
+                params.set("mode", mode || "raw");
+                params.set("hide_special", (switches || []).indexOf("hide") >= 0 ? "1" : "0");
+                params.set("merge", (switches || []).indexOf("merge") >= 0 ? "1" : "0");
+                if (token !== null && token !== undefined) { params.set("token", String(token)); }
+                const lang = new URLSearchParams(window.location.search).get("lang");
+                if (lang) { params.set("lang", lang); }
+                const url = window.location.pathname + "?" + params.toString();
+                if (url === window.location.pathname + window.location.search) { return NO(); }
+                const ctx = window.dash_clientside.callback_context;
+                const analysed = ctx.triggered.some(function (t) { return t.prop_id === "share-state.data"; });
+                if (analysed && share && !share.from_url) { window.history.pushState(null, "", url); }
+                else { window.history.replaceState(null, "", url); }
+                return NO();
+            },
+
+            copyLink: function () { return window.location.href; }
         }
     });
 

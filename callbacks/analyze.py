@@ -12,12 +12,12 @@ from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 from components import ids
 from components.layout import EXAMPLES, head_options
 from components.status import error_alert, status_children
-from services import AttentionExplorerError
+from services import AttentionExplorerError, get_settings
 from services.extraction import analyse
 from services.ratelimit import client_id, new_analysis_guard
 from services.forward import AttentionResult
 
-from . import boundary
+from . import boundary, urlstate
 from .boundary import Handle
 from .common import message_for
 from .router import handle_of
@@ -38,16 +38,24 @@ OUTPUTS = {
     "text": Output(ids.TEXT, "value"),
     "pair": Output(ids.TEXT_PAIR, "value"),
     "pair_open": Output(ids.PAIR_COLLAPSE, "is_open"),
+    "model": Output(ids.MODEL, "value"),
+    "share": Output(ids.SHARE, "data"),
+    # what a URL asks for
+    "tab": Output(ids.TABS, "active_tab", allow_duplicate=True),
+    "mode": Output(ids.ATTN_MODE, "value"),
+    "switches": Output(ids.VIEW_SWITCHES, "value"),
 }
 INPUTS = {
     "clicks": Input(ids.ANALYZE, "n_clicks"),
     "model": Input(ids.MODEL, "value"),
     "examples": Input({"type": ids.EXAMPLE, "index": ALL}, "n_clicks"),
+    "search": Input(ids.URL, "search"),
     "text": State(ids.TEXT, "value"),
     "pair": State(ids.TEXT_PAIR, "value"),
     "layer": State(ids.LAYER, "value"),
     "head": State(ids.HEAD, "value"),
     "current": State(ids.HANDLE, "data"),
+    "shared": State(ids.SHARE, "data"),
 }
 
 
@@ -83,6 +91,66 @@ def _failed(message: str, title: str, current: Any) -> dict:
     return out
 
 
+def share_of(text: str, pair: str | None, model_id: str) -> dict:
+    """What a link says of the analysis: the text itself, or a short server-side id for a long one."""
+    from services import share
+
+    if share.needs_short_id(text, pair):
+        try:
+            return {"id": share.store_text(text, pair, model_id), "model": model_id}
+        except AttentionExplorerError as exc:  # no shared cache: the link keeps the text
+            log.info("no short id for a long text: %s", exc)
+    return {"text": text, "pair": pair, "model": model_id}
+
+
+def from_url(values: dict[str, Any]) -> dict:
+    """Outputs for a URL (opened, or reached with Back / Forward): analyse what it names, then set
+    the controls it names. An empty or junk query string changes nothing."""
+    from services import share
+
+    state = urlstate.parse(values.get("search"))
+    values = dict(values)
+    if state.empty:  # the page's address without a query string (Back to where the visit began)
+        shown = values.get("shared") if isinstance(values.get("shared"), dict) else {}
+        default = {"text": EXAMPLES[0]["text"], "pair": None, "model": get_settings().default_model}
+        if all(shown.get(k) == v for k, v in default.items()):
+            return {name: no_update for name in OUTPUTS}  # already the first page
+        state = urlstate.UrlState(text=default["text"], model=default["model"],
+                                  controls={"layer": 0, "head": ids.HEAD_ALL, "tab": ids.TAB_GRID})
+    if state.share_id is not None:
+        entry = share.load_text(state.share_id) if share.is_share_id(state.share_id) else None
+        if entry is None:
+            message = share.EXPIRED_MESSAGE if share.is_share_id(state.share_id) else share.UNREADABLE_MESSAGE
+            return _failed(message, "This link cannot be opened", values.get("current"))
+        values.update(text=entry["text"], pair=entry.get("pair"), model=entry.get("model"))
+    elif state.text is not None:
+        values.update(text=state.text, pair=state.pair)
+    if state.model:
+        values["model"] = state.model
+    out = analyze(values)
+    if out["handle"] is no_update:
+        return out
+    handle = Handle.parse(out["handle"])
+    controls = boundary.ViewState.parse(state.controls, boundary.Dims(handle.layers, handle.heads, handle.tokens))
+    if state.names_text:
+        out.update(text=values["text"], pair=values.get("pair") or "", pair_open=bool(values.get("pair")))
+    out["model"] = handle.model_id
+    if "layer" in state.controls:
+        out["layer"] = controls.layer
+    if "head" in state.controls:
+        out["head"] = controls.head.value
+    if "tab" in state.controls:
+        out["tab"] = controls.tab
+    if "mode" in state.controls:
+        out["mode"] = controls.mode
+    if "switches" in state.controls:
+        out["switches"] = controls.switches
+    if controls.token is not None:
+        out["token"] = controls.token
+    out["share"] = {**out["share"], "from_url": True}  # the browser keeps this history entry as it is
+    return out
+
+
 def analyze(values: dict[str, Any], example: Any = None) -> dict:
     """Outputs by name. ``values`` are the browser's, by input name; ``example`` is the index of the
     example button pressed (None for Analyze, Ctrl+Enter or a model change)."""
@@ -109,7 +177,7 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
                        "Something went wrong", values.get("current"))
     out.update(controls_for(result, values.get("layer"), values.get("head")))
     out.update(handle=handle_of(key, result).to_client(), status=status_children(summarise(result)),
-               arc_focus=None, arc_start=0, token=None)
+               arc_focus=None, arc_start=0, token=None, share=share_of(result.text, result.text_pair, result.model_id))
     return out
 
 
@@ -119,6 +187,8 @@ def register(app: Dash) -> None:
         example = trigger.get("index") if isinstance(trigger, dict) else None
         if isinstance(trigger, dict) and not any(n for n in (values.get("examples") or []) if n):
             return {name: no_update for name in OUTPUTS}  # buttons (re)created, none pressed
+        if trigger == ids.URL:
+            return from_url(values)
         return analyze(values, example)
 
     app.callback(output=OUTPUTS, inputs=INPUTS, prevent_initial_call=True)(callback)
@@ -137,7 +207,8 @@ def first_page(settings) -> dict:
         title = exc.title if isinstance(exc, AttentionExplorerError) else "Something went wrong"
         return {"status": [error_alert(title, message_for(exc))]}
     handle = handle_of(key, result).to_client()
-    page = {**controls_for(result, 0, ids.HEAD_ALL), "handle": handle, "status": status_children(summarise(result))}
+    page = {**controls_for(result, 0, ids.HEAD_ALL), "handle": handle, "status": status_children(summarise(result)),
+            "share": share_of(result.text, result.text_pair, result.model_id)}
     page.update({k: v for k, v in route({"handle": handle, "tab": ids.TAB_GRID, "layer": 0, "head": ids.HEAD_ALL},
                                         frozenset({"handle"})).items() if v is not no_update})
     return page

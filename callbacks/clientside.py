@@ -67,3 +67,15 @@ def register(app: Dash) -> None:
         Input(ids.PAIR_TOGGLE, "n_clicks"), State(ids.PAIR_COLLAPSE, "is_open"),
         prevent_initial_call=True,
     )
+    app.clientside_callback(  # the URL follows the page's state (replace; a new analysis: a new entry)
+        _js("writeUrl"),
+        Output(ids.URL_SINK, "data"),
+        Input(ids.SHARE, "data"), Input(ids.LAYER, "value"), Input(ids.HEAD, "value"), Input(ids.TABS, "active_tab"),
+        Input(ids.ATTN_MODE, "value"), Input(ids.VIEW_SWITCHES, "value"), Input(ids.TOKEN, "data"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(
+        _js("copyLink"),
+        Output(ids.COPY_LINK, "content"), Input(ids.COPY_LINK, "n_clicks"),
+        prevent_initial_call=True,
+    )

@@ -13,6 +13,10 @@ ARC_VIEW = "arc-view"
 STATUS = "status-area"
 
 # Internal ids
+URL = "url"  # dcc.Location: the query string is the page's state (callbacks/urlstate.py)
+SHARE = "share-state"  # what a link says of the analysis shown: {text, pair, model} or {id, model}
+COPY_LINK = "copy-link"
+URL_SINK = "url-sink"  # the output of the browser-side URL writer (nothing reads it)
 HANDLE = "analysis-handle"  # the analysis shown: {key, model, layers, heads, tokens}; the attention stays on the server
 VIEW_REQUEST = "view-request"  # what the browser-side gate asks the router to draw: {changed, n}
 VIEW_NOTICE = "view-notice"  # a line saying which values from the page were out of range

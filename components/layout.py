@@ -107,6 +107,11 @@ def input_panel(models: tuple[str, ...], default_model: str) -> dbc.Card:
         html.Div(className="d-flex align-items-center mt-3", children=[
             dbc.Button("Analyze", id=ids.ANALYZE, color="primary", n_clicks=0),
             html.Span("or Ctrl+Enter", className="small text-muted ms-2"),
+            html.Span(className="ms-auto ae-copy-link small", children=[
+                dcc.Clipboard(id=ids.COPY_LINK, title="Copy a link to this view", content="",
+                              className="d-inline-block me-1"),
+                html.Label("Copy link", htmlFor=ids.COPY_LINK, className="text-muted"),
+            ]),
         ]),
     ])
 
@@ -282,6 +287,9 @@ def create_layout(settings, page: dict | None = None) -> html.Div:
     ``callbacks.analyze.first_page``), so a new visitor's page needs no request to show it."""
     page = page or {}
     return dbc.Container(fluid=True, className="ae-page", children=[
+        dcc.Location(id=ids.URL, refresh=False),
+        dcc.Store(id=ids.SHARE, storage_type="memory", data=page.get("share")),
+        dcc.Store(id=ids.URL_SINK, storage_type="memory"),
         dcc.Store(id=ids.HANDLE, storage_type="memory", data=page.get("handle")),
         dcc.Store(id=ids.ARC_FOCUS, storage_type="memory"),
         dcc.Store(id=ids.TOKEN, storage_type="memory"),
