@@ -47,6 +47,8 @@ class AttentionResult:
     # None for a model whose attention layout is not known, with the reason in plain words.
     value_norms: np.ndarray | None = None
     value_norms_reason: str = ""
+    # Issue 11: the tokenizer's ids of ``tokens`` (None for results made before they were kept).
+    token_ids: list[int] | None = None
 
     @property
     def num_layers(self) -> int:
@@ -72,6 +74,27 @@ class AttentionResult:
     def head(self, layer: int, head: int) -> np.ndarray:
         """One head, ``(seq, seq)`` float32."""
         return as_float32(self.attentions[layer, head])
+
+    # Exports (issue 11): the logic is in ``services.exchange``.
+    def to_json(self) -> str:
+        """The whole result as JSON (format: ``services.exchange``); ``from_json`` reads it back exactly."""
+        from .exchange import result_to_json
+
+        return result_to_json(self)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "AttentionResult":
+        """The result ``to_json`` wrote. Raises ``services.exchange.ExchangeError`` for anything else."""
+        from .exchange import result_from_json
+
+        return result_from_json(text, cls)
+
+    def to_csv(self, layer: int | None = None, head: int | None = None) -> str:
+        """The attention weights in long format, one row a (layer, head, query, key): every layer and head
+        when ``layer`` / ``head`` is None (see ``services.exchange.result_csv``)."""
+        from .exchange import result_csv
+
+        return result_csv(self, layer=layer, head=head)
 
 
 def decide_causal(declared: bool, attentions: np.ndarray) -> bool:
@@ -200,4 +223,5 @@ def compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int) -
         unk_token=str(tokenizer.unk_token or ""),
         value_norms=value_norms,
         value_norms_reason=value_norms_reason,
+        token_ids=[int(i) for i in ids],
     )
