@@ -7,6 +7,10 @@ works on one head ``(seq, seq)``, one layer ``(heads, seq, seq)`` or a whole mod
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
 from .matrices import as_float32
@@ -92,3 +96,70 @@ def normalisation_error(att: np.ndarray) -> float:
     """The largest ``|row sum - 1|`` over all rows: 0 for a proper attention matrix."""
     att = _as_float(att)
     return float(np.abs(att.astype(np.float64).sum(axis=-1) - 1.0).max())
+
+
+# ---------------------------------------------------------------------- the normalisation check (issue 11)
+
+NORMALISATION_TOLERANCE = 1e-3  # attention stored as float16 sums to 1 within ~5e-4 a row
+
+
+@dataclass(frozen=True)
+class NormalisationCheck:
+    """The largest ``|row sum - 1|`` of an analysis and what the status area says about it.
+
+    ``ok`` is True when ``value <= threshold``; ``value`` is NaN when a weight is not a number (then
+    ``ok`` is False). ``value_text`` is the number as shown ("2.4e-04"), ``message`` a plain sentence.
+    """
+
+    value: float
+    threshold: float = NORMALISATION_TOLERANCE
+    rows: int = 0  # rows checked
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.value <= self.threshold)  # False for NaN
+
+    @property
+    def value_text(self) -> str:
+        return "not a number" if math.isnan(self.value) else f"{self.value:.1e}"
+
+    @property
+    def message(self) -> str:
+        if math.isnan(self.value):
+            return "Some attention weights are not numbers (NaN): this model's attention cannot be trusted here."
+        if self.ok:
+            return (f"Attention rows sum to 1 (largest difference {self.value_text}, within "
+                    f"{self.threshold:g}): the weights are a proper distribution.")
+        return (f"Attention rows do not sum to 1: the largest |row sum − 1| is {self.value_text} (more than "
+                f"{self.threshold:g}). This model's attention is not a plain softmax; read the weights with care.")
+
+
+def normalisation_check(analysis, threshold: float = NORMALISATION_TOLERANCE) -> NormalisationCheck:
+    """The normalisation check of an ``AttentionResult`` (its ``attentions`` and any other attention
+    array it holds, e.g. ``decoder_attentions``) or of one attention array, layer by layer so a long
+    text needs no float64 copy of the whole model."""
+    arrays = [np.asarray(analysis)] if isinstance(analysis, np.ndarray) else _attention_arrays(analysis)
+    worst, rows = 0.0, 0
+    for array in arrays:
+        if array.size == 0:
+            continue
+        blocks = array.reshape((-1,) + array.shape[-3:]) if array.ndim > 3 else array[None]
+        for block in blocks:
+            error = normalisation_error(block)
+            if math.isnan(error):
+                worst = math.nan
+            elif not math.isnan(worst):
+                worst = max(worst, error)
+            rows += int(np.prod(block.shape[:-1]))
+    return NormalisationCheck(value=float(worst), threshold=threshold, rows=rows)
+
+
+def _attention_arrays(result) -> list[np.ndarray]:
+    """``attentions`` and every other array field whose name ends in ``attentions`` (seq2seq results)."""
+    names = [f.name for f in dataclasses.fields(result)] if dataclasses.is_dataclass(result) else ["attentions"]
+    arrays = []
+    for name in names:
+        value = getattr(result, name, None)
+        if name.endswith("attentions") and isinstance(value, np.ndarray) and value.ndim >= 2:
+            arrays.append(value)
+    return arrays

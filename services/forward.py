@@ -81,6 +81,8 @@ class AttentionResult:
     generated_text: str | None = None  # decoder-only: the continuation, decoded
     prompt_length: int | None = None  # decoder-only: tokens[:prompt_length] are the prompt, the rest generated
     generated_mask: np.ndarray | None = None  # decoder-only: bool (seq,), True for generated tokens
+    # Issue 11: the tokenizer's ids of ``tokens`` (None for results made before they were kept).
+    token_ids: list[int] | None = None
 
     @property
     def num_layers(self) -> int:
@@ -156,6 +158,27 @@ class AttentionResult:
     def head(self, layer: int, head: int) -> np.ndarray:
         """One head, ``(seq, seq)`` float32."""
         return as_float32(self.attentions[layer, head])
+
+    # Exports (issue 11): the logic is in ``services.exchange``.
+    def to_json(self) -> str:
+        """The whole result as JSON (format: ``services.exchange``); ``from_json`` reads it back exactly."""
+        from .exchange import result_to_json
+
+        return result_to_json(self)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "AttentionResult":
+        """The result ``to_json`` wrote. Raises ``services.exchange.ExchangeError`` for anything else."""
+        from .exchange import result_from_json
+
+        return result_from_json(text, cls)
+
+    def to_csv(self, layer: int | None = None, head: int | None = None) -> str:
+        """The attention weights in long format, one row a (layer, head, query, key): every layer and head
+        when ``layer`` / ``head`` is None (see ``services.exchange.result_csv``)."""
+        from .exchange import result_csv
+
+        return result_csv(self, layer=layer, head=head)
 
 
 def decide_causal(declared: bool, attentions: np.ndarray) -> bool:
@@ -275,6 +298,7 @@ def _source_fields(loaded: LoadedModel, enc, special: np.ndarray, offsets_t) -> 
         unknown_count=unknown_count,
         offsets=offsets,
         unk_token=str(tokenizer.unk_token or ""),
+        token_ids=[int(i) for i in ids],
     )
 
 
@@ -526,4 +550,5 @@ def compute_generation(loaded: LoadedModel, text: str, limit: int, steps: int) -
         generated_text=tokenizer.decode(new, skip_special_tokens=True),
         prompt_length=prompt_length,
         generated_mask=mask,
+        token_ids=[int(i) for i in ids],
     )
