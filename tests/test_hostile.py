@@ -595,10 +595,10 @@ def totals() -> dict[str, int]:
 
 
 @pytest.fixture
-def prober(server, totals) -> Iterator[Prober]:
+def prober(server, totals, request) -> Iterator[Prober]:
     p = Prober(server)
     yield p
-    totals["requests"] = totals.get("requests", 0) + p.sent
+    totals[request.node.name.removeprefix("test_")] = p.sent
 
 
 # ============================================================================ page states
@@ -1079,4 +1079,5 @@ def test_the_server_still_serves_with_the_same_workers(server, catalog, prober, 
         assert sign not in log, f"{sign!r} in the gunicorn log:\n{log[-3000:]}"
     print(f"\nhostile module: {len(catalog.callbacks)} server callbacks "
           f"({sum(len(cb.inputs) for cb in catalog.callbacks)} inputs, {sum(len(cb.state) for cb in catalog.callbacks)} "
-          f"states), {catalog.clientside} browser-side skipped, {totals.get('requests', 0) + prober.sent} requests")
+          f"states), {catalog.clientside} browser-side ones; {sum(totals.values()) + prober.sent} requests: "
+          + ", ".join(f"{name} {n}" for name, n in totals.items()))
