@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,9 +137,30 @@ def text(value: Any, what: str = "text") -> str | None:
 
 
 def model_id(value: Any) -> str | None:
+    """The model id as typed (stripped), lone surrogates replaced: no id has them, and a message that
+    quotes the id must stay valid Unicode (else the whole answer cannot be serialised)."""
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_MODEL_CHARS:
         return None
-    return value.strip()
+    return "".join("\ufffd" if unicodedata.category(ch) == "Cs" else ch for ch in value.strip())
+
+
+def shown(value: Any, limit: int = 12) -> str:
+    """A browser value as a message quotes it: short, printable and valid Unicode. Containers are not
+    quoted (their text could be huge or nested past the recursion limit); a lone surrogate would make
+    the answer unserialisable, a control or bidi character would garble the message."""
+    if isinstance(value, (list, tuple)):
+        return "[…]"
+    if isinstance(value, Mapping):
+        return "{…}"
+    if isinstance(value, int) and value.bit_length() > 4000:  # str() refuses ints over 4300 digits
+        return "a huge number"
+    if isinstance(value, str):
+        text = value[:limit]
+    elif isinstance(value, (int, float)) or value is None:
+        text = str(value)[:limit]
+    else:
+        return "…"
+    return "".join(ch for ch in text if unicodedata.category(ch) not in ("Cs", "Cc", "Cf")) or "…"
 
 
 # ----------------------------------------------------------------------------------- heads
@@ -252,11 +274,11 @@ class ViewState:
         layer = whole(layer_raw, 0, dims.layers - 1, 0)
         number = _number(layer_raw)
         if layer_raw is not None and (number is None or number != layer):
-            notes.append(f"There is no layer {str(layer_raw)[:12]}: showing layer {layer}.")
+            notes.append(f"There is no layer {shown(layer_raw)}: showing layer {layer}.")
         head_raw = raw.get("head")
         head = Head.parse(head_raw, dims.heads)
         if head_raw not in (None, Head.ALL, Head.MEAN) and head.kind == "all":
-            notes.append(f"There is no head {str(head_raw)[:12]} in this model: showing all heads.")
+            notes.append(f"There is no head {shown(head_raw)} in this model: showing all heads.")
         switches = flags(raw.get("switches"), SWITCHES)
         return cls(
             tab=choice(raw.get("tab"), TABS, ids.TAB_GRID),

@@ -3,7 +3,8 @@
 Dash trusts the shape of ``POST /_dash-update-component`` (a body without ``inputs``, an ``output`` no
 callback has, or inputs of the wrong count raise inside Dash). Anyone who can reach the port may send
 any bytes, so the body's shape is checked before Dash reads it, and whatever still escapes Dash's
-dispatch is answered 400 (our callback bodies never raise: ``common.guarded``).
+dispatch is answered 400 (our callback bodies never raise: ``common.guarded``). A script path Dash does
+not serve (``/_dash-component-suites/dash/../../etc/passwd``) is a 404, where Dash would raise (500).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dash import Dash
+from dash.exceptions import DependencyException
 from flask import jsonify, request
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,13 @@ def harden(app: Dash) -> None:
         if reason is not None:
             return jsonify({"message": reason}), 400
         return None
+
+    @server.errorhandler(DependencyException)
+    def _unknown_script(exc):
+        # Dash raises this for a /_dash-component-suites/ path it does not serve (a traversal like
+        # ``dash/../../etc/passwd``, an unknown package): that is a 404, not a server failure.
+        log.info("unknown component-suite path answered 404: %s", request.path[:200])
+        return jsonify({"message": "Not found."}), 404
 
     @server.errorhandler(Exception)
     def _callback_failure(exc):

@@ -104,6 +104,19 @@ def test_nothing_raises_for_any_junk_anywhere():
         assert 0 <= state.layer < 6 and state.window in boundary.WINDOWS and state.top_k in boundary.TOP_K
 
 
+def test_notes_quote_values_as_short_valid_text():
+    """A quoted value must be serialisable (a lone surrogate made the whole answer fail), short, and
+    never the text of a container (huge, or nested past the recursion limit)."""
+    for value in ("\ud800", "\udfff\ud800x", "a\x00\u202eb", [1] * 10**5, {"a": 1}, 10**400, 10**5000, object()):
+        for state in (parse(layer=value), parse(head=value)):
+            assert state.notes, value
+            note = state.notes[0]
+            note.encode("utf-8")  # no lone surrogate
+            assert len(note) < 80 and "\x00" not in note and "\u202e" not in note, note
+    assert parse(layer="<script>alert(1)</script>").notes == ("There is no layer <script>aler: showing layer 0.",)
+    assert parse(head=[1, 2]).notes == ("There is no head […] in this model: showing all heads.",)
+
+
 def test_handle():
     good = {"key": "attn-v1:" + "a" * 64, "model": "all-MiniLM-L6-v2", "layers": 6, "heads": 12, "tokens": 13}
     handle = Handle.parse(good)
@@ -132,6 +145,7 @@ def test_model_ids():
     assert boundary.model_id(" gpt2 ") == "gpt2"
     for junk in (None, "", "   ", 3, ["gpt2"], "m" * 301):
         assert boundary.model_id(junk) is None
+    assert boundary.model_id("gpt\ud8002") == "gpt\ufffd2"  # refused later by name, quotable in the message
 
 
 def test_plotly_points():

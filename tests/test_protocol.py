@@ -102,3 +102,14 @@ def test_the_server_still_serves_after_junk(app_and_client):
     post(client, b"\x00" * 1000, raw=True)
     assert client.get("/").status_code == 200
     assert post(client, router_body(app)).status_code == 200
+
+
+def test_script_paths_dash_does_not_serve_get_404(app_and_client):
+    """Dash raises for an unknown /_dash-component-suites/ path (a 500 before): a traversal, an
+    unknown package, a junk fingerprint."""
+    _, client = app_and_client
+    for path in ("/_dash-component-suites/dash/../../../../etc/passwd", "/_dash-component-suites/os/path.js",
+                 "/_dash-component-suites/dash/..%2f..%2fapp.py", "/_dash-component-suites/dash/deps/x.v9_9m9.min.js"):
+        response = client.get(path)
+        assert response.status_code == 404, (path, response.status_code)
+        assert b"Traceback" not in response.data and b"registered" not in response.data
