@@ -332,7 +332,19 @@
                 return NO();
             },
 
-            copyLink: function () { return window.location.href; }
+            copyLink: function () { return window.location.href; },
+
+            /* At page load: the query string, when there is one, for Analyze to open (callbacks/analyze.py). */
+            readUrl: function () {
+                return window.location.search.length > 1 ? {search: window.location.search, n: 0} : NO();
+            }
+        }
+    });
+
+    /* Back and Forward: the page shows the state of the address it moved to. */
+    window.addEventListener("popstate", function () {
+        if (window.dash_clientside.set_props) {
+            window.dash_clientside.set_props("url-state", {data: {search: window.location.search, n: Date.now()}});
         }
     });
 

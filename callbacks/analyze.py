@@ -49,7 +49,7 @@ INPUTS = {
     "clicks": Input(ids.ANALYZE, "n_clicks"),
     "model": Input(ids.MODEL, "value"),
     "examples": Input({"type": ids.EXAMPLE, "index": ALL}, "n_clicks"),
-    "search": Input(ids.URL, "search"),
+    "url": Input(ids.URL, "data"),
     "text": State(ids.TEXT, "value"),
     "pair": State(ids.TEXT_PAIR, "value"),
     "layer": State(ids.LAYER, "value"),
@@ -108,7 +108,8 @@ def from_url(values: dict[str, Any]) -> dict:
     the controls it names. An empty or junk query string changes nothing."""
     from services import share
 
-    state = urlstate.parse(values.get("search"))
+    url = values.get("url")
+    state = urlstate.parse(url.get("search") if isinstance(url, dict) else None)
     values = dict(values)
     if state.empty:  # the page's address without a query string (Back to where the visit began)
         shown = values.get("shared") if isinstance(values.get("shared"), dict) else {}

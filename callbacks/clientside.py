@@ -67,6 +67,10 @@ def register(app: Dash) -> None:
         Input(ids.PAIR_TOGGLE, "n_clicks"), State(ids.PAIR_COLLAPSE, "is_open"),
         prevent_initial_call=True,
     )
+    app.clientside_callback(  # the query string the page opened with (Back and Forward: assets/clientside.js)
+        _js("readUrl"),
+        Output(ids.URL, "data"), Input(ids.URL, "id"),
+    )
     app.clientside_callback(  # the URL follows the page's state (replace; a new analysis: a new entry)
         _js("writeUrl"),
         Output(ids.URL_SINK, "data"),

@@ -13,7 +13,7 @@ ARC_VIEW = "arc-view"
 STATUS = "status-area"
 
 # Internal ids
-URL = "url"  # dcc.Location: the query string is the page's state (callbacks/urlstate.py)
+URL = "url-state"  # {search, n}: the query string when the page opens or history moves (callbacks/urlstate.py)
 SHARE = "share-state"  # what a link says of the analysis shown: {text, pair, model} or {id, model}
 COPY_LINK = "copy-link"
 URL_SINK = "url-sink"  # the output of the browser-side URL writer (nothing reads it)

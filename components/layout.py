@@ -287,7 +287,7 @@ def create_layout(settings, page: dict | None = None) -> html.Div:
     ``callbacks.analyze.first_page``), so a new visitor's page needs no request to show it."""
     page = page or {}
     return dbc.Container(fluid=True, className="ae-page", children=[
-        dcc.Location(id=ids.URL, refresh=False),
+        dcc.Store(id=ids.URL, storage_type="memory"),
         dcc.Store(id=ids.SHARE, storage_type="memory", data=page.get("share")),
         dcc.Store(id=ids.URL_SINK, storage_type="memory"),
         dcc.Store(id=ids.HANDLE, storage_type="memory", data=page.get("handle")),

@@ -399,3 +399,41 @@ def test_heatmap_tooltip_weight_and_row_click_follow_the_token(dash_app):
     point_then_click(duo, "head-heatmap", 3, 6)  # row 6: "mat"
     open_tab(duo, "Token focus")
     wait_until(lambda: "“mat”" in (graph(duo, "focus-heatmap", "gd.layout.title.text") or ""), message="follows mat")
+
+
+def test_the_url_is_the_state(dash_app):
+    """Opening a URL reproduces its view; changes update the URL without a reload; each analysis is a
+    history entry (Back returns to the previous text); junk parameters are harmless."""
+    from urllib.parse import parse_qs, urlencode, urlparse
+
+    duo = dash_app
+    params = {"text": "A dog ran in the park.", "layer": "3", "head": "5", "view": "heatmap", "mode": "raw",
+              "hide_special": "1", "merge": "0", "token": "2"}
+    duo.driver.get(duo.server_url + "/?" + urlencode(params))
+    wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") and
+               graph(duo, "head-heatmap", "gd.layout.title.text").startswith("Layer 3 · Head 5"), message="heatmap")
+    assert "special tokens hidden" in graph(duo, "head-heatmap", "gd.layout.title.text")
+    assert duo.find_element("#text-input").get_attribute("value") == "A dog ran in the park."
+    assert selected_layer_and_head(duo) == (3, "Head 5")
+
+    def query() -> dict:
+        return {k: v[0] for k, v in parse_qs(urlparse(duo.driver.current_url).query).items()}
+
+    assert query()["view"] == "heatmap" and query()["token"] == "2"
+    thumb = duo.find_element("#layer-slider [role='slider']")
+    thumb.send_keys(Keys.ARROW_LEFT)
+    wait_until(lambda: query().get("layer") == "2", message="the URL follows the layer")
+    entries = duo.driver.execute_script("return history.length")
+    assert duo.driver.execute_script("return history.length") == entries  # replaced, not added
+    analyze(duo, "The cat sat.")
+    wait_until(lambda: query().get("text") == "The cat sat.", message="the URL names the new text")
+    assert duo.driver.execute_script("return history.length") == entries + 1
+    duo.driver.back()
+    wait_until(lambda: duo.find_element("#text-input").get_attribute("value") == "A dog ran in the park.",
+               message="Back returns to the previous text")
+    duo.wait_for_contains_text("#status-area", "9 tokens", timeout=TIMEOUT)
+    # junk: the page still opens on its first view, with no error
+    duo.driver.get(duo.server_url + "/?layer=x&head=%ZZ&view=nope&mode=loud&token=-4&text=" + "y" * 5)
+    wait_until(lambda: graph(duo, "head-grid", "gd.layout.title.text") and
+               "Layer 0" in graph(duo, "head-grid", "gd.layout.title.text"), message="grid")
+    assert "Traceback" not in duo.find_element("body").text
