@@ -36,7 +36,7 @@ from concurrent.futures import Future
 
 from . import cache
 from .config import get_settings
-from .errors import AttentionExplorerError, InputError
+from .errors import N_, AttentionExplorerError, InputError
 from .forward import AttentionResult, run_local
 from .models import check_allowed, fingerprint
 from .validation import validate_text
@@ -142,9 +142,11 @@ def check_steps(steps: object, bound: int) -> int:
             raise TypeError
         value = operator.index(steps)
     except TypeError:
-        raise InputError(f"The number of tokens to write must be a whole number, not {steps!r}.") from None
+        raise InputError(N_("The number of tokens to write must be a whole number, not {value}."),
+                         value=repr(steps)[:40]) from None
     if not 1 <= value <= bound:
-        raise InputError(f"The number of tokens to write must be between 1 and {bound}; {value} is outside.")
+        raise InputError(N_("The number of tokens to write must be between 1 and {bound}; {value} is outside."),
+                         bound=bound, value=value)
     return value
 
 
@@ -162,14 +164,14 @@ def analyse(text: str, model_id: str | None = None, text_pair: str | None = None
     """
     settings = get_settings()
     model_id = check_allowed(model_id)
-    text = validate_text(text, settings.max_chars, what="text")
-    text_pair = validate_text(text_pair, settings.max_chars, what="second sentence", required=False)
-    target = validate_text(target, settings.max_chars, what="target", required=False)
+    text = validate_text(text, settings.max_chars, what=N_("text"))
+    text_pair = validate_text(text_pair, settings.max_chars, what=N_("second sentence"), required=False)
+    target = validate_text(target, settings.max_chars, what=N_("target"), required=False)
     max_new_tokens = settings.max_new_tokens
     if steps is not None:
         steps = check_steps(steps, max_new_tokens)
         if text_pair is not None or target is not None:
-            raise InputError("Continuing a text takes one text: leave the second sentence and the target empty.")
+            raise InputError(N_("Continuing a text takes one text: leave the second sentence and the target empty."))
     key = cache_key(model_id, text, text_pair, target, steps=steps, max_new_tokens=max_new_tokens)
     hit = _cached_result(key)
     if hit is not None:

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import hooks
 from .config import get_settings
-from .errors import AttentionExplorerError, InputError
+from .errors import N_, AttentionExplorerError, InputError
 from .matrices import as_float32, looks_causal
 from .models import LoadedModel, get_model
 
@@ -217,7 +217,7 @@ def run_local(text: str, model_id: str, text_pair: str | None, target: str | Non
     with _forward_semaphore():
         if steps is not None:
             if text_pair is not None or target is not None:
-                raise InputError("Continuing a text takes one text: no second sentence and no target.")
+                raise InputError(N_("Continuing a text takes one text: no second sentence and no target."))
             return compute_generation(loaded, text, limit, steps)
         return compute(loaded, text, text_pair, limit, target, max_new_tokens)
 
@@ -236,7 +236,7 @@ def encode(tokenizer, text: str, text_pair: str | None, max_length: int | None):
     )
 
 
-NOTHING_LEFT = ("Nothing is left of the {what} once the model “{model}” has read it: it holds only characters "
+NOTHING_LEFT = N_("Nothing is left of the {what} once the model “{model}” has read it: it holds only characters "
                 "the model ignores (invisible ones such as zero-width spaces, or accents without letters). "
                 "Type some words and analyse again.")
 
@@ -245,7 +245,7 @@ def _require_content(enc, special: np.ndarray, text_pair: str | None, model_id: 
     """Refuses a text (or second sentence) of which the tokenizer kept nothing but special tokens."""
     content = ~special
     if not content.any():
-        raise InputError(NOTHING_LEFT.format(what="text", model=model_id))
+        raise InputError(NOTHING_LEFT, what=N_("text"), model=model_id)
     if text_pair is None:
         return
     try:
@@ -253,7 +253,7 @@ def _require_content(enc, special: np.ndarray, text_pair: str | None, model_id: 
     except (ValueError, AttributeError):  # slow tokenizers: no segments to tell
         return
     if segments and not any(s == 1 and c for s, c in zip(segments, content)):
-        raise InputError(NOTHING_LEFT.format(what="second sentence", model=model_id))
+        raise InputError(NOTHING_LEFT, what=N_("second sentence"), model=model_id)
 
 
 def _tokenize_source(loaded: LoadedModel, text: str, text_pair: str | None, limit: int):
@@ -266,7 +266,7 @@ def _tokenize_source(loaded: LoadedModel, text: str, text_pair: str | None, limi
     if truncated:  # only then a second pass, cut to the limit
         enc = encode(tokenizer, text, text_pair, limit)
     if enc["input_ids"].shape[1] == 0:
-        raise InputError(NOTHING_LEFT.format(what="text", model=loaded.model_id))
+        raise InputError(NOTHING_LEFT, what=N_("text"), model=loaded.model_id)
     special = enc.pop("special_tokens_mask")[0].numpy().astype(bool)
     _require_content(enc, special, text_pair, loaded.model_id)
     offsets_t = enc.pop("offset_mapping", None)
@@ -307,7 +307,7 @@ def _float16(attentions, what: str, model_id: str) -> np.ndarray:
     import torch
 
     if not attentions or attentions[0] is None:
-        raise AttentionExplorerError(f"Model “{model_id}” returned no {what} weights.")
+        raise AttentionExplorerError(N_("Model “{model}” returned no {what} weights."), model=model_id, what=what)
     # One copy straight into float16 (numpy's float32 -> float16 cast is ~25 ns a value here).
     stored = np.empty((len(attentions),) + tuple(attentions[0].shape[1:]), dtype=np.float16)
     for layer, att in enumerate(attentions):
@@ -315,7 +315,7 @@ def _float16(attentions, what: str, model_id: str) -> np.ndarray:
     return stored
 
 
-TARGET_NOT_FOR_THIS_MODEL = ("A target text is for encoder-decoder models (translation, summarisation), which read "
+TARGET_NOT_FOR_THIS_MODEL = N_("A target text is for encoder-decoder models (translation, summarisation), which read "
                              "a source and write a target; model “{model}” reads one text. Leave the target empty.")
 
 
@@ -329,7 +329,7 @@ def compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int, t
     if loaded.is_encoder_decoder:
         return compute_seq2seq(loaded, text, text_pair, limit, target, max_new_tokens)
     if target is not None:
-        raise InputError(TARGET_NOT_FOR_THIS_MODEL.format(model=loaded.model_id))
+        raise InputError(TARGET_NOT_FOR_THIS_MODEL, model=loaded.model_id)
     enc, special, offsets_t, full_len, truncated = _tokenize_source(loaded, text, text_pair, limit)
     inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
     # Issue 10: the hooks (services.hooks) record each layer's value vectors during this same pass.
@@ -337,7 +337,7 @@ def compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int, t
         output = loaded.model(**inputs, output_attentions=True, return_dict=True)
         attentions = getattr(output, "attentions", None)
         if not attentions or attentions[0] is None:
-            raise AttentionExplorerError(f"Model “{loaded.model_id}” returned no attention weights.")
+            raise AttentionExplorerError(N_("Model “{model}” returned no attention weights."), model=loaded.model_id)
         value_norms, value_norms_reason = recorder.value_norms(len(attentions))
     stored = _float16(attentions, "attention", loaded.model_id)
     return AttentionResult(
@@ -366,8 +366,8 @@ def decoder_start_id(loaded: LoadedModel) -> int:
         value = getattr(holder, "decoder_start_token_id", None) if holder is not None else None
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    raise AttentionExplorerError(f"Model “{loaded.model_id}” does not say which token starts its output "
-                                 "(decoder_start_token_id), so its decoder cannot be run.")
+    raise AttentionExplorerError(N_("Model “{model}” does not say which token starts its output "
+                                    "(decoder_start_token_id), so its decoder cannot be run."), model=loaded.model_id)
 
 
 def _special_ids(tokenizer) -> set[int]:
@@ -387,7 +387,7 @@ def target_ids_for(loaded: LoadedModel, target: str, limit: int) -> tuple[list[i
                              max_length=max(1, limit - 1), verbose=False)["input_ids"])
     special = _special_ids(tokenizer)
     if not any(i not in special for i in ids):
-        raise InputError(NOTHING_LEFT.format(what="target", model=loaded.model_id))
+        raise InputError(NOTHING_LEFT, what=N_("target"), model=loaded.model_id)
     return [start] + ids, truncated
 
 
@@ -499,8 +499,8 @@ def compute_generation(loaded: LoadedModel, text: str, limit: int, steps: int) -
     steps = int(steps)
     room = limit - steps
     if room < 1:
-        raise InputError(f"Model “{loaded.model_id}” reads at most {limit} tokens, so it cannot write {steps} more; "
-                         "ask for fewer tokens.")
+        raise InputError(N_("Model “{model}” reads at most {limit} tokens, so it cannot write {steps} more; "
+                            "ask for fewer tokens."), model=loaded.model_id, limit=limit, steps=steps)
     tokenizer = loaded.tokenizer
     enc, special, _offsets, full_len, truncated = _tokenize_source(loaded, text, None, room)
     inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
@@ -509,7 +509,7 @@ def compute_generation(loaded: LoadedModel, text: str, limit: int, steps: int) -
     ids = _greedy(loaded.generator, inputs, steps, pad_token_id=pad)
     new = ids[prompt_length:]
     if not new:
-        raise AttentionExplorerError(f"Model “{loaded.model_id}” wrote nothing after the text.")
+        raise AttentionExplorerError(N_("Model “{model}” wrote nothing after the text."), model=loaded.model_id)
     all_ids = torch.tensor([ids], dtype=torch.long)
     with torch.inference_mode(), hooks.recording(loaded.model) as recorder:
         output = loaded.model(input_ids=all_ids, attention_mask=torch.ones_like(all_ids), output_attentions=True,

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import hooks
-from .errors import InputError
+from .errors import N_, InputError
 from .extraction import _SingleFlight, analyse
 from .forward import AttentionResult, _forward_semaphore, encode
 from .kinds import _check_kind, attention_of, value_norms_for
@@ -177,9 +177,9 @@ def inside_head_for(key: str, result: AttentionResult, layer: int, head: int, qu
         raise InputError(str(exc)) from None
     view = attention_of(result, kind)
     att = view.attentions
-    layer = _index(layer, int(att.shape[0]), "layer")
-    head = _index(head, int(att.shape[1]), "head")
-    query = _index(query, int(att.shape[2]), "query token")
+    layer = _index(layer, int(att.shape[0]), N_("layer"))
+    head = _index(head, int(att.shape[1]), N_("head"))
+    query = _index(query, int(att.shape[2]), N_("query token"))
     model_weights = as_float32(att[layer, head, query]).copy()
     entry, reason = _layer_vectors(key, result, layer, kind)
     stored_norms, _ = value_norms_for(result, kind)
@@ -232,9 +232,10 @@ def _index(value, size: int, what: str) -> int:
             raise TypeError
         index = operator.index(value)
     except TypeError:
-        raise InputError(f"The {what} must be a whole number, not {value!r}.") from None
+        raise InputError(N_("The {what} must be a whole number, not {value}."), what=what, value=repr(value)[:40]) from None
     if not 0 <= index < size:
-        raise InputError(f"The {what} must be between 0 and {size - 1}; {index} is outside.")
+        raise InputError(N_("The {what} must be between 0 and {last}; {index} is outside."), what=what,
+                         last=size - 1, index=index)
     return index
 
 

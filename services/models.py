@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DEFAULT_MODEL_ID, get_settings
-from .errors import ModelLoadError, ModelNotAllowedError
+from .errors import N_, ModelLoadError, ModelNotAllowedError
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,9 @@ def looks_like_path(model_id: str) -> bool:
 def _not_a_model_folder(model_id: str) -> ModelLoadError:
     # One message whether the folder is missing, unreadable, a file or has no config.json: it says
     # nothing about the machine's folders beyond what the person typed.
-    return ModelLoadError(f"Model “{model_id}” could not be loaded: it is not a model folder this server can read "
-                          "(a folder holding the model's config.json).")
+    return ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=model_id,
+                          reason=N_("it is not a model folder this server can read (a folder holding the model's "
+                                    "config.json)"))
 
 
 def resolve_source(model_id: str) -> str:
@@ -111,11 +112,12 @@ def resolve_source(model_id: str) -> str:
             return folder
         raise _not_a_model_folder(model_id)
     if not _HUB_ID.match(model_id):
-        raise ModelLoadError(f"Model “{model_id}” is neither a local folder nor a valid Hugging Face model id.")
+        raise ModelLoadError(N_("Model “{model}” is neither a local folder nor a valid Hugging Face model id."),
+                             model=model_id)
     if not configured and os.path.isdir(expanded):
         # A typed hub id that is also a folder here: transformers would read the folder. Refuse it with
         # the words a missing hub model gets, so the answer says nothing about this machine's folders.
-        raise ModelLoadError(f"Model “{model_id}” could not be loaded: {HUB_UNAVAILABLE}.")
+        raise ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=model_id, reason=HUB_UNAVAILABLE)
     return model_id
 
 
@@ -127,13 +129,14 @@ def check_allowed(model_id: str | None) -> str:
         return settings.default_model
     typed = str(model_id).strip()
     if len(typed) > MAX_MODEL_ID_CHARS:
-        raise ModelNotAllowedError(f"That model id is {len(typed):,} characters long; ids are at most "
-                                   f"{MAX_MODEL_ID_CHARS} characters.")
+        raise ModelNotAllowedError(N_("That model id is {count} characters long; ids are at most {limit} characters."),
+                                   count=f"{len(typed):,}", limit=MAX_MODEL_ID_CHARS)
     canonical = canonical_id(typed)
     if canonical in settings.models or settings.allow_any_model:
         return canonical
     offered = ", ".join(settings.models)
-    raise ModelNotAllowedError(f"Model “{typed}” is not one of the models this server offers ({offered}).")
+    raise ModelNotAllowedError(N_("Model “{model}” is not one of the models this server offers ({offered})."),
+                               model=typed, offered=offered)
 
 
 def _files_fingerprint(path: Path) -> str:
@@ -248,7 +251,7 @@ def _token_limit(config: Any, tokenizer: Any) -> int:
     return min(limits)
 
 
-HUB_UNAVAILABLE = ("it is not on this machine and could not be downloaded "
+HUB_UNAVAILABLE = N_("it is not on this machine and could not be downloaded "
                    "(no network access to the Hugging Face hub, or no such model)")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:/[^\s'\"`,;:()]+)+/?")
 
@@ -260,9 +263,9 @@ def _explain(exc: BaseException, model_id: str, source: str) -> str:
     if any(s in lowered for s in ("offline", "connection", "resolve", "couldn't connect", "max retries", "not found")):
         return HUB_UNAVAILABLE
     if "trust_remote_code" in lowered:
-        return "it needs custom code from the hub, which this app never runs"
+        return N_("it needs custom code from the hub, which this app never runs")
     if model_id not in get_settings().models:  # typed by someone: say nothing more about the files
-        return "its files are not a model this app can load"
+        return N_("its files are not a model this app can load")
     placeholder = "\x00"
     text = text.replace(source, placeholder) if source else text
     text = _ABSOLUTE_PATH.sub("…", text).replace(placeholder, model_id)
@@ -299,14 +302,16 @@ def _load(model_id: str, fingerprint_value: str) -> LoadedModel:
                                               trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message a person can read
         log.warning("model %s could not be loaded: %r", model_id, exc)
-        raise ModelLoadError(f"Model “{model_id}” could not be loaded: {_explain(exc, model_id, source)}.") from exc
+        raise ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=model_id,
+                             reason=_explain(exc, model_id, source)) from exc
     model.eval()
     if generator is not None:
         generator.eval()
     num_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
     num_heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
     if not num_layers or not num_heads:
-        raise ModelLoadError(f"Model “{model_id}” could not be loaded: it does not say how many layers and heads it has.")
+        raise ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=model_id,
+                             reason=N_("it does not say how many layers and heads it has"))
     return LoadedModel(
         model_id=model_id,
         source=source,

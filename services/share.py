@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 from . import cache
 from .config import get_settings
-from .errors import AttentionExplorerError
+from .errors import N_, AttentionExplorerError
 from .validation import validate_text
 
 ID_LENGTH = 12
@@ -79,13 +79,13 @@ def store_text(text: str, pair: str | None = None, model: str | None = None) -> 
     Raises ``InputError`` for a text the app would not analyse (empty, over ``ATTN_MAX_CHARS``) and
     ``ShareError`` when nothing can be kept (a null cache, or the cache is down)."""
     settings = get_settings()
-    text = validate_text(text, settings.max_chars, what="text")
-    pair = validate_text(pair, settings.max_chars, what="second sentence", required=False)
+    text = validate_text(text, settings.max_chars, what=N_("text"))
+    pair = validate_text(pair, settings.max_chars, what=N_("second sentence"), required=False)
     if model is not None and not isinstance(model, str):
         raise TypeError("model must be a model id (text) or None")
     if settings.cache_type == "null":
-        raise ShareError("This server keeps no cache, so it cannot keep a long text for a link. "
-                         "Share a shorter text, or the text itself.")
+        raise ShareError(N_("This server keeps no cache, so it cannot keep a long text for a link. "
+                            "Share a shorter text, or the text itself."))
     for attempt in range(_ATTEMPTS):
         entry = _entry(text, pair, model, attempt)
         short_id = _id_of(entry)
@@ -95,10 +95,10 @@ def store_text(text: str, pair: str | None = None, model: str | None = None) -> 
         if held is not None:
             continue  # another entry has this id: never replace it
         if not cache.store(_key(short_id), entry, 4 * len(entry)) or cache.lookup(_key(short_id)) != entry:
-            raise ShareError("The server could not keep the text just now. Try again in a moment, or share "
-                             "a shorter text.")
+            raise ShareError(N_("The server could not keep the text just now. Try again in a moment, or share "
+                                "a shorter text."))
         return short_id
-    raise ShareError("The server could not make a short link for this text. Try again.")  # pragma: no cover
+    raise ShareError(N_("The server could not make a short link for this text. Try again."))  # pragma: no cover
 
 
 def load_text(short_id: object) -> dict | None:

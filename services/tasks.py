@@ -28,7 +28,7 @@ from celery.signals import worker_init
 
 from . import codec
 from .config import MAX_NEW_TOKENS_CAP, Settings, get_settings
-from .errors import AttentionExplorerError
+from .errors import N_, AttentionExplorerError
 from .forward import run_local
 from .models import check_allowed
 from .validation import validate_text
@@ -94,9 +94,9 @@ def extract_task(text: str, model_id: str, text_pair: str | None = None, target:
 
     settings = get_settings()
     model_id = check_allowed(model_id)
-    text = validate_text(text, settings.max_chars, what="text")
-    text_pair = validate_text(text_pair, settings.max_chars, what="second sentence", required=False)
-    target = validate_text(target, settings.max_chars, what="target", required=False)
+    text = validate_text(text, settings.max_chars, what=N_("text"))
+    text_pair = validate_text(text_pair, settings.max_chars, what=N_("second sentence"), required=False)
+    target = validate_text(target, settings.max_chars, what=N_("target"), required=False)
     bound = settings.max_new_tokens
     if max_new_tokens is not None:
         max_new_tokens = check_steps(max_new_tokens, MAX_NEW_TOKENS_CAP)
@@ -113,11 +113,11 @@ def decode_payload(payload: Any):
         result = codec.from_json_payload(payload)
     except codec.DecodeError as exc:
         log.warning("refused a worker's answer that is not an attention result (%s)", exc)
-        raise AttentionExplorerError(
+        raise AttentionExplorerError(N_(
             "The attention worker's answer could not be read (the workers may run another version of "
-            "Attention Explorer). Try again; if it persists, tell the server's administrator.") from exc
+            "Attention Explorer). Try again; if it persists, tell the server's administrator.")) from exc
     if not isinstance(result, AttentionResult):
-        raise AttentionExplorerError("The attention worker's answer could not be read. Try again.")
+        raise AttentionExplorerError(N_("The attention worker's answer could not be read. Try again."))
     return result
 
 
@@ -170,34 +170,31 @@ def run_in_worker(text: str, model_id: str, text_pair: str | None, timeout: floa
     except Exception as exc:  # noqa: BLE001 - the queue is down or unreachable
         log.warning("could not queue an extraction on %s: %r", _safe_url(broker_url), exc)
         _discard(broker_url, celery)
-        raise AttentionExplorerError(
+        raise AttentionExplorerError(N_(
             "The attention workers cannot be reached right now (the task queue is down). "
-            "Try again in a minute; if it persists, tell the server's administrator."
-        ) from exc
+            "Try again in a minute; if it persists, tell the server's administrator.")) from exc
     try:
         payload = pending.get(timeout=timeout, propagate=True)
     except CeleryTimeout as exc:
         log.warning("extraction %s: no worker answered within %.0f s", pending.id, timeout)
         _quietly(pending.revoke)
-        raise AttentionExplorerError(
-            f"No attention worker answered within {timeout:.0f} seconds: the workers are busy or stopped. "
-            "Try again in a minute; if it persists, tell the server's administrator."
-        ) from exc
+        raise AttentionExplorerError(N_(
+            "No attention worker answered within {seconds} seconds: the workers are busy or stopped. "
+            "Try again in a minute; if it persists, tell the server's administrator."), seconds=f"{timeout:.0f}") from exc
     except AttentionExplorerError:
         raise
     except Exception as exc:
         if _is_refused_content(exc):
             log.warning("extraction %s: refused the result store's answer: %r", pending.id, exc)
-            raise AttentionExplorerError(
+            raise AttentionExplorerError(N_(
                 "The attention worker's answer could not be read. Try again; if it persists, tell the "
-                "server's administrator.") from exc
+                "server's administrator.")) from exc
         if not _is_connection_error(exc):
             raise  # the worker's own failure, re-raised as it was raised there
         log.warning("extraction %s: lost the connection to the result store: %r", pending.id, exc)
         _discard(broker_url, celery)
-        raise AttentionExplorerError(
-            "The connection to the attention workers was lost while waiting for the result. Try again."
-        ) from exc
+        raise AttentionExplorerError(N_(
+            "The connection to the attention workers was lost while waiting for the result. Try again.")) from exc
     finally:
         _quietly(pending.forget)
     return decode_payload(payload)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from .errors import InputError
+from .errors import N_, InputError
 
 _KEEP_CONTROL = {"\n", "\t"}
 
@@ -27,16 +27,14 @@ def validate_text(text: object, max_chars: int, *, what: str = "text", required:
     if text is None:
         text = ""
     if not isinstance(text, str):
-        raise InputError(f"The {what} must be plain text.")
+        raise InputError(N_("The {what} must be plain text."), what=what)
     # The limit first, on the raw text: nothing below looks at each character of an over-long text.
     if len(text) > max_chars:
-        raise InputError(
-            f"The {what} has {len(text):,} characters; the limit is {max_chars:,}. "
-            "Shorten it and analyse again."
-        )
+        raise InputError(N_("The {what} has {count} characters; the limit is {limit}. Shorten it and analyse again."),
+                         what=what, count=f"{len(text):,}", limit=f"{max_chars:,}")
     cleaned = clean_text(text)
     if not cleaned.strip():
         if required:
-            raise InputError(f"The {what} is empty. Type a sentence to see what the model attends to.")
+            raise InputError(N_("The {what} is empty. Type a sentence to see what the model attends to."), what=what)
         return None
     return cleaned

@@ -1051,7 +1051,8 @@ def test_the_server_still_serves_with_the_same_workers(server, catalog, prober, 
     health = prober.request("GET", "/healthz", "health")
     assert health.status == 200 and json.loads(health.body)
     analyze = next((cb for cb in catalog.callbacks if any(s["id"] == ids.ANALYZE for s in cb.inputs)), None)
-    router = next((cb for cb in catalog.callbacks if any(s["id"] == ids.HANDLE for s in cb.inputs)), None)
+    router = next((cb for cb in catalog.callbacks if any(s["id"] == ids.HANDLE for s in cb.inputs + cb.state)
+                   and cb.name != analyze.name), None)
     assert analyze is not None and router is not None, [cb.name for cb in catalog.callbacks]
     sentence = "the dog ran in the park and it was happy"
     body = analyze.body({f"{ids.TEXT}.value": sentence}, changed=[f"{ids.ANALYZE}.n_clicks"])
@@ -1064,7 +1065,9 @@ def test_the_server_still_serves_with_the_same_workers(server, catalog, prober, 
     assert isinstance(handle, dict) and re.fullmatch(r"[a-z0-9-]{1,16}:[0-9a-f]{64}", handle["key"]), handle
     assert handle["tokens"] == len(sentence.split()) + 2  # [CLS] ... [SEP], every word in the tiny vocabulary
     for tab in contexts(router):
-        body = router.body({**tab[1], f"{ids.HANDLE}.data": handle}, changed=[f"{ids.HANDLE}.data"])
+        request = {"changed": [f"{ids.HANDLE}.data"], "n": 1}  # what the browser's gate sends the router
+        body = router.body({**tab[1], f"{ids.HANDLE}.data": handle, f"{ids.VIEW_REQUEST}.data": request},
+                           changed=[f"{ids.VIEW_REQUEST}.data"])
         reply = prober.callback(router, body, f"the new handle, {tab[0]}")
         assert reply is not None and reply.status == 200, prober.failures
         figures = [v for props in json.loads(reply.body)["response"].values() for v in props.values()
