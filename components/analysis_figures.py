@@ -224,3 +224,47 @@ def inside_weights_figure(steps: dict[str, np.ndarray | None], labels: list[str]
                           margin={"l": 110, "r": 20, "t": 90, "b": 20}, hovermode="closest", bargap=0.25,
                           **layout_axes)
     return {"data": data, "layout": layout}
+
+
+def inside_head_figure(labels: list[str], query: int, scores: np.ndarray, weights: np.ndarray,
+                       weighted: np.ndarray | None = None, masked: np.ndarray | None = None, *,
+                       title: str = "", scale: float | None = None) -> dict:
+    """One query's attention in one head, step by step: above, each key's score ``q·k × scale`` (the
+    softmax's input); below, the softmax weights and, when the value norms are known, the share each
+    key hands on once weighted by ``‖f(x_j)‖`` (``weighted`` rescaled to sum to 1). Masked keys (later
+    tokens of a causal model) have no bar. Keys are numbered on x, named when there are few."""
+    n = len(labels)
+    masked = np.zeros(n, dtype=bool) if masked is None else np.asarray(masked, dtype=bool)
+    x = np.arange(n)
+    names = [safe_label(label) for label in labels]
+    shown = ~masked
+    scores = np.asarray(scores, dtype=np.float32)
+    bar_colors = ["#e4572e" if i == query else "#3b528b" for i in x[shown]]
+    data = [{"type": "bar", "x": x[shown].tolist(), "y": scores[shown].astype(np.float64).tolist(),
+             "marker": {"color": bar_colors}, "name": "score q·k" + (f" × {scale:.3g}" if scale else ""),
+             "text": [names[i] for i in x[shown]], "hovertemplate": "%{text}: score %{y:.3f}<extra></extra>",
+             "xaxis": "x", "yaxis": "y"},
+            {"type": "bar", "x": x.tolist(), "y": np.asarray(weights, dtype=np.float64).tolist(),
+             "marker": {"color": "#21918c"}, "name": "attention weight (softmax)", "text": names,
+             "hovertemplate": "%{text}: weight %{y:.3f}<extra></extra>", "xaxis": "x2", "yaxis": "y2"}]
+    if weighted is not None:
+        share = np.asarray(weighted, dtype=np.float64)
+        share = share / share.sum() if share.sum() > 0 else share
+        data.append({"type": "bar", "x": x.tolist(), "y": share.tolist(), "marker": {"color": "#fde725"},
+                     "name": "share after value norms (weight × ‖f(x)‖, to sum 1)", "text": names,
+                     "hovertemplate": "%{text}: %{y:.3f} of what is handed on<extra></extra>",
+                     "xaxis": "x2", "yaxis": "y2"})
+    ticks = {"tickmode": "array", "tickvals": x.tolist(), "ticktext": names, "tickangle": -60} if n <= 60 else {}
+    return {
+        "data": data,
+        "layout": _base_layout(
+            title={"text": title or f"Inside the head: where “{safe_label(labels[query])}” looks", "x": 0.01,
+                   "xanchor": "left"},
+            height=560, barmode="group", margin={"l": 60, "r": 20, "t": 70, "b": 100},
+            legend={"orientation": "h", "y": -0.25},
+            xaxis={"anchor": "y", "domain": [0, 1], "showticklabels": False, "range": [-0.5, n - 0.5]},
+            yaxis={"domain": [0.58, 1.0], "title": {"text": "score"}, "zeroline": True},
+            xaxis2={"anchor": "y2", "domain": [0, 1], "range": [-0.5, n - 0.5], "matches": "x", **ticks},
+            yaxis2={"domain": [0.0, 0.45], "title": {"text": "weight"}, "rangemode": "tozero"},
+        ),
+    }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
@@ -19,6 +20,8 @@ CACHE_TYPES = ("filesystem", "redis", "simple", "null")
 AUTH_MODES = ("", "basic", "proxy")
 CACHE_DIR_NAME = "attention-explorer"
 MAX_NEW_TOKENS_CAP = 512  # ATTN_MAX_NEW_TOKENS above this is refused: generation is one forward pass a token
+# One CSP source expression: 'self', a scheme (vscode-webview:), or [scheme://]host[:port] with * wildcards.
+_FRAME_SOURCE = re.compile(r"'self'|[a-z][a-z0-9+.-]*:|([a-z][a-z0-9+.-]*://)?(\*\.)?[A-Za-z0-9.-]+(:(\d{1,5}|\*))?")
 
 
 def default_cache_dir() -> str:
@@ -90,6 +93,9 @@ class Settings:
     auth_proxy_from: tuple[str, ...] = ("127.0.0.1", "::1")  # addresses allowed to send that header
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For / -Proto are believed
     signin_failures: str = "10/minute"  # failed sign-ins allowed per address before 429
+    # Pages that may show the app in a frame (CSP frame-ancestors sources); none by default. A notebook's
+    # show_dashboard() allows the local notebook servers (components.notebook.NOTEBOOK_FRAME_ANCESTORS).
+    frame_ancestors: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.cache_type not in CACHE_TYPES:
@@ -123,6 +129,10 @@ class Settings:
                     parse_many(value)
                 except ValueError as exc:
                     raise ValueError(f"{name} must look like '30/minute', got {value!r}") from exc
+        for source in self.frame_ancestors:
+            if not isinstance(source, str) or not _FRAME_SOURCE.fullmatch(source) or source == "'none'":
+                raise ValueError(f"frame_ancestors: {source!r} is not a CSP source such as 'self', "
+                                 "https://notebooks.example.org or http://localhost:*")
         models = tuple(dict.fromkeys((self.default_model, *self.models)))
         object.__setattr__(self, "models", models)
 
@@ -155,6 +165,7 @@ class Settings:
             auth_proxy_from=_env_list("ATTN_AUTH_PROXY_FROM", ("127.0.0.1", "::1")),
             trusted_proxies=_env_int("ATTN_TRUSTED_PROXIES", 0),
             signin_failures=os.environ.get("ATTN_SIGNIN_FAILURES", "").strip() or "10/minute",
+            frame_ancestors=_env_list("ATTN_FRAME_ANCESTORS", ()),
         )
         cache_dir = os.environ.get("ATTN_CACHE_DIR", "").strip()
         if cache_dir:

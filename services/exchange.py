@@ -452,7 +452,10 @@ def view_numbers(view, name: str, layer: int = 0, head: int | str | None = "mean
     rollout = view.options.rollout
 
     def numbers(matrices, layers, heads, queries=None, query_index=None) -> ViewNumbers:
-        return ViewNumbers(np.asarray(matrices), list(layers), list(heads),
+        layers, heads = list(layers), list(heads)
+        matrices = np.asarray(matrices)
+        matrices = matrices.reshape((len(layers), len(heads)) + matrices.shape[-2:])
+        return ViewNumbers(matrices, layers, heads,
                            labels if queries is None else queries, labels,
                            units if query_index is None else query_index, units)
 

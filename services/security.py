@@ -48,8 +48,9 @@ STATIC_HEADERS = {
 }
 
 
-def content_security_policy(script_hashes: Sequence[str] = ()) -> str:
-    """The policy: everything from this origin only, no plugins, no framing.
+def content_security_policy(script_hashes: Sequence[str] = (), frame_ancestors: Sequence[str] = ()) -> str:
+    """The policy: everything from this origin only, no plugins, no framing (or framing by the pages
+    ``frame_ancestors`` names: ``ATTN_FRAME_ANCESTORS``, e.g. a notebook's ``show_dashboard()``).
 
     Scripts: files from this origin plus Dash's inline scripts by hash (``Dash.csp_hashes()``), no
     ``unsafe-inline`` or ``unsafe-eval``. Styles: this origin and inline styles (React and Plotly set
@@ -66,7 +67,7 @@ def content_security_policy(script_hashes: Sequence[str] = ()) -> str:
         "object-src": ["'none'"],
         "base-uri": ["'self'"],
         "form-action": ["'self'"],
-        "frame-ancestors": ["'none'"],
+        "frame-ancestors": list(frame_ancestors) or ["'none'"],
     }
     return "; ".join(f"{name} {' '.join(values)}" for name, values in directives.items())
 
@@ -162,7 +163,8 @@ def install(server: Flask, settings: Settings, script_hashes: Callable[[], Seque
         server.wsgi_app = ProxyFix(server.wsgi_app, x_for=n, x_proto=n)
     hide_server_banner()
     sign_in = SignIn(settings) if settings.auth else None
-    base_policy = content_security_policy()
+    frames = tuple(settings.frame_ancestors)
+    base_policy = content_security_policy(frame_ancestors=frames)
 
     @server.errorhandler(RequestEntityTooLarge)
     def too_large(_exc):
@@ -183,6 +185,8 @@ def install(server: Flask, settings: Settings, script_hashes: Callable[[], Seque
     @server.after_request
     def security_headers(response: Response) -> Response:
         for name, value in STATIC_HEADERS.items():
+            if name == "X-Frame-Options" and frames:
+                continue  # framing allowed by frame-ancestors (which browsers obey before this header)
             response.headers.setdefault(name, value)
         if response.mimetype == "text/html":
             try:
@@ -190,7 +194,7 @@ def install(server: Flask, settings: Settings, script_hashes: Callable[[], Seque
             except Exception:  # noqa: BLE001 - never fail a response over its policy
                 log.exception("could not compute the page's script hashes")
                 hashes = []
-            response.headers["Content-Security-Policy"] = content_security_policy(hashes)
+            response.headers["Content-Security-Policy"] = content_security_policy(hashes, frames)
         else:
             response.headers.setdefault("Content-Security-Policy", base_policy)
         if not request.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn"):

@@ -97,6 +97,30 @@ def test_the_python_api_imports_from_the_wheel_only(installed, tmp_path):
     assert out["assets"].startswith(str(site))
 
 
+def test_notebook_figures_and_exports_work_from_the_wheel(installed, tmp_path):
+    """Issue 11: the figure functions, the JSON round trip and the standalone HTML (with the app's own
+    plotly.js bundle, found beside the installed package) from the installed package alone."""
+    python, site, _wheel = installed
+    probe = (
+        "import json\n"
+        "from attention_explorer import AttentionResult, extract_attention, head_heatmap, token_focus\n"
+        "from attention_explorer.components.export import figure_html\n"
+        "r = extract_attention('The cat sat on the mat because it was tired.')\n"
+        "back = AttentionResult.from_json(r.to_json())\n"
+        "fig = head_heatmap(r, 1, 2)\n"
+        "page = figure_html(token_focus(r, 'it'))\n"
+        "print(json.dumps({'same': back.tokens == r.tokens and back.token_ids == r.token_ids,"
+        " 'figure': type(fig).__module__ + '.' + type(fig).__name__, 'cartesian': 'plotly.js (cartesian' in page,"
+        " 'csv': r.to_csv(0, 0).splitlines()[0]}))\n"
+    )
+    done = subprocess.run([str(python), "-c", probe], cwd=tmp_path, env=_env(ATTN_CACHE_DIR=str(tmp_path / "c")),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"same": True, "figure": "plotly.graph_objs._figure.Figure", "cartesian": True,
+                   "csv": "layer,head,query_index,query_token,key_index,key_token,weight"}
+
+
 def _serve(argv: list[str], cwd: Path, env: dict[str, str], port: int, log: Path):
     import requests
 

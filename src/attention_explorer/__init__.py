@@ -9,6 +9,13 @@ rewrites those imports when it builds the wheel). The Python API::
     from attention_explorer import extract_attention        # installed
     from services import extract_attention                  # in a checkout (its folder on sys.path)
 
+Figures for notebooks (``plotly.graph_objects.Figure``; ``fig.show()`` renders inline in Jupyter) and
+the dashboard in a notebook cell::
+
+    from attention_explorer import head_grid, head_heatmap, arcs, overview, atlas, token_focus, inside
+    head_heatmap(result, layer=2, head=5).show()
+    show_dashboard()
+
 Run the app with the ``attention-explorer`` command (``python -m attention_explorer``), or under
 gunicorn: ``gunicorn -c python:attention_explorer.gunicorn_conf attention_explorer.app:server``.
 """
@@ -25,6 +32,17 @@ from .services import (
     extract_attention,
     get_settings,
 )
+from .components.notebook import (
+    arcs,
+    atlas,
+    head_grid,
+    head_heatmap,
+    inside,
+    message_figure,
+    overview,
+    show_dashboard,
+    token_focus,
+)
 
 __all__ = [
     "AttentionExplorerError",
@@ -37,4 +55,14 @@ __all__ = [
     "configure",
     "extract_attention",
     "get_settings",
+    # notebook figures and the dashboard in a cell (components.notebook)
+    "arcs",
+    "atlas",
+    "head_grid",
+    "head_heatmap",
+    "inside",
+    "message_figure",
+    "overview",
+    "show_dashboard",
+    "token_focus",
 ]

@@ -1,0 +1,269 @@
+"""Exports of an analysis (issue 11): the JSON of a whole result and the CSV of its weights.
+
+Each file is read back here INDEPENDENTLY of services.exchange (the json, base64 and csv modules and
+numpy.frombuffer), and compared with the result exactly; then ``from_json`` must give back the same
+result, field by field, type by type.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import io
+import json
+
+import numpy as np
+import pytest
+
+from services import extract_attention
+from services.exchange import (
+    CSV_HEADER, ExchangeError, ExportTooLarge, atlas_csv, result_from_json, view_csv, view_csv_for, view_numbers,
+)
+from services.forward import AttentionResult
+from services.models import get_model
+from services.views import View, ViewOptions
+
+from .test_codec import assert_same
+
+SENTENCE = "The cat sat on the mat because it was tired."
+HEADER = "layer,head,query_index,query_token,key_index,key_token,weight"
+
+
+def odd_result() -> AttentionResult:
+    """A result made in code with awkward values: tokens with commas, quotes, line breaks, a lone
+    surrogate and CJK; NaN; a numpy scalar; value norms; big-endian input."""
+    rng = np.random.default_rng(0)
+    att = rng.random((2, 3, 6, 6)).astype(np.float32)
+    att = (att / att.sum(-1, keepdims=True)).astype(np.float16)
+    return AttentionResult(
+        tokens=["[CLS]", 'say "hi", all', "line\nbreak", "\ud800lone", "猫", "[SEP]"], attentions=att,
+        model_id="org/model", truncated=True, special_mask=np.array([1, 0, 0, 0, 0, 1], bool),
+        word_ids=[None, 0, 1, 2, 3, None], segment_ids=[None, 0, 0, 0, 0, None], is_causal=False,
+        unknown_share=float("nan"), unknown_count=np.int64(2), token_count_before_truncation=9, token_limit=6,
+        text="text, with \"quotes\"", text_pair=None, offsets=[(0, 0), (0, 3), (4, 8), (9, 10), (11, 12), (0, 0)],
+        unk_token="[UNK]", value_norms=rng.random((2, 3, 6)).astype(">f4"), value_norms_reason="",
+        token_ids=[101, 7, 8, 100, 9, 102])
+
+
+def read_array(entry: dict) -> np.ndarray:
+    """An array of the JSON file as any reader would: base64, numpy's dtype string, C order."""
+    return np.frombuffer(base64.b64decode(entry["data"]), dtype=np.dtype(entry["dtype"])).reshape(entry["shape"])
+
+
+# ---------------------------------------------------------------------------------------------- JSON
+
+
+@pytest.mark.parametrize("kind,pair", [("bert", None), ("bert", "The dog ran in the park."), ("gpt2", None),
+                                       ("chinese", None)])
+def test_json_holds_every_field_and_reads_back_independently(settings, tiny_models, kind, pair):
+    text = SENTENCE if kind != "chinese" else "猫坐在垫子上因为它累了。"
+    result = extract_attention(text, tiny_models[kind], pair)
+    doc = json.loads(result.to_json())
+    assert doc["format"] == "attention-explorer-analysis" and doc["version"] == 1
+    fields = doc["result"]
+    assert set(fields) == {f.name for f in dataclasses.fields(AttentionResult)}
+    att = fields["attentions"]
+    assert att["dtype"] == "<f2" and att["shape"] == list(result.attentions.shape)
+    np.testing.assert_array_equal(read_array(att), result.attentions)  # exact, bit for bit
+    assert read_array(att).tobytes() == result.attentions.astype("<f2").tobytes()
+    np.testing.assert_array_equal(read_array(fields["special_mask"]), result.special_mask)
+    assert fields["tokens"] == result.tokens
+    assert fields["token_ids"] == result.token_ids
+    assert fields["offsets"] == [list(o) for o in result.offsets]
+    assert fields["text"] == text and fields["text_pair"] == pair and fields["model_id"] == result.model_id
+    assert doc["shapes"]["attentions"] == list(result.attentions.shape)
+    if result.value_norms is not None:
+        np.testing.assert_array_equal(read_array(fields["value_norms"]), result.value_norms)
+    back = AttentionResult.from_json(result.to_json())
+    assert_same(result, back)
+    assert back.offsets == result.offsets and all(isinstance(o, tuple) for o in back.offsets)
+    assert back.attentions.flags.writeable and back.attentions.dtype == np.float16
+
+
+def test_token_ids_are_the_tokenizers_ids(settings, tiny_models):
+    result = extract_attention(SENTENCE, tiny_models["bert"])
+    tokenizer = get_model(tiny_models["bert"]).tokenizer
+    assert result.token_ids == tokenizer.convert_tokens_to_ids(result.tokens)
+    assert result.token_ids == tokenizer(SENTENCE)["input_ids"]
+
+
+def test_odd_values_round_trip_exactly():
+    result = odd_result()
+    text = result.to_json()
+    text.encode("utf-8")  # valid UTF-8 even with a lone surrogate in a token (written as an escape)
+    doc = json.loads(text)
+    assert doc["result"]["unknown_share"] == "NaN"  # JSON has no NaN: a string, read back as a float
+    assert doc["result"]["value_norms"]["dtype"] == "<f4"  # big-endian in, little-endian out
+    np.testing.assert_array_equal(read_array(doc["result"]["value_norms"]), result.value_norms)
+    back = AttentionResult.from_json(text)
+    assert back.tokens == result.tokens and np.isnan(back.unknown_share)
+    assert type(back.unknown_count) is np.int64 and back.unknown_count == 2
+    np.testing.assert_array_equal(back.attentions, result.attentions)
+    np.testing.assert_array_equal(back.value_norms, result.value_norms)
+    assert back.value_norms.dtype.isnative
+    assert back.offsets == result.offsets and back.token_ids == result.token_ids and back.text == result.text
+    assert AttentionResult.from_json(text.encode("utf-8")).tokens == result.tokens  # bytes too
+
+
+def test_fields_added_later_travel_with_no_change(monkeypatch):
+    """Fields a later version adds are carried through dataclasses.fields and their annotations, like
+    any field (as the seq2seq fields were)."""
+    extended = dataclasses.make_dataclass(
+        "AttentionResult",
+        [("later_tokens", "list[str] | None", None), ("later_attentions", "np.ndarray | None", None),
+         ("later_offsets", "list[tuple[int, int]]", dataclasses.field(default_factory=list))],
+        bases=(AttentionResult,), frozen=True, eq=False, namespace={"__module__": AttentionResult.__module__})
+    base = {f.name: getattr(odd_result(), f.name) for f in dataclasses.fields(AttentionResult)}
+    result = extended(**base, later_tokens=["<s>", "Le", "chat"],
+                      later_attentions=np.full((2, 3, 3, 3), 1 / 3, np.float16), later_offsets=[(0, 0), (0, 2)])
+    back = result_from_json(result.to_json(), extended)
+    assert back.later_tokens == ["<s>", "Le", "chat"] and back.later_offsets == [(0, 0), (0, 2)]
+    np.testing.assert_array_equal(back.later_attentions, result.later_attentions)
+    assert back.later_attentions.dtype == np.float16
+    old = AttentionResult.from_json(result.to_json())  # an older reader ignores the fields it does not know
+    assert old.tokens == result.tokens and not hasattr(old, "later_tokens")
+
+
+def _document(**changes) -> str:
+    doc = json.loads(odd_result().to_json())
+    for path, value in changes.items():
+        target = doc
+        *parents, last = path.split("__")
+        for key in parents:
+            target = target[key]
+        if value is KeyError:
+            del target[last]
+        else:
+            target[last] = value
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize("text", [
+    "not json", "[]", json.dumps({"format": "something-else"}), _document(version=2), _document(version="1"),
+    _document(result=None), _document(result__tokens=KeyError), _document(result__tokens=["a"]),
+    _document(result__attentions__data="***"),
+    _document(result__attentions__shape=[2, 3, 6, 5]),
+    _document(result__attentions__dtype="|O"),
+    _document(result__attentions__dtype="<U4"),
+    _document(result__special_mask__shape=[7]),
+    _document(result__token_ids=[1, 2]),
+    _document(shapes__attentions=[1, 1, 1, 1]),
+])
+def test_junk_is_refused_with_a_plain_message(text):
+    with pytest.raises(ExchangeError) as caught:
+        AttentionResult.from_json(text)
+    assert str(caught.value) and "Traceback" not in str(caught.value)
+
+
+# ---------------------------------------------------------------------------------------------- CSV
+
+
+def read_csv(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def test_csv_of_one_head_reads_back_exactly(settings, tiny_models):
+    result = extract_attention(SENTENCE, tiny_models["bert"])
+    rows = read_csv(result.to_csv(layer=1, head=2))
+    assert rows[0] == list(CSV_HEADER) and ",".join(rows[0]) == HEADER
+    body = rows[1:]
+    seq = result.seq_len
+    assert len(body) == seq * seq
+    weights = np.zeros((seq, seq), np.float16)
+    for layer, head, q, q_token, k, k_token, w in body:
+        assert (layer, head) == ("1", "2")
+        assert q_token == result.tokens[int(q)] and k_token == result.tokens[int(k)]
+        weights[int(q), int(k)] = np.float16(float(w))
+    np.testing.assert_array_equal(weights, result.attentions[1, 2])  # the fewest digits, and exact
+
+
+def test_csv_quotes_tokens_and_covers_every_layer_and_head():
+    result = odd_result()
+    text = result.to_csv()
+    rows = read_csv(text)[1:]
+    layers, heads, seq = result.attentions.shape[:3]
+    assert len(rows) == layers * heads * seq * seq
+    assert {(r[0], r[1]) for r in rows} == {(str(l), str(h)) for l in range(layers) for h in range(heads)}
+    assert {r[3] for r in rows} == set(result.tokens)  # commas, quotes, line breaks survive
+    got = np.zeros_like(result.attentions)
+    for layer, head, q, _qt, k, _kt, w in rows:
+        got[int(layer), int(head), int(q), int(k)] = np.float16(float(w))
+    np.testing.assert_array_equal(got, result.attentions)
+    assert text.startswith(HEADER + "\r\n")
+    assert len(read_csv(result.to_csv(layer=1))) - 1 == heads * seq * seq
+    assert {r[1] for r in read_csv(result.to_csv(head=2))[1:]} == {"2"}
+
+
+@pytest.mark.parametrize("layer,head,error", [(2, None, IndexError), (-1, None, IndexError), (None, 3, IndexError),
+                                              ("1", None, TypeError), (True, None, TypeError)])
+def test_csv_refuses_layers_and_heads_outside_the_result(layer, head, error):
+    with pytest.raises(error):
+        odd_result().to_csv(layer=layer, head=head)
+
+
+def test_view_csv_of_float32_matrices_with_named_heads():
+    rng = np.random.default_rng(1)
+    matrix = rng.random((3, 4)).astype(np.float32)
+    text = view_csv(matrix, ["a", "b", "c"], ["w", "x", "y", "z"], layers=[5], heads=["mean"],
+                    query_index=[0, 2, 4], key_index=[1, 3, 5, 7])
+    rows = read_csv(text)
+    assert rows[0] == list(CSV_HEADER) and len(rows) == 13
+    assert rows[1][:6] == ["5", "mean", "0", "a", "1", "w"]
+    got = np.array([np.float32(float(r[6])) for r in rows[1:]], np.float32).reshape(3, 4)
+    np.testing.assert_array_equal(got, matrix)
+    rollout = rng.random((2, 3, 3)).astype(np.float32)  # the rollout through each layer
+    rows = read_csv(view_csv(rollout, ["a", "b", "c"], heads=["rollout"]))
+    assert {(r[0], r[1]) for r in rows[1:]} == {("0", "rollout"), ("1", "rollout")}
+    with pytest.raises(ValueError):
+        view_csv(matrix, ["a", "b"], ["w", "x", "y", "z"])
+    with pytest.raises(ValueError):
+        view_csv(rollout, ["a", "b", "c"], layers=[0, 1, 2])
+    with pytest.raises(ExportTooLarge):
+        view_csv(rollout, ["a", "b", "c"], heads=["rollout"], max_rows=10)
+
+
+def test_the_numbers_behind_each_view_are_what_it_shows(settings, tiny_models):
+    result = extract_attention(SENTENCE, tiny_models["bert"])
+    layers, heads, seq = result.num_layers, result.num_heads, result.seq_len
+    raw = View(result, ViewOptions())
+    grid = view_numbers(raw, "grid", layer=1)
+    assert grid.matrices.shape == (1, heads, seq, seq) and grid.layers == [1] and grid.heads == list(range(heads))
+    np.testing.assert_array_equal(grid.matrices[0], result.layer(1))
+    mean = view_numbers(raw, "heatmap", layer=1, head="mean")
+    np.testing.assert_allclose(mean.matrices[0, 0], result.layer(1).mean(0), rtol=1e-6)
+    assert mean.heads == ["mean"]
+    one = view_numbers(raw, "arcs", layer=0, head=3)
+    np.testing.assert_array_equal(one.matrices[0, 0], result.head(0, 3))
+    assert view_numbers(raw, "arcs", layer=0, head="all").matrices.shape == (1, heads, seq, seq)
+    assert view_numbers(raw, "overview").matrices.shape == (layers, heads, seq, seq)
+    it = result.tokens.index("it")
+    focus = view_numbers(raw, "focus", token=it)
+    assert focus.query_tokens == ["it"] and focus.query_index == [it] and focus.heads == ["mean"]
+    np.testing.assert_allclose(focus.matrices[:, 0, 0], result.attentions[:, :, it].astype(np.float32).mean(1),
+                               rtol=1e-6)
+    rolled = View(result, ViewOptions(rollout=True, hide_special=True))
+    numbers = view_numbers(rolled, "grid")
+    assert numbers.heads == ["rollout"] and numbers.matrices.shape == (layers, 1, seq - 2, seq - 2)
+    assert "[CLS]" not in numbers.query_tokens
+    rows = read_csv(view_csv_for(rolled, "heatmap", layer=1))[1:]
+    assert {r[1] for r in rows} == {"rollout"} and len(rows) == (seq - 2) ** 2
+    got = np.array([np.float32(float(r[6])) for r in rows], np.float32).reshape(seq - 2, seq - 2)
+    np.testing.assert_array_equal(got, rolled.matrix(1, None)[0])
+    merged = View(result, ViewOptions(merge_words=True))
+    assert view_numbers(merged, "heatmap", 0, 0).query_tokens == merged.labels
+    with pytest.raises(ValueError):
+        view_numbers(raw, "atlas")
+    with pytest.raises(ValueError):
+        view_numbers(raw, "nonsense")
+    with pytest.raises(ValueError):
+        view_numbers(raw, "heatmap", head="every")
+    with pytest.raises(ExportTooLarge):
+        view_csv_for(raw, "overview", max_rows=100)
+
+
+def test_atlas_csv_has_a_row_per_head():
+    metrics = {"entropy": np.array([[0.5, 0.25]]), "local": np.array([[1.0, 0.125]])}
+    rows = read_csv(atlas_csv(metrics, np.array([["broad", "local, tight"]])))
+    assert rows == [["layer", "head", "type", "entropy", "local"], ["0", "0", "broad", "0.5", "1.0"],
+                    ["0", "1", "local, tight", "0.25", "0.125"]]

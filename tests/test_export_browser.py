@@ -1,0 +1,125 @@
+"""Figure exports in headless Chromium (issue 11): the SVG plotly.js makes of our figures holds the
+attention picture and the tokens as text, and a standalone HTML file draws offline, with hover text."""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+import pytest
+
+from components.export import figure_html, graph_config
+from components.figures import head_grid_figure, heatmap_figure
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parent.parent
+LABELS = ["[CLS]", "the", "cat", "<b>sat</b>", "on", "mat", "[SEP]"]
+XLINK = "{http://www.w3.org/1999/xlink}href"
+
+
+def _attention(seq: int, heads: int = 4) -> np.ndarray:
+    rng = np.random.default_rng(5)
+    att = rng.random((heads, seq, seq)).astype(np.float32) ** 4
+    return att / att.sum(-1, keepdims=True)
+
+
+def _wait(predicate, timeout: float = 30.0, what: str = "condition"):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _svg(driver, selector: str) -> ET.Element:
+    """``Plotly.toImage(gd, {format: "svg"})`` of the graph at ``selector``, parsed as XML."""
+    url = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "const gd = document.querySelector(arguments[0]);"
+        "Plotly.toImage(gd, {format: 'svg'}).then(done, e => done('error: ' + e));", selector)
+    assert url.startswith("data:image/svg+xml,"), url[:200]
+    root = ET.fromstring(unquote(url.split(",", 1)[1]))  # well-formed XML, or this raises
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    return root
+
+
+def _pictures(root: ET.Element, cells: int) -> list[tuple[int, int]]:
+    """The sizes of the embedded PNG pictures of at least ``cells`` pixels a side: the attention maps
+    (the colour bar's helper, a 2 x 1 heatmap, is drawn as a tiny picture too)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    sizes = []
+    for el in root.iter():
+        if el.tag.endswith("}image"):
+            href = el.get(XLINK) or el.get("href") or ""
+            assert href.startswith("data:image/png;base64,"), href[:60]  # embedded, never a link
+            size = Image.open(io.BytesIO(base64.b64decode(href.split(",", 1)[1]))).size
+            if min(size) >= cells:
+                sizes.append(size)
+    return sizes
+
+
+def _text(root: ET.Element) -> str:
+    return " ".join("".join(el.itertext()) for el in root.iter() if el.tag.endswith("}text"))
+
+
+def test_svg_of_a_heatmap_and_a_grid_holds_the_pictures_and_the_tokens(dash_duo):
+    from dash import Dash, dcc, html
+
+    # The app's own plotly.js (assets/), not its browser code or styles: only the figures are under test.
+    app = Dash(__name__, assets_folder=str(ROOT / "assets"), assets_ignore=r"clientside\.js|.*\.css")
+    att = _attention(len(LABELS))
+    app.layout = html.Div([
+        dcc.Graph(id="heatmap", figure=heatmap_figure(att[1], LABELS, "Layer 0 · Head 1"),
+                  config=graph_config("tiny_layer0_head1_heatmap.svg", "svg")),
+        dcc.Graph(id="grid", figure=head_grid_figure(att, LABELS, 0, selected=1)),
+    ])
+    dash_duo.start_server(app)
+    driver = dash_duo.driver
+    for graph in ("heatmap", "grid"):
+        _wait(lambda: driver.execute_script(
+            f"const gd = document.querySelector('#{graph} .js-plotly-plot'); return !!(gd && gd._fullLayout);"),
+            what=f"the {graph} drawn")
+    heatmap = _svg(driver, "#heatmap .js-plotly-plot")
+    assert len(_pictures(heatmap, len(LABELS))) == 1  # the attention map itself, as a picture in the SVG
+    text = _text(heatmap)
+    for token in LABELS:
+        assert token in text, token  # tokens as vector text, "<b>" literal
+    assert "Layer 0 · Head 1" in text and "attention weight" in text
+    grid = _svg(driver, "#grid .js-plotly-plot")
+    assert len(_pictures(grid, len(LABELS))) == 1 and "head 3" in _text(grid) and "cat" in _text(grid)
+    options = driver.execute_script(
+        "return document.querySelector('#heatmap .js-plotly-plot')._context.toImageButtonOptions")
+    assert options == {"format": "svg", "filename": "tiny_layer0_head1_heatmap", "scale": 2}
+
+
+def test_a_standalone_html_file_draws_offline_with_hover_text(dash_duo, tmp_path):
+    att = _attention(len(LABELS))
+    page = tmp_path / "tiny_layer0_head1_heatmap.html"
+    page.write_text(figure_html(heatmap_figure(att[1], LABELS, "Layer 0 · Head 1"),
+                                metadata={"model": "tiny", "text": "the cat sat on the mat"}), encoding="utf-8")
+    driver = dash_duo.driver
+    driver.get(page.as_uri())
+    _wait(lambda: driver.execute_script(
+        "const gd = document.querySelector('.plotly-graph-div'); return !!(gd && gd._fullLayout && "
+        "gd.querySelector('.imagelayer image'));"), what="the standalone figure drawn")
+    loaded = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert not [name for name in loaded if name.startswith(("http:", "https:"))], loaded
+    assert driver.title == "Layer 0 · Head 1"
+    hover = driver.execute_script(
+        "const gd = document.querySelector('.plotly-graph-div');"
+        "Plotly.Fx.hover(gd, {xval: 2, yval: 3});"
+        "const label = document.querySelector('.hoverlayer .hovertext');"
+        "return label ? label.textContent : null;")
+    expected = f"<b>sat</b> → cat: {round(float(att[1, 3, 2]) * 254) / 254:.3f}"
+    assert hover == expected
+    svg = _svg(driver, ".plotly-graph-div")
+    assert len(_pictures(svg, len(LABELS))) == 1 and "mat" in _text(svg)
