@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: run test bench install install-test system-test-deps clean
+.PHONY: run test bench install install-test system-test-deps clean translations
 
 $(PY):
 	@sh scripts/ensure-venv.sh "$(PYTHON)"
@@ -51,3 +51,11 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The interface's catalogs: extract every marked string, update the .po files, compile the .mo files
+# (both are committed; tests/test_i18n.py checks they are current).
+translations: install
+	$(VENV)/bin/pybabel extract -F babel.cfg -k N_ -k _ -k ngettext:1,2 --no-location --sort-output \
+	  --project "Attention Explorer" --copyright-holder "Attention Explorer" -o components/locales/messages.pot .
+	$(VENV)/bin/pybabel update -i components/locales/messages.pot -d components/locales --no-fuzzy-matching
+	$(VENV)/bin/pybabel compile -d components/locales --statistics

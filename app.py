@@ -17,6 +17,7 @@ from flask import has_request_context, jsonify, request
 from callbacks import register_callbacks
 from callbacks.analyze import first_page
 from callbacks.protocol import harden
+from components.i18n import COOKIE, normalise
 from components.layout import create_layout, validation_layout
 from services import cache, security
 from services.config import Settings, configure, get_settings
@@ -57,6 +58,15 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Dash:
     register_callbacks(app)
     # Body limit, sign-in, security headers; the page's inline scripts are allowed by their hashes.
     security.install(app.server, settings, script_hashes=app.csp_hashes)
+
+    @app.server.after_request
+    def remember_language(response):
+        # ?lang= on the page's address: remembered, so the page's callbacks answer in that language too
+        chosen = normalise(request.args.get("lang"))
+        if chosen and request.cookies.get(COOKIE) != chosen:
+            response.set_cookie(COOKIE, chosen, max_age=365 * 24 * 3600, samesite="Lax", httponly=True,
+                                secure=request.is_secure)
+        return response
 
     @app.server.get("/healthz")
     def healthz():

@@ -11,6 +11,21 @@
     "use strict";
     const NO = function () { return window.dash_clientside.no_update; };
 
+    /* The words this code shows, in the page's language (components/layout.py browser_words). */
+    let wordsCache = null;
+    function words() {
+        if (wordsCache === null) {
+            const el = document.getElementById("ae-i18n");
+            try { wordsCache = el ? JSON.parse(el.getAttribute("data-strings") || "{}") : {}; } catch (e) { wordsCache = {}; }
+        }
+        return wordsCache;
+    }
+    function fmt(template, values) {
+        return String(template).replace(/\{(\w+)\}/g, function (all, name) {
+            return values[name] === undefined ? all : String(values[name]);
+        });
+    }
+
     function graphDiv(graphId) {
         return document.querySelector("#" + graphId + " .js-plotly-plot");
     }
@@ -73,7 +88,8 @@
             const x = Math.round(p.x), y = Math.round(p.y);
             if (meta.kind === "overview") {
                 const cell = overviewCell(meta, x, y);
-                return cell ? [true, p.bbox, "layer " + cell.layer + " · head " + cell.head + " (click to open)"] : hide;
+                return cell ? [true, p.bbox, fmt(words().overview_cell || "layer {layer} · head {head}",
+                                                 {layer: cell.layer, head: cell.head})] : hide;
             }
             if (meta.kind === "heatmap") {
                 const q = meta.queries[y], k = meta.keys[x];
@@ -81,7 +97,8 @@
                 const share = weightText(graphId, figure, x, y);
                 if (meta.row_scale && share !== "?") {  // weighted by value norm: the unscaled product too
                     const product = (Number(share) * meta.row_scale[y]).toFixed(3);
-                    return [true, p.bbox, q + " → " + k + ": " + share + " of the row (α·‖f(x)‖ = " + product + ")"];
+                    return [true, p.bbox, q + " → " + k + ": " + fmt(words().value_share || "{share} (α·‖f(x)‖ = {product})",
+                                                                      {share: share, product: product})];
                 }
                 return [true, p.bbox, q + " → " + k + ": " + share];
             }
@@ -94,7 +111,8 @@
             }
             const last = meta.seq - 1, b = meta.block;
             const span = function (i) { return (i * b) + "–" + Math.min(last, i * b + b - 1); };
-            return [true, p.bbox, name + " · tokens " + span(cell.query) + " → " + span(cell.key) + ": max " + weight];
+            return [true, p.bbox, fmt(words().pooled_cell || "{tile} · tokens {query} → {key}: max {weight}",
+                                      {tile: name, query: span(cell.query), key: span(cell.key), weight: weight})];
         };
     }
 
@@ -334,12 +352,32 @@
 
             copyLink: function () { return window.location.href; },
 
+            /* The language switch: the same address (so the same analysis and view) in another language. */
+            switchLanguage: function () {
+                const ctx = window.dash_clientside.callback_context;
+                const pressed = ctx.triggered.length && ctx.triggered[0].value ? ctx.triggered[0].prop_id : "";
+                const match = pressed.match(/"lang":"(\w+)"/);
+                if (!match) { return NO(); }
+                const params = new URLSearchParams(window.location.search);
+                params.set("lang", match[1]);
+                window.location.assign(window.location.pathname + "?" + params.toString());
+                return NO();
+            },
+
             /* At page load: the query string, when there is one, for Analyze to open (callbacks/analyze.py). */
             readUrl: function () {
                 return window.location.search.length > 1 ? {search: window.location.search, n: 0} : NO();
             }
         }
     });
+
+    /* The page's language on its root element, so the browser picks fonts for it (CJK). */
+    const setLanguage = function () {
+        const el = document.getElementById("ae-i18n");
+        if (el && el.getAttribute("data-lang")) { document.documentElement.lang = el.getAttribute("data-lang"); return; }
+        window.setTimeout(setLanguage, 100);
+    };
+    setLanguage();
 
     /* Back and Forward: the page shows the state of the address it moved to. */
     window.addEventListener("popstate", function () {

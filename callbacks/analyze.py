@@ -11,7 +11,8 @@ from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 
 from components import ids
 from components.layout import EXAMPLES, head_options
-from components.status import error_alert, status_children
+from components.i18n import N_, _
+from components.status import UNKNOWN_WARNING_SHARE, error_alert, status_children
 from services import AttentionExplorerError, get_settings
 from services.extraction import analyse
 from services.ratelimit import client_id, new_analysis_guard
@@ -59,14 +60,24 @@ INPUTS = {
 }
 
 
-def summarise(result: AttentionResult) -> dict:
-    return {
+def summarise(result: AttentionResult, key: str | None = None) -> dict:
+    """What the status area says of an analysis, as plain data."""
+    from services.analysis import normalisation_check
+    from services.models import models_for_text
+    from services.views import derived
+
+    check = derived.get((key, "normalisation"), lambda: normalisation_check(result))
+    summary = {
         "tokens": result.seq_len, "model_id": result.model_id, "layers": result.num_layers,
         "heads": result.num_heads, "causal": result.is_causal, "truncated": result.truncated,
         "limit": result.token_limit, "tokens_before": result.token_count_before_truncation,
         "unknown_share": result.unknown_share, "unknown_count": result.unknown_count,
         "unk_token": result.unk_token or "unknown",
+        "norm_error": check.value, "norm_ok": bool(check.ok), "norm_text": check.value_text,
     }
+    if result.unknown_share >= UNKNOWN_WARNING_SHARE:
+        summary["knows"], summary["elsewhere"] = models_for_text(result.text, result.model_id)
+    return summary
 
 
 def controls_for(result: AttentionResult, layer: Any, head: Any) -> dict:
@@ -86,7 +97,7 @@ def _failed(message: str, title: str, current: Any) -> dict:
     out = {name: no_update for name in OUTPUTS}
     children = [error_alert(title, message)]
     if Handle.parse(current) is not None:
-        children.append(html.Div("The views still show the previous analysis.", className="small text-muted"))
+        children.append(html.Div(_("The views still show the previous analysis."), className="small text-muted"))
     out["status"] = children
     return out
 
@@ -122,7 +133,7 @@ def from_url(values: dict[str, Any]) -> dict:
         entry = share.load_text(state.share_id) if share.is_share_id(state.share_id) else None
         if entry is None:
             message = share.EXPIRED_MESSAGE if share.is_share_id(state.share_id) else share.UNREADABLE_MESSAGE
-            return _failed(message, "This link cannot be opened", values.get("current"))
+            return _failed(_(message), _("This link cannot be opened"), values.get("current"))
         values.update(text=entry["text"], pair=entry.get("pair"), model=entry.get("model"))
     elif state.text is not None:
         values.update(text=state.text, pair=state.pair)
@@ -165,19 +176,19 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
         out.update(text=chosen["text"], pair=chosen["pair"], pair_open=bool(chosen["pair"]))
     try:
         text = boundary.text(values.get("text"))
-        pair = boundary.text(values.get("pair"), "second sentence")
+        pair = boundary.text(values.get("pair"), N_("second sentence"))
         key, result = analyse(text, boundary.model_id(values.get("model")), pair or None,
                               before_compute=new_analysis_guard(client_id()))
     except boundary.TextRefused as exc:
-        return _failed(str(exc), "Check the text", values.get("current"))
+        return _failed(str(exc), _("Check the text"), values.get("current"))
     except AttentionExplorerError as exc:
-        return _failed(str(exc), exc.title, values.get("current"))
+        return _failed(message_for(exc), _(exc.title), values.get("current"))
     except Exception:  # noqa: BLE001 - never a traceback in the page
         log.exception("analysis failed")
-        return _failed("The analysis failed unexpectedly. Try again, or another text or model.",
-                       "Something went wrong", values.get("current"))
+        return _failed(_("The analysis failed unexpectedly. Try again, or another text or model."),
+                       _("Something went wrong"), values.get("current"))
     out.update(controls_for(result, values.get("layer"), values.get("head")))
-    out.update(handle=handle_of(key, result).to_client(), status=status_children(summarise(result)),
+    out.update(handle=handle_of(key, result).to_client(), status=status_children(summarise(result, key)),
                arc_focus=None, arc_start=0, token=None, share=share_of(result.text, result.text_pair, result.model_id))
     return out
 
@@ -205,10 +216,10 @@ def first_page(settings) -> dict:
         key, result = analyse(EXAMPLES[0]["text"], settings.default_model)
     except Exception as exc:  # noqa: BLE001 - the page must load whatever happens
         log.warning("the first page's analysis failed: %s", exc)
-        title = exc.title if isinstance(exc, AttentionExplorerError) else "Something went wrong"
+        title = _(exc.title) if isinstance(exc, AttentionExplorerError) else _("Something went wrong")
         return {"status": [error_alert(title, message_for(exc))]}
     handle = handle_of(key, result).to_client()
-    page = {**controls_for(result, 0, ids.HEAD_ALL), "handle": handle, "status": status_children(summarise(result)),
+    page = {**controls_for(result, 0, ids.HEAD_ALL), "handle": handle, "status": status_children(summarise(result, key)),
             "share": share_of(result.text, result.text_pair, result.model_id)}
     page.update({k: v for k, v in route({"handle": handle, "tab": ids.TAB_GRID, "layer": 0, "head": ids.HEAD_ALL},
                                         frozenset({"handle"})).items() if v is not no_update})

@@ -9,6 +9,7 @@ from components import ids
 from components.analysis_figures import atlas_map_figure
 from components.figures import empty_figure
 from components.layout import ATLAS_METRICS, atlas_table
+from components.i18n import _
 from services import heads
 from services.views import View, ViewOptions, derived
 
@@ -47,7 +48,8 @@ def legend(labels) -> list:
     """Each head type found, with how many heads have it and what it means, most common first."""
     names, counts = np.unique(np.asarray(labels).ravel(), return_counts=True)
     order = np.argsort(-counts, kind="stable")
-    return [html.Li([html.Strong(f"{names[i]} ({counts[i]} heads): "), heads.LABEL_HELP.get(str(names[i]), "")])
+    return [html.Li([html.Strong(_("{type} ({count} heads):").format(type=_(str(names[i])), count=counts[i]) + " "),
+                     _(heads.LABEL_HELP.get(str(names[i]), ""))])
             for i in order]
 
 
@@ -59,7 +61,7 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     value_norm = view.options.value_norm
     metrics, labels, rows = atlas_data(view.result, state.window, view.key, value_norm)
     selected = (state.layer, state.head.number) if state.head.number is not None else None
-    figure = atlas_map_figure(metrics[state.metric], labels, state.metric, _TITLES[state.metric],
+    figure = atlas_map_figure(metrics[state.metric], labels, state.metric, _(_TITLES[state.metric]),
                               zmax=1.0 if state.metric in _BOUNDED else None, selected=selected)
     out = {"atlas_map": figure}
     measured = f"{view.key}:{state.window}:{'value' if value_norm else 'raw'}"

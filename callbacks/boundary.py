@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components import ids
+from components.i18n import N_, _
 
 TABS = (ids.TAB_GRID, ids.TAB_HEATMAP, ids.TAB_ARCS, ids.TAB_OVERVIEW, ids.TAB_ATLAS, ids.TAB_FOCUS, ids.TAB_INSIDE)
 MODES = ("raw", "rollout", "value")  # value: weighted by value norm (Kobayashi et al., 2020)
@@ -124,15 +125,16 @@ class TextRefused(ValueError):
     """A text field that is not text at all, or absurdly long: refused before any work."""
 
 
-def text(value: Any, what: str = "text") -> str | None:
+def text(value: Any, what: str = N_("text")) -> str | None:
     """A text field: a string (possibly empty) or None. Length against the configured limit is the
     services' job; this refuses non-strings and junk so long that reading it is already work."""
     if value is None:
         return None
     if not isinstance(value, str):
-        raise TextRefused(f"The {what} must be plain text.")
+        raise TextRefused(_("The {what} must be plain text.").format(what=_(what)))
     if len(value) > MAX_TEXT_CHARS:
-        raise TextRefused(f"The {what} is far too long ({len(value):,} characters).")
+        raise TextRefused(_("The {what} is far too long ({count} characters).").format(what=_(what),
+                                                                                        count=f"{len(value):,}"))
     return value
 
 
@@ -274,11 +276,11 @@ class ViewState:
         layer = whole(layer_raw, 0, dims.layers - 1, 0)
         number = _number(layer_raw)
         if layer_raw is not None and (number is None or number != layer):
-            notes.append(f"There is no layer {shown(layer_raw)}: showing layer {layer}.")
+            notes.append(_("There is no layer {asked}: showing layer {layer}.").format(asked=shown(layer_raw), layer=layer))
         head_raw = raw.get("head")
         head = Head.parse(head_raw, dims.heads)
         if head_raw not in (None, Head.ALL, Head.MEAN) and head.kind == "all":
-            notes.append(f"There is no head {shown(head_raw)} in this model: showing all heads.")
+            notes.append(_("There is no head {asked} in this model: showing all heads.").format(asked=shown(head_raw)))
         switches = flags(raw.get("switches"), SWITCHES)
         return cls(
             tab=choice(raw.get("tab"), TABS, ids.TAB_GRID),

@@ -3,7 +3,7 @@ no request, or that pick values the router then draws with one."""
 
 from __future__ import annotations
 
-from dash import ClientsideFunction, Dash, Input, Output, State
+from dash import ALL, ClientsideFunction, Dash, Input, Output, State
 
 from components import ids
 
@@ -76,6 +76,12 @@ def register(app: Dash) -> None:
         Output(ids.URL_SINK, "data"),
         Input(ids.SHARE, "data"), Input(ids.LAYER, "value"), Input(ids.HEAD, "value"), Input(ids.TABS, "active_tab"),
         Input(ids.ATTN_MODE, "value"), Input(ids.VIEW_SWITCHES, "value"), Input(ids.TOKEN, "data"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(
+        _js("switchLanguage"),
+        Output(ids.URL_SINK, "data", allow_duplicate=True),
+        Input({"type": ids.LANGUAGE, "lang": ALL}, "n_clicks"),
         prevent_initial_call=True,
     )
     app.clientside_callback(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from components.i18n import N_, _, error_message
 from collections.abc import Callable
 from typing import Any
 
@@ -11,19 +12,42 @@ from services import AttentionExplorerError
 
 log = logging.getLogger(__name__)
 
-UNEXPECTED = "This view could not be drawn. Try Analyze again; if it persists, tell the admin."
-NOT_ANALYSED = "Type a sentence and press Analyze."
-EXPIRED = ("This analysis is no longer on the server (it was cleared to make room). "
-           "Press Analyze to run it again.")
-UNREADABLE = "This page's analysis could not be read. Press Analyze to run it again."
+UNEXPECTED = N_("This view could not be drawn. Try Analyze again; if it persists, tell the admin.")
+NOT_ANALYSED = N_("Type a sentence and press Analyze.")
+EXPIRED = N_("This analysis is no longer on the server (it was cleared to make room). Press Analyze to run it again.")
+UNREADABLE = N_("This page's analysis could not be read. Press Analyze to run it again.")
 
 
 def message_for(exc: BaseException) -> str:
-    """A failure in plain words: the services' own message, or a generic one (the error is logged)."""
+    """A failure in plain words, in the page's language: the services' own message, or a generic one
+    (the error is logged)."""
     if isinstance(exc, AttentionExplorerError):
-        return str(exc)
+        return error_message(exc)
     log.error("callback failed", exc_info=exc)
-    return UNEXPECTED
+    return _(UNEXPECTED)
+
+
+def note_of(options) -> str:
+    """A short line for figure titles saying what the switches changed from the raw attention."""
+    parts = []
+    if options.rollout:
+        parts.append(_("rollout"))
+    if getattr(options, "value_norm", False):
+        parts.append(_("weighted by value norm, rows renormalised"))
+    if options.merge_words:
+        parts.append(_("sub-words merged"))
+    if options.hide_special:
+        parts.append(_("special tokens hidden, rows renormalised"))
+    return " · ".join(parts)
+
+
+def matrix_title(options, layer: int, head: int | None) -> str:
+    """The title of one matrix: a head, the mean of heads, or the rollout through a layer."""
+    if options.rollout:
+        return _("Rollout through layer {layer} (heads averaged)").format(layer=layer)
+    if head is None:
+        return _("Layer {layer} · Mean of heads").format(layer=layer)
+    return _("Layer {layer} · Head {head}").format(layer=layer, head=head)
 
 
 def guarded(fallback: Callable[[str], Any]):

@@ -11,8 +11,10 @@ from dash import Output
 
 from components import ids
 from components.figures import empty_figure, grid_source, head_grid_figure
+from components.i18n import _
 
 from .boundary import ViewState
+from .common import note_of
 
 OUTPUTS = {"grid": Output(ids.HEAD_GRID, "figure")}
 # What the grid depends on; a change of anything else leaves it as it is.
@@ -25,7 +27,7 @@ def placeholder(message: str) -> dict:
 
 
 def title_of(layer: int, heads: int) -> str:
-    return f"Layer {layer} · all {heads} heads"
+    return _("Layer {layer} · all {count} heads").format(layer=layer, count=heads)
 
 
 def layer_sources(view) -> list[str]:
@@ -38,13 +40,13 @@ def layer_sources(view) -> list[str]:
 
 
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
-    note = view.options.note or None
+    note = note_of(view.options) or None
     result = view.result
     if view.options.rollout:
         return {"grid": head_grid_figure(view.rollout_layers(), view.labels, state.layer, selected=state.layer,
                                          tile="layer", note=note,
-                                         title=f"Rollout through each of the {result.num_layers} layers "
-                                               "(heads averaged)")}
+                                         title=_("Rollout through each of the {count} layers (heads averaged)")
+                                         .format(count=result.num_layers))}
     if not view.is_raw:
         return {"grid": head_grid_figure(view.layer(state.layer), view.labels, state.layer,
                                          selected=state.head.number, note=note)}

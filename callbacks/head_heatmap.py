@@ -6,8 +6,10 @@ from dash import Output
 
 from components import ids
 from components.figures import GRID_MAX_CELLS, empty_figure, grid_geometry, heatmap_figure
+from components.i18n import _
 
 from .boundary import ViewState
+from .common import matrix_title, note_of
 from .head_grid import layer_sources
 
 OUTPUTS = {"heatmap": Output(ids.HEAD_HEATMAP, "figure")}
@@ -19,9 +21,9 @@ def placeholder(message: str) -> dict:
 
 
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
-    notes = [view.options.note] if view.options.note else []
+    notes = [note_of(view.options)] if note_of(view.options) else []
     if view.result.is_causal:
-        notes.append("causal: the upper triangle is empty because tokens cannot see later ones")
+        notes.append(_("causal: the upper triangle is empty because tokens cannot see later ones"))
     note = " · ".join(notes) or None
     result = view.result
     if view.is_raw and state.head.number is not None and result.seq_len <= GRID_MAX_CELLS:
@@ -29,10 +31,11 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
         # of this layer by moving the picture, without a request.
         geometry = grid_geometry(result.num_heads, result.seq_len)
         grid = {"source": layer_sources(view)[state.layer], "meta": geometry, "head": state.head.number,
-                "key": view.key, "titles": [f"Layer {state.layer} · Head {h}" for h in range(result.num_heads)]}
+                "key": view.key, "titles": [matrix_title(view.options, state.layer, h) for h in range(result.num_heads)]}
         return {"heatmap": heatmap_figure(None, view.labels, grid["titles"][state.head.number], note=note,
                                           token_index=view.token_index, grid=grid)}
-    matrix, title = view.matrix(state.layer, state.head.number)
+    matrix, _title = view.matrix(state.layer, state.head.number)
+    title = matrix_title(view.options, state.layer, state.head.number)
     figure = heatmap_figure(matrix, view.labels, title, note=note, token_index=view.token_index)
     if view.options.value_norm and state.head.number is not None and not (state.hide_special or state.merge):
         # the hover gives α_ij ‖f(x_j)‖ itself too: the shown share times its row's sum

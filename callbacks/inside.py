@@ -9,6 +9,7 @@ from dash import Output, html
 from components import ids
 from components.analysis_figures import inside_keys, inside_vectors_figure, inside_weights_figure
 from components.figures import empty_figure
+from components.i18n import _
 from services.inside import inside_head_for
 from services.tokens import display_token
 from services.views import View, ViewOptions
@@ -48,20 +49,21 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     keys = inside_keys(np.where(inside.masked, -1.0, weights))
     labels = [display_token(result.tokens[i]) for i in keys]
     query = display_token(result.tokens[token])
-    notes = [f"Layer {state.layer} · Head {head} · query “{query}” (#{token})."]
+    notes = [_("Layer {layer} · Head {head} · query “{token}” (#{index}).").format(
+        layer=state.layer, head=head, token=query, index=token)]
     if state.head.number is None:
-        notes.append("Showing head 0: pick a head in the sidebar to look inside another.")
+        notes.append(_("Showing head 0: pick a head in the sidebar to look inside another."))
     if len(keys) < result.seq_len:
-        notes.append(f"Showing the {len(keys)} tokens it weighs most, of {result.seq_len}; "
-                     f"together they get {float(weights[keys].sum()):.0%} of its attention.")
+        notes.append(_("Showing the {shown} tokens it weighs most, of {total}; together they get {share} of its "
+                       "attention.").format(shown=len(keys), total=result.seq_len, share=f"{float(weights[keys].sum()):.0%}"))
     if inside.available:
-        notes.append(f"Check: these weights equal the model's own within {inside.max_difference:.1g} "
-                     f"(scale {inside.scale:.4g}, d = {inside.d_head}).")
+        notes.append(_("Check: these weights equal the model's own within {difference} (scale {scale}, d = {d}).")
+                     .format(difference=f"{inside.max_difference:.1g}", scale=f"{inside.scale:.4g}", d=inside.d_head))
         vectors = inside_vectors_figure(inside.query_vector, inside.key_vectors[keys], inside.products[keys],
                                         labels, query)
     else:
-        notes.append(f"Steps 1–4 are {inside.reason[0].lower() + inside.reason[1:]}")
-        vectors = empty_figure(f"The vectors cannot be shown: {inside.reason}")
+        notes.append(_("Steps 1–4 cannot be shown: {reason}").format(reason=_(inside.reason)))
+        vectors = empty_figure(_("The vectors cannot be shown: {reason}").format(reason=_(inside.reason)))
     steps = {"scores": inside.scores[keys] if inside.available else None,
              "weights": weights[keys], "model_weights": inside.model_weights[keys] if inside.available else None,
              "value_norms": inside.value_norms[keys] if inside.value_norms is not None else None,

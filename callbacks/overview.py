@@ -9,6 +9,7 @@ from components.analysis_figures import overview_figure
 from components.figures import empty_figure
 
 from .boundary import ViewState
+from .common import note_of
 
 OUTPUTS = {"overview": Output(ids.OVERVIEW, "figure")}
 DEPENDS = frozenset({"handle", "layer", "head", "mode", "switches", "tab"})  # rollout has no heads: raw then
@@ -23,4 +24,4 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     # Untransformed attention is max-pooled as it is stored (float16): no float32 copy of every layer.
     maps = view.result.attentions if view.is_raw else view.all_layers()
     selected = (state.layer, state.head.number) if state.head.number is not None else None
-    return {"overview": overview_figure(maps, selected=selected, note=view.options.note)}
+    return {"overview": overview_figure(maps, selected=selected, note=note_of(view.options))}

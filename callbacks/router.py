@@ -13,6 +13,7 @@ from typing import Any
 from dash import ClientsideFunction, Dash, Input, Output, State, html, no_update
 
 from components import ids
+from components.i18n import N_, _
 from services.extraction import result_by_key
 from services.views import View, ViewOptions
 
@@ -90,17 +91,19 @@ def _render(module, values: dict[str, Any], triggered: frozenset[str]) -> dict:
         raw_handle = values.get("handle")
         handle = Handle.parse(raw_handle)
         if handle is None:
-            return _placeholder(module, NOT_ANALYSED if raw_handle is None else UNREADABLE)
+            return _placeholder(module, _(NOT_ANALYSED if raw_handle is None else UNREADABLE))
         found = result_by_key(handle.key)
         if found is None:
-            return _placeholder(module, EXPIRED)
+            return _placeholder(module, _(EXPIRED))
         key, result = found
         state = ViewState.parse(values, Dims(result.num_layers, result.num_heads, result.seq_len))
         options = ViewOptions(rollout=state.mode == "rollout", value_norm=state.mode == "value",
                               hide_special=state.hide_special, merge_words=state.merge)
         view = View(result, options, key)
         if view.value_norm_missing:
-            return _placeholder(module, view.value_norm_missing)
+            reason = result.value_norms_reason or N_("this model's attention layout is not one the app knows")
+            return _placeholder(module, _("Weighting by value norm is not available for this model: {reason}")
+                                .format(reason=_(reason)))
         out = module.render(view, state, triggered)
         out["notice"] = _notice(state.notes)
         if key != handle.key:  # computed again from the recipe under a new key (the model's files changed)

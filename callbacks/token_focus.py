@@ -9,9 +9,11 @@ from dash import Output, html
 from components import ids
 from components.analysis_figures import focus_figure
 from components.figures import empty_figure
+from components.i18n import _
 from services.matrices import top_k
 
 from .boundary import ViewState
+from .common import note_of
 
 OUTPUTS = {"focus_figure": Output(ids.FOCUS_HEATMAP, "figure"), "focus_tables": Output(ids.FOCUS_TABLES, "children"),
            "focus_options": Output(ids.FOCUS_TOKEN, "options"), "focus_value": Output(ids.FOCUS_TOKEN, "value"),
@@ -39,7 +41,7 @@ def token_options(view) -> list[dict]:
 
 def _table(title: str, pairs: list[list[tuple[int, float]]], labels: list[str]) -> html.Div:
     k = max((len(p) for p in pairs), default=0)
-    header = html.Thead(html.Tr([html.Th("layer")] + [html.Th(f"#{i + 1}") for i in range(k)]))
+    header = html.Thead(html.Tr([html.Th(_("layer"))] + [html.Th(f"#{i + 1}") for i in range(k)]))
     body = html.Tbody([
         html.Tr([html.Td(str(layer))] + [html.Td(f"{labels[j]} ({w:.2f})") for j, w in row])
         for layer, row in enumerate(pairs)
@@ -63,15 +65,16 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     out["focus_value"] = token  # the picker shows the token followed, whoever chose it
     unit = view.unit_of(token)
     if unit is None:
-        out.update(placeholder("Pick a token (it may be hidden by “Hide special tokens”)."))
+        out.update(placeholder(_("Pick a token (it may be hidden by “Hide special tokens”).")))
         return out
     looks, looked_at = view.focus(unit)
     label = view.labels[unit]
-    out["focus_figure"] = focus_figure(looks, view.labels, label, note=view.options.note)
+    out["focus_figure"] = focus_figure(looks, view.labels, label, note=note_of(view.options))
     out["focus_tables"] = [
-        _table(f"Where “{label}” looks most, layer by layer (heads averaged)",
+        _table(_("Where “{token}” looks most, layer by layer (heads averaged)").format(token=label),
                [top_k(row, state.focus_k) for row in looks], view.labels),
-        _table(f"Who looks at “{label}” most, layer by layer", [top_k(col, state.focus_k) for col in looked_at],
+        _table(_("Who looks at “{token}” most, layer by layer").format(token=label),
+               [top_k(col, state.focus_k) for col in looked_at],
                view.labels),
     ]
     return out

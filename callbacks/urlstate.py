@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from components import ids
+from components.i18n import N_
 
 from . import boundary
 
@@ -89,7 +90,7 @@ def parse(search: object) -> UrlState:
         controls["token"] = first["token"]
     try:
         text = boundary.text(first.get("text"))
-        pair = boundary.text(first.get("pair"), "second sentence")
+        pair = boundary.text(first.get("pair"), N_("second sentence"))
     except boundary.TextRefused:
         text = pair = None
     share_id = first.get("id") if isinstance(first.get("id"), str) and len(first["id"]) <= 32 else None

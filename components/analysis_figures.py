@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from . import images
+from .i18n import N_, _
 from .figures import _base_layout, colorbar_trace, max_pool, note_span, safe_label, typed_array
 
 OVERVIEW_CELLS = 32  # each layer x head map is max-pooled to at most this many cells a side
@@ -22,7 +23,7 @@ def overview_figure(attentions: np.ndarray, *, selected: tuple[int, int] | None 
     pooled, block = max_pool(attentions, OVERVIEW_CELLS)
     cells = pooled.shape[-1]
     levels = images.to_levels(pooled.reshape((layers * heads,) + pooled.shape[-2:]))
-    image, stride, _ = images.tile(levels, heads, gap=1)
+    image, stride, _stride_y = images.tile(levels, heads, gap=1)
     centres = [i * stride + (cells - 1) / 2 for i in range(max(layers, heads))]
     shapes = []
     if selected is not None:
@@ -46,8 +47,8 @@ def overview_figure(attentions: np.ndarray, *, selected: tuple[int, int] | None 
         "data": [{"type": "image", "source": images.png_data_uri(image), "x0": 0, "y0": 0, "dx": 1, "dy": 1,
                   "hoverinfo": "none", "name": "attention"}, colorbar_trace(), *numbers],
         "layout": _base_layout(
-            title={"text": "All layers × heads <span style='font-size:12px;color:#6c757d'>(rows: layers · "
-                           "columns: heads)</span>" + note_span(note), "x": 0.01, "xanchor": "left"},
+            title={"text": _("All layers × heads") + note_span(_("(rows: layers · columns: heads)")) + note_span(note),
+                   "x": 0.01, "xanchor": "left"},
             height=height, margin={"l": 20, "r": 20, "t": 50, "b": 20}, hovermode="closest", dragmode=False,
             xaxis={**hidden, "range": [-0.5 - margin, width_cells - 0.5]},
             yaxis={**hidden, "range": [height_cells - 0.5, -0.5 - margin], "scaleanchor": "x"},
@@ -64,13 +65,15 @@ def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric
                      *, zmax: float | None = None, selected: tuple[int, int] | None = None) -> dict:
     """A layers x heads map coloured by one metric; hover names the head type."""
     layers, heads = values.shape
-    text = np.array([[f"layer {l} · head {h}<br>{labels[l, h]}<br>{metric}: {values[l, h]:.3f}"
+    template = _("layer {layer} · head {head}<br>{type}<br>{metric}: {value}")
+    text = np.array([[template.format(layer=l, head=h, type=_(str(labels[l, h])), metric=metric_title,
+                                      value=f"{values[l, h]:.3f}")
                       for h in range(heads)] for l in range(layers)])
     # Each head's type, written on its cell: one text trace (as annotations, 72 of them cost plotly.js
     # ~100 ms on every draw).
     cells = [(l, h) for l in range(layers) for h in range(heads)] if layers * heads <= 400 else []
     bright = (zmax or values.max() or 1) * 0.6
-    types = {"type": "scatter", "mode": "text", "x": [h for _, h in cells], "y": [l for l, _ in cells],
+    types = {"type": "scatter", "mode": "text", "x": [h for _l, h in cells], "y": [l for l, _h in cells],
              "text": [_short(labels[l, h]) for l, h in cells], "hoverinfo": "skip", "showlegend": False,
              "textfont": {"size": 9, "color": ["white" if values[l, h] < bright else "black" for l, h in cells]}}
     shapes = []
@@ -87,7 +90,8 @@ def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric
             "xgap": 2, "ygap": 2,
         }, types],
         "layout": _base_layout(
-            title={"text": f"Head atlas · coloured by {metric_title}", "x": 0.01, "xanchor": "left"},
+            title={"text": _("Head atlas · coloured by {metric}").format(metric=metric_title), "x": 0.01,
+                   "xanchor": "left"},
             height=max(300, 46 * layers + 120), margin={"l": 60, "r": 20, "t": 60, "b": 50},
             xaxis={"title": {"text": "head"}, "dtick": 1, "showgrid": False, "zeroline": False},
             yaxis={"title": {"text": "layer"}, "dtick": 1, "autorange": "reversed", "showgrid": False,
@@ -97,9 +101,14 @@ def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric
     }
 
 
+SHORT_TYPES = {"previous-token": N_("prev"), "next-token": N_("next"), "delimiter sink": N_("delim"),
+               "self": N_("self"), "local": N_("local"), "broad": N_("broad"), "mixed": "·"}
+
+
 def _short(label: str) -> str:
-    return {"previous-token": "prev", "next-token": "next", "delimiter sink": "delim", "self": "self",
-            "local": "local", "broad": "broad", "mixed": "·"}.get(str(label), str(label))
+    """A head type in a few letters, for its cell of the atlas map."""
+    short = SHORT_TYPES.get(str(label))
+    return _(short) if short else str(label)
 
 
 def focus_figure(rows: np.ndarray, labels: list[str], token_label: str, note: str = "") -> dict:
@@ -107,7 +116,7 @@ def focus_figure(rows: np.ndarray, labels: list[str], token_label: str, note: st
     the x axis (named when there are few), and the hover names them: 512 category labels would cost
     plotly.js ~60 ms a draw."""
     layers, n = rows.shape
-    title = f"Where “{safe_label(token_label)}” looks, layer by layer"
+    title = _("Where “{token}” looks, layer by layer").format(token=safe_label(token_label))
     if note:
         title += f" <span style='font-size:12px;color:#6c757d'>{safe_label(note)}</span>"
     names = [safe_label(label) for label in labels]
@@ -115,19 +124,19 @@ def focus_figure(rows: np.ndarray, labels: list[str], token_label: str, note: st
     if n <= 120:
         xaxis.update(tickmode="array", tickvals=list(range(n)), ticktext=names, tickangle=-60)
     else:
-        xaxis.update(title={"text": "token (position in the text)"})
+        xaxis.update(title={"text": _("token (position in the text)")})
     return {
         "data": [{
             "type": "heatmap", "z": typed_array(rows.astype(np.float32)),
             "colorscale": "Viridis", "zmin": 0, "zmax": float(max(rows.max(), 1e-6)),
-            "text": [names] * layers, "hovertemplate": "layer %{y} → %{text}: %{z:.3f}<extra></extra>",
-            "colorbar": {"title": {"text": "attention weight", "side": "right"}, "thickness": 14},
+            "text": [names] * layers, "hovertemplate": _("layer %{y} → %{text}: %{z:.3f}") + "<extra></extra>",
+            "colorbar": {"title": {"text": _("attention weight"), "side": "right"}, "thickness": 14},
         }],
         "layout": _base_layout(
             title={"text": title, "x": 0.01, "xanchor": "left"}, height=max(300, 40 * layers + 160),
             margin={"l": 80, "r": 20, "t": 60, "b": 100}, xaxis=xaxis,
             yaxis={"autorange": "reversed", "showgrid": False, "zeroline": False, "dtick": 1,
-                   "title": {"text": "layer"}},
+                   "title": {"text": _("layer")}},
         ),
     }
 
@@ -155,7 +164,8 @@ def inside_vectors_figure(query_vector: np.ndarray, key_vectors: np.ndarray, pro
     def heat(z, x, y, text, vmax, colorbar=None):
         trace = {"type": "heatmap", "z": typed_array(np.asarray(z, dtype=np.float32)), "xaxis": x, "yaxis": y,
                  "colorscale": _DIVERGING, "zmin": -vmax, "zmax": vmax, "text": text,
-                 "hovertemplate": "%{text} · dimension %{x}: %{z:.3f}<extra></extra>", "showscale": bool(colorbar)}
+                 "hovertemplate": _("%{text} · dimension %{x}: %{z:.3f}") + "<extra></extra>",
+                 "showscale": bool(colorbar)}
         if colorbar:
             trace["colorbar"] = colorbar
         return trace
@@ -163,9 +173,10 @@ def inside_vectors_figure(query_vector: np.ndarray, key_vectors: np.ndarray, pro
     vmax_qk = float(max(np.abs(query_vector).max(), np.abs(key_vectors).max(), 1e-6))
     vmax_p = float(max(np.abs(products).max(), 1e-6))
     data = [
-        heat(query_vector[None, :], "x", "y", [[f"query “{safe_label(query_label)}”"] * d], vmax_qk),
-        heat(key_vectors, "x2", "y2", [[f"key “{n}”"] * d for n in names], vmax_qk),
-        heat(products, "x3", "y3", [[f"q × k “{n}”"] * d for n in names], vmax_p,
+        heat(query_vector[None, :], "x", "y", [[_("query “{token}”").format(token=safe_label(query_label))] * d],
+             vmax_qk),
+        heat(key_vectors, "x2", "y2", [[_("key “{token}”").format(token=n)] * d for n in names], vmax_qk),
+        heat(products, "x3", "y3", [[_("q × k “{token}”").format(token=n)] * d for n in names], vmax_p,
              colorbar={"title": {"text": "q × k", "side": "right"}, "thickness": 12, "len": top}),
     ]
     axis = {"showgrid": False, "zeroline": False, "ticks": ""}
@@ -176,9 +187,9 @@ def inside_vectors_figure(query_vector: np.ndarray, key_vectors: np.ndarray, pro
         xaxis={**axis, "domain": [0, 0.47], "anchor": "y", "showticklabels": False},
         yaxis={**axis, "domain": [top + 0.04, 1.0], "tickmode": "array", "tickvals": [0],
                "ticktext": [f"q: “{safe_label(query_label)}”"], "fixedrange": True},
-        xaxis2={**axis, "domain": [0, 0.47], "anchor": "y2", "title": {"text": "1-2. query and keys (dimensions)"}},
+        xaxis2={**axis, "domain": [0, 0.47], "anchor": "y2", "title": {"text": _("1-2. query and keys (dimensions)")}},
         yaxis2={**token_axis, "domain": [0, top]},
-        xaxis3={**axis, "domain": [0.53, 1.0], "anchor": "y3", "title": {"text": "3. q × k, dimension by dimension"}},
+        xaxis3={**axis, "domain": [0.53, 1.0], "anchor": "y3", "title": {"text": _("3. q × k, dimension by dimension")}},
         yaxis3={**token_axis, "domain": [0, top], "showticklabels": False, "matches": "y2"},
         hovermode="closest",
     )
@@ -192,8 +203,8 @@ def inside_weights_figure(steps: dict[str, np.ndarray | None], labels: list[str]
     (None where the model has none)."""
     rows = len(labels)
     names = [safe_label(label) for label in labels]
-    panels = [("scores", "4. score q·k/√d", "#6c757d"), ("weights", "5. weight", "#3b528b"),
-              ("value_norms", "6. ‖f(x)‖", "#21918c"), ("weighted", "7. weight × ‖f(x)‖", "#e4572e")]
+    panels = [("scores", _("4. score q·k/√d"), "#6c757d"), ("weights", _("5. weight"), "#3b528b"),
+              ("value_norms", _("6. ‖f(x)‖"), "#21918c"), ("weighted", _("7. weight × ‖f(x)‖"), "#e4572e")]
     panels = [p for p in panels if steps.get(p[0]) is not None]
     width = 1.0 / max(len(panels), 1)
     data, layout_axes = [], {}
@@ -212,9 +223,9 @@ def inside_weights_figure(steps: dict[str, np.ndarray | None], labels: list[str]
                          "xaxis": f"x{n}", "yaxis": f"y{n}", "hoverinfo": "skip", "showlegend": False})
         if name == "weights" and steps.get("model_weights") is not None:
             data.append({"type": "scatter", "mode": "markers", "x": np.asarray(steps["model_weights"], dtype=np.float32).tolist(),
-                         "y": list(range(rows)), "xaxis": f"x{n}", "yaxis": f"y{n}", "name": "the model's weight",
+                         "y": list(range(rows)), "xaxis": f"x{n}", "yaxis": f"y{n}", "name": _("the model's weight"),
                          "marker": {"symbol": "line-ns-open", "size": 12, "color": "#e4572e", "line": {"width": 2}},
-                         "hovertemplate": "the model's own weight: %{x:.4f}<extra></extra>", "showlegend": False})
+                         "hovertemplate": _("the model's own weight: %{x:.4f}") + "<extra></extra>", "showlegend": False})
         layout_axes[f"xaxis{n}"] = {"domain": [i * width + 0.02, (i + 1) * width - 0.02], "anchor": f"y{n}",
                                     "title": {"text": title}, "zeroline": True, "showgrid": True, "side": "top"}
         layout_axes[f"yaxis{n}"] = {"tickmode": "array", "tickvals": list(range(rows)), "ticktext": names,

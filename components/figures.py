@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from . import images
+from .i18n import _
 
 VIRIDIS = "Viridis"
 GRID_COLS = 4
@@ -71,8 +72,9 @@ def _base_layout(**extra) -> dict:
     return layout
 
 
-def empty_figure(message: str = "Type a sentence and press Analyze.") -> dict:
-    """A blank figure that says what to do."""
+def empty_figure(message: str | None = None) -> dict:
+    """A blank figure that says what to do (by default: type a sentence and press Analyze)."""
+    message = _("Type a sentence and press Analyze.") if message is None else message
     return {
         "data": [],
         "layout": _base_layout(
@@ -123,9 +125,10 @@ def note_span(note: str | None) -> str:
     return f" <span style='font-size:12px;color:#6c757d'>{safe_label(note)}</span>" if note else ""
 
 
-def colorbar_trace(title: str = "attention weight", vmax: float = 1.0) -> dict:
+def colorbar_trace(title: str | None = None, vmax: float = 1.0) -> dict:
     """An invisible two-cell heatmap on hidden axes whose only job is the colour bar of the image
     beside it (image traces have none). Same colours as the image's palette."""
+    title = _("attention weight") if title is None else title
     return {
         "type": "heatmap", "z": [[0.0, vmax]], "xaxis": "x2", "yaxis": "y2", "opacity": 0,
         "colorscale": images.colorscale(), "zmin": 0, "zmax": vmax, "hoverinfo": "skip",
@@ -169,7 +172,8 @@ def grid_geometry(count: int, seq: int, *, tiles: list[int] | None = None, tile:
     band = max(1, math.ceil(GRID_TITLE_PX / px_per_cell))
     columns = max(1, min(GRID_COLS, count))
     tiles = tiles if tiles is not None else list(range(count))
-    return {"kind": "head-grid", "tiles": tiles, "tile": tile, "tile_names": [f"{tile} {t}" for t in tiles],
+    names = {"head": _("head {number}"), "layer": _("layer {number}")}.get(tile, tile + " {number}")
+    return {"kind": "head-grid", "tiles": tiles, "tile": tile, "tile_names": [names.format(number=t) for t in tiles],
             "highlight": HIGHLIGHT,
             "seq": seq, "cells": cells, "block": math.ceil(seq / cells), "gap": gap, "band": band,
             "columns": columns, "rows": -(-count // columns), "stride_x": cells + gap,
@@ -181,8 +185,8 @@ def grid_source(maps: np.ndarray) -> str:
     """The tiled picture of a grid's ``(count, seq, seq)`` maps (float16 or float32, in [0, 1]), as the
     PNG data URI ``head_grid_figure`` shows."""
     meta = grid_geometry(maps.shape[0], maps.shape[-1])
-    pooled, _ = max_pool(maps)
-    image, _, _ = images.tile(images.to_levels(pooled), meta["columns"], meta["gap"], meta["band"])
+    pooled, _block = max_pool(maps)
+    image, _sx, _sy = images.tile(images.to_levels(pooled), meta["columns"], meta["gap"], meta["band"])
     return images.png_data_uri(image)
 
 
@@ -248,9 +252,9 @@ def head_grid_figure(maps: np.ndarray, labels: list[str], layer: int, *, selecte
                                 "middle left", textfont={"size": 9, "color": "#444"}))
         # text outside an axis's range is hidden by plotly.js: widen the range to hold the labels
         label_cells = GRID_LABEL_PX / meta["px_per_cell"]
-    title_text = (title or f"Layer {layer} · all {count} heads")
+    title_text = (title or _("Layer {layer} · all {count} heads").format(layer=layer, count=count))
     if block > 1:
-        title_text += note_span(f"(each cell: max over {block}×{block} tokens)")
+        title_text += note_span(_("(each cell: max over {block}×{block} tokens)").format(block=block))
     title_text += note_span(note)
     height = int(meta["rows"] * sy * meta["px_per_cell"]) + 90
     layout = _base_layout(
@@ -266,7 +270,7 @@ def head_grid_figure(maps: np.ndarray, labels: list[str], layer: int, *, selecte
 
 def heatmap_figure(matrix: np.ndarray | None, labels: list[str], title: str, *, note: str | None = None,
                    query_labels: list[str] | None = None, token_index: list[int] | None = None,
-                   value_title: str = "attention weight", grid: dict | None = None) -> dict:
+                   value_title: str | None = None, grid: dict | None = None) -> dict:
     """One attention matrix as a palette image: keys on x, queries on y, Viridis over 0-1.
 
     Hover (``query → key: weight``) is drawn in the browser from ``layout.meta`` and the pixel, so one
@@ -291,8 +295,8 @@ def heatmap_figure(matrix: np.ndarray | None, labels: list[str], title: str, *, 
         meta={"kind": "heatmap", "keys": keys, "queries": queries, **images.image_meta(),
               "token_index": token_index if token_index is not None else list(range(rows))},
         **_image_axes(cols, rows, ticks_x, ticks_y,
-                      xaxis={"title": {"text": "key (attended to)"}, "tickangle": -60},
-                      yaxis={"title": {"text": "query (attending)"}}),
+                      xaxis={"title": {"text": _("key (attended to)")}, "tickangle": -60},
+                      yaxis={"title": {"text": _("query (attending)")}}),
     )
     if grid is None:
         return {"data": [_image_trace(images.to_levels(matrix)), colorbar_trace(value_title)], "layout": layout}
@@ -342,7 +346,7 @@ def select_arcs(weights: np.ndarray, top_k: int, min_weight: float, focus: int |
     ``weights`` is ``(groups, seq, seq)``; ``queries`` limits the queries (default: all, or ``focus``).
     Returns arrays ``(group, query, key, weight)``.
     """
-    groups, seq, _ = weights.shape
+    groups, seq, _keys = weights.shape
     k = max(1, min(int(top_k), seq))
     if focus is not None:
         queries = np.array([focus])
@@ -396,7 +400,7 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
     (place in the window) of each of its arcs (``meta.points`` points apiece), so the browser can keep
     one token's arcs on hover without asking the server.
     """
-    groups, seq, _ = weights.shape
+    groups, seq, _keys = weights.shape
     first, end = arc_window(seq, start, focus)
     shown = labels[first:end]
     x = token_positions(shown)
@@ -419,7 +423,7 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
         "text": [f"<b>{safe_label(l)}</b>" if i == local_focus else safe_label(l) for i, l in enumerate(shown)],
         "textposition": "middle center",
         "textfont": {"size": 13, "color": [HIGHLIGHT if i == local_focus else "#212529" for i in range(n)]},
-        "hovertemplate": "%{text}<extra>click to isolate</extra>", "showlegend": False, "name": "tokens",
+        "hovertemplate": "%{text}<extra>" + _("click to isolate") + "</extra>", "showlegend": False, "name": "tokens",
         "cliponaxis": False,
     }]
     # One trace a head when every head is drawn (plotly.js spends ~8 ms a trace: 48 traces took 470 ms,

@@ -2,115 +2,152 @@
 
 from __future__ import annotations
 
+import json
+
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from . import ids
 from .figures import empty_figure
+from .i18n import LANGUAGES, N_, _, current_language
 
 EXAMPLES = (
-    {"label": "Pronoun: what is “it”?", "text": "The cat sat on the mat because it was tired.", "pair": ""},
-    {"label": "Sentence pair", "text": "The cat sat on the mat.", "pair": "It was tired, so it fell asleep."},
-    {"label": "Chinese", "text": "猫坐在垫子上因为它累了。", "pair": ""},
-    {"label": "Long-range agreement", "text": "The keys that the man left on the kitchen table are missing.", "pair": ""},
+    {"label": N_("Pronoun: what is “it”?"), "text": "The cat sat on the mat because it was tired.", "pair": ""},
+    {"label": N_("Sentence pair"), "text": "The cat sat on the mat.", "pair": "It was tired, so it fell asleep."},
+    {"label": N_("Chinese: what is 它?"), "text": "猫坐在垫子上因为它累了。", "pair": ""},
+    {"label": N_("Long-range agreement"), "text": "The keys that the man left on the kitchen table are missing.",
+     "pair": ""},
 )
 DEFAULT_TEXT = EXAMPLES[0]["text"]
 
 HELP = {
-    ids.TAB_GRID: ("Each small square is one attention head of the chosen layer. Rows are the tokens that "
+    ids.TAB_GRID: N_("Each small square is one attention head of the chosen layer. Rows are the tokens that "
                    "are looking (queries), columns the tokens they look at (keys); brighter means more "
                    "attention. Click a square to open that head."),
-    ids.TAB_HEATMAP: ("One head (or the mean of all heads) in full: each row shows how one token spreads "
+    ids.TAB_HEATMAP: N_("One head (or the mean of all heads) in full: each row shows how one token spreads "
                       "its attention over the sentence, and sums to 1. Hover a cell for the exact weight."),
-    ids.TAB_ARCS: ("Arcs join each token to the tokens it attends to most; thicker, darker arcs carry more "
+    ids.TAB_ARCS: N_("Arcs join each token to the tokens it attends to most; thicker, darker arcs carry more "
                    "weight. Hover a token to see only its arcs, click it to keep them, click again to release."),
-    ids.TAB_OVERVIEW: ("Every head of every layer at once: rows are layers, columns heads, each square a small "
+    ids.TAB_OVERVIEW: N_("Every head of every layer at once: rows are layers, columns heads, each square a small "
                        "attention map like those in the head grid. Look for repeated shapes (diagonals, bright "
                        "columns) to spot families of heads. Click a square to open that head."),
-    ids.TAB_ATLAS: ("What kind of pattern each head has on this text, measured: how spread out its attention "
+    ids.TAB_ATLAS: N_("What kind of pattern each head has on this text, measured: how spread out its attention "
                     "is (entropy), how far it looks, and how much goes to the token itself, the previous or next "
                     "token, or to delimiters such as [CLS], [SEP] and punctuation. Each head gets a type from "
                     "these numbers. Click a square or a table row to open that head."),
-    ids.TAB_FOCUS: ("Follow one token through the model: for each layer, the tokens it attends to most (all "
+    ids.TAB_FOCUS: N_("Follow one token through the model: for each layer, the tokens it attends to most (all "
                     "heads averaged), and the tokens that attend to it. Pick the token below, or click it in "
                     "the arc view."),
-    ids.TAB_INSIDE: ("Where one head's weights come from: for one token, the formula softmax(q·k/√d) step by "
+    ids.TAB_INSIDE: N_("Where one head's weights come from: for one token, the formula softmax(q·k/√d) step by "
                      "step, then what the weights carry. Pick the token below, or click a row of the head "
                      "heatmap to come here."),
 }
 INSIDE_STEPS = (
-    "Each token asks a question: its query vector q, one number for each of the head's dimensions (top row).",
-    "Each token offers something to match: its key vector k (a row per token).",
-    "Multiplying q and k dimension by dimension shows where they agree: red where both are large with the "
-    "same sign, blue where they disagree.",
-    "Adding those products up and dividing by √d gives one score per token: how well its key answers the "
-    "question. A causal model masks the tokens that come later: the query cannot see them.",
-    "Softmax turns the scores into shares that add up to 1: the attention weights. The red ticks are the "
-    "model's own weights, for comparison.",
-    "Each token also hands on a value vector; its length ‖f(x)‖ says how much it can pass on.",
-    "Weight times value length is what the query really takes from each token: a large weight on a token "
-    "that hands on little moves little (Kobayashi et al., 2020).",
+    N_("Each token asks a question: its query vector q, one number for each of the head's dimensions (top row)."),
+    N_("Each token offers something to match: its key vector k (a row per token)."),
+    N_("Multiplying q and k dimension by dimension shows where they agree: red where both are large with the "
+       "same sign, blue where they disagree."),
+    N_("Adding those products up and dividing by √d gives one score per token: how well its key answers the "
+       "question. A causal model masks the tokens that come later: the query cannot see them."),
+    N_("Softmax turns the scores into shares that add up to 1: the attention weights. The red ticks are the "
+       "model's own weights, for comparison."),
+    N_("Each token also hands on a value vector; its length ‖f(x)‖ says how much it can pass on."),
+    N_("Weight times value length is what the query really takes from each token: a large weight on a token "
+       "that hands on little moves little (Kobayashi et al., 2020)."),
 )
-CAVEAT = ("Attention weights show where a model looks, not why it predicts what it does: read them as one clue "
-          "among others.")
+CAVEAT = N_("Attention weights show where a model looks, not why it predicts what it does: read them as one "
+            "clue among others.")
+METRIC_NAMES = {  # the atlas table's column names
+    "entropy": N_("entropy"), "distance": N_("distance"), "local": N_("local"), "self": N_("self"),
+    "previous": N_("previous"), "next": N_("next"), "delimiter": N_("delimiter"),
+}
 ATLAS_METRICS = (
-    ("entropy", "normalised entropy (0 focused · 1 spread evenly)"),
-    ("distance", "mean attended distance (tokens)"),
-    ("local", "local ratio (share within the window)"),
-    ("self", "attention to itself"),
-    ("previous", "attention to the previous token"),
-    ("next", "attention to the next token"),
-    ("delimiter", "attention to delimiters"),
+    ("entropy", N_("normalised entropy (0 focused · 1 spread evenly)")),
+    ("distance", N_("mean attended distance (tokens)")),
+    ("local", N_("local ratio (share within the window)")),
+    ("self", N_("attention to itself")),
+    ("previous", N_("attention to the previous token")),
+    ("next", N_("attention to the next token")),
+    ("delimiter", N_("attention to delimiters")),
 )
+DROPDOWN_LABELS = {  # the dropdowns' own words
+    "search": N_("Search"), "no_options_found": N_("Nothing matches"), "clear_search": N_("Clear the search"),
+    "clear_selection": N_("Clear"), "select_all": N_("Select all"), "deselect_all": N_("Select none"),
+    "selected_count": N_("{num_selected} selected"),
+}
 
 
-def header() -> html.Header:
+def dropdown_labels() -> dict:
+    return {key: _(value) for key, value in DROPDOWN_LABELS.items()}
+
+
+def dropdown(component_id, **kwargs) -> dcc.Dropdown:
+    """A dropdown that speaks the page's language."""
+    return dcc.Dropdown(id=component_id, labels=dropdown_labels(), **kwargs)
+
+
+def language_switch() -> html.Div:
+    """English / 中文: each a link to this page in that language (assets/clientside.js keeps the URL's
+    state, so the analysis and the view stay)."""
+    current = current_language()
+    return html.Div(className="ae-languages", role="group", **{"aria-label": _("Language")}, children=[
+        html.Button(name, id={"type": ids.LANGUAGE, "lang": code}, n_clicks=0, lang=LANGUAGES[code][0].replace("_", "-"),
+                    className="btn btn-sm " + ("btn-primary" if code == current else "btn-outline-primary"),
+                    **{"aria-pressed": "true" if code == current else "false"})
+        for code, (_locale, name) in LANGUAGES.items()])
+
+
+def header(extra: list | None = None) -> html.Header:
     return html.Header(className="ae-header", children=[
-        html.H1("Attention Explorer", className="ae-title"),
-        html.P(
-            "Attention is how a transformer decides, for every word piece (token), how much to look at every "
-            "other token. Type a sentence to see it, layer by layer and head by head.",
-            className="ae-lead",
-        ),
+        html.Div(className="d-flex align-items-start gap-3", children=[
+            html.Div(className="flex-grow-1", children=[
+                html.H1(_("Attention Explorer"), className="ae-title"),
+                html.P(_("Attention is how a transformer decides, for every word piece (token), how much to look "
+                         "at every other token. Type a sentence to see it, layer by layer and head by head."),
+                       className="ae-lead"),
+            ]),
+            html.Div(className="d-flex align-items-center gap-2 ae-header-tools", children=[*(extra or []),
+                                                                                            language_switch()]),
+        ]),
     ])
 
 
 def model_options(models: tuple[str, ...], default: str) -> list[dict]:
     options = []
     for model_id in models:
-        label = f"{model_id} (bundled)" if model_id == default else model_id
+        label = _("{model} (bundled)").format(model=model_id) if model_id == default else model_id
         options.append({"label": label, "value": model_id})
     return options
 
 
 def input_panel(models: tuple[str, ...], default_model: str) -> dbc.Card:
     examples = [
-        dbc.Button(example["label"], id={"type": ids.EXAMPLE, "index": i}, size="sm", color="primary",
+        dbc.Button(_(example["label"]), id={"type": ids.EXAMPLE, "index": i}, size="sm", color="primary",
                    outline=True, className="me-1 mb-1")
         for i, example in enumerate(EXAMPLES)
     ]
     return dbc.Card(className="mb-3", body=True, children=[
-        dbc.Label("Text", html_for=ids.TEXT, className="fw-semibold"),
+        dbc.Label(_("Text"), html_for=ids.TEXT, className="fw-semibold"),
         dcc.Textarea(id=ids.TEXT, value=DEFAULT_TEXT, className="form-control ae-text", rows=4,
-                     placeholder="Type a sentence…", spellCheck=False),
-        dbc.Button("+ second sentence (pair)", id=ids.PAIR_TOGGLE, color="link", size="sm", className="px-0"),
+                     placeholder=_("Type a sentence…"), spellCheck=False),
+        dbc.Button(_("+ second sentence (pair)"), id=ids.PAIR_TOGGLE, color="link", size="sm", className="px-0"),
         dbc.Collapse(id=ids.PAIR_COLLAPSE, is_open=False, children=[
             dcc.Textarea(id=ids.TEXT_PAIR, value="", className="form-control ae-text mb-2", rows=2,
-                         placeholder="Optional second sentence, for models trained on sentence pairs",
+                         placeholder=_("Optional second sentence, for models trained on sentence pairs"),
                          spellCheck=False),
         ]),
-        html.Div("Examples", className="small text-muted mt-2 mb-1"),
+        html.Div(_("Examples"), className="small text-muted mt-2 mb-1"),
         html.Div(examples),
-        dbc.Label("Model", html_for=ids.MODEL, className="fw-semibold mt-3"),
-        dcc.Dropdown(id=ids.MODEL, options=model_options(models, default_model), value=default_model,
-                     clearable=False, searchable=False),
+        dbc.Label(_("Model"), html_for=ids.MODEL, className="fw-semibold mt-3"),
+        dropdown(ids.MODEL, options=model_options(models, default_model), value=default_model,
+                 clearable=False, searchable=False),
         html.Div(className="d-flex align-items-center mt-3", children=[
-            dbc.Button("Analyze", id=ids.ANALYZE, color="primary", n_clicks=0),
-            html.Span("or Ctrl+Enter", className="small text-muted ms-2"),
+            dbc.Button(_("Analyze"), id=ids.ANALYZE, color="primary", n_clicks=0),
+            html.Span(_("or Ctrl+Enter"), className="small text-muted ms-2"),
             html.Span(className="ms-auto ae-copy-link small", children=[
-                dcc.Clipboard(id=ids.COPY_LINK, title="Copy a link to this view", content="",
+                dcc.Clipboard(id=ids.COPY_LINK, title=_("Copy a link to this view"), content="",
                               className="d-inline-block me-1"),
-                html.Label("Copy link", htmlFor=ids.COPY_LINK, className="text-muted"),
+                html.Label(_("Copy link"), htmlFor=ids.COPY_LINK, className="text-muted"),
             ]),
         ]),
     ])
@@ -119,58 +156,61 @@ def input_panel(models: tuple[str, ...], default_model: str) -> dbc.Card:
 def controls_panel(page: dict) -> dbc.Card:
     layers = page.get("layer_max", 5) + 1
     return dbc.Card(className="mb-3", body=True, children=[
-        dbc.Label("Layer", html_for=ids.LAYER, className="fw-semibold"),
+        dbc.Label(_("Layer"), html_for=ids.LAYER, className="fw-semibold"),
         dcc.Slider(id=ids.LAYER, min=0, max=layers - 1, step=1, value=page.get("layer", 0),
                    marks=page.get("layer_marks", {i: str(i) for i in range(layers)}), updatemode="mouseup"),
-        dbc.Label("Head", html_for=ids.HEAD, className="fw-semibold mt-2"),
-        dcc.Dropdown(id=ids.HEAD, options=page.get("head_options", head_options(12)),
-                     value=page.get("head", ids.HEAD_ALL), clearable=False, searchable=False),
-        html.Div("Layers and heads count from 0.", className="small text-muted mt-2"),
-        dbc.Label("Attention", html_for=ids.ATTN_MODE, className="fw-semibold mt-3"),
+        dbc.Label(_("Head"), html_for=ids.HEAD, className="fw-semibold mt-2"),
+        dropdown(ids.HEAD, options=page.get("head_options", head_options(12)),
+                 value=page.get("head", ids.HEAD_ALL), clearable=False, searchable=False),
+        html.Div(_("Layers and heads count from 0."), className="small text-muted mt-2"),
+        dbc.Label(_("Attention"), html_for=ids.ATTN_MODE, className="fw-semibold mt-3"),
         dbc.RadioItems(id=ids.ATTN_MODE, value="raw", options=[
-            {"label": "Raw", "value": "raw"}, {"label": "Rollout", "value": "rollout"},
-            {"label": "Weighted by value norm", "value": "value"}]),
+            {"label": _("Raw"), "value": "raw"}, {"label": _("Rollout"), "value": "rollout"},
+            {"label": _("Weighted by value norm"), "value": "value"}]),
         html.Ul(className="small text-muted ae-mode-help", children=[
-            html.Li("Rollout follows attention through all layers up to the chosen one (heads averaged, "
-                    "with the residual connection)."),
-            html.Li(["Weighted by value norm scales each weight by the size of the vector the attended token "
-                     "hands on (‖f(x)‖), so attention that moves almost nothing fades: often the weight on "
-                     "[CLS], [SEP] and punctuation (Kobayashi et al., EMNLP 2020, “Attention is not only a "
-                     "weight”). Rows are rescaled to add up to 1; the heatmap's hover also gives the unscaled "
-                     "product."]),
+            html.Li(_("Rollout follows attention through all layers up to the chosen one (heads averaged, "
+                      "with the residual connection).")),
+            html.Li(_("Weighted by value norm scales each weight by the size of the vector the attended token "
+                      "hands on (‖f(x)‖), so attention that moves almost nothing fades: often the weight on "
+                      "[CLS], [SEP] and punctuation (Kobayashi et al., EMNLP 2020, “Attention is not only a "
+                      "weight”). Rows are rescaled to add up to 1; the heatmap's hover also gives the unscaled "
+                      "product.")),
         ]),
         dbc.Checklist(id=ids.VIEW_SWITCHES, switch=True, value=[], className="mt-2", options=[
-            {"label": "Hide special tokens", "value": "hide"},
-            {"label": "Merge sub-words into words", "value": "merge"}]),
+            {"label": _("Hide special tokens"), "value": "hide"},
+            {"label": _("Merge sub-words into words"), "value": "merge"}]),
     ])
 
 
 def head_options(num_heads: int) -> list[dict]:
-    return ([{"label": "All heads", "value": ids.HEAD_ALL}, {"label": "Mean of heads", "value": ids.HEAD_MEAN}]
-            + [{"label": f"Head {h}", "value": str(h)} for h in range(num_heads)])
+    return ([{"label": _("All heads"), "value": ids.HEAD_ALL}, {"label": _("Mean of heads"), "value": ids.HEAD_MEAN}]
+            + [{"label": _("Head {head}").format(head=h), "value": str(h)} for h in range(num_heads)])
 
 
 def _graph(graph_id: str, figure: dict | None = None, **kwargs) -> dcc.Graph:
-    return dcc.Graph(id=graph_id, figure=figure or empty_figure(),
-                     config={"displaylogo": False, "toImageButtonOptions": {"scale": 2},
-                             "modeBarButtonsToRemove": ["select2d", "lasso2d"]}, **kwargs)
+    config = {"displaylogo": False, "showSendToCloud": False, "toImageButtonOptions": {"scale": 2},
+              "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
+    if current_language() == "zh":
+        config["locale"] = "zh-CN"  # plotly.js's own words (its modebar): assets/plotly-locale-zh-cn.js
+    return dcc.Graph(id=graph_id, figure=figure or empty_figure(_("Type a sentence and press Analyze.")),
+                     config=config, **kwargs)
 
 
 def arc_controls() -> dbc.Row:
     return dbc.Row(className="g-3 align-items-center mb-2", children=[
         dbc.Col(width="auto", children=[
-            dbc.Label("Top arcs per token", html_for=ids.ARC_TOP_K, className="small mb-0 me-2"),
-            dcc.Dropdown(id=ids.ARC_TOP_K, options=[{"label": str(k), "value": k} for k in (1, 2, 3, 5, 10)],
+            dbc.Label(_("Top arcs per token"), html_for=ids.ARC_TOP_K, className="small mb-0 me-2"),
+            dropdown(ids.ARC_TOP_K, options=[{"label": str(k), "value": k} for k in (1, 2, 3, 5, 10)],
                          value=3, clearable=False, style={"width": "90px"}),
         ]),
         dbc.Col(children=[
-            dbc.Label("Minimum weight", html_for=ids.ARC_MIN_WEIGHT, className="small mb-0"),
+            dbc.Label(_("Minimum weight"), html_for=ids.ARC_MIN_WEIGHT, className="small mb-0"),
             dcc.Slider(id=ids.ARC_MIN_WEIGHT, min=0, max=0.5, step=0.01, value=0.05,
                        marks={0: "0", 0.1: "0.1", 0.2: "0.2", 0.3: "0.3", 0.4: "0.4", 0.5: "0.5"},
                        updatemode="mouseup"),
         ]),
         dbc.Col(width=12, id=ids.ARC_START_WRAP, style={"display": "none"}, children=[
-            dbc.Label("Tokens shown from", html_for=ids.ARC_START, className="small mb-0"),
+            dbc.Label(_("Tokens shown from"), html_for=ids.ARC_START, className="small mb-0"),
             dcc.Slider(id=ids.ARC_START, min=0, max=0, step=1, value=0, marks=None, updatemode="mouseup",
                        tooltip={"placement": "bottom"}),
         ]),
@@ -183,7 +223,7 @@ def head_legend(names: list[str], colors: list[str]) -> list:
     """Coloured chips naming the heads whose arcs are drawn together."""
     if not names:
         return []
-    return [html.Span("Heads: ", className="text-muted me-1")] + [
+    return [html.Span(_("Heads:"), className="text-muted me-1")] + [
         html.Span(name, className="ae-chip", style={"borderColor": colors[i % len(colors)],
                                                      "color": colors[i % len(colors)]})
         for i, name in enumerate(names)]
@@ -191,20 +231,20 @@ def head_legend(names: list[str], colors: list[str]) -> list:
 
 def _tab(tab_id: str, label: str, *children) -> dbc.Tab:
     return dbc.Tab(tab_id=tab_id, label=label, children=html.Div(className="pt-3", children=[
-        html.P(HELP[tab_id], className="ae-help"), *children,
-        html.P(CAVEAT, className="small text-muted fst-italic mt-2")]))
+        html.P(_(HELP[tab_id]), className="ae-help"), *children,
+        html.P(_(CAVEAT), className="small text-muted fst-italic mt-2")]))
 
 
 def atlas_controls() -> dbc.Row:
     return dbc.Row(className="g-3 align-items-end mb-2", children=[
         dbc.Col(md=6, children=[
-            dbc.Label("Colour by", html_for=ids.ATLAS_METRIC, className="small mb-0"),
-            dcc.Dropdown(id=ids.ATLAS_METRIC, value="entropy", clearable=False,
-                         options=[{"label": title, "value": name} for name, title in ATLAS_METRICS]),
+            dbc.Label(_("Colour by"), html_for=ids.ATLAS_METRIC, className="small mb-0"),
+            dropdown(ids.ATLAS_METRIC, value="entropy", clearable=False,
+                     options=[{"label": _(title), "value": name} for name, title in ATLAS_METRICS]),
         ]),
         dbc.Col(md=3, children=[
-            dbc.Label("Local window (tokens)", html_for=ids.ATLAS_WINDOW, className="small mb-0"),
-            dcc.Dropdown(id=ids.ATLAS_WINDOW, value=3, clearable=False,
+            dbc.Label(_("Local window (tokens)"), html_for=ids.ATLAS_WINDOW, className="small mb-0"),
+            dropdown(ids.ATLAS_WINDOW, value=3, clearable=False,
                          options=[{"label": str(w), "value": w} for w in (1, 2, 3, 5, 8)]),
         ]),
     ])
@@ -215,8 +255,9 @@ def atlas_table(rows: list[dict] | None = None):
     table's 630 KB of scripts load then, not with the page."""
     from dash import dash_table
 
-    columns = [{"name": "layer", "id": "layer"}, {"name": "head", "id": "head"}, {"name": "type", "id": "label"}]
-    columns += [{"name": name, "id": name, "type": "numeric"} for name, _ in ATLAS_METRICS]
+    columns = [{"name": _("layer"), "id": "layer"}, {"name": _("head"), "id": "head"},
+               {"name": _("type"), "id": "label"}]
+    columns += [{"name": _(METRIC_NAMES[name]), "id": name, "type": "numeric"} for name, _title in ATLAS_METRICS]
     return dash_table.DataTable(
         id=ids.ATLAS_TABLE, columns=columns, data=rows or [], sort_action="native", page_size=12,
         style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "fontSize": "0.85rem",
@@ -228,13 +269,13 @@ def atlas_table(rows: list[dict] | None = None):
 def focus_controls() -> dbc.Row:
     return dbc.Row(className="g-3 align-items-end mb-2", children=[
         dbc.Col(md=6, children=[
-            dbc.Label("Token", html_for=ids.FOCUS_TOKEN, className="small mb-0"),
-            dcc.Dropdown(id=ids.FOCUS_TOKEN, options=[], value=None, clearable=False,
-                         placeholder="Analyze a text first"),
+            dbc.Label(_("Token"), html_for=ids.FOCUS_TOKEN, className="small mb-0"),
+            dropdown(ids.FOCUS_TOKEN, options=[], value=None, clearable=False,
+                     placeholder=_("Analyze a text first")),
         ]),
         dbc.Col(md=3, children=[
-            dbc.Label("Top k", html_for=ids.FOCUS_K, className="small mb-0"),
-            dcc.Dropdown(id=ids.FOCUS_K, value=3, clearable=False,
+            dbc.Label(_("Top k"), html_for=ids.FOCUS_K, className="small mb-0"),
+            dropdown(ids.FOCUS_K, value=3, clearable=False,
                          options=[{"label": str(k), "value": k} for k in (1, 2, 3, 5, 8)]),
         ]),
     ])
@@ -244,22 +285,22 @@ def views_panel(page: dict) -> html.Div:
     return html.Div(children=[
         html.Div(id=ids.VIEW_NOTICE),
         dbc.Tabs(id=ids.TABS, active_tab=ids.TAB_GRID, children=[
-            _tab(ids.TAB_GRID, "Head grid",
+            _tab(ids.TAB_GRID, _("Head grid"),
                  _graph(ids.HEAD_GRID, page.get("grid"), clear_on_unhover=True),
                  dcc.Tooltip(id=ids.GRID_TOOLTIP, direction="bottom", className="ae-tooltip")),
-            _tab(ids.TAB_HEATMAP, "Head heatmap", _graph(ids.HEAD_HEATMAP, clear_on_unhover=True),
+            _tab(ids.TAB_HEATMAP, _("Head heatmap"), _graph(ids.HEAD_HEATMAP, clear_on_unhover=True),
                  dcc.Tooltip(id=ids.HEATMAP_TOOLTIP, direction="bottom", className="ae-tooltip")),
-            _tab(ids.TAB_ARCS, "Arcs", arc_controls(),
+            _tab(ids.TAB_ARCS, _("Arcs"), arc_controls(),
                  html.Div(className="ae-scroll", children=_graph(ids.ARC_VIEW, clear_on_unhover=True,
                                                                  responsive=False))),
-            _tab(ids.TAB_OVERVIEW, "Model overview",
+            _tab(ids.TAB_OVERVIEW, _("Model overview"),
                  _graph(ids.OVERVIEW, clear_on_unhover=True),
                  dcc.Tooltip(id=ids.OVERVIEW_TOOLTIP, direction="bottom", className="ae-tooltip")),
-            _tab(ids.TAB_ATLAS, "Head atlas", atlas_controls(), _graph(ids.ATLAS_MAP),
+            _tab(ids.TAB_ATLAS, _("Head atlas"), atlas_controls(), _graph(ids.ATLAS_MAP),
                  html.Ul(id=ids.ATLAS_LEGEND, className="small ae-legend"), html.Div(id=ids.ATLAS_TABLE_HOLDER)),
-            _tab(ids.TAB_FOCUS, "Token focus", focus_controls(), _graph(ids.FOCUS_HEATMAP),
+            _tab(ids.TAB_FOCUS, _("Token focus"), focus_controls(), _graph(ids.FOCUS_HEATMAP),
                  html.Div(id=ids.FOCUS_TABLES)),
-            _tab(ids.TAB_INSIDE, "Inside a head", inside_panel()),
+            _tab(ids.TAB_INSIDE, _("Inside a head"), inside_panel()),
         ]),
     ])
 
@@ -268,17 +309,26 @@ def inside_panel() -> html.Div:
     return html.Div(children=[
         dbc.Row(className="g-3 align-items-end mb-2", children=[
             dbc.Col(md=6, children=[
-                dbc.Label("Query token", html_for=ids.INSIDE_QUERY, className="small mb-0"),
-                dcc.Dropdown(id=ids.INSIDE_QUERY, options=[], value=None, clearable=False,
-                             placeholder="Analyze a text first"),
+                dbc.Label(_("Query token"), html_for=ids.INSIDE_QUERY, className="small mb-0"),
+                dropdown(ids.INSIDE_QUERY, options=[], value=None, clearable=False,
+                         placeholder=_("Analyze a text first")),
             ]),
         ]),
         html.Div(id=ids.INSIDE_STATUS, className="small text-muted mb-2"),
         dbc.Row(className="g-3", children=[
-            dbc.Col(lg=3, children=html.Ol(className="small ae-steps", children=[html.Li(s) for s in INSIDE_STEPS])),
+            dbc.Col(lg=3, children=html.Ol(className="small ae-steps", children=[html.Li(_(s)) for s in INSIDE_STEPS])),
             dbc.Col(lg=9, children=[_graph(ids.INSIDE_VECTORS), _graph(ids.INSIDE_WEIGHTS)]),
         ]),
     ])
+
+
+def browser_words() -> dict:
+    """The words the browser-side code shows (assets/clientside.js), in the page's language."""
+    return {
+        "overview_cell": _("layer {layer} · head {head} (click to open)"),
+        "pooled_cell": _("{tile} · tokens {query} → {key}: max {weight}"),
+        "value_share": _("{share} of the row (α·‖f(x)‖ = {product})"),
+    }
 
 
 def create_layout(settings, page: dict | None = None) -> html.Div:
@@ -296,6 +346,8 @@ def create_layout(settings, page: dict | None = None) -> html.Div:
         dcc.Store(id=ids.VIEW_REQUEST, storage_type="memory"),
         dcc.Store(id=ids.ATLAS_TABLE_FOR, storage_type="memory"),
         dcc.Store(id=ids.ARC_HOVER_SINK, storage_type="memory"),
+        html.Div(id=ids.I18N, hidden=True, **{"data-strings": json.dumps(browser_words(), ensure_ascii=False),
+                                              "data-lang": LANGUAGES[current_language()][0].replace("_", "-")}),
         header(),
         dbc.Row(children=[
             dbc.Col(md=4, lg=3, children=[input_panel(settings.models, settings.default_model), controls_panel(page)]),
@@ -305,7 +357,7 @@ def create_layout(settings, page: dict | None = None) -> html.Div:
                 views_panel(page),
             ]),
         ]),
-        html.Footer(className="ae-footer small text-muted", children=CAVEAT),
+        html.Footer(className="ae-footer small text-muted", children=_(CAVEAT)),
     ])
 
 

@@ -1,41 +1,65 @@
-"""The status area: token-count badges, truncation notice, unknown-token warning, error alerts."""
+"""The status area: token-count badges, truncation notice, unknown-token warning, the normalisation
+check, error alerts. Everything in the page's language."""
 
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
 from dash import html
 
+from .i18n import _
+
 UNKNOWN_WARNING_SHARE = 0.1
 
 
 def error_alert(title: str, message: str) -> dbc.Alert:
     """An error in plain words. Dash renders text as text, so HTML in a message stays literal."""
-    return dbc.Alert([html.Strong(title + ". "), html.Span(message)], color="danger", className="mb-2",
+    return dbc.Alert([html.Strong(title + _(". ")), html.Span(message)], color="danger", className="mb-2",
                      dismissable=True)
+
+
+def _unknown_warning(summary: dict) -> dbc.Alert:
+    text = _("{share} of the tokens are unknown to this model ({count} shown as {unk}): it does not know this "
+             "text's language or symbols well, so its attention says little.").format(
+        share=f"{summary['unknown_share']:.0%}", count=summary["unknown_count"], unk=summary["unk_token"])
+    advice = []
+    if summary.get("knows"):
+        advice.append(_("Pick a model that knows it: {models}.").format(models=", ".join(summary["knows"])))
+    if summary.get("elsewhere"):
+        advice.append(_("Offered but not on this machine: {models}. To add them, run “make models” on a machine "
+                        "with network access and point ATTN_MODELS at the folders it prints (see the README).")
+                      .format(models=", ".join(summary["elsewhere"])))
+    if not advice:
+        advice.append(_("Try a model trained on this language: add one with “make models” (see the README)."))
+    return dbc.Alert([html.Div(text), *[html.Div(line, className="mt-1") for line in advice]],
+                     color="warning", className="mb-2 py-2")
 
 
 def status_children(summary: dict) -> list:
     """Badges and notices for a successful analysis. ``summary`` is plain data (see callbacks.analyze)."""
-    badges = html.Div(className="d-flex flex-wrap gap-2 align-items-center mb-2", children=[
-        dbc.Badge(f"{summary['tokens']} tokens", color="primary", className="ae-badge", id="token-count-badge"),
+    badges = [
+        dbc.Badge(_("{count} tokens").format(count=summary["tokens"]), color="primary", className="ae-badge",
+                  id="token-count-badge"),
         dbc.Badge(summary["model_id"], color="secondary", className="ae-badge"),
-        dbc.Badge(f"{summary['layers']} layers × {summary['heads']} heads", color="light", text_color="dark",
-                  className="ae-badge"),
-        dbc.Badge("causal (looks back only)" if summary["causal"] else "bidirectional", color="light",
+        dbc.Badge(_("{layers} layers × {heads} heads").format(layers=summary["layers"], heads=summary["heads"]),
+                  color="light", text_color="dark", className="ae-badge"),
+        dbc.Badge(_("causal (looks back only)") if summary["causal"] else _("bidirectional"), color="light",
                   text_color="dark", className="ae-badge"),
-    ])
-    children = [badges]
+    ]
+    if "norm_error" in summary:  # the best practice "check that attention weights are normalised", shown
+        ok = summary["norm_ok"]
+        badges.append(dbc.Badge(
+            (_("✓ rows sum to 1 (largest error {value})") if ok else _("⚠ rows do not sum to 1 (largest error {value})"))
+            .format(value=summary["norm_text"]), color="light" if ok else "warning",
+            text_color="success" if ok else "dark", className="ae-badge", id="normalisation-badge",
+            title=_("The largest |row sum − 1| over every layer, head and query of this analysis.")))
+    children = [html.Div(className="d-flex flex-wrap gap-2 align-items-center mb-2", children=badges)]
     if summary["truncated"]:
         children.append(dbc.Alert(
-            f"The text was cut to {summary['tokens']} tokens: the model reads at most {summary['limit']} "
-            f"and this text has {summary['tokens_before']}. The views show the first part.",
+            _("The text was cut to {tokens} tokens: the model reads at most {limit} and this text has {before}. "
+              "The views show the first part.").format(tokens=summary["tokens"], limit=summary["limit"],
+                                                       before=summary["tokens_before"]),
             color="info", className="mb-2 py-2",
         ))
     if summary["unknown_share"] >= UNKNOWN_WARNING_SHARE:
-        children.append(dbc.Alert(
-            f"{summary['unknown_share']:.0%} of the tokens are unknown to this model ({summary['unknown_count']} "
-            f"shown as {summary['unk_token']}): it does not know this text's language or symbols well, so its "
-            "attention says little. Try a model trained on this language.",
-            color="warning", className="mb-2 py-2",
-        ))
+        children.append(_unknown_warning(summary))
     return children

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .errors import N_
 from .matrices import as_float32
 from .tokens import display_token, is_punctuation
 
@@ -30,23 +31,23 @@ THRESHOLDS: dict[str, float] = {
     "local": 0.7,      # 70% or more within ``window`` tokens
 }
 _RULES = (
-    ("previous", "previous-token"),
-    ("next", "next-token"),
-    ("self", "self"),
-    ("delimiter", "delimiter sink"),
-    ("entropy", "broad"),
-    ("local", "local"),
+    ("previous", N_("previous-token")),
+    ("next", N_("next-token")),
+    ("self", N_("self")),
+    ("delimiter", N_("delimiter sink")),
+    ("entropy", N_("broad")),
+    ("local", N_("local")),
 )
-LABELS = tuple(label for _, label in _RULES) + ("mixed",)
+LABELS = tuple(label for _, label in _RULES) + (N_("mixed"),)
 
 LABEL_HELP: dict[str, str] = {
-    "previous-token": "Mostly looks at the token just before: tracks word order.",
-    "next-token": "Mostly looks at the token just after: peeks at what comes next.",
-    "self": "Mostly looks at the token itself: keeps each token's own meaning.",
-    "delimiter sink": "Mostly looks at punctuation and special tokens like [CLS] or [SEP]: often a resting place when nothing else matters.",
-    "broad": "Spreads its attention over most of the text: gathers an overall picture.",
-    "local": "Looks at a few nearby tokens: reads short phrases.",
-    "mixed": "No single simple pattern: may do something more specific to the text.",
+    "previous-token": N_("Mostly looks at the token just before: tracks word order."),
+    "next-token": N_("Mostly looks at the token just after: peeks at what comes next."),
+    "self": N_("Mostly looks at the token itself: keeps each token's own meaning."),
+    "delimiter sink": N_("Mostly looks at punctuation and special tokens like [CLS] or [SEP]: often a resting place when nothing else matters."),
+    "broad": N_("Spreads its attention over most of the text: gathers an overall picture."),
+    "local": N_("Looks at a few nearby tokens: reads short phrases."),
+    "mixed": N_("No single simple pattern: may do something more specific to the text."),
 }
 
 

@@ -57,6 +57,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import N_
+
 log = logging.getLogger(__name__)
 
 _NOT_AVAILABLE = "not available for this model, because "
@@ -224,19 +226,19 @@ def _position_reason(model, config) -> str:
              or bool(getattr(attn_config, "alibi", False) if not isinstance(attn_config, dict)
                      else attn_config.get("alibi", False)))
     if alibi:
-        return (_NOT_AVAILABLE + "it adds a penalty for distance (ALiBi) to the scores inside its attention "
-                "module, so the scores are not the query and key vectors' products alone.")
+        return N_("not available for this model, because it adds a penalty for distance (ALiBi) to the scores "
+                  "inside its attention module, so the scores are not the query and key vectors' products alone.")
     rotary = (str(getattr(config, "position_embedding_type", "")) == "rotary"
               or any(getattr(config, a, None) is not None for a in ("rope_theta", "rope_parameters", "rotary_dim",
                                                                      "rotary_pct", "rotary_emb_base"))
               or any("rotary" in type(m).__name__.lower() for m in model.modules()))
     if rotary:
-        return (_NOT_AVAILABLE + "it turns its queries and keys by their position (rotary position embeddings) "
-                "inside the attention module, after the projections this app can observe.")
+        return N_("not available for this model, because it turns its queries and keys by their position (rotary "
+                  "position embeddings) inside the attention module, after the projections this app can observe.")
     relative = str(getattr(config, "position_embedding_type", "absolute") or "absolute")
     if relative.startswith("relative") or getattr(config, "relative_attention_num_buckets", None):
-        return (_NOT_AVAILABLE + "it adds relative position information to the scores inside its attention "
-                "module, so the scores are not the query and key vectors' products alone.")
+        return N_("not available for this model, because it adds relative position information to the scores "
+                  "inside its attention module, so the scores are not the query and key vectors' products alone.")
     return ""
 
 
@@ -263,17 +265,18 @@ def describe(model) -> ModelLayout:
         elif not first_attention and "attention" in type(module).__name__.lower():
             first_attention = type(module).__name__
     if not layouts:
-        what = f"its attention module ({first_attention})" if first_attention else "its attention"
-        reason = _NOT_AVAILABLE + f"{what} has no query, key and value projections in a layout this app knows."
+        reason = N_("not available for this model, because its attention has no query, key and value projections "
+                    "in a layout this app knows.")
         return ModelLayout([], values_reason=reason, inside_reason=_position_reason(model, config) or reason)
     values_reason = ""
     if any(layout.out is None for layout in layouts):
-        values_reason = _NOT_AVAILABLE + "its attention's output projection was not found where this app expects it."
+        values_reason = N_("not available for this model, because its attention's output projection was not found "
+                           "where this app expects it.")
     inside_reason = _position_reason(model, config)
     for layout in layouts:
         if not layout.fused and not (_out_features(layout.q) == _out_features(layout.k) == _out_features(layout.v)):
-            reason = (_NOT_AVAILABLE + "groups of its heads share key and value vectors (grouped-query "
-                      "attention), which this app does not unpack yet.")
+            reason = N_("not available for this model, because groups of its heads share key and value vectors "
+                        "(grouped-query attention), which this app does not unpack yet.")
             values_reason = values_reason or reason
             inside_reason = inside_reason or reason
             break

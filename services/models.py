@@ -354,3 +354,54 @@ def _load_decoder(source: str, config: Any) -> tuple[Any, Any, str]:
         return base, None, ("its files hold no language-model head (the layer that predicts the next token), "
                             "so it cannot write text")
     return base, lm, ""
+
+
+# ----------------------------------------------------------------------------------- which model knows a text
+
+_tokenizers: dict[str, Any] = {}  # read-only once loaded, like the models
+_tokenizers_lock = threading.Lock()
+SUGGEST_UNKNOWN_SHARE = 0.1
+
+
+def available_here(model_id: str) -> bool:
+    """Whether a model's files are on this machine (bundled, a local folder, or in the hub's cache)."""
+    try:
+        return not fingerprint(model_id).startswith("hub-uncached:")
+    except Exception:  # noqa: BLE001 - a model that cannot even be resolved is not available
+        return False
+
+
+def _tokenizer(model_id: str):
+    with _tokenizers_lock:
+        found = _tokenizers.get(model_id)
+    if found is None:
+        from transformers import AutoTokenizer
+
+        found = AutoTokenizer.from_pretrained(resolve_source(model_id), trust_remote_code=False)
+        with _tokenizers_lock:
+            _tokenizers[model_id] = found
+    return found
+
+
+def unknown_share(tokenizer, text: str) -> float:
+    """The share of ``text``'s tokens that ``tokenizer`` does not know (its unknown token)."""
+    ids = tokenizer(text[:2000], add_special_tokens=False, verbose=False)["input_ids"]
+    unk = tokenizer.unk_token_id
+    return (sum(1 for i in ids if i == unk) / len(ids)) if ids and unk is not None else 0.0
+
+
+def models_for_text(text: str, current: str) -> tuple[list[str], list[str]]:
+    """For a text the ``current`` model does not know: (offered models on this machine that know it,
+    offered models not on this machine, which ``make models`` can fetch). Tokenizers only: no model
+    is loaded; at most four are tried."""
+    knows, elsewhere = [], []
+    for model_id in [m for m in get_settings().models if m != current][:4]:
+        if not available_here(model_id):
+            elsewhere.append(model_id)
+            continue
+        try:
+            if unknown_share(_tokenizer(model_id), text) < SUGGEST_UNKNOWN_SHARE:
+                knows.append(model_id)
+        except Exception as exc:  # noqa: BLE001 - a suggestion is a courtesy: never an error
+            log.info("could not try %s's tokenizer: %s", model_id, exc)
+    return knows, elsewhere

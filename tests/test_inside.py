@@ -295,7 +295,7 @@ def test_unknown_layout_says_why_and_the_rest_works(offered, more_models):
     result = extract_attention(TEXT, model_id=path)
     assert result.attentions.shape[:2] == (2, 4)
     assert result.value_norms is None
-    assert result.value_norms_reason.startswith(NOT_AVAILABLE) and "BloomAttention" in result.value_norms_reason
+    assert result.value_norms_reason.startswith(NOT_AVAILABLE) and "layout this app knows" in result.value_norms_reason
     got = inside_head(TEXT, 0, 1, 2, model_id=path)
     assert not got.available and got.reason.startswith(NOT_AVAILABLE) and "ALiBi" in got.reason
     assert got.value_norms is None and got.weighted is None and got.weights is None
