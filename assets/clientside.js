@@ -65,7 +65,8 @@
     function gridCell(meta, x, y) {
         const col = Math.floor(x / meta.stride_x), row = Math.floor(y / meta.stride_y);
         const dx = x - col * meta.stride_x, dy = y - row * meta.stride_y - meta.band;
-        if (col < 0 || row < 0 || col >= meta.columns || dx >= meta.cells || dy < 0 || dy >= meta.cells) { return null; }
+        const cx = meta.cells_x || meta.cells, cy = meta.cells_y || meta.cells;
+        if (col < 0 || row < 0 || col >= meta.columns || dx >= cx || dy < 0 || dy >= cy) { return null; }
         const tile = row * meta.columns + col;
         if (tile >= meta.tiles.length) { return null; }
         return {tile: tile, id: meta.tiles[tile], key: dx, query: dy};
@@ -73,8 +74,9 @@
 
     function overviewCell(meta, x, y) {
         if (x < 0 || y < 0) { return null; }
-        const head = Math.floor(x / meta.stride), layer = Math.floor(y / meta.stride);
-        if (x % meta.stride >= meta.cells || y % meta.stride >= meta.cells) { return null; }
+        const sy = meta.stride_y || meta.stride;
+        const head = Math.floor(x / meta.stride), layer = Math.floor(y / sy);
+        if (x % meta.stride >= (meta.cells_x || meta.cells) || y % sy >= (meta.cells_y || meta.cells)) { return null; }
         if (head < 0 || head >= meta.heads || layer < 0 || layer >= meta.layers) { return null; }
         return {layer: layer, head: head};
     }
@@ -107,12 +109,14 @@
             if (!cell) { return hide; }
             const name = meta.tile + " " + cell.id, weight = weightText(graphId, figure, x, y);
             if (meta.block === 1) {
-                return [true, p.bbox, name + " · " + meta.tokens[cell.query] + " → " + meta.tokens[cell.key] + ": " + weight];
+                const keys = meta.key_tokens || meta.tokens;
+                return [true, p.bbox, name + " · " + meta.tokens[cell.query] + " → " + keys[cell.key] + ": " + weight];
             }
-            const last = meta.seq - 1, b = meta.block;
-            const span = function (i) { return (i * b) + "–" + Math.min(last, i * b + b - 1); };
+            const b = meta.block;
+            const span = function (i, last) { return (i * b) + "–" + Math.min(last, i * b + b - 1); };
             return [true, p.bbox, fmt(words().pooled_cell || "{tile} · tokens {query} → {key}: max {weight}",
-                                      {tile: name, query: span(cell.query), key: span(cell.key), weight: weight})];
+                                      {tile: name, query: span(cell.query, meta.seq - 1), key: span(cell.key, (meta.keys || meta.seq) - 1),
+                                       weight: weight})];
         };
     }
 
@@ -170,8 +174,9 @@
             colors.push(on ? meta.highlight : "#333");
             if (on) {
                 const top = r * meta.stride_y + meta.band;
+                const cx = meta.cells_x || meta.cells, cy = meta.cells_y || meta.cells;
                 shapes.push({type: "rect", xref: "x", yref: "y", x0: c * meta.stride_x - 0.5,
-                             x1: c * meta.stride_x + meta.cells - 0.5, y0: top - 0.5, y1: top + meta.cells - 0.5,
+                             x1: c * meta.stride_x + cx - 0.5, y0: top - 0.5, y1: top + cy - 0.5,
                              line: {color: meta.highlight, width: 3}});
             }
         });
@@ -186,7 +191,8 @@
         const handle = v["analysis-handle.data"];
         const switches = v["view-switches.value"] || [];
         if (!meta || meta.kind !== "head-grid" || !meta.sources || v["view-tabs.active_tab"] !== "tab-grid" ||
-            v["attention-mode.value"] !== "raw" || switches.length || !handle || handle.key !== meta.key) {
+            v["attention-mode.value"] !== "raw" || switches.length || !handle || handle.key !== meta.key ||
+            !sameKind(meta, v)) {
             return null;
         }
         const allowed = ["layer-slider.value", "head-select.value"];
@@ -206,6 +212,13 @@
         return {data: data, layout: layout};
     }
 
+    /* Whether a figure was drawn for the kind of attention chosen now (encoder / decoder / cross; only
+       encoder-decoder figures name one: a model with one kind ignores the selector). */
+    function sameKind(meta, v) {
+        const chosen = v["attention-kind.value"];
+        return !meta.attention_kind || chosen === meta.attention_kind;
+    }
+
     /* The title's grey note (" <span ...>...</span>"), kept when the browser changes the title. */
     function titleNote(figure) {
         const text = (figure.layout.title && figure.layout.title.text) || "";
@@ -220,7 +233,8 @@
         const handle = v["analysis-handle.data"];
         if (!meta || meta.kind !== "heatmap" || !meta.grid || v["view-tabs.active_tab"] !== "tab-heatmap" ||
             v["attention-mode.value"] !== "raw" || (v["view-switches.value"] || []).length ||
-            !handle || handle.key !== meta.key || changed.length !== 1 || changed[0] !== "head-select.value") {
+            !handle || handle.key !== meta.key || !sameKind(meta, v) || changed.length !== 1 ||
+            changed[0] !== "head-select.value") {
             return null;
         }
         const head = String(v["head-select.value"]);
@@ -319,10 +333,12 @@
 
             /* The page's state in its URL (names: callbacks/urlstate.py). A new analysis gets a new
                history entry, so Back returns to the previous text; any other change replaces it. */
-            writeUrl: function (share, layer, head, tab, mode, switches, token) {
+            writeUrl: function (share, layer, head, tab, mode, switches, token, kind, pairFilter, step,
+                                kindStyle, pairStyle) {
                 const views = {"tab-grid": "grid", "tab-heatmap": "heatmap", "tab-arcs": "arcs",
                                "tab-overview": "overview", "tab-atlas": "atlas", "tab-focus": "focus",
-                               "tab-inside": "inside"};
+                               "tab-inside": "inside", "tab-generation": "generation"};
+                const shown = function (style) { return !(style && style.display === "none"); };
                 const params = new URLSearchParams();
                 if (share) {
                     if (share.id) { params.set("id", share.id); }
@@ -331,6 +347,8 @@
                         if (share.pair) { params.set("pair", share.pair); }
                     }
                     if (share.model) { params.set("model", share.model); }
+                    if (share.target) { params.set("target", share.target); }
+                    if (share["continue"]) { params.set("continue", String(share["continue"])); }
                 }
                 params.set("layer", String(layer));
                 params.set("head", String(head));
@@ -339,6 +357,11 @@
                 params.set("hide_special", (switches || []).indexOf("hide") >= 0 ? "1" : "0");
                 params.set("merge", (switches || []).indexOf("merge") >= 0 ? "1" : "0");
                 if (token !== null && token !== undefined) { params.set("token", String(token)); }
+                if (kind && shown(kindStyle)) { params.set("kind", kind); }
+                if (pairFilter && pairFilter !== "all" && shown(pairStyle)) {
+                    params.set("filter", pairFilter.replace("→", ""));
+                }
+                if (tab === "tab-generation" && step) { params.set("step", String(step)); }
                 const lang = new URLSearchParams(window.location.search).get("lang");
                 if (lang) { params.set("lang", lang); }
                 const url = window.location.pathname + "?" + params.toString();

@@ -119,10 +119,11 @@ def free_port() -> int:
 class App:
     """``python app.py`` on a free port, with a file-system cache in a temporary folder."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_models: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.tmp = tempfile.mkdtemp(prefix="ae-bench-browser-")
-        env = {**os.environ, "ATTN_PORT": str(self.port), "ATTN_CACHE_TYPE": "filesystem",
+        models = {"ATTN_MODELS": ",".join(("all-MiniLM-L6-v2",) + extra_models)} if extra_models else {}
+        env = {**os.environ, **models, "ATTN_PORT": str(self.port), "ATTN_CACHE_TYPE": "filesystem",
                "ATTN_CACHE_DIR": os.path.join(self.tmp, "cache"), "XDG_CACHE_HOME": self.tmp,
                "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         self.log = open(os.path.join(self.tmp, "app.log"), "w")
@@ -242,7 +243,12 @@ class Page:
         return self.d.find_element("css selector", css)
 
     def tab(self, label: str) -> None:
-        self.d.find_element("xpath", f"//a[contains(@class,'nav-link') and normalize-space()='{label}']").click()
+        link = self.d.find_element("xpath", f"//a[contains(@class,'nav-link') and normalize-space()='{label}']")
+        if not self.js("const r = arguments[0].getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight",
+                       link):
+            self.js("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", link)
+            time.sleep(0.2)
+        link.click()
 
     def set_text(self, text: str) -> None:
         self.js("const el = document.getElementById('text-input');"
@@ -255,7 +261,12 @@ class Page:
 
     def pick_head(self, label: str):
         """Opens the head selector (not timed); the returned action clicks the option (timed)."""
-        self.element("#head-select").click()
+        select = self.element("#head-select")
+        if not self.js("const r = arguments[0].getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight - 200",
+                       select):
+            self.js("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", select)
+            time.sleep(0.2)
+        select.click()
         time.sleep(0.3)
         options = self.d.find_elements("css selector", ".dash-dropdown-options .dash-dropdown-option")
         option = next(o for o in options if o.text.strip() == label)
@@ -338,6 +349,67 @@ def run_size(page: Page, maker: TextMaker, tokens: int, runs: int, only: set[str
             page.measure("head-grid", lambda: page.click_label(label))
         if label == "Rollout" and runs % 2 == 1:
             page.measure("head-grid", lambda: page.click_label("Raw"))
+    return rows
+
+
+SEQ2SEQ_SOURCE = ("The cat sat on the mat because it was tired, and the dog slept by the door while the rain "
+                  "fell on the old roof of the house.")
+SEQ2SEQ_TARGET = ("Le chat était assis sur le tapis parce qu'il était fatigué, et le chien dormait près de la "
+                  "porte.")
+
+
+def tiny_seq2seq_model(folder: str) -> str:
+    """A tiny random BART (the tests' builder: 2 encoder layers x 4 heads, 3 decoder layers x 2 heads,
+    a byte-level tokenizer trained here): no model hub, and no real seq2seq model ships with the app."""
+    sys.path.insert(0, str(ROOT))
+    from tests.conftest import _build_bart
+
+    return str(_build_bart(Path(folder) / "tiny-random-bart", seed=3))
+
+
+def run_seq2seq(page: Page, model: str, runs: int, only: set[str] | None) -> list[Row]:
+    """On a cached encoder-decoder result (the tiny random BART, source and target given): the kind
+    changes, a layer change and a head change in cross-attention."""
+    from urllib.parse import urlencode
+
+    from selenium.webdriver.common.keys import Keys
+
+    rows: list[Row] = []
+
+    def row(name: str) -> Row | None:
+        if only and name not in only:
+            return None
+        rows.append(Row(name, "tiny BART"))
+        rows[-1].target = {"seq2seq: kind change (grid)": None, "seq2seq: layer change (cross, grid)": 60,
+                           "seq2seq: head change (cross, heatmap)": 60}.get(name)
+        return rows[-1]
+
+    page.d.get(page.url + "?" + urlencode({"text": SEQ2SEQ_SOURCE, "target": SEQ2SEQ_TARGET, "model": model,
+                                           "kind": "cross", "view": "grid"}))
+    page.wait_for(lambda: page.js("const gd = document.querySelector('#head-grid .js-plotly-plot');"
+                                  "return gd && gd.layout && gd.layout.meta && gd.layout.meta.attention_kind === 'cross'"),
+                  "the cross-attention grid", timeout=120)
+    time.sleep(1.0)
+    kinds = row("seq2seq: kind change (grid)")
+    if kinds:
+        page.show_label("Decoder (target)")
+        for run in range(runs):
+            label = ("Decoder (target)", "Encoder (source)", "Cross (target → source)")[run % 3]
+            kinds.samples.append(page.measure("head-grid", lambda: page.click_label(label)))
+        if runs % 3:
+            page.measure("head-grid", lambda: page.click_label("Cross (target → source)"))
+    layers = row("seq2seq: layer change (cross, grid)")
+    if layers:
+        for run in range(runs):
+            key = Keys.ARROW_RIGHT if run % 2 == 0 else Keys.ARROW_LEFT
+            layers.samples.append(page.measure("head-grid", lambda: page.layer_key(key)))
+    heads = row("seq2seq: head change (cross, heatmap)")
+    if heads:
+        page.tab("Head heatmap")
+        time.sleep(1.0)
+        page.measure("head-heatmap", page.pick_head("Head 0"))
+        for run in range(runs):
+            heads.samples.append(page.measure("head-heatmap", page.pick_head(f"Head {(run + 1) % 2}")))
     return rows
 
 
@@ -506,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="interaction names to run (default: all)")
     parser.add_argument("--no-page-load", action="store_true")
     parser.add_argument("--profile", metavar="INTERACTION", help="profile one interaction instead")
+    parser.add_argument("--no-seq2seq", action="store_true", help="skip the encoder-decoder case (a tiny random BART)")
     args = parser.parse_args(argv)
     runs = max(5, args.runs)
     from transformers import AutoTokenizer
@@ -514,7 +587,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print_header("bench/browser.py: interactions in headless Chromium, default model")
     print(f"- browser: {subprocess.run([CHROMIUM, '--version'], capture_output=True, text=True).stdout.strip()}")
-    app = App()
+    models_dir = tempfile.mkdtemp(prefix="ae-bench-models-")
+    seq2seq = None if args.no_seq2seq or args.profile else tiny_seq2seq_model(models_dir)
+    app = App((seq2seq,) if seq2seq else ())
     try:
         maker = TextMaker(AutoTokenizer.from_pretrained(bundled_model_dir()))  # texts of an exact length
         if args.profile:
@@ -529,10 +604,13 @@ def main(argv: list[str] | None = None) -> int:
             for size in args.sizes:
                 rows += run_size(Page(driver, app.url), maker, size, runs, set(args.only) if args.only else None)
                 print(f"(done: {size} tokens)", file=sys.stderr, flush=True)
+            if seq2seq:
+                rows += run_seq2seq(Page(driver, app.url), seq2seq, runs, set(args.only) if args.only else None)
         finally:
             driver.quit()
     finally:
         app.stop()
+        shutil.rmtree(models_dir, ignore_errors=True)
     print(table(rows))
     print("\nload average after the run (1, 5, 15 min): " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     return 0

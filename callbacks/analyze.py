@@ -10,11 +10,13 @@ from typing import Any
 from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 
 from components import ids
-from components.layout import EXAMPLES, head_options
+from components.layout import EXAMPLES, head_options, kind_options
 from components.i18n import N_, _
 from components.status import UNKNOWN_WARNING_SHARE, error_alert, status_children
 from services import AttentionExplorerError, get_settings
 from services.extraction import analyse
+from services.kinds import dims_of, kinds_available, pair_filters_available
+from services.models import family
 from services.ratelimit import client_id, new_analysis_guard
 from services.forward import AttentionResult
 
@@ -45,6 +47,19 @@ OUTPUTS = {
     "tab": Output(ids.TABS, "active_tab", allow_duplicate=True),
     "mode": Output(ids.ATTN_MODE, "value"),
     "switches": Output(ids.VIEW_SWITCHES, "value"),
+    # encoder-decoder models and generation (issue 13): the inputs and selectors each model has
+    "target": Output(ids.TARGET, "value"),
+    "continue": Output(ids.CONTINUE, "value"),
+    "target_wrap": Output(ids.TARGET_WRAP, "style"),
+    "continue_wrap": Output(ids.CONTINUE_WRAP, "style"),
+    "kind_wrap": Output(ids.KIND_WRAP, "style"),
+    "kind": Output(ids.KIND, "value"),
+    "kind_options": Output(ids.KIND, "options"),
+    "pair_wrap": Output(ids.PAIR_WRAP, "style"),
+    "pair_filter": Output(ids.PAIR_FILTER, "value"),
+    "gen_tab": Output(f"{ids.TAB_GENERATION}-tab", "tab_style"),
+    "step_max": Output(ids.GEN_STEP, "max"),
+    "step": Output(ids.GEN_STEP, "value"),
 }
 INPUTS = {
     "clicks": Input(ids.ANALYZE, "n_clicks"),
@@ -57,7 +72,13 @@ INPUTS = {
     "head": State(ids.HEAD, "value"),
     "current": State(ids.HANDLE, "data"),
     "shared": State(ids.SHARE, "data"),
+    "target": State(ids.TARGET, "value"),
+    "continue": State(ids.CONTINUE, "value"),
+    "kind": State(ids.KIND, "value"),
+    "pair_filter": State(ids.PAIR_FILTER, "value"),
+    "tab_now": State(ids.TABS, "active_tab"),
 }
+SHOWN, HIDDEN = {}, {"display": "none"}
 
 
 def summarise(result: AttentionResult, key: str | None = None) -> dict:
@@ -75,20 +96,39 @@ def summarise(result: AttentionResult, key: str | None = None) -> dict:
         "unk_token": result.unk_token or "unknown",
         "norm_error": check.value, "norm_ok": bool(check.ok), "norm_text": check.value_text,
     }
+    if result.is_encoder_decoder and result.decoder_attentions is not None:
+        summary["target"] = {"tokens": result.target_len, "generated": bool(result.generated),
+                             "layers": int(result.decoder_attentions.shape[0]),
+                             "heads": int(result.decoder_attentions.shape[1])}
+    if result.generation_steps:
+        summary["generated_steps"] = result.generation_steps
     if result.unknown_share >= UNKNOWN_WARNING_SHARE:
         summary["knows"], summary["elsewhere"] = models_for_text(result.text, result.model_id)
     return summary
 
 
-def controls_for(result: AttentionResult, layer: Any, head: Any) -> dict:
-    """The layer slider and head selector fitted to the model, keeping the choices that still exist."""
-    layers, heads = result.num_layers, result.num_heads
+def controls_for(result: AttentionResult, layer: Any, head: Any, kind: Any = None, pair_filter: Any = None) -> dict:
+    """The layer slider, head selector, kind selector, pair filter and generation step fitted to the
+    result, keeping the choices that still exist."""
+    layers, heads, _tokens = dims_of(result)
+    kinds = kinds_available(result)
+    pairs = pair_filters_available(result, kinds[0])
+    steps = result.generation_steps
     return {
         "layer_max": layers - 1,
         "layer_marks": {i: str(i) for i in range(layers)},
         "layer": boundary.whole(layer, 0, layers - 1, 0),
         "head_options": head_options(heads),
         "head": boundary.Head.parse(head, heads).value,
+        "kind_wrap": SHOWN if len(kinds) > 1 else HIDDEN,
+        "kind_options": kind_options(kinds),
+        "kind": kind if kind in kinds else kinds[0],
+        "pair_wrap": SHOWN if pairs else HIDDEN,
+        "pair_filter": pair_filter if pair_filter in pairs else "all",
+        "target_wrap": SHOWN if result.is_encoder_decoder else HIDDEN,
+        "gen_tab": SHOWN if steps else HIDDEN,
+        "step_max": max(1, steps),
+        "step": 1,
     }
 
 
@@ -102,16 +142,19 @@ def _failed(message: str, title: str, current: Any) -> dict:
     return out
 
 
-def share_of(text: str, pair: str | None, model_id: str) -> dict:
-    """What a link says of the analysis: the text itself, or a short server-side id for a long one."""
+def share_of(text: str, pair: str | None, model_id: str, target: str | None = None,
+             steps: int | None = None) -> dict:
+    """What a link says of the analysis: the text itself, or a short server-side id for a long one;
+    the target given to an encoder-decoder model and the tokens a decoder was asked to write."""
     from services import share
 
+    extra = {k: v for k, v in (("target", target), ("continue", steps)) if v}
     if share.needs_short_id(text, pair):
         try:
-            return {"id": share.store_text(text, pair, model_id), "model": model_id}
+            return {"id": share.store_text(text, pair, model_id), "model": model_id, **extra}
         except AttentionExplorerError as exc:  # no shared cache: the link keeps the text
             log.info("no short id for a long text: %s", exc)
-    return {"text": text, "pair": pair, "model": model_id}
+    return {"text": text, "pair": pair, "model": model_id, **extra}
 
 
 def from_url(values: dict[str, Any]) -> dict:
@@ -137,6 +180,11 @@ def from_url(values: dict[str, Any]) -> dict:
         values.update(text=entry["text"], pair=entry.get("pair"), model=entry.get("model"))
     elif state.text is not None:
         values.update(text=state.text, pair=state.pair)
+    if state.names_text:  # a link names the whole input: no target / continuation means none
+        values.update(target=state.target or "", **{"continue": state.steps or 0})
+    for name in ("kind", "pair_filter"):
+        if name in state.controls:
+            values[name] = state.controls[name]
     if state.model:
         values["model"] = state.model
     out = analyze(values)
@@ -159,6 +207,10 @@ def from_url(values: dict[str, Any]) -> dict:
         out["switches"] = controls.switches
     if controls.token is not None:
         out["token"] = controls.token
+    if state.names_text:
+        out.update(target=state.target or "", **{"continue": state.steps or 0})
+    if "step" in state.controls:
+        out["step"] = controls.step
     out["share"] = {**out["share"], "from_url": True}  # the browser keeps this history entry as it is
     return out
 
@@ -177,7 +229,14 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
     try:
         text = boundary.text(values.get("text"))
         pair = boundary.text(values.get("pair"), N_("second sentence"))
-        key, result = analyse(text, boundary.model_id(values.get("model")), pair or None,
+        model = boundary.model_id(values.get("model"))
+        kind_of_model = family(model)
+        # the target box and the continuation are read only for models that use them (they keep their
+        # values, hidden, while another model is chosen)
+        target = boundary.text(values.get("target"), N_("target")) if kind_of_model == "encoder-decoder" else ""
+        steps = (boundary.whole(values.get("continue"), 0, get_settings().max_new_tokens, 0)
+                 if kind_of_model == "decoder" else 0)
+        key, result = analyse(text, model, pair or None, target or None, steps=steps or None,
                               before_compute=new_analysis_guard(client_id()))
     except boundary.TextRefused as exc:
         return _failed(str(exc), _("Check the text"), values.get("current"))
@@ -187,9 +246,15 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
         log.exception("analysis failed")
         return _failed(_("The analysis failed unexpectedly. Try again, or another text or model."),
                        _("Something went wrong"), values.get("current"))
-    out.update(controls_for(result, values.get("layer"), values.get("head")))
+    out.update(controls_for(result, values.get("layer"), values.get("head"), values.get("kind"),
+                            values.get("pair_filter")))
     out.update(handle=handle_of(key, result).to_client(), status=status_children(summarise(result, key)),
-               arc_focus=None, arc_start=0, token=None, share=share_of(result.text, result.text_pair, result.model_id))
+               arc_focus=None, arc_start=0, token=None, continue_wrap=SHOWN if kind_of_model == "decoder" else HIDDEN,
+               share=share_of(result.text, result.text_pair, result.model_id, target or None, steps or None))
+    if result.generation_steps and steps:
+        out["tab"] = ids.TAB_GENERATION  # asked to continue the text: show what it wrote
+    elif values.get("tab_now") == ids.TAB_GENERATION and not result.generation_steps:
+        out["tab"] = ids.TAB_GRID
     return out
 
 

@@ -6,18 +6,19 @@ from __future__ import annotations
 from dash import Output, html
 
 from components import ids
-from components.figures import ARC_WINDOW, HEAD_COLORS, arc_figure, empty_figure, note_span
+from components.figures import ARC_WINDOW, HEAD_COLORS, arc_figure, cross_arc_figure, empty_figure, note_span
 from components.layout import head_legend
 from components.i18n import _
 
 from .boundary import ViewState
-from .common import matrix_title, note_of
+from .common import matrix_title, view_note
 
 OUTPUTS = {"arcs": Output(ids.ARC_VIEW, "figure"), "arc_hint": Output(ids.ARC_HINT, "children"),
            "arc_start": Output(ids.ARC_START, "value"), "arc_start_max": Output(ids.ARC_START, "max"),
            "arc_start_wrap": Output(ids.ARC_START_WRAP, "style"), "arc_legend": Output(ids.ARC_LEGEND, "children")}
 DEPENDS = frozenset({"handle", "layer", "head", "mode", "switches", "tab", "top_k", "min_weight", "arc_focus",
-                     "arc_start"})
+                     "arc_start", "kind", "pair"})
+SQUARE_ONLY = ""  # cross-attention: two rows, target above, source below
 
 
 def placeholder(message: str) -> dict:
@@ -25,10 +26,9 @@ def placeholder(message: str) -> dict:
 
 
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
-    result = view.result
     names = None
     if not view.options.rollout and state.head.kind == "all":
-        weights, names = view.layer(state.layer), [str(h) for h in range(result.num_heads)]
+        weights, names = view.layer(state.layer), [str(h) for h in range(view.kv.attentions.shape[1])]
         what = _("Layer {layer} · all heads (one colour a head)").format(layer=state.layer)
     else:
         matrix, _title = view.matrix(state.layer, state.head.number)
@@ -36,10 +36,13 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
         weights = matrix[None]
     labels = view.labels
     focus = view.unit_of(state.arc_focus)
-    title = what + note_span(note_of(view.options))
-    figure = arc_figure(weights, labels, top_k=state.top_k, min_weight=state.min_weight, focus=focus,
-                        group_names=names, causal=result.is_causal, title=title, token_index=view.token_index,
-                        start=state.arc_start)
+    title = what + note_span(view_note(view))
+    common = {"top_k": state.top_k, "min_weight": state.min_weight, "focus": focus, "group_names": names,
+              "title": title, "token_index": view.token_index, "start": state.arc_start}
+    if view.square:
+        figure = arc_figure(weights, labels, causal=view.kv.causal, **common)
+    else:
+        figure = cross_arc_figure(weights, labels, view.col_labels, **common)
     meta = figure["layout"]["meta"]
     count = meta["arcs"]
     if focus is None:
@@ -57,11 +60,15 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
                    if meta["outside"] else ""))
         if meta["first"] != state.arc_start:
             out["arc_start"] = meta["first"]  # the window moved to hold the clicked token
-    if triggered & {"handle", "switches", "tab"}:
+    if triggered & {"handle", "switches", "tab", "kind", "pair"}:
         out["arc_start_max"] = max(0, meta["units"] - ARC_WINDOW)
         out["arc_start_wrap"] = {} if windowed else {"display": "none"}
-    reading = (_("Causal model: each token sees only itself and earlier tokens, so every arc bends back (down).")
-               if result.is_causal else
-               _("Arcs above: attends to a later token · below: to an earlier token · loop: to itself."))
+    if not view.square:
+        reading = _("Target tokens above, source tokens below: a line from each target token to the source tokens "
+                    "it attends to most.")
+    elif view.kv.causal:
+        reading = _("Causal model: each token sees only itself and earlier tokens, so every arc bends back (down).")
+    else:
+        reading = _("Arcs above: attends to a later token · below: to an earlier token · loop: to itself.")
     out["arc_hint"] = [html.Div(reading), html.Div(hint)]
     return out

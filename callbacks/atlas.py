@@ -10,7 +10,7 @@ from components.analysis_figures import atlas_map_figure
 from components.figures import empty_figure
 from components.layout import ATLAS_METRICS, atlas_table
 from components.i18n import _
-from services import heads
+from services import heads, kinds
 from services.views import View, ViewOptions, derived
 
 from .boundary import ViewState
@@ -18,30 +18,48 @@ from .boundary import ViewState
 OUTPUTS = {"atlas_map": Output(ids.ATLAS_MAP, "figure"), "atlas_table": Output(ids.ATLAS_TABLE_HOLDER, "children"),
            "atlas_legend": Output(ids.ATLAS_LEGEND, "children"), "atlas_table_for": Output(ids.ATLAS_TABLE_FOR, "data")}
 # Measured on the attention as stored, or weighted by value norm in that mode; the switches do not apply.
-DEPENDS = frozenset({"handle", "layer", "head", "tab", "metric", "window", "mode"})
+DEPENDS = frozenset({"handle", "layer", "head", "tab", "metric", "window", "mode", "kind", "pair"})
+SQUARE_ONLY = ""  # cross-attention: the metrics that do not compare positions (kinds.atlas_metrics)
 
 _TITLES = dict(ATLAS_METRICS)
 _BOUNDED = {"entropy", "local", "self", "previous", "next", "delimiter"}  # 0..1
 
 
-def atlas_data(result, window: int, key: str | None = None, value_norm: bool = False):
-    """(metrics, labels, table rows) on the attention of the result (as stored, or weighted by value
-    norm); remembered by cache key, window and mode, so changing the metric or the selected head does
-    not measure again."""
-    return derived.get((key, "atlas", window, value_norm), lambda: _measure(result, window, value_norm))
+def atlas_data(result, window: int, key: str | None = None, value_norm: bool = False, kind: str | None = None):
+    """(metrics, labels, table rows) on one kind of the result's attention (as stored, or weighted by
+    value norm); remembered by cache key, window, mode and kind, so changing the metric or the selected
+    head does not measure again. For cross-attention only the metrics ``kinds.atlas_metrics`` names
+    are measured; the others are NaN (blank in the table)."""
+    return derived.get((key, "atlas", window, value_norm, kind), lambda: _measure(result, window, value_norm, kind))
 
 
-def _measure(result, window: int, value_norm: bool = False):
-    attentions = result.attentions
-    if value_norm:
-        attentions = View(result, ViewOptions(value_norm=True)).all_layers()
-    metrics = heads.head_metrics(attentions, heads.delimiter_mask(result.tokens, result.special_mask),
-                                 window=window, causal=result.is_causal)
+def _measure(result, window: int, value_norm: bool = False, kind: str | None = None):
+    view = View(result, ViewOptions(value_norm=value_norm), kind=kind)
+    attentions = view.all_layers() if value_norm else view.kv.attentions
+    key_delimiters = heads.delimiter_mask(view.kv.key_tokens, view.kv.key_special)
+    if view.square:
+        metrics = heads.head_metrics(attentions, key_delimiters, window=window, causal=view.kv.causal)
+    else:
+        measured = kinds.rectangular_metrics(attentions, key_delimiters)
+        blank = np.full(attentions.shape[:2], np.nan)
+        metrics = {name: measured.get(name, blank) for name in heads.METRICS}
     labels = heads.head_labels(metrics)
     rows = heads.metric_table(metrics, labels)
     for row in rows:
         row["id"] = f"{row['layer']}-{row['head']}"
+        for name in heads.METRICS:
+            if row[name] != row[name]:  # NaN: not defined for this kind
+                row[name] = None
     return metrics, labels, rows
+
+
+def pair_share(view) -> np.ndarray:
+    """``(layers, heads)``: for the pair filter on, the share of its queries' attention that goes to
+    its keys (e.g. A→B: how much sentence A's tokens look at sentence B), averaged over those queries."""
+    query_segment, _key_segment = kinds.PAIR_FILTERS[view.pair]
+    rows = np.array([s == query_segment for s in view.rows.segments])
+    filtered = view.all_layers()  # zero outside the pair's block
+    return filtered[..., rows, :].sum(axis=-1).mean(axis=-1) if rows.any() else np.zeros(filtered.shape[:2])
 
 
 def legend(labels) -> list:
@@ -59,12 +77,20 @@ def placeholder(message: str) -> dict:
 
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     value_norm = view.options.value_norm
-    metrics, labels, rows = atlas_data(view.result, state.window, view.key, value_norm)
+    metrics, labels, rows = atlas_data(view.result, state.window, view.key, value_norm, view.kind)
     selected = (state.layer, state.head.number) if state.head.number is not None else None
-    figure = atlas_map_figure(metrics[state.metric], labels, state.metric, _(_TITLES[state.metric]),
-                              zmax=1.0 if state.metric in _BOUNDED else None, selected=selected)
+    if view.pair:
+        title = _("share of attention from {pair} (sentence {a}'s tokens looking at sentence {b})").format(
+            pair=view.pair, a=view.pair[0], b=view.pair[-1])
+        figure = atlas_map_figure(pair_share(view), labels, "pair", title, zmax=1.0, selected=selected)
+    elif kinds.metric_reason(state.metric, view.kind):
+        figure = empty_figure(_(kinds.metric_reason(state.metric, view.kind)) + " "
+                              + _("Pick entropy or attention to delimiters."))
+    else:
+        figure = atlas_map_figure(metrics[state.metric], labels, state.metric, _(_TITLES[state.metric]),
+                                  zmax=1.0 if state.metric in _BOUNDED else None, selected=selected)
     out = {"atlas_map": figure}
-    measured = f"{view.key}:{state.window}:{'value' if value_norm else 'raw'}"
+    measured = f"{view.key}:{state.window}:{'value' if value_norm else 'raw'}:{view.kind}"
     if state.atlas_table_for != measured:  # the table and legend change only with the measurements
         out.update(atlas_table=atlas_table(rows), atlas_legend=legend(labels), atlas_table_for=measured)
     return out

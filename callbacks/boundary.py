@@ -27,8 +27,13 @@ window          one of ``WINDOWS`` (tokens)                       3
 metric          one of ``METRICS``                                "entropy"
 token           whole number 0 .. n_tokens - 1, or none           none
 focus_k         one of ``FOCUS_K``                                3
+kind            one of ``KINDS`` the analysis has                 its first kind
+pair            one of ``PAIRS`` (the pair filter)                none (all of it)
+step            whole number 1 .. n_tokens (a generated token)    clamped; default 1
+continue        whole number 0 .. ATTN_MAX_NEW_TOKENS             clamped; default 0
 example         whole number 0 .. n_examples - 1                  none
-text, pair      a string of at most ``MAX_TEXT_CHARS`` characters  refused with a message
+text, pair,     a string of at most ``MAX_TEXT_CHARS`` characters  refused with a message
+target
 handle          see ``Handle.parse``                              none (analyse again)
 click / hover   Plotly event data with finite numbers             none
 ==============  ================================================  =======================
@@ -46,14 +51,18 @@ from typing import Any
 from components import ids
 from components.i18n import N_, _
 
-TABS = (ids.TAB_GRID, ids.TAB_HEATMAP, ids.TAB_ARCS, ids.TAB_OVERVIEW, ids.TAB_ATLAS, ids.TAB_FOCUS, ids.TAB_INSIDE)
+TABS = (ids.TAB_GRID, ids.TAB_HEATMAP, ids.TAB_ARCS, ids.TAB_OVERVIEW, ids.TAB_ATLAS, ids.TAB_FOCUS, ids.TAB_INSIDE,
+        ids.TAB_GENERATION)
 MODES = ("raw", "rollout", "value")  # value: weighted by value norm (Kobayashi et al., 2020)
 SWITCHES = ("hide", "merge")
 TOP_K = (1, 2, 3, 5, 10)
 WINDOWS = (1, 2, 3, 5, 8)
 FOCUS_K = (1, 2, 3, 5, 8)
 METRICS = ("entropy", "distance", "local", "self", "previous", "next", "delimiter")
+KINDS = ("encoder", "decoder", "cross")
+PAIRS = ("A→A", "A→B", "B→A", "B→B")
 MIN_WEIGHT_MAX = 1.0
+MAX_NEW_TOKENS = 512  # a fixed cap on a continuation asked for by URL (the server's own bound applies after)
 MAX_TEXT_CHARS = 100_000  # far above any configured limit: anything longer is junk, refused unread
 MAX_MODEL_CHARS = 300
 MAX_DIM = 4096  # layers, heads or tokens a handle may claim
@@ -262,6 +271,9 @@ class ViewState:
     token: int | None = None  # a raw token index: the token followed in Token focus
     focus_k: int = 3
     atlas_table_for: str | None = None  # what the atlas table in the page measures (it is sent once)
+    kind: str | None = None  # encoder / decoder / cross (None: the result's first kind)
+    pair: str | None = None  # a sentence-pair filter, "A→B" (None: all of it)
+    step: int = 1  # a generated token, counted from 1 (decoder-only continuations)
     notes: tuple[str, ...] = ()
 
     @property
@@ -299,6 +311,9 @@ class ViewState:
             focus_k=choice(raw.get("focus_k"), FOCUS_K, 3),
             atlas_table_for=raw.get("atlas_table_for") if isinstance(raw.get("atlas_table_for"), str)
             and len(raw.get("atlas_table_for")) <= 120 else None,
+            kind=choice(raw.get("kind"), KINDS, None),
+            pair=choice(raw.get("pair"), PAIRS, None),
+            step=whole(raw.get("step"), 1, max(dims.tokens, 1), 1),
             notes=tuple(notes),
         )
 

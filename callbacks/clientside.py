@@ -76,6 +76,8 @@ def register(app: Dash) -> None:
         Output(ids.URL_SINK, "data"),
         Input(ids.SHARE, "data"), Input(ids.LAYER, "value"), Input(ids.HEAD, "value"), Input(ids.TABS, "active_tab"),
         Input(ids.ATTN_MODE, "value"), Input(ids.VIEW_SWITCHES, "value"), Input(ids.TOKEN, "data"),
+        Input(ids.KIND, "value"), Input(ids.PAIR_FILTER, "value"), Input(ids.GEN_STEP, "value"),
+        State(ids.KIND_WRAP, "style"), State(ids.PAIR_WRAP, "style"),
         prevent_initial_call=True,
     )
     app.clientside_callback(

@@ -41,6 +41,23 @@ def note_of(options) -> str:
     return " · ".join(parts)
 
 
+KIND_NAMES = {"encoder": N_("encoder self-attention"), "decoder": N_("decoder self-attention"),
+              "cross": N_("cross-attention: target tokens (rows) → source tokens (columns)")}
+
+
+def view_note(view) -> str:
+    """``note_of`` plus, for an encoder-decoder model, the kind of attention shown, and the pair
+    filter when one is on: the grey note of every view's title."""
+    parts = []
+    if view.result.is_encoder_decoder:
+        parts.append(_(KIND_NAMES[view.kind]))
+    if view.pair:
+        parts.append(_("only {pair} (the rest left blank)").format(pair=view.pair))
+    if note_of(view.options):
+        parts.append(note_of(view.options))
+    return " · ".join(parts)
+
+
 def matrix_title(options, layer: int, head: int | None) -> str:
     """The title of one matrix: a head, the mean of heads, or the rollout through a layer."""
     if options.rollout:

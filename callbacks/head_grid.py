@@ -14,11 +14,12 @@ from components.figures import empty_figure, grid_source, head_grid_figure
 from components.i18n import _
 
 from .boundary import ViewState
-from .common import note_of
+from .common import view_note
 
 OUTPUTS = {"grid": Output(ids.HEAD_GRID, "figure")}
 # What the grid depends on; a change of anything else leaves it as it is.
-DEPENDS = frozenset({"handle", "layer", "head", "mode", "switches", "tab"})
+DEPENDS = frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair"})
+SQUARE_ONLY = ""  # cross-attention is drawn too: target tokens on y, source on x
 SOURCES_BUDGET = 3 * 1024 * 1024  # bytes of pictures a grid may carry for browser-side layer changes
 
 
@@ -34,27 +35,28 @@ def layer_sources(view) -> list[str]:
     """Every layer's grid picture, made once per analysis (remembered with its other derived arrays)."""
     from services.views import derived
 
-    result = view.result
-    return derived.get((view.key, "grid-sources"),
-                       lambda: [grid_source(result.attentions[layer]) for layer in range(result.num_layers)])
+    attentions = view.kv.attentions
+    return derived.get((view.key, "grid-sources", view.kind),
+                       lambda: [grid_source(attentions[layer]) for layer in range(attentions.shape[0])])
 
 
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
-    note = note_of(view.options) or None
-    result = view.result
+    note = view_note(view) or None
+    attentions = view.kv.attentions
+    layers, heads = attentions.shape[:2]
+    kind = {"attention_kind": view.kind if view.result.is_encoder_decoder else None}  # the browser redraws a layer only for the kind it was drawn for
     if view.options.rollout:
         return {"grid": head_grid_figure(view.rollout_layers(), view.labels, state.layer, selected=state.layer,
-                                         tile="layer", note=note,
+                                         tile="layer", note=note, key_labels=view.col_labels, extra_meta=kind,
                                          title=_("Rollout through each of the {count} layers (heads averaged)")
-                                         .format(count=result.num_layers))}
+                                         .format(count=layers))}
     if not view.is_raw:
-        return {"grid": head_grid_figure(view.layer(state.layer), view.labels, state.layer,
-                                         selected=state.head.number, note=note)}
+        return {"grid": head_grid_figure(view.layer(state.layer), view.labels, state.layer, key_labels=view.col_labels,
+                                         selected=state.head.number, note=note, extra_meta=kind)}
     sources = layer_sources(view)
-    extra = {}
+    extra = dict(kind)
     if sum(len(s) for s in sources) <= SOURCES_BUDGET:
-        extra = {"sources": sources, "titles": [title_of(l, result.num_heads) for l in range(result.num_layers)],
-                 "key": view.key}
-    return {"grid": head_grid_figure(result.attentions[state.layer], view.labels, state.layer,
+        extra.update(sources=sources, titles=[title_of(l, heads) for l in range(layers)], key=view.key)
+    return {"grid": head_grid_figure(attentions[state.layer], view.labels, state.layer, key_labels=view.col_labels,
                                      selected=state.head.number, source=sources[state.layer], extra_meta=extra,
-                                     title=title_of(state.layer, result.num_heads))}
+                                     title=title_of(state.layer, heads), note=note)}

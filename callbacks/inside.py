@@ -21,41 +21,43 @@ OUTPUTS = {"inside_vectors": Output(ids.INSIDE_VECTORS, "figure"), "inside_weigh
            "inside_status": Output(ids.INSIDE_STATUS, "children"), "inside_options": Output(ids.INSIDE_QUERY, "options"),
            "inside_value": Output(ids.INSIDE_QUERY, "value"), "token": Output(ids.TOKEN, "data", allow_duplicate=True)}
 # One head of the stored attention: the mode and switches do not apply.
-DEPENDS = frozenset({"handle", "layer", "head", "tab", "token"})
+DEPENDS = frozenset({"handle", "layer", "head", "tab", "token", "kind"})
+SQUARE_ONLY = ""  # cross-attention: a target token's query against the source tokens' keys
 
 
 def placeholder(message: str) -> dict:
     return {"inside_vectors": empty_figure(message), "inside_weights": empty_figure(""), "inside_status": ""}
 
 
-def query_options(result) -> list[dict]:
-    return [{"label": f"{display_token(t)} (#{i})", "value": i} for i, t in enumerate(result.tokens)]
+def query_options(tokens) -> list[dict]:
+    return [{"label": f"{display_token(t)} (#{i})", "value": i} for i, t in enumerate(tokens)]
 
 
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     result = view.result
-    raw = View(result, ViewOptions(), view.key)
+    raw = View(result, ViewOptions(), view.key, kind=view.kind)
+    queries, key_tokens = raw.kv.query_tokens, raw.kv.key_tokens
     out = {}
     token = state.token
-    if token is None or not 0 <= token < result.seq_len:
+    if token is None or not 0 <= token < len(queries):
         token = default_token(raw)
         out["token"] = token
-    if triggered & {"handle", "tab"}:
-        out["inside_options"] = query_options(result)
+    if triggered & {"handle", "tab", "kind"}:
+        out["inside_options"] = query_options(queries)
     out["inside_value"] = token
     head = state.head.number if state.head.number is not None else 0
-    inside = inside_head_for(view.key, result, state.layer, head, token)
+    inside = inside_head_for(view.key, result, state.layer, head, token, kind=view.kind)
     weights = inside.weights if inside.available else inside.model_weights
     keys = inside_keys(np.where(inside.masked, -1.0, weights))
-    labels = [display_token(result.tokens[i]) for i in keys]
-    query = display_token(result.tokens[token])
+    labels = [display_token(key_tokens[i]) for i in keys]
+    query = display_token(queries[token])
     notes = [_("Layer {layer} · Head {head} · query “{token}” (#{index}).").format(
         layer=state.layer, head=head, token=query, index=token)]
     if state.head.number is None:
         notes.append(_("Showing head 0: pick a head in the sidebar to look inside another."))
-    if len(keys) < result.seq_len:
+    if len(keys) < len(key_tokens):
         notes.append(_("Showing the {shown} tokens it weighs most, of {total}; together they get {share} of its "
-                       "attention.").format(shown=len(keys), total=result.seq_len, share=f"{float(weights[keys].sum()):.0%}"))
+                       "attention.").format(shown=len(keys), total=len(key_tokens), share=f"{float(weights[keys].sum()):.0%}"))
     if inside.available:
         notes.append(_("Check: these weights equal the model's own within {difference} (scale {scale}, d = {d}).")
                      .format(difference=f"{inside.max_difference:.1g}", scale=f"{inside.scale:.4g}", d=inside.d_head))

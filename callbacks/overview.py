@@ -9,10 +9,11 @@ from components.analysis_figures import overview_figure
 from components.figures import empty_figure
 
 from .boundary import ViewState
-from .common import note_of
+from .common import view_note
 
 OUTPUTS = {"overview": Output(ids.OVERVIEW, "figure")}
-DEPENDS = frozenset({"handle", "layer", "head", "mode", "switches", "tab"})  # rollout has no heads: raw then
+DEPENDS = frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair"})  # rollout: raw then
+SQUARE_ONLY = ""  # cross-attention maps are drawn rectangular
 
 
 def placeholder(message: str) -> dict:
@@ -22,6 +23,6 @@ def placeholder(message: str) -> dict:
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     view = view.without_rollout()  # rollout has no heads
     # Untransformed attention is max-pooled as it is stored (float16): no float32 copy of every layer.
-    maps = view.result.attentions if view.is_raw else view.all_layers()
+    maps = view.kv.attentions if view.is_raw else view.all_layers()
     selected = (state.layer, state.head.number) if state.head.number is not None else None
-    return {"overview": overview_figure(maps, selected=selected, note=note_of(view.options))}
+    return {"overview": overview_figure(maps, selected=selected, note=view_note(view))}

@@ -15,9 +15,10 @@ from dash import ClientsideFunction, Dash, Input, Output, State, html, no_update
 from components import ids
 from components.i18n import N_, _
 from services.extraction import result_by_key
+from services.kinds import attention_of, dims_of, kinds_available
 from services.views import View, ViewOptions
 
-from . import arcs, atlas, head_grid, head_heatmap, inside, overview, token_focus
+from . import arcs, atlas, generation, head_grid, head_heatmap, inside, overview, token_focus
 from .boundary import TABS, Dims, Handle, ViewState, choice
 from .common import EXPIRED, NOT_ANALYSED, UNREADABLE, guarded
 
@@ -29,6 +30,7 @@ VIEWS = {
     ids.TAB_ATLAS: atlas,
     ids.TAB_FOCUS: token_focus,
     ids.TAB_INSIDE: inside,
+    ids.TAB_GENERATION: generation,
 }
 
 # Every control a view depends on. They reach the router through the browser-side gate
@@ -49,6 +51,9 @@ INPUTS = {
     "window": Input(ids.ATLAS_WINDOW, "value"),
     "token": Input(ids.TOKEN, "data"),
     "focus_k": Input(ids.FOCUS_K, "value"),
+    "kind": Input(ids.KIND, "value"),
+    "pair": Input(ids.PAIR_FILTER, "value"),
+    "step": Input(ids.GEN_STEP, "value"),
 }
 # Read with the controls, but changing them draws nothing.
 STATES = {"atlas_table_for": State(ids.ATLAS_TABLE_FOR, "data")}
@@ -96,14 +101,20 @@ def _render(module, values: dict[str, Any], triggered: frozenset[str]) -> dict:
         if found is None:
             return _placeholder(module, _(EXPIRED))
         key, result = found
-        state = ViewState.parse(values, Dims(result.num_layers, result.num_heads, result.seq_len))
+        kinds = kinds_available(result)  # a kind the model lacks (left from another model) falls back
+        kind = values.get("kind") if values.get("kind") in kinds else kinds[0]
+        shape = attention_of(result, kind).attentions.shape
+        state = ViewState.parse({**values, "kind": kind}, Dims(shape[0], shape[1], max(shape[-2:])))
         options = ViewOptions(rollout=state.mode == "rollout", value_norm=state.mode == "value",
                               hide_special=state.hide_special, merge_words=state.merge)
-        view = View(result, options, key)
+        view = View(result, options, key, kind=state.kind, pair=state.pair)
         if view.value_norm_missing:
-            reason = result.value_norms_reason or N_("this model's attention layout is not one the app knows")
             return _placeholder(module, _("Weighting by value norm is not available for this model: {reason}")
-                                .format(reason=_(reason)))
+                                .format(reason=_(view.value_norm_missing)))
+        if view.rollout_missing:
+            return _placeholder(module, _(view.rollout_missing))
+        if not view.square and module.SQUARE_ONLY:
+            return _placeholder(module, _(module.SQUARE_ONLY))
         out = module.render(view, state, triggered)
         out["notice"] = _notice(state.notes)
         if key != handle.key:  # computed again from the recipe under a new key (the model's files changed)
@@ -114,7 +125,8 @@ def _render(module, values: dict[str, Any], triggered: frozenset[str]) -> dict:
 
 
 def handle_of(key: str, result) -> Handle:
-    return Handle(key, result.model_id, result.num_layers, result.num_heads, result.seq_len)
+    """The page's handle: the key, and the most layers, heads and tokens any kind of attention has."""
+    return Handle(key, result.model_id, *dims_of(result))
 
 
 def changed_names(request: Any) -> frozenset[str]:

@@ -13,12 +13,13 @@ from components.i18n import _
 from services.matrices import top_k
 
 from .boundary import ViewState
-from .common import note_of
+from .common import view_note
 
 OUTPUTS = {"focus_figure": Output(ids.FOCUS_HEATMAP, "figure"), "focus_tables": Output(ids.FOCUS_TABLES, "children"),
            "focus_options": Output(ids.FOCUS_TOKEN, "options"), "focus_value": Output(ids.FOCUS_TOKEN, "value"),
            "token": Output(ids.TOKEN, "data", allow_duplicate=True)}
-DEPENDS = frozenset({"handle", "mode", "switches", "tab", "token", "focus_k"})
+DEPENDS = frozenset({"handle", "mode", "switches", "tab", "token", "focus_k", "kind", "pair"})
+SQUARE_ONLY = ""  # cross-attention: where a target token looks in the source (no "who looks at it")
 
 PRONOUNS = {"it", "he", "she", "they", "him", "her", "them", "its", "it's", "它", "他", "她"}
 
@@ -26,7 +27,7 @@ PRONOUNS = {"it", "he", "she", "they", "him", "her", "them", "its", "it's", "它
 def default_token(view) -> int | None:
     """The token to follow when none is chosen: a pronoun ("where does 'it' look?"), else the first
     content token."""
-    special = np.asarray(view.result.special_mask)
+    special = np.asarray(view.kv.query_special)
     for token, label in zip(view.token_index, view.labels):
         if label.strip().lower() in PRONOUNS:
             return token
@@ -60,7 +61,7 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     if view.unit_of(token) is None:  # none chosen yet, or hidden by a switch: pick one
         token = default_token(view)
         out["token"] = token
-    if triggered & {"handle", "mode", "switches", "tab"}:
+    if triggered & {"handle", "mode", "switches", "tab", "kind"}:
         out["focus_options"] = token_options(view)
     out["focus_value"] = token  # the picker shows the token followed, whoever chose it
     unit = view.unit_of(token)
@@ -69,12 +70,15 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
         return out
     looks, looked_at = view.focus(unit)
     label = view.labels[unit]
-    out["focus_figure"] = focus_figure(looks, view.labels, label, note=note_of(view.options))
+    out["focus_figure"] = focus_figure(looks, view.col_labels, label, note=view_note(view))
     out["focus_tables"] = [
         _table(_("Where “{token}” looks most, layer by layer (heads averaged)").format(token=label),
-               [top_k(row, state.focus_k) for row in looks], view.labels),
-        _table(_("Who looks at “{token}” most, layer by layer").format(token=label),
-               [top_k(col, state.focus_k) for col in looked_at],
-               view.labels),
-    ]
+               [top_k(row, state.focus_k) for row in looks], view.col_labels)]
+    if looked_at is not None:
+        out["focus_tables"].append(_table(_("Who looks at “{token}” most, layer by layer").format(token=label),
+                                          [top_k(col, state.focus_k) for col in looked_at], view.labels))
+    else:
+        out["focus_tables"].append(html.P(_("Cross-attention goes one way, from target tokens to source tokens: "
+                                            "no token of the source looks at a target token, so there is no "
+                                            "“who looks at it” table."), className="small text-muted mt-2"))
     return out

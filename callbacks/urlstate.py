@@ -9,11 +9,17 @@ id              a short server-side id instead of ``text``/``pair`` for long tex
 model           the model (an id the server offers)
 layer           a layer number
 head            a head number, ``all`` or ``mean``
-view            ``grid``, ``heatmap``, ``arcs``, ``overview``, ``atlas``, ``focus``, ``inside``
+view            ``grid``, ``heatmap``, ``arcs``, ``overview``, ``atlas``, ``focus``, ``inside``,
+                ``generation``
 mode            ``raw``, ``rollout`` or ``value`` (weighted by value norm)
 hide_special    ``0`` or ``1``
 merge           ``0`` or ``1``
 token           the index of the token followed (Token focus, Inside a head)
+target          the target text given to an encoder-decoder model (none: the model writes one)
+continue        tokens a decoder-only model writes after the text (``0``: none)
+kind            ``encoder``, ``decoder`` or ``cross`` (encoder-decoder models)
+filter          a sentence-pair filter: ``AA``, ``AB``, ``BA`` or ``BB`` (``A→B`` is read too)
+step            the generated token shown in Generation, from 1
 lang            the interface language
 ==============  ==============================================================================
 
@@ -34,11 +40,13 @@ from . import boundary
 
 VIEWS = {
     "grid": ids.TAB_GRID, "heatmap": ids.TAB_HEATMAP, "arcs": ids.TAB_ARCS, "overview": ids.TAB_OVERVIEW,
-    "atlas": ids.TAB_ATLAS, "focus": ids.TAB_FOCUS, "inside": ids.TAB_INSIDE,
+    "atlas": ids.TAB_ATLAS, "focus": ids.TAB_FOCUS, "inside": ids.TAB_INSIDE, "generation": ids.TAB_GENERATION,
 }
 TABS = {tab: name for name, tab in VIEWS.items()}
 MAX_SEARCH = 40_000  # characters of query string read at all (a text over ~1,500 is shared by id)
-NAMES = ("text", "pair", "id", "model", "layer", "head", "view", "mode", "hide_special", "merge", "token", "lang")
+NAMES = ("text", "pair", "id", "model", "layer", "head", "view", "mode", "hide_special", "merge", "token", "lang",
+         "target", "continue", "kind", "filter", "step")
+FILTERS = {"AA": "A→A", "AB": "A→B", "BA": "B→A", "BB": "B→B"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ class UrlState:
     model: str | None = None
     controls: dict = field(default_factory=dict)  # raw values by router input name, for ViewState.parse
     lang: str | None = None
+    target: str | None = None
+    steps: int | None = None  # "continue": tokens a decoder-only model writes
 
     @property
     def names_text(self) -> bool:
@@ -88,12 +98,21 @@ def parse(search: object) -> UrlState:
         controls["switches"] = [name for name, on in (("hide", hide), ("merge", merge)) if on]
     if "token" in first:
         controls["token"] = first["token"]
+    if first.get("kind") in boundary.KINDS:
+        controls["kind"] = first["kind"]
+    pair_filter = (first.get("filter") or "").upper().replace("→", "").replace("->", "")
+    if pair_filter in FILTERS:
+        controls["pair"] = controls["pair_filter"] = FILTERS[pair_filter]
+    if "step" in first:
+        controls["step"] = first["step"]
     try:
         text = boundary.text(first.get("text"))
         pair = boundary.text(first.get("pair"), N_("second sentence"))
+        target = boundary.text(first.get("target"), N_("target"))
     except boundary.TextRefused:
-        text = pair = None
+        text = pair = target = None
+    steps = boundary.whole(first.get("continue"), 0, boundary.MAX_NEW_TOKENS, 0) if "continue" in first else None
     share_id = first.get("id") if isinstance(first.get("id"), str) and len(first["id"]) <= 32 else None
     lang = first.get("lang") if isinstance(first.get("lang"), str) and len(first["lang"]) <= 16 else None
     return UrlState(text=text, pair=pair or None, share_id=share_id, model=boundary.model_id(first.get("model")),
-                    controls=controls, lang=lang)
+                    controls=controls, lang=lang, target=target or None, steps=steps or None)

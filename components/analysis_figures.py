@@ -21,24 +21,26 @@ def overview_figure(attentions: np.ndarray, *, selected: tuple[int, int] | None 
     """
     layers, heads = attentions.shape[:2]
     pooled, block = max_pool(attentions, OVERVIEW_CELLS)
-    cells = pooled.shape[-1]
+    cells_y, cells_x = pooled.shape[-2], pooled.shape[-1]
+    cells = max(cells_x, cells_y)
     levels = images.to_levels(pooled.reshape((layers * heads,) + pooled.shape[-2:]))
-    image, stride, _stride_y = images.tile(levels, heads, gap=1)
-    centres = [i * stride + (cells - 1) / 2 for i in range(max(layers, heads))]
+    image, stride, stride_y = images.tile(levels, heads, gap=1)
+    centres_x = [i * stride + (cells_x - 1) / 2 for i in range(heads)]
+    centres_y = [i * stride_y + (cells_y - 1) / 2 for i in range(layers)]
     shapes = []
     if selected is not None:
         layer, head = selected
-        shapes.append({"type": "rect", "x0": head * stride - 0.5, "x1": head * stride + cells - 0.5,
-                       "y0": layer * stride - 0.5, "y1": layer * stride + cells - 0.5,
+        shapes.append({"type": "rect", "x0": head * stride - 0.5, "x1": head * stride + cells_x - 0.5,
+                       "y0": layer * stride_y - 0.5, "y1": layer * stride_y + cells_y - 0.5,
                        "line": {"color": "#e4572e", "width": 3}})
     width_cells, height_cells = image.shape[1], image.shape[0]
     height = int(min(900, max(320, 60 + 760 * height_cells / max(width_cells, 1))))
-    margin = max(2.0, stride * 0.45)  # room for the numbers, in cells
+    margin = max(2.0, cells * 0.45)  # room for the numbers, in cells
     numbers = [
-        {"type": "scatter", "mode": "text", "x": centres[:heads], "y": [-0.5 - margin / 2] * heads,
+        {"type": "scatter", "mode": "text", "x": centres_x, "y": [-0.5 - margin / 2] * heads,
          "text": [str(h) for h in range(heads)], "hoverinfo": "skip", "showlegend": False,
          "textfont": {"size": 12, "color": "#333"}},
-        {"type": "scatter", "mode": "text", "x": [-0.5 - margin / 2] * layers, "y": centres[:layers],
+        {"type": "scatter", "mode": "text", "x": [-0.5 - margin / 2] * layers, "y": centres_y,
          "text": [str(l) for l in range(layers)], "hoverinfo": "skip", "showlegend": False,
          "textfont": {"size": 12, "color": "#333"}},
     ]
@@ -55,8 +57,8 @@ def overview_figure(attentions: np.ndarray, *, selected: tuple[int, int] | None 
             xaxis2={"visible": False, "domain": [0.0, 0.001], "anchor": "y2"},
             yaxis2={"visible": False, "domain": [0.0, 0.001], "anchor": "x2"},
             shapes=shapes,
-            meta={"kind": "overview", "stride": stride, "cells": cells, "block": block, "layers": layers,
-                  "heads": heads, **images.image_meta()},
+            meta={"kind": "overview", "stride": stride, "stride_y": stride_y, "cells": cells, "cells_x": cells_x,
+                  "cells_y": cells_y, "block": block, "layers": layers, "heads": heads, **images.image_meta()},
         ),
     }
 
@@ -93,8 +95,8 @@ def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric
             title={"text": _("Head atlas · coloured by {metric}").format(metric=metric_title), "x": 0.01,
                    "xanchor": "left"},
             height=max(300, 46 * layers + 120), margin={"l": 60, "r": 20, "t": 60, "b": 50},
-            xaxis={"title": {"text": "head"}, "dtick": 1, "showgrid": False, "zeroline": False},
-            yaxis={"title": {"text": "layer"}, "dtick": 1, "autorange": "reversed", "showgrid": False,
+            xaxis={"title": {"text": _("head")}, "dtick": 1, "showgrid": False, "zeroline": False},
+            yaxis={"title": {"text": _("layer")}, "dtick": 1, "autorange": "reversed", "showgrid": False,
                    "zeroline": False},
             shapes=shapes, hovermode="closest",
         ),
@@ -137,6 +139,45 @@ def focus_figure(rows: np.ndarray, labels: list[str], token_label: str, note: st
             margin={"l": 80, "r": 20, "t": 60, "b": 100}, xaxis=xaxis,
             yaxis={"autorange": "reversed", "showgrid": False, "zeroline": False, "dtick": 1,
                    "title": {"text": _("layer")}},
+        ),
+    }
+
+
+def generation_figure(weights: np.ndarray, labels: list[str], generated: np.ndarray, *, step_token: int,
+                      row_name: str, title: str) -> dict:
+    """Where one generated token looks: ``weights`` is ``(rows, tokens)`` (a row a head of one layer, or
+    a layer with heads averaged) over the prompt and the tokens written before it, and itself.
+    ``generated`` (bool, a token) marks the written tokens: an orange band under them and their names
+    in orange; ``step_token`` (its index) is the token written at this step, outlined."""
+    rows, n = weights.shape
+    names = [safe_label(label) for label in labels]
+    xaxis = {"showgrid": False, "zeroline": False, "range": [-0.5, n - 0.5]}
+    if n <= 120:
+        ticks = [f"<span style='color:#e4572e'>{name}</span>" if generated[i] else name for i, name in enumerate(names)]
+        xaxis.update(tickmode="array", tickvals=list(range(n)), ticktext=ticks, tickangle=-60)
+    else:
+        xaxis.update(title={"text": _("token (position in the text)")})
+    shapes = []
+    first = int(np.argmax(generated)) if generated.any() else n
+    if first < n:
+        shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": first - 0.5, "x1": n - 0.5, "y0": -0.02,
+                       "y1": 0.0, "fillcolor": "#e4572e", "line": {"width": 0}})
+    shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": step_token - 0.5, "x1": step_token + 0.5,
+                   "y0": 0, "y1": 1, "line": {"color": "#e4572e", "width": 2}})
+    kinds = [_("generated") if g else _("prompt") for g in generated]
+    return {
+        "data": [{
+            "type": "heatmap", "z": typed_array(weights.astype(np.float32)), "colorscale": "Viridis", "zmin": 0,
+            "zmax": float(max(weights.max(), 1e-6)), "customdata": [kinds] * rows, "text": [names] * rows,
+            "hovertemplate": row_name + " %{y} → %{text} (%{customdata}): %{z:.3f}<extra></extra>",
+            "colorbar": {"title": {"text": _("attention weight"), "side": "right"}, "thickness": 14},
+        }],
+        "layout": _base_layout(
+            title={"text": title, "x": 0.01, "xanchor": "left"}, height=max(280, 30 * rows + 170),
+            margin={"l": 80, "r": 20, "t": 60, "b": 100}, xaxis=xaxis, shapes=shapes,
+            yaxis={"autorange": "reversed", "showgrid": False, "zeroline": False, "dtick": 1,
+                   "title": {"text": row_name}},
+            meta={"kind": "generation", "step_token": step_token, "generated_from": first},
         ),
     }
 

@@ -85,34 +85,36 @@ def empty_figure(message: str | None = None) -> dict:
     }
 
 
-def max_pool_cells(seq: int, max_cells: int = GRID_MAX_CELLS) -> int:
-    """How many cells a side ``max_pool`` leaves of ``seq`` tokens."""
-    return math.ceil(seq / max(1, math.ceil(seq / max_cells)))
+def max_pool_cells(seq: int, max_cells: int = GRID_MAX_CELLS, block_of: int | None = None) -> int:
+    """How many cells ``max_pool`` leaves of ``seq`` tokens (pooled in blocks set by ``block_of``, the
+    longer side of a rectangular matrix, when given)."""
+    return math.ceil(seq / max(1, math.ceil((block_of or seq) / max_cells)))
 
 
 def max_pool(matrices: np.ndarray, max_cells: int = GRID_MAX_CELLS) -> tuple[np.ndarray, int]:
     """Block-max-pools the last two axes so neither exceeds ``max_cells``; returns (pooled, block size).
+    A rectangular matrix (cross-attention) is pooled in square blocks set by its longer side.
 
     Rows are pooled first (maxima of whole contiguous rows), then the columns of what is left: 5x
     faster than one reduction over both. float16 input (attention as stored) is pooled on its bit
     patterns as uint16: for weights >= 0 the order of the patterns is the order of the values, and
     integer maxima are several times faster than numpy's float16 ones (90 ms -> 7 ms for a whole
     model at 512 tokens)."""
-    seq = matrices.shape[-1]
-    block = max(1, math.ceil(seq / max_cells))
+    n_rows, n_cols = matrices.shape[-2], matrices.shape[-1]
+    block = max(1, math.ceil(max(n_rows, n_cols) / max_cells))
     if block == 1:
         return matrices, 1
     if matrices.dtype == np.float16:
         pooled, block = max_pool(np.ascontiguousarray(matrices).view(np.uint16), max_cells)
         return pooled.view(np.float16), block
-    cells = math.ceil(seq / block)
+    cells_r, cells_c = math.ceil(n_rows / block), math.ceil(n_cols / block)
     lead = matrices.shape[:-2]
-    if cells * block != seq:
-        padded = np.zeros(lead + (cells * block, cells * block), dtype=matrices.dtype)
-        padded[..., :seq, :seq] = matrices
+    if (cells_r * block, cells_c * block) != (n_rows, n_cols):
+        padded = np.zeros(lead + (cells_r * block, cells_c * block), dtype=matrices.dtype)
+        padded[..., :n_rows, :n_cols] = matrices
         matrices = padded
-    rows = matrices.reshape(lead + (cells, block, cells * block)).max(axis=-2)
-    return rows.reshape(lead + (cells, cells, block)).max(axis=-1), block
+    rows = matrices.reshape(lead + (cells_r, block, cells_c * block)).max(axis=-2)
+    return rows.reshape(lead + (cells_r, cells_c, block)).max(axis=-1), block
 
 
 def to_uint8(weights: np.ndarray) -> np.ndarray:
@@ -162,29 +164,34 @@ def _image_axes(width: int, height: int, xticks: tuple[list, list] | None, ytick
             "yaxis2": {**_HIDDEN_AXIS, "anchor": "x2"}}
 
 
-def grid_geometry(count: int, seq: int, *, tiles: list[int] | None = None, tile: str = "head") -> dict:
-    """Where the tiles of a grid of ``count`` maps of ``seq`` tokens go, in image cells (one tile is
-    ``GRID_TILE_PX`` px on screen): the figure's ``layout.meta``, which the browser reads to resolve
-    hovers and clicks (assets/clientside.js)."""
-    cells = max_pool_cells(seq)
+def grid_geometry(count: int, seq: int, *, tiles: list[int] | None = None, tile: str = "head",
+                  keys: int | None = None) -> dict:
+    """Where the tiles of a grid of ``count`` maps of ``seq`` query tokens (and ``keys`` key tokens,
+    when not the same: cross-attention) go, in image cells (a tile's longer side is ``GRID_TILE_PX``
+    px on screen): the figure's ``layout.meta``, which the browser reads to resolve hovers and clicks
+    (assets/clientside.js)."""
+    keys = seq if keys is None else keys
+    cells_y = max_pool_cells(seq, block_of=max(seq, keys))
+    cells_x = max_pool_cells(keys, block_of=max(seq, keys))
+    cells = max(cells_x, cells_y)
     px_per_cell = GRID_TILE_PX / cells
     gap = max(1, round(cells * 0.08))
     band = max(1, math.ceil(GRID_TITLE_PX / px_per_cell))
     columns = max(1, min(GRID_COLS, count))
     tiles = tiles if tiles is not None else list(range(count))
     names = {"head": _("head {number}"), "layer": _("layer {number}")}.get(tile, tile + " {number}")
+    rows = -(-count // columns)
     return {"kind": "head-grid", "tiles": tiles, "tile": tile, "tile_names": [names.format(number=t) for t in tiles],
-            "highlight": HIGHLIGHT,
-            "seq": seq, "cells": cells, "block": math.ceil(seq / cells), "gap": gap, "band": band,
-            "columns": columns, "rows": -(-count // columns), "stride_x": cells + gap,
-            "stride_y": cells + band + gap, "px_per_cell": px_per_cell,
-            "width": columns * (cells + gap) - gap, "height": -(-count // columns) * (cells + band + gap) - gap}
+            "highlight": HIGHLIGHT, "seq": seq, "keys": keys, "cells": cells, "cells_x": cells_x, "cells_y": cells_y,
+            "block": math.ceil(max(seq, keys) / cells), "gap": gap, "band": band, "columns": columns, "rows": rows,
+            "stride_x": cells_x + gap, "stride_y": cells_y + band + gap, "px_per_cell": px_per_cell,
+            "width": columns * (cells_x + gap) - gap, "height": rows * (cells_y + band + gap) - gap}
 
 
 def grid_source(maps: np.ndarray) -> str:
     """The tiled picture of a grid's ``(count, seq, seq)`` maps (float16 or float32, in [0, 1]), as the
     PNG data URI ``head_grid_figure`` shows."""
-    meta = grid_geometry(maps.shape[0], maps.shape[-1])
+    meta = grid_geometry(maps.shape[0], maps.shape[-2], keys=maps.shape[-1])
     pooled, _block = max_pool(maps)
     image, _sx, _sy = images.tile(images.to_levels(pooled), meta["columns"], meta["gap"], meta["band"])
     return images.png_data_uri(image)
@@ -195,7 +202,8 @@ def grid_selection(meta: dict, selected: int | None) -> dict:
     ``{"text", "colors", "shapes"}`` for the titles' text trace and the layout. (The browser does the
     same when it moves the outline itself: ``gridSelection`` in assets/clientside.js.)"""
     texts, colors, shapes = [], [], []
-    cells, sx, sy, band, columns = meta["cells"], meta["stride_x"], meta["stride_y"], meta["band"], meta["columns"]
+    cells_x, cells_y = meta.get("cells_x", meta["cells"]), meta.get("cells_y", meta["cells"])
+    sx, sy, band, columns = meta["stride_x"], meta["stride_y"], meta["band"], meta["columns"]
     for i, (tile_id, name) in enumerate(zip(meta["tiles"], meta["tile_names"])):
         r, c = divmod(i, columns)
         is_selected = selected is not None and tile_id == selected
@@ -203,8 +211,8 @@ def grid_selection(meta: dict, selected: int | None) -> dict:
         colors.append(HIGHLIGHT if is_selected else "#333")
         if is_selected:
             top = r * sy + band
-            shapes.append({"type": "rect", "xref": "x", "yref": "y", "x0": c * sx - 0.5, "x1": c * sx + cells - 0.5,
-                           "y0": top - 0.5, "y1": top + cells - 0.5, "line": {"color": HIGHLIGHT, "width": 3}})
+            shapes.append({"type": "rect", "xref": "x", "yref": "y", "x0": c * sx - 0.5, "x1": c * sx + cells_x - 0.5,
+                           "y0": top - 0.5, "y1": top + cells_y - 0.5, "line": {"color": HIGHLIGHT, "width": 3}})
     return {"text": texts, "colors": colors, "shapes": shapes}
 
 
@@ -217,11 +225,13 @@ def _text_trace(xs: list, ys: list, texts: list, position: str, **extra) -> dict
 
 def head_grid_figure(maps: np.ndarray, labels: list[str], layer: int, *, selected: int | None = None,
                      tiles: list[int] | None = None, title: str | None = None, note: str | None = None,
-                     tile: str = "head", source: str | None = None, extra_meta: dict | None = None) -> dict:
+                     tile: str = "head", source: str | None = None, extra_meta: dict | None = None,
+                     key_labels: list[str] | None = None) -> dict:
     """Every head of one layer (or, with ``tile="layer"``, one map per layer) as tiles of ONE image
     trace, four a row, one 0-1 colour scale.
 
-    ``maps`` is ``(count, seq, seq)`` in [0, 1]; long texts are max-pooled to ``GRID_MAX_CELLS`` a side.
+    ``maps`` is ``(count, queries, keys)`` in [0, 1] (``key_labels`` name the keys when they are other
+    tokens: cross-attention); long texts are max-pooled to ``GRID_MAX_CELLS`` a side.
     The image is a palette PNG (see ``components.images``); hover text and clicks are resolved in the
     browser from ``layout.meta`` (tile geometry, tokens), see assets/clientside.js. Trace 0 is the
     image, trace 1 the tiles' titles (text), then the colour bar and, for short texts, the tokens
@@ -231,20 +241,20 @@ def head_grid_figure(maps: np.ndarray, labels: list[str], layer: int, *, selecte
     ``source`` is the picture when it was made already (``grid_source(maps)``: then ``maps`` gives only
     the shape); ``extra_meta`` goes into ``layout.meta`` (e.g. every layer's picture, for the browser).
     """
-    count, seq = maps.shape[0], maps.shape[-1]
-    meta = {**grid_geometry(count, seq, tiles=tiles, tile=tile), "layer": layer, "tokens": labels,
-            **images.image_meta(), **(extra_meta or {})}
+    count, seq, keys = maps.shape[0], maps.shape[-2], maps.shape[-1]
+    meta = {**grid_geometry(count, seq, tiles=tiles, tile=tile, keys=keys), "layer": layer, "tokens": labels,
+            "key_tokens": key_labels if key_labels is not None else labels, **images.image_meta(), **(extra_meta or {})}
     block, sx, sy = meta["block"], meta["stride_x"], meta["stride_y"]
     source = source if source is not None else grid_source(maps)
     selection = grid_selection(meta, selected)
-    centres = [(i % meta["columns"]) * sx + (meta["cells"] - 1) / 2 for i in range(count)]
+    centres = [(i % meta["columns"]) * sx + (meta["cells_x"] - 1) / 2 for i in range(count)]
     tops = [(i // meta["columns"]) * sy + meta["band"] - 1 for i in range(count)]
     data = [{"type": "image", "source": source, "x0": 0, "y0": 0, "dx": 1, "dy": 1, "hoverinfo": "none",
              "name": "attention"},
             _text_trace(centres, tops, selection["text"], "top center",
                         textfont={"size": 12, "color": selection["colors"]}),
             colorbar_trace()]
-    show_labels = block == 1 and seq <= LABEL_LIMIT_GRID
+    show_labels = block == 1 and max(seq, keys) <= LABEL_LIMIT_GRID
     label_cells = 0.0
     if show_labels:  # the tokens beside each row of tiles (rows are queries; hover says the rest)
         rows = [r * sy + meta["band"] + i for r in range(meta["rows"]) for i in range(seq)]
@@ -302,7 +312,8 @@ def heatmap_figure(matrix: np.ndarray | None, labels: list[str], title: str, *, 
         return {"data": [_image_trace(images.to_levels(matrix)), colorbar_trace(value_title)], "layout": layout}
     x0, y0 = grid_tile_offset(grid["meta"], grid["head"])
     layout["meta"]["grid"] = {key: grid["meta"][key] for key in ("columns", "stride_x", "stride_y", "band", "tiles")}
-    layout["meta"].update(head=grid["head"], titles=grid["titles"], key=grid["key"])
+    layout["meta"].update(head=grid["head"], titles=grid["titles"], key=grid["key"],
+                          attention_kind=grid.get("kind"))
     trace = {"type": "image", "source": grid["source"], "x0": x0, "y0": y0, "dx": 1, "dy": 1, "hoverinfo": "none",
              "name": "attention"}
     return {"data": [trace, colorbar_trace(value_title)], "layout": layout}
@@ -456,6 +467,101 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
         hovermode="closest", dragmode=False,
         meta={"kind": "arcs", "focus": local_focus, "arcs": int(len(w)), "points": _ARC_POINTS + 1,
               "first": first, "end": end, "units": seq, "outside": outside, "token_index": index[first:end]},
+    )
+    layout = {k_: v for k_, v in layout.items() if v is not None}
+    return {"data": data, "layout": layout}
+
+
+def _cross_paths(xq: np.ndarray, xk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lines from a target token (above, y = 1) down to a source token (below, y = 0), ``_ARC_POINTS``
+    points each on a gentle S (plotly.js draws a spline through them) and a NaN gap."""
+    t = np.linspace(0.0, 1.0, _ARC_POINTS)
+    ease = t * t * (3 - 2 * t)  # leaves and arrives vertically
+    xs = xq[:, None] + (xk - xq)[:, None] * ease[None, :]
+    ys = np.broadcast_to(0.86 - 0.72 * t[None, :], xs.shape)
+    gap = np.full((len(xq), 1), np.nan)
+    return (np.hstack([xs, gap]).ravel().astype(np.float32), np.hstack([ys, gap]).ravel().astype(np.float32))
+
+
+def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: list[str], *, top_k: int = 3,
+                     min_weight: float = 0.05, focus: int | None = None, group_names: list[str] | None = None,
+                     title: str = "", token_index: list[int] | None = None, start: int = 0) -> dict:
+    """Cross-attention between two rows: target tokens above (the queries), source tokens below (the
+    keys), a line from each target token to the source tokens it attends to most.
+
+    ``weights`` is ``(groups, targets, sources)``; groups, buckets, ``focus``, the window (``start``,
+    over the longer row) and the browser-side hover isolation work as in ``arc_figure``: trace 0 is
+    the target tokens (a click's ``pointIndex`` is the target's place in the window), trace 1 the
+    source tokens (not clickable), then the lines, whose ``meta.queries`` name their target tokens.
+    """
+    groups, n_q, n_k = weights.shape
+    units = max(n_q, n_k)
+    first, end = arc_window(units, start, focus)
+
+    def row_window(count: int) -> tuple[int, int]:  # a row no longer than the window is shown whole
+        if count <= end - first:
+            return 0, count
+        begin = min(first, count - (end - first))
+        return begin, begin + (end - first)
+
+    (q_first, q_end), (k_first, k_end) = row_window(n_q), row_window(n_k)
+    shown_q, shown_k = query_labels[q_first:q_end], key_labels[k_first:k_end]
+    xq, xk = token_positions(shown_q), token_positions(shown_k)
+    width_px = float(max(xq[-1] + xq[0] if len(xq) else 0, xk[-1] + xk[0] if len(xk) else 0, 600))
+    # centre the shorter row under (or over) the longer one
+    xq = xq + (width_px - (xq[-1] + xq[0] if len(xq) else 0)) / 2
+    xk = xk + (width_px - (xk[-1] + xk[0] if len(xk) else 0)) / 2
+    # the rows' names, left of the first token of either row (a text point outside the axis range is not drawn)
+    label_x = float(max(1.0, min(xq[0] if len(xq) else width_px, xk[0] if len(xk) else width_px) - 28))
+    g, q, k, w = select_arcs(weights, top_k, min_weight, focus, queries=np.arange(q_first, q_end))
+    inside = (k >= k_first) & (k < k_end)
+    outside = int((~inside).sum())
+    g, q, k, w = g[inside], q[inside] - q_first, k[inside] - k_first, w[inside]
+    local_focus = focus - q_first if focus is not None and q_first <= focus < q_end else None
+    bucket = np.searchsorted(ARC_LEVELS, w, side="right")
+    colors = HEAD_COLORS if groups > 1 else ["#3b528b"]
+    n = len(shown_q)
+    data = [{
+        "type": "scatter", "mode": "text", "x": typed_array(xq.astype(np.float32)),
+        "y": typed_array(np.ones(n, dtype=np.float32)),
+        "text": [f"<b>{safe_label(l)}</b>" if i == local_focus else safe_label(l) for i, l in enumerate(shown_q)],
+        "textposition": "middle center",
+        "textfont": {"size": 13, "color": [HIGHLIGHT if i == local_focus else "#212529" for i in range(n)]},
+        "hovertemplate": "%{text}<extra>" + _("click to isolate") + "</extra>", "showlegend": False,
+        "name": "target tokens", "cliponaxis": False,
+    }, {
+        "type": "scatter", "mode": "text", "x": typed_array(xk.astype(np.float32)),
+        "y": typed_array(np.zeros(len(shown_k), dtype=np.float32)), "text": [safe_label(l) for l in shown_k],
+        "textposition": "middle center", "textfont": {"size": 13, "color": "#212529"}, "hoverinfo": "skip",
+        "showlegend": False, "name": "source tokens", "cliponaxis": False,
+    }, _text_trace([label_x, label_x], [1.0, 0.0], [_("target"), _("source")], "middle left",
+                   textfont={"size": 11, "color": "#888"}, cliponaxis=False)]
+    levels = range(len(ARC_WIDTHS)) if groups == 1 else [None]
+    for group in range(groups):
+        for level in levels:
+            sel = (g == group) & ((bucket == level) if level is not None else True)
+            if not sel.any():
+                continue
+            xs, ys = _cross_paths(xq[q[sel]], xk[k[sel]])
+            data.append({
+                "type": "scatter", "mode": "lines", "x": typed_array(xs), "y": typed_array(ys),
+                "line": {"width": ARC_WIDTHS[level] if level is not None else ALL_HEADS_WIDTH,
+                         "color": colors[group % len(colors)], "shape": "spline", "smoothing": 1.0},
+                "opacity": ARC_OPACITY[level] if level is not None else ALL_HEADS_OPACITY,
+                "hoverinfo": "skip", "showlegend": False,
+                "name": group_names[group] if group_names else "attention",
+                "meta": {"queries": q[sel].tolist()},
+            })
+    index = token_index if token_index is not None else list(range(n_q))
+    layout = _base_layout(
+        title={"text": title, "x": 0.01, "xanchor": "left"} if title else None,
+        height=360, width=max(int(width_px) + 160, 700), autosize=False,
+        margin={"l": 80, "r": 40, "t": 70 if title else 40, "b": 20},
+        xaxis={"visible": False, "range": [0, width_px], "fixedrange": True},
+        yaxis={"visible": False, "range": [-0.25, 1.25], "fixedrange": True},
+        showlegend=False, hovermode="closest", dragmode=False,
+        meta={"kind": "arcs", "cross": True, "focus": local_focus, "arcs": int(len(w)), "points": _ARC_POINTS + 1,
+              "first": first, "end": end, "units": units, "outside": outside, "token_index": index[q_first:q_end]},
     )
     layout = {k_: v for k_, v in layout.items() if v is not None}
     return {"data": data, "layout": layout}

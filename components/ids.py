@@ -73,3 +73,18 @@ INSIDE_QUERY = "inside-query"
 INSIDE_STATUS = "inside-status"
 INSIDE_VECTORS = "inside-vectors"
 INSIDE_WEIGHTS = "inside-weights"
+
+# Encoder-decoder models and generation (issue 13)
+TARGET = "target-input"  # the target text of an encoder-decoder model (empty: the model writes one)
+TARGET_WRAP = "target-wrap"
+CONTINUE = "continue-tokens"  # a decoder-only model continues the text by this many tokens (0: not)
+CONTINUE_WRAP = "continue-wrap"
+KIND = "attention-kind"  # encoder / decoder / cross
+KIND_WRAP = "attention-kind-wrap"
+PAIR_FILTER = "pair-filter"  # "all" or A→A, A→B, B→A, B→B
+PAIR_WRAP = "pair-filter-wrap"
+TAB_GENERATION = "tab-generation"
+GEN_STEP = "generation-step"
+GEN_STATUS = "generation-status"
+GEN_HEADS = "generation-heads"
+GEN_LAYERS = "generation-layers"

@@ -38,6 +38,9 @@ HELP = {
     ids.TAB_FOCUS: N_("Follow one token through the model: for each layer, the tokens it attends to most (all "
                     "heads averaged), and the tokens that attend to it. Pick the token below, or click it in "
                     "the arc view."),
+    ids.TAB_GENERATION: N_("The text the model wrote, one token at a time: at each step, where the new token looks, "
+                           "in the prompt and in what was written before it, for every head of the chosen layer "
+                           "and, heads averaged, for every layer. Generated tokens are marked."),
     ids.TAB_INSIDE: N_("Where one head's weights come from: for one token, the formula softmax(q·k/√d) step by "
                      "step, then what the weights carry. Pick the token below, or click a row of the head "
                      "heatmap to come here."),
@@ -136,6 +139,19 @@ def input_panel(models: tuple[str, ...], default_model: str) -> dbc.Card:
                          placeholder=_("Optional second sentence, for models trained on sentence pairs"),
                          spellCheck=False),
         ]),
+        html.Div(id=ids.TARGET_WRAP, style={"display": "none"}, children=[
+            dbc.Label(_("Target (what the model writes)"), html_for=ids.TARGET, className="small mb-0 mt-2"),
+            dcc.Textarea(id=ids.TARGET, value="", className="form-control ae-text", rows=2, spellCheck=False,
+                         placeholder=_("Leave empty and the model writes its own (greedy decoding)")),
+        ]),
+        html.Div(id=ids.CONTINUE_WRAP, style={"display": "none"}, className="mt-2", children=[
+            dbc.Label(_("Continue the text by"), html_for=ids.CONTINUE, className="small mb-0"),
+            html.Div(className="d-flex align-items-center gap-2", children=[
+                dbc.Input(id=ids.CONTINUE, type="number", min=0, max=40, step=1, value=0, size="sm",
+                          style={"width": "6rem"}),
+                html.Span(_("tokens (0: only read it)"), className="small text-muted"),
+            ]),
+        ]),
         html.Div(_("Examples"), className="small text-muted mt-2 mb-1"),
         html.Div(examples),
         dbc.Label(_("Model"), html_for=ids.MODEL, className="fw-semibold mt-3"),
@@ -156,6 +172,10 @@ def input_panel(models: tuple[str, ...], default_model: str) -> dbc.Card:
 def controls_panel(page: dict) -> dbc.Card:
     layers = page.get("layer_max", 5) + 1
     return dbc.Card(className="mb-3", body=True, children=[
+        html.Div(id=ids.KIND_WRAP, style={"display": "none"}, className="mb-3", children=[
+            dbc.Label(_("Kind of attention"), html_for=ids.KIND, className="fw-semibold"),
+            dbc.RadioItems(id=ids.KIND, value="encoder", options=kind_options()),
+        ]),
         dbc.Label(_("Layer"), html_for=ids.LAYER, className="fw-semibold"),
         dcc.Slider(id=ids.LAYER, min=0, max=layers - 1, step=1, value=page.get("layer", 0),
                    marks=page.get("layer_marks", {i: str(i) for i in range(layers)}), updatemode="mouseup"),
@@ -179,7 +199,24 @@ def controls_panel(page: dict) -> dbc.Card:
         dbc.Checklist(id=ids.VIEW_SWITCHES, switch=True, value=[], className="mt-2", options=[
             {"label": _("Hide special tokens"), "value": "hide"},
             {"label": _("Merge sub-words into words"), "value": "merge"}]),
+        html.Div(id=ids.PAIR_WRAP, style={"display": "none"}, className="mt-3", children=[
+            dbc.Label(_("Sentence pair"), html_for=ids.PAIR_FILTER, className="fw-semibold"),
+            dbc.RadioItems(id=ids.PAIR_FILTER, value="all", inline=True, options=pair_options()),
+            html.Div(_("A→B: the tokens of sentence A looking at sentence B; the rest is left blank."),
+                     className="small text-muted"),
+        ]),
     ])
+
+
+def kind_options(kinds: list[str] | tuple[str, ...] = ("encoder", "decoder", "cross")) -> list[dict]:
+    labels = {"encoder": _("Encoder (source)"), "decoder": _("Decoder (target)"),
+              "cross": _("Cross (target → source)")}
+    return [{"label": labels[kind], "value": kind} for kind in kinds]
+
+
+def pair_options() -> list[dict]:
+    return [{"label": _("All"), "value": "all"}] + [{"label": name, "value": name}
+                                                   for name in ("A→A", "A→B", "B→A", "B→B")]
 
 
 def head_options(num_heads: int) -> list[dict]:
@@ -229,8 +266,8 @@ def head_legend(names: list[str], colors: list[str]) -> list:
         for i, name in enumerate(names)]
 
 
-def _tab(tab_id: str, label: str, *children) -> dbc.Tab:
-    return dbc.Tab(tab_id=tab_id, label=label, children=html.Div(className="pt-3", children=[
+def _tab(tab_id: str, label: str, *children, **kwargs) -> dbc.Tab:
+    return dbc.Tab(tab_id=tab_id, label=label, id=f"{tab_id}-tab", **kwargs, children=html.Div(className="pt-3", children=[
         html.P(_(HELP[tab_id]), className="ae-help"), *children,
         html.P(_(CAVEAT), className="small text-muted fst-italic mt-2")]))
 
@@ -301,7 +338,18 @@ def views_panel(page: dict) -> html.Div:
             _tab(ids.TAB_FOCUS, _("Token focus"), focus_controls(), _graph(ids.FOCUS_HEATMAP),
                  html.Div(id=ids.FOCUS_TABLES)),
             _tab(ids.TAB_INSIDE, _("Inside a head"), inside_panel()),
+            _tab(ids.TAB_GENERATION, _("Generation"), generation_panel(), tab_style={"display": "none"}),
         ]),
+    ])
+
+
+def generation_panel() -> html.Div:
+    return html.Div(children=[
+        dbc.Label(_("Step: the generated token"), html_for=ids.GEN_STEP, className="small mb-0"),
+        dcc.Slider(id=ids.GEN_STEP, min=1, max=1, step=1, value=1, marks=None, updatemode="mouseup",
+                   tooltip={"placement": "bottom", "always_visible": False}),
+        html.Div(id=ids.GEN_STATUS, className="small text-muted mb-2"),
+        _graph(ids.GEN_HEADS), _graph(ids.GEN_LAYERS),
     ])
 
 

@@ -42,9 +42,23 @@ def status_children(summary: dict) -> list:
         dbc.Badge(summary["model_id"], color="secondary", className="ae-badge"),
         dbc.Badge(_("{layers} layers × {heads} heads").format(layers=summary["layers"], heads=summary["heads"]),
                   color="light", text_color="dark", className="ae-badge"),
-        dbc.Badge(_("causal (looks back only)") if summary["causal"] else _("bidirectional"), color="light",
-                  text_color="dark", className="ae-badge"),
     ]
+    target = summary.get("target")
+    if target:  # an encoder-decoder model: what its decoder read, and whether it wrote it
+        badges[0].children = _("{count} source tokens").format(count=summary["tokens"])
+        badges.insert(1, dbc.Badge(
+            (_("{count} target tokens, written by the model") if target["generated"] else
+             _("{count} target tokens")).format(count=target["tokens"]), color="primary", className="ae-badge",
+            id="target-count-badge"))
+        badges[-1].children = _("encoder {layers} layers × {heads} heads · decoder {dlayers} × {dheads}").format(
+            layers=summary["layers"], heads=summary["heads"], dlayers=target["layers"], dheads=target["heads"])
+        badges.append(dbc.Badge(_("encoder-decoder"), color="light", text_color="dark", className="ae-badge"))
+    else:
+        badges.append(dbc.Badge(_("causal (looks back only)") if summary["causal"] else _("bidirectional"),
+                                color="light", text_color="dark", className="ae-badge"))
+    if summary.get("generated_steps"):
+        badges.append(dbc.Badge(_("{count} tokens written after the prompt").format(count=summary["generated_steps"]),
+                                color="warning", text_color="dark", className="ae-badge"))
     if "norm_error" in summary:  # the best practice "check that attention weights are normalised", shown
         ok = summary["norm_ok"]
         badges.append(dbc.Badge(

@@ -97,6 +97,14 @@ def attention_of(result: AttentionResult, kind: str | None = None) -> KindView:
     return KindView(result.cross_attentions, target[0], source[0], target[1], source[1], False)
 
 
+def dims_of(result: AttentionResult) -> tuple[int, int, int]:
+    """``(layers, heads, tokens)``: the most of each over the result's kinds (an encoder-decoder model's
+    decoder may have more layers than its encoder, its target more tokens than its source): what the
+    page's controls must reach."""
+    shapes = [attention_of(result, kind).attentions.shape for kind in kinds_available(result)]
+    return (max(s[0] for s in shapes), max(s[1] for s in shapes), max(max(s[2], s[3]) for s in shapes))
+
+
 def value_norms_for(result: AttentionResult, kind: str | None = None) -> tuple[np.ndarray | None, str]:
     """The value norms of one kind's keys, ``(layers, heads, keys)`` float32, and "" ; or None and the
     reason in plain words. For cross-attention the keys (and values) are the source tokens."""

@@ -66,6 +66,30 @@ def merge_subwords(att: np.ndarray, groups: Sequence[Sequence[int]]) -> np.ndarr
     return mean_rows @ to_words  # (..., words, words): averaged over query pieces
 
 
+def merge_rectangular(att: np.ndarray, row_groups: Sequence[Sequence[int]] | None,
+                      col_groups: Sequence[Sequence[int]] | None) -> np.ndarray:
+    """``merge_subwords`` for attention whose rows and columns are different tokens (cross-attention:
+    target rows, source columns): rows are averaged over each row group's pieces, columns summed over
+    each column group's pieces; either side may stay as it is (``None``). Rows still sum to 1."""
+    att = as_float32(att)
+    if col_groups is not None:
+        att = att @ _membership(col_groups, att.shape[-1]).T
+    if row_groups is not None:
+        member = _membership(row_groups, att.shape[-2])
+        att = (member / member.sum(axis=1, keepdims=True)) @ att
+    return att
+
+
+def hide_rectangular(att: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Keeps the rows ``rows`` and the columns ``cols`` of ``(..., queries, keys)`` attention and
+    renormalises each row to sum to 1 (a row left with no mass spreads evenly over the kept keys)."""
+    att = as_float32(att)
+    sub = att[..., np.asarray(rows)[:, None], np.asarray(cols)[None, :]]
+    mass = sub.sum(axis=-1, keepdims=True)
+    even = np.full_like(sub, 1.0 / max(len(cols), 1))
+    return np.where(mass > 0, sub / np.where(mass > 0, mass, 1.0), even).astype(np.float32)
+
+
 # --- special tokens ------------------------------------------------------------------------------
 
 def looks_causal(att: np.ndarray) -> bool:
@@ -164,16 +188,17 @@ def attended_by(attentions: np.ndarray, token: int, k: int = 3) -> list[list[tup
 def weighted_by_value_norm(att: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Attention weighted by what it carries: ``α_ij ‖f(x_j)‖`` (Kobayashi et al., EMNLP 2020).
 
-    ``att`` is ``(..., seq, seq)`` (rows = queries), ``norms`` the value norms ``(..., seq)`` of the same
-    heads (``AttentionResult.value_norms``, one per key token). Returns float32 ``(weighted,
+    ``att`` is ``(..., queries, keys)`` (square for self-attention; target x source for
+    cross-attention), ``norms`` the value norms ``(..., keys)`` of the same heads
+    (``AttentionResult.value_norms``, one per key token). Returns float32 ``(weighted,
     renormalised)``: ``weighted[..., i, j] = att[..., i, j] * norms[..., j]`` (for the hover), and the
     same with each row divided by its sum so it adds up to 1 (for display). A row with nothing to carry
     (sum 0, e.g. a head whose value vectors are all zero) stays all zeros.
     """
     att = as_float32(att)
     norms = np.asarray(norms, dtype=np.float32)
-    if att.ndim < 2 or att.shape[-1] != att.shape[-2] or norms.shape[-1] != att.shape[-1]:
-        raise ValueError(f"weighted_by_value_norm needs (..., seq, seq) attention and (..., seq) norms, "
+    if att.ndim < 2 or norms.shape[-1] != att.shape[-1]:
+        raise ValueError(f"weighted_by_value_norm needs (..., queries, keys) attention and (..., keys) norms, "
                          f"got {att.shape} and {norms.shape}")
     weighted = att * norms[..., None, :]
     sums = weighted.sum(axis=-1, keepdims=True)

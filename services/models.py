@@ -222,6 +222,17 @@ def get_model(model_id: str) -> LoadedModel:
     return _registry.get(model_id)
 
 
+def family(model_id: str | None) -> str:
+    """What a model offered here does with a text: ``"encoder-decoder"`` (reads a source, writes a
+    target: BART, T5, Marian ...), ``"decoder"`` (reads left to right and can continue a text: GPT-2
+    family) or ``"encoder"`` (BERT family). Loads the model (the analysis needs it anyway); raises
+    ``ModelLoadError`` / ``InputError`` as ``check_allowed`` and loading do."""
+    loaded = get_model(check_allowed(model_id))
+    if loaded.is_encoder_decoder:
+        return "encoder-decoder"
+    return "decoder" if loaded.is_causal and loaded.generator is not None else "encoder"
+
+
 def loaded_models() -> list[str]:
     return _registry.loaded_ids()
 

@@ -118,7 +118,7 @@ def test_atlas_rows_labels_and_legend(handle):
     assert counts == 72
     assert figure["layout"]["shapes"][0]["x0"] == 2 - 0.5  # the selected head is outlined
     # another metric or head: the map changes, the table and legend (same measurements) are not sent again
-    assert out["atlas_table_for"] == f"{handle['key']}:3:raw"
+    assert out["atlas_table_for"] == f"{handle['key']}:3:raw:encoder"
     again = view(handle, ids.TAB_ATLAS, triggered={"metric"}, metric="entropy", window=3,
                  atlas_table_for=out["atlas_table_for"])
     assert again["atlas_table"] is no_update and again["atlas_legend"] is no_update
@@ -126,7 +126,7 @@ def test_atlas_rows_labels_and_legend(handle):
     reopened = view(handle, ids.TAB_ATLAS, triggered={"tab"}, window=3, atlas_table_for=out["atlas_table_for"])
     assert reopened["atlas_table"] is no_update  # the table in the page is still right: not re-sent
     other_window = view(handle, ids.TAB_ATLAS, triggered={"window"}, window=5, atlas_table_for=out["atlas_table_for"])
-    assert other_window["atlas_table_for"] == f"{handle['key']}:5:raw" and other_window["atlas_table"].data != rows
+    assert other_window["atlas_table_for"] == f"{handle['key']}:5:raw:encoder" and other_window["atlas_table"].data != rows
 
 
 def test_overview_one_image_and_geometry(handle):
@@ -188,7 +188,7 @@ def test_value_norm_mode_in_every_view(handle):
     np.testing.assert_allclose(decode(focus["data"][0]["z"]), shown[:, :, 8, :].mean(axis=1), atol=1e-5)
     atlas = view(handle, ids.TAB_ATLAS, mode="value", metric="delimiter")
     raw_atlas = view(handle, ids.TAB_ATLAS, mode="raw", metric="delimiter")
-    assert atlas["atlas_table_for"].endswith(":value")
+    assert atlas["atlas_table_for"].endswith(":value:encoder")
     assert decode(atlas["atlas_map"]["data"][0]["z"]).mean() < decode(raw_atlas["atlas_map"]["data"][0]["z"]).mean()
     arcs = view(handle, ids.TAB_ARCS, head="5", mode="value", top_k=1, min_weight=0.0)["arcs"]
     assert arcs["layout"]["meta"]["arcs"] == 13

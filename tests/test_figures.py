@@ -57,7 +57,7 @@ def tile_of(fig: dict, index: int) -> np.ndarray:
     image = decode_image(fig["data"][0]["source"])
     r, c = divmod(index, meta["columns"])
     top, left = r * meta["stride_y"] + meta["band"], c * meta["stride_x"]
-    return image[top:top + meta["cells"], left:left + meta["cells"]]
+    return image[top:top + meta.get("cells_y", meta["cells"]), left:left + meta.get("cells_x", meta["cells"])]
 
 
 def test_palette_png_round_trips_levels_and_colours():

@@ -1,0 +1,60 @@
+"""Generation: a decoder-only model continued the text; at step t, where generated token t looks (the
+prompt, the tokens written before it, itself), for every head of the chosen layer and, heads averaged,
+for every layer. Generated tokens are marked."""
+
+from __future__ import annotations
+
+from dash import Output, html
+
+from components import ids
+from components.analysis_figures import generation_figure
+from components.figures import empty_figure, safe_label
+from components.i18n import _
+from services.tokens import display_token
+
+from .boundary import ViewState
+from .common import note_of
+
+OUTPUTS = {"gen_heads": Output(ids.GEN_HEADS, "figure"), "gen_layers": Output(ids.GEN_LAYERS, "figure"),
+           "gen_status": Output(ids.GEN_STATUS, "children")}
+# The stored attention of one row: the mode and switches do not apply (the page says so).
+DEPENDS = frozenset({"handle", "layer", "tab", "step"})
+SQUARE_ONLY = ""
+
+
+def placeholder(message: str) -> dict:
+    return {"gen_heads": empty_figure(message), "gen_layers": empty_figure(""), "gen_status": ""}
+
+
+def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
+    result = view.result
+    steps = result.generation_steps
+    if steps == 0:
+        return placeholder(_("This analysis holds no generated tokens. Choose a decoder-only model (GPT-2 family), "
+                             "set “Continue the text by” above 0 and press Analyze."))
+    step = min(max(1, state.step), steps)
+    row = int(result.prompt_length) + step - 1
+    seen = row + 1
+    weights = result.step_attention(step)[:, :, :seen]  # (layers, heads, seen): keys it cannot see are 0
+    labels = [display_token(t) for t in result.tokens[:seen]]
+    generated = result.generated_mask[:seen]
+    token = labels[row]
+    heads = generation_figure(weights[state.layer], labels, generated, step_token=row, row_name=_("head"),
+                              title=_("Step {step} of {steps}: where “{token}” looks · layer {layer}, every head")
+                              .format(step=step, steps=steps, token=safe_label(token), layer=state.layer))
+    layers = generation_figure(weights.mean(axis=1), labels, generated, step_token=row, row_name=_("layer"),
+                               title=_("Step {step}: where “{token}” looks in every layer (heads averaged)")
+                               .format(step=step, token=safe_label(token)))
+    written = [html.Span(display_token(t), className="ae-gen-token" + (" ae-gen-now" if i == row else ""))
+               for i, t in enumerate(result.tokens[result.prompt_length:], start=int(result.prompt_length))]
+    notes = [_("The model wrote {count} tokens after the prompt ({prompt} tokens), greedily{ended}.").format(
+        count=steps, prompt=result.prompt_length,
+        ended=_(", and stopped at its end token") if result.ended else ""),
+        _("Step {step} is “{token}”: the row of its attention, over the prompt, the {before} tokens written before "
+          "it and itself (the same as the last row of a pass over the first {seen} tokens).").format(
+            step=step, token=token, before=step - 1, seen=seen)]
+    if note_of(view.options):
+        notes.append(_("Raw attention: the mode and switches do not apply to this tab."))
+    return {"gen_heads": heads, "gen_layers": layers,
+            "gen_status": [html.Div(n) for n in notes]
+            + [html.Div(className="mt-1", children=[html.Span(_("Written:") + " "), *written])]}
