@@ -6,8 +6,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
+MODELS_DIR ?= models
 
-.PHONY: run test bench install install-test system-test-deps clean translations
+.PHONY: run test bench install install-test system-test-deps models clean translations
 
 $(PY):
 	@sh scripts/ensure-venv.sh "$(PYTHON)"
@@ -27,12 +28,14 @@ $(TSTAMP): $(STAMP)
 install: $(STAMP)
 install-test: $(TSTAMP) system-test-deps
 
-# Chromium + ChromeDriver for the browser tests, redis-server for the shared-cache tests.
+# Chromium + ChromeDriver for the browser tests, redis-server for the shared-cache tests, and a CJK font
+# (Noto Sans CJK, when fontconfig knows no Chinese font) so Chinese shows as characters, not boxes.
 system-test-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -n "$$(fc-list :lang=zh family 2>/dev/null)" ] || missing="$$missing fonts-noto-cjk"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -44,6 +47,11 @@ run: install
 
 test: install-test
 	$(PY) -m pytest
+
+# The offered hub models (bert-base-chinese, gpt2) into $(MODELS_DIR)/<name>, on a machine with network
+# access; prints the ATTN_MODELS line that offers them. Offline, it says so and fails.
+models: install
+	$(PY) scripts/download_models.py --dest "$(MODELS_DIR)"
 
 bench: install
 	$(PY) bench/extract.py
