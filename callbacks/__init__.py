@@ -2,7 +2,8 @@
 
 - ``analyze``: a new text or model (the one callback that runs the model);
 - ``router``: the one callback that draws the open view (one module a view: ``head_grid``,
-  ``head_heatmap``, ``arcs``, ``overview``, ``atlas``, ``token_focus``);
+  ``head_heatmap``, ``arcs``, ``overview``, ``atlas``, ``token_focus``, ``inside``, ``generation``);
+- ``exports``: the open view as PNG, SVG, CSV or HTML, the analysis as JSON;
 - ``clientside``: hovers, clicks and toggles handled in the browser (assets/clientside.js).
 """
 
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 from dash import Dash
 
-from . import analyze, clientside, router
+from . import analyze, clientside, exports, router
 
 
 def register_callbacks(app: Dash) -> None:
-    for module in (analyze, router, clientside):
+    for module in (analyze, router, exports, clientside):
         module.register(app)

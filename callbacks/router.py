@@ -90,34 +90,48 @@ def _placeholder(module, message: str) -> dict:
     return {**module.placeholder(message), "notice": ""}
 
 
+class Unavailable(Exception):
+    """The view cannot be drawn; the message (in the page's language) says why."""
+
+
+def resolve(values: dict[str, Any]) -> tuple[str, Any, ViewState, View]:
+    """``(key, result, state, view)`` for the browser's values, parsed once; ``Unavailable`` (with the
+    reason in plain words) when there is no analysis or the mode cannot be shown for it."""
+    raw_handle = values.get("handle")
+    handle = Handle.parse(raw_handle)
+    if handle is None:
+        raise Unavailable(_(NOT_ANALYSED if raw_handle is None else UNREADABLE))
+    found = result_by_key(handle.key)
+    if found is None:
+        raise Unavailable(_(EXPIRED))
+    key, result = found
+    kinds = kinds_available(result)  # a kind the model lacks (left from another model) falls back
+    kind = values.get("kind") if values.get("kind") in kinds else kinds[0]
+    shape = attention_of(result, kind).attentions.shape
+    state = ViewState.parse({**values, "kind": kind}, Dims(shape[0], shape[1], max(shape[-2:])))
+    options = ViewOptions(rollout=state.mode == "rollout", value_norm=state.mode == "value",
+                          hide_special=state.hide_special, merge_words=state.merge)
+    view = View(result, options, key, kind=state.kind, pair=state.pair)
+    if view.value_norm_missing:
+        raise Unavailable(_("Weighting by value norm is not available for this model: {reason}")
+                          .format(reason=_(view.value_norm_missing)))
+    if view.rollout_missing:
+        raise Unavailable(_(view.rollout_missing))
+    return key, result, state, view
+
+
 def _render(module, values: dict[str, Any], triggered: frozenset[str]) -> dict:
     @guarded(lambda message: _placeholder(module, message))
     def render() -> dict:
-        raw_handle = values.get("handle")
-        handle = Handle.parse(raw_handle)
-        if handle is None:
-            return _placeholder(module, _(NOT_ANALYSED if raw_handle is None else UNREADABLE))
-        found = result_by_key(handle.key)
-        if found is None:
-            return _placeholder(module, _(EXPIRED))
-        key, result = found
-        kinds = kinds_available(result)  # a kind the model lacks (left from another model) falls back
-        kind = values.get("kind") if values.get("kind") in kinds else kinds[0]
-        shape = attention_of(result, kind).attentions.shape
-        state = ViewState.parse({**values, "kind": kind}, Dims(shape[0], shape[1], max(shape[-2:])))
-        options = ViewOptions(rollout=state.mode == "rollout", value_norm=state.mode == "value",
-                              hide_special=state.hide_special, merge_words=state.merge)
-        view = View(result, options, key, kind=state.kind, pair=state.pair)
-        if view.value_norm_missing:
-            return _placeholder(module, _("Weighting by value norm is not available for this model: {reason}")
-                                .format(reason=_(view.value_norm_missing)))
-        if view.rollout_missing:
-            return _placeholder(module, _(view.rollout_missing))
+        try:
+            key, result, state, view = resolve(values)
+        except Unavailable as why:
+            return _placeholder(module, str(why))
         if not view.square and module.SQUARE_ONLY:
             return _placeholder(module, _(module.SQUARE_ONLY))
         out = module.render(view, state, triggered)
         out["notice"] = _notice(state.notes)
-        if key != handle.key:  # computed again from the recipe under a new key (the model's files changed)
+        if key != Handle.parse(values.get("handle")).key:  # computed again from the recipe under a new key
             out["handle"] = handle_of(key, result).to_client()
         return out
 

@@ -326,7 +326,7 @@ def figure_html(figure: dict | Any, *, title: str | None = None, metadata: dict[
 <meta name="generator" content="Attention Explorer">
 <title>{html.escape(title)}</title>
 <style>
-body {{ font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 16px 24px; color: #212529; }}
+body {{ font-family: Lato, "Segoe UI", Roboto, "Helvetica Neue", Arial, "Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "Microsoft YaHei", "PingFang SC", sans-serif; margin: 16px 24px; color: #212529; }}
 h1 {{ font-size: 1.3rem; margin: 0 0 8px; }}
 dl {{ display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; font-size: .85rem; margin: 0 0 12px; }}
 dt {{ color: #6c757d; }} dd {{ margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; }}

@@ -25,7 +25,10 @@ GRID_LABEL_PX = 64  # room left of the tiles for the tokens of short texts
 GRID_MAX_CELLS = 128  # larger tiles are max-pooled to at most this many cells a side
 LABEL_LIMIT_GRID = 24  # token labels on grid tiles up to this many tokens
 LABEL_LIMIT_HEATMAP = 120
-FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
+# Latin fonts first, then CJK ones so Chinese tokens and labels draw as characters (plotly.js writes the
+# family onto every text element: the page's CSS cannot reach it).
+FONT = ("Lato, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, 'Noto Sans CJK SC', 'Source Han Sans SC', "
+        "'WenQuanYi Zen Hei', 'Microsoft YaHei', 'PingFang SC', sans-serif")
 HIGHLIGHT = "#e4572e"
 HEAD_COLORS = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",

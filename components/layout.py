@@ -10,6 +10,7 @@ from dash import dcc, html
 from . import ids
 from .figures import empty_figure
 from .i18n import LANGUAGES, N_, _, current_language
+from .tour import tour_components
 
 EXAMPLES = (
     {"label": N_("Pronoun: what is “it”?"), "text": "The cat sat on the mat because it was tired.", "pair": ""},
@@ -318,9 +319,29 @@ def focus_controls() -> dbc.Row:
     ])
 
 
+def export_menu() -> html.Div:
+    """Export what is open: its picture (PNG, SVG), the numbers behind it (CSV), the whole analysis
+    (JSON), or the view as one HTML file that opens offline."""
+    item = lambda item_id, label: dbc.DropdownMenuItem(label, id=item_id, n_clicks=0)  # noqa: E731
+    return html.Div(className="d-flex justify-content-end align-items-center gap-2 ae-export", children=[
+        html.Span(id=ids.EXPORT_STATUS, className="small text-muted", role="status"),
+        dbc.DropdownMenu(id=ids.EXPORT_MENU, label=_("Export"), size="sm", color="secondary", align_end=True,
+                         children=[
+                             dbc.DropdownMenuItem(_("Picture of this view"), header=True),
+                             item(ids.EXPORT_PNG, _("PNG image")), item(ids.EXPORT_SVG, _("SVG (vector, for papers)")),
+                             dbc.DropdownMenuItem(divider=True),
+                             item(ids.EXPORT_CSV, _("Numbers of this view (CSV)")),
+                             item(ids.EXPORT_HTML, _("This view as a standalone page (HTML)")),
+                             item(ids.EXPORT_JSON, _("The whole analysis (JSON)")),
+                         ]),
+        dcc.Download(id=ids.EXPORT_DOWNLOAD),
+    ])
+
+
 def views_panel(page: dict) -> html.Div:
-    return html.Div(children=[
+    return html.Div(className="ae-views", children=[
         html.Div(id=ids.VIEW_NOTICE),
+        export_menu(),
         dbc.Tabs(id=ids.TABS, active_tab=ids.TAB_GRID, children=[
             _tab(ids.TAB_GRID, _("Head grid"),
                  _graph(ids.HEAD_GRID, page.get("grid"), clear_on_unhover=True),
@@ -376,6 +397,7 @@ def browser_words() -> dict:
         "overview_cell": _("layer {layer} · head {head} (click to open)"),
         "pooled_cell": _("{tile} · tokens {query} → {key}: max {weight}"),
         "value_share": _("{share} of the row (α·‖f(x)‖ = {product})"),
+        "nothing_to_export": _("Nothing to export yet."),
     }
 
 
@@ -388,6 +410,7 @@ def create_layout(settings, page: dict | None = None) -> html.Div:
         dcc.Store(id=ids.URL, storage_type="memory"),
         dcc.Store(id=ids.SHARE, storage_type="memory", data=page.get("share")),
         dcc.Store(id=ids.URL_SINK, storage_type="memory"),
+        dcc.Store(id=ids.EXPORT_SINK, storage_type="memory"),
         dcc.Store(id=ids.HANDLE, storage_type="memory", data=page.get("handle")),
         dcc.Store(id=ids.ARC_FOCUS, storage_type="memory"),
         dcc.Store(id=ids.TOKEN, storage_type="memory"),
@@ -396,7 +419,7 @@ def create_layout(settings, page: dict | None = None) -> html.Div:
         dcc.Store(id=ids.ARC_HOVER_SINK, storage_type="memory"),
         html.Div(id=ids.I18N, hidden=True, **{"data-strings": json.dumps(browser_words(), ensure_ascii=False),
                                               "data-lang": LANGUAGES[current_language()][0].replace("_", "-")}),
-        header(),
+        header(extra=tour_components()),
         dbc.Row(children=[
             dbc.Col(md=4, lg=3, children=[input_panel(settings.models, settings.default_model), controls_panel(page)]),
             dbc.Col(md=8, lg=9, children=[

@@ -440,15 +440,17 @@ def view_numbers(view, name: str, layer: int = 0, head: int | str | None = "mean
     - ``focus``: one query row per layer, heads averaged (or the rollout), for ``token``;
     - ``atlas`` shows head metrics, not weights: use ``atlas_csv``.
     """
-    result = view.result
-    layer = _index(layer, result.num_layers, "layer")
+    n_layers, n_heads = (int(n) for n in view.kv.attentions.shape[:2])  # of the kind shown (encoder, decoder, cross)
+    layer = _index(layer, n_layers, "layer")
     head_kind = "mean" if head is None else head
     if not isinstance(head_kind, str):
-        head_kind = _index(head_kind, result.num_heads, "head")
+        head_kind = _index(head_kind, n_heads, "head")
     elif head_kind not in ("mean", "all"):
         raise ValueError(f"head must be a number, 'mean' or 'all', not {head!r}")
     labels = list(view.labels)
+    key_labels = list(getattr(view, "col_labels", labels))
     units = list(range(len(labels)))
+    key_units = list(range(len(key_labels)))
     rollout = view.options.rollout
 
     def numbers(matrices, layers, heads, queries=None, query_index=None) -> ViewNumbers:
@@ -456,29 +458,29 @@ def view_numbers(view, name: str, layer: int = 0, head: int | str | None = "mean
         matrices = np.asarray(matrices)
         matrices = matrices.reshape((len(layers), len(heads)) + matrices.shape[-2:])
         return ViewNumbers(matrices, layers, heads,
-                           labels if queries is None else queries, labels,
-                           units if query_index is None else query_index, units)
+                           labels if queries is None else queries, key_labels,
+                           units if query_index is None else query_index, key_units)
 
     if name == "grid":
         if rollout:
-            return numbers(view.rollout_layers(), range(result.num_layers), ["rollout"])
-        return numbers(view.layer(layer)[None], [layer], range(result.num_heads))
+            return numbers(view.rollout_layers(), range(n_layers), ["rollout"])
+        return numbers(view.layer(layer)[None], [layer], range(n_heads))
     if name in ("heatmap", "arcs"):
         if name == "arcs" and head_kind == "all" and not rollout:
-            return numbers(view.layer(layer)[None], [layer], range(result.num_heads))
+            return numbers(view.layer(layer)[None], [layer], range(n_heads))
         number = head_kind if isinstance(head_kind, int) else None
         matrix, _ = view.matrix(layer, number)
         label = "rollout" if rollout else (number if number is not None else "mean")
         return numbers(matrix[None, None], [layer], [label])
     if name == "overview":
         plain = view.without_rollout()
-        return numbers(plain.all_layers(), range(result.num_layers), range(result.num_heads))
+        return numbers(plain.all_layers(), range(n_layers), range(n_heads))
     if name == "focus":
         unit = view.unit_of(token) if token is not None else None
         if unit is None:
             raise ValueError("Token focus needs a token the view shows (it may be hidden by a switch).")
         looks, _ = view.focus(unit)
-        return numbers(looks[:, None, None, :], range(result.num_layers), ["rollout" if rollout else "mean"],
+        return numbers(looks[:, None, None, :], range(n_layers), ["rollout" if rollout else "mean"],
                        queries=[labels[unit]], query_index=[unit])
     if name == "atlas":
         raise ValueError("The head atlas shows head metrics, not attention weights: use atlas_csv.")

@@ -123,3 +123,73 @@ def test_a_standalone_html_file_draws_offline_with_hover_text(dash_duo, tmp_path
     assert hover == expected
     svg = _svg(driver, ".plotly-graph-div")
     assert len(_pictures(svg, len(LABELS))) == 1 and "mat" in _text(svg)
+
+
+def test_the_export_menu_downloads_named_files_of_the_open_view(dash_duo, tmp_path):
+    """The page's Export menu: SVG and PNG drawn by plotly.js, CSV, HTML and JSON from the server, each
+    named after what it shows; the SVG holds the tokens, the CSV equals the stored attention read
+    independently (csv module), the JSON loads back into the same arrays."""
+    import base64
+    import csv
+    import io
+    import json
+
+    from selenium.webdriver.common.by import By
+
+    from app import create_app
+    from components.export import export_filename
+    from services.config import DEFAULT_MODEL_ID, Settings
+    from services.extraction import analyse
+
+    app = create_app(Settings(models=(DEFAULT_MODEL_ID,), cache_type="simple"))
+    dash_duo.start_server(app)
+    driver = dash_duo.driver
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.get(dash_duo.server_url + "/?view=heatmap&layer=3&head=5")
+    _wait(lambda: "Layer 3 · Head 5" in str(driver.execute_script(
+        "const gd = document.querySelector('#head-heatmap .js-plotly-plot'); return gd && gd.layout.title.text")),
+        what="the heatmap of layer 3, head 5")
+
+    def download(item: str, ext: str) -> Path:
+        driver.find_element(By.CSS_SELECTOR, "#export-menu .dropdown-toggle").click()
+        _wait(lambda: driver.find_element(By.ID, item).is_displayed(), what="the menu open")
+        driver.find_element(By.ID, item).click()
+        name = export_filename(DEFAULT_MODEL_ID, "analysis" if ext == "json" else "heatmap",
+                               None if ext == "json" else 3, "" if ext == "json" else 5, ext)
+        path = downloads / name
+        _wait(lambda: path.exists() and path.stat().st_size > 0 and not list(downloads.glob("*.crdownload")),
+              what=f"{name} downloaded")
+        return path
+
+    svg = ET.parse(download("export-svg", "svg")).getroot()
+    assert svg.tag.endswith("svg") and "because" in _text(svg) and "Layer 3 · Head 5" in _text(svg)
+    assert download("export-png", "png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    _key, result = analyse("The cat sat on the mat because it was tired.", DEFAULT_MODEL_ID)
+    rows = list(csv.DictReader(io.StringIO(download("export-csv", "csv").read_text(encoding="utf-8"))))
+    seq = result.seq_len
+    assert len(rows) == seq * seq and {r["layer"] for r in rows} == {"3"} and {r["head"] for r in rows} == {"5"}
+    for r in rows:
+        assert float(r["weight"]) == pytest.approx(float(result.attentions[3, 5, int(r["query_index"]),
+                                                                           int(r["key_index"])]), abs=1e-6)
+    assert rows[8]["query_token"] == "[CLS]" and rows[seq * 8]["query_token"] == "it"
+    page = download("export-html", "html").read_text(encoding="utf-8")
+    assert "<script src" not in page and "Layer 3 · Head 5" in page
+    whole = json.loads(download("export-json", "json").read_text(encoding="utf-8"))
+    text = json.dumps(whole)
+    assert result.tokens[8] in text
+    encoded = next(v for v in _walk(whole) if isinstance(v, dict) and v.get("shape") == list(result.attentions.shape))
+    stored = np.frombuffer(base64.b64decode(encoded["data"]), dtype="<f2").reshape(encoded["shape"])
+    np.testing.assert_array_equal(stored, result.attentions)
+    assert driver.find_element(By.ID, "export-status").text == ""
+
+
+def _walk(value):
+    yield value
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _walk(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _walk(v)
