@@ -329,6 +329,11 @@
                 return value === null || value === undefined || value === current ? NO() : value;
             },
 
+            openCompareRow: function (tableCell) {
+                const id = tableCell && tableCell.row_id ? String(tableCell.row_id).split("-") : null;
+                return id && id.length === 2 ? [Number(id[0]), id[1]] : [NO(), NO()];
+            },
+
             togglePair: function (clicks, isOpen) { return clicks ? !isOpen : isOpen; },
 
             /* Export: the open view's picture as PNG or SVG, drawn by plotly.js, named after what it shows
@@ -365,10 +370,11 @@
             /* The page's state in its URL (names: callbacks/urlstate.py). A new analysis gets a new
                history entry, so Back returns to the previous text; any other change replaces it. */
             writeUrl: function (share, layer, head, tab, mode, switches, token, kind, pairFilter, step,
-                                kindStyle, pairStyle) {
+                                compareShare, kindStyle, pairStyle) {
                 const views = {"tab-grid": "grid", "tab-heatmap": "heatmap", "tab-arcs": "arcs",
                                "tab-overview": "overview", "tab-atlas": "atlas", "tab-focus": "focus",
-                               "tab-inside": "inside", "tab-generation": "generation"};
+                               "tab-inside": "inside", "tab-generation": "generation",
+                               "tab-compare": "compare"};
                 const shown = function (style) { return !(style && style.display === "none"); };
                 const params = new URLSearchParams();
                 if (share) {
@@ -393,6 +399,10 @@
                     params.set("filter", pairFilter.replace("→", ""));
                 }
                 if (tab === "tab-generation" && step) { params.set("step", String(step)); }
+                if (tab === "tab-compare" && compareShare && compareShare.text) {
+                    params.set("compare", compareShare.text);
+                    if (share && compareShare.model !== share.model) { params.set("compare_model", compareShare.model); }
+                }
                 const lang = new URLSearchParams(window.location.search).get("lang");
                 if (lang) { params.set("lang", lang); }
                 const url = window.location.pathname + "?" + params.toString();

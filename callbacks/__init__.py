@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dash import Dash
 
-from . import analyze, clientside, exports, router
+from . import analyze, clientside, compare, exports, router
 
 
 def register_callbacks(app: Dash) -> None:
-    for module in (analyze, router, exports, clientside):
+    for module in (analyze, router, compare, exports, clientside):
         module.register(app)

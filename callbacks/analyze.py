@@ -60,6 +60,10 @@ OUTPUTS = {
     "gen_tab": Output(f"{ids.TAB_GENERATION}-tab", "tab_style"),
     "step_max": Output(ids.GEN_STEP, "max"),
     "step": Output(ids.GEN_STEP, "value"),
+    # Compare (issue 11): an example pair, or a link, names text B too
+    "compare_handle": Output(ids.COMPARE_HANDLE, "data"),
+    "compare_text": Output(ids.COMPARE_TEXT, "value"),
+    "compare_share": Output(ids.COMPARE_SHARE, "data"),
 }
 INPUTS = {
     "clicks": Input(ids.ANALYZE, "n_clicks"),
@@ -185,6 +189,8 @@ def from_url(values: dict[str, Any]) -> dict:
     for name in ("kind", "pair_filter"):
         if name in state.controls:
             values[name] = state.controls[name]
+    if state.compare:
+        values.update(compare=state.compare, compare_model=state.compare_model)
     if state.model:
         values["model"] = state.model
     out = analyze(values)
@@ -226,6 +232,8 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
         chosen = EXAMPLES[index]
         values = {**values, "text": chosen["text"], "pair": chosen["pair"]}
         out.update(text=chosen["text"], pair=chosen["pair"], pair_open=bool(chosen["pair"]))
+        if chosen.get("compare"):
+            values["compare"] = chosen["compare"]
     try:
         text = boundary.text(values.get("text"))
         pair = boundary.text(values.get("pair"), N_("second sentence"))
@@ -251,7 +259,16 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
     out.update(handle=handle_of(key, result).to_client(), status=status_children(summarise(result, key)),
                arc_focus=None, arc_start=0, token=None, continue_wrap=SHOWN if kind_of_model == "decoder" else HIDDEN,
                share=share_of(result.text, result.text_pair, result.model_id, target or None, steps or None))
-    if result.generation_steps and steps:
+    if values.get("compare"):  # text B named by an example or a link: analysed too, the Compare tab opened
+        from .compare import analyse_b
+
+        handle_b, status_b, share_b = analyse_b({"text_b": values["compare"], "model_b": values.get("compare_model"),
+                                                 "handle": out["handle"]})
+        out.update(compare_handle=handle_b, compare_share=share_b, compare_text=values["compare"],
+                   tab=ids.TAB_COMPARE)
+        if status_b is not no_update:
+            out["status"] = [*out["status"], status_b]
+    elif result.generation_steps and steps:
         out["tab"] = ids.TAB_GENERATION  # asked to continue the text: show what it wrote
     elif values.get("tab_now") == ids.TAB_GENERATION and not result.generation_steps:
         out["tab"] = ids.TAB_GRID

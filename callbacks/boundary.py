@@ -52,7 +52,7 @@ from components import ids
 from components.i18n import N_, _
 
 TABS = (ids.TAB_GRID, ids.TAB_HEATMAP, ids.TAB_ARCS, ids.TAB_OVERVIEW, ids.TAB_ATLAS, ids.TAB_FOCUS, ids.TAB_INSIDE,
-        ids.TAB_GENERATION)
+        ids.TAB_GENERATION, ids.TAB_COMPARE)
 MODES = ("raw", "rollout", "value")  # value: weighted by value norm (Kobayashi et al., 2020)
 SWITCHES = ("hide", "merge")
 TOP_K = (1, 2, 3, 5, 10)
@@ -274,6 +274,7 @@ class ViewState:
     kind: str | None = None  # encoder / decoder / cross (None: the result's first kind)
     pair: str | None = None  # a sentence-pair filter, "A→B" (None: all of it)
     step: int = 1  # a generated token, counted from 1 (decoder-only continuations)
+    compare: "Handle | None" = None  # analysis B of the Compare tab
     notes: tuple[str, ...] = ()
 
     @property
@@ -314,6 +315,7 @@ class ViewState:
             kind=choice(raw.get("kind"), KINDS, None),
             pair=choice(raw.get("pair"), PAIRS, None),
             step=whole(raw.get("step"), 1, max(dims.tokens, 1), 1),
+            compare=Handle.parse(raw.get("compare_handle")),
             notes=tuple(notes),
         )
 

@@ -36,6 +36,12 @@ def register(app: Dash) -> None:
         Input(ids.ATLAS_TABLE, "active_cell"),
         prevent_initial_call=True,
     )
+    app.clientside_callback(  # a row of Compare's "heads that differ most": that head, still compared
+        _js("openCompareRow"),
+        Output(ids.LAYER, "value", allow_duplicate=True), Output(ids.HEAD, "value", allow_duplicate=True),
+        Input(ids.COMPARE_TABLE, "active_cell"),
+        prevent_initial_call=True,
+    )
     app.clientside_callback(
         _js("arcClick"),
         Output(ids.ARC_FOCUS, "data", allow_duplicate=True), Output(ids.TOKEN, "data", allow_duplicate=True),
@@ -77,7 +83,7 @@ def register(app: Dash) -> None:
         Input(ids.SHARE, "data"), Input(ids.LAYER, "value"), Input(ids.HEAD, "value"), Input(ids.TABS, "active_tab"),
         Input(ids.ATTN_MODE, "value"), Input(ids.VIEW_SWITCHES, "value"), Input(ids.TOKEN, "data"),
         Input(ids.KIND, "value"), Input(ids.PAIR_FILTER, "value"), Input(ids.GEN_STEP, "value"),
-        State(ids.KIND_WRAP, "style"), State(ids.PAIR_WRAP, "style"),
+        Input(ids.COMPARE_SHARE, "data"), State(ids.KIND_WRAP, "style"), State(ids.PAIR_WRAP, "style"),
         prevent_initial_call=True,
     )
     app.clientside_callback(

@@ -18,7 +18,7 @@ from services.extraction import result_by_key
 from services.kinds import attention_of, dims_of, kinds_available
 from services.views import View, ViewOptions
 
-from . import arcs, atlas, generation, head_grid, head_heatmap, inside, overview, token_focus
+from . import arcs, atlas, compare, generation, head_grid, head_heatmap, inside, overview, token_focus
 from .boundary import TABS, Dims, Handle, ViewState, choice
 from .common import EXPIRED, NOT_ANALYSED, UNREADABLE, guarded
 
@@ -31,6 +31,7 @@ VIEWS = {
     ids.TAB_FOCUS: token_focus,
     ids.TAB_INSIDE: inside,
     ids.TAB_GENERATION: generation,
+    ids.TAB_COMPARE: compare,
 }
 
 # Every control a view depends on. They reach the router through the browser-side gate
@@ -54,6 +55,7 @@ INPUTS = {
     "kind": Input(ids.KIND, "value"),
     "pair": Input(ids.PAIR_FILTER, "value"),
     "step": Input(ids.GEN_STEP, "value"),
+    "compare_handle": Input(ids.COMPARE_HANDLE, "data"),
 }
 # Read with the controls, but changing them draws nothing.
 STATES = {"atlas_table_for": State(ids.ATLAS_TABLE_FOR, "data")}

@@ -10,7 +10,7 @@ model           the model (an id the server offers)
 layer           a layer number
 head            a head number, ``all`` or ``mean``
 view            ``grid``, ``heatmap``, ``arcs``, ``overview``, ``atlas``, ``focus``, ``inside``,
-                ``generation``
+                ``generation``, ``compare``
 mode            ``raw``, ``rollout`` or ``value`` (weighted by value norm)
 hide_special    ``0`` or ``1``
 merge           ``0`` or ``1``
@@ -20,6 +20,8 @@ continue        tokens a decoder-only model writes after the text (``0``: none)
 kind            ``encoder``, ``decoder`` or ``cross`` (encoder-decoder models)
 filter          a sentence-pair filter: ``AA``, ``AB``, ``BA`` or ``BB`` (``A→B`` is read too)
 step            the generated token shown in Generation, from 1
+compare         text B of the Compare tab (``view=compare``)
+compare_model   model B of the Compare tab (none: A's model)
 lang            the interface language
 ==============  ==============================================================================
 
@@ -41,11 +43,12 @@ from . import boundary
 VIEWS = {
     "grid": ids.TAB_GRID, "heatmap": ids.TAB_HEATMAP, "arcs": ids.TAB_ARCS, "overview": ids.TAB_OVERVIEW,
     "atlas": ids.TAB_ATLAS, "focus": ids.TAB_FOCUS, "inside": ids.TAB_INSIDE, "generation": ids.TAB_GENERATION,
+    "compare": ids.TAB_COMPARE,
 }
 TABS = {tab: name for name, tab in VIEWS.items()}
 MAX_SEARCH = 40_000  # characters of query string read at all (a text over ~1,500 is shared by id)
 NAMES = ("text", "pair", "id", "model", "layer", "head", "view", "mode", "hide_special", "merge", "token", "lang",
-         "target", "continue", "kind", "filter", "step")
+         "target", "continue", "kind", "filter", "step", "compare", "compare_model")
 FILTERS = {"AA": "A→A", "AB": "A→B", "BA": "B→A", "BB": "B→B"}
 
 
@@ -61,6 +64,8 @@ class UrlState:
     lang: str | None = None
     target: str | None = None
     steps: int | None = None  # "continue": tokens a decoder-only model writes
+    compare: str | None = None  # text B of the Compare tab
+    compare_model: str | None = None
 
     @property
     def names_text(self) -> bool:
@@ -109,10 +114,12 @@ def parse(search: object) -> UrlState:
         text = boundary.text(first.get("text"))
         pair = boundary.text(first.get("pair"), N_("second sentence"))
         target = boundary.text(first.get("target"), N_("target"))
+        compare = boundary.text(first.get("compare"), N_("text B"))
     except boundary.TextRefused:
-        text = pair = target = None
+        text = pair = target = compare = None
     steps = boundary.whole(first.get("continue"), 0, boundary.MAX_NEW_TOKENS, 0) if "continue" in first else None
     share_id = first.get("id") if isinstance(first.get("id"), str) and len(first["id"]) <= 32 else None
     lang = first.get("lang") if isinstance(first.get("lang"), str) and len(first["lang"]) <= 16 else None
     return UrlState(text=text, pair=pair or None, share_id=share_id, model=boundary.model_id(first.get("model")),
-                    controls=controls, lang=lang, target=target or None, steps=steps or None)
+                    controls=controls, lang=lang, target=target or None, steps=steps or None,
+                    compare=(compare or "").strip() or None, compare_model=boundary.model_id(first.get("compare_model")))

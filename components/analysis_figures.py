@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from . import images
 from .i18n import N_, _
-from .figures import _base_layout, colorbar_trace, max_pool, note_span, safe_label, typed_array
+from .figures import _base_layout, colorbar_trace, max_pool, note_span, safe_label, typed_array, unique_labels
 
 OVERVIEW_CELLS = 32  # each layer x head map is max-pooled to at most this many cells a side
 
@@ -318,5 +318,63 @@ def inside_head_figure(labels: list[str], query: int, scores: np.ndarray, weight
             yaxis={"domain": [0.58, 1.0], "title": {"text": "score"}, "zeroline": True},
             xaxis2={"anchor": "y2", "domain": [0, 1], "range": [-0.5, n - 0.5], "matches": "x", **ticks},
             yaxis2={"domain": [0.0, 0.45], "title": {"text": "weight"}, "rangemode": "tozero"},
+        ),
+    }
+
+
+# --------------------------------------------------------------------------- compare (issue 11)
+_DIFF_SCALE = [[0.0, "#2166ac"], [0.25, "#92c5de"], [0.5, "#f7f7f7"], [0.75, "#f4a582"], [1.0, "#b2182b"]]
+COMPARE_LABEL_LIMIT = 60  # tokens named on the axes; longer texts are named by the hover
+
+
+def comparison_figure(a: np.ndarray, b: np.ndarray, diff: np.ndarray | None, *, x_labels: list[str],
+                      y_labels: list[str], titles: tuple[str, str, str], title: str, y_title: str,
+                      x_labels_b: list[str] | None = None, y_labels_b: list[str] | None = None) -> dict:
+    """A and B side by side on ONE colour scale (0 to the larger maximum of the two), and, when they
+    line up, their difference A − B on a diverging scale centred on 0 (blue: B attends more, red: A
+    does), symmetric about 0. Matrices are ``(rows, columns)``; ``*_b`` label B's axes when its tokens
+    are not A's (no difference then)."""
+    panels = [(a, x_labels, y_labels), (b, x_labels_b or x_labels, y_labels_b or y_labels)]
+    if diff is not None:
+        panels.append((diff, x_labels, y_labels))
+    count = len(panels)
+    gap = 0.06
+    width = (1 - gap * (count - 1) - 0.08) / count
+    vmax = float(max(np.nanmax(a) if a.size else 0, np.nanmax(b) if b.size else 0, 1e-6))
+    dmax = float(max(np.nanmax(np.abs(diff)) if diff is not None and diff.size else 0, 1e-6))
+    data, layout_axes = [], {}
+    for i, (matrix, xs, ys) in enumerate(panels):
+        suffix = "" if i == 0 else str(i + 1)
+        xs_u, ys_u = unique_labels(xs), unique_labels(ys)
+        is_diff = diff is not None and i == 2
+        data.append({
+            "type": "heatmap", "z": typed_array(np.asarray(matrix, dtype=np.float32)), "x": xs_u, "y": ys_u,
+            "xaxis": "x" + suffix, "yaxis": "y" + suffix, "coloraxis": "coloraxis2" if is_diff else "coloraxis",
+            "hovertemplate": f"{titles[i]}<br>%{{y}} → %{{x}}: %{{z:.3f}}<extra></extra>",
+        })
+        start = i * (width + gap)
+        named = len(xs) <= COMPARE_LABEL_LIMIT
+        layout_axes["xaxis" + suffix] = {"domain": [start, start + width], "anchor": "y" + suffix, "tickangle": -60,
+                                         "showticklabels": named, "showgrid": False, "type": "category",
+                                         "title": {"text": titles[i], "font": {"size": 13}}, "side": "bottom",
+                                         "dtick": 1 if named else None}
+        layout_axes["yaxis" + suffix] = {"anchor": "x" + suffix, "autorange": "reversed", "showgrid": False,
+                                         "type": "category", "showticklabels": i == 0 or (x_labels_b is not None),
+                                         "title": {"text": y_title} if i == 0 else None}
+    cells = max(len(y_labels), len((y_labels_b or y_labels)))
+    height = int(min(900, max(380, 16 * cells + 230)))
+    return {
+        "data": data,
+        "layout": _base_layout(
+            title={"text": title, "x": 0.01, "xanchor": "left"}, height=height,
+            margin={"l": 90, "r": 20, "t": 60, "b": 120}, hovermode="closest",
+            coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": vmax,
+                       "colorbar": {"title": {"text": _("A and B"), "side": "right"}, "thickness": 12, "len": 0.45,
+                                    "y": 1.0, "yanchor": "top", "x": 1.0}},
+            coloraxis2={"colorscale": _DIFF_SCALE, "cmin": -dmax, "cmax": dmax, "cmid": 0,
+                        "colorbar": {"title": {"text": "A − B", "side": "right"}, "thickness": 12, "len": 0.45,
+                                     "y": 0.0, "yanchor": "bottom", "x": 1.0}},
+            meta={"kind": "compare", "panels": count, "vmax": vmax, "dmax": dmax},
+            **{k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in layout_axes.items()},
         ),
     }

@@ -99,3 +99,16 @@ EXPORT_HTML = "export-html"
 EXPORT_DOWNLOAD = "export-download"
 EXPORT_STATUS = "export-status"
 EXPORT_SINK = "export-sink"
+
+# Compare (issue 11)
+TAB_COMPARE = "tab-compare"
+COMPARE_TEXT = "compare-text"
+COMPARE_MODEL = "compare-model"
+COMPARE_BUTTON = "compare-button"
+COMPARE_HANDLE = "compare-handle"  # the handle of analysis B (as ``HANDLE`` is A's)
+COMPARE_SHARE = "compare-share"  # what a link says of B: its text and model
+COMPARE_STATUS = "compare-status"
+COMPARE_FOCUS = "compare-focus"
+COMPARE_HEADS = "compare-heads"
+COMPARE_TABLE_HOLDER = "compare-table-holder"
+COMPARE_TABLE = "compare-table"

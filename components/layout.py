@@ -18,6 +18,9 @@ EXAMPLES = (
     {"label": N_("Chinese: what is 它?"), "text": "猫坐在垫子上因为它累了。", "pair": ""},
     {"label": N_("Long-range agreement"), "text": "The keys that the man left on the kitchen table are missing.",
      "pair": ""},
+    # Compare (issue 11): the classic Winograd pair; opens the Compare tab on where "it" looks
+    {"label": N_("Compare: too big / too small"), "text": "The trophy doesn't fit into the suitcase because it is too big.",
+     "pair": "", "compare": "The trophy doesn't fit into the suitcase because it is too small."},
 )
 DEFAULT_TEXT = EXAMPLES[0]["text"]
 
@@ -42,6 +45,10 @@ HELP = {
     ids.TAB_GENERATION: N_("The text the model wrote, one token at a time: at each step, where the new token looks, "
                            "in the prompt and in what was written before it, for every head of the chosen layer "
                            "and, heads averaged, for every layer. Generated tokens are marked."),
+    ids.TAB_COMPARE: N_("Two analyses side by side: the text above (A) and a second text or a second model (B). "
+                        "When their tokens line up, A − B shows where they differ (red: A attends more, blue: B "
+                        "does), and the heads that differ most are listed. First, where the chosen token looks in "
+                        "each layer; then the chosen layer and head."),
     ids.TAB_INSIDE: N_("Where one head's weights come from: for one token, the formula softmax(q·k/√d) step by "
                      "step, then what the weights carry. Pick the token below, or click a row of the head "
                      "heatmap to come here."),
@@ -359,9 +366,49 @@ def views_panel(page: dict) -> html.Div:
             _tab(ids.TAB_FOCUS, _("Token focus"), focus_controls(), _graph(ids.FOCUS_HEATMAP),
                  html.Div(id=ids.FOCUS_TABLES)),
             _tab(ids.TAB_INSIDE, _("Inside a head"), inside_panel()),
+            _tab(ids.TAB_COMPARE, _("Compare"), compare_panel(page.get("models", ()))),
             _tab(ids.TAB_GENERATION, _("Generation"), generation_panel(), tab_style={"display": "none"}),
         ]),
     ])
+
+
+def compare_panel(models: tuple[str, ...]) -> html.Div:
+    return html.Div(children=[
+        dbc.Row(className="g-2 align-items-end mb-2", children=[
+            dbc.Col(md=6, children=[
+                dbc.Label(_("Text B"), html_for=ids.COMPARE_TEXT, className="small mb-0"),
+                dcc.Textarea(id=ids.COMPARE_TEXT, value="", rows=2, className="form-control ae-text", spellCheck=False,
+                             placeholder=_("A second text (or the same text, with model B)")),
+            ]),
+            dbc.Col(md=3, children=[
+                dbc.Label(_("Model B"), html_for=ids.COMPARE_MODEL, className="small mb-0"),
+                dropdown(ids.COMPARE_MODEL, options=[{"label": _("Same as A"), "value": ""}]
+                         + [{"label": m, "value": m} for m in models], value="", clearable=False),
+            ]),
+            dbc.Col(md=3, children=[dbc.Button(_("Compare"), id=ids.COMPARE_BUTTON, color="primary", n_clicks=0,
+                                               className="w-100")]),
+        ]),
+        html.Div(id=ids.COMPARE_STATUS, className="small mb-2", role="status"),
+        _graph(ids.COMPARE_FOCUS, empty_figure(_("Type text B (or pick model B) and press Compare."))),
+        _graph(ids.COMPARE_HEADS, empty_figure("")),
+        html.Div(id=ids.COMPARE_TABLE_HOLDER),
+    ])
+
+
+def compare_table(rows: list[dict] | None = None):
+    """The heads that differ most between A and B, sortable (sent when there is something to list)."""
+    from dash import dash_table
+
+    columns = [{"name": _("layer"), "id": "layer"}, {"name": _("head"), "id": "head"},
+               {"name": _("sum of |A − B|"), "id": "sum", "type": "numeric"},
+               {"name": _("largest |A − B|"), "id": "max", "type": "numeric"}]
+    return dash_table.DataTable(
+        id=ids.COMPARE_TABLE, columns=columns, data=rows or [], sort_action="native", page_size=10,
+        sort_by=[{"column_id": "sum", "direction": "desc"}],
+        style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "fontSize": "0.85rem",
+                                                       "padding": "4px 8px", "cursor": "pointer"},
+        style_header={"fontWeight": "600", "backgroundColor": "#f4f6f8"},
+    )
 
 
 def generation_panel() -> html.Div:
@@ -411,6 +458,8 @@ def create_layout(settings, page: dict | None = None) -> html.Div:
         dcc.Store(id=ids.SHARE, storage_type="memory", data=page.get("share")),
         dcc.Store(id=ids.URL_SINK, storage_type="memory"),
         dcc.Store(id=ids.EXPORT_SINK, storage_type="memory"),
+        dcc.Store(id=ids.COMPARE_HANDLE, storage_type="memory"),
+        dcc.Store(id=ids.COMPARE_SHARE, storage_type="memory"),
         dcc.Store(id=ids.HANDLE, storage_type="memory", data=page.get("handle")),
         dcc.Store(id=ids.ARC_FOCUS, storage_type="memory"),
         dcc.Store(id=ids.TOKEN, storage_type="memory"),
@@ -425,7 +474,7 @@ def create_layout(settings, page: dict | None = None) -> html.Div:
             dbc.Col(md=8, lg=9, children=[
                 dcc.Loading(type="dot", delay_show=250, children=html.Div(
                     id=ids.STATUS, className="ae-status", children=page.get("status"))),
-                views_panel(page),
+                views_panel({**page, "models": settings.models}),
             ]),
         ]),
         html.Footer(className="ae-footer small text-muted", children=_(CAVEAT)),
@@ -434,4 +483,4 @@ def create_layout(settings, page: dict | None = None) -> html.Div:
 
 def validation_layout(settings) -> html.Div:
     """Every component any callback names: the page, plus what the router sends later."""
-    return html.Div([create_layout(settings), atlas_table()])
+    return html.Div([create_layout(settings), atlas_table(), compare_table()])

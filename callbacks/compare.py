@@ -1,0 +1,169 @@
+"""Compare: the analysis above (A) beside a second one (B: another text, or the same text on another
+model). Two parts: analysing B (``register``: the Compare button), and the view (``render``, one of the
+router's modules): where the followed token looks in each layer, then the chosen layer and head, for
+A, B and, when they line up, A − B; and the heads that differ most."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from dash import Dash, Input, Output, State, html, no_update
+
+from components import ids
+from components.analysis_figures import comparison_figure
+from components.figures import empty_figure, safe_label
+from components.i18n import N_, _
+from components.layout import compare_table
+from components.status import error_alert
+from services import AttentionExplorerError
+from services.compare import compare
+from services.extraction import analyse, result_by_key
+from services.kinds import kinds_available
+from services.ratelimit import client_id, new_analysis_guard
+from services.views import View
+
+from . import boundary
+from .boundary import Handle, ViewState
+from .common import EXPIRED, matrix_title, message_for, view_note
+from .token_focus import default_token
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = {"compare_focus": Output(ids.COMPARE_FOCUS, "figure"), "compare_heads": Output(ids.COMPARE_HEADS, "figure"),
+           "compare_status": Output(ids.COMPARE_STATUS, "children"),
+           "compare_table": Output(ids.COMPARE_TABLE_HOLDER, "children"),
+           "token": Output(ids.TOKEN, "data", allow_duplicate=True)}
+DEPENDS = frozenset({"handle", "compare_handle", "layer", "head", "mode", "switches", "tab", "token", "kind", "pair"})
+SQUARE_ONLY = ""
+
+
+def placeholder(message: str) -> dict:
+    return {"compare_focus": empty_figure(message), "compare_heads": empty_figure(""), "compare_status": "",
+            "compare_table": []}
+
+
+def view_b(view: View, handle: Handle) -> View | str:
+    """B seen through A's switches and kind (its own first kind when it has not A's), or why not."""
+    found = result_by_key(handle.key)
+    if found is None:
+        return _(EXPIRED)
+    key, result = found
+    kinds = kinds_available(result)
+    return View(result, view.options, key, kind=view.kind if view.kind in kinds else kinds[0], pair=view.pair)
+
+
+def _describe(a: View, b: View) -> str:
+    same_model = a.result.model_id == b.result.model_id
+    if same_model:
+        return _("A: “{a}” · B: “{b}” · model {model}").format(a=a.result.text, b=b.result.text, model=a.result.model_id)
+    return _("A: model {a} · B: model {b} · text “{text}”").format(a=a.result.model_id, b=b.result.model_id,
+                                                                  text=b.result.text if b.result.text == a.result.text
+                                                                  else f"{a.result.text} / {b.result.text}")
+
+
+def render(view: View, state: ViewState, triggered: frozenset[str]) -> dict:
+    if state.compare is None:
+        return placeholder(_("Type text B (or pick model B) and press Compare."))
+    other = view_b(view, state.compare)
+    if isinstance(other, str):
+        return placeholder(other)
+    c = compare(view, other)
+    a, b = c.a, c.b
+    out: dict[str, Any] = {}
+    token = state.token
+    unit = a.unit_of(token)
+    if unit is None:
+        token = default_token(a)
+        out["token"] = token
+        unit = a.unit_of(token)
+    lines = [_describe(a, b)]
+    if c.lined_up:
+        if c.how == "words":
+            lines.append(_("The two texts have different sub-words but the same words: compared word by word "
+                           "(sub-words merged)."))
+        if c.differing:
+            lines.append(_("They differ at: {words}.").format(words=", ".join(c.labels[i] for i in c.differing)))
+        lines.append(_("Red: A attends more than B; blue: B attends more than A; A and B share one colour scale."))
+    else:
+        lines.append(_(c.reason).format(**dict(c.params)))
+    note = view_note(a)
+    # 1. where the followed token looks in each layer
+    label = a.labels[unit] if unit is not None else "?"
+    unit_b = unit if c.lined_up else next((i for i, l in enumerate(b.labels) if l == label), b.unit_of(default_token(b)))
+    if unit is None or unit_b is None:
+        focus = empty_figure(_("Pick a token in Token focus (it may be hidden by “Hide special tokens”)."))
+    else:
+        looks_a, _looked = a.focus(unit)
+        looks_b, _looked = b.focus(unit_b)
+        layers = [str(l) for l in range(looks_a.shape[0])]
+        focus = comparison_figure(
+            looks_a, looks_b, looks_a - looks_b if c.lined_up else None,
+            x_labels=c.col_labels, y_labels=layers, x_labels_b=None if c.lined_up else b.col_labels,
+            y_labels_b=None if c.lined_up else [str(l) for l in range(looks_b.shape[0])],
+            titles=("A", "B", "A − B"), y_title=_("layer"),
+            title=_("Where “{token}” looks in each layer (heads averaged)").format(token=safe_label(c.labels[unit]
+                                                                                                   if c.lined_up else label))
+            + (f" <span style='font-size:12px;color:#6c757d'>{safe_label(note)}</span>" if note else ""))
+    # 2. the chosen layer and head
+    head = state.head.number
+    matrix_a, _t = a.matrix(min(state.layer, a.kv.attentions.shape[0] - 1), head)
+    matrix_b, _t = b.matrix(min(state.layer, b.kv.attentions.shape[0] - 1), head)
+    heads = comparison_figure(
+        matrix_a, matrix_b, matrix_a - matrix_b if c.lined_up else None,
+        x_labels=c.col_labels, y_labels=c.labels, x_labels_b=None if c.lined_up else b.col_labels,
+        y_labels_b=None if c.lined_up else b.labels, titles=("A", "B", "A − B"), y_title=_("query (attending)"),
+        title=matrix_title(a.options, state.layer, head))
+    out.update(compare_focus=focus, compare_heads=heads,
+               compare_status=[html.Div(line) for line in lines])
+    if c.lined_up:
+        total, largest = c.head_differences()
+        rows = [{"id": f"{l}-{h}", "layer": l, "head": h, "sum": round(float(total[l, h]), 4),
+                 "max": round(float(largest[l, h]), 4)}
+                for l in range(total.shape[0]) for h in range(total.shape[1])]
+        rows.sort(key=lambda r: -r["sum"])
+        out["compare_table"] = [html.H6(_("Heads that differ most (sum of |A − B| over the head's cells; click a row "
+                                          "to open it)"), className="mt-3"), compare_table(rows)]
+    else:
+        out["compare_table"] = []
+    return out
+
+
+# ----------------------------------------------------------------------------------- analysing B
+
+def analyse_b(values: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(B's handle, the status, what a link says of B) for the Compare button: text B (or A's text)
+    on model B (or A's model)."""
+    from .router import handle_of
+
+    a = Handle.parse(values.get("handle"))
+    try:
+        text = (boundary.text(values.get("text_b"), N_("text B")) or "").strip() or boundary.text(values.get("text_a"))
+        model = boundary.model_id(values.get("model_b")) or (a.model_id if a else boundary.model_id(values.get("model_a")))
+        key, result = analyse(text, model, before_compute=new_analysis_guard(client_id()))
+    except boundary.TextRefused as exc:
+        return no_update, error_alert(_("Check text B"), str(exc)), no_update
+    except AttentionExplorerError as exc:
+        return no_update, error_alert(_(exc.title), message_for(exc)), no_update
+    except Exception as exc:  # noqa: BLE001 - never a traceback in the page
+        return no_update, error_alert(_("Something went wrong"), message_for(exc)), no_update
+    return handle_of(key, result).to_client(), no_update, {"text": result.text, "model": result.model_id}
+
+
+def register(app: Dash) -> None:
+    def callback(clicks, text_b, model_b, text_a, model_a, handle):
+        if not clicks:
+            return no_update, no_update, no_update
+        return analyse_b({"text_b": text_b, "model_b": model_b, "text_a": text_a, "model_a": model_a,
+                          "handle": handle})
+
+    app.callback(
+        Output(ids.COMPARE_HANDLE, "data", allow_duplicate=True),
+        Output(ids.COMPARE_STATUS, "children", allow_duplicate=True),
+        Output(ids.COMPARE_SHARE, "data", allow_duplicate=True),
+        Input(ids.COMPARE_BUTTON, "n_clicks"),
+        State(ids.COMPARE_TEXT, "value"), State(ids.COMPARE_MODEL, "value"), State(ids.TEXT, "value"),
+        State(ids.MODEL, "value"), State(ids.HANDLE, "data"),
+        prevent_initial_call=True,
+    )(callback)
+
