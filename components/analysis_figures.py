@@ -93,8 +93,8 @@ def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric
             title={"text": _("Head atlas · coloured by {metric}").format(metric=metric_title), "x": 0.01,
                    "xanchor": "left"},
             height=max(300, 46 * layers + 120), margin={"l": 60, "r": 20, "t": 60, "b": 50},
-            xaxis={"title": {"text": "head"}, "dtick": 1, "showgrid": False, "zeroline": False},
-            yaxis={"title": {"text": "layer"}, "dtick": 1, "autorange": "reversed", "showgrid": False,
+            xaxis={"title": {"text": _("head")}, "dtick": 1, "showgrid": False, "zeroline": False},
+            yaxis={"title": {"text": _("layer")}, "dtick": 1, "autorange": "reversed", "showgrid": False,
                    "zeroline": False},
             shapes=shapes, hovermode="closest",
         ),
@@ -218,7 +218,7 @@ def inside_weights_figure(steps: dict[str, np.ndarray | None], labels: list[str]
                      "textposition": "none", "showlegend": False})
         if masked.any():
             data.append({"type": "scatter", "mode": "text", "x": [0] * int(masked.sum()),
-                         "y": np.flatnonzero(masked).tolist(), "text": ["masked"] * int(masked.sum()),
+                         "y": np.flatnonzero(masked).tolist(), "text": [_("masked")] * int(masked.sum()),
                          "textposition": "middle right", "textfont": {"size": 10, "color": "#adb5bd"},
                          "xaxis": f"x{n}", "yaxis": f"y{n}", "hoverinfo": "skip", "showlegend": False})
         if name == "weights" and steps.get("model_weights") is not None:
