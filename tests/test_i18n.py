@@ -45,7 +45,7 @@ WORD = re.compile(r"[A-Za-z][A-Za-z'’]+")  # two letters or more: q, k, d and 
 KEPT_PHRASES = (
     "Attention Explorer", "Attention is not only a weight", "Kobayashi", "EMNLP", "Transformer", "softmax",
     "[CLS]", "[SEP]", "[UNK]", "Ctrl+Enter", "Hugging Face", "Hub", "README", "make models", "ATTN_MODELS",
-    "decoder_start_token_id", "config.json", "ALiBi", "ID", "rollout", "“it”", "English",
+    "decoder_start_token_id", "config.json", "ALiBi", "ID", "PNG", "rollout", "“it”", "English",
 )
 
 
@@ -323,7 +323,7 @@ def test_the_empty_text_alert_is_chinese(served):
 def strings(node, key: str = "") -> list[str]:
     """Every string a person may see in a component tree, a figure or callback outputs: children, labels,
     placeholders, titles, options, dropdown words, the browser-side words, figure titles, axis titles,
-    annotations, trace text and hover templates, table columns."""
+    annotations, trace text and hover templates, tables' headers and cells."""
     found: list[str] = []
     if isinstance(node, Component):
         props = node.to_plotly_json()["props"]
@@ -334,8 +334,10 @@ def strings(node, key: str = "") -> list[str]:
                 found += [v for v in value.values() if isinstance(v, str)]
             elif name == "options" and isinstance(value, list):
                 found += [o["label"] for o in value if isinstance(o, dict) and isinstance(o.get("label"), str)]
-            elif name == "columns" and isinstance(value, list):
+            elif name == "columns" and isinstance(value, list):  # a table: its header and its cells
                 found += [c["name"] for c in value if isinstance(c, dict) and isinstance(c.get("name"), str)]
+                shown = [c.get("id") for c in value if isinstance(c, dict)]
+                found += [row[c] for row in props.get("data") or [] for c in shown if isinstance(row.get(c), str)]
             elif name == "figure" and isinstance(value, dict):
                 found += figure_strings(value)
             elif name == "data-strings":
