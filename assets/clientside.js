@@ -107,7 +107,7 @@
             if (meta.kind !== "head-grid") { return hide; }
             const cell = gridCell(meta, x, y);
             if (!cell) { return hide; }
-            const name = meta.tile + " " + cell.id, weight = weightText(graphId, figure, x, y);
+            const name = (meta.tile_names && meta.tile_names[cell.tile]) || (meta.tile + " " + cell.id), weight = weightText(graphId, figure, x, y);
             if (meta.block === 1) {
                 const keys = meta.key_tokens || meta.tokens;
                 return [true, p.bbox, name + " · " + meta.tokens[cell.query] + " → " + keys[cell.key] + ": " + weight];

@@ -259,7 +259,7 @@ def inside_weights_figure(steps: dict[str, np.ndarray | None], labels: list[str]
                      "textposition": "none", "showlegend": False})
         if masked.any():
             data.append({"type": "scatter", "mode": "text", "x": [0] * int(masked.sum()),
-                         "y": np.flatnonzero(masked).tolist(), "text": ["masked"] * int(masked.sum()),
+                         "y": np.flatnonzero(masked).tolist(), "text": [_("masked")] * int(masked.sum()),
                          "textposition": "middle right", "textfont": {"size": 10, "color": "#adb5bd"},
                          "xaxis": f"x{n}", "yaxis": f"y{n}", "hoverinfo": "skip", "showlegend": False})
         if name == "weights" and steps.get("model_weights") is not None:

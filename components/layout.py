@@ -303,8 +303,9 @@ def atlas_table(rows: list[dict] | None = None):
     columns = [{"name": _("layer"), "id": "layer"}, {"name": _("head"), "id": "head"},
                {"name": _("type"), "id": "label"}]
     columns += [{"name": _(METRIC_NAMES[name]), "id": name, "type": "numeric"} for name, _title in ATLAS_METRICS]
+    rows = [{**row, "label": _(row["label"])} if isinstance(row.get("label"), str) else row for row in rows or []]
     return dash_table.DataTable(
-        id=ids.ATLAS_TABLE, columns=columns, data=rows or [], sort_action="native", page_size=12,
+        id=ids.ATLAS_TABLE, columns=columns, data=rows, sort_action="native", page_size=12,
         style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "fontSize": "0.85rem",
                                                        "padding": "4px 8px", "cursor": "pointer"},
         style_header={"fontWeight": "600", "backgroundColor": "#f4f6f8"},

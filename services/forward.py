@@ -339,7 +339,7 @@ def compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int, t
         if not attentions or attentions[0] is None:
             raise AttentionExplorerError(N_("Model “{model}” returned no attention weights."), model=loaded.model_id)
         value_norms, value_norms_reason = recorder.value_norms(len(attentions))
-    stored = _float16(attentions, "attention", loaded.model_id)
+    stored = _float16(attentions, N_("attention"), loaded.model_id)
     return AttentionResult(
         attentions=stored,
         model_id=loaded.model_id,
@@ -435,9 +435,9 @@ def compute_seq2seq(loaded: LoadedModel, text: str, text_pair: str | None, limit
         encoder_att = getattr(output, "encoder_attentions", None)
         decoder_att = getattr(output, "decoder_attentions", None)
         cross_att = getattr(output, "cross_attentions", None)
-        stored = _float16(encoder_att, "encoder attention", loaded.model_id)
-        decoder = _float16(decoder_att, "decoder attention", loaded.model_id)
-        cross = _float16(cross_att, "cross-attention", loaded.model_id)
+        stored = _float16(encoder_att, N_("encoder attention"), loaded.model_id)
+        decoder = _float16(decoder_att, N_("decoder attention"), loaded.model_id)
+        cross = _float16(cross_att, N_("cross-attention"), loaded.model_id)
         value_norms, value_norms_reason = recorder.value_norms(len(encoder_att), role="encoder")
         decoder_norms, decoder_reason = recorder.value_norms(len(decoder_att), role="decoder")
         cross_norms, cross_reason = recorder.value_norms(len(cross_att), role="cross")
@@ -515,7 +515,7 @@ def compute_generation(loaded: LoadedModel, text: str, limit: int, steps: int) -
         output = loaded.model(input_ids=all_ids, attention_mask=torch.ones_like(all_ids), output_attentions=True,
                               use_cache=False, return_dict=True)
         attentions = getattr(output, "attentions", None)
-        stored = _float16(attentions, "attention", loaded.model_id)
+        stored = _float16(attentions, N_("attention"), loaded.model_id)
         value_norms, value_norms_reason = recorder.value_norms(len(attentions))
     special_ids = _special_ids(tokenizer)
     all_special = np.concatenate([special, np.array([i in special_ids for i in new], dtype=bool)])

@@ -275,8 +275,8 @@ def _layer_vectors(key: str, result: AttentionResult, layer: int,
     return vectors, ""
 
 
-_SPLIT_CHANGED = ("not available for this text right now, because the model's tokenizer no longer splits it "
-                  "as it did when it was analysed; analyse it again.")
+_SPLIT_CHANGED = N_("not available for this text right now, because the model's tokenizer no longer splits it "
+                    "as it did when it was analysed; analyse it again.")
 
 
 def record_layers(loaded, result: AttentionResult) -> dict[tuple[str, int], LayerVectors] | str:

@@ -36,9 +36,9 @@ _ID = re.compile(rf"^[A-Za-z0-9_-]{{{ID_LENGTH}}}$")
 URL_TEXT_LIMIT = 1500  # characters of URL-encoded text (and pair) beyond which a link uses an id
 ENTRY_VERSION = 1
 _ATTEMPTS = 4
-EXPIRED_MESSAGE = ("This link's text is no longer kept on the server (links to long texts last as long as "
-                   "the analyses in the cache). Paste the text again to analyse it.")
-UNREADABLE_MESSAGE = "This link's id is not one this server makes; check that the link was copied whole."
+EXPIRED_MESSAGE = N_("This link's text is no longer kept on the server (links to long texts last as long as "
+                      "the analyses in the cache). Paste the text again to analyse it.")
+UNREADABLE_MESSAGE = N_("This link's id is not one this server makes; check that the link was copied whole.")
 
 
 class ShareError(AttentionExplorerError):
