@@ -84,8 +84,9 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
             pair=view.pair, a=view.pair[0], b=view.pair[-1])
         figure = atlas_map_figure(pair_share(view), labels, "pair", title, zmax=1.0, selected=selected)
     elif kinds.metric_reason(state.metric, view.kind):
-        figure = empty_figure(_(kinds.metric_reason(state.metric, view.kind)) + " "
-                              + _("Pick entropy or attention to delimiters."))
+        figure = empty_figure(_("“{metric}” is not defined for cross-attention: a query (a target token) and a key (a "
+                                "source token) are in different texts, so their positions cannot be compared. Pick "
+                                "entropy or attention to delimiters.").format(metric=_(_TITLES[state.metric])))
     else:
         figure = atlas_map_figure(metrics[state.metric], labels, state.metric, _(_TITLES[state.metric]),
                                   zmax=1.0 if state.metric in _BOUNDED else None, selected=selected)

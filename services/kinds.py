@@ -28,6 +28,7 @@ import numpy as np
 
 from .forward import AttentionResult
 from .heads import METRICS
+from .errors import N_
 from .matrices import as_float32
 
 KINDS = ("encoder", "decoder", "cross")
@@ -194,11 +195,11 @@ def pair_block_of(result: AttentionResult, which: str | tuple[int, int], layer: 
 
 # ----------------------------------------------------------------------------------- analyses by kind
 
-_ROLLOUT_CROSS = ("Rollout is not defined for cross-attention: it multiplies each layer's square attention (tokens "
+_ROLLOUT_CROSS = N_("Rollout is not defined for cross-attention: it multiplies each layer's square attention (tokens "
                   "to the same tokens) by the layers below it, and cross-attention maps target tokens to source "
                   "tokens, with every decoder layer reading the encoder's last output, so there is no chain of "
                   "layers to follow. Use the raw view.")
-_PAIR_NOT_SOURCE = ("Sentence-pair filters are for the attention within a sentence pair (an encoder's, or an "
+_PAIR_NOT_SOURCE = N_("Sentence-pair filters are for the attention within a sentence pair (an encoder's, or an "
                     "encoder-decoder model's encoder over a source pair).")
 _POSITIONS_CROSS = ("not defined for cross-attention: a query (target token) and a key (source token) are in "
                     "different texts, so their positions cannot be compared.")

@@ -46,6 +46,7 @@ KEPT_PHRASES = (
     "Attention Explorer", "Attention is not only a weight", "Kobayashi", "EMNLP", "Transformer", "softmax",
     "[CLS]", "[SEP]", "[UNK]", "Ctrl+Enter", "Hugging Face", "Hub", "README", "make models", "ATTN_MODELS",
     "decoder_start_token_id", "config.json", "ALiBi", "ID", "PNG", "rollout", "“it”", "English",
+    "GPT-2", "SVG", "CSV", "HTML", "JSON", "A − B", "|A − B|",
 )
 
 
@@ -393,8 +394,15 @@ def zh_page(settings, served, default_model):
         views["value norm"] = view(page["handle"], ids.TAB_HEATMAP, mode="value", head="3")
         views["one head"] = view(page["handle"], ids.TAB_ARCS, head="mean", switches=["hide"])
         views["focus"] = view(page["handle"], ids.TAB_FOCUS, mode="rollout", switches=["merge"])
-    words = text_words(*(example["text"] + " " + example["pair"] for example in EXAMPLES))
-    kept = tuple(sorted(settings.models, key=len, reverse=True)) + KEPT_PHRASES
+        index = next(i for i, e in enumerate(EXAMPLES) if e.get("compare"))
+        compared = analyze.analyze({"text": "", "model": None, "pair": None, "layer": 0, "head": ids.HEAD_ALL,
+                                    "current": None}, example=index)
+        views["compare"] = view(compared["handle"], ids.TAB_COMPARE, compare_handle=compared["compare_handle"])
+        views["compare status"] = {"status": compared["status"]}
+    words = text_words(*(example["text"] + " " + example["pair"] + " " + example.get("compare", "")
+                         for example in EXAMPLES))
+    texts = tuple(t for e in EXAMPLES for t in (e["text"], e["pair"], e.get("compare", "")) if t)
+    kept = tuple(sorted(settings.models + texts, key=len, reverse=True)) + KEPT_PHRASES
     return {"layout": layout, "views": views, "words": words, "kept": kept}
 
 
@@ -406,7 +414,8 @@ def test_the_page_speaks_chinese(zh_page):
     zh = i18n.catalog("zh")
     tabs = [c for c in layout._traverse() if isinstance(c, Component) and type(c).__name__ == "Tab"]
     assert [t.label for t in tabs] == [zh.gettext(n) for n in ("Head grid", "Head heatmap", "Arcs", "Model overview",
-                                                               "Head atlas", "Token focus", "Inside a head")]
+                                                               "Head atlas", "Token focus", "Inside a head",
+                                                               "Compare", "Generation")]
     assert all(CJK.search(t.label) for t in tabs)
     texts = strings(layout)
     for tab, help_text in HELP.items():
