@@ -1,23 +1,104 @@
-"""Screenshots of the dashboard in headless Chromium, for docs/ and for looking at changes.
+"""The screenshots in docs/screenshots, taken in headless Chromium from the running app.
 
-    .venv/bin/python scripts/screenshots.py http://127.0.0.1:8050 docs/
+    .venv/bin/python scripts/screenshots.py                 # all of them, into docs/screenshots
+    .venv/bin/python scripts/screenshots.py /tmp/shots tab-compare zh-token-focus   # some, elsewhere
+
+It starts the app itself (``python app.py`` on a free port, a memory cache) offering the bundled model
+and three tiny RANDOM models built here with the tests' builders (no model hub): a BART for
+cross-attention, a Chinese-vocabulary BERT so Chinese text shows as characters (the bundled model is
+English: Chinese is mostly [UNK] to it) and a GPT-2 for generation. Their folders are named
+``tiny-random-*`` and the page shows that name: their attention patterns mean nothing. Every shot is
+a URL (the URL is the page's state), plus, for the tour, a click.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlencode
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+EXAMPLE = "The cat sat on the mat because it was tired."
+CHINESE = "猫坐在垫子上因为它累了。"
+TROPHY = "The trophy doesn't fit into the suitcase because it is too big."
 
 
-def chrome(width: int, height: int) -> webdriver.Chrome:
+def shots(models: dict[str, str]) -> list[tuple[str, tuple[int, int], dict, str | None]]:
+    """(file name, window size, URL parameters, JavaScript to run before the shot)."""
+    bart, chinese = models["bart"], models["chinese"]
+    tall = (1366, 1250)
+    return [
+        ("dashboard-1366x768.png", (1366, 768), {}, None),
+        ("dashboard-1920x1080.png", (1920, 1080), {}, None),
+        ("tab-head-grid.png", tall, {"view": "grid", "layer": 2}, None),
+        ("tab-head-heatmap.png", tall, {"view": "heatmap", "layer": 2, "head": 5}, None),
+        ("tab-arcs.png", tall, {"view": "arcs", "layer": 2, "head": "all"}, None),
+        ("tab-model-overview.png", tall, {"view": "overview"}, None),
+        ("tab-head-atlas.png", tall, {"view": "atlas"}, None),
+        ("tab-token-focus.png", tall, {"view": "focus", "token": 8}, None),
+        ("rollout-heatmap.png", tall, {"view": "heatmap", "mode": "rollout", "layer": 5, "head": "mean"}, None),
+        ("tab-inside-a-head.png", (1366, 1500), {"view": "inside", "layer": 2, "head": 5, "token": 8}, None),
+        ("value-norm-heatmap.png", tall, {"view": "heatmap", "mode": "value", "layer": 2, "head": "mean"}, None),
+        ("tab-compare.png", (1366, 1900), {"text": TROPHY, "compare": TROPHY.replace("big", "small"),
+                                           "view": "compare", "token": 10}, None),
+        ("compare-trophy.png", (1366, 1900), {"text": TROPHY, "compare": TROPHY.replace("big", "small"),
+                                              "view": "compare", "token": 10}, None),
+        ("cross-attention-tiny-random-bart.png", tall,
+         {"text": EXAMPLE, "target": "Le chat était assis sur le tapis parce qu'il était fatigué.", "model": bart,
+          "kind": "cross", "view": "heatmap", "layer": 1, "head": 1}, None),
+        ("cross-attention-arcs-tiny-random-bart.png", (1366, 1000),
+         {"text": EXAMPLE, "target": "Le chat était assis sur le tapis parce qu'il était fatigué.", "model": bart,
+          "kind": "cross", "view": "arcs", "layer": 1, "head": 1}, None),
+        ("zh-head-grid.png", tall, {"text": CHINESE, "model": chinese, "view": "grid", "lang": "zh"}, None),
+        ("zh-token-focus.png", tall, {"text": CHINESE, "model": chinese, "view": "focus", "token": 8, "lang": "zh"},
+         None),
+        ("zh-tour.png", (1366, 900), {"lang": "zh"}, "document.getElementById('tour-button').click()"),
+        ("tour.png", (1366, 900), {}, "document.getElementById('tour-button').click()"),
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build_models(folder: Path) -> dict[str, str]:
+    from tests.conftest import CHINESE_CHARS, _build_bart, _build_bert, _build_gpt2
+
+    return {"bart": str(_build_bart(folder / "tiny-random-bart", seed=3)),
+            "chinese": str(_build_bert(folder / "tiny-random-chinese-bert", CHINESE_CHARS, seed=2)),
+            "gpt2": str(_build_gpt2(folder / "tiny-random-gpt2", seed=1))}
+
+
+def start_app(folder: Path, models: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "ATTN_PORT": str(port), "ATTN_CACHE_TYPE": "simple", "HF_HUB_OFFLINE": "1",
+           "ATTN_MODELS": ",".join(["all-MiniLM-L6-v2", *models.values()])}
+    log = open(folder / "app.log", "w")
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(url + "_dash-layout", timeout=60):
+                return process, url
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the app did not start: see {folder / 'app.log'}")
+
+
+def chrome(width: int, height: int):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -27,36 +108,48 @@ def chrome(width: int, height: int) -> webdriver.Chrome:
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
-def wait_for_grid(driver, timeout: float = 60) -> None:
-    WebDriverWait(driver, timeout).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#head-grid .heatmaplayer")))
-    time.sleep(1.0)
+def settled(driver) -> bool:
+    """Every graph drawn and no callback in flight (Dash marks the page while one is)."""
+    return driver.execute_script(
+        "return !document.querySelector('[data-dash-is-loading=\"true\"]') &&"
+        " Array.from(document.querySelectorAll('.js-plotly-plot')).every(g => g._fullLayout) &&"
+        " !!document.querySelector('#head-grid .js-plotly-plot')")
 
 
-def click_tab(driver, label: str) -> None:
-    driver.find_element(By.XPATH, f"//a[contains(@class,'nav-link') and normalize-space()='{label}']").click()
-    time.sleep(2.0)
+def take(url: str, out: Path, name: str, size: tuple[int, int], params: dict, script: str | None) -> None:
+    driver = chrome(*size)
+    try:
+        driver.get(url + ("?" + urlencode(params) if params else ""))
+        end = time.time() + 90
+        while time.time() < end and not settled(driver):
+            time.sleep(0.3)
+        time.sleep(3.0)  # the URL's analysis, then the view it names
+        if script:
+            driver.execute_script(script)
+            time.sleep(1.5)
+        driver.save_screenshot(str(out / name))
+        print(out / name)
+    finally:
+        driver.quit()
 
 
-def main(url: str, out: Path, tabs: list[str]) -> None:
+def main(argv: list[str]) -> int:
+    out = Path(argv[0]) if argv else ROOT / "docs" / "screenshots"
+    wanted = set(argv[1:])
     out.mkdir(parents=True, exist_ok=True)
-    for width, height in ((1366, 768), (1920, 1080), (1366, 1250)):
-        driver = chrome(width, height)
+    with tempfile.TemporaryDirectory(prefix="ae-screenshots-") as tmp:
+        folder = Path(tmp)
+        models = build_models(folder)
+        process, url = start_app(folder, models)
         try:
-            driver.get(url)
-            wait_for_grid(driver)
-            if height == 1250:  # taller pages for the tabs
-                for label in tabs:
-                    click_tab(driver, label)
-                    name = label.lower().replace(" ", "-")
-                    driver.save_screenshot(str(out / f"tab-{name}.png"))
-            else:
-                driver.save_screenshot(str(out / f"dashboard-{width}x{height}.png"))
+            for name, size, params, script in shots(models):
+                if not wanted or name.rsplit(".", 1)[0] in wanted or name in wanted:
+                    take(url, out, name, size, params, script)
         finally:
-            driver.quit()
+            process.terminate()
+            process.wait(10)
+    return 0
 
 
 if __name__ == "__main__":
-    target = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8050"
-    folder = Path(sys.argv[2] if len(sys.argv) > 2 else "docs")
-    default_tabs = ["Head grid", "Head heatmap", "Arcs", "Model overview", "Head atlas", "Token focus"]
-    main(target, folder, sys.argv[3].split(",") if len(sys.argv) > 3 else default_tabs)
+    sys.exit(main(sys.argv[1:]))

@@ -79,6 +79,15 @@ def hover_then_click(duo, element) -> None:
     actions.perform()
 
 
+def select_dropdown(duo, selector: str, value: str | None = None, index: int | None = None) -> None:
+    """Picks an option as a person does: the dropdown scrolled into view first (the sidebar is taller
+    than a laptop's screen), then ``dash.testing``'s own selection."""
+    element = duo.find_element(selector)
+    duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", element)
+    time.sleep(0.2)
+    duo.select_dcc_dropdown(selector, value=value, index=index)
+
+
 def grid_cell(duo, tile: int, query: int, key: int) -> tuple[float, float]:
     """The image cell (x, y) of a grid tile's (query, key) cell, from the figure's geometry."""
     meta = graph(duo, "head-grid", "gd.layout.meta")
@@ -156,7 +165,7 @@ def test_layer_slider_changes_the_grid(dash_app):
 
 def test_clicking_a_tile_or_picking_a_head_opens_it(dash_app):
     duo = dash_app
-    duo.select_dcc_dropdown("#head-select", value="Head 4")
+    select_dropdown(duo, "#head-select", value="Head 4")
     open_tab(duo, "Head heatmap")
     wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 0 · Head 4", message="head 4")
     open_tab(duo, "Head grid")
@@ -169,12 +178,12 @@ def test_clicking_a_tile_or_picking_a_head_opens_it(dash_app):
 
 def test_arcs_draw_and_clicking_a_token_isolates_it(dash_app):
     duo = dash_app
-    duo.select_dcc_dropdown("#head-select", value="Head 1")
+    select_dropdown(duo, "#head-select", value="Head 1")
     open_tab(duo, "Arcs")
     wait_until(lambda: "Head 1" in (graph(duo, "arc-view", "gd.layout.title.text") or ""), message="arcs drawn")
     all_arcs = graph(duo, "arc-view", "gd.layout.meta.arcs")
     assert all_arcs > 13
-    points = duo.find_elements("#arc-view .scatterlayer .trace:first-child .point")
+    points = duo.find_elements("#arc-view .scatterlayer .trace:first-child .textpoint")
     assert len(points) == 13
     # hovering a token keeps only its arcs, in the browser: no request
     mark = now(duo)
@@ -189,7 +198,7 @@ def test_arcs_draw_and_clicking_a_token_isolates_it(dash_app):
     wait_until(lambda: graph(duo, "arc-view", "gd.layout.meta.focus") == 8, message="token 8 focused")
     assert graph(duo, "arc-view", "gd.layout.meta.arcs") <= 3
     assert "“it”" in duo.find_element("#arc-hint").text
-    points = duo.find_elements("#arc-view .scatterlayer .trace:first-child .point")
+    points = duo.find_elements("#arc-view .scatterlayer .trace:first-child .textpoint")
     hover_then_click(duo, points[8])
     wait_until(lambda: graph(duo, "arc-view", "gd.layout.meta.focus") is None, message="released")
     ActionChains(duo.driver).move_to_element(duo.find_element(".ae-title")).perform()
@@ -231,13 +240,13 @@ def test_html_is_shown_as_literal_tokens(dash_app):
 
 def test_broken_model_alert_then_default_still_works(dash_app, tiny_models):
     duo = dash_app
-    duo.select_dcc_dropdown("#model-select", index=2)
+    select_dropdown(duo, "#model-select", index=2)
     duo.wait_for_contains_text("#status-area", "could not be loaded", timeout=TIMEOUT)
     assert "broken-model" in duo.find_element("#status-area").text
-    duo.select_dcc_dropdown("#model-select", index=1)  # the tiny GPT-2
+    select_dropdown(duo, "#model-select", index=1)  # the tiny GPT-2
     duo.wait_for_contains_text("#status-area", "causal", timeout=TIMEOUT)
     wait_until(lambda: graph(duo, "head-grid", "gd.layout.meta.tiles.length") == 4, message="4-head grid")
-    duo.select_dcc_dropdown("#model-select", index=0)
+    select_dropdown(duo, "#model-select", index=0)
     duo.wait_for_contains_text("#status-area", "6 layers × 12 heads", timeout=TIMEOUT)
     wait_until(lambda: graph(duo, "head-grid", "gd.layout.meta.tiles.length") == 12, message="default model grid")
 
@@ -307,7 +316,7 @@ def test_token_focus_tab_and_switches(dash_app):
     duo = dash_app
     open_tab(duo, "Token focus")
     wait_until(lambda: len(duo.find_elements("#focus-tables table")) == 2, message="focus tables")
-    duo.select_dcc_dropdown("#focus-token", value="it (#8)")
+    select_dropdown(duo, "#focus-token", value="it (#8)")
     wait_until(lambda: "“it”" in (graph(duo, "focus-heatmap", "gd.layout.title.text") or ""), message="focus on it")
     rows = duo.find_elements("#focus-tables > div:first-child tbody tr")
     assert len(rows) == 6
@@ -317,7 +326,7 @@ def test_token_focus_tab_and_switches(dash_app):
     time.sleep(0.3)
     switch.click()
     wait_until(lambda: "renormalised" in graph(duo, "focus-heatmap", "gd.layout.title.text"), message="note")
-    assert "[CLS]" not in graph(duo, "focus-heatmap", "gd.data[0].x")
+    assert "[CLS]" not in graph(duo, "focus-heatmap", "gd.layout.xaxis.ticktext")
 
 
 def test_one_request_per_interaction(dash_app):
@@ -340,7 +349,7 @@ def test_one_request_per_interaction(dash_app):
     assert graph(duo, "head-grid", "gd.data[0].source") != layer0
     assert graph(duo, "head-grid", "gd.data[0].source") == graph(duo, "head-grid", "gd.layout.meta.sources[1]")
     mark = now(duo)
-    duo.select_dcc_dropdown("#head-select", value="Head 4")
+    select_dropdown(duo, "#head-select", value="Head 4")
     wait_until(lambda: graph(duo, "head-grid", "gd.data[1].text[4]") == "<b>head 4</b>", message="outline moved")
     assert graph(duo, "head-grid", "gd.layout.shapes.length") == 1
     time.sleep(1.0)
@@ -349,15 +358,15 @@ def test_one_request_per_interaction(dash_app):
     assert requests_for(lambda: thumb.send_keys(Keys.ARROW_RIGHT), "head-heatmap", "Layer 2 · Head 4",
                         "layer change in the heatmap") == 1
     # another head of the same layer: the heatmap shows a tile of the layer's picture, moved in the browser
-    assert requests_for(lambda: duo.select_dcc_dropdown("#head-select", value="Head 7"), "head-heatmap", "Head 7",
+    assert requests_for(lambda: select_dropdown(duo, "#head-select", value="Head 7"), "head-heatmap", "Head 7",
                         "head change in the heatmap") == 0
-    assert requests_for(lambda: duo.select_dcc_dropdown("#head-select", value="Mean of heads"), "head-heatmap",
+    assert requests_for(lambda: select_dropdown(duo, "#head-select", value="Mean of heads"), "head-heatmap",
                         "Mean of heads", "the mean of heads, drawn by the server") == 1
     switch = duo.driver.find_element(By.XPATH, "//label[normalize-space()='Hide special tokens']")
     duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", switch)
     time.sleep(0.3)
     assert requests_for(switch.click, "head-heatmap", "special tokens hidden", "switch") == 1
-    assert requests_for(lambda: duo.select_dcc_dropdown("#head-select", value="Head 7"), "head-heatmap", "Head 7",
+    assert requests_for(lambda: select_dropdown(duo, "#head-select", value="Head 7"), "head-heatmap", "Head 7",
                         "head change with a switch on: the server draws") == 1
     rollout = duo.driver.find_element(By.XPATH, "//label[normalize-space()='Rollout']")
     assert requests_for(rollout.click, "head-heatmap", "Rollout", "mode") == 1
@@ -377,7 +386,7 @@ def test_one_request_per_interaction(dash_app):
 
 def test_heatmap_tooltip_weight_and_row_click_follow_the_token(dash_app):
     duo = dash_app
-    duo.select_dcc_dropdown("#head-select", value="Head 2")
+    select_dropdown(duo, "#head-select", value="Head 2")
     open_tab(duo, "Head heatmap")
     wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 0 · Head 2", message="head 2")
     from services import extract_attention
@@ -388,7 +397,7 @@ def test_heatmap_tooltip_weight_and_row_click_follow_the_token(dash_app):
     assert tooltip.startswith("it → cat: ")
     assert float(tooltip.rsplit(": ", 1)[1]) == pytest.approx(float(att[0, 2, 8, 2]), abs=0.006)
     # another head, shown by moving the picture in the browser: the tooltip reads that head's weight
-    duo.select_dcc_dropdown("#head-select", value="Head 9")
+    select_dropdown(duo, "#head-select", value="Head 9")
     wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 0 · Head 9", message="head 9")
     point_at(duo, "head-heatmap", 2, 8)
     time.sleep(0.5)

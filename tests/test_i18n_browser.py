@@ -14,7 +14,8 @@ from tests.test_browser import analyze, graph, open_tab, wait_until
 from tests.test_i18n import CJK, KEPT_PHRASES, english_words, text_words
 
 pytestmark = pytest.mark.browser
-TABS = ("Head grid", "Head heatmap", "Arcs", "Model overview", "Head atlas", "Token focus", "Inside a head")
+TABS = ("Head grid", "Head heatmap", "Arcs", "Model overview", "Head atlas", "Token focus", "Inside a head", "Compare",
+        "Generation")  # Generation is hidden until a model continues a text, but its label is in the page
 SENTENCE = "The dog ran in the park."
 
 
