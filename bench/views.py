@@ -6,14 +6,15 @@
 
 For each size, one new text of exactly that many tokens is analysed once (so it is cached, as after
 Analyze), then each case runs ``--runs`` times with a different layer each run. A run's time is what
-the server spends: the callback body (cache hit, slicing, figure building) plus the JSON
+the server spends: the router (boundary parsing, cache hit by key, slicing, figure building) plus the JSON
 serialisation Dash applies to a callback's response (``dash._utils.to_json``, i.e.
 ``plotly.io.json.to_json_plotly``, orjson when installed), on the response envelope Dash sends.
 Bytes are that JSON's length (before any HTTP compression).
 
-Adding a view: write ``def my_view(ctx, run) -> str`` that calls the callback body (``call`` passes
-inputs by name) and returns the serialised response (``dash_response``), then append
-``Case("name", my_view, Budget(...))`` to ``CASES``.
+Every case goes through ``callbacks.router.route``, the one server callback behind the views, with
+the values a browser sends (a handle, not the text): parsing at the boundary, the cache lookup by key
+and the figure. Adding a view: write ``def my_view(ctx, run) -> str`` returning ``routed(ctx, tab,
+changed_input, **values)``, then append ``Case("name", my_view, Budget(...))`` to ``CASES``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import inspect
 import io
 import pstats
 import sys
@@ -46,12 +46,12 @@ WARMUP = 2
 
 @dataclass
 class Context:
-    """What a case gets: the analysed request (cached) and its result."""
+    """What a case gets: the handle Analyze stored (the result is cached) and the result itself."""
 
-    request: dict
+    handle: dict  # what the browser holds after Analyze (callbacks.boundary.Handle, as JSON)
     result: object  # services.AttentionResult
     tokens: int
-    mode: str = "raw"  # the Raw/Rollout control
+    mode: str = "raw"  # the Raw/Rollout/value-norm control
     switches: tuple[str, ...] = ()  # the hide-special / merge-sub-word switches
 
     def layer(self, run: int) -> int:
@@ -80,15 +80,23 @@ class Case:
     baseline: bool = False  # a reference, not part of the app
 
 
-def call(callback: Callable, ctx: Context, **inputs):
-    """Calls a callback body with its inputs by name (plus the context's mode and switches when it
-    takes them), so a view that gains an optional input keeps working here; a new required input
-    fails loudly, naming it."""
-    accepted = inspect.signature(callback).parameters
-    inputs.setdefault("request", ctx.request)
-    inputs.setdefault("mode", ctx.mode)
-    inputs.setdefault("switches", list(ctx.switches))
-    return callback(**{name: value for name, value in inputs.items() if name in accepted})
+def routed(ctx: Context, tab: str, changed: str, **values) -> str:
+    """What the server does for one view request: ``callbacks.router.route`` (the boundary parses the
+    values, the result is fetched by the handle's key, the view draws) with ``changed`` the input that
+    changed, then the Dash response of the outputs it updates, serialised."""
+    from dash import no_update
+
+    from callbacks import router
+
+    values = {"handle": ctx.handle, "tab": tab, "mode": ctx.mode, "switches": list(ctx.switches), **values}
+    response: dict[str, dict] = {}
+    for name, value in router.route(values, frozenset({changed})).items():
+        if value is not no_update:
+            output = router.OUTPUTS[name]
+            response.setdefault(output.component_id, {})[output.component_property] = value
+    if not any(isinstance(v, dict) and v.get("data") for props in response.values() for v in props.values()):
+        raise RuntimeError(f"{tab}: the router drew no figure: {str(response)[:300]}")
+    return dash_response(response)
 
 
 def dash_response(outputs: dict[str, dict]) -> str:
@@ -111,28 +119,21 @@ GRID_BUDGET = Budget(p95_s={128: 0.050, 512: 0.150}, max_bytes={128: 300 * 1024,
 
 
 def grid_layer_change(ctx: Context, run: int) -> str:
-    from callbacks.head_grid import render_grid
     from components import ids
 
-    figure = call(render_grid, ctx, layer=ctx.layer(run), head=ids.HEAD_ALL, active_tab=ids.TAB_GRID)
-    return dash_response({ids.HEAD_GRID: {"figure": figure}})
+    return routed(ctx, ids.TAB_GRID, "layer", layer=ctx.layer(run), head=ids.HEAD_ALL)
 
 
 def heatmap_layer_change(ctx: Context, run: int) -> str:
-    from callbacks.head_heatmap import render_heatmap
     from components import ids
 
-    figure = call(render_heatmap, ctx, layer=ctx.layer(run), head="3", active_tab=ids.TAB_HEATMAP)
-    return dash_response({ids.HEAD_HEATMAP: {"figure": figure}})
+    return routed(ctx, ids.TAB_HEATMAP, "layer", layer=ctx.layer(run), head="3")
 
 
 def _arcs(ctx: Context, run: int, head: str) -> str:
-    from callbacks.arcs import render_arcs
     from components import ids
 
-    figure, hint = call(render_arcs, ctx, layer=ctx.layer(run), head=head, top_k=3, min_weight=0.05,
-                        clicked=None, hover=None, active_tab=ids.TAB_ARCS)
-    return dash_response({ids.ARC_VIEW: {"figure": figure}, ids.ARC_HINT: {"children": hint}})
+    return routed(ctx, ids.TAB_ARCS, "layer", layer=ctx.layer(run), head=head, top_k=3, min_weight=0.05)
 
 
 def arcs_one_head_layer_change(ctx: Context, run: int) -> str:
@@ -140,36 +141,39 @@ def arcs_one_head_layer_change(ctx: Context, run: int) -> str:
 
 
 def arcs_all_heads_layer_change(ctx: Context, run: int) -> str:
-    return _arcs(ctx, run, "all")
+    from components import ids
+
+    return _arcs(ctx, run, ids.HEAD_ALL)
 
 
 def overview_head_change(ctx: Context, run: int) -> str:
-    from callbacks.overview import render_overview
     from components import ids
 
-    figure = call(render_overview, ctx, layer=ctx.layer(run), head=str(ctx.head(run)), active_tab=ids.TAB_OVERVIEW)
-    return dash_response({ids.OVERVIEW: {"figure": figure}})
+    return routed(ctx, ids.TAB_OVERVIEW, "head", layer=ctx.layer(run), head=str(ctx.head(run)))
 
 
 def atlas_metric_change(ctx: Context, run: int) -> str:
-    from callbacks.atlas import render_atlas
     from components import ids
     from components.layout import ATLAS_METRICS
 
     metric = ATLAS_METRICS[run % len(ATLAS_METRICS)][0]
-    figure, rows, legend = call(render_atlas, ctx, metric=metric, window=3, layer=ctx.layer(run),
-                                head=str(ctx.head(run)), active_tab=ids.TAB_ATLAS)
-    return dash_response({ids.ATLAS_MAP: {"figure": figure}, ids.ATLAS_TABLE: {"data": rows},
-                          ids.ATLAS_LEGEND: {"children": legend}})
+    return routed(ctx, ids.TAB_ATLAS, "metric", metric=metric, window=3, layer=ctx.layer(run),
+                  head=str(ctx.head(run)))
+
+
+def focus_token_change(ctx: Context, run: int) -> str:
+    from components import ids
+
+    return routed(ctx, ids.TAB_FOCUS, "token", token=1 + run % (ctx.tokens - 2), focus_k=3)
 
 
 def grid_with_switches(ctx: Context, run: int) -> str:
     """The head grid with special tokens hidden and sub-words merged (both transforms on every call)."""
-    return grid_layer_change(Context(ctx.request, ctx.result, ctx.tokens, "raw", ("hide", "merge")), run)
+    return grid_layer_change(Context(ctx.handle, ctx.result, ctx.tokens, "raw", ("hide", "merge")), run)
 
 
 def heatmap_rollout(ctx: Context, run: int) -> str:
-    return heatmap_layer_change(Context(ctx.request, ctx.result, ctx.tokens, "rollout", ()), run)
+    return heatmap_layer_change(Context(ctx.handle, ctx.result, ctx.tokens, "rollout", ()), run)
 
 
 def naive_make_subplots(ctx: Context, run: int) -> str:
@@ -197,6 +201,7 @@ CASES: list[Case] = [
     Case("single-head heatmap, rollout", heatmap_rollout, CHANGE_BUDGET),
     Case("model overview, head change", overview_head_change, ANALYSIS_BUDGET),
     Case("head atlas, metric change", atlas_metric_change, ANALYSIS_BUDGET),
+    Case("token focus, token change", focus_token_change, ANALYSIS_BUDGET),
     Case("baseline: naive make_subplots, 12 float64 heatmaps", naive_make_subplots, baseline=True),
 ]
 
@@ -226,14 +231,15 @@ def run_case(case: Case, ctx: Context, runs: int) -> Row:
 
 
 def analysed(n: int, maker: TextMaker) -> Context:
-    from services import extract_attention
+    from callbacks.router import handle_of
     from services.config import get_settings
+    from services.extraction import analyse
 
     text = maker.make(n)
-    result = extract_attention(text)  # the forward pass, once: every run below is a cache hit
+    key, result = analyse(text, get_settings().default_model)  # the forward pass, once: runs are cache hits
     if result.seq_len != n:
         raise RuntimeError(f"expected {n} tokens, got {result.seq_len}")
-    return Context({"text": text, "text_pair": None, "model_id": get_settings().default_model}, result, n)
+    return Context(handle_of(key, result).to_client(), result, n)
 
 
 def table(rows: list[Row]) -> str:

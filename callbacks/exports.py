@@ -10,6 +10,7 @@ rows is refused with a message saying what to pick instead.
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -19,9 +20,11 @@ from components import ids
 from components.export import export_filename, figure_html
 from components.i18n import _
 from services import AttentionExplorerError
-from services.exchange import ExportTooLarge, atlas_csv, view_csv, view_csv_for
+from services.compare import compare
+from services.exchange import ExportTooLarge, atlas_csv, comparison_csv, view_csv, view_csv_for
 
 from . import router
+from .compare import view_b
 from .common import message_for
 from .router import Unavailable, resolve
 
@@ -33,7 +36,7 @@ MAIN = {
     ids.TAB_GRID: ("grid", "grid"), ids.TAB_HEATMAP: ("heatmap", "heatmap"), ids.TAB_ARCS: ("arcs", "arcs"),
     ids.TAB_OVERVIEW: ("overview", "overview"), ids.TAB_ATLAS: ("atlas_map", "atlas"),
     ids.TAB_FOCUS: ("focus_figure", "focus"), ids.TAB_INSIDE: ("inside_weights", "inside"),
-    ids.TAB_GENERATION: ("gen_heads", "generation"),
+    ids.TAB_GENERATION: ("gen_heads", "generation"), ids.TAB_COMPARE: ("compare_heads", "compare"),
 }
 BUTTONS = {ids.EXPORT_CSV: "csv", ids.EXPORT_JSON: "json", ids.EXPORT_HTML: "html"}
 
@@ -57,6 +60,23 @@ def _names(result, state, view) -> tuple[str, int | None, Any, str | None]:
     return name, layer, head, "_".join(extra) or None
 
 
+def compare_csv(view, state) -> str:
+    """A, B and A − B of the chosen layer and head (or mean of heads), cell by cell, when they line up."""
+    if state.compare is None:
+        raise Unavailable(_("Type text B (or pick model B) and press Compare."))
+    other = view_b(view, state.compare)
+    if isinstance(other, str):
+        raise Unavailable(other)
+    c = compare(view, other)
+    if not c.lined_up:
+        raise Unavailable(_("A and B do not line up token by token: export each from its own analysis."))
+    head = state.head.number
+    layer = min(state.layer, c.a.kv.attentions.shape[0] - 1, c.b.kv.attentions.shape[0] - 1)
+    head_name = "rollout" if view.options.rollout else ("mean" if head is None else head)
+    return comparison_csv(c.a.matrix(layer, head)[0], c.b.matrix(layer, head)[0], c.labels, c.col_labels,
+                          layer=layer, head=head_name, max_rows=MAX_CSV_ROWS)
+
+
 def csv_of(result, state, view) -> str:
     """The numbers behind the open view, as long-format CSV (``services.exchange``)."""
     name = MAIN.get(state.tab, MAIN[ids.TAB_GRID])[1]
@@ -65,6 +85,8 @@ def csv_of(result, state, view) -> str:
 
         metrics, labels, _rows = atlas_data(result, state.window, view.key, view.options.value_norm, view.kind)
         return atlas_csv(metrics, labels)
+    if name == "compare":
+        return compare_csv(view, state)
     if name == "generation":
         steps = result.generation_steps
         if not steps:
@@ -100,7 +122,9 @@ def export(kind: str, values: dict[str, Any]) -> tuple[Any, Any]:
                     else None, "pair filter": view.pair}
         page = figure_html(figure, metadata={k: v for k, v in metadata.items() if v is not None},
                            filename=filename.rsplit(".", 1)[0])
-        return {"content": page, "filename": filename, "type": "text/html"}, ""
+        # base64: the page inlines plotly.js, and the answer then carries no script text as a string
+        return {"content": base64.b64encode(page.encode("utf-8")).decode("ascii"), "base64": True,
+                "filename": filename, "type": "text/html"}, ""
     except Unavailable as why:
         return no_update, str(why)
     except ExportTooLarge:

@@ -97,7 +97,7 @@ def tour_components(offer_under_automation: bool = False) -> list:
     the tour unless ``offer_under_automation``; the button works for them as for anyone.
     """
     return [
-        dbc.Button(_("Tour"), id=TOUR_BUTTON, color="secondary", outline=True, size="sm", n_clicks=0,
+        dbc.Button(_("Tour"), id=TOUR_BUTTON, color="primary", outline=True, size="sm", n_clicks=0,
                    className="ae-tour-button", title=_("A one-minute tour of the page")),
         html.Div(id=TOUR_DATA, hidden=True, **{
             "data-steps": json.dumps(tour_steps_data(), ensure_ascii=False),

@@ -58,7 +58,7 @@ def shots(models: dict[str, str]) -> list[tuple[str, tuple[int, int], dict, str 
          {"text": EXAMPLE, "target": "Le chat était assis sur le tapis parce qu'il était fatigué.", "model": bart,
           "kind": "cross", "view": "arcs", "layer": 1, "head": 1}, None),
         ("zh-head-grid.png", tall, {"text": CHINESE, "model": chinese, "view": "grid", "lang": "zh"}, None),
-        ("zh-token-focus.png", tall, {"text": CHINESE, "model": chinese, "view": "focus", "token": 8, "lang": "zh"},
+        ("zh-token-focus.png", tall, {"text": CHINESE, "model": chinese, "view": "focus", "token": 9, "lang": "zh"},
          None),
         ("zh-tour.png", (1366, 900), {"lang": "zh"}, "document.getElementById('tour-button').click()"),
         ("tour.png", (1366, 900), {}, "document.getElementById('tour-button').click()"),
@@ -137,7 +137,7 @@ def main(argv: list[str]) -> int:
     out = Path(argv[0]) if argv else ROOT / "docs" / "screenshots"
     wanted = set(argv[1:])
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="ae-screenshots-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="random-models-") as tmp:
         folder = Path(tmp)
         models = build_models(folder)
         process, url = start_app(folder, models)

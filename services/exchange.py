@@ -379,6 +379,29 @@ def view_csv(matrices: np.ndarray, query_tokens: Sequence[str], key_tokens: Sequ
     return "".join(out)
 
 
+COMPARISON_HEADER = CSV_HEADER[:-1] + ("weight_a", "weight_b", "a_minus_b")
+
+
+def comparison_csv(a: np.ndarray, b: np.ndarray, query_tokens: Sequence[str], key_tokens: Sequence[str], *,
+                   layer: Any, head: Any, max_rows: int | None = None) -> str:
+    """Two lined-up ``(queries, keys)`` matrices, A and B, as long-format CSV: one row a cell with both
+    weights and ``A − B`` (header ``COMPARISON_HEADER``). ``layer`` and ``head`` are the labels written."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    queries, keys = len(query_tokens), len(key_tokens)
+    if a.shape != (queries, keys) or b.shape != a.shape:
+        raise ValueError(f"A {a.shape} and B {b.shape} are not both ({queries} queries, {keys} keys)")
+    if max_rows is not None and queries * keys > max_rows:
+        raise ExportTooLarge(f"This export would have {queries * keys:,} rows, more than the {max_rows:,} allowed.")
+    wa, wb, gap = a.astype(str).tolist(), b.astype(str).tolist(), (a - b).astype(str).tolist()
+    key_parts = [f"{i},{_quote(str(t))}," for i, t in enumerate(key_tokens)]
+    out = [",".join(COMPARISON_HEADER) + "\r\n"]
+    for qi, token in enumerate(query_tokens):
+        prefix = f"{layer},{head},{qi},{_quote(str(token))},"
+        out.append("".join(f"{prefix}{part}{x},{y},{d}\r\n"
+                           for part, x, y, d in zip(key_parts, wa[qi], wb[qi], gap[qi])))
+    return "".join(out)
+
+
 def _index(value: Any, size: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"the {what} must be a whole number or None, not {value!r}")

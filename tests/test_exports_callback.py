@@ -3,6 +3,7 @@ the open view (checked against the stored attention), bounds, and plain messages
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 
@@ -54,7 +55,10 @@ def test_csv_of_each_view_is_named_and_holds_its_numbers(bert):
     atlas, _ = exports.export("csv", values(handle, ids.TAB_ATLAS))
     assert atlas["filename"].endswith("_atlas.csv") and len(rows_of(atlas)) == result.num_layers * heads
     page, _ = exports.export("html", values(handle, ids.TAB_ARCS))
-    assert page["filename"].endswith("_layer0_allheads_arcs.html") and "<script src" not in page["content"]
+    assert page["base64"] is True
+    html_text = base64.b64decode(page["content"]).decode("utf-8")
+    assert page["filename"].endswith("_layer0_allheads_arcs.html") and "<script src" not in html_text
+    assert "Plotly.newPlot" in html_text or "plotly" in html_text.lower()
     whole, _ = exports.export("json", values(handle, ids.TAB_GRID))
     assert whole["filename"].endswith("_analysis.json") and type(result).from_json(whole["content"]).tokens == result.tokens
 
@@ -95,3 +99,30 @@ def test_cross_attention_and_a_generation_step_export(seq2seq_settings, tiny_seq
         assert int(r["query_index"]) == row and float(r["weight"]) == pytest.approx(
             float(steps.attentions[int(r["layer"]), int(r["head"]), row, int(r["key_index"])]), abs=1e-6)
     assert result_by_key(Handle.parse(generated).key) is not None
+
+
+def test_compare_exports_a_b_and_their_difference(bert, tiny_models):
+    """On the Compare tab the CSV holds A, B and A − B of the chosen head, each checked against the
+    stored attention of its own analysis; the HTML page is the comparison figure."""
+    from callbacks.router import handle_of
+
+    handle, a = bert
+    key_b, b = analyse(SENTENCE.replace("cat", "dog"), tiny_models["bert"])
+    compared = values(handle, ids.TAB_COMPARE, layer=1, head="3", compare_handle=handle_of(key_b, b).to_client())
+    download, status = exports.export("csv", compared)
+    assert status == "" and download["filename"].endswith("_layer1_head3_compare.csv")
+    rows = rows_of(download)
+    assert len(rows) == a.seq_len * a.seq_len
+    assert {r["query_token"] for r in rows} >= {"cat | dog", "tired"}
+    for row in rows:
+        q, k = int(row["query_index"]), int(row["key_index"])
+        wa, wb = float(a.attentions[1, 3, q, k]), float(b.attentions[1, 3, q, k])
+        assert float(row["weight_a"]) == pytest.approx(wa, abs=1e-6)
+        assert float(row["weight_b"]) == pytest.approx(wb, abs=1e-6)
+        assert float(row["a_minus_b"]) == pytest.approx(wa - wb, abs=1e-6)
+    assert any(abs(float(r["a_minus_b"])) > 1e-4 for r in rows)  # the texts differ, so do some weights
+    page, _ = exports.export("html", compared)
+    assert page["filename"].endswith("_layer1_head3_compare.html")
+    assert "A − B" in base64.b64decode(page["content"]).decode("utf-8")
+    nothing, message = exports.export("csv", values(handle, ids.TAB_COMPARE))
+    assert nothing is no_update and "Compare" in message

@@ -1055,7 +1055,8 @@ def test_the_server_still_serves_with_the_same_workers(server, catalog, prober, 
     analyze = next((cb for cb in catalog.callbacks if any(s["id"] == ids.ANALYZE for s in cb.inputs)), None)
     router = next((cb for cb in catalog.callbacks if any(s["id"] == ids.HANDLE for s in cb.inputs + cb.state)
                    and cb.name != analyze.name), None)
-    assert analyze is not None and router is not None, [cb.name for cb in catalog.callbacks]
+    compare_b = next((cb for cb in catalog.callbacks if any(s["id"] == ids.COMPARE_BUTTON for s in cb.inputs)), None)
+    assert analyze is not None and router is not None and compare_b is not None, [cb.name for cb in catalog.callbacks]
     sentence = "the dog ran in the park and it was happy"
     body = analyze.body({f"{ids.TEXT}.value": sentence}, changed=[f"{ids.ANALYZE}.n_clicks"])
     for entry in body["inputs"]:
@@ -1077,6 +1078,22 @@ def test_the_server_still_serves_with_the_same_workers(server, catalog, prober, 
         if tab[1].get(f"{ids.TABS}.active_tab") == ids.TAB_GENERATION:  # a text as given has no written tokens
             assert "no generated tokens" in reply.body.decode(), reply.body[:300]
             continue
+        if tab[1].get(f"{ids.TABS}.active_tab") == ids.TAB_COMPARE:  # nothing to compare with before B exists
+            assert "Type text B" in reply.body.decode(), reply.body[:300]
+            body = compare_b.body({f"{ids.COMPARE_TEXT}.value": "the cat ran in the park and it was happy",
+                                   f"{ids.TEXT}.value": sentence}, changed=[f"{ids.COMPARE_BUTTON}.n_clicks"])
+            for entry in body["inputs"]:
+                if isinstance(entry, dict) and entry["id"] == ids.COMPARE_BUTTON:
+                    entry["value"] = 1
+            b = prober.callback(compare_b, body, "text B")
+            assert b is not None and b.status == 200, prober.failures
+            handle_b = json.loads(b.body)["response"][ids.COMPARE_HANDLE]["data"]
+            body = router.body({**tab[1], f"{ids.HANDLE}.data": handle, f"{ids.COMPARE_HANDLE}.data": handle_b,
+                                f"{ids.VIEW_REQUEST}.data": request}, changed=[f"{ids.VIEW_REQUEST}.data"])
+            reply = prober.callback(router, body, f"the new handle and B, {tab[0]}")
+            assert reply is not None and reply.status == 200, prober.failures
+            figures = [v for props in json.loads(reply.body)["response"].values() for v in props.values()
+                       if isinstance(v, dict) and v.get("data")]
         assert figures, f"{tab[0]}: no figure with data in {reply.body[:300]!r}"
     prober.assert_clean("final requests")
 
