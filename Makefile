@@ -56,6 +56,7 @@ models: install
 bench: install
 	$(PY) bench/extract.py
 	$(PY) bench/views.py
+	$(PY) bench/browser.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
