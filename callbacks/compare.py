@@ -17,7 +17,7 @@ from components.i18n import N_, _
 from components.layout import compare_table
 from components.status import error_alert
 from services import AttentionExplorerError
-from services.compare import compare
+from services.compare import Comparison, compare
 from services.extraction import analyse, result_by_key
 from services.kinds import kinds_available
 from services.ratelimit import client_id, new_analysis_guard
@@ -62,13 +62,18 @@ def _describe(a: View, b: View) -> str:
                                                                   else f"{a.result.text} / {b.result.text}")
 
 
-def render(view: View, state: ViewState, triggered: frozenset[str]) -> dict:
+def comparison(view: View, state: ViewState) -> Comparison | str:
+    """A (the view) beside B (the handle the Compare button stored), or why there is no B to show."""
     if state.compare is None:
-        return placeholder(_("Type text B (or pick model B) and press Compare."))
+        return _("Type text B (or pick model B) and press Compare.")
     other = view_b(view, state.compare)
-    if isinstance(other, str):
-        return placeholder(other)
-    c = compare(view, other)
+    return other if isinstance(other, str) else compare(view, other)
+
+
+def render(view: View, state: ViewState, triggered: frozenset[str]) -> dict:
+    c = comparison(view, state)
+    if isinstance(c, str):
+        return placeholder(c)
     a, b = c.a, c.b
     out: dict[str, Any] = {}
     token = state.token

@@ -20,11 +20,10 @@ from components import ids
 from components.export import export_filename, figure_html
 from components.i18n import _
 from services import AttentionExplorerError
-from services.compare import compare
 from services.exchange import ExportTooLarge, atlas_csv, comparison_csv, view_csv, view_csv_for
 
 from . import router
-from .compare import view_b
+from .compare import comparison
 from .common import message_for
 from .router import Unavailable, resolve
 
@@ -62,12 +61,9 @@ def _names(result, state, view) -> tuple[str, int | None, Any, str | None]:
 
 def compare_csv(view, state) -> str:
     """A, B and A − B of the chosen layer and head (or mean of heads), cell by cell, when they line up."""
-    if state.compare is None:
-        raise Unavailable(_("Type text B (or pick model B) and press Compare."))
-    other = view_b(view, state.compare)
-    if isinstance(other, str):
-        raise Unavailable(other)
-    c = compare(view, other)
+    c = comparison(view, state)
+    if isinstance(c, str):
+        raise Unavailable(c)
     if not c.lined_up:
         raise Unavailable(_("A and B do not line up token by token: export each from its own analysis."))
     head = state.head.number

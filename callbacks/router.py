@@ -13,7 +13,7 @@ from typing import Any
 from dash import ClientsideFunction, Dash, Input, Output, State, html, no_update
 
 from components import ids
-from components.i18n import N_, _
+from components.i18n import _
 from services.extraction import result_by_key
 from services.kinds import attention_of, dims_of, kinds_available
 from services.views import View, ViewOptions

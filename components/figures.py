@@ -378,6 +378,50 @@ def select_arcs(weights: np.ndarray, top_k: int, min_weight: float, focus: int |
     return g, queries[qi], order[g, qi, j], top[g, qi, j]
 
 
+def _clickable_tokens(x: np.ndarray, y: float, labels: list[str], focus: int | None, name: str) -> dict:
+    """The tokens of an arc view as text alone at height ``y`` (square markers behind them cost
+    plotly.js a third of the figure's draw); the ``focus`` one bold and highlighted; a click isolates."""
+    n = len(labels)
+    return {
+        "type": "scatter", "mode": "text", "x": typed_array(np.asarray(x).astype(np.float32)),
+        "y": typed_array(np.full(n, y, dtype=np.float32)),
+        "text": [f"<b>{safe_label(l)}</b>" if i == focus else safe_label(l) for i, l in enumerate(labels)],
+        "textposition": "middle center",
+        "textfont": {"size": 13, "color": [HIGHLIGHT if i == focus else "#212529" for i in range(n)]},
+        "hovertemplate": "%{text}<extra>" + _("click to isolate") + "</extra>", "showlegend": False, "name": name,
+        "cliponaxis": False,
+    }
+
+
+def _arc_traces(g: np.ndarray, q: np.ndarray, bucket: np.ndarray, groups: int, colors: list[str],
+                group_names: list[str] | None, paths) -> list[dict]:
+    """The arcs' traces: one a head when every head is drawn, else one a weight level; ``paths(sel)``
+    gives the NaN-separated x and y of the arcs selected by the boolean mask ``sel``."""
+    traces = []
+    levels = range(len(ARC_WIDTHS)) if groups == 1 else [None]
+    for group in range(groups):
+        for level in levels:
+            sel = (g == group) & ((bucket == level) if level is not None else True)
+            if sel.any():
+                xs, ys = paths(sel)
+                traces.append(_arc_trace(xs, ys, level, colors[group % len(colors)],
+                                         group_names[group] if group_names else "attention", q[sel]))
+    return traces
+
+
+def _arc_trace(xs: np.ndarray, ys: np.ndarray, level: int | None, color: str, name: str,
+               queries: np.ndarray) -> dict:
+    """One trace of arcs (NaN-separated paths): a weight level's width and opacity for one matrix, or
+    ``level=None`` for one head among all; ``meta.queries`` lets the browser isolate a token's arcs."""
+    return {
+        "type": "scatter", "mode": "lines", "x": typed_array(xs), "y": typed_array(ys),
+        "line": {"width": ARC_WIDTHS[level] if level is not None else ALL_HEADS_WIDTH,
+                 "color": color, "shape": "spline", "smoothing": 1.0},
+        "opacity": ARC_OPACITY[level] if level is not None else ALL_HEADS_OPACITY,
+        "hoverinfo": "skip", "showlegend": False, "name": name, "meta": {"queries": queries.tolist()},
+    }
+
+
 def _arc_paths(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Arcs from query to key (a small loop for self), ``_ARC_POINTS`` points each and a NaN gap, as
     flat float32 arrays; plotly.js draws a spline through the points (a smooth half-ellipse)."""
@@ -430,34 +474,11 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
     sign = np.where(k > q, 1.0, -1.0)
     bucket = np.searchsorted(ARC_LEVELS, w, side="right")
     colors = HEAD_COLORS if groups > 1 else ["#3b528b"]
-    # The tokens as text alone: square markers behind them cost plotly.js a third of the figure's draw.
-    data = [{
-        "type": "scatter", "mode": "text", "x": typed_array(x.astype(np.float32)),
-        "y": typed_array(np.zeros(n, dtype=np.float32)),
-        "text": [f"<b>{safe_label(l)}</b>" if i == local_focus else safe_label(l) for i, l in enumerate(shown)],
-        "textposition": "middle center",
-        "textfont": {"size": 13, "color": [HIGHLIGHT if i == local_focus else "#212529" for i in range(n)]},
-        "hovertemplate": "%{text}<extra>" + _("click to isolate") + "</extra>", "showlegend": False, "name": "tokens",
-        "cliponaxis": False,
-    }]
+    data = [_clickable_tokens(x, 0.0, shown, local_focus, "tokens")]
     # One trace a head when every head is drawn (plotly.js spends ~8 ms a trace: 48 traces took 470 ms,
     # 12 take 120), each head its colour; for one matrix, four traces, width and opacity by weight.
-    levels = range(len(ARC_WIDTHS)) if groups == 1 else [None]
-    for group in range(groups):
-        for level in levels:
-            sel = (g == group) & ((bucket == level) if level is not None else True)
-            if not sel.any():
-                continue
-            xs, ys = _arc_paths(x[q[sel]], x[k[sel]], height[sel], sign[sel])
-            data.append({
-                "type": "scatter", "mode": "lines", "x": typed_array(xs), "y": typed_array(ys),
-                "line": {"width": ARC_WIDTHS[level] if level is not None else ALL_HEADS_WIDTH,
-                         "color": colors[group % len(colors)], "shape": "spline", "smoothing": 1.0},
-                "opacity": ARC_OPACITY[level] if level is not None else ALL_HEADS_OPACITY,
-                "hoverinfo": "skip", "showlegend": False,
-                "name": group_names[group] if group_names else "attention",
-                "meta": {"queries": q[sel].tolist()},
-            })
+    data += _arc_traces(g, q, bucket, groups, colors, group_names,
+                        lambda sel: _arc_paths(x[q[sel]], x[k[sel]], height[sel], sign[sel]))
     width_px = int(x[-1] + x[0]) if n else 600
     index = token_index if token_index is not None else list(range(seq))
     layout = _base_layout(
@@ -523,38 +544,14 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
     local_focus = focus - q_first if focus is not None and q_first <= focus < q_end else None
     bucket = np.searchsorted(ARC_LEVELS, w, side="right")
     colors = HEAD_COLORS if groups > 1 else ["#3b528b"]
-    n = len(shown_q)
-    data = [{
-        "type": "scatter", "mode": "text", "x": typed_array(xq.astype(np.float32)),
-        "y": typed_array(np.ones(n, dtype=np.float32)),
-        "text": [f"<b>{safe_label(l)}</b>" if i == local_focus else safe_label(l) for i, l in enumerate(shown_q)],
-        "textposition": "middle center",
-        "textfont": {"size": 13, "color": [HIGHLIGHT if i == local_focus else "#212529" for i in range(n)]},
-        "hovertemplate": "%{text}<extra>" + _("click to isolate") + "</extra>", "showlegend": False,
-        "name": "target tokens", "cliponaxis": False,
-    }, {
+    data = [_clickable_tokens(xq, 1.0, shown_q, local_focus, "target tokens"), {
         "type": "scatter", "mode": "text", "x": typed_array(xk.astype(np.float32)),
         "y": typed_array(np.zeros(len(shown_k), dtype=np.float32)), "text": [safe_label(l) for l in shown_k],
         "textposition": "middle center", "textfont": {"size": 13, "color": "#212529"}, "hoverinfo": "skip",
         "showlegend": False, "name": "source tokens", "cliponaxis": False,
     }, _text_trace([label_x, label_x], [1.0, 0.0], [_("target"), _("source")], "middle left",
                    textfont={"size": 11, "color": "#888"}, cliponaxis=False)]
-    levels = range(len(ARC_WIDTHS)) if groups == 1 else [None]
-    for group in range(groups):
-        for level in levels:
-            sel = (g == group) & ((bucket == level) if level is not None else True)
-            if not sel.any():
-                continue
-            xs, ys = _cross_paths(xq[q[sel]], xk[k[sel]])
-            data.append({
-                "type": "scatter", "mode": "lines", "x": typed_array(xs), "y": typed_array(ys),
-                "line": {"width": ARC_WIDTHS[level] if level is not None else ALL_HEADS_WIDTH,
-                         "color": colors[group % len(colors)], "shape": "spline", "smoothing": 1.0},
-                "opacity": ARC_OPACITY[level] if level is not None else ALL_HEADS_OPACITY,
-                "hoverinfo": "skip", "showlegend": False,
-                "name": group_names[group] if group_names else "attention",
-                "meta": {"queries": q[sel].tolist()},
-            })
+    data += _arc_traces(g, q, bucket, groups, colors, group_names, lambda sel: _cross_paths(xq[q[sel]], xk[k[sel]]))
     index = token_index if token_index is not None else list(range(n_q))
     layout = _base_layout(
         title={"text": title, "x": 0.01, "xanchor": "left"} if title else None,

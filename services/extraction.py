@@ -33,6 +33,7 @@ import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any
 
 from . import cache
 from .config import get_settings
@@ -150,6 +151,15 @@ def check_steps(steps: object, bound: int) -> int:
     return value
 
 
+def checked_inputs(model_id: str | None, text: Any, text_pair: Any, target: Any,
+                   max_chars: int) -> tuple[str, str, str | None, str | None]:
+    """The model id (allowed, one spelling), the text, and the optional pair and target, validated
+    (``validation.validate_text``): the same checks in the web process and in a Celery worker."""
+    return (check_allowed(model_id), validate_text(text, max_chars, what=N_("text")),
+            validate_text(text_pair, max_chars, what=N_("second sentence"), required=False),
+            validate_text(target, max_chars, what=N_("target"), required=False))
+
+
 def analyse(text: str, model_id: str | None = None, text_pair: str | None = None, target: str | None = None, *,
             steps: int | None = None,
             before_compute: Callable[[], None] | None = None) -> tuple[str, AttentionResult]:
@@ -163,10 +173,7 @@ def analyse(text: str, model_id: str | None = None, text_pair: str | None = None
     rate limit that raises); a cached text never calls it.
     """
     settings = get_settings()
-    model_id = check_allowed(model_id)
-    text = validate_text(text, settings.max_chars, what=N_("text"))
-    text_pair = validate_text(text_pair, settings.max_chars, what=N_("second sentence"), required=False)
-    target = validate_text(target, settings.max_chars, what=N_("target"), required=False)
+    model_id, text, text_pair, target = checked_inputs(model_id, text, text_pair, target, settings.max_chars)
     max_new_tokens = settings.max_new_tokens
     if steps is not None:
         steps = check_steps(steps, max_new_tokens)

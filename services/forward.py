@@ -302,6 +302,17 @@ def _source_fields(loaded: LoadedModel, enc, special: np.ndarray, offsets_t) -> 
     )
 
 
+def _source_result(loaded: LoadedModel, enc, special: np.ndarray, offsets_t, stored: np.ndarray,
+                   norms: tuple, **fields) -> AttentionResult:
+    """An ``AttentionResult`` of the source text ``enc`` holds, with its attention ``stored`` (float16),
+    the value norms and their reason (``norms``), and the other ``fields`` as given; causal or not is
+    decided here once, from the config and the weights (``decide_causal``)."""
+    value_norms, reason = norms
+    return AttentionResult(attentions=stored, model_id=loaded.model_id,
+                           is_causal=decide_causal(loaded.is_causal, stored), value_norms=value_norms,
+                           value_norms_reason=reason, **_source_fields(loaded, enc, special, offsets_t), **fields)
+
+
 def _float16(attentions, what: str, model_id: str) -> np.ndarray:
     """A tuple of per-layer ``(1, heads, q, k)`` tensors as one ``(layers, heads, q, k)`` float16 array."""
     import torch
@@ -340,19 +351,9 @@ def compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int, t
             raise AttentionExplorerError(N_("Model “{model}” returned no attention weights."), model=loaded.model_id)
         value_norms, value_norms_reason = recorder.value_norms(len(attentions))
     stored = _float16(attentions, N_("attention"), loaded.model_id)
-    return AttentionResult(
-        attentions=stored,
-        model_id=loaded.model_id,
-        truncated=truncated,
-        is_causal=decide_causal(loaded.is_causal, stored),
-        token_count_before_truncation=full_len,
-        token_limit=limit,
-        text=text,
-        text_pair=text_pair,
-        value_norms=value_norms,
-        value_norms_reason=value_norms_reason,
-        **_source_fields(loaded, enc, special, offsets_t),
-    )
+    return _source_result(loaded, enc, special, offsets_t, stored, (value_norms, value_norms_reason),
+                          text=text, text_pair=text_pair, truncated=truncated,
+                          token_count_before_truncation=full_len, token_limit=limit)
 
 
 # ----------------------------------------------------------------------------------- encoder-decoder
@@ -442,17 +443,10 @@ def compute_seq2seq(loaded: LoadedModel, text: str, text_pair: str | None, limit
         decoder_norms, decoder_reason = recorder.value_norms(len(decoder_att), role="decoder")
         cross_norms, cross_reason = recorder.value_norms(len(cross_att), role="cross")
     special_ids = _special_ids(tokenizer)
-    return AttentionResult(
-        attentions=stored,
-        model_id=loaded.model_id,
-        truncated=truncated,
-        is_causal=decide_causal(loaded.is_causal, stored),
-        token_count_before_truncation=full_len,
+    return _source_result(
+        loaded, enc, special, offsets_t, stored, (value_norms, value_norms_reason),
+        text=text, text_pair=text_pair, truncated=truncated, token_count_before_truncation=full_len,
         token_limit=limit,
-        text=text,
-        text_pair=text_pair,
-        value_norms=value_norms,
-        value_norms_reason=value_norms_reason,
         is_encoder_decoder=True,
         target_text=target if target is not None else tokenizer.decode(ids, skip_special_tokens=True),
         target_tokens=list(tokenizer.convert_ids_to_tokens(ids)),
@@ -467,7 +461,6 @@ def compute_seq2seq(loaded: LoadedModel, text: str, text_pair: str | None, limit
         generated=generated,
         max_new_tokens=bound if generated else None,
         ended=ended,
-        **_source_fields(loaded, enc, special, offsets_t),
     )
 
 

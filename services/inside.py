@@ -32,7 +32,6 @@ or in another worker process, the first request for a text runs the second forwa
 from __future__ import annotations
 
 import logging
-import math
 import operator
 import threading
 from collections import OrderedDict

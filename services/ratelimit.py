@@ -66,31 +66,25 @@ def check(limit: str, scope: str, who: str, uri: str, *, cost: int = 1) -> int:
 
     A storage that fails (Redis down) lets the event through and logs: a limit never stops the app.
     """
-    from limits import parse_many
-
-    wait = 0
-    try:
-        limiter = _limiter(uri)
-        for item in parse_many(limit):
-            if not limiter.hit(item, scope, who, cost=cost):
-                stats = limiter.get_window_stats(item, scope, who)
-                wait = max(wait, 1, math.ceil(stats.reset_time - time.time()))
-    except Exception as exc:  # noqa: BLE001
-        log.warning("rate limit storage failed (%r): not limiting", exc)
-        return 0
-    return wait
+    return _wait(limit, scope, who, uri, lambda limiter, item: limiter.hit(item, scope, who, cost=cost))
 
 
 def peek(limit: str, scope: str, who: str, uri: str) -> int:
     """0 when one more event of ``scope`` for ``who`` would be allowed, else the seconds to wait
     (counts nothing)."""
+    return _wait(limit, scope, who, uri, lambda limiter, item: limiter.test(item, scope, who))
+
+
+def _wait(limit: str, scope: str, who: str, uri: str, allowed) -> int:
+    """The seconds to wait for the longest of ``limit``'s windows where ``allowed(limiter, item)`` is
+    false; 0 when none, or when the storage fails (logged)."""
     from limits import parse_many
 
     wait = 0
     try:
         limiter = _limiter(uri)
         for item in parse_many(limit):
-            if not limiter.test(item, scope, who):
+            if not allowed(limiter, item):
                 stats = limiter.get_window_stats(item, scope, who)
                 wait = max(wait, 1, math.ceil(stats.reset_time - time.time()))
     except Exception as exc:  # noqa: BLE001

@@ -30,8 +30,6 @@ from . import codec
 from .config import MAX_NEW_TOKENS_CAP, Settings, get_settings
 from .errors import N_, AttentionExplorerError
 from .forward import run_local
-from .models import check_allowed
-from .validation import validate_text
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +88,10 @@ def extract_task(text: str, model_id: str, text_pair: str | None = None, target:
     result as a JSON-safe payload (``services.codec``). ``target``, ``max_new_tokens`` and ``steps``
     are what the web process put in the cache key (an encoder-decoder model's target, the bound on
     what a model writes, a decoder-only continuation), so the worker computes the same thing."""
-    from .extraction import check_steps
+    from .extraction import check_steps, checked_inputs
 
     settings = get_settings()
-    model_id = check_allowed(model_id)
-    text = validate_text(text, settings.max_chars, what=N_("text"))
-    text_pair = validate_text(text_pair, settings.max_chars, what=N_("second sentence"), required=False)
-    target = validate_text(target, settings.max_chars, what=N_("target"), required=False)
+    model_id, text, text_pair, target = checked_inputs(model_id, text, text_pair, target, settings.max_chars)
     bound = settings.max_new_tokens
     if max_new_tokens is not None:
         max_new_tokens = check_steps(max_new_tokens, MAX_NEW_TOKENS_CAP)

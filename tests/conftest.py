@@ -235,3 +235,38 @@ def pytest_setup_options():
                 "--disable-component-update", "--disable-sync", "--window-size=1366,900"):
         options.add_argument(arg)
     return options
+
+
+@pytest.fixture
+def compute_calls(monkeypatch):
+    """The texts of the forward passes run in this process (``services.forward.compute`` counted)."""
+    import threading
+
+    from services import forward
+
+    calls: list[str] = []
+    real = forward.compute
+    lock = threading.Lock()
+
+    def counting(loaded, text, *args, **kwargs):
+        with lock:
+            calls.append(text)
+        return real(loaded, text, *args, **kwargs)
+
+    monkeypatch.setattr(forward, "compute", counting)
+    return calls
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A real redis-server on loopback for one test (a failure, not a skip, when Redis is missing)."""
+    import shutil
+
+    from .servers import REDIS_MISSING, RedisServer
+
+    if shutil.which("redis-server") is None:
+        pytest.fail(REDIS_MISSING, pytrace=False)
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()

@@ -4,7 +4,6 @@ the key's token limit, the memo's LRU order and byte limit, and the breaker, on 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from services import cache, config, extract_attention, extraction, forward, models
 from services.matrices import looks_causal

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,7 +30,6 @@ from .servers import (
     CeleryWorker,
     Gunicorn,
     RedisServer,
-    ServerError,
     child_env,
     free_port,
 )
@@ -92,22 +88,6 @@ def redis_cache(settings, redis_server, monkeypatch):
     monkeypatch.setattr(cache, "RETRY_AFTER_S", 0.5)
     _bind(cache_type="redis", redis_url=redis_server.url)
     return redis_server
-
-
-@pytest.fixture
-def compute_calls(monkeypatch):
-    """Counts forward passes in this process."""
-    calls: list[str] = []
-    real = forward.compute
-    lock = threading.Lock()
-
-    def counting(loaded, text, *args, **kwargs):
-        with lock:
-            calls.append(text)
-        return real(loaded, text, *args, **kwargs)
-
-    monkeypatch.setattr(forward, "compute", counting)
-    return calls
 
 
 def _redis_keys(server: RedisServer, db: int = 0) -> list[bytes]:

@@ -1048,6 +1048,15 @@ def test_raw_http_junk(server, catalog, prober):
 
 # ---------------------------------------------------------------------------- and after all that
 
+def clicked(cb: Callback, button: str, context: dict) -> dict:
+    """The body a browser sends when ``button`` (an input of ``cb``) is clicked once."""
+    body = cb.body(context, changed=[f"{button}.n_clicks"])
+    for entry in body["inputs"]:
+        if isinstance(entry, dict) and entry["id"] == button:
+            entry["value"] = 1
+    return body
+
+
 def test_the_server_still_serves_with_the_same_workers(server, catalog, prober, totals):
     assert prober.request("GET", "/", "page").status == 200
     health = prober.request("GET", "/healthz", "health")
@@ -1058,11 +1067,7 @@ def test_the_server_still_serves_with_the_same_workers(server, catalog, prober, 
     compare_b = next((cb for cb in catalog.callbacks if any(s["id"] == ids.COMPARE_BUTTON for s in cb.inputs)), None)
     assert analyze is not None and router is not None and compare_b is not None, [cb.name for cb in catalog.callbacks]
     sentence = "the dog ran in the park and it was happy"
-    body = analyze.body({f"{ids.TEXT}.value": sentence}, changed=[f"{ids.ANALYZE}.n_clicks"])
-    for entry in body["inputs"]:
-        if isinstance(entry, dict) and entry["id"] == ids.ANALYZE:
-            entry["value"] = 1
-    reply = prober.callback(analyze, body, "a new sentence")
+    reply = prober.callback(analyze, clicked(analyze, ids.ANALYZE, {f"{ids.TEXT}.value": sentence}), "a new sentence")
     assert reply is not None and reply.status == 200, prober.failures
     handle = json.loads(reply.body)["response"][ids.HANDLE]["data"]
     assert isinstance(handle, dict) and re.fullmatch(r"[a-z0-9-]{1,16}:[0-9a-f]{64}", handle["key"]), handle
@@ -1080,12 +1085,9 @@ def test_the_server_still_serves_with_the_same_workers(server, catalog, prober, 
             continue
         if tab[1].get(f"{ids.TABS}.active_tab") == ids.TAB_COMPARE:  # nothing to compare with before B exists
             assert "Type text B" in reply.body.decode(), reply.body[:300]
-            body = compare_b.body({f"{ids.COMPARE_TEXT}.value": "the cat ran in the park and it was happy",
-                                   f"{ids.TEXT}.value": sentence}, changed=[f"{ids.COMPARE_BUTTON}.n_clicks"])
-            for entry in body["inputs"]:
-                if isinstance(entry, dict) and entry["id"] == ids.COMPARE_BUTTON:
-                    entry["value"] = 1
-            b = prober.callback(compare_b, body, "text B")
+            b = prober.callback(compare_b, clicked(compare_b, ids.COMPARE_BUTTON, {
+                f"{ids.COMPARE_TEXT}.value": "the cat ran in the park and it was happy", f"{ids.TEXT}.value": sentence}),
+                "text B")
             assert b is not None and b.status == 200, prober.failures
             handle_b = json.loads(b.body)["response"][ids.COMPARE_HANDLE]["data"]
             body = router.body({**tab[1], f"{ids.HANDLE}.data": handle, f"{ids.COMPARE_HANDLE}.data": handle_b,

@@ -21,14 +21,6 @@ SENTENCE = "The cat sat on the mat because it was tired."
 GENERIC = "is not a model folder this server can read"
 
 
-@pytest.fixture
-def compute_calls(monkeypatch):
-    calls = []
-    real = forward.compute
-    monkeypatch.setattr(forward, "compute", lambda loaded, text, *a, **k: calls.append(text) or real(loaded, text, *a, **k))
-    return calls
-
-
 # --------------------------------------------------------------------------------------------- one spelling
 
 

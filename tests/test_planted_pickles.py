@@ -13,17 +13,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
-import shutil
 import struct
-import threading
 import uuid
 
 import pytest
 from flask import Flask
 
-from services import cache, config, extract_attention, extraction, forward
-
-from .servers import REDIS_MISSING, RedisServer
+from services import cache, config, extract_attention, extraction
 
 pytestmark = pytest.mark.servers
 
@@ -44,31 +40,6 @@ def _planted(marker) -> bytes:
     payload = pickle.dumps(_Plant(str(marker)))
     assert not marker.exists()
     return payload
-
-
-@pytest.fixture
-def compute_calls(monkeypatch):
-    calls: list[str] = []
-    real = forward.compute
-    lock = threading.Lock()
-
-    def counting(loaded, text, *args, **kwargs):
-        with lock:
-            calls.append(text)
-        return real(loaded, text, *args, **kwargs)
-
-    monkeypatch.setattr(forward, "compute", counting)
-    return calls
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    if shutil.which("redis-server") is None:
-        pytest.fail(REDIS_MISSING, pytrace=False)
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def _plant_file(cache_dir, name: str, payload: bytes) -> None:

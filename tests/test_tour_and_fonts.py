@@ -372,8 +372,6 @@ def test_the_close_button_and_the_keyboard_alone(tour_app):
     """A keyboard user: the Tour button is a real button (Enter opens the tour), the close button ends it."""
     from selenium.webdriver.common.keys import Keys
 
-    from components.tour import TOUR_STEPS
-
     duo = tour_app
     button = duo.find_element("#tour-button")
     assert button.tag_name == "button"
@@ -389,7 +387,6 @@ def test_the_close_button_and_the_keyboard_alone(tour_app):
 
 @pytest.mark.browser
 def test_the_first_visit_offer_and_no_thanks(tour_app):
-    from components.tour import TOUR_STEPS
 
     duo = tour_app
     assert _offer_decision(duo) == "shown"
@@ -413,7 +410,6 @@ def test_the_first_visit_offer_and_no_thanks(tour_app):
 
 @pytest.mark.browser
 def test_start_the_tour_from_the_offer(tour_app):
-    from components.tour import TOUR_STEPS
 
     duo = tour_app
     assert _offer_decision(duo) == "shown"
@@ -427,7 +423,6 @@ def test_start_the_tour_from_the_offer(tour_app):
 
 @pytest.mark.browser
 def test_automated_browsers_are_not_offered_the_tour_by_default(dash_duo, tiny_models):
-    from components.tour import TOUR_STEPS
 
     duo = _start(dash_duo, tiny_models, offer_under_automation=False)
     assert _offer_decision(duo) == "automation" and not _offer_visible(duo)

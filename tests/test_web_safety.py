@@ -10,9 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
@@ -22,7 +20,7 @@ import pytest
 from services import cache, config, extraction
 from services.config import Settings
 
-from .servers import PROJECT_ROOT, REDIS_MISSING, RedisServer, child_env, free_port
+from .servers import PROJECT_ROOT, RedisServer, child_env, free_port
 
 SENTENCE = "The cat sat on the mat because it was tired."
 REMOTE = {"REMOTE_ADDR": "10.1.2.3"}  # a visitor from the network, not this machine
@@ -139,16 +137,6 @@ def test_healthz_writes_nothing_to_the_file_system_cache(make_app, tmp_path):
     for _ in range(3):
         assert client.get("/healthz").get_json()["cache"] == {"type": "filesystem", "reachable": True}
     assert snapshot() == before and cache_dir.stat().st_mtime_ns == dir_mtime
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    if shutil.which("redis-server") is None:
-        pytest.fail(REDIS_MISSING, pytrace=False)
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def _write_calls(server: RedisServer) -> dict[str, int]:
