@@ -438,7 +438,14 @@
     /* The page's language on its root element, so the browser picks fonts for it (CJK). */
     const setLanguage = function () {
         const el = document.getElementById("ae-i18n");
-        if (el && el.getAttribute("data-lang")) { document.documentElement.lang = el.getAttribute("data-lang"); return; }
+        if (el && el.getAttribute("data-lang")) {
+            document.documentElement.lang = el.getAttribute("data-lang");
+            try {  /* the browser tab's title in the page's language too */
+                const title = JSON.parse(el.getAttribute("data-strings") || "{}").page_title;
+                if (title) { document.title = title; }
+            } catch (e) { /* keep the server's title */ }
+            return;
+        }
         window.setTimeout(setLanguage, 100);
     };
     setLanguage();

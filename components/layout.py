@@ -446,6 +446,7 @@ def browser_words() -> dict:
         "pooled_cell": _("{tile} · tokens {query} → {key}: max {weight}"),
         "value_share": _("{share} of the row (α·‖f(x)‖ = {product})"),
         "nothing_to_export": _("Nothing to export yet."),
+        "page_title": _("Attention Explorer"),
     }
 
 

@@ -81,6 +81,7 @@ def test_the_page_speaks_chinese(zh_duo):
     assert examples == [zh(e["label"]) for e in EXAMPLES] and "中文：“它”指什么？" in examples
     assert duo.find_element("#analyze-button").text == zh("Analyze")
     assert "注意力" in duo.find_element(".ae-title").text
+    wait_until(lambda: duo.driver.title == zh("Attention Explorer") != "Attention Explorer", message="the tab's title")
     words = text_words(*(e["text"] + " " + e["pair"] for e in EXAMPLES))
     left = english_words(visible_words(duo), (DEFAULT_MODEL_ID,) + KEPT_PHRASES, words)
     assert not left, f"English left on the page: {left}"
@@ -119,6 +120,8 @@ def test_switching_language_keeps_the_analysis_and_the_view(zh_duo):
         assert active_tab(duo) == (zh("Head heatmap") if code == "zh" else "Head heatmap")
         assert duo.find_element("#text-input").get_attribute("value") == SENTENCE
         assert layer_value(duo) == "2"
+        wait_until(lambda: duo.driver.title == (zh("Attention Explorer") if code == "zh" else "Attention Explorer"),
+                   message=f"the tab's title in {code}")
         assert graph(duo, "head-heatmap", "gd.layout.meta.keys")[:3] == ["[CLS]", "the", "dog"]
         labels = tab_labels(duo)
         assert all(CJK.search(t) for t in labels) if code == "zh" else labels == list(TABS)
