@@ -270,3 +270,15 @@ def redis_server(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def make_app(settings):
+    """``make_app(**changes)``: ``app.create_app`` for the current settings with ``changes`` (importing
+    ``app`` builds its module-level app from the environment; the test's settings are kept)."""
+    import app as app_module
+
+    def build(**changes):
+        return app_module.create_app(settings.replace(**changes))
+
+    return build

@@ -360,20 +360,8 @@ def test_without_broker_the_default_stays_in_process(settings, tiny_models, comp
 # --------------------------------------------------------------------------------------------- /healthz and allow-list
 
 
-@pytest.fixture
-def dash_app(settings):
-    """``app.create_app(...)`` for the current settings (the module's own app is built at import)."""
-    base = settings  # importing app builds its module-level app from the environment: keep ours
-    import app as app_module
-
-    def build(**changes):
-        return app_module.create_app(base.replace(**changes))
-
-    return build
-
-
-def test_healthz_with_redis_up_and_down(redis_cache, dash_app, tiny_models):
-    client = dash_app(cache_type="redis", redis_url=redis_cache.url).server.test_client()
+def test_healthz_with_redis_up_and_down(redis_cache, make_app, tiny_models):
+    client = make_app(cache_type="redis", redis_url=redis_cache.url).server.test_client()
     response = client.get("/healthz")
     assert response.status_code == 200 and response.is_json
     body = response.get_json()
@@ -396,8 +384,8 @@ def test_healthz_with_redis_up_and_down(redis_cache, dash_app, tiny_models):
     assert "Traceback" not in response.get_data(as_text=True)
 
 
-def test_healthz_reports_a_down_celery_broker(dash_app):
-    client = dash_app(cache_type="simple", celery_broker_url=f"redis://127.0.0.1:{free_port()}/1").server.test_client()
+def test_healthz_reports_a_down_celery_broker(make_app):
+    client = make_app(cache_type="simple", celery_broker_url=f"redis://127.0.0.1:{free_port()}/1").server.test_client()
     response = client.get("/healthz")
     assert response.status_code == 200
     body = response.get_json()
@@ -447,10 +435,10 @@ def _dash_call(client, changed: dict[str, object], values: dict[str, object], ma
     return {"status": response.status_code, "text": text}
 
 
-def test_dash_endpoint_refuses_an_unlisted_model(dash_app, tiny_models, monkeypatch):
+def test_dash_endpoint_refuses_an_unlisted_model(make_app, tiny_models, monkeypatch):
     from components import ids
 
-    client = dash_app().server.test_client()
+    client = make_app().server.test_client()
     values = {ids.TEXT: SENTENCE, ids.TEXT_PAIR: None, ids.ANALYZE: 1, ids.LAYER: 0, ids.HEAD: ids.HEAD_ALL}
 
     allowed = _dash_call(client, {ids.ANALYZE: "n_clicks"}, {**values, ids.MODEL: tiny_models["bert"]},

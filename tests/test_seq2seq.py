@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from services import (AttentionResult, InputError, attention_of, cache, codec, config, extraction, forward, inside,
+from services import (InputError, attention_of, cache, codec, config, extraction, forward, inside,
                       kinds, models)
 from services import extract_attention, generate_steps, inside_head, kinds_available
 from services.analysis import entropy
 from services.tasks import decode_payload, extract_task
+
+from .test_codec import assert_same
 
 SOURCE = "The cat sat on the mat because it was tired."
 TARGET = "Le chat était assis sur le tapis."
@@ -323,25 +325,13 @@ def test_the_cache_key_covers_target_and_generation_settings(s2s):
     assert key_given != key_written and extraction.is_result_key(key_given)
 
 
-def _assert_same(a: AttentionResult, b: AttentionResult) -> None:
-    import dataclasses
-
-    for f in dataclasses.fields(AttentionResult):
-        x, y = getattr(a, f.name), getattr(b, f.name)
-        if isinstance(x, np.ndarray):
-            assert isinstance(y, np.ndarray) and x.dtype == y.dtype and x.shape == y.shape, f.name
-            np.testing.assert_array_equal(x, y, err_msg=f.name)
-        else:
-            assert x == y, f.name
-
-
 def test_the_new_fields_round_trip_through_the_codec(s2s, tiny_models):
     given = extract_attention(SOURCE, model_id=s2s["bart"], target=TARGET)
     written = extract_attention(SOURCE, model_id=s2s["t5"])
     steps = generate_steps(PROMPT, 3, model_id=tiny_models["gpt2"])
     for result in (given, written, steps):
         back = codec.decode(codec.encode(result))
-        _assert_same(result, back)
+        assert_same(result, back)
         assert back.target_ids is None or all(isinstance(i, int) for i in back.target_ids)
     back = codec.from_json_payload(codec.to_json_payload(written))
     assert back.decoder_attentions.dtype == np.float16 and back.target_special_mask.dtype == bool
@@ -374,14 +364,14 @@ def test_an_evicted_result_is_computed_again_from_its_recipe(s2s, tiny_models, m
     monkeypatch.setattr(extraction, "run_extraction", lambda *a, **k: runs.append((a, k)) or original(*a, **k))
     again_key, again = extraction.result_by_key(key)
     assert again_key == key and again is not first and len(runs) == 1
-    _assert_same(first, again)
+    assert_same(first, again)
 
 
 def test_a_celery_worker_computes_what_the_key_says(s2s, tiny_models):
     """The task's arguments carry target, bound and steps (called directly: no queue here)."""
     path = s2s["marian"]
     payload = extract_task(SOURCE, path, None, TARGET, 6, None)
-    _assert_same(decode_payload(payload), forward.run_local(SOURCE, path, None, TARGET, 6))
+    assert_same(decode_payload(payload), forward.run_local(SOURCE, path, None, TARGET, 6))
     written = decode_payload(extract_task(SOURCE, path, None, None, 2, None))
     assert written.generated and len(written.target_ids) <= 3 and written.max_new_tokens == 2
     steps = decode_payload(extract_task(PROMPT, tiny_models["gpt2"], None, None, 6, 2))

@@ -26,16 +26,6 @@ SENTENCE = "The cat sat on the mat because it was tired."
 REMOTE = {"REMOTE_ADDR": "10.1.2.3"}  # a visitor from the network, not this machine
 
 
-@pytest.fixture
-def make_app(settings):
-    base = settings  # importing app builds its module-level app from the environment: keep ours
-    import app as app_module
-
-    def build(**changes):
-        return app_module.create_app(base.replace(**changes))
-
-    return build
-
 
 def _basic(name: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
