@@ -430,9 +430,9 @@ def test_the_url_is_the_state(dash_app):
 
     assert query()["view"] == "heatmap" and query()["token"] == "2"
     thumb = duo.find_element("#layer-slider [role='slider']")
+    entries = duo.driver.execute_script("return history.length")
     thumb.send_keys(Keys.ARROW_LEFT)
     wait_until(lambda: query().get("layer") == "2", message="the URL follows the layer")
-    entries = duo.driver.execute_script("return history.length")
     assert duo.driver.execute_script("return history.length") == entries  # replaced, not added
     analyze(duo, "The cat sat.")
     wait_until(lambda: query().get("text") == "The cat sat.", message="the URL names the new text")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dash import no_update
 
 from callbacks import analyze, compare as compare_view, router
 from callbacks.boundary import Handle
@@ -95,7 +96,7 @@ def test_compare_b_refuses_junk_plainly(settings, default_model):
     handle, _a = analysed("the cat sat")
     for junk in ({"text_b": 12}, {"text_b": "x", "model_b": "evil/not-offered"}):
         handle_b, status, _share = compare_view.analyse_b({"handle": handle, "text_a": "the cat sat", **junk})
-        assert handle_b is not None and "Traceback" not in str(status) and status  # no_update + an alert
+        assert handle_b is no_update and "Traceback" not in str(status) and status  # no_update + an alert
     drawn = open_compare(handle, {"key": "nope"})
     assert "Type text B" in str(drawn["compare_focus"])
 

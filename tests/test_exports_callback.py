@@ -43,6 +43,7 @@ def test_csv_of_each_view_is_named_and_holds_its_numbers(bert):
     assert len(rows_of(grid)) == heads * seq * seq
     heat, _ = exports.export("csv", values(handle, ids.TAB_HEATMAP, layer=1, head="2"))
     assert heat["filename"].endswith("_layer1_head2_heatmap.csv")
+    assert len(rows_of(heat)) == seq * seq
     for row in rows_of(heat):
         assert float(row["weight"]) == pytest.approx(
             float(result.attentions[1, 2, int(row["query_index"]), int(row["key_index"])]), abs=1e-6)
@@ -58,7 +59,7 @@ def test_csv_of_each_view_is_named_and_holds_its_numbers(bert):
     assert page["base64"] is True
     html_text = base64.b64decode(page["content"]).decode("utf-8")
     assert page["filename"].endswith("_layer0_allheads_arcs.html") and "<script src" not in html_text
-    assert "Plotly.newPlot" in html_text or "plotly" in html_text.lower()
+    assert "Plotly.newPlot" in html_text and "Layer 0 · all heads" in html_text
     whole, _ = exports.export("json", values(handle, ids.TAB_GRID))
     assert whole["filename"].endswith("_analysis.json") and type(result).from_json(whole["content"]).tokens == result.tokens
 
@@ -85,7 +86,7 @@ def test_cross_attention_and_a_generation_step_export(seq2seq_settings, tiny_seq
     assert cross["filename"].endswith("_layer1_head1_heatmap_cross.csv")
     rows = rows_of(cross)
     assert len(rows) == result.target_len * result.seq_len
-    assert {r["key_token"] for r in rows} >= {"Ġcat"} or any("cat" in r["key_token"] for r in rows)
+    assert {r["key_token"] for r in rows} >= {"cat", "tired"}  # the source tokens, as the tokenizer spells them
     for row in rows:
         assert float(row["weight"]) == pytest.approx(
             float(result.cross_attentions[1, 1, int(row["query_index"]), int(row["key_index"])]), abs=1e-6)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -39,15 +38,14 @@ def _outputs(nb) -> list[dict]:
 
 
 def test_the_example_notebook_runs_and_shows_its_figures(kernel_name):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
+    import nbclient  # test dependencies (pyproject.toml): missing is a failure, not a skip
+    import nbformat
+
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not cell.get("outputs") for cell in nb.cells if cell.cell_type == "code"), "commit it without outputs"
-    start = time.monotonic()
     client = nbclient.NotebookClient(nb, kernel_name=kernel_name, timeout=120, allow_errors=False,
                                      resources={"metadata": {"path": str(NOTEBOOK.parent)}})
-    client.execute()
-    elapsed = time.monotonic() - start
+    client.execute()  # a cell that hangs fails on nbclient's timeout
     outputs = _outputs(nb)
     assert not [o for o in outputs if o.get("output_type") == "error"]
     figures = [o["data"][PLOTLY_MIME] for o in outputs if PLOTLY_MIME in o.get("data", {})]
@@ -63,4 +61,3 @@ def test_the_example_notebook_runs_and_shows_its_figures(kernel_name):
     assert "all-MiniLM-L6-v2_layer2_head5_heatmap.html" in text
     frames = [o["data"]["text/html"] for o in outputs if "<iframe" in o.get("data", {}).get("text/html", "")]
     assert frames and "http://127.0.0.1:" in frames[0]  # show_dashboard's inline frame
-    assert elapsed < 90, f"the notebook took {elapsed:.0f} s"

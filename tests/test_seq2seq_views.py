@@ -9,6 +9,7 @@ import pytest
 from dash import no_update
 
 from callbacks import analyze, router, urlstate
+from callbacks.exports import MAIN
 from callbacks.boundary import Handle
 from components import ids
 from services import config
@@ -73,6 +74,8 @@ def test_every_view_draws_every_kind(s2s, name):
                 drawn = view(handle, tab, kind=kind, head=head, layer=1)
                 text = shown_text(drawn)
                 assert not any(f in text for f in FAILED), (kind, tab, head, text[:300])
+                figure = drawn[MAIN[tab][0]]  # the tab's main figure, drawn (not left as it was)
+                assert figure is not no_update and figure.get("data"), (kind, tab, head, text[:300])
 
 
 @pytest.mark.parametrize("name", SEQ2SEQ)
@@ -132,6 +135,8 @@ def test_what_is_not_defined_for_cross_attention_says_why(s2s):
     entropy = view(out["handle"], ids.TAB_ATLAS, kind="cross", metric="entropy")
     assert entropy["atlas_map"]["data"][0]["type"] == "heatmap"
     rows = entropy["atlas_table"].data
+    cross = result_by_key(Handle.parse(out["handle"]).key)[1].cross_attentions
+    assert len(rows) == cross.shape[0] * cross.shape[1]
     assert all(r["distance"] is None and r["entropy"] is not None for r in rows)
     focus = view(out["handle"], ids.TAB_FOCUS, kind="cross")
     assert "no “who looks at it” table" in str(focus["focus_tables"])
@@ -148,6 +153,7 @@ def test_cross_attention_entropy_in_the_atlas_is_by_hand(s2s):
     rows = view(out["handle"], ids.TAB_ATLAS, kind="cross")["atlas_table"].data
     att = result.cross_attentions.astype(np.float64)
     by_hand = (-(att * np.log(np.where(att > 0, att, 1))).sum(-1) / np.log(att.shape[-1])).mean(-1)
+    assert len(rows) == att.shape[0] * att.shape[1]
     for row in rows:
         assert row["entropy"] == pytest.approx(by_hand[row["layer"], row["head"]], abs=2e-3)
 
@@ -191,7 +197,9 @@ def test_pair_filters_keep_exactly_the_sub_block_in_every_view(settings, tiny_mo
         levels = heatmap_levels(view(out["handle"], ids.TAB_HEATMAP, pair=name, layer=1, head="2")["heatmap"])
         assert np.abs(levels / 254 - expected).max() <= 0.5 / 254 + 2e-3, name
         for tab in TABS:
-            assert not any(f in shown_text(view(out["handle"], tab, pair=name)) for f in FAILED)
+            drawn = view(out["handle"], tab, pair=name)
+            assert not any(f in shown_text(drawn) for f in FAILED)
+            assert drawn[MAIN[tab][0]] is not no_update, (name, tab)
     share = view(out["handle"], ids.TAB_ATLAS, pair="A→B")["atlas_map"]
     z = decode(share["data"][0]["z"])
     a, b = segments == 0, segments == 1

@@ -171,6 +171,7 @@ def test_download_models_gets_the_offered_hub_models_and_prints_attn_models(tmp_
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    _no_network(monkeypatch)
     dest = tmp_path / "models"
     assert module.main(["--dest", str(dest)]) == 0
     assert [repo for repo, _ in fetched] == module.default_models()
@@ -195,6 +196,17 @@ def test_download_models_gets_the_offered_hub_models_and_prints_attn_models(tmp_
     assert module.main(["--dest", str(dest)]) == 0 and fetched == []
 
 
+def _no_network(monkeypatch) -> None:
+    """Any connection the script would open fails: the hub stays out of reach even if a fake is missed."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access in a test")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
 def test_download_models_says_so_when_the_hub_cannot_be_reached(tmp_path, monkeypatch, capsys):
     import huggingface_hub
 
@@ -209,6 +221,7 @@ def test_download_models_says_so_when_the_hub_cannot_be_reached(tmp_path, monkey
 
     monkeypatch.setattr(huggingface_hub, "HfApi", Unreachable)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    _no_network(monkeypatch)
     assert module.main(["--dest", str(tmp_path), "gpt2"]) == 1
     err = capsys.readouterr().err
     assert "gpt2" in err and "could not be reached" in err and "Traceback" not in err
