@@ -152,7 +152,7 @@ def _decode_result(view: memoryview) -> AttentionResult:
         raise DecodeError("bad header length")
     try:
         header = json.loads(bytes(view[start:start + header_len]).decode("ascii"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting: RecursionError
         raise DecodeError("header is not JSON") from exc
     if not isinstance(header, dict) or header.get("type") != "AttentionResult":
         raise DecodeError("not an AttentionResult")

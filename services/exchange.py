@@ -95,7 +95,7 @@ def result_from_json(text: str | bytes | bytearray, cls: type = AttentionResult)
     from ``text``: arrays are plain numbers or booleans, checked against their shapes)."""
     try:
         document = json.loads(text)
-    except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (ValueError, TypeError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError; deep nesting
         raise ExchangeError(f"This is not JSON ({exc}).") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ExchangeError(f"This JSON is not an Attention Explorer analysis (no \"format\": \"{FORMAT}\").")

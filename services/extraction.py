@@ -214,7 +214,7 @@ def result_by_key(key: object) -> tuple[str, AttentionResult] | None:
     raw = cache.lookup(_recipe_key(key))
     try:
         recipe = json.loads(raw) if isinstance(raw, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):
         recipe = None
     if not isinstance(recipe, dict) or not isinstance(recipe.get("text"), str):
         return None

@@ -111,7 +111,7 @@ def load_text(short_id: object) -> dict | None:
         return None
     try:
         entry = json.loads(held)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(entry, dict) or entry.get("v") != ENTRY_VERSION or _id_of(held) != short_id:
         return None  # not what store_text wrote under this id

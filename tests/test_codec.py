@@ -144,3 +144,8 @@ def test_forged_headers_are_refused(settings, tiny_models):
                    {**fields, "word_ids": {"__array__": 9}}):
         with pytest.raises(codec.DecodeError):
             codec.decode(_forge({"type": "AttentionResult", "fields": broken, "arrays": ok}, data))
+    # a header nested too deep for json: a DecodeError (a miss), not a RecursionError that escapes
+    deep = b"[" * 200_000 + b"]" * 200_000
+    nested = codec.MAGIC + bytes([codec.VERSION]) + b"r" + struct.pack("<I", len(deep)) + deep
+    with pytest.raises(codec.DecodeError):
+        codec.decode(nested)

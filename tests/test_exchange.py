@@ -149,6 +149,7 @@ def _document(**changes) -> str:
     _document(result__special_mask__shape=[7]),
     _document(result__token_ids=[1, 2]),
     _document(shapes__attentions=[1, 1, 1, 1]),
+    "[" * 200_000 + "]" * 200_000,  # nested too deep for json: RecursionError, refused like the rest
 ])
 def test_junk_is_refused_with_a_plain_message(text):
     with pytest.raises(ExchangeError) as caught:
