@@ -32,6 +32,7 @@ import numpy as np
 
 from . import images
 from .figures import safe_label
+from .i18n import _
 
 IMAGE_FORMATS = ("png", "svg", "jpeg", "webp")
 EXTENSIONS = IMAGE_FORMATS + ("csv", "json", "html")
@@ -185,14 +186,16 @@ def _grid_hover(figure: dict) -> None:
     tokens = [safe_label(str(t)) for t in meta.get("tokens", [])]
     cells, block, band = int(meta["cells"]), int(meta["block"]), int(meta["band"])
     sx, sy, columns = int(meta["stride_x"]), int(meta["stride_y"]), int(meta["columns"])
-    names = meta.get("tile_names") or [f"tile {t}" for t in meta.get("tiles", [])]
+    names = meta.get("tile_names") or [_("tile {tile}").format(tile=t) for t in meta.get("tiles", [])]
     seq = int(meta.get("seq", len(tokens)))
+
+    span = _("tokens {first}–{last}")
 
     def unit(i: int) -> str:
         if block == 1:
             return tokens[i] if i < len(tokens) else str(i)
         last = min(seq, (i + 1) * block) - 1
-        return f"tokens {i * block}–{last}"
+        return span.format(first=i * block, last=last)
 
     weights = _weight_text(levels, meta)
     text = np.full(levels.shape, "", dtype=object)
@@ -218,12 +221,13 @@ def _overview_hover(figure: dict) -> None:
     stride, cells = int(meta["stride"]), int(meta["cells"])
     ys, xs = np.divmod(np.arange(levels.shape[0]), stride), np.divmod(np.arange(levels.shape[1]), stride)
     text = np.full(levels.shape, "", dtype=object)
+    cell_text = _("layer {layer} · head {head}")
     for y, (layer, inside_y) in enumerate(zip(*ys)):
         if inside_y >= cells:
             continue
         for x, (head, inside_x) in enumerate(zip(*xs)):
             if inside_x < cells and levels[y, x] != images.BACKGROUND:
-                text[y, x] = f"layer {layer} · head {head}"
+                text[y, x] = cell_text.format(layer=layer, head=head)
     _hover(trace, text)
 
 
@@ -243,8 +247,7 @@ def offline_figure(figure: dict) -> dict:
     if meta.get("kind") == "arcs":  # clicking a token does nothing without the app
         for trace in figure["data"]:
             if isinstance(trace, dict) and isinstance(trace.get("hovertemplate"), str):
-                trace["hovertemplate"] = trace["hovertemplate"].replace("<extra>click to isolate</extra>",
-                                                                        "<extra></extra>")
+                trace["hovertemplate"] = re.sub(r"<extra>[^<]*</extra>", "<extra></extra>", trace["hovertemplate"])
     first = figure["data"][0]
     if not (isinstance(first, dict) and first.get("type") == "image" and "source" in first):
         return figure

@@ -169,6 +169,26 @@ def test_an_offline_grid_drops_the_pictures_of_other_layers_and_names_each_tile(
     assert any(t.startswith("head 3 · &lt;b&gt;it&lt;/b&gt; → ") for t in filled)
 
 
+def test_an_offline_page_in_chinese_says_nothing_of_clicks_and_names_cells_in_chinese():
+    """The page's hover words follow the language; "click to isolate" (which needs the app) is gone."""
+    from flask import Flask
+
+    from components.figures import arc_figure
+    from components.i18n import _
+
+    result = fake_result()
+    with Flask(__name__).test_request_context("/?lang=zh"):
+        arcs = arc_figure(result.attentions[0, 1:2].astype(np.float32), list(result.tokens), min_weight=0.0)
+        assert "点击" in arcs["data"][0]["hovertemplate"]  # the app's figure invites a click
+        offline = export.offline_figure(arcs)
+        assert all(t.get("hovertemplate", "<extra></extra>").endswith("<extra></extra>") for t in offline["data"])
+        grid = export.offline_figure(head_grid_figure(result.attentions[0], list(result.tokens), 0,
+                                                      tiles=[0, 1, 2, 3]))
+        assert _("tokens {first}–{last}") != "tokens {first}–{last}"  # the catalog has it
+    filled = [t for t in np.array(grid["data"][0]["text"], dtype=object).ravel() if t]
+    assert filled and all("head" not in t for t in filled)
+
+
 # ------------------------------------------------------------------------------------------- notebook figures
 
 
