@@ -35,6 +35,10 @@ OUTPUTS = {"compare_focus": Output(ids.COMPARE_FOCUS, "figure"), "compare_heads"
            "compare_table": Output(ids.COMPARE_TABLE_HOLDER, "children"),
            "token": Output(ids.TOKEN, "data", allow_duplicate=True)}
 DEPENDS = frozenset({"handle", "compare_handle", "layer", "head", "mode", "switches", "tab", "token", "kind", "pair"})
+# The heads table sums |A − B| over the whole model: drawn again only when what it shows changed (not
+# on a layer, head or token change). The focus figure does not depend on the layer or head.
+TABLE_DEPENDS = DEPENDS - {"layer", "head", "token"}
+FOCUS_DEPENDS = DEPENDS - {"layer", "head"}
 SQUARE_ONLY = ""
 
 
@@ -93,23 +97,8 @@ def render(view: View, state: ViewState, triggered: frozenset[str]) -> dict:
     else:
         lines.append(_(c.reason).format(**dict(c.params)))
     note = view_note(a)
-    # 1. where the followed token looks in each layer
-    label = a.labels[unit] if unit is not None else "?"
-    unit_b = unit if c.lined_up else next((i for i, l in enumerate(b.labels) if l == label), b.unit_of(default_token(b)))
-    if unit is None or unit_b is None:
-        focus = empty_figure(_("Pick a token in Token focus (it may be hidden by “Hide special tokens”)."))
-    else:
-        looks_a, _looked = a.focus(unit)
-        looks_b, _looked = b.focus(unit_b)
-        layers = [str(l) for l in range(looks_a.shape[0])]
-        focus = comparison_figure(
-            looks_a, looks_b, looks_a - looks_b if c.lined_up else None,
-            x_labels=c.col_labels, y_labels=layers, x_labels_b=None if c.lined_up else b.col_labels,
-            y_labels_b=None if c.lined_up else [str(l) for l in range(looks_b.shape[0])],
-            titles=("A", "B", "A − B"), y_title=_("layer"),
-            title=_("Where “{token}” looks in each layer (heads averaged)").format(token=safe_label(c.labels[unit]
-                                                                                                   if c.lined_up else label))
-            + (f" <span style='font-size:12px;color:#6c757d'>{safe_label(note)}</span>" if note else ""))
+    if triggered & FOCUS_DEPENDS:
+        out["compare_focus"] = _focus_figure(c, unit, note)
     # 2. the chosen layer and head
     head = state.head.number
     matrix_a, _t = a.matrix(min(state.layer, a.kv.attentions.shape[0] - 1), head)
@@ -119,19 +108,43 @@ def render(view: View, state: ViewState, triggered: frozenset[str]) -> dict:
         x_labels=c.col_labels, y_labels=c.labels, x_labels_b=None if c.lined_up else b.col_labels,
         y_labels_b=None if c.lined_up else b.labels, titles=("A", "B", "A − B"), y_title=_("query (attending)"),
         title=matrix_title(a.options, state.layer, head))
-    out.update(compare_focus=focus, compare_heads=heads,
-               compare_status=[html.Div(line) for line in lines])
-    if c.lined_up:
-        total, largest = c.head_differences()
-        rows = [{"id": f"{l}-{h}", "layer": l, "head": h, "sum": round(float(total[l, h]), 4),
-                 "max": round(float(largest[l, h]), 4)}
-                for l in range(total.shape[0]) for h in range(total.shape[1])]
-        rows.sort(key=lambda r: -r["sum"])
-        out["compare_table"] = [html.H6(_("Heads that differ most (sum of |A − B| over the head's cells; click a row "
-                                          "to open it)"), className="mt-3"), compare_table(rows)]
-    else:
-        out["compare_table"] = []
+    out.update(compare_heads=heads, compare_status=[html.Div(line) for line in lines])
+    if triggered & TABLE_DEPENDS:
+        out["compare_table"] = _heads_table(c)
     return out
+
+
+def _focus_figure(c: Comparison, unit: int | None, note: str) -> dict:
+    """Where the followed token (``unit`` of A) looks in each layer, in A, in B and, lined up, A − B."""
+    a, b = c.a, c.b
+    label = a.labels[unit] if unit is not None else "?"
+    unit_b = unit if c.lined_up else next((i for i, l in enumerate(b.labels) if l == label), b.unit_of(default_token(b)))
+    if unit is None or unit_b is None:
+        return empty_figure(_("Pick a token in Token focus (it may be hidden by “Hide special tokens”)."))
+    looks_a, _looked = a.focus(unit)
+    looks_b, _looked = b.focus(unit_b)
+    layers = [str(l) for l in range(looks_a.shape[0])]
+    return comparison_figure(
+        looks_a, looks_b, looks_a - looks_b if c.lined_up else None,
+        x_labels=c.col_labels, y_labels=layers, x_labels_b=None if c.lined_up else b.col_labels,
+        y_labels_b=None if c.lined_up else [str(l) for l in range(looks_b.shape[0])],
+        titles=("A", "B", "A − B"), y_title=_("layer"),
+        title=_("Where “{token}” looks in each layer (heads averaged)").format(token=safe_label(c.labels[unit]
+                                                                                               if c.lined_up else label))
+        + (f" <span style='font-size:12px;color:#6c757d'>{safe_label(note)}</span>" if note else ""))
+
+
+def _heads_table(c: Comparison) -> list:
+    """The heads that differ most (sum and largest |A − B|), or nothing when A and B do not line up."""
+    if not c.lined_up:
+        return []
+    total, largest = c.head_differences()
+    rows = [{"id": f"{l}-{h}", "layer": l, "head": h, "sum": round(float(total[l, h]), 4),
+             "max": round(float(largest[l, h]), 4)}
+            for l in range(total.shape[0]) for h in range(total.shape[1])]
+    rows.sort(key=lambda r: -r["sum"])
+    return [html.H6(_("Heads that differ most (sum of |A − B| over the head's cells; click a row to open it)"),
+                    className="mt-3"), compare_table(rows)]
 
 
 # ----------------------------------------------------------------------------------- analysing B

@@ -24,6 +24,7 @@ from services.exchange import ExportTooLarge, atlas_csv, comparison_csv, view_cs
 
 from . import router
 from .compare import comparison
+from .generation import step_row
 from .common import message_for
 from .router import Unavailable, resolve
 
@@ -87,8 +88,7 @@ def csv_of(result, state, view) -> str:
         steps = result.generation_steps
         if not steps:
             raise Unavailable(_("This analysis holds no generated tokens."))
-        step = min(max(1, state.step), steps)
-        row = int(result.prompt_length) + step - 1
+        step, row = step_row(result, state.step)
         weights = result.step_attention(step)[:, :, None, :row + 1]
         tokens = list(result.tokens[:row + 1])
         return view_csv(weights, [tokens[row]], tokens, query_index=[row], max_rows=MAX_CSV_ROWS)
@@ -109,7 +109,10 @@ def export(kind: str, values: dict[str, Any]) -> tuple[Any, Any]:
         filename = export_filename(result.model_id, name, layer, head, kind, extra)
         if kind == "csv":
             return {"content": csv_of(result, state, view), "filename": filename, "type": "text/csv"}, ""
-        figure = router.route({**values, "tab": state.tab}, frozenset(router.INPUTS)).get(MAIN[state.tab][0])
+        module = router.VIEWS[state.tab]  # the view drawn from what was resolved above, not resolved again
+        if not view.square and module.SQUARE_ONLY:
+            raise Unavailable(_(module.SQUARE_ONLY))
+        figure = module.render(view, state, frozenset(router.INPUTS)).get(MAIN[state.tab][0])
         if not isinstance(figure, dict) or not figure.get("data"):
             raise Unavailable(_("This view has nothing to export yet."))
         metadata = {"model": result.model_id, "text": result.text, "view": name, "layer": layer,

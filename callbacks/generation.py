@@ -26,14 +26,20 @@ def placeholder(message: str) -> dict:
     return {"gen_heads": empty_figure(message), "gen_layers": empty_figure(""), "gen_status": ""}
 
 
+def step_row(result, step: int) -> tuple[int, int]:
+    """The step shown (1 to the steps written; the boundary bounds it by the model's limit only) and the
+    row of the token written at that step."""
+    step = min(max(1, step), result.generation_steps)
+    return step, int(result.prompt_length) + step - 1
+
+
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     result = view.result
     steps = result.generation_steps
     if steps == 0:
         return placeholder(_("This analysis holds no generated tokens. Choose a decoder-only model (GPT-2 family), "
                              "set “Continue the text by” above 0 and press Analyze."))
-    step = min(max(1, state.step), steps)
-    row = int(result.prompt_length) + step - 1
+    step, row = step_row(result, state.step)
     seen = row + 1
     weights = result.step_attention(step)[:, :, :seen]  # (layers, heads, seen): keys it cannot see are 0
     labels = [display_token(t) for t in result.tokens[:seen]]

@@ -64,6 +64,12 @@ def test_the_example_opens_compare_on_it_and_the_difference_is_a_minus_b(setting
     for r in rows:
         assert r["sum"] == pytest.approx(gap[r["layer"], r["head"]], abs=1e-3)
     assert "They differ at: big | small" in str(drawn["compare_status"])
+    # a layer or head change redraws the chosen head only: the table and the focus do not depend on it
+    moved = router.route({"handle": out["handle"], "compare_handle": out["compare_handle"], "tab": ids.TAB_COMPARE,
+                          "layer": 4, "head": "1", "mode": "raw", "switches": [], "token": it}, frozenset({"layer"}))
+    assert moved["compare_table"] is no_update and moved["compare_focus"] is no_update
+    np.testing.assert_allclose(decode(moved["compare_heads"]["data"][2]["z"]),
+                               a.attentions[4, 1].astype(np.float32) - b.attentions[4, 1].astype(np.float32), atol=1e-6)
 
 
 def test_texts_that_do_not_line_up_are_side_by_side_with_the_reason(settings, default_model):
