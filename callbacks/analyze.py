@@ -246,6 +246,26 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
                  if kind_of_model == "decoder" else 0)
         key, result = analyse(text, model, pair or None, target or None, steps=steps or None,
                               before_compute=new_analysis_guard(client_id()))
+        # what the page shows of it: inside the same guard (a failure here is explained, never a 500)
+        out.update(controls_for(result, values.get("layer"), values.get("head"), values.get("kind"),
+                                values.get("pair_filter")))
+        out.update(handle=handle_of(key, result).to_client(), status=status_children(summarise(result, key)),
+                   arc_focus=None, arc_start=0, token=None,
+                   continue_wrap=SHOWN if kind_of_model == "decoder" else HIDDEN,
+                   share=share_of(result.text, result.text_pair, result.model_id, target or None, steps or None))
+        if values.get("compare"):  # text B named by an example or a link: analysed too, the Compare tab opened
+            from .compare import analyse_b
+
+            handle_b, status_b, share_b = analyse_b({"text_b": values["compare"],
+                                                     "model_b": values.get("compare_model"), "handle": out["handle"]})
+            out.update(compare_handle=handle_b, compare_share=share_b, compare_text=values["compare"],
+                       tab=ids.TAB_COMPARE)
+            if status_b is not no_update:
+                out["status"] = [*out["status"], status_b]
+        elif result.generation_steps and steps:
+            out["tab"] = ids.TAB_GENERATION  # asked to continue the text: show what it wrote
+        elif values.get("tab_now") == ids.TAB_GENERATION and not result.generation_steps:
+            out["tab"] = ids.TAB_GRID
     except boundary.TextRefused as exc:
         return _failed(str(exc), _("Check the text"), values.get("current"))
     except AttentionExplorerError as exc:
@@ -254,24 +274,6 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
         log.exception("analysis failed")
         return _failed(_("The analysis failed unexpectedly. Try again, or another text or model."),
                        _("Something went wrong"), values.get("current"))
-    out.update(controls_for(result, values.get("layer"), values.get("head"), values.get("kind"),
-                            values.get("pair_filter")))
-    out.update(handle=handle_of(key, result).to_client(), status=status_children(summarise(result, key)),
-               arc_focus=None, arc_start=0, token=None, continue_wrap=SHOWN if kind_of_model == "decoder" else HIDDEN,
-               share=share_of(result.text, result.text_pair, result.model_id, target or None, steps or None))
-    if values.get("compare"):  # text B named by an example or a link: analysed too, the Compare tab opened
-        from .compare import analyse_b
-
-        handle_b, status_b, share_b = analyse_b({"text_b": values["compare"], "model_b": values.get("compare_model"),
-                                                 "handle": out["handle"]})
-        out.update(compare_handle=handle_b, compare_share=share_b, compare_text=values["compare"],
-                   tab=ids.TAB_COMPARE)
-        if status_b is not no_update:
-            out["status"] = [*out["status"], status_b]
-    elif result.generation_steps and steps:
-        out["tab"] = ids.TAB_GENERATION  # asked to continue the text: show what it wrote
-    elif values.get("tab_now") == ids.TAB_GENERATION and not result.generation_steps:
-        out["tab"] = ids.TAB_GRID
     return out
 
 

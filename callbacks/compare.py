@@ -118,7 +118,8 @@ def _focus_figure(c: Comparison, unit: int | None, note: str) -> dict:
     """Where the followed token (``unit`` of A) looks in each layer, in A, in B and, lined up, A − B."""
     a, b = c.a, c.b
     label = a.labels[unit] if unit is not None else "?"
-    unit_b = unit if c.lined_up else next((i for i, l in enumerate(b.labels) if l == label), b.unit_of(default_token(b)))
+    unit_b = unit if c.lined_up else next((i for i, l in enumerate(b.labels) if l == label),
+                                          b.unit_of(default_token(b)))
     if unit is None or unit_b is None:
         return empty_figure(_("Pick a token in Token focus (it may be hidden by “Hide special tokens”)."))
     looks_a, _looked = a.focus(unit)
@@ -129,8 +130,8 @@ def _focus_figure(c: Comparison, unit: int | None, note: str) -> dict:
         x_labels=c.col_labels, y_labels=layers, x_labels_b=None if c.lined_up else b.col_labels,
         y_labels_b=None if c.lined_up else [str(l) for l in range(looks_b.shape[0])],
         titles=("A", "B", "A − B"), y_title=_("layer"),
-        title=_("Where “{token}” looks in each layer (heads averaged)").format(token=safe_label(c.labels[unit]
-                                                                                               if c.lined_up else label))
+        title=_("Where “{token}” looks in each layer (heads averaged)").format(
+            token=safe_label(c.labels[unit] if c.lined_up else label))
         + (f" <span style='font-size:12px;color:#6c757d'>{safe_label(note)}</span>" if note else ""))
 
 

@@ -85,6 +85,13 @@ def test_analyze_unexpected_error_is_plain(settings, monkeypatch):
     assert "unexpectedly" in _alert_text(out["status"]) and "ZeroDivision" not in str(out["status"])
 
 
+def test_a_failure_after_the_analysis_is_explained_too(settings, default_model, monkeypatch):
+    """What the page shows of a result (controls, status, link) is inside the same guard as the analysis."""
+    monkeypatch.setattr(analyze, "summarise", lambda *a, **k: 1 / 0)
+    out = run_analyze(SENTENCE)
+    assert out["handle"] is no_update and "unexpectedly" in _alert_text(out["status"])
+
+
 def test_examples_fill_the_boxes_and_analyze(settings, default_model, tiny_models):
     out = run_analyze("ignored", example=1)
     assert (out["text"], out["pair"], out["pair_open"]) == (EXAMPLES[1]["text"], EXAMPLES[1]["pair"], True)
