@@ -53,7 +53,7 @@ test: install-test
 models: install
 	$(PY) scripts/download_models.py --dest "$(MODELS_DIR)"
 
-bench: install
+bench: install-test  # bench/browser.py drives Chromium with Selenium, as the browser tests do
 	$(PY) bench/extract.py
 	$(PY) bench/views.py
 	$(PY) bench/browser.py

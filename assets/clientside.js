@@ -440,10 +440,7 @@
         const el = document.getElementById("ae-i18n");
         if (el && el.getAttribute("data-lang")) {
             document.documentElement.lang = el.getAttribute("data-lang");
-            try {  /* the browser tab's title in the page's language too */
-                const title = JSON.parse(el.getAttribute("data-strings") || "{}").page_title;
-                if (title) { document.title = title; }
-            } catch (e) { /* keep the server's title */ }
+            if (words().page_title) { document.title = words().page_title; }  /* the browser tab's title too */
             return;
         }
         window.setTimeout(setLanguage, 100);

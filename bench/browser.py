@@ -225,9 +225,13 @@ class Page:
         action()
         result = self.wait_for(lambda: (lambda r: r if r["drawn"] is not None else None)(self.js("return __ae.result()")),
                                f"{graph_id} drawn")
-        while True:  # quiet: no request answered within the last QUIET_MS
+        while True:  # quiet: no request answered within the last QUIET_MS (and the view drawn after it)
             time.sleep(QUIET_MS / 1000)
             result = self.js("return __ae.result()")
+            if result["drawn"] is None:  # a response came after the draw: wait for the draw that follows it
+                result = self.wait_for(lambda: (lambda r: r if r["drawn"] is not None else None)(
+                    self.js("return __ae.result()")), f"{graph_id} drawn again")
+                continue
             if result["now"] - max(result["lastResponse"], result["drawn"]) >= QUIET_MS:
                 break
         self.js("__ae.armed = false")

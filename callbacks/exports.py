@@ -48,10 +48,10 @@ def _names(result, state, view) -> tuple[str, int | None, Any, str | None]:
     layer: int | None = state.layer
     if view.options.rollout:
         head = "rollout"
-    if name in ("overview", "atlas"):
+    if name in ("overview", "atlas", "focus"):
         layer, head = None, ""
-    elif name == "focus":
-        layer, head = None, ""
+    elif name == "inside" and state.head.number is None:  # the tab looks inside head 0 when none is chosen
+        head = 0
     extra = [view.kind] if result.is_encoder_decoder else []
     if view.pair:
         extra.append(view.pair.replace("→", "to"))

@@ -428,7 +428,8 @@ def compute_seq2seq(loaded: LoadedModel, text: str, text_pair: str | None, limit
     else:
         ids = _greedy(loaded.generator, inputs, max(1, min(bound, limit - 1)))
         generated = True
-        ended = any(i in _eos_ids(loaded) for i in ids[1:])
+        eos = _eos_ids(loaded)
+        ended = any(i in eos for i in ids[1:])
     decoder_input_ids = torch.tensor([ids], dtype=torch.long)
     with torch.inference_mode(), hooks.recording(loaded.model) as recorder:
         output = loaded.model(**inputs, decoder_input_ids=decoder_input_ids, output_attentions=True,
@@ -539,7 +540,7 @@ def compute_generation(loaded: LoadedModel, text: str, limit: int, steps: int) -
         value_norms_reason=value_norms_reason,
         generated=True,
         max_new_tokens=steps,
-        ended=any(i in _eos_ids(loaded) for i in new),
+        ended=not _eos_ids(loaded).isdisjoint(new),
         generated_text=tokenizer.decode(new, skip_special_tokens=True),
         prompt_length=prompt_length,
         generated_mask=mask,

@@ -59,11 +59,7 @@ def merge_subwords(att: np.ndarray, groups: Sequence[Sequence[int]]) -> np.ndarr
     Attention *to* a word is the sum over its pieces (columns); attention *from* a word is the mean
     over its pieces (rows), so each row still sums to 1. ``groups`` comes from ``word_groups``.
     """
-    att = as_float32(att)
-    member = _membership(groups, att.shape[-1])
-    to_words = att @ member.T  # (..., seq, words): summed over key pieces
-    mean_rows = member / member.sum(axis=1, keepdims=True)
-    return mean_rows @ to_words  # (..., words, words): averaged over query pieces
+    return merge_rectangular(att, groups, groups)
 
 
 def merge_rectangular(att: np.ndarray, row_groups: Sequence[Sequence[int]] | None,

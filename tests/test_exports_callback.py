@@ -47,6 +47,9 @@ def test_csv_of_each_view_is_named_and_holds_its_numbers(bert):
     for row in rows_of(heat):
         assert float(row["weight"]) == pytest.approx(
             float(result.attentions[1, 2, int(row["query_index"]), int(row["key_index"])]), abs=1e-6)
+    inside, _ = exports.export("csv", values(handle, ids.TAB_INSIDE, token=8))  # no head chosen: head 0
+    assert inside["filename"].endswith("_layer0_head0_inside.csv"), inside["filename"]
+    assert {r["head"] for r in rows_of(inside)} == {"0"} and len(rows_of(inside)) == seq * seq
     focus, _ = exports.export("csv", values(handle, ids.TAB_FOCUS, token=8))
     focus_rows = rows_of(focus)
     assert {r["query_token"] for r in focus_rows} == {"it"} and len(focus_rows) == result.num_layers * seq
