@@ -338,31 +338,39 @@
 
             /* Export: the open view's picture as PNG or SVG, drawn by plotly.js, named after what it shows
                (as components/export.py's file_stem names it: model_layer3_head5_heatmap). */
-            exportImage: function (png, svg, tab, handle, layer, head, mode, kind, kindStyle) {
+            exportImage: function (png, svg, tab, handle, layer, head, mode, kind, kindStyle, pairFilter, pairStyle,
+                                   step) {
                 const ctx = window.dash_clientside.callback_context;
                 const fmt = ctx.triggered.length && ctx.triggered[0].prop_id.indexOf("export-svg") === 0 ? "svg" : "png";
                 const graphs = {"tab-grid": ["head-grid", "grid"], "tab-heatmap": ["head-heatmap", "heatmap"],
                                 "tab-arcs": ["arc-view", "arcs"], "tab-overview": ["model-overview", "overview"],
                                 "tab-atlas": ["atlas-map", "atlas"], "tab-focus": ["focus-heatmap", "focus"],
-                                "tab-inside": ["inside-weights", "inside"], "tab-generation": ["generation-heads", "generation"]};
+                                "tab-inside": ["inside-weights", "inside"], "tab-generation": ["generation-heads", "generation"],
+                                "tab-compare": ["compare-heads", "compare"]};
                 const which = graphs[tab] || graphs["tab-grid"];
                 const gd = document.querySelector("#" + which[0] + " .js-plotly-plot");
                 if (!gd || !gd.data || !gd.data.length) { return [NO(), words().nothing_to_export || "Nothing to export yet."]; }
+                /* components/export.py safe_part, model_slug and file_stem, step by step */
                 const safe = function (s) {
                     return String(s).replace(/[^A-Za-z0-9._-]+/g, "_").replace(/_+/g, "_").replace(/^[._-]+|[._-]+$/g, "");
                 };
-                let model = String((handle && handle.model) || "model").replace(/[\\/]+$/, "");
+                let model = String((handle && handle.model) || "model").trim().replace(/[\\/]+$/, "");
                 if (/^[\/~.]/.test(model) || model.indexOf("\\") >= 0 || /^[A-Za-z]:/.test(model)) {
                     model = model.split(/[\\/]/).pop();
                 }
-                const parts = [safe(model).slice(0, 80) || "model"];
+                const parts = [safe(safe(model).slice(0, 80)) || "model"];
                 if (which[1] !== "overview" && which[1] !== "atlas" && which[1] !== "focus") {
                     parts.push("layer" + layer);
-                    const h = String(head);
-                    parts.push(mode === "rollout" ? "rollout" : /^[0-9]+$/.test(h) ? "head" + h : h === "all" ? "allheads" : "mean");
+                    const h = String(head), one = /^[0-9]+$/.test(h);
+                    parts.push(mode === "rollout" ? "rollout" : one ? "head" + h
+                        : which[1] === "inside" ? "head0" : h === "all" ? "allheads" : "mean");
                 }
                 parts.push(which[1]);
                 if (kind && !(kindStyle && kindStyle.display === "none")) { parts.push(kind); }
+                if (pairFilter && pairFilter !== "all" && !(pairStyle && pairStyle.display === "none")) {
+                    parts.push(safe(String(pairFilter).replace("→", "to")));
+                }
+                if (which[1] === "generation") { parts.push("step" + step); }
                 window.Plotly.downloadImage(gd, {format: fmt, filename: parts.join("_"), scale: fmt === "png" ? 2 : 1});
                 return [{format: fmt, filename: parts.join("_") + "." + fmt, n: Date.now()}, ""];
             },

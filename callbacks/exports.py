@@ -156,6 +156,7 @@ def register(app: Dash) -> None:
         Input(ids.EXPORT_PNG, "n_clicks"), Input(ids.EXPORT_SVG, "n_clicks"),
         State(ids.TABS, "active_tab"), State(ids.HANDLE, "data"), State(ids.LAYER, "value"), State(ids.HEAD, "value"),
         State(ids.ATTN_MODE, "value"), State(ids.KIND, "value"), State(ids.KIND_WRAP, "style"),
+        State(ids.PAIR_FILTER, "value"), State(ids.PAIR_WRAP, "style"), State(ids.GEN_STEP, "value"),
         prevent_initial_call=True,
     )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 import numpy as np
 import pytest
@@ -183,6 +183,26 @@ def test_the_export_menu_downloads_named_files_of_the_open_view(dash_duo, tmp_pa
     stored = np.frombuffer(base64.b64decode(encoded["data"]), dtype="<f2").reshape(encoded["shape"])
     np.testing.assert_array_equal(stored, result.attentions)
     assert driver.find_element(By.ID, "export-status").text == ""
+    # Compare: the picture is the comparison (A, B, A − B), named as the server names its CSV
+    trophy = "The trophy doesn't fit into the suitcase because it is too big."
+    driver.get(dash_duo.server_url + "/?" + urlencode({"text": trophy, "compare": trophy.replace("big", "small"),
+                                                       "view": "compare", "layer": 1, "head": 2}))
+    _wait(lambda: driver.execute_script(
+        "const gd = document.querySelector('#compare-heads .js-plotly-plot'); return gd && gd.data.length === 3"),
+        what="the comparison drawn")
+
+    def download_compare(item: str, ext: str) -> Path:
+        driver.find_element(By.CSS_SELECTOR, "#export-menu .dropdown-toggle").click()
+        _wait(lambda: driver.find_element(By.ID, item).is_displayed(), what="the menu open")
+        driver.find_element(By.ID, item).click()
+        path = downloads / export_filename(DEFAULT_MODEL_ID, "compare", 1, 2, ext)
+        _wait(lambda: path.exists() and path.stat().st_size > 0 and not list(downloads.glob("*.crdownload")),
+              what=f"{path.name} downloaded")
+        return path
+
+    assert "A − B" in _text(ET.parse(download_compare("export-svg", "svg")).getroot())
+    compared = list(csv.DictReader(io.StringIO(download_compare("export-csv", "csv").read_text(encoding="utf-8"))))
+    assert compared and set(compared[0]) >= {"weight_a", "weight_b", "a_minus_b"}
 
 
 def _walk(value):
