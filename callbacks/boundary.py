@@ -50,17 +50,15 @@ from typing import Any
 
 from components import ids
 from components.i18n import N_, _
+from components.layout import ATLAS_METRICS, FOCUS_K_CHOICES, PAIR_CHOICES, TOP_K_CHOICES, WINDOW_CHOICES
 
 TABS = (ids.TAB_GRID, ids.TAB_HEATMAP, ids.TAB_ARCS, ids.TAB_OVERVIEW, ids.TAB_ATLAS, ids.TAB_FOCUS, ids.TAB_INSIDE,
         ids.TAB_GENERATION, ids.TAB_COMPARE)
 MODES = ("raw", "rollout", "value")  # value: weighted by value norm (Kobayashi et al., 2020)
 SWITCHES = ("hide", "merge")
-TOP_K = (1, 2, 3, 5, 10)
-WINDOWS = (1, 2, 3, 5, 8)
-FOCUS_K = (1, 2, 3, 5, 8)
-METRICS = ("entropy", "distance", "local", "self", "previous", "next", "delimiter")
+TOP_K, WINDOWS, FOCUS_K, PAIRS = TOP_K_CHOICES, WINDOW_CHOICES, FOCUS_K_CHOICES, PAIR_CHOICES  # the dropdowns'
+METRICS = tuple(name for name, _title in ATLAS_METRICS)
 KINDS = ("encoder", "decoder", "cross")
-PAIRS = ("A→A", "A→B", "B→A", "B→B")
 MIN_WEIGHT_MAX = 1.0
 MAX_NEW_TOKENS = 512  # a fixed cap on a continuation asked for by URL (the server's own bound applies after)
 MAX_TEXT_CHARS = 100_000  # far above any configured limit: anything longer is junk, refused unread

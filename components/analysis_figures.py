@@ -323,7 +323,6 @@ def inside_head_figure(labels: list[str], query: int, scores: np.ndarray, weight
 
 
 # --------------------------------------------------------------------------- compare (issue 11)
-_DIFF_SCALE = [[0.0, "#2166ac"], [0.25, "#92c5de"], [0.5, "#f7f7f7"], [0.75, "#f4a582"], [1.0, "#b2182b"]]
 COMPARE_LABEL_LIMIT = 60  # tokens named on the axes; longer texts are named by the hover
 
 
@@ -371,7 +370,7 @@ def comparison_figure(a: np.ndarray, b: np.ndarray, diff: np.ndarray | None, *, 
             coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": vmax,
                        "colorbar": {"title": {"text": _("A and B"), "side": "right"}, "thickness": 12, "len": 0.45,
                                     "y": 1.0, "yanchor": "top", "x": 1.0}},
-            coloraxis2={"colorscale": _DIFF_SCALE, "cmin": -dmax, "cmax": dmax, "cmid": 0,
+            coloraxis2={"colorscale": _DIVERGING, "cmin": -dmax, "cmax": dmax, "cmid": 0,
                         "colorbar": {"title": {"text": "A − B", "side": "right"}, "thickness": 12, "len": 0.45,
                                      "y": 0.0, "yanchor": "bottom", "x": 1.0}},
             meta={"kind": "compare", "panels": count, "vmax": vmax, "dmax": dmax},

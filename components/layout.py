@@ -72,6 +72,11 @@ METRIC_NAMES = {  # the atlas table's column names
     "entropy": N_("entropy"), "distance": N_("distance"), "local": N_("local"), "self": N_("self"),
     "previous": N_("previous"), "next": N_("next"), "delimiter": N_("delimiter"),
 }
+# The choices of the dropdowns; callbacks/boundary.py accepts exactly these from the browser.
+TOP_K_CHOICES = (1, 2, 3, 5, 10)  # arcs per token
+WINDOW_CHOICES = (1, 2, 3, 5, 8)  # the atlas's local window (tokens each side)
+FOCUS_K_CHOICES = (1, 2, 3, 5, 8)  # token focus: the top k
+PAIR_CHOICES = ("A→A", "A→B", "B→A", "B→B")  # a sentence pair's blocks
 ATLAS_METRICS = (
     ("entropy", N_("normalised entropy (0 focused · 1 spread evenly)")),
     ("distance", N_("mean attended distance (tokens)")),
@@ -224,7 +229,7 @@ def kind_options(kinds: list[str] | tuple[str, ...] = ("encoder", "decoder", "cr
 
 def pair_options() -> list[dict]:
     return [{"label": _("All"), "value": "all"}] + [{"label": name, "value": name}
-                                                   for name in ("A→A", "A→B", "B→A", "B→B")]
+                                                   for name in PAIR_CHOICES]
 
 
 def head_options(num_heads: int) -> list[dict]:
@@ -245,7 +250,7 @@ def arc_controls() -> dbc.Row:
     return dbc.Row(className="g-3 align-items-center mb-2", children=[
         dbc.Col(width="auto", children=[
             dbc.Label(_("Top arcs per token"), html_for=ids.ARC_TOP_K, className="small mb-0 me-2"),
-            dropdown(ids.ARC_TOP_K, options=[{"label": str(k), "value": k} for k in (1, 2, 3, 5, 10)],
+            dropdown(ids.ARC_TOP_K, options=[{"label": str(k), "value": k} for k in TOP_K_CHOICES],
                          value=3, clearable=False, style={"width": "90px"}),
         ]),
         dbc.Col(children=[
@@ -290,7 +295,7 @@ def atlas_controls() -> dbc.Row:
         dbc.Col(md=3, children=[
             dbc.Label(_("Local window (tokens)"), html_for=ids.ATLAS_WINDOW, className="small mb-0"),
             dropdown(ids.ATLAS_WINDOW, value=3, clearable=False,
-                         options=[{"label": str(w), "value": w} for w in (1, 2, 3, 5, 8)]),
+                         options=[{"label": str(w), "value": w} for w in WINDOW_CHOICES]),
         ]),
     ])
 
@@ -322,7 +327,7 @@ def focus_controls() -> dbc.Row:
         dbc.Col(md=3, children=[
             dbc.Label(_("Top k"), html_for=ids.FOCUS_K, className="small mb-0"),
             dropdown(ids.FOCUS_K, value=3, clearable=False,
-                         options=[{"label": str(k), "value": k} for k in (1, 2, 3, 5, 8)]),
+                         options=[{"label": str(k), "value": k} for k in FOCUS_K_CHOICES]),
         ]),
     ])
 
