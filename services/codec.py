@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .forward import AttentionResult
+from .forward import AttentionResult, check_result
 
 MAGIC = b"AEXC"
 VERSION = 1
@@ -172,47 +172,11 @@ def _decode_result(view: memoryview) -> AttentionResult:
         result = AttentionResult(**kwargs)
     except TypeError as exc:  # a field this version needs is missing
         raise DecodeError(f"incomplete result: {exc}") from exc
-    _check_result(result)
+    try:
+        check_result(result)
+    except ValueError as exc:
+        raise DecodeError(str(exc)) from exc
     return result
-
-
-def _check_result(result: AttentionResult) -> None:
-    """The shapes the views rely on: a value that decodes but does not hang together is refused too."""
-    att, tokens = result.attentions, result.tokens
-    if not isinstance(att, np.ndarray) or att.ndim != 4 or att.shape[2] != att.shape[3]:
-        raise DecodeError("attentions is not (layers, heads, seq, seq)")
-    if not isinstance(tokens, list) or len(tokens) != att.shape[2] or not all(isinstance(t, str) for t in tokens):
-        raise DecodeError("tokens do not match the attention")
-    mask = result.special_mask
-    if not isinstance(mask, np.ndarray) or mask.shape != (len(tokens),):
-        raise DecodeError("special_mask does not match the tokens")
-    if not isinstance(result.model_id, str) or not isinstance(result.text, str):
-        raise DecodeError("model_id and text must be text")
-    _check_target(result)
-    generated = result.generated_mask
-    if generated is not None and (not isinstance(generated, np.ndarray) or generated.shape != (len(tokens),)):
-        raise DecodeError("generated_mask does not match the tokens")
-
-
-def _check_target(result: AttentionResult) -> None:
-    """An encoder-decoder result's decoder side (issue 13): the parts present must agree in shape."""
-    tokens, decoder, cross = result.target_tokens, result.decoder_attentions, result.cross_attentions
-    mask = result.target_special_mask
-    if tokens is not None and (not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens)):
-        raise DecodeError("target_tokens must be a list of text")
-    tgt = len(tokens) if tokens is not None else None
-    src = result.attentions.shape[2]
-    if decoder is not None:
-        if not isinstance(decoder, np.ndarray) or decoder.ndim != 4 or decoder.shape[2] != decoder.shape[3] \
-                or (tgt is not None and decoder.shape[2] != tgt):
-            raise DecodeError("decoder_attentions is not (layers, heads, tgt, tgt)")
-        tgt = decoder.shape[2]
-    if cross is not None:
-        if not isinstance(cross, np.ndarray) or cross.ndim != 4 or cross.shape[3] != src \
-                or (tgt is not None and cross.shape[2] != tgt):
-            raise DecodeError("cross_attentions is not (layers, heads, tgt, src)")
-    if mask is not None and (not isinstance(mask, np.ndarray) or tgt is None or mask.shape != (tgt,)):
-        raise DecodeError("target_special_mask does not match the target tokens")
 
 
 def _array(entry: Any, buffer: bytearray) -> np.ndarray:

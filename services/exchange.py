@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from .errors import AttentionExplorerError
-from .forward import AttentionResult
+from .forward import AttentionResult, check_result
 
 FORMAT = "attention-explorer-analysis"
 VERSION = 1
@@ -117,7 +117,10 @@ def result_from_json(text: str | bytes | bytearray, cls: type = AttentionResult)
         result = cls(**kwargs)
     except TypeError as exc:  # a field this version needs is missing
         raise ExchangeError(f"The analysis is incomplete: {exc}.") from None
-    _check_result(result)
+    try:
+        check_result(result)
+    except ValueError as exc:
+        raise ExchangeError(str(exc)) from None
     shapes = document.get("shapes")
     if isinstance(shapes, dict):
         for name, shape in shapes.items():
@@ -268,33 +271,6 @@ def _field_hints(cls: type) -> dict[str, Any]:
         return typing.get_type_hints(cls)
     except Exception:  # noqa: BLE001 - an annotation that cannot be resolved: values stay as JSON gives them
         return {}
-
-
-def _check_result(result: AttentionResult) -> None:
-    """The shapes the views rely on: a file that decodes but does not hang together is refused."""
-    att, tokens = result.attentions, result.tokens
-    if not isinstance(att, np.ndarray) or att.ndim != 4 or att.shape[2] != att.shape[3]:
-        raise ExchangeError("attentions is not an array of shape (layers, heads, seq, seq).")
-    if att.dtype.kind != "f":
-        raise ExchangeError("attentions must hold floating-point numbers.")
-    seq = att.shape[2]
-    if not isinstance(tokens, list) or len(tokens) != seq or not all(isinstance(t, str) for t in tokens):
-        raise ExchangeError("tokens do not match the attention (one string per query row).")
-    mask = result.special_mask
-    if not isinstance(mask, np.ndarray) or mask.shape != (seq,):
-        raise ExchangeError("special_mask does not match the tokens.")
-    for name in ("word_ids", "segment_ids"):
-        value = getattr(result, name)
-        if not isinstance(value, list) or len(value) != seq:
-            raise ExchangeError(f"{name} does not match the tokens.")
-    ids = getattr(result, "token_ids", None)
-    if ids is not None and (not isinstance(ids, list) or len(ids) != seq):
-        raise ExchangeError("token_ids does not match the tokens.")
-    if not isinstance(result.model_id, str) or not isinstance(result.text, str):
-        raise ExchangeError("model_id and text must be text.")
-    norms = getattr(result, "value_norms", None)
-    if norms is not None and (not isinstance(norms, np.ndarray) or norms.shape != att.shape[:3]):
-        raise ExchangeError("value_norms does not match the attention (layers, heads, seq).")
 
 
 # ============================================================================================ CSV

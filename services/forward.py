@@ -181,6 +181,54 @@ class AttentionResult:
         return result_csv(self, layer=layer, head=head)
 
 
+def check_result(result: AttentionResult) -> None:
+    """The shapes the views rely on, for a result read back (the cache's codec, a JSON file): one that
+    decodes but does not hang together raises ``ValueError`` saying what is wrong."""
+    att, tokens = result.attentions, result.tokens
+    if not isinstance(att, np.ndarray) or att.ndim != 4 or att.shape[2] != att.shape[3]:
+        raise ValueError("attentions is not an array of shape (layers, heads, seq, seq).")
+    if att.dtype.kind != "f":
+        raise ValueError("attentions must hold floating-point numbers.")
+    seq = att.shape[2]
+    if not isinstance(tokens, list) or len(tokens) != seq or not all(isinstance(t, str) for t in tokens):
+        raise ValueError("tokens do not match the attention (one string per query row).")
+    for name in ("special_mask", "generated_mask"):
+        mask = getattr(result, name)
+        if (mask is not None or name == "special_mask") and (not isinstance(mask, np.ndarray) or mask.shape != (seq,)):
+            raise ValueError(f"{name} does not match the tokens.")
+    for name in ("word_ids", "segment_ids", "token_ids"):
+        value = getattr(result, name)
+        if (value is not None or name != "token_ids") and (not isinstance(value, list) or len(value) != seq):
+            raise ValueError(f"{name} does not match the tokens.")
+    if not isinstance(result.model_id, str) or not isinstance(result.text, str):
+        raise ValueError("model_id and text must be text.")
+    norms = result.value_norms
+    if norms is not None and (not isinstance(norms, np.ndarray) or norms.shape != att.shape[:3]):
+        raise ValueError("value_norms does not match the attention (layers, heads, seq).")
+    _check_target(result)
+
+
+def _check_target(result: AttentionResult) -> None:
+    """An encoder-decoder result's decoder side (issue 13): the parts present must agree in shape."""
+    tokens, decoder, cross = result.target_tokens, result.decoder_attentions, result.cross_attentions
+    mask = result.target_special_mask
+    if tokens is not None and (not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens)):
+        raise ValueError("target_tokens must be a list of text.")
+    tgt = len(tokens) if tokens is not None else None
+    src = result.attentions.shape[2]
+    if decoder is not None:
+        if not isinstance(decoder, np.ndarray) or decoder.ndim != 4 or decoder.shape[2] != decoder.shape[3] \
+                or (tgt is not None and decoder.shape[2] != tgt):
+            raise ValueError("decoder_attentions is not (layers, heads, tgt, tgt).")
+        tgt = decoder.shape[2]
+    if cross is not None:
+        if not isinstance(cross, np.ndarray) or cross.ndim != 4 or cross.shape[3] != src \
+                or (tgt is not None and cross.shape[2] != tgt):
+            raise ValueError("cross_attentions is not (layers, heads, tgt, src).")
+    if mask is not None and (not isinstance(mask, np.ndarray) or tgt is None or mask.shape != (tgt,)):
+        raise ValueError("target_special_mask does not match the target tokens.")
+
+
 def decide_causal(declared: bool, attentions: np.ndarray) -> bool:
     """Whether a model's attention is causal: its configuration says so (GPT-2 and kin), or no query
     attends to a later key in any layer or head (a decoder whose configuration does not say)."""

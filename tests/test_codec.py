@@ -75,7 +75,7 @@ def test_new_fields_travel_without_changing_the_codec(monkeypatch):
                 truncated=False, special_mask=np.zeros(2, bool), word_ids=[0, 1], segment_ids=[0, 0],
                 is_causal=False, unknown_share=0.0, unknown_count=0, token_count_before_truncation=2,
                 token_limit=8, text="a b")
-    result = extended(**base, value_norms=np.arange(8, dtype=np.float32).reshape(1, 1, 2, 4),
+    result = extended(**base, value_norms=np.arange(2, dtype=np.float32).reshape(1, 1, 2),
                       decoder_attentions=np.ones((2, 1, 3, 3), np.float16),
                       cross_attentions=np.ones((2, 1, 3, 2), np.float16),
                       target_tokens=["<s>", "x", "</s>"], extra={"k": (1, 2.5, None, [True])})
@@ -141,7 +141,7 @@ def test_forged_headers_are_refused(settings, tiny_models):
         with pytest.raises(codec.DecodeError):
             codec.decode(_forge({"type": "AttentionResult", "fields": fields, "arrays": table}, data))
     for broken in ({**fields, "tokens": ["a", "b"]}, {k: v for k, v in fields.items() if k != "text"},
-                   {**fields, "word_ids": {"__array__": 9}}):
+                   {**fields, "word_ids": {"__array__": 9}}, {**fields, "word_ids": [0, 1, 2]}):
         with pytest.raises(codec.DecodeError):
             codec.decode(_forge({"type": "AttentionResult", "fields": broken, "arrays": ok}, data))
     # a header nested too deep for json: a DecodeError (a miss), not a RecursionError that escapes
