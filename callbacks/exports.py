@@ -101,11 +101,12 @@ def csv_of(result, state, view) -> str:
 def export(kind: str, values: dict[str, Any]) -> tuple[Any, Any]:
     """(the download, a status line) for ``kind`` (csv, json or html) of the open view."""
     try:
-        key, result, state, view = resolve(values)
-        name, layer, head, extra = _names(result, state, view)
-        if kind == "json":
+        if kind == "json":  # the whole analysis, whatever the view and mode
+            _key, result = router.analysis_of(values)
             filename = export_filename(result.model_id, "analysis", None, "", "json")
             return {"content": result.to_json(), "filename": filename, "type": "application/json"}, ""
+        key, result, state, view = resolve(values, check_mode=getattr(router.module_of(values), "USES_MODE", True))
+        name, layer, head, extra = _names(result, state, view)
         filename = export_filename(result.model_id, name, layer, head, kind, extra)
         if kind == "csv":
             return {"content": csv_of(result, state, view), "filename": filename, "type": "text/csv"}, ""

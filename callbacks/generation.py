@@ -19,6 +19,7 @@ OUTPUTS = {"gen_heads": Output(ids.GEN_HEADS, "figure"), "gen_layers": Output(id
            "gen_status": Output(ids.GEN_STATUS, "children")}
 # The stored attention of one row: the mode and switches do not apply (the page says so).
 DEPENDS = frozenset({"handle", "layer", "tab", "step"})
+USES_MODE = False  # raw attention whatever the mode: Rollout or value norms do not stop it
 SQUARE_ONLY = ""
 
 

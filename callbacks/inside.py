@@ -22,6 +22,7 @@ OUTPUTS = {"inside_vectors": Output(ids.INSIDE_VECTORS, "figure"), "inside_weigh
            "inside_value": Output(ids.INSIDE_QUERY, "value"), "token": Output(ids.TOKEN, "data", allow_duplicate=True)}
 # One head of the stored attention: the mode and switches do not apply.
 DEPENDS = frozenset({"handle", "layer", "head", "tab", "token", "kind"})
+USES_MODE = False  # raw attention whatever the mode: Rollout or value norms do not stop it
 SQUARE_ONLY = ""  # cross-attention: a target token's query against the source tokens' keys
 
 

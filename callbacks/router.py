@@ -76,12 +76,16 @@ def _notice(notes: tuple[str, ...]) -> Any:
     return html.Div(" ".join(notes), className="alert alert-warning py-1 px-2 small mb-2", role="status")
 
 
+def module_of(values: dict[str, Any]):
+    """The module of the open view (the grid for a tab value that is not one)."""
+    return VIEWS[choice(values.get("tab"), TABS, ids.TAB_GRID)]
+
+
 def route(values: dict[str, Any], triggered: frozenset[str]) -> dict:
     """Outputs by name for the browser's ``values`` by input name; ``triggered`` names the inputs that
     changed (all of them on a first render). Never raises: a failure is explained in the open view."""
     out = _nothing()
-    tab = choice(values.get("tab"), TABS, ids.TAB_GRID)
-    module = VIEWS[tab]
+    module = module_of(values)
     if not triggered & (module.DEPENDS | {"handle"}):
         return out  # nothing the open view shows changed (e.g. a token picked for a closed tab)
     out.update(_render(module, values, triggered))
@@ -96,9 +100,8 @@ class Unavailable(Exception):
     """The view cannot be drawn; the message (in the page's language) says why."""
 
 
-def resolve(values: dict[str, Any]) -> tuple[str, Any, ViewState, View]:
-    """``(key, result, state, view)`` for the browser's values, parsed once; ``Unavailable`` (with the
-    reason in plain words) when there is no analysis or the mode cannot be shown for it."""
+def analysis_of(values: dict[str, Any]) -> tuple[str, Any]:
+    """``(key, result)`` of the browser's handle; ``Unavailable`` when there is none or it is gone."""
     raw_handle = values.get("handle")
     handle = Handle.parse(raw_handle)
     if handle is None:
@@ -106,7 +109,14 @@ def resolve(values: dict[str, Any]) -> tuple[str, Any, ViewState, View]:
     found = result_by_key(handle.key)
     if found is None:
         raise Unavailable(_(EXPIRED))
-    key, result = found
+    return found
+
+
+def resolve(values: dict[str, Any], check_mode: bool = True) -> tuple[str, Any, ViewState, View]:
+    """``(key, result, state, view)`` for the browser's values, parsed once; ``Unavailable`` (with the
+    reason in plain words) when there is no analysis or, with ``check_mode``, the mode cannot be shown
+    for it (a view that draws raw attention whatever the mode passes False)."""
+    key, result = analysis_of(values)
     kinds = kinds_available(result)  # a kind the model lacks (left from another model) falls back
     kind = values.get("kind") if values.get("kind") in kinds else kinds[0]
     shape = attention_of(result, kind).attentions.shape
@@ -114,10 +124,10 @@ def resolve(values: dict[str, Any]) -> tuple[str, Any, ViewState, View]:
     options = ViewOptions(rollout=state.mode == "rollout", value_norm=state.mode == "value",
                           hide_special=state.hide_special, merge_words=state.merge)
     view = View(result, options, key, kind=state.kind, pair=state.pair)
-    if view.value_norm_missing:
+    if check_mode and view.value_norm_missing:
         raise Unavailable(_("Weighting by value norm is not available for this model: {reason}")
                           .format(reason=_(view.value_norm_missing)))
-    if view.rollout_missing:
+    if check_mode and view.rollout_missing:
         raise Unavailable(_(view.rollout_missing))
     return key, result, state, view
 
@@ -126,7 +136,7 @@ def _render(module, values: dict[str, Any], triggered: frozenset[str]) -> dict:
     @guarded(lambda message: _placeholder(module, message))
     def render() -> dict:
         try:
-            key, result, state, view = resolve(values)
+            key, result, state, view = resolve(values, check_mode=getattr(module, "USES_MODE", True))
         except Unavailable as why:
             return _placeholder(module, str(why))
         if not view.square and module.SQUARE_ONLY:

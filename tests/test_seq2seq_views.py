@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from dash import no_update
 
-from callbacks import analyze, router, urlstate
+from callbacks import analyze, exports, router, urlstate
 from callbacks.exports import MAIN
 from callbacks.boundary import Handle
 from components import ids
@@ -130,6 +130,12 @@ def test_what_is_not_defined_for_cross_attention_says_why(s2s):
     out = run(SOURCE, s2s["bart"], target=TARGET)
     rolled = view(out["handle"], ids.TAB_GRID, kind="cross", mode="rollout")["grid"]
     assert "Rollout is not defined for cross-attention" in str(rolled)
+    # a tab that draws raw attention whatever the mode is not stopped by it, nor is the whole analysis's export
+    inside = view(out["handle"], ids.TAB_INSIDE, kind="cross", mode="rollout", head="1", layer=1)
+    assert "Rollout is not defined" not in shown_text(inside) and inside["inside_weights"]["data"]
+    whole, status = exports.export("json", {"handle": out["handle"], "tab": ids.TAB_GRID, "kind": "cross",
+                                            "mode": "rollout", "layer": 0, "head": ids.HEAD_ALL, "switches": []})
+    assert status == "" and whole["filename"].endswith("_analysis.json")
     distance = view(out["handle"], ids.TAB_ATLAS, kind="cross", metric="distance")
     assert "positions cannot be compared" in str(distance["atlas_map"])
     entropy = view(out["handle"], ids.TAB_ATLAS, kind="cross", metric="entropy")
