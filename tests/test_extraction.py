@@ -279,3 +279,29 @@ def test_large_results_reach_the_shared_cache_in_the_background(settings, tiny_m
     cache.clear_local()
     monkeypatch.setattr(forward, "compute", lambda *a, **k: pytest.fail("model ran on a cache hit"))
     assert extract_attention("the cat sat on a mat", tiny_models["bert"]).seq_len == 8
+
+
+def test_a_waiter_is_not_refused_for_the_leaders_rate_limit(settings, tiny_models, compute_calls):
+    """Two people ask for the same new text at once; the one whose request runs it is over their limit.
+    The other is not: their own turn runs (checked against their own limit), never the leader's refusal."""
+    from concurrent.futures import Future
+
+    from services.errors import RateLimitedError
+
+    key = extraction.cache_key(tiny_models["bert"], SENTENCE, None)
+    refused = Future()  # the leader's flight, ended by its limit, as a waiter finds it
+    refused.set_exception(RateLimitedError(30))
+    extraction._flight._calls[key] = refused
+    try:
+        checked = []
+        got, result = extraction.analyse(SENTENCE, tiny_models["bert"], before_compute=lambda: checked.append(1))
+    finally:
+        extraction._flight._calls.pop(key, None)
+    assert got == key and result.tokens[:3] == ["[CLS]", "the", "cat"]
+    assert checked == [1] and compute_calls == [SENTENCE]  # this person's own limit was asked, once
+
+    def over_the_limit():
+        raise RateLimitedError(5)
+
+    with pytest.raises(RateLimitedError):  # the person over their limit is still refused
+        extraction.analyse("the dog ran", tiny_models["bert"], before_compute=over_the_limit)
