@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import ROOT, SIZES, TextMaker, markdown_table, print_header  # noqa: E402
+from tests.servers import free_port  # noqa: E402 - one way to find a free port, the tests'
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -108,12 +108,6 @@ HARNESS = r"""
 
 
 # ----------------------------------------------------------------------------------- the app
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class App:
@@ -365,7 +359,6 @@ SEQ2SEQ_TARGET = ("Le chat était assis sur le tapis parce qu'il était fatigué
 def tiny_seq2seq_model(folder: str) -> str:
     """A tiny random BART (the tests' builder: 2 encoder layers x 4 heads, 3 decoder layers x 2 heads,
     a byte-level tokenizer trained here): no model hub, and no real seq2seq model ships with the app."""
-    sys.path.insert(0, str(ROOT))
     from tests.conftest import _build_bart
 
     return str(_build_bart(Path(folder) / "tiny-random-bart", seed=3))

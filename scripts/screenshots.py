@@ -14,7 +14,6 @@ a URL (the URL is the page's state), plus, for the tour, a click.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from tests.servers import free_port  # noqa: E402 - after the path is set
 
 EXAMPLE = "The cat sat on the mat because it was tired."
 CHINESE = "猫坐在垫子上因为它累了。"
@@ -63,12 +64,6 @@ def shots(models: dict[str, str]) -> list[tuple[str, tuple[int, int], dict, str 
         ("zh-tour.png", (1366, 900), {"lang": "zh"}, "document.getElementById('tour-button').click()"),
         ("tour.png", (1366, 900), {}, "document.getElementById('tour-button').click()"),
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build_models(folder: Path) -> dict[str, str]:
