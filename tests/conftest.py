@@ -184,6 +184,13 @@ def seq2seq_settings(settings, tiny_seq2seq_models):
     return config.configure(models=settings.models + tuple(tiny_seq2seq_models.values()))
 
 
+@pytest.fixture
+def s2s(seq2seq_settings, tiny_seq2seq_models):
+    """Settings offering the tiny seq2seq models, writing at most 6 tokens (fast); the models by name."""
+    config.configure(max_new_tokens=6)
+    return tiny_seq2seq_models
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, str]:
     """Paths of a tiny BERT, GPT-2 and character-level Chinese BERT, built once per session."""

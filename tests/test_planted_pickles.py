@@ -21,19 +21,11 @@ from flask import Flask
 
 from services import cache, config, extract_attention, extraction
 
+from .test_codec import _Plant
+
 pytestmark = pytest.mark.servers
 
 SENTENCE = "The cat sat on the mat because it was tired."
-
-
-class _Plant:
-    """Unpickling this creates ``marker``."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def _planted(marker) -> bytes:

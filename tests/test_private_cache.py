@@ -17,19 +17,13 @@ import textwrap
 
 import numpy as np
 import pytest
-from flask import Flask
 
-from services import cache, config, extract_attention
+from services import cache, extract_attention
 from services.config import Settings
 from services.forward import AttentionResult
 
 from .servers import PROJECT_ROOT, child_env
-
-
-def _bind(**changes) -> Settings:
-    settings = config.configure(**changes)
-    cache.init_cache(Flask("test-private-cache"), settings)
-    return settings
+from .test_deploy import _bind
 
 
 def _result(seq: int, text: str) -> AttentionResult:

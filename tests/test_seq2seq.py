@@ -27,12 +27,6 @@ TOL = 1e-3  # float16 storage rounds weights <= 1 by at most 2.5e-4
 SEQ2SEQ = ("bart", "t5", "marian")
 
 
-@pytest.fixture
-def s2s(seq2seq_settings, tiny_seq2seq_models):
-    """Settings offering the tiny seq2seq models, writing at most 6 tokens (fast)."""
-    config.configure(max_new_tokens=6)
-    return tiny_seq2seq_models
-
 
 _direct_cache: dict[str, tuple] = {}
 

@@ -12,7 +12,6 @@ from callbacks import analyze, exports, router, urlstate
 from callbacks.exports import MAIN
 from callbacks.boundary import Handle
 from components import ids
-from services import config
 from services.extraction import result_by_key
 from tests.test_figures import decode, heatmap_levels, tile_of
 from tests.test_seq2seq import SEQ2SEQ, SOURCE, TARGET, direct_forward
@@ -21,11 +20,6 @@ ALL = frozenset(router.INPUTS)
 TABS = (ids.TAB_GRID, ids.TAB_HEATMAP, ids.TAB_ARCS, ids.TAB_OVERVIEW, ids.TAB_ATLAS, ids.TAB_FOCUS, ids.TAB_INSIDE)
 FAILED = ("could not be drawn", "Traceback")
 
-
-@pytest.fixture
-def s2s(seq2seq_settings, tiny_seq2seq_models):
-    config.configure(max_new_tokens=6)
-    return tiny_seq2seq_models
 
 
 def run(text, model, **values):
