@@ -15,6 +15,7 @@ from services.tokens import display_token
 from services.views import View, ViewOptions
 
 from .boundary import ViewState
+from .common import note_of
 from .token_focus import default_token
 
 OUTPUTS = {"inside_vectors": Output(ids.INSIDE_VECTORS, "figure"), "inside_weights": Output(ids.INSIDE_WEIGHTS, "figure"),
@@ -56,6 +57,8 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
         layer=state.layer, head=head, token=query, index=token)]
     if state.head.number is None:
         notes.append(_("Showing head 0: pick a head in the sidebar to look inside another."))
+    if note_of(view.options):  # Rollout, value norms or a switch is on: this tab shows the head itself
+        notes.append(_("Raw attention: the mode and switches do not apply to this tab."))
     if len(keys) < len(key_tokens):
         notes.append(_("Showing the {shown} tokens it weighs most, of {total}; together they get {share} of its "
                        "attention.").format(shown=len(keys), total=len(key_tokens), share=f"{float(weights[keys].sum()):.0%}"))

@@ -127,6 +127,7 @@ def test_what_is_not_defined_for_cross_attention_says_why(s2s):
     # a tab that draws raw attention whatever the mode is not stopped by it, nor is the whole analysis's export
     inside = view(out["handle"], ids.TAB_INSIDE, kind="cross", mode="rollout", head="1", layer=1)
     assert "Rollout is not defined" not in shown_text(inside) and inside["inside_weights"]["data"]
+    assert "the mode and switches do not apply to this tab" in str(inside["inside_status"])
     whole, status = exports.export("json", {"handle": out["handle"], "tab": ids.TAB_GRID, "kind": "cross",
                                             "mode": "rollout", "layer": 0, "head": ids.HEAD_ALL, "switches": []})
     assert status == "" and whole["filename"].endswith("_analysis.json")
