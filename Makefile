@@ -1,28 +1,31 @@
 # Two commands: `make run` starts the app on the bundled model, `make test` runs every test.
 # Both create .venv and install what they need on a fresh Debian machine with Python 3.11 (including
-# python3.11-venv when Debian's python3 lacks it: scripts/ensure-venv.sh).
+# python3.11-venv when Debian's python3 lacks it: scripts/ensure-venv.sh), every package at the version
+# requirements.lock pins (`make lock` writes it again after a dependency changes in pyproject.toml).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 MODELS_DIR ?= models
+LOCK   := requirements.lock
 
-.PHONY: run test bench install install-test system-test-deps models clean translations
+.PHONY: run test bench install install-test system-test-deps models clean translations lock
 
 $(PY):
 	@sh scripts/ensure-venv.sh "$(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml setup.py | $(PY)
-	# torch first and pinned: the CPU build on this machine's disk, never a CUDA download.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e .
+# Every package at the version the lock pins (a constraints file: pip installs what pyproject.toml asks
+# for, at the locked versions, and nothing else). torch first: the CPU build on this machine's disk.
+$(STAMP): pyproject.toml $(LOCK) | $(PY)
+	$(PY) -m pip install --quiet -c $(LOCK) torch==2.13.0
+	$(PY) -m pip install --quiet -c $(LOCK) -e .
 	touch $@
 
 $(TSTAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[test]'
 	touch $@
 
 install: $(STAMP)
@@ -60,6 +63,11 @@ bench: install-test  # bench/browser.py drives Chromium with Selenium, as the br
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# requirements.lock again, from pyproject.toml: a fresh virtual environment resolves every dependency
+# (runtime, test, notebook) at today's versions; scripts/lock.sh writes what it installed.
+lock:
+	@sh scripts/lock.sh "$(PYTHON)" "$(LOCK)"
 
 # The interface's catalogs: extract every marked string, update the .po files, compile the .mo files
 # (both are committed; tests/test_i18n.py checks they are current).

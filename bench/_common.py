@@ -105,8 +105,8 @@ def setup(cache_dir: str, cache_type: str = "filesystem", **changes):
     ``changes`` are further ``Settings`` fields (e.g. ``torch_threads``)."""
     import flask
 
-    from services import cache
-    from services.config import Settings, configure
+    from attention_explorer.services.config import Settings, configure
+    from attention_explorer.services.store import cache
 
     settings = configure(Settings(cache_type=cache_type, cache_dir=cache_dir, **changes))
     cache.init_cache(flask.Flask("bench"), settings)

@@ -36,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import ROOT, SIZES, TextMaker, markdown_table, print_header  # noqa: E402
+
 from tests.servers import free_port  # noqa: E402 - one way to find a free port, the tests'
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -580,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = max(5, args.runs)
     from transformers import AutoTokenizer
 
-    from services.models import bundled_model_dir
+    from attention_explorer.services.model.loading import bundled_model_dir
 
     print_header("bench/browser.py: interactions in headless Chromium, default model")
     print(f"- browser: {subprocess.run([CHROMIUM, '--version'], capture_output=True, text=True).stdout.strip()}")

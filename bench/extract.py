@@ -44,7 +44,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402 - after the path is set
-    SIZES, TextMaker, markdown_table, ms, print_header, setup, stats, verdict, load_text,
+    SIZES,
+    TextMaker,
+    load_text,
+    markdown_table,
+    ms,
+    print_header,
+    setup,
+    stats,
+    verdict,
 )
 
 RATIO_BUDGET = 1.3
@@ -74,7 +82,7 @@ class ForwardCounter:
     secretly ran the model is caught instead of timed."""
 
     def __init__(self) -> None:
-        from services import extraction
+        from attention_explorer.services import extraction
 
         self.module = extraction
         self.original = extraction.run_extraction
@@ -97,7 +105,8 @@ def timed(fn, *args) -> tuple[float, object]:
 
 
 def bench_size(n: int, runs: int, loaded, maker: TextMaker, counter: ForwardCounter) -> dict:
-    from services import cache, extract_attention
+    from attention_explorer.services import extract_attention
+    from attention_explorer.services.store import cache
 
     # Warm-up at this size: first calls allocate buffers of the new shape.
     for _ in range(2):
@@ -150,7 +159,7 @@ def table(results: dict[int, dict]) -> str:
 
 def profile_new_text(n: int, runs: int, maker: TextMaker) -> None:
     """cProfile of ``extract_attention`` on ``runs`` new texts of ``n`` tokens: where (b) spends its time."""
-    from services import extract_attention
+    from attention_explorer.services import extract_attention
 
     extract_attention(maker.make(n))
     texts = [maker.make(n) for _ in range(runs)]
@@ -174,9 +183,9 @@ def breakdown(sizes: list[int], runs: int, loaded, maker: TextMaker) -> str:
     import numpy as np
     import torch
 
-    from services import cache
-    from services.extraction import cache_key
-    from services.validation import validate_text
+    from attention_explorer.services.extraction import cache_key
+    from attention_explorer.services.store import cache
+    from attention_explorer.services.validation import validate_text
 
     model_id = loaded.model_id
     tokenizer = loaded.tokenizer
@@ -229,7 +238,7 @@ class _NoRecording:
 
 def value_norms_overhead(sizes: list[int], runs: int, loaded, maker: TextMaker) -> str:
     """``forward.compute`` on new texts without and with the value-norm hooks, interleaved (issue 10)."""
-    from services import forward, hooks
+    from attention_explorer.services.model import forward, hooks
 
     real = forward.hooks
     limit = forward.effective_token_limit(loaded.token_limit)
@@ -288,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = min(max(args.runs, 10), MAX_RUNS)
 
-    from services import extract_attention
-    from services.models import get_model
+    from attention_explorer.services import extract_attention
+    from attention_explorer.services.model.loading import get_model
 
     with tempfile.TemporaryDirectory(prefix="attn-bench-") as cache_dir:
         settings = setup(cache_dir, "filesystem", torch_threads=max(0, args.torch_threads))

@@ -31,7 +31,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402 - after the path is set
-    SIZES, TextMaker, load_text, markdown_table, ms, print_header, setup, stats, verdict,
+    SIZES,
+    TextMaker,
+    load_text,
+    markdown_table,
+    ms,
+    print_header,
+    setup,
+    stats,
+    verdict,
 )
 from extract import forward_only, timed  # noqa: E402
 
@@ -42,7 +50,7 @@ MAX_RUNS = 50
 
 
 def bench_size(n: int, runs: int, loaded, maker: TextMaker) -> dict:
-    from services import extract_attention, inside, inside_head
+    from attention_explorer.services import extract_attention, inside, inside_head
 
     layers, heads = loaded.num_layers, loaded.num_heads
     for _ in range(2):  # warm-up at this size
@@ -111,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = min(max(args.runs, 10), MAX_RUNS)
 
-    from services.models import get_model
+    from attention_explorer.services.model.loading import get_model
 
     with tempfile.TemporaryDirectory(prefix="attn-bench-") as cache_dir:
         settings = setup(cache_dir, "simple", torch_threads=max(0, args.torch_threads))

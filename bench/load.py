@@ -35,7 +35,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components import ids  # noqa: E402 - after the path is set
+from attention_explorer.components import ids
 from tests.servers import Gunicorn, child_env  # noqa: E402
 
 MAX_USERS = 64

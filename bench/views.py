@@ -34,7 +34,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402 - after the path is set
-    SIZES, TextMaker, kb, load_text, markdown_table, ms, print_header, setup, stats, verdict,
+    SIZES,
+    TextMaker,
+    kb,
+    load_text,
+    markdown_table,
+    ms,
+    print_header,
+    setup,
+    stats,
+    verdict,
 )
 
 MAX_RUNS = 200
@@ -86,7 +95,7 @@ def routed(ctx: Context, tab: str, changed: str, **values) -> str:
     changed, then the Dash response of the outputs it updates, serialised."""
     from dash import no_update
 
-    from callbacks import router
+    from attention_explorer.callbacks import router
 
     values = {"handle": ctx.handle, "tab": tab, "mode": ctx.mode, "switches": list(ctx.switches), **values}
     response: dict[str, dict] = {}
@@ -119,19 +128,19 @@ GRID_BUDGET = Budget(p95_s={128: 0.050, 512: 0.150}, max_bytes={128: 300 * 1024,
 
 
 def grid_layer_change(ctx: Context, run: int) -> str:
-    from components import ids
+    from attention_explorer.components import ids
 
     return routed(ctx, ids.TAB_GRID, "layer", layer=ctx.layer(run), head=ids.HEAD_ALL)
 
 
 def heatmap_layer_change(ctx: Context, run: int) -> str:
-    from components import ids
+    from attention_explorer.components import ids
 
     return routed(ctx, ids.TAB_HEATMAP, "layer", layer=ctx.layer(run), head="3")
 
 
 def _arcs(ctx: Context, run: int, head: str) -> str:
-    from components import ids
+    from attention_explorer.components import ids
 
     return routed(ctx, ids.TAB_ARCS, "layer", layer=ctx.layer(run), head=head, top_k=3, min_weight=0.05)
 
@@ -141,20 +150,20 @@ def arcs_one_head_layer_change(ctx: Context, run: int) -> str:
 
 
 def arcs_all_heads_layer_change(ctx: Context, run: int) -> str:
-    from components import ids
+    from attention_explorer.components import ids
 
     return _arcs(ctx, run, ids.HEAD_ALL)
 
 
 def overview_head_change(ctx: Context, run: int) -> str:
-    from components import ids
+    from attention_explorer.components import ids
 
     return routed(ctx, ids.TAB_OVERVIEW, "head", layer=ctx.layer(run), head=str(ctx.head(run)))
 
 
 def atlas_metric_change(ctx: Context, run: int) -> str:
-    from components import ids
-    from components.layout import ATLAS_METRICS
+    from attention_explorer.components import ids
+    from attention_explorer.components.layout import ATLAS_METRICS
 
     metric = ATLAS_METRICS[run % len(ATLAS_METRICS)][0]
     return routed(ctx, ids.TAB_ATLAS, "metric", metric=metric, window=3, layer=ctx.layer(run),
@@ -162,7 +171,7 @@ def atlas_metric_change(ctx: Context, run: int) -> str:
 
 
 def focus_token_change(ctx: Context, run: int) -> str:
-    from components import ids
+    from attention_explorer.components import ids
 
     return routed(ctx, ids.TAB_FOCUS, "token", token=1 + run % (ctx.tokens - 2), focus_k=3)
 
@@ -231,9 +240,9 @@ def run_case(case: Case, ctx: Context, runs: int) -> Row:
 
 
 def analysed(n: int, maker: TextMaker) -> Context:
-    from callbacks.router import handle_of
-    from services.config import get_settings
-    from services.extraction import analyse
+    from attention_explorer.callbacks.router import handle_of
+    from attention_explorer.services.config import get_settings
+    from attention_explorer.services.extraction import analyse
 
     text = maker.make(n)
     key, result = analyse(text, get_settings().default_model)  # the forward pass, once: runs are cache hits
@@ -301,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no case matches {args.case!r}")
 
     print_header("bench/views.py: view callbacks on cached text")
-    from services.models import get_model
+    from attention_explorer.services.model.loading import get_model
 
     with tempfile.TemporaryDirectory(prefix="attn-bench-") as cache_dir:
         settings = setup(cache_dir, "filesystem")

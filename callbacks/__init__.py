@@ -4,7 +4,7 @@
 - ``router``: the one callback that draws the open view (one module a view: ``head_grid``,
   ``head_heatmap``, ``arcs``, ``overview``, ``atlas``, ``token_focus``, ``inside``, ``generation``);
 - ``exports``: the open view as PNG, SVG, CSV or HTML, the analysis as JSON;
-- ``clientside``: hovers, clicks and toggles handled in the browser (assets/clientside.js).
+- ``clientside``: hovers, clicks and toggles handled in the browser (assets/2*.js, one file a feature).
 """
 
 from __future__ import annotations

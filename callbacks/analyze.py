@@ -9,21 +9,20 @@ from typing import Any
 
 from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 
-from components import ids
-from components.layout import EXAMPLES, head_options, kind_options
-from components.i18n import N_, _
-from components.status import UNKNOWN_WARNING_SHARE, error_alert, status_children
-from services import AttentionExplorerError, get_settings
-from services.extraction import analyse
-from services.kinds import dims_of, kinds_available, pair_filters_available
-from services.models import family
-from services.ratelimit import client_id, new_analysis_guard
-from services.forward import AttentionResult
-
-from . import boundary, urlstate
+from ..components import ids
+from ..components.i18n import N_, _, translate
+from ..components.layout import EXAMPLES, head_options, kind_options
+from ..components.status import UNKNOWN_WARNING_SHARE, error_alert, status_children
+from ..services import AttentionExplorerError, get_settings
+from ..services.analyses.kinds import dims_of, kinds_available, pair_filters_available
+from ..services.extraction import analyse
+from ..services.model.loading import family
+from ..services.result import AttentionResult
+from ..services.store.memory import memory
+from ..services.web.ratelimit import client_id, new_analysis_guard
+from . import boundary, registry, urlstate
 from .boundary import Handle
-from .common import message_for
-from .router import handle_of
+from .common import handle_of, message_for
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +86,10 @@ SHOWN, HIDDEN = {}, {"display": "none"}
 
 def summarise(result: AttentionResult, key: str | None = None) -> dict:
     """What the status area says of an analysis, as plain data."""
-    from services.analysis import normalisation_check
-    from services.models import models_for_text
-    from services.views import derived
-
-    check = derived.get((key, "normalisation"), lambda: normalisation_check(result))
+    from ..services.analyses.measures import normalisation_check
+    from ..services.model.loading import models_for_text
+    
+    check = memory().derived.get_or_compute((key, "normalisation"), lambda: normalisation_check(result))
     summary = {
         "tokens": result.seq_len, "model_id": result.model_id, "layers": result.num_layers,
         "heads": result.num_heads, "causal": result.is_causal, "truncated": result.truncated,
@@ -150,7 +148,7 @@ def share_of(text: str, pair: str | None, model_id: str, target: str | None = No
              steps: int | None = None) -> dict:
     """What a link says of the analysis: the text itself, or a short server-side id for a long one;
     the target given to an encoder-decoder model and the tokens a decoder was asked to write."""
-    from services import share
+    from ..services.store import share
 
     extra = {k: v for k, v in (("target", target), ("continue", steps)) if v}
     if share.needs_short_id(text, pair):
@@ -164,7 +162,7 @@ def share_of(text: str, pair: str | None, model_id: str, target: str | None = No
 def from_url(values: dict[str, Any]) -> dict:
     """Outputs for a URL (opened, or reached with Back / Forward): analyse what it names, then set
     the controls it names. An empty or junk query string changes nothing."""
-    from services import share
+    from ..services.store import share
 
     url = values.get("url")
     state = urlstate.parse(url.get("search") if isinstance(url, dict) else None)
@@ -180,7 +178,7 @@ def from_url(values: dict[str, Any]) -> dict:
         entry = share.load_text(state.share_id) if share.is_share_id(state.share_id) else None
         if entry is None:
             message = share.EXPIRED_MESSAGE if share.is_share_id(state.share_id) else share.UNREADABLE_MESSAGE
-            return _failed(_(message), _("This link cannot be opened"), values.get("current"))
+            return _failed(translate(message), _("This link cannot be opened"), values.get("current"))
         values.update(text=entry["text"], pair=entry.get("pair"), model=entry.get("model"))
     elif state.text is not None:
         values.update(text=state.text, pair=state.pair)
@@ -197,7 +195,8 @@ def from_url(values: dict[str, Any]) -> dict:
     if out["handle"] is no_update:
         return out
     handle = Handle.parse(out["handle"])
-    controls = boundary.ViewState.parse(state.controls, boundary.Dims(handle.layers, handle.heads, handle.tokens))
+    controls = boundary.ViewState.parse(state.controls, boundary.Dims(handle.layers, handle.heads, handle.tokens),
+                                       registry.TABS)
     if state.names_text:
         out.update(text=values["text"], pair=values.get("pair") or "", pair_open=bool(values.get("pair")))
     out["model"] = handle.model_id
@@ -269,7 +268,7 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
     except boundary.TextRefused as exc:
         return _failed(str(exc), _("Check the text"), values.get("current"))
     except AttentionExplorerError as exc:
-        return _failed(message_for(exc), _(exc.title), values.get("current"))
+        return _failed(message_for(exc), translate(exc.title), values.get("current"))
     except Exception:  # noqa: BLE001 - never a traceback in the page
         log.exception("analysis failed")
         return _failed(_("The analysis failed unexpectedly. Try again, or another text or model."),
@@ -300,7 +299,7 @@ def first_page(settings) -> dict:
         key, result = analyse(EXAMPLES[0]["text"], settings.default_model)
     except Exception as exc:  # noqa: BLE001 - the page must load whatever happens
         log.warning("the first page's analysis failed: %s", exc)
-        title = _(exc.title) if isinstance(exc, AttentionExplorerError) else _("Something went wrong")
+        title = translate(exc.title) if isinstance(exc, AttentionExplorerError) else _("Something went wrong")
         return {"status": [error_alert(title, message_for(exc))]}
     handle = handle_of(key, result).to_client()
     page = {**controls_for(result, 0, ids.HEAD_ALL), "handle": handle, "status": status_children(summarise(result, key)),

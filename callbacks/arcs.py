@@ -5,20 +5,17 @@ from __future__ import annotations
 
 from dash import Output, html
 
-from components import ids
-from components.figures import ARC_WINDOW, HEAD_COLORS, arc_figure, cross_arc_figure, empty_figure, note_span
-from components.layout import head_legend
-from components.i18n import _
-
+from ..components import ids
+from ..components.figures import ARC_WINDOW, HEAD_COLORS, arc_figure, cross_arc_figure, empty_figure, note_span
+from ..components.i18n import _
+from ..components.layout import head_legend
 from .boundary import ViewState
-from .common import matrix_title, view_note
+from .common import matrix_title, numbers_csv, view_note
+from .viewspec import ViewSpec
 
 OUTPUTS = {"arcs": Output(ids.ARC_VIEW, "figure"), "arc_hint": Output(ids.ARC_HINT, "children"),
            "arc_start": Output(ids.ARC_START, "value"), "arc_start_max": Output(ids.ARC_START, "max"),
            "arc_start_wrap": Output(ids.ARC_START_WRAP, "style"), "arc_legend": Output(ids.ARC_LEGEND, "children")}
-DEPENDS = frozenset({"handle", "layer", "head", "mode", "switches", "tab", "top_k", "min_weight", "arc_focus",
-                     "arc_start", "kind", "pair"})
-SQUARE_ONLY = ""  # cross-attention: two rows, target above, source below
 
 
 def placeholder(message: str) -> dict:
@@ -72,3 +69,6 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
         reading = _("Arcs above: attends to a later token · below: to an earlier token · loop: to itself.")
     out["arc_hint"] = [html.Div(reading), html.Div(hint)]
     return out
+
+VIEW = ViewSpec(name="arcs", tab=ids.TAB_ARCS, outputs=OUTPUTS, main="arcs", graph=ids.ARC_VIEW, depends=frozenset({"handle", "layer", "head", "mode", "switches", "tab", "top_k", "min_weight", "arc_focus",
+                     "arc_start", "kind", "pair"}), render=render, placeholder=placeholder, csv=numbers_csv("arcs"))

@@ -5,21 +5,21 @@ from __future__ import annotations
 import numpy as np
 from dash import Output, html
 
-from components import ids
-from components.analysis_figures import atlas_map_figure
-from components.figures import empty_figure
-from components.layout import ATLAS_METRICS, atlas_table
-from components.i18n import _
-from services import heads, kinds
-from services.views import View, ViewOptions, derived
-
+from ..components import ids
+from ..components.analysis_figures import atlas_map_figure
+from ..components.figures import empty_figure
+from ..components.i18n import _, translate
+from ..components.layout import ATLAS_METRICS, atlas_table
+from ..services.analyses import heads, kinds
+from ..services.analyses.exports import atlas_csv
+from ..services.analyses.views import View, ViewOptions
+from ..services.store.memory import memory
 from .boundary import ViewState
+from .viewspec import ViewSpec
 
 OUTPUTS = {"atlas_map": Output(ids.ATLAS_MAP, "figure"), "atlas_table": Output(ids.ATLAS_TABLE_HOLDER, "children"),
            "atlas_legend": Output(ids.ATLAS_LEGEND, "children"), "atlas_table_for": Output(ids.ATLAS_TABLE_FOR, "data")}
 # Measured on the attention as stored, or weighted by value norm in that mode; the switches do not apply.
-DEPENDS = frozenset({"handle", "layer", "head", "tab", "metric", "window", "mode", "kind", "pair"})
-SQUARE_ONLY = ""  # cross-attention: the metrics that do not compare positions (kinds.atlas_metrics)
 
 _TITLES = dict(ATLAS_METRICS)
 _BOUNDED = {"entropy", "local", "self", "previous", "next", "delimiter"}  # 0..1
@@ -30,7 +30,7 @@ def atlas_data(result, window: int, key: str | None = None, value_norm: bool = F
     value norm); remembered by cache key, window, mode and kind, so changing the metric or the selected
     head does not measure again. For cross-attention only the metrics ``kinds.atlas_metrics`` names
     are measured; the others are NaN (blank in the table)."""
-    return derived.get((key, "atlas", window, value_norm, kind), lambda: _measure(result, window, value_norm, kind))
+    return memory().derived.get_or_compute((key, "atlas", window, value_norm, kind), lambda: _measure(result, window, value_norm, kind))
 
 
 def _measure(result, window: int, value_norm: bool = False, kind: str | None = None):
@@ -66,8 +66,8 @@ def legend(labels) -> list:
     """Each head type found, with how many heads have it and what it means, most common first."""
     names, counts = np.unique(np.asarray(labels).ravel(), return_counts=True)
     order = np.argsort(-counts, kind="stable")
-    return [html.Li([html.Strong(_("{type} ({count} heads):").format(type=_(str(names[i])), count=counts[i]) + " "),
-                     _(heads.LABEL_HELP.get(str(names[i]), ""))])
+    return [html.Li([html.Strong(_("{type} ({count} heads):").format(type=translate(str(names[i])), count=counts[i]) + " "),
+                     translate(heads.LABEL_HELP.get(str(names[i]), ""))])
             for i in order]
 
 
@@ -86,12 +86,21 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     elif kinds.metric_reason(state.metric, view.kind):
         figure = empty_figure(_("“{metric}” is not defined for cross-attention: a query (a target token) and a key (a "
                                 "source token) are in different texts, so their positions cannot be compared. Pick "
-                                "entropy or attention to delimiters.").format(metric=_(_TITLES[state.metric])))
+                                "entropy or attention to delimiters.").format(metric=translate(_TITLES[state.metric])))
     else:
-        figure = atlas_map_figure(metrics[state.metric], labels, state.metric, _(_TITLES[state.metric]),
+        figure = atlas_map_figure(metrics[state.metric], labels, state.metric, translate(_TITLES[state.metric]),
                                   zmax=1.0 if state.metric in _BOUNDED else None, selected=selected)
     out = {"atlas_map": figure}
     measured = f"{view.key}:{state.window}:{'value' if value_norm else 'raw'}:{view.kind}"
     if state.atlas_table_for != measured:  # the table and legend change only with the measurements
         out.update(atlas_table=atlas_table(rows), atlas_legend=legend(labels), atlas_table_for=measured)
     return out
+
+
+def csv(result, state, view, max_rows: int) -> str:
+    """The head atlas: one row a head, its type and every metric (``services.analyses.exports.atlas_csv``)."""
+    metrics, labels, _rows = atlas_data(result, state.window, view.key, view.options.value_norm, view.kind)
+    return atlas_csv(metrics, labels)
+
+
+VIEW = ViewSpec(name="atlas", tab=ids.TAB_ATLAS, outputs=OUTPUTS, main="atlas_map", graph=ids.ATLAS_MAP, depends=frozenset({"handle", "layer", "head", "tab", "metric", "window", "mode", "kind", "pair"}), render=render, placeholder=placeholder, csv=csv, file_head=False)

@@ -17,7 +17,7 @@ field           accepted                                          otherwise
 ==============  ================================================  =======================
 layer           whole number 0 .. n_layers - 1                    clamped; default 0
 head            "all", "mean" or a number 0 .. n_heads - 1        "all"
-tab             one of ``TABS``                                   the head grid
+tab             one of the views' tabs (``registry.TABS``)          the head grid
 mode            one of ``MODES``                                  "raw"
 switches        a list holding "hide" and/or "merge"             unknown items dropped
 top_k           one of ``TOP_K`` (arcs per token)                 3
@@ -48,12 +48,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from components import ids
-from components.i18n import N_, _
-from components.layout import ATLAS_METRICS, FOCUS_K_CHOICES, PAIR_CHOICES, TOP_K_CHOICES, WINDOW_CHOICES
+from ..components import ids
+from ..components.i18n import N_, _, translate
+from ..components.layout import ATLAS_METRICS, FOCUS_K_CHOICES, PAIR_CHOICES, TOP_K_CHOICES, WINDOW_CHOICES
 
-TABS = (ids.TAB_GRID, ids.TAB_HEATMAP, ids.TAB_ARCS, ids.TAB_OVERVIEW, ids.TAB_ATLAS, ids.TAB_FOCUS, ids.TAB_INSIDE,
-        ids.TAB_GENERATION, ids.TAB_COMPARE)
 MODES = ("raw", "rollout", "value")  # value: weighted by value norm (Kobayashi et al., 2020)
 SWITCHES = ("hide", "merge")
 TOP_K, WINDOWS, FOCUS_K, PAIRS = TOP_K_CHOICES, WINDOW_CHOICES, FOCUS_K_CHOICES, PAIR_CHOICES  # the dropdowns'
@@ -138,9 +136,9 @@ def text(value: Any, what: str = N_("text")) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise TextRefused(_("The {what} must be plain text.").format(what=_(what)))
+        raise TextRefused(_("The {what} must be plain text.").format(what=translate(what)))
     if len(value) > MAX_TEXT_CHARS:
-        raise TextRefused(_("The {what} is far too long ({count} characters).").format(what=_(what),
+        raise TextRefused(_("The {what} is far too long ({count} characters).").format(what=translate(what),
                                                                                         count=f"{len(value):,}"))
     return value
 
@@ -280,7 +278,7 @@ class ViewState:
         return [name for name, on in (("hide", self.hide_special), ("merge", self.merge)) if on]
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any], dims: Dims) -> "ViewState":
+    def parse(cls, raw: Mapping[str, Any], dims: Dims, tabs: Sequence[str]) -> "ViewState":
         """``raw`` holds the browser's values by field name (missing ones take their defaults)."""
         notes: list[str] = []
         layer_raw = raw.get("layer")
@@ -294,7 +292,7 @@ class ViewState:
             notes.append(_("There is no head {asked} in this model: showing all heads.").format(asked=shown(head_raw)))
         switches = flags(raw.get("switches"), SWITCHES)
         return cls(
-            tab=choice(raw.get("tab"), TABS, ids.TAB_GRID),
+            tab=choice(raw.get("tab"), tuple(tabs), ids.TAB_GRID),
             layer=layer,
             head=head,
             mode=choice(raw.get("mode"), MODES, "raw"),

@@ -1,11 +1,11 @@
-"""Wiring of the browser-side callbacks (assets/clientside.js): hovers, clicks and toggles that need
+"""Wiring of the browser-side callbacks (assets/2*.js, one file a feature): hovers, clicks and toggles that need
 no request, or that pick values the router then draws with one."""
 
 from __future__ import annotations
 
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State
 
-from components import ids
+from ..components import ids
 
 
 def _js(name: str) -> ClientsideFunction:
@@ -73,7 +73,7 @@ def register(app: Dash) -> None:
         Input(ids.PAIR_TOGGLE, "n_clicks"), State(ids.PAIR_COLLAPSE, "is_open"),
         prevent_initial_call=True,
     )
-    app.clientside_callback(  # the query string the page opened with (Back and Forward: assets/clientside.js)
+    app.clientside_callback(  # the query string the page opened with (Back and Forward: assets/26-url.js)
         _js("readUrl"),
         Output(ids.URL, "data"), Input(ids.URL, "id"),
     )

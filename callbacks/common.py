@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from components.i18n import N_, _, error_message
 from collections.abc import Callable
 from typing import Any
 
-from services import AttentionExplorerError
+from ..components.i18n import N_, _, error_message, translate
+from ..services import AttentionExplorerError
+from ..services.analyses.exports import view_csv_for
+from ..services.analyses.kinds import dims_of
+from .boundary import Handle
 
 log = logging.getLogger(__name__)
 
@@ -18,13 +21,33 @@ EXPIRED = N_("This analysis is no longer on the server (it was cleared to make r
 UNREADABLE = N_("This page's analysis could not be read. Press Analyze to run it again.")
 
 
+class Unavailable(Exception):
+    """The view (or its export) cannot be drawn; the message (in the page's language) says why."""
+
+
+def handle_of(key: str, result) -> Handle:
+    """The page's handle: the key, and the most layers, heads and tokens any kind of attention has."""
+    return Handle(key, result.model_id, *dims_of(result))
+
+
+def numbers_csv(name: str) -> Callable[..., str]:
+    """The CSV of a view that shows attention weights (``services.analyses.exports.view_numbers`` names
+    what each shows): the chosen layer, head (a number, ``mean`` or ``all``) and followed token."""
+
+    def csv(result, state, view, max_rows: int) -> str:
+        head: Any = state.head.number if state.head.number is not None else state.head.kind
+        return view_csv_for(view, name, state.layer, head, state.token, max_rows=max_rows)
+
+    return csv
+
+
 def message_for(exc: BaseException) -> str:
     """A failure in plain words, in the page's language: the services' own message, or a generic one
     (the error is logged)."""
     if isinstance(exc, AttentionExplorerError):
         return error_message(exc)
     log.error("callback failed", exc_info=exc)
-    return _(UNEXPECTED)
+    return translate(UNEXPECTED)
 
 
 def note_of(options) -> str:
@@ -50,7 +73,7 @@ def view_note(view) -> str:
     filter when one is on: the grey note of every view's title."""
     parts = []
     if view.result.is_encoder_decoder:
-        parts.append(_(KIND_NAMES[view.kind]))
+        parts.append(translate(KIND_NAMES[view.kind]))
     if view.pair:
         parts.append(_("only {pair} (the rest left blank)").format(pair=view.pair))
     if note_of(view.options):

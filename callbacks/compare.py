@@ -10,23 +10,24 @@ from typing import Any
 
 from dash import Dash, Input, Output, State, html, no_update
 
-from components import ids
-from components.analysis_figures import comparison_figure
-from components.figures import empty_figure, safe_label
-from components.i18n import N_, _
-from components.layout import compare_table
-from components.status import error_alert
-from services import AttentionExplorerError
-from services.compare import Comparison, compare
-from services.extraction import analyse, result_by_key
-from services.kinds import kinds_available
-from services.ratelimit import client_id, new_analysis_guard
-from services.views import View
-
+from ..components import ids
+from ..components.analysis_figures import comparison_figure
+from ..components.figures import empty_figure, safe_label
+from ..components.i18n import N_, _, translate
+from ..components.layout import compare_table
+from ..components.status import error_alert
+from ..services import AttentionExplorerError
+from ..services.analyses.compare import Comparison, compare
+from ..services.analyses.kinds import kinds_available
+from ..services.analyses.views import View
+from ..services.extraction import analyse, result_by_key
+from ..services.serial import comparison_csv
+from ..services.web.ratelimit import client_id, new_analysis_guard
 from . import boundary
 from .boundary import Handle, ViewState
-from .common import EXPIRED, matrix_title, message_for, view_note
+from .common import EXPIRED, Unavailable, handle_of, matrix_title, message_for, view_note
 from .token_focus import default_token
+from .viewspec import ViewSpec
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,6 @@ DEPENDS = frozenset({"handle", "compare_handle", "layer", "head", "mode", "switc
 # on a layer, head or token change). The focus figure does not depend on the layer or head.
 TABLE_DEPENDS = DEPENDS - {"layer", "head", "token"}
 FOCUS_DEPENDS = DEPENDS - {"layer", "head"}
-SQUARE_ONLY = ""
 
 
 def placeholder(message: str) -> dict:
@@ -51,7 +51,7 @@ def view_b(view: View, handle: Handle) -> View | str:
     """B seen through A's switches and kind (its own first kind when it has not A's), or why not."""
     found = result_by_key(handle.key)
     if found is None:
-        return _(EXPIRED)
+        return translate(EXPIRED)
     key, result = found
     kinds = kinds_available(result)
     return View(result, view.options, key, kind=view.kind if view.kind in kinds else kinds[0], pair=view.pair)
@@ -95,7 +95,7 @@ def render(view: View, state: ViewState, triggered: frozenset[str]) -> dict:
             lines.append(_("They differ at: {words}.").format(words=", ".join(c.labels[i] for i in c.differing)))
         lines.append(_("Red: A attends more than B; blue: B attends more than A; A and B share one colour scale."))
     else:
-        lines.append(_(c.reason).format(**dict(c.params)))
+        lines.append(translate(c.reason).format(**dict(c.params)))
     note = view_note(a)
     if triggered & FOCUS_DEPENDS:
         out["compare_focus"] = _focus_figure(c, unit, note)
@@ -153,8 +153,6 @@ def _heads_table(c: Comparison) -> list:
 def analyse_b(values: dict[str, Any]) -> tuple[Any, Any, Any]:
     """(B's handle, the status, what a link says of B) for the Compare button: text B (or A's text)
     on model B (or A's model)."""
-    from .router import handle_of
-
     a = Handle.parse(values.get("handle"))
     try:
         text = (boundary.text(values.get("text_b"), N_("text B")) or "").strip() or boundary.text(values.get("text_a"))
@@ -163,7 +161,7 @@ def analyse_b(values: dict[str, Any]) -> tuple[Any, Any, Any]:
     except boundary.TextRefused as exc:
         return no_update, error_alert(_("Check text B"), str(exc)), no_update
     except AttentionExplorerError as exc:
-        return no_update, error_alert(_(exc.title), message_for(exc)), no_update
+        return no_update, error_alert(translate(exc.title), message_for(exc)), no_update
     except Exception as exc:  # noqa: BLE001 - never a traceback in the page
         return no_update, error_alert(_("Something went wrong"), message_for(exc)), no_update
     return handle_of(key, result).to_client(), no_update, {"text": result.text, "model": result.model_id}
@@ -186,3 +184,19 @@ def register(app: Dash) -> None:
         prevent_initial_call=True,
     )(callback)
 
+
+def csv(result, state, view, max_rows: int) -> str:
+    """A, B and A − B of the chosen layer and head (or mean of heads), cell by cell, when they line up."""
+    c = comparison(view, state)
+    if isinstance(c, str):
+        raise Unavailable(c)
+    if not c.lined_up:
+        raise Unavailable(_("A and B do not line up token by token: export each from its own analysis."))
+    head = state.head.number
+    layer = min(state.layer, c.a.kv.attentions.shape[0] - 1, c.b.kv.attentions.shape[0] - 1)
+    head_name = "rollout" if view.options.rollout else ("mean" if head is None else head)
+    return comparison_csv(c.a.matrix(layer, head)[0], c.b.matrix(layer, head)[0], c.labels, c.col_labels,
+                          layer=layer, head=head_name, max_rows=max_rows)
+
+
+VIEW = ViewSpec(name="compare", tab=ids.TAB_COMPARE, outputs=OUTPUTS, main="compare_heads", graph=ids.COMPARE_HEADS, depends=DEPENDS, render=render, placeholder=placeholder, csv=csv)

@@ -6,21 +6,19 @@ from __future__ import annotations
 
 from dash import Output, html
 
-from components import ids
-from components.analysis_figures import generation_figure
-from components.figures import empty_figure, safe_label
-from components.i18n import _
-from services.tokens import display_token
-
+from ..components import ids
+from ..components.analysis_figures import generation_figure
+from ..components.figures import empty_figure, safe_label
+from ..components.i18n import _
+from ..services.analyses.tokens import display_token
+from ..services.serial import view_csv
 from .boundary import ViewState
-from .common import note_of
+from .common import Unavailable, note_of
+from .viewspec import ViewSpec
 
 OUTPUTS = {"gen_heads": Output(ids.GEN_HEADS, "figure"), "gen_layers": Output(ids.GEN_LAYERS, "figure"),
            "gen_status": Output(ids.GEN_STATUS, "children")}
 # The stored attention of one row: the mode and switches do not apply (the page says so).
-DEPENDS = frozenset({"handle", "layer", "tab", "step"})
-USES_MODE = False  # raw attention whatever the mode: Rollout or value norms do not stop it
-SQUARE_ONLY = ""
 
 
 def placeholder(message: str) -> dict:
@@ -65,3 +63,20 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     return {"gen_heads": heads, "gen_layers": layers,
             "gen_status": [html.Div(n) for n in notes]
             + [html.Div(className="mt-1", children=[html.Span(_("Written:") + " "), *written])]}
+
+
+def csv(result, state, view, max_rows: int) -> str:
+    """The row of the token written at the chosen step, every layer and head."""
+    if not result.generation_steps:
+        raise Unavailable(_("This analysis holds no generated tokens."))
+    step, row = step_row(result, state.step)
+    weights = result.step_attention(step)[:, :, None, :row + 1]
+    tokens = list(result.tokens[:row + 1])
+    return view_csv(weights, [tokens[row]], tokens, query_index=[row], max_rows=max_rows)
+
+
+def file_extra(state) -> str:
+    return f"step{state.step}"
+
+
+VIEW = ViewSpec(name="generation", tab=ids.TAB_GENERATION, outputs=OUTPUTS, main="gen_heads", graph=ids.GEN_HEADS, depends=frozenset({"handle", "layer", "tab", "step"}), render=render, placeholder=placeholder, csv=csv, uses_mode=False, file_extra=file_extra)

@@ -2,24 +2,23 @@
 
 With no switch on, the grid carries every layer's picture (``layout.meta.sources``, when they weigh
 less than ``SOURCES_BUDGET``), so the browser changes layer, and moves the head outline, without a
-request (assets/clientside.js, ``gate``).
+request (assets/23-gate.js, ``gate``).
 """
 
 from __future__ import annotations
 
 from dash import Output
 
-from components import ids
-from components.figures import empty_figure, grid_source, head_grid_figure
-from components.i18n import _
-
+from ..components import ids
+from ..components.figures import empty_figure, grid_source, head_grid_figure
+from ..components.i18n import _
+from ..services.store.memory import memory
 from .boundary import ViewState
-from .common import view_note
+from .common import numbers_csv, view_note
+from .viewspec import ViewSpec
 
 OUTPUTS = {"grid": Output(ids.HEAD_GRID, "figure")}
 # What the grid depends on; a change of anything else leaves it as it is.
-DEPENDS = frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair"})
-SQUARE_ONLY = ""  # cross-attention is drawn too: target tokens on y, source on x
 SOURCES_BUDGET = 3 * 1024 * 1024  # bytes of pictures a grid may carry for browser-side layer changes
 
 
@@ -33,10 +32,9 @@ def title_of(layer: int, heads: int) -> str:
 
 def layer_sources(view) -> list[str]:
     """Every layer's grid picture, made once per analysis (remembered with its other derived arrays)."""
-    from services.views import derived
-
+    
     attentions = view.kv.attentions
-    return derived.get((view.key, "grid-sources", view.kind),
+    return memory().derived.get_or_compute((view.key, "grid-sources", view.kind),
                        lambda: [grid_source(attentions[layer]) for layer in range(attentions.shape[0])])
 
 
@@ -60,3 +58,5 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     return {"grid": head_grid_figure(attentions[state.layer], view.labels, state.layer, key_labels=view.col_labels,
                                      selected=state.head.number, source=sources[state.layer], extra_meta=extra,
                                      title=title_of(state.layer, heads), note=note)}
+
+VIEW = ViewSpec(name="grid", tab=ids.TAB_GRID, outputs=OUTPUTS, main="grid", graph=ids.HEAD_GRID, depends=frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair"}), render=render, placeholder=placeholder, csv=numbers_csv("grid"))

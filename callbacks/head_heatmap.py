@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from dash import Output
 
-from components import ids
-from components.figures import GRID_MAX_CELLS, empty_figure, grid_geometry, heatmap_figure
-from components.i18n import _
-
+from ..components import ids
+from ..components.figures import GRID_MAX_CELLS, empty_figure, grid_geometry, heatmap_figure
+from ..components.i18n import _
 from .boundary import ViewState
-from .common import matrix_title, view_note
+from .common import matrix_title, numbers_csv, view_note
 from .head_grid import layer_sources
+from .viewspec import ViewSpec
 
 OUTPUTS = {"heatmap": Output(ids.HEAD_HEATMAP, "figure")}
-DEPENDS = frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair"})
-SQUARE_ONLY = ""  # cross-attention is drawn too: target tokens on y, source on x
 
 
 def placeholder(message: str) -> dict:
@@ -45,3 +43,5 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
         # the hover gives α_ij ‖f(x_j)‖ itself too: the shown share times its row's sum
         figure["layout"]["meta"]["row_scale"] = view.value_row_sums(state.layer)[state.head.number].tolist()
     return {"heatmap": figure}
+
+VIEW = ViewSpec(name="heatmap", tab=ids.TAB_HEATMAP, outputs=OUTPUTS, main="heatmap", graph=ids.HEAD_HEATMAP, depends=frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair"}), render=render, placeholder=placeholder, csv=numbers_csv("heatmap"))

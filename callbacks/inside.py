@@ -6,25 +6,23 @@ from __future__ import annotations
 import numpy as np
 from dash import Output, html
 
-from components import ids
-from components.analysis_figures import inside_keys, inside_vectors_figure, inside_weights_figure
-from components.figures import empty_figure
-from components.i18n import _
-from services.inside import inside_head_for
-from services.tokens import display_token
-from services.views import View, ViewOptions
-
+from ..components import ids
+from ..components.analysis_figures import inside_keys, inside_vectors_figure, inside_weights_figure
+from ..components.figures import empty_figure
+from ..components.i18n import _, translate
+from ..services.analyses.exports import view_csv_for
+from ..services.analyses.tokens import display_token
+from ..services.analyses.views import View, ViewOptions
+from ..services.inside import inside_head_for
 from .boundary import ViewState
 from .common import note_of
 from .token_focus import default_token
+from .viewspec import ViewSpec
 
 OUTPUTS = {"inside_vectors": Output(ids.INSIDE_VECTORS, "figure"), "inside_weights": Output(ids.INSIDE_WEIGHTS, "figure"),
            "inside_status": Output(ids.INSIDE_STATUS, "children"), "inside_options": Output(ids.INSIDE_QUERY, "options"),
            "inside_value": Output(ids.INSIDE_QUERY, "value"), "token": Output(ids.TOKEN, "data", allow_duplicate=True)}
 # One head of the stored attention: the mode and switches do not apply.
-DEPENDS = frozenset({"handle", "layer", "head", "tab", "token", "kind"})
-USES_MODE = False  # raw attention whatever the mode: Rollout or value norms do not stop it
-SQUARE_ONLY = ""  # cross-attention: a target token's query against the source tokens' keys
 
 
 def placeholder(message: str) -> dict:
@@ -68,8 +66,8 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
         vectors = inside_vectors_figure(inside.query_vector, inside.key_vectors[keys], inside.products[keys],
                                         labels, query)
     else:
-        notes.append(_("Steps 1–4 cannot be shown: {reason}").format(reason=_(inside.reason)))
-        vectors = empty_figure(_("The vectors cannot be shown: {reason}").format(reason=_(inside.reason)))
+        notes.append(_("Steps 1–4 cannot be shown: {reason}").format(reason=translate(inside.reason)))
+        vectors = empty_figure(_("The vectors cannot be shown: {reason}").format(reason=translate(inside.reason)))
     steps = {"scores": inside.scores[keys] if inside.available else None,
              "weights": weights[keys], "model_weights": inside.model_weights[keys] if inside.available else None,
              "value_norms": inside.value_norms[keys] if inside.value_norms is not None else None,
@@ -77,3 +75,12 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     out.update(inside_vectors=vectors, inside_weights=inside_weights_figure(steps, labels, inside.masked[keys]),
                inside_status=[html.Div(note) for note in notes])
     return out
+
+
+def csv(result, state, view, max_rows: int) -> str:
+    """The head looked inside: its matrix (the query's row is one of its rows; head 0 when none is chosen)."""
+    head = state.head.number if state.head.number is not None else 0
+    return view_csv_for(view, "heatmap", state.layer, head, state.token, max_rows=max_rows)
+
+
+VIEW = ViewSpec(name="inside", tab=ids.TAB_INSIDE, outputs=OUTPUTS, main="inside_weights", graph=ids.INSIDE_WEIGHTS, depends=frozenset({"handle", "layer", "head", "tab", "token", "kind"}), render=render, placeholder=placeholder, csv=csv, uses_mode=False, default_head=0)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from dash import Output
 
-from components import ids
-from components.analysis_figures import overview_figure
-from components.figures import empty_figure
-
+from ..components import ids
+from ..components.analysis_figures import overview_figure
+from ..components.figures import empty_figure
 from .boundary import ViewState
-from .common import view_note
+from .common import numbers_csv, view_note
+from .viewspec import ViewSpec
 
 OUTPUTS = {"overview": Output(ids.OVERVIEW, "figure")}
-DEPENDS = frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair"})  # rollout: raw then
-SQUARE_ONLY = ""  # cross-attention maps are drawn rectangular
 
 
 def placeholder(message: str) -> dict:
@@ -26,3 +24,5 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     maps = view.kv.attentions if view.is_raw else view.all_layers()
     selected = (state.layer, state.head.number) if state.head.number is not None else None
     return {"overview": overview_figure(maps, selected=selected, note=view_note(view))}
+
+VIEW = ViewSpec(name="overview", tab=ids.TAB_OVERVIEW, outputs=OUTPUTS, main="overview", graph=ids.OVERVIEW, depends=frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair"}), render=render, placeholder=placeholder, csv=numbers_csv("overview"), file_head=False)

@@ -3,7 +3,8 @@ here and nowhere else, so a layer, head, switch or tab change costs one request,
 
 The body is a plain function (``route``) of the browser's values by name and the names of those that
 changed. It parses them once (``boundary``), fetches the analysis by its handle (never the text), and
-asks the open tab's module for its outputs; every other output is left as it is (``no_update``).
+asks the open tab's view (``registry``: one ``ViewSpec`` a view) for its outputs; every other output is
+left as it is (``no_update``).
 """
 
 from __future__ import annotations
@@ -12,30 +13,18 @@ from typing import Any
 
 from dash import ClientsideFunction, Dash, Input, Output, State, html, no_update
 
-from components import ids
-from components.i18n import _
-from services.extraction import result_by_key
-from services.kinds import attention_of, dims_of, kinds_available
-from services.views import View, ViewOptions
-
-from . import arcs, atlas, compare, generation, head_grid, head_heatmap, inside, overview, token_focus
-from .boundary import TABS, Dims, Handle, ViewState, choice
-from .common import EXPIRED, NOT_ANALYSED, UNREADABLE, guarded
-
-VIEWS = {
-    ids.TAB_GRID: head_grid,
-    ids.TAB_HEATMAP: head_heatmap,
-    ids.TAB_ARCS: arcs,
-    ids.TAB_OVERVIEW: overview,
-    ids.TAB_ATLAS: atlas,
-    ids.TAB_FOCUS: token_focus,
-    ids.TAB_INSIDE: inside,
-    ids.TAB_GENERATION: generation,
-    ids.TAB_COMPARE: compare,
-}
+from ..components import ids
+from ..components.i18n import _, translate
+from ..services.analyses.kinds import attention_of, kinds_available
+from ..services.analyses.views import View, ViewOptions
+from ..services.extraction import result_by_key
+from . import registry
+from .boundary import Dims, Handle, ViewState
+from .common import EXPIRED, NOT_ANALYSED, UNREADABLE, Unavailable, guarded, handle_of
+from .viewspec import ViewSpec
 
 # Every control a view depends on. They reach the router through the browser-side gate
-# (assets/clientside.js): the gate draws what the browser can alone (a grid layer change) and otherwise
+# (assets/23-gate.js): the gate draws what the browser can alone (a grid layer change) and otherwise
 # writes ONE view request, the router's only input; the router reads the controls as State.
 INPUTS = {
     "handle": Input(ids.HANDLE, "data"),
@@ -61,8 +50,8 @@ INPUTS = {
 STATES = {"atlas_table_for": State(ids.ATLAS_TABLE_FOR, "data")}
 OUTPUTS: dict[str, Output] = {"notice": Output(ids.VIEW_NOTICE, "children"),
                               "handle": Output(ids.HANDLE, "data", allow_duplicate=True)}
-for _module in VIEWS.values():
-    OUTPUTS.update(_module.OUTPUTS)
+for _spec in registry.VIEWS:
+    OUTPUTS.update(_spec.outputs)
 _PROP_TO_NAME = {f"{i.component_id}.{i.component_property}": name for name, i in INPUTS.items()}
 
 
@@ -76,28 +65,24 @@ def _notice(notes: tuple[str, ...]) -> Any:
     return html.Div(" ".join(notes), className="alert alert-warning py-1 px-2 small mb-2", role="status")
 
 
-def module_of(values: dict[str, Any]):
-    """The module of the open view (the grid for a tab value that is not one)."""
-    return VIEWS[choice(values.get("tab"), TABS, ids.TAB_GRID)]
+def spec_of(values: dict[str, Any]) -> ViewSpec:
+    """The open view (the grid for a tab value that is not one)."""
+    return registry.spec_of(values.get("tab"))
 
 
 def route(values: dict[str, Any], triggered: frozenset[str]) -> dict:
     """Outputs by name for the browser's ``values`` by input name; ``triggered`` names the inputs that
     changed (all of them on a first render). Never raises: a failure is explained in the open view."""
     out = _nothing()
-    module = module_of(values)
-    if not triggered & (module.DEPENDS | {"handle"}):
+    spec = spec_of(values)
+    if not triggered & (spec.depends | {"handle"}):
         return out  # nothing the open view shows changed (e.g. a token picked for a closed tab)
-    out.update(_render(module, values, triggered))
+    out.update(_render(spec, values, triggered))
     return out
 
 
-def _placeholder(module, message: str) -> dict:
-    return {**module.placeholder(message), "notice": ""}
-
-
-class Unavailable(Exception):
-    """The view cannot be drawn; the message (in the page's language) says why."""
+def _placeholder(spec: ViewSpec, message: str) -> dict:
+    return {**spec.placeholder(message), "notice": ""}
 
 
 def analysis_of(values: dict[str, Any]) -> tuple[str, Any]:
@@ -105,10 +90,10 @@ def analysis_of(values: dict[str, Any]) -> tuple[str, Any]:
     raw_handle = values.get("handle")
     handle = Handle.parse(raw_handle)
     if handle is None:
-        raise Unavailable(_(NOT_ANALYSED if raw_handle is None else UNREADABLE))
+        raise Unavailable(translate(NOT_ANALYSED if raw_handle is None else UNREADABLE))
     found = result_by_key(handle.key)
     if found is None:
-        raise Unavailable(_(EXPIRED))
+        raise Unavailable(translate(EXPIRED))
     return found
 
 
@@ -120,39 +105,34 @@ def resolve(values: dict[str, Any], check_mode: bool = True) -> tuple[str, Any, 
     kinds = kinds_available(result)  # a kind the model lacks (left from another model) falls back
     kind = values.get("kind") if values.get("kind") in kinds else kinds[0]
     shape = attention_of(result, kind).attentions.shape
-    state = ViewState.parse({**values, "kind": kind}, Dims(shape[0], shape[1], max(shape[-2:])))
+    state = ViewState.parse({**values, "kind": kind}, Dims(shape[0], shape[1], max(shape[-2:])), registry.TABS)
     options = ViewOptions(rollout=state.mode == "rollout", value_norm=state.mode == "value",
                           hide_special=state.hide_special, merge_words=state.merge)
     view = View(result, options, key, kind=state.kind, pair=state.pair)
     if check_mode and view.value_norm_missing:
         raise Unavailable(_("Weighting by value norm is not available for this model: {reason}")
-                          .format(reason=_(view.value_norm_missing)))
+                          .format(reason=translate(view.value_norm_missing)))
     if check_mode and view.rollout_missing:
-        raise Unavailable(_(view.rollout_missing))
+        raise Unavailable(translate(view.rollout_missing))
     return key, result, state, view
 
 
-def _render(module, values: dict[str, Any], triggered: frozenset[str]) -> dict:
-    @guarded(lambda message: _placeholder(module, message))
+def _render(spec: ViewSpec, values: dict[str, Any], triggered: frozenset[str]) -> dict:
+    @guarded(lambda message: _placeholder(spec, message))
     def render() -> dict:
         try:
-            key, result, state, view = resolve(values, check_mode=getattr(module, "USES_MODE", True))
+            key, result, state, view = resolve(values, check_mode=spec.uses_mode)
         except Unavailable as why:
-            return _placeholder(module, str(why))
-        if not view.square and module.SQUARE_ONLY:
-            return _placeholder(module, _(module.SQUARE_ONLY))
-        out = module.render(view, state, triggered)
+            return _placeholder(spec, str(why))
+        if not view.square and spec.square_only:
+            return _placeholder(spec, translate(spec.square_only))
+        out = spec.render(view, state, triggered)
         out["notice"] = _notice(state.notes)
         if key != Handle.parse(values.get("handle")).key:  # computed again from the recipe under a new key
             out["handle"] = handle_of(key, result).to_client()
         return out
 
     return render()
-
-
-def handle_of(key: str, result) -> Handle:
-    """The page's handle: the key, and the most layers, heads and tokens any kind of attention has."""
-    return Handle(key, result.model_id, *dims_of(result))
 
 
 def changed_names(request: Any) -> frozenset[str]:

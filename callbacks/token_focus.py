@@ -6,20 +6,18 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import Output, html
 
-from components import ids
-from components.analysis_figures import focus_figure
-from components.figures import empty_figure
-from components.i18n import _
-from services.matrices import top_k
-
+from ..components import ids
+from ..components.analysis_figures import focus_figure
+from ..components.figures import empty_figure
+from ..components.i18n import _
+from ..services.analyses.matrices import top_k
 from .boundary import ViewState
-from .common import view_note
+from .common import numbers_csv, view_note
+from .viewspec import ViewSpec
 
 OUTPUTS = {"focus_figure": Output(ids.FOCUS_HEATMAP, "figure"), "focus_tables": Output(ids.FOCUS_TABLES, "children"),
            "focus_options": Output(ids.FOCUS_TOKEN, "options"), "focus_value": Output(ids.FOCUS_TOKEN, "value"),
            "token": Output(ids.TOKEN, "data", allow_duplicate=True)}
-DEPENDS = frozenset({"handle", "mode", "switches", "tab", "token", "focus_k", "kind", "pair"})
-SQUARE_ONLY = ""  # cross-attention: where a target token looks in the source (no "who looks at it")
 
 PRONOUNS = {"it", "he", "she", "they", "him", "her", "them", "its", "it's", "它", "他", "她"}
 
@@ -82,3 +80,5 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
                                             "no token of the source looks at a target token, so there is no "
                                             "“who looks at it” table."), className="small text-muted mt-2"))
     return out
+
+VIEW = ViewSpec(name="focus", tab=ids.TAB_FOCUS, outputs=OUTPUTS, main="focus_figure", graph=ids.FOCUS_HEATMAP, depends=frozenset({"handle", "mode", "switches", "tab", "token", "focus_k", "kind", "pair"}), render=render, placeholder=placeholder, csv=numbers_csv("focus"), file_head=False)

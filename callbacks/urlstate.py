@@ -1,4 +1,4 @@
-"""The URL is the state: the page's query string, parsed (and written, by assets/clientside.js
+"""The URL is the state: the page's query string, parsed (and written, by assets/26-url.js
 ``writeUrl``) with these names, which are a contract:
 
 ==============  ==============================================================================
@@ -35,17 +35,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from components import ids
-from components.i18n import N_
+from ..components.i18n import N_
+from . import boundary, registry
 
-from . import boundary
-
-VIEWS = {
-    "grid": ids.TAB_GRID, "heatmap": ids.TAB_HEATMAP, "arcs": ids.TAB_ARCS, "overview": ids.TAB_OVERVIEW,
-    "atlas": ids.TAB_ATLAS, "focus": ids.TAB_FOCUS, "inside": ids.TAB_INSIDE, "generation": ids.TAB_GENERATION,
-    "compare": ids.TAB_COMPARE,
-}
-TABS = {tab: name for name, tab in VIEWS.items()}
+VIEWS = {spec.name: spec.tab for spec in registry.VIEWS}  # view=... -> tab id (registry: one declaration a view)
 MAX_SEARCH = 40_000  # characters of query string read at all (a text over ~1,500 is shared by id)
 NAMES = ("text", "pair", "id", "model", "layer", "head", "view", "mode", "hide_special", "merge", "token", "lang",
          "target", "continue", "kind", "filter", "step", "compare", "compare_model")

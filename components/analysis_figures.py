@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+
 from . import images
-from .i18n import N_, _
 from .figures import _base_layout, colorbar_trace, max_pool, note_span, safe_label, typed_array, unique_labels
+from .i18n import N_, _, translate
 
 OVERVIEW_CELLS = 32  # each layer x head map is max-pooled to at most this many cells a side
 
@@ -68,7 +69,7 @@ def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric
     """A layers x heads map coloured by one metric; hover names the head type."""
     layers, heads = values.shape
     template = _("layer {layer} · head {head}<br>{type}<br>{metric}: {value}")
-    text = np.array([[template.format(layer=l, head=h, type=_(str(labels[l, h])), metric=metric_title,
+    text = np.array([[template.format(layer=l, head=h, type=translate(str(labels[l, h])), metric=metric_title,
                                       value=f"{values[l, h]:.3f}")
                       for h in range(heads)] for l in range(layers)])
     # Each head's type, written on its cell: one text trace (as annotations, 72 of them cost plotly.js
@@ -110,7 +111,7 @@ SHORT_TYPES = {"previous-token": N_("prev"), "next-token": N_("next"), "delimite
 def _short(label: str) -> str:
     """A head type in a few letters, for its cell of the atlas map."""
     short = SHORT_TYPES.get(str(label))
-    return _(short) if short else str(label)
+    return translate(short) if short else str(label)
 
 
 def focus_figure(rows: np.ndarray, labels: list[str], token_label: str, note: str = "") -> dict:

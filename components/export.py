@@ -12,7 +12,7 @@ Dash, no torch.
 - ``figure_html(figure, title=..., metadata=...)``: one HTML file that opens offline with no server:
   plotly.js inlined (the app's own cartesian bundle, 1.5 MB, or plotly's full bundle), the figure,
   a title and what it shows. ``offline_figure`` is the figure made to stand alone: hover text computed
-  in Python (the app computes it in the browser, assets/clientside.js), a head cut out of a grid
+  in Python (the app computes it in the browser, assets/21-hover.js), a head cut out of a grid
   picture, no pictures kept for browser-side layer changes.
 """
 

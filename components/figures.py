@@ -172,7 +172,7 @@ def grid_geometry(count: int, seq: int, *, tiles: list[int] | None = None, tile:
     """Where the tiles of a grid of ``count`` maps of ``seq`` query tokens (and ``keys`` key tokens,
     when not the same: cross-attention) go, in image cells (a tile's longer side is ``GRID_TILE_PX``
     px on screen): the figure's ``layout.meta``, which the browser reads to resolve hovers and clicks
-    (assets/clientside.js)."""
+    (assets/21-hover.js)."""
     keys = seq if keys is None else keys
     cells_y = max_pool_cells(seq, block_of=max(seq, keys))
     cells_x = max_pool_cells(keys, block_of=max(seq, keys))
@@ -203,7 +203,7 @@ def grid_source(maps: np.ndarray) -> str:
 def grid_selection(meta: dict, selected: int | None) -> dict:
     """The tile titles (the selected one bold and coloured) and the outline of the selected tile:
     ``{"text", "colors", "shapes"}`` for the titles' text trace and the layout. (The browser does the
-    same when it moves the outline itself: ``gridSelection`` in assets/clientside.js.)"""
+    same when it moves the outline itself: ``gridSelection`` in assets/23-gate.js.)"""
     texts, colors, shapes = [], [], []
     cells_x, cells_y = meta.get("cells_x", meta["cells"]), meta.get("cells_y", meta["cells"])
     sx, sy, band, columns = meta["stride_x"], meta["stride_y"], meta["band"], meta["columns"]
@@ -236,7 +236,7 @@ def head_grid_figure(maps: np.ndarray, labels: list[str], layer: int, *, selecte
     ``maps`` is ``(count, queries, keys)`` in [0, 1] (``key_labels`` name the keys when they are other
     tokens: cross-attention); long texts are max-pooled to ``GRID_MAX_CELLS`` a side.
     The image is a palette PNG (see ``components.images``); hover text and clicks are resolved in the
-    browser from ``layout.meta`` (tile geometry, tokens), see assets/clientside.js. Trace 0 is the
+    browser from ``layout.meta`` (tile geometry, tokens), see assets/21-hover.js and 23-gate.js. Trace 0 is the
     image, trace 1 the tiles' titles (text), then the colour bar and, for short texts, the tokens
     beside each row of tiles: drawn as text traces, not annotations or tick labels, which cost
     plotly.js several times more on every redraw.

@@ -35,7 +35,7 @@ _catalogs: dict[str, NullTranslations] = {}
 
 
 def N_(message: str) -> str:
-    """Marks a string for translation where it is defined; ``_`` translates it where it is shown."""
+    """Marks a string for translation where it is defined; ``translate`` translates it where it is shown."""
     return message
 
 
@@ -99,6 +99,13 @@ def _(message: str) -> str:
     return catalog(current_language()).gettext(message) if message else message
 
 
+def translate(message: str) -> str:
+    """A message marked elsewhere (``N_`` where it is defined: a table, an error, a setting) in the
+    language of the current request. ``_`` takes string literals only, so what the extractor finds
+    never depends on its version (tests/test_i18n.py checks every call)."""
+    return catalog(current_language()).gettext(message) if message else message
+
+
 def ngettext(singular: str, plural: str, n: int) -> str:
     return catalog(current_language()).ngettext(singular, plural, n)
 
@@ -109,15 +116,15 @@ def error_message(exc: BaseException) -> str:
     template = getattr(exc, "template", None)
     if not template:
         return str(exc)
-    params = {name: _(value) if isinstance(value, str) else value for name, value in getattr(exc, "params", {}).items()}
+    params = {name: translate(value) if isinstance(value, str) else value for name, value in getattr(exc, "params", {}).items()}
     try:
-        return _(template).format(**params)
+        return translate(template).format(**params)
     except (KeyError, IndexError, ValueError):  # a translation that names other fields: the English one
         return str(exc)
 
 
 def error_title(exc: BaseException) -> str:
-    return _(getattr(exc, "title", "Something went wrong"))
+    return translate(getattr(exc, "title", "Something went wrong"))
 
 
 def reset() -> None:

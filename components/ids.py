@@ -99,6 +99,7 @@ EXPORT_HTML = "export-html"
 EXPORT_DOWNLOAD = "export-download"
 EXPORT_STATUS = "export-status"
 EXPORT_SINK = "export-sink"
+EXPORT_IMAGE = "export-image"  # the server's answer to PNG / SVG: which graph, under which name
 
 # Compare (issue 11)
 TAB_COMPARE = "tab-compare"

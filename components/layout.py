@@ -9,7 +9,7 @@ from dash import dcc, html
 
 from . import ids
 from .figures import empty_figure
-from .i18n import LANGUAGES, N_, _, current_language
+from .i18n import LANGUAGES, N_, _, current_language, translate
 from .tour import tour_components
 
 EXAMPLES = (
@@ -94,7 +94,7 @@ DROPDOWN_LABELS = {  # the dropdowns' own words
 
 
 def dropdown_labels() -> dict:
-    return {key: _(value) for key, value in DROPDOWN_LABELS.items()}
+    return {key: translate(value) for key, value in DROPDOWN_LABELS.items()}
 
 
 def dropdown(component_id, **kwargs) -> dcc.Dropdown:
@@ -103,7 +103,7 @@ def dropdown(component_id, **kwargs) -> dcc.Dropdown:
 
 
 def language_switch() -> html.Div:
-    """English / 中文: each a link to this page in that language (assets/clientside.js keeps the URL's
+    """English / 中文: each a link to this page in that language (assets/26-url.js keeps the URL's
     state, so the analysis and the view stay)."""
     current = current_language()
     return html.Div(className="ae-languages", role="group", **{"aria-label": _("Language")}, children=[
@@ -138,7 +138,7 @@ def model_options(models: tuple[str, ...], default: str) -> list[dict]:
 
 def input_panel(models: tuple[str, ...], default_model: str) -> dbc.Card:
     examples = [
-        dbc.Button(_(example["label"]), id={"type": ids.EXAMPLE, "index": i}, size="sm", color="primary",
+        dbc.Button(translate(example["label"]), id={"type": ids.EXAMPLE, "index": i}, size="sm", color="primary",
                    outline=True, className="me-1 mb-1")
         for i, example in enumerate(EXAMPLES)
     ]
@@ -281,8 +281,8 @@ def head_legend(names: list[str], colors: list[str]) -> list:
 
 def _tab(tab_id: str, label: str, *children, **kwargs) -> dbc.Tab:
     return dbc.Tab(tab_id=tab_id, label=label, id=f"{tab_id}-tab", **kwargs, children=html.Div(className="pt-3", children=[
-        html.P(_(HELP[tab_id]), className="ae-help"), *children,
-        html.P(_(CAVEAT), className="small text-muted fst-italic mt-2")]))
+        html.P(translate(HELP[tab_id]), className="ae-help"), *children,
+        html.P(translate(CAVEAT), className="small text-muted fst-italic mt-2")]))
 
 
 def atlas_controls() -> dbc.Row:
@@ -290,7 +290,7 @@ def atlas_controls() -> dbc.Row:
         dbc.Col(md=6, children=[
             dbc.Label(_("Colour by"), html_for=ids.ATLAS_METRIC, className="small mb-0"),
             dropdown(ids.ATLAS_METRIC, value="entropy", clearable=False,
-                     options=[{"label": _(title), "value": name} for name, title in ATLAS_METRICS]),
+                     options=[{"label": translate(title), "value": name} for name, title in ATLAS_METRICS]),
         ]),
         dbc.Col(md=3, children=[
             dbc.Label(_("Local window (tokens)"), html_for=ids.ATLAS_WINDOW, className="small mb-0"),
@@ -307,8 +307,8 @@ def atlas_table(rows: list[dict] | None = None):
 
     columns = [{"name": _("layer"), "id": "layer"}, {"name": _("head"), "id": "head"},
                {"name": _("type"), "id": "label"}]
-    columns += [{"name": _(METRIC_NAMES[name]), "id": name, "type": "numeric"} for name, _title in ATLAS_METRICS]
-    rows = [{**row, "label": _(row["label"])} if isinstance(row.get("label"), str) else row for row in rows or []]
+    columns += [{"name": translate(METRIC_NAMES[name]), "id": name, "type": "numeric"} for name, _title in ATLAS_METRICS]
+    rows = [{**row, "label": translate(row["label"])} if isinstance(row.get("label"), str) else row for row in rows or []]
     return dash_table.DataTable(
         id=ids.ATLAS_TABLE, columns=columns, data=rows, sort_action="native", page_size=12,
         style_table={"overflowX": "auto"}, style_cell={"fontFamily": "inherit", "fontSize": "0.85rem",
@@ -438,14 +438,14 @@ def inside_panel() -> html.Div:
         ]),
         html.Div(id=ids.INSIDE_STATUS, className="small text-muted mb-2"),
         dbc.Row(className="g-3", children=[
-            dbc.Col(lg=3, children=html.Ol(className="small ae-steps", children=[html.Li(_(s)) for s in INSIDE_STEPS])),
+            dbc.Col(lg=3, children=html.Ol(className="small ae-steps", children=[html.Li(translate(s)) for s in INSIDE_STEPS])),
             dbc.Col(lg=9, children=[_graph(ids.INSIDE_VECTORS), _graph(ids.INSIDE_WEIGHTS)]),
         ]),
     ])
 
 
 def browser_words() -> dict:
-    """The words the browser-side code shows (assets/clientside.js), in the page's language."""
+    """The words the browser-side code shows (assets/2*.js, ``AE.words``), in the page's language."""
     return {
         "overview_cell": _("layer {layer} · head {head} (click to open)"),
         "pooled_cell": _("{tile} · tokens {query} → {key}: max {weight}"),
@@ -455,16 +455,18 @@ def browser_words() -> dict:
     }
 
 
-def create_layout(settings, page: dict | None = None) -> html.Div:
+def create_layout(settings, page: dict | None = None, views: str = "{}") -> html.Div:
     """The whole page for the given settings (models offered, default model). ``page`` holds what the
     first view shows (the handle, status, controls and head grid of the first example, see
-    ``callbacks.analyze.first_page``), so a new visitor's page needs no request to show it."""
+    ``callbacks.analyze.first_page``), so a new visitor's page needs no request to show it. ``views`` is
+    what the browser needs of each view, as JSON (``callbacks.registry.browser_table``)."""
     page = page or {}
     return dbc.Container(fluid=True, className="ae-page", children=[
         dcc.Store(id=ids.URL, storage_type="memory"),
         dcc.Store(id=ids.SHARE, storage_type="memory", data=page.get("share")),
         dcc.Store(id=ids.URL_SINK, storage_type="memory"),
         dcc.Store(id=ids.EXPORT_SINK, storage_type="memory"),
+        dcc.Store(id=ids.EXPORT_IMAGE, storage_type="memory"),
         dcc.Store(id=ids.COMPARE_HANDLE, storage_type="memory"),
         dcc.Store(id=ids.COMPARE_SHARE, storage_type="memory"),
         dcc.Store(id=ids.HANDLE, storage_type="memory", data=page.get("handle")),
@@ -474,7 +476,8 @@ def create_layout(settings, page: dict | None = None) -> html.Div:
         dcc.Store(id=ids.ATLAS_TABLE_FOR, storage_type="memory"),
         dcc.Store(id=ids.ARC_HOVER_SINK, storage_type="memory"),
         html.Div(id=ids.I18N, hidden=True, **{"data-strings": json.dumps(browser_words(), ensure_ascii=False),
-                                              "data-lang": LANGUAGES[current_language()][0].replace("_", "-")}),
+                                              "data-lang": LANGUAGES[current_language()][0].replace("_", "-"),
+                                              "data-views": views}),
         header(extra=tour_components()),
         dbc.Row(children=[
             dbc.Col(md=4, lg=3, children=[input_panel(settings.models, settings.default_model), controls_panel(page)]),
@@ -484,10 +487,10 @@ def create_layout(settings, page: dict | None = None) -> html.Div:
                 views_panel({**page, "models": settings.models}),
             ]),
         ]),
-        html.Footer(className="ae-footer small text-muted", children=_(CAVEAT)),
+        html.Footer(className="ae-footer small text-muted", children=translate(CAVEAT)),
     ])
 
 
-def validation_layout(settings) -> html.Div:
+def validation_layout(settings, views: str = "{}") -> html.Div:
     """Every component any callback names: the page, plus what the router sends later."""
-    return html.Div([create_layout(settings), atlas_table(), compare_table()])
+    return html.Div([create_layout(settings, views=views), atlas_table(), compare_table()])

@@ -43,7 +43,7 @@ def message_figure(message: str):
 
 
 def _view(result, mode: str = "raw", hide_special: bool = False, merge: bool = False):
-    from services.views import View, ViewOptions
+    from ..services.analyses.views import View, ViewOptions
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -71,7 +71,7 @@ def token_index(result, token: int | str) -> int:
     and sub-word markers ignored, special tokens skipped), e.g. ``token_index(r, "it")``."""
     if not isinstance(token, str):
         return _index(token, result.seq_len, "token")
-    from services.tokens import display_token
+    from ..services.analyses.tokens import display_token
 
     wanted = token.strip().lower()
     for i, (raw, special) in enumerate(zip(result.tokens, result.special_mask)):
@@ -141,7 +141,7 @@ def overview(result, *, hide_special: bool = False, merge: bool = False, selecte
 
 def atlas(result, metric: str = "entropy", *, window: int = 3, selected: tuple[int, int] | None = None):
     """A layers x heads map of one head metric (``services.heads.METRICS``), each head named by its type."""
-    from services import heads
+    from ..services.analyses import heads
 
     if metric not in heads.METRICS:
         raise ValueError(f"metric must be one of {', '.join(heads.METRICS)}, not {metric!r}")
@@ -175,9 +175,9 @@ def inside(result, layer: int = 0, head: int = 0, query: int | str = 0):
     """Inside one head, for one query token: the scores q·k × scale and the softmax weights, with the
     value norms' effect (``services.inside``). The model is loaded (and run once more over the text) as
     ``inside_head`` does; a model it cannot take apart, or cannot load, gives a figure saying why."""
-    from services.errors import AttentionExplorerError
-    from services.extraction import cache_key
-    from services.inside import inside_head_for
+    from ..services.errors import AttentionExplorerError
+    from ..services.extraction import cache_key
+    from ..services.inside import inside_head_for
 
     layer = _index(layer, result.num_layers, "layer")
     head = _index(head, result.num_heads, "head")
@@ -186,7 +186,7 @@ def inside(result, layer: int = 0, head: int = 0, query: int | str = 0):
         h = inside_head_for(cache_key(result.model_id, result.text, result.text_pair), result, layer, head, query)
     except AttentionExplorerError as exc:
         return message_figure(f"Inside a head is not available: {exc}")
-    from services.tokens import display_token
+    from ..services.analyses.tokens import display_token
 
     labels = [display_token(t) for t in result.tokens]
     if not h.available:
@@ -227,10 +227,10 @@ def show_dashboard(port: int | None = None, height: int = 900, *, host: str = "1
         raise RuntimeError("show_dashboard() shows the dashboard in a Jupyter notebook cell, and this is not a "
                            "Jupyter kernel. Outside a notebook, run `attention-explorer --port 8050` (or "
                            "`python app.py` in a checkout) and open http://127.0.0.1:8050.")
-    from services.config import get_settings
+    from ..services.config import get_settings
 
     chosen = (settings or get_settings()).replace(frame_ancestors=tuple(frame_ancestors))
-    from app import create_app  # importing app builds its module-level app, which reads the environment
+    from ..app import create_app
 
     port = int(port) if port else _free_port(host)
     app = create_app(chosen)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import dash_bootstrap_components as dbc
 from dash import html
 
-from .i18n import N_, _
+from .i18n import N_, _, translate
 
 TOUR_BUTTON = "tour-button"
 TOUR_DATA = "tour-data"
@@ -70,9 +70,9 @@ def tour_steps_data(steps: tuple[TourStep, ...] = TOUR_STEPS) -> list[dict]:
     """The steps in the current request's language, as plain data for the browser."""
     data = []
     for step in steps:
-        item = {"element": step.selector, "title": _(step.title), "text": _(step.text)}
+        item = {"element": step.selector, "title": translate(step.title), "text": translate(step.text)}
         if step.tab:
-            item["tab"] = _(step.tab)
+            item["tab"] = translate(step.tab)
         data.append(item)
     return data
 

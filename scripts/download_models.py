@@ -39,7 +39,7 @@ class DownloadError(Exception):
 
 
 def default_models() -> list[str]:
-    from services.config import DEFAULT_MODEL_ID, DEFAULT_MODELS
+    from attention_explorer.services.config import DEFAULT_MODEL_ID, DEFAULT_MODELS
 
     return [m for m in DEFAULT_MODELS if m != DEFAULT_MODEL_ID]
 
@@ -109,7 +109,7 @@ def download(model_id: str, dest: Path) -> Path:
 
 
 def attn_models_line(folders: list[Path]) -> str:
-    from services.config import DEFAULT_MODEL_ID
+    from attention_explorer.services.config import DEFAULT_MODEL_ID
 
     return "ATTN_MODELS=" + ",".join([DEFAULT_MODEL_ID, *(str(f.resolve()) for f in folders)])
 

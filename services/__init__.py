@@ -16,12 +16,12 @@ The public API::
     kinds_available(r), attention_of(r, "cross")   # services.kinds: one kind's matrices and tokens
 """
 
+from .analyses.kinds import KindView, attention_of, kinds_available, pair_block
 from .config import Settings, configure, get_settings
 from .errors import AttentionExplorerError, InputError, ModelLoadError, ModelNotAllowedError, RateLimitedError
 from .extraction import extract_attention, generate_steps
-from .forward import AttentionResult
 from .inside import InsideHead, inside_head
-from .kinds import KindView, attention_of, kinds_available, pair_block
+from .result import AttentionResult
 
 __all__ = [
     "AttentionExplorerError",

@@ -28,53 +28,20 @@ from __future__ import annotations
 
 import json
 import logging
-import operator
 import re
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any
 
-from . import cache
 from .config import get_settings
 from .errors import N_, AttentionExplorerError, InputError, RateLimitedError
-from .forward import AttentionResult, run_local
-from .models import check_allowed, fingerprint
-from .validation import validate_text
+from .model.forward import run_local
+from .model.inputs import check_steps, checked_inputs
+from .model.loading import fingerprint
+from .result import AttentionResult
+from .store import cache
+from .store.memory import memory
 
 log = logging.getLogger(__name__)
 
-
-class _SingleFlight:
-    """Concurrent calls for the same key run once; the others wait for that result."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._calls: dict[str, Future] = {}
-
-    def run(self, key: str, fn):
-        with self._lock:
-            future = self._calls.get(key)
-            leader = future is None
-            if leader:
-                future = Future()
-                self._calls[key] = future
-        if not leader:
-            return future.result()
-        try:
-            result = fn()
-        except BaseException as exc:
-            future.set_exception(exc)
-            raise
-        else:
-            future.set_result(result)
-            return result
-        finally:
-            with self._lock:
-                self._calls.pop(key, None)
-
-
-_flight = _SingleFlight()
 
 _KEY = re.compile(r"^[a-z0-9-]{1,16}:[0-9a-f]{64}$")
 
@@ -136,30 +103,6 @@ def generate_steps(text: str, n: int, model_id: str | None = None) -> AttentionR
     return analyse(text, model_id, steps=n)[1]
 
 
-def check_steps(steps: object, bound: int) -> int:
-    """``steps`` as a whole number from 1 to ``bound``; ``InputError`` otherwise."""
-    try:
-        if isinstance(steps, bool):
-            raise TypeError
-        value = operator.index(steps)
-    except TypeError:
-        raise InputError(N_("The number of tokens to write must be a whole number, not {value}."),
-                         value=repr(steps)[:40]) from None
-    if not 1 <= value <= bound:
-        raise InputError(N_("The number of tokens to write must be between 1 and {bound}; {value} is outside."),
-                         bound=bound, value=value)
-    return value
-
-
-def checked_inputs(model_id: str | None, text: Any, text_pair: Any, target: Any,
-                   max_chars: int) -> tuple[str, str, str | None, str | None]:
-    """The model id (allowed, one spelling), the text, and the optional pair and target, validated
-    (``validation.validate_text``): the same checks in the web process and in a Celery worker."""
-    return (check_allowed(model_id), validate_text(text, max_chars, what=N_("text")),
-            validate_text(text_pair, max_chars, what=N_("second sentence"), required=False),
-            validate_text(target, max_chars, what=N_("target"), required=False))
-
-
 def analyse(text: str, model_id: str | None = None, text_pair: str | None = None, target: str | None = None, *,
             steps: int | None = None,
             before_compute: Callable[[], None] | None = None) -> tuple[str, AttentionResult]:
@@ -201,7 +144,7 @@ def analyse(text: str, model_id: str | None = None, text_pair: str | None = None
         return result
 
     try:
-        return key, _flight.run(key, compute)
+        return key, memory().flight.run(key, compute)
     except RateLimitedError:
         if ran:
             raise
@@ -244,7 +187,7 @@ def run_extraction(text: str, model_id: str, text_pair: str | None, target: str 
     """Tokenize and run the model (no cache): in a Celery worker when ``celery_broker_url`` is set
     (see ``services.tasks``), else in this process."""
     if get_settings().celery_broker_url:
-        from .tasks import run_in_worker
+        from .store.tasks import run_in_worker
 
         return run_in_worker(text, model_id, text_pair, target=target, max_new_tokens=max_new_tokens, steps=steps)
     return run_local(text, model_id, text_pair, target, max_new_tokens, steps)

@@ -23,8 +23,8 @@ decoder's (causal) or cross-attention (a target token's query against the source
 three kinds. Where the model's layout allows: BART, Marian, mBART and Pegasus yes; T5 no (it adds a
 relative position bias to its scores), and the reason says so.
 
-Caching: the vectors are kept in an in-process LRU (``_vectors``), keyed by the result's cache key
-and the layer, bounded by ``VECTOR_CACHE_MB``. They are not written to the shared cache: the shared
+Caching: the vectors are kept in the process's memory (``services.store.memory``), keyed by the result's cache key
+and the layer, bounded in bytes. They are not written to the shared cache: the shared
 cache's safe codec is for ``AttentionResult``, and nothing else is pickled into it. After a restart,
 or in another worker process, the first request for a text runs the second forward pass again.
 """
@@ -33,24 +33,23 @@ from __future__ import annotations
 
 import logging
 import operator
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import hooks
+from .analyses.kinds import _check_kind, attention_of, value_norms_for
 from .errors import N_, InputError
-from .extraction import _SingleFlight, analyse
-from .forward import AttentionResult, _forward_semaphore, encode
-from .kinds import _check_kind, attention_of, value_norms_for
-from .matrices import as_float32
-from .models import get_model
+from .extraction import analyse
+from .model import hooks
+from .model.forward import _forward_semaphore, encode
+from .model.loading import get_model
+from .result import AttentionResult, as_float32
+from .store.memory import memory
 
 log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-3  # largest |softmax(scores) - the model's weights| shown as "the same"
-VECTOR_CACHE_MB = 256  # the in-process LRU of query and key vectors
+
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,48 +105,9 @@ class LayerVectors:
         return int(self.held_bytes or (self.q.nbytes + self.k.nbytes)) + int(self.masked.nbytes + norms) + 512
 
 
-class _LRU:
-    """Least recently used first out, bounded in bytes; thread-safe."""
-
-    def __init__(self, limit_bytes: int) -> None:
-        self.limit = limit_bytes
-        self._items: OrderedDict[tuple[str, str, int], LayerVectors] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str, int]) -> LayerVectors | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-            return item
-
-    def put(self, key: tuple[str, str, int], value: LayerVectors) -> None:
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old.nbytes
-            if value.nbytes > self.limit:
-                return
-            self._items[key] = value
-            self._bytes += value.nbytes
-            while self._bytes > self.limit and self._items:
-                _, dropped = self._items.popitem(last=False)
-                self._bytes -= dropped.nbytes
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
-
-
-_vectors = _LRU(VECTOR_CACHE_MB * 1024 * 1024)
-_flight = _SingleFlight()
-
-
 def clear_vectors() -> None:
     """Forgets every cached layer's vectors (tests, benchmarks)."""
-    _vectors.clear()
+    memory().vectors.clear()
 
 
 # ----------------------------------------------------------------------------------- the API
@@ -248,24 +208,24 @@ def _layer_vectors(key: str, result: AttentionResult, layer: int,
     layout = hooks.install(loaded.model)
     if layout.inside_reason:
         return None, layout.inside_reason
-    cached = _vectors.get((key, kind, layer))
+    cached = memory().vectors.get((key, kind, layer))
     if cached is not None:
         return cached, ""
 
     def run() -> dict[tuple[str, int], LayerVectors] | str:
-        again = _vectors.get((key, kind, layer))  # a pass that ended between the lookup above and now
+        again = memory().vectors.get((key, kind, layer))  # a pass that ended between the lookup above and now
         if again is not None:
             return {(kind, layer): again}
         got = record_layers(loaded, result)
         if not isinstance(got, str):
             for (got_kind, index), vectors in got.items():  # stored before the flight ends: no second pass
-                _vectors.put((key, got_kind, index), vectors)
+                memory().vectors.put((key, got_kind, index), vectors)
         return got
 
-    got = _flight.run(key, run)
+    got = memory().flight.run(("inside", key), run)
     if isinstance(got, str):
         return None, got
-    vectors = got.get((kind, layer)) or _vectors.get((key, kind, layer))
+    vectors = got.get((kind, layer)) or memory().vectors.get((key, kind, layer))
     if vectors is None:  # joined a flight that found another layer cached, and this one was evicted
         got = record_layers(loaded, result)
         if isinstance(got, str):

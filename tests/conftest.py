@@ -11,7 +11,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 
-from services import cache, config, models
+from attention_explorer.services import config
+from attention_explorer.services.model import loading as models
+from attention_explorer.services.store import cache
 
 ENGLISH_WORDS = (
     "the cat sat on mat because it was tired dog ran in park a an and is are to of play ##ing ##s "
@@ -249,7 +251,7 @@ def compute_calls(monkeypatch):
     """The texts of the forward passes run in this process (``services.forward.compute`` counted)."""
     import threading
 
-    from services import forward
+    from attention_explorer.services.model import forward
 
     calls: list[str] = []
     real = forward.compute
@@ -283,7 +285,7 @@ def redis_server(tmp_path):
 def make_app(settings):
     """``make_app(**changes)``: ``app.create_app`` for the current settings with ``changes`` (importing
     ``app`` builds its module-level app from the environment; the test's settings are kept)."""
-    import app as app_module
+    from attention_explorer import app as app_module
 
     def build(**changes):
         return app_module.create_app(settings.replace(**changes))

@@ -186,7 +186,7 @@ class RedisServer(_Process):
 
 
 class CeleryWorker(_Process):
-    """``celery -A services.tasks worker --pool=solo`` with the given environment."""
+    """``celery -A attention_explorer.services.store.tasks worker --pool=solo`` with the given environment."""
 
     name = "celery worker"
 
@@ -197,7 +197,7 @@ class CeleryWorker(_Process):
         self.hostname = hostname or f"attn-test-{os.getpid()}-{free_port()}@%h"
 
     def start(self, wait: float = 90.0) -> "CeleryWorker":
-        argv = [venv_bin("celery"), "-A", "services.tasks", "worker", "--pool=solo", "--loglevel=INFO",
+        argv = [venv_bin("celery"), "-A", "attention_explorer.services.store.tasks", "worker", "--pool=solo", "--loglevel=INFO",
                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", self.hostname]
         self._spawn(argv, env=self.env)
         from celery import Celery

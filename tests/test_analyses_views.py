@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from dash import no_update
 
-from components import ids
-from services import extract_attention
-from services.views import View, ViewOptions
+from attention_explorer.components import ids
+from attention_explorer.services import extract_attention
+from attention_explorer.services.analyses.views import View, ViewOptions
 from tests.test_callbacks import SENTENCE, run_analyze, view
 from tests.test_figures import decode, decode_image, tile_of
 
@@ -197,8 +196,8 @@ def test_value_norm_mode_in_every_view(handle):
 def test_value_norm_mode_says_when_a_model_has_none(handle, monkeypatch):
     import dataclasses
 
-    from callbacks import router
-    from services.extraction import result_by_key
+    from attention_explorer.callbacks import router
+    from attention_explorer.services.extraction import result_by_key
 
     key, result = result_by_key(handle["key"])
     bare = dataclasses.replace(result, value_norms=None, value_norms_reason="its attention layout is unknown")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services import analysis
+from attention_explorer.services.analyses import measures as analysis
 
 N = 6
 IDENTITY = np.eye(N)

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from callbacks import boundary
-from callbacks.boundary import Dims, Handle, Head, ViewState
-from components import ids
+from attention_explorer.callbacks import boundary, registry
+from attention_explorer.callbacks.boundary import Dims, Handle, Head, ViewState
+from attention_explorer.components import ids
 
 DIMS = Dims(layers=6, heads=12, tokens=13)
 JUNK = [None, "", "x", [], {}, [1], {"a": 1}, True, False, float("nan"), float("inf"), -float("inf"), 1e309,
@@ -17,7 +17,7 @@ JUNK = [None, "", "x", [], {}, [1], {"a": 1}, True, False, float("nan"), float("
 
 
 def parse(**values) -> ViewState:
-    return ViewState.parse(values, DIMS)
+    return ViewState.parse(values, DIMS, registry.TABS)
 
 
 def test_missing_values_take_the_defaults():
@@ -100,7 +100,7 @@ def test_nothing_raises_for_any_junk_anywhere():
     fields = ["tab", "layer", "head", "mode", "switches", "top_k", "min_weight", "arc_focus", "metric", "window",
               "token", "focus_k"]
     for value in JUNK:
-        state = ViewState.parse({f: value for f in fields}, DIMS)
+        state = ViewState.parse({f: value for f in fields}, DIMS, registry.TABS)
         assert 0 <= state.layer < 6 and state.window in boundary.WINDOWS and state.top_k in boundary.TOP_K
 
 

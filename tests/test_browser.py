@@ -11,7 +11,7 @@ from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from services.config import DEFAULT_MODEL_ID, Settings
+from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
 
 pytestmark = pytest.mark.browser
 TIMEOUT = 30
@@ -19,7 +19,7 @@ TIMEOUT = 30
 
 @pytest.fixture
 def dash_app(dash_duo, tiny_models, tmp_path):
-    from app import create_app
+    from attention_explorer.app import create_app
 
     broken = tmp_path / "broken-model"
     broken.mkdir()
@@ -263,7 +263,7 @@ def test_ctrl_enter_analyzes_and_grid_hover_shows_weight(dash_app):
     point_at(duo, "head-grid", *grid_cell(duo, tile=3, query=2, key=1))
     tooltip = wait_until(lambda: duo.find_element("#head-grid-tooltip").text, message="tooltip")
     assert tooltip.startswith("head 3 · dog → a: ")
-    from services import extract_attention
+    from attention_explorer.services import extract_attention
 
     expected = float(extract_attention("A dog ran.").attentions[0, 3, 2, 1])
     assert float(tooltip.rsplit(": ", 1)[1]) == pytest.approx(expected, abs=0.006)
@@ -389,7 +389,7 @@ def test_heatmap_tooltip_weight_and_row_click_follow_the_token(dash_app):
     select_dropdown(duo, "#head-select", value="Head 2")
     open_tab(duo, "Head heatmap")
     wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 0 · Head 2", message="head 2")
-    from services import extract_attention
+    from attention_explorer.services import extract_attention
 
     att = extract_attention("The cat sat on the mat because it was tired.").attentions
     point_at(duo, "head-heatmap", 2, 8)  # query "it" (row 8) -> key "cat" (column 2)

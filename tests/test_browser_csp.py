@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from services.config import DEFAULT_MODEL_ID, Settings
+from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
 
 from .test_browser import TIMEOUT, analyze, graph, open_tab, wait_until
 
@@ -30,7 +30,7 @@ document.addEventListener('securitypolicyviolation', function (e) {
 
 @pytest.fixture
 def csp_app(dash_duo, tiny_models):
-    from app import create_app
+    from attention_explorer.app import create_app
 
     app = create_app(Settings(models=(DEFAULT_MODEL_ID, tiny_models["gpt2"]), cache_type="simple"))
     dash_duo.start_server(app)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from services import cache, config, extract_attention, extraction, forward, models
-from services.matrices import looks_causal
+from attention_explorer.services import config, extract_attention, extraction
+from attention_explorer.services.model import forward
+from attention_explorer.services.model import loading as models
+from attention_explorer.services.result import looks_causal
+from attention_explorer.services.store import cache
+from attention_explorer.services.store.memory import ByteLRU
 
 SENTENCE = "The cat sat on the mat because it was tired."
 
@@ -52,24 +56,25 @@ def test_the_cache_key_changes_with_the_token_limit(settings, tiny_models):
 
 
 def test_memo_drops_the_least_recently_used_first():
-    memo = cache._LocalMemo()
+    memo = ByteLRU(30)
     for name in "abc":
-        memo.put(name, name.upper(), 10, limit=30)
+        memo.put(name, name.upper(), 10)
     assert memo.get("a") == "A"  # a is now the most recent; b the least
-    memo.put("d", "D", 10, limit=30)
+    memo.put("d", "D", 10)
     assert memo.get("b") is None and [memo.get(k) for k in "acd"] == ["A", "C", "D"]
 
 
 def test_memo_is_bounded_in_bytes():
-    memo = cache._LocalMemo()
-    memo.put("big", 1, 25, limit=30)
-    memo.put("small", 2, 10, limit=30)  # 35 bytes > 30: the oldest goes
+    memo = ByteLRU(30)
+    memo.put("big", 1, 25)
+    memo.put("small", 2, 10)  # 35 bytes > 30: the oldest goes
     assert memo.get("big") is None and memo.get("small") == 2
-    memo.put("huge", 3, 31, limit=30)  # larger than the whole memo: never kept
+    memo.put("huge", 3, 31)  # larger than the whole memo: never kept
     assert memo.get("huge") is None and memo.get("small") == 2
-    memo.put("small", 4, 20, limit=30)  # replacing an item counts its new size once
-    memo.put("other", 5, 10, limit=30)
+    memo.put("small", 4, 20)  # replacing an item counts its new size once
+    memo.put("other", 5, 10)
     assert memo.get("small") == 4 and memo.get("other") == 5
+    assert memo.nbytes == 30
 
 
 def test_breaker_opens_on_failure_and_closes_after_the_delay(monkeypatch):

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from dash import no_update
 
-from callbacks import analyze, router
-from callbacks.boundary import Handle
-from components import ids
-from components.figures import HEAD_COLORS
-from components.layout import EXAMPLES
-from services import extract_attention, forward
+from attention_explorer.callbacks import analyze, head_heatmap, registry, router
+from attention_explorer.callbacks.boundary import Handle
+from attention_explorer.components import ids
+from attention_explorer.components.figures import HEAD_COLORS
+from attention_explorer.components.layout import EXAMPLES
+from attention_explorer.services import extract_attention
+from attention_explorer.services.model import forward
 from tests.test_figures import decode, heatmap_levels, tile_of
 
 SENTENCE = "The cat sat on the mat because it was tired."
@@ -68,7 +69,7 @@ def test_analyze_bad_text_gives_an_alert_and_keeps_the_page(settings, default_mo
 
 
 def test_analyze_unknown_model_gives_an_alert_and_default_still_works(settings, default_model):
-    from services import config
+    from attention_explorer.services import config
 
     config.configure(models=settings.models + ("gpt2",))
     out = run_analyze(SENTENCE, "gpt2")  # offered but not on this machine
@@ -114,9 +115,9 @@ def test_warnings_for_unknown_tokens_and_truncation(settings, default_model, tin
 def test_grid_slices_the_cache_and_never_reruns_the_model(settings, default_model, monkeypatch):
     handle = run_analyze(SENTENCE)["handle"]
     monkeypatch.setattr(forward, "compute", lambda *a, **k: pytest.fail("model ran on a layer change"))
-    monkeypatch.setattr("services.extraction.validate_text", lambda *a, **k: pytest.fail("text re-validated"))
-    monkeypatch.setattr("services.extraction.fingerprint", lambda *a, **k: pytest.fail("model files stat-ed"))
-    from services.extraction import result_by_key
+    monkeypatch.setattr("attention_explorer.services.model.inputs.validate_text", lambda *a, **k: pytest.fail("text re-validated"))
+    monkeypatch.setattr("attention_explorer.services.extraction.fingerprint", lambda *a, **k: pytest.fail("model files stat-ed"))
+    from attention_explorer.services.extraction import result_by_key
 
     result = result_by_key(handle["key"])[1]
     for layer in (0, 4):
@@ -130,8 +131,8 @@ def test_grid_slices_the_cache_and_never_reruns_the_model(settings, default_mode
 
 def test_each_tab_renders_only_while_open(settings, default_model):
     handle = run_analyze(SENTENCE)["handle"]
-    outputs_of = {tab: set(module.OUTPUTS) for tab, module in router.VIEWS.items()}
-    for tab in router.VIEWS:
+    outputs_of = {spec.tab: set(spec.outputs) for spec in registry.VIEWS}
+    for tab in registry.TABS:
         out = view(handle, tab)
         drawn = {name for name, value in out.items() if value is not no_update}
         optional = {"notice", "token", "focus_options", "arc_start", "arc_start_max", "arc_start_wrap"}
@@ -230,7 +231,7 @@ def test_views_without_an_analysis_say_what_to_do(settings, default_model, monke
 
 
 def test_an_evicted_result_is_computed_again_from_the_recipe(settings, default_model):
-    from services import cache
+    from attention_explorer.services.store import cache
 
     handle = run_analyze(SENTENCE)["handle"]
     cache.clear_local()
@@ -244,7 +245,7 @@ def test_an_evicted_result_is_computed_again_from_the_recipe(settings, default_m
 
 def test_a_view_failure_is_explained_not_raised(settings, default_model, monkeypatch):
     handle = run_analyze(SENTENCE)["handle"]
-    monkeypatch.setattr(router.head_heatmap, "heatmap_figure", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(head_heatmap, "heatmap_figure", lambda *a, **k: 1 / 0)
     fig = view(handle, ids.TAB_HEATMAP)["heatmap"]
     assert "could not be drawn" in str(fig) and "ZeroDivision" not in str(fig)
 
@@ -265,14 +266,15 @@ def test_first_page_embeds_the_first_analysis(settings, default_model):
 
 
 def test_decode_helper_reads_typed_arrays():
-    from components.figures import typed_array
+    from attention_explorer.components.figures import typed_array
 
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     np.testing.assert_array_equal(decode(typed_array(a)), a)
 
 
 def test_too_many_new_analyses_are_refused_in_plain_words(settings, default_model):
-    from services import config, ratelimit
+    from attention_explorer.services import config
+    from attention_explorer.services.web import ratelimit
 
     ratelimit.reset()
     config.configure(rate_limit="1/minute")

@@ -1,4 +1,4 @@
-"""services.codec: the safe, versioned format of everything that leaves the process (issue 9).
+"""services.store.codec: the safe, versioned format of everything that leaves the process (issue 9).
 
 Each test fails on the code before issue 9, which had no codec (values were pickles).
 """
@@ -13,8 +13,9 @@ import struct
 import numpy as np
 import pytest
 
-from services import codec, extract_attention
-from services.forward import AttentionResult
+from attention_explorer.services import extract_attention
+from attention_explorer.services.result import AttentionResult
+from attention_explorer.services.store import codec
 
 SENTENCE = "The cat sat on the mat because it was tired."
 
@@ -64,12 +65,13 @@ def test_odd_values_round_trip():
 
 def test_new_fields_travel_without_changing_the_codec(monkeypatch):
     """Issues will add value_norms, decoder_attentions, cross_attentions, target_tokens: the codec
-    carries any numpy or JSON-able field of the dataclass, found with dataclasses.fields."""
+    carries any numpy or JSON-able field of the dataclass, found with dataclasses.fields (the one field
+    table of services.serial); tuples come back as tuples where the annotation says so."""
     extended = dataclasses.make_dataclass(
         "AttentionResult",
         [("value_norms", object, None), ("decoder_attentions", object, None), ("cross_attentions", object, None),
-         ("target_tokens", object, None), ("extra", object, None)],
-        bases=(AttentionResult,), frozen=True, eq=False)
+         ("target_tokens", object, None), ("extra", "dict[str, tuple] | None", None)],
+        bases=(AttentionResult,), frozen=True, eq=False, namespace={"__module__": AttentionResult.__module__})
     monkeypatch.setattr(codec, "AttentionResult", extended)
     base = dict(tokens=["a", "b"], attentions=np.eye(2, dtype=np.float16).reshape(1, 1, 2, 2), model_id="m",
                 truncated=False, special_mask=np.zeros(2, bool), word_ids=[0, 1], segment_ids=[0, 0],
@@ -123,8 +125,8 @@ def _forge(header: dict, data: bytes) -> bytes:
 
 
 def test_forged_headers_are_refused(settings, tiny_models):
-    fields = {"tokens": ["a"], "attentions": {"__array__": 0, "scalar": False}, "model_id": "m", "truncated": False,
-              "special_mask": {"__array__": 1, "scalar": False}, "word_ids": [0], "segment_ids": [0],
+    fields = {"tokens": ["a"], "attentions": {"__array__": 0}, "model_id": "m", "truncated": False,
+              "special_mask": {"__array__": 1}, "word_ids": [0], "segment_ids": [0],
               "is_causal": False, "unknown_share": 0.0, "unknown_count": 0, "token_count_before_truncation": 1,
               "token_limit": 1, "text": "a"}
     ok = [{"dtype": "<f2", "shape": [1, 1, 1, 1], "offset": 0, "nbytes": 2},

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from dash import no_update
 
-from callbacks import analyze, compare as compare_view, router
-from callbacks.boundary import Handle
-from components import ids
-from components.layout import EXAMPLES
-from services.extraction import result_by_key
+from attention_explorer.callbacks import analyze, router
+from attention_explorer.callbacks import compare as compare_view
+from attention_explorer.callbacks.boundary import Handle
+from attention_explorer.components import ids
+from attention_explorer.components.layout import EXAMPLES
+from attention_explorer.services.extraction import result_by_key
 from tests.test_figures import decode
 
 BIG = "The trophy doesn't fit into the suitcase because it is too big."

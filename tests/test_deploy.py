@@ -20,9 +20,18 @@ import numpy as np
 import pytest
 from flask import Flask
 
-from services import AttentionExplorerError, ModelLoadError, ModelNotAllowedError, extract_attention
-from services import cache, config, extraction, forward, models
-from services.config import Settings
+from attention_explorer.services import (
+    AttentionExplorerError,
+    ModelLoadError,
+    ModelNotAllowedError,
+    config,
+    extract_attention,
+    extraction,
+)
+from attention_explorer.services.config import Settings
+from attention_explorer.services.model import forward
+from attention_explorer.services.model import loading as models
+from attention_explorer.services.store import cache
 
 from .servers import (
     PROJECT_ROOT,
@@ -134,7 +143,7 @@ def test_redis_killed_mid_test_then_restarted(redis_cache, redis_factory, tiny_m
     redis_cache.kill()  # as a crash: SIGKILL, no shutdown
     redis_cache.wait_closed()
     cache.clear_local()
-    with caplog.at_level(logging.WARNING, logger="services.cache"):
+    with caplog.at_level(logging.WARNING, logger="attention_explorer.services.store.cache"):
         started = time.monotonic()
         down = extract_attention("the cat sat", bert)  # cached before, but the cache is gone: computed
         other = extract_attention("the dog ran in the park", bert)
@@ -148,7 +157,7 @@ def test_redis_killed_mid_test_then_restarted(redis_cache, redis_factory, tiny_m
     restarted = redis_factory(port=redis_cache.port, name="redis-restarted")  # same port, empty
     assert restarted.url == redis_cache.url
     time.sleep(cache.RETRY_AFTER_S + 0.1)  # the breaker's retry delay
-    with caplog.at_level(logging.INFO, logger="services.cache"):
+    with caplog.at_level(logging.INFO, logger="attention_explorer.services.store.cache"):
         extract_attention("a dog and a cat", bert)
     assert "reachable again" in caplog.text
     assert len(_redis_keys(restarted)) == 2  # the new result (and its recipe) went to the restarted Redis
@@ -166,7 +175,7 @@ def test_redis_url_from_the_environment_selects_redis(monkeypatch):
     assert settings.cache_type == "redis"
     conf = cache.cache_config(settings)
     # flask-caching's Redis cache with the safe codec instead of pickle (issue 9)
-    assert conf["CACHE_TYPE"] == "services.cache_backends.SafeRedisCache"
+    assert conf["CACHE_TYPE"] == "attention_explorer.services.store.backends.SafeRedisCache"
     assert conf["CACHE_REDIS_URL"] == "redis://127.0.0.1:6390/3"
 
 
@@ -174,7 +183,8 @@ def test_redis_url_from_the_environment_selects_redis(monkeypatch):
 
 _CHILD = textwrap.dedent("""
     import json, sys
-    from services import extract_attention, forward
+    from attention_explorer.services import extract_attention
+    from attention_explorer.services.model import forward
 
     def refuse(*args, **kwargs):
         raise RuntimeError("the model ran in the child process")
@@ -436,7 +446,7 @@ def _dash_call(client, changed: dict[str, object], values: dict[str, object], ma
 
 
 def test_dash_endpoint_refuses_an_unlisted_model(make_app, tiny_models, monkeypatch):
-    from components import ids
+    from attention_explorer.components import ids
 
     client = make_app().server.test_client()
     values = {ids.TEXT: SENTENCE, ids.TEXT_PAIR: None, ids.ANALYZE: 1, ids.LAYER: 0, ids.HEAD: ids.HEAD_ALL}
@@ -492,7 +502,7 @@ _HOOKS = textwrap.dedent("""
     import torch
     before = torch.get_num_threads()
     conf["post_fork"](None, None)
-    from services.config import Settings
+    from attention_explorer.services.config import Settings
     print(json.dumps({"before": before, "after": torch.get_num_threads(), "preload": conf["preload_app"],
                       "workers": conf["workers"], "threads": conf["threads"], "timeout": conf["timeout"],
                       "worker_class": conf["worker_class"], "setting": Settings.from_env().torch_threads,

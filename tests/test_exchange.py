@@ -16,13 +16,12 @@ import json
 import numpy as np
 import pytest
 
-from services import extract_attention
-from services.exchange import (
-    CSV_HEADER, ExchangeError, ExportTooLarge, atlas_csv, result_from_json, view_csv, view_csv_for, view_numbers,
-)
-from services.forward import AttentionResult
-from services.models import get_model
-from services.views import View, ViewOptions
+from attention_explorer.services import extract_attention
+from attention_explorer.services.analyses.exports import atlas_csv, view_csv_for, view_numbers
+from attention_explorer.services.analyses.views import View, ViewOptions
+from attention_explorer.services.model.loading import get_model
+from attention_explorer.services.result import AttentionResult
+from attention_explorer.services.serial import CSV_HEADER, ExchangeError, ExportTooLarge, view_csv
 
 from .test_codec import assert_same
 
@@ -117,7 +116,7 @@ def test_fields_added_later_travel_with_no_change(monkeypatch):
     base = {f.name: getattr(odd_result(), f.name) for f in dataclasses.fields(AttentionResult)}
     result = extended(**base, later_tokens=["<s>", "Le", "chat"],
                       later_attentions=np.full((2, 3, 3, 3), 1 / 3, np.float16), later_offsets=[(0, 0), (0, 2)])
-    back = result_from_json(result.to_json(), extended)
+    back = extended.from_json(result.to_json())
     assert back.later_tokens == ["<s>", "Le", "chat"] and back.later_offsets == [(0, 0), (0, 2)]
     np.testing.assert_array_equal(back.later_attentions, result.later_attentions)
     assert back.later_attentions.dtype == np.float16

@@ -13,11 +13,11 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from components import export, notebook
-from components.figures import grid_geometry, grid_source, head_grid_figure, heatmap_figure
-from services import extract_attention
-from services.analysis import NORMALISATION_TOLERANCE, normalisation_check
-from services.forward import AttentionResult
+from attention_explorer.components import export, notebook
+from attention_explorer.components.figures import grid_geometry, grid_source, head_grid_figure, heatmap_figure
+from attention_explorer.services import extract_attention
+from attention_explorer.services.analyses.measures import NORMALISATION_TOLERANCE, normalisation_check
+from attention_explorer.services.result import AttentionResult
 
 SENTENCE = "The cat sat on the mat because it was tired."
 
@@ -173,8 +173,8 @@ def test_an_offline_page_in_chinese_says_nothing_of_clicks_and_names_cells_in_ch
     """The page's hover words follow the language; "click to isolate" (which needs the app) is gone."""
     from flask import Flask
 
-    from components.figures import arc_figure
-    from components.i18n import _
+    from attention_explorer.components.figures import arc_figure
+    from attention_explorer.components.i18n import _
 
     result = fake_result()
     with Flask(__name__).test_request_context("/?lang=zh"):
@@ -267,9 +267,8 @@ def test_show_dashboard_outside_jupyter_says_what_to_do_instead():
 
 
 def test_the_app_may_be_framed_only_by_the_pages_configured(settings):
-    import app as app_module
-
-    from services.config import Settings
+    from attention_explorer import app as app_module
+    from attention_explorer.services.config import Settings
 
     framed = app_module.create_app(settings.replace(frame_ancestors=notebook.NOTEBOOK_FRAME_ANCESTORS))
     response = framed.server.test_client().get("/")
@@ -285,7 +284,7 @@ def test_the_app_may_be_framed_only_by_the_pages_configured(settings):
 
 
 def test_frame_ancestors_from_the_environment(monkeypatch):
-    from services.config import Settings
+    from attention_explorer.services.config import Settings
 
     monkeypatch.setenv("ATTN_FRAME_ANCESTORS", "'self', https://hub.example.org")
     assert Settings.from_env().frame_ancestors == ("'self'", "https://hub.example.org")

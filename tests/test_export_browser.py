@@ -11,8 +11,8 @@ from urllib.parse import unquote, urlencode
 import numpy as np
 import pytest
 
-from components.export import figure_html, graph_config
-from components.figures import head_grid_figure, heatmap_figure
+from attention_explorer.components.export import figure_html, graph_config
+from attention_explorer.components.figures import head_grid_figure, heatmap_figure
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,10 +136,10 @@ def test_the_export_menu_downloads_named_files_of_the_open_view(dash_duo, tmp_pa
 
     from selenium.webdriver.common.by import By
 
-    from app import create_app
-    from components.export import export_filename
-    from services.config import DEFAULT_MODEL_ID, Settings
-    from services.extraction import analyse
+    from attention_explorer.app import create_app
+    from attention_explorer.components.export import export_filename
+    from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
+    from attention_explorer.services.extraction import analyse
 
     app = create_app(Settings(models=(DEFAULT_MODEL_ID,), cache_type="simple"))
     dash_duo.start_server(app)

@@ -7,17 +7,17 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from services import (
+from attention_explorer.services import (
     InputError,
     ModelLoadError,
     ModelNotAllowedError,
-    analysis,
     extract_attention,
     extraction,
-    forward,
-    models,
 )
-from services.config import DEFAULT_MODEL_ID
+from attention_explorer.services.analyses import measures as analysis
+from attention_explorer.services.config import DEFAULT_MODEL_ID
+from attention_explorer.services.model import forward
+from attention_explorer.services.model import loading as models
 
 SENTENCE = "The cat sat on the mat because it was tired."
 
@@ -76,7 +76,7 @@ def test_second_call_does_not_run_the_model(settings, tiny_models, monkeypatch):
 
 def test_shared_cache_hit_without_local_memo(settings, tiny_models, monkeypatch):
     """A hit in the shared backend (another process's work) also skips the model."""
-    from services import cache
+    from attention_explorer.services.store import cache
 
     extract_attention("a cat and a dog", tiny_models["bert"])
     cache.clear_local()
@@ -122,7 +122,7 @@ def test_truncation_is_flagged(settings, tiny_models):
 
 
 def test_configured_token_limit_applies(settings, tiny_models):
-    from services import config
+    from attention_explorer.services import config
 
     config.configure(max_tokens=10)
     result = extract_attention(" ".join(["cat"] * 20), tiny_models["bert"])
@@ -191,7 +191,7 @@ def test_unknown_model_is_refused_before_loading(settings, monkeypatch):
 
 
 def test_broken_model_gives_a_readable_error_and_others_keep_working(settings, tiny_models, tmp_path):
-    from services import config
+    from attention_explorer.services import config
 
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -207,7 +207,7 @@ def test_broken_model_gives_a_readable_error_and_others_keep_working(settings, t
 
 def test_missing_folder_is_named(settings):
     """The folder the person typed is named; whether it exists is not said (issue 9: no existence oracle)."""
-    from services import config
+    from attention_explorer.services import config
 
     config.configure(allow_any_model=True)
     with pytest.raises(ModelLoadError, match="is not a model folder this server can read") as info:
@@ -253,7 +253,7 @@ def test_same_new_text_from_many_threads_runs_the_model_once(settings, tiny_mode
 
 
 def test_broken_cache_falls_back_to_computing(settings, tiny_models, monkeypatch, caplog):
-    from services import cache
+    from attention_explorer.services.store import cache
 
     class Broken:
         def get(self, key):
@@ -271,7 +271,7 @@ def test_broken_cache_falls_back_to_computing(settings, tiny_models, monkeypatch
 
 
 def test_large_results_reach_the_shared_cache_in_the_background(settings, tiny_models, monkeypatch):
-    from services import cache
+    from attention_explorer.services.store import cache
 
     monkeypatch.setattr(cache, "BACKGROUND_WRITE_BYTES", 1)  # every result counts as large
     extract_attention("the cat sat on a mat", tiny_models["bert"])
@@ -286,17 +286,18 @@ def test_a_waiter_is_not_refused_for_the_leaders_rate_limit(settings, tiny_model
     The other is not: their own turn runs (checked against their own limit), never the leader's refusal."""
     from concurrent.futures import Future
 
-    from services.errors import RateLimitedError
+    from attention_explorer.services.errors import RateLimitedError
+    from attention_explorer.services.store.memory import memory
 
     key = extraction.cache_key(tiny_models["bert"], SENTENCE, None)
     refused = Future()  # the leader's flight, ended by its limit, as a waiter finds it
     refused.set_exception(RateLimitedError(30))
-    extraction._flight._calls[key] = refused
+    memory().flight._calls[key] = refused
     try:
         checked = []
         got, result = extraction.analyse(SENTENCE, tiny_models["bert"], before_compute=lambda: checked.append(1))
     finally:
-        extraction._flight._calls.pop(key, None)
+        memory().flight._calls.pop(key, None)
     assert got == key and result.tokens[:3] == ["[CLS]", "the", "cat"]
     assert checked == [1] and compute_calls == [SENTENCE]  # this person's own limit was asked, once
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import figures, images
+from attention_explorer.components import figures, images
 
 
 def decode(spec: dict) -> np.ndarray:

@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from services import analysis, extract_attention
-from services.heads import (
+from attention_explorer.services import extract_attention
+from attention_explorer.services.analyses import measures as analysis
+from attention_explorer.services.analyses.heads import (
     LABEL_HELP,
     LABELS,
     METRICS,

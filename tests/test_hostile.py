@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 import requests
 
-from components import ids
+from attention_explorer.components import ids
 
 from .servers import LOOPBACK, Gunicorn, child_env
 

@@ -27,8 +27,8 @@ from babel.messages.pofile import read_po
 from dash.development.base_component import Component
 from flask import Flask
 
-from components import i18n
-from components.i18n import N_, current_language, error_message, error_title
+from attention_explorer.components import i18n
+from attention_explorer.components.i18n import N_, current_language, error_message, error_title
 
 REPO = Path(__file__).resolve().parents[1]
 LOCALES = REPO / "components" / "locales"
@@ -211,7 +211,7 @@ APP = Flask(__name__)
 @pytest.fixture
 def served(settings) -> Flask:
     """A Flask app with the attention cache bound to it, for requests that analyse."""
-    from services import cache
+    from attention_explorer.services.store import cache
 
     app = Flask("i18n-tests")
     cache.init_cache(app, settings)
@@ -261,7 +261,7 @@ def test_english_without_anything_or_outside_a_request():
 
 
 def test_the_address_language_is_remembered_in_a_cookie(settings):
-    import app as app_module
+    from attention_explorer import app as app_module
 
     client = app_module.create_app(settings).server.test_client()
     cookies = client.get("/?lang=zh").headers.getlist("Set-Cookie")
@@ -273,8 +273,8 @@ def test_the_address_language_is_remembered_in_a_cookie(settings):
 
 
 def test_an_input_error_is_translated_with_its_parameter():
-    from services.errors import InputError
-    from services.validation import validate_text
+    from attention_explorer.services.errors import InputError
+    from attention_explorer.services.validation import validate_text
 
     with pytest.raises(InputError) as caught:
         validate_text("   ", 100, what=N_("second sentence"))
@@ -289,7 +289,7 @@ def test_an_input_error_is_translated_with_its_parameter():
 
 
 def test_a_rate_limit_keeps_its_seconds():
-    from services.errors import RateLimitedError
+    from attention_explorer.services.errors import RateLimitedError
 
     error = RateLimitedError(37)
     with APP.test_request_context("/", headers={"Accept-Language": "zh-CN"}):
@@ -299,8 +299,8 @@ def test_a_rate_limit_keeps_its_seconds():
 
 
 def test_a_model_error_translates_its_reason_too():
-    from services.errors import ModelLoadError
-    from services.models import HUB_UNAVAILABLE
+    from attention_explorer.services.errors import ModelLoadError
+    from attention_explorer.services.model.loading import HUB_UNAVAILABLE
 
     error = ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model="org/some-model",
                            reason=HUB_UNAVAILABLE)
@@ -380,16 +380,16 @@ def text_words(*texts: str) -> frozenset[str]:
 def zh_page(settings, served, default_model):
     """The page of a new visitor with ``?lang=zh`` (the first example analysed), its views in every mode,
     and what may stay English in it: the models' ids and the words of the texts analysed."""
-    from callbacks import analyze, router
-    from components import ids
-    from components.layout import EXAMPLES, create_layout
+    from attention_explorer.callbacks import analyze, registry
+    from attention_explorer.components import ids
+    from attention_explorer.components.layout import EXAMPLES, create_layout
     from tests.test_callbacks import view
 
     i18n.reset()
     with served.test_request_context("/?lang=zh"):
         page = analyze.first_page(settings)
         layout = create_layout(settings, page)
-        views = {tab: view(page["handle"], tab) for tab in router.VIEWS}
+        views = {tab: view(page["handle"], tab) for tab in registry.TABS}
         views["rollout"] = view(page["handle"], ids.TAB_GRID, mode="rollout", switches=["hide", "merge"])
         views["value norm"] = view(page["handle"], ids.TAB_HEATMAP, mode="value", head="3")
         views["one head"] = view(page["handle"], ids.TAB_ARCS, head="mean", switches=["hide"])
@@ -407,8 +407,8 @@ def zh_page(settings, served, default_model):
 
 
 def test_the_page_speaks_chinese(zh_page):
-    from components import ids
-    from components.layout import EXAMPLES, HELP
+    from attention_explorer.components import ids
+    from attention_explorer.components.layout import EXAMPLES, HELP
 
     layout = zh_page["layout"]
     zh = i18n.catalog("zh")
@@ -445,6 +445,24 @@ def test_the_check_finds_english(zh_page):
     planted = html.Div([html.Span("头 3"), html.Label("Head"), html.P("查询“it”：[CLS] · softmax")])
     assert english_left(strings(planted), zh_page["words"], zh_page["kept"]) == {"Head": ["Head"]}
     with APP.test_request_context("/?lang=en"):
-        from components.layout import header
+        from attention_explorer.components.layout import header
 
         assert "Attention" in sum(english_left(strings(header()), zh_page["words"], ()).values(), [])
+
+
+def test_gettext_is_called_on_string_literals_only():
+    """``_`` and ``ngettext`` take string literals: the extractor reads those the same way in every
+    version of Babel (2.19 stopped reading ``_(example["label"])`` as the message "label"). A message
+    defined elsewhere is marked ``N_`` there and shown with ``translate``."""
+    import ast
+
+    found = []
+    for folder in ("components", "callbacks", "services", "src"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("_", "ngettext"):
+                    literal = [isinstance(a, ast.Constant) and isinstance(a.value, str)
+                               for a in node.args[:2 if node.func.id == "ngettext" else 1]]
+                    if not node.args or not all(literal):
+                        found.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not found, f"gettext called on something that is not a string literal: {found}"

@@ -7,9 +7,9 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from components import i18n
-from components.layout import EXAMPLES, HELP
-from services.config import DEFAULT_MODEL_ID, Settings
+from attention_explorer.components import i18n
+from attention_explorer.components.layout import EXAMPLES, HELP
+from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
 from tests.test_browser import analyze, graph, open_tab, wait_until
 from tests.test_i18n import CJK, KEPT_PHRASES, english_words, text_words
 
@@ -36,7 +36,7 @@ def open_page(duo, query: str) -> None:
 
 @pytest.fixture
 def zh_duo(dash_duo, tiny_models):
-    from app import create_app
+    from attention_explorer.app import create_app
 
     i18n.reset()
     app = create_app(Settings(models=(DEFAULT_MODEL_ID, tiny_models["chinese"]), cache_type="simple"))

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from services import InputError, cache, config, extract_attention, extraction, hooks, inside, inside_head
-from services.matrices import weighted_by_value_norm
-from services.models import get_model
+from attention_explorer.services import InputError, config, extract_attention, extraction, inside, inside_head
+from attention_explorer.services.analyses.matrices import weighted_by_value_norm
+from attention_explorer.services.model import hooks
+from attention_explorer.services.model.loading import get_model
+from attention_explorer.services.store import cache
 
 from .conftest import ENGLISH_WORDS
 
@@ -44,8 +46,16 @@ def _save(model, tokenizer, path):
 def more_models(tiny_models, tmp_path_factory):
     """Tiny random models of further families, built from configs with the conftest tokenizers."""
     from transformers import (
-        AlbertConfig, AlbertModel, BloomConfig, BloomModel, DistilBertConfig, DistilBertModel, GPT2Config,
-        GPT2Model, LlamaConfig, LlamaModel,
+        AlbertConfig,
+        AlbertModel,
+        BloomConfig,
+        BloomModel,
+        DistilBertConfig,
+        DistilBertModel,
+        GPT2Config,
+        GPT2Model,
+        LlamaConfig,
+        LlamaModel,
     )
 
     root = tmp_path_factory.mktemp("inside-models")
@@ -452,7 +462,7 @@ def test_value_norms_from_the_hooked_pass_when_the_result_has_none(settings, tin
     computes them in its own pass, equal to what the analysis computes."""
     from dataclasses import replace
 
-    from services.extraction import analyse
+    from attention_explorer.services.extraction import analyse
 
     key, result = analyse(TEXT, tiny_models["gpt2"])
     inside.clear_vectors()

@@ -14,8 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from services import InputError, ModelLoadError, ModelNotAllowedError, config, extract_attention, forward, models
-from services import validation
+from attention_explorer.services import (
+    InputError,
+    ModelLoadError,
+    ModelNotAllowedError,
+    config,
+    extract_attention,
+    validation,
+)
+from attention_explorer.services.model import forward
+from attention_explorer.services.model import loading as models
 
 SENTENCE = "The cat sat on the mat because it was tired."
 GENERIC = "is not a model folder this server can read"

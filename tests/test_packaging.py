@@ -158,7 +158,7 @@ def _check_pages(port: int) -> None:
     base = f"http://127.0.0.1:{port}"
     page = requests.get(base + "/", timeout=10)
     assert page.status_code == 200 and "Attention Explorer" in page.text
-    for asset in ("clientside.js", "style.css", "00-bootstrap-flatly.min.css"):
+    for asset in ("20-core.js", "style.css", "00-bootstrap-flatly.min.css"):
         served = requests.get(f"{base}/assets/{asset}", timeout=10)
         assert served.status_code == 200, asset
         assert served.content == (PROJECT_ROOT / "assets" / asset).read_bytes(), asset

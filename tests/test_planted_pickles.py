@@ -19,7 +19,8 @@ import uuid
 import pytest
 from flask import Flask
 
-from services import cache, config, extract_attention, extraction
+from attention_explorer.services import config, extract_attention, extraction
+from attention_explorer.services.store import cache
 
 from .test_codec import _Plant
 
@@ -45,7 +46,7 @@ def _plant_file(cache_dir, name: str, payload: bytes) -> None:
 
 def _app(settings_changes: dict):
     base = config.get_settings()  # importing app builds its module-level app from the environment: keep ours
-    import app as app_module
+    from attention_explorer import app as app_module
 
     return app_module.create_app(base.replace(**settings_changes))
 
@@ -64,7 +65,7 @@ def test_pickles_planted_in_the_file_system_cache_never_run(settings, tiny_model
 
     client = _app(dict(cache_type="filesystem", cache_dir=str(cache_dir))).server.test_client()
     assert client.get("/healthz").status_code == 200
-    with caplog.at_level(logging.WARNING, logger="services.cache_backends"):
+    with caplog.at_level(logging.WARNING, logger="attention_explorer.services.store.backends"):
         result = extract_attention(SENTENCE, tiny_models["bert"])
     health = client.get("/healthz")
     cache.flush()
@@ -96,7 +97,7 @@ def test_pickles_planted_in_redis_never_run(settings, tiny_models, redis_server,
         raw.set(f"attention-explorer:{key}", b"!" + payload)
         raw.set(f"attention-explorer:recipe-{key}", b"!" + payload)
         raw.set(f"attention-explorer:{other}", payload)
-        with caplog.at_level(logging.WARNING, logger="services.cache_backends"):
+        with caplog.at_level(logging.WARNING, logger="attention_explorer.services.store.backends"):
             result = extract_attention(SENTENCE, tiny_models["bert"])
             assert extraction.result_by_key(other) is None  # a plant is a miss; no recipe to compute from
         health = client.get("/healthz")
@@ -118,7 +119,7 @@ def test_pickled_celery_result_is_refused(settings, redis_server, tmp_path):
     """A result planted in Celery's result store as a pickle: the web process refuses the content."""
     import redis
 
-    from services import tasks
+    from attention_explorer.services.store import tasks
 
     marker = tmp_path / "pwned-celery"
     payload = _planted(marker)

@@ -18,9 +18,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from services import cache, extract_attention
-from services.config import Settings
-from services.forward import AttentionResult
+from attention_explorer.services import extract_attention
+from attention_explorer.services.config import Settings
+from attention_explorer.services.result import AttentionResult
+from attention_explorer.services.store import cache
 
 from .servers import PROJECT_ROOT, child_env
 from .test_deploy import _bind
@@ -66,7 +67,7 @@ def test_a_folder_that_is_not_private_is_refused(settings, tiny_models, tmp_path
             pytest.skip("only root can give a folder to another user")
         os.chown(shared, 65534, 65534)  # nobody
         shared.chmod(0o755)
-    with caplog.at_level(logging.WARNING, logger="services.cache"):
+    with caplog.at_level(logging.WARNING, logger="attention_explorer.services.store.cache"):
         _bind(cache_type="filesystem", cache_dir=str(shared))
     refusals = [r for r in caplog.records if "not using the folder" in r.getMessage()]
     assert len(refusals) == 1 and str(shared) in refusals[0].getMessage()  # one clear line, for the admin
@@ -79,7 +80,7 @@ def test_a_folder_that_is_not_private_is_refused(settings, tiny_models, tmp_path
 
 
 def test_private_dir_problem_says_why(tmp_path):
-    from services.cache_backends import private_dir_problem
+    from attention_explorer.services.store.backends import private_dir_problem
 
     ok = tmp_path / "ok"
     assert private_dir_problem(str(ok)) is None and stat.S_IMODE(ok.stat().st_mode) == 0o700
@@ -119,7 +120,7 @@ def test_a_folder_that_cannot_be_created_does_not_stop_the_app(tmp_path):
 
 def test_the_cache_is_bounded_in_bytes_oldest_first(settings, tmp_path):
     _bind(cache_type="filesystem", cache_dir=str(tmp_path / "bounded"), cache_max_mb=1, cache_threshold=0)
-    from services.cache_backends import SafeFileSystemCache
+    from attention_explorer.services.store.backends import SafeFileSystemCache
 
     backend = cache.cache.cache
     assert isinstance(backend, SafeFileSystemCache) and backend.max_bytes == 1024 * 1024

@@ -6,16 +6,16 @@ import json
 
 import pytest
 
-from components import ids
-from services.config import Settings
+from attention_explorer.components import ids
+from attention_explorer.services.config import Settings
 
 ENDPOINT = "/_dash-update-component"
 
 
 @pytest.fixture(scope="module")
 def app_and_client(tiny_models):
-    from app import create_app
-    from services import config
+    from attention_explorer.app import create_app
+    from attention_explorer.services import config
 
     original = config._settings
     app = create_app(Settings(models=(tiny_models["bert"],), default_model=tiny_models["bert"], cache_type="simple"))

@@ -12,11 +12,23 @@ import numpy as np
 import pytest
 import torch
 
-from services import (InputError, attention_of, cache, codec, config, extraction, forward, inside,
-                      kinds, models)
-from services import extract_attention, generate_steps, inside_head, kinds_available
-from services.analysis import entropy
-from services.tasks import decode_payload, extract_task
+from attention_explorer.services import (
+    InputError,
+    attention_of,
+    config,
+    extract_attention,
+    extraction,
+    generate_steps,
+    inside,
+    inside_head,
+    kinds_available,
+)
+from attention_explorer.services.analyses import kinds
+from attention_explorer.services.analyses.measures import entropy
+from attention_explorer.services.model import forward
+from attention_explorer.services.model import loading as models
+from attention_explorer.services.store import cache, codec
+from attention_explorer.services.store.tasks import decode_payload, extract_task
 
 from .test_codec import assert_same
 

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import pytest
 from selenium.webdriver.common.by import By
 
-from services.config import DEFAULT_MODEL_ID, Settings
+from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
 from tests.test_browser import graph, now, open_tab, requests_since, wait_until
 
 pytestmark = pytest.mark.browser
@@ -20,7 +20,7 @@ TARGET = "Le chat était assis sur le tapis."
 
 @pytest.fixture
 def seq2seq_app(dash_duo, tiny_models, tiny_seq2seq_models):
-    from app import create_app
+    from attention_explorer.app import create_app
 
     app = create_app(Settings(models=(DEFAULT_MODEL_ID, tiny_seq2seq_models["bart"], tiny_models["gpt2"]),
                               cache_type="simple", max_new_tokens=6))

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 from dash import no_update
 
-from callbacks import analyze, exports, router, urlstate
-from callbacks.exports import MAIN
-from callbacks.boundary import Handle
-from components import ids
-from services.extraction import result_by_key
+from attention_explorer.callbacks import analyze, exports, registry, router, urlstate
+from attention_explorer.callbacks.boundary import Handle
+from attention_explorer.components import ids
+from attention_explorer.services.extraction import result_by_key
 from tests.test_figures import decode, heatmap_levels, tile_of
 from tests.test_seq2seq import SEQ2SEQ, SOURCE, TARGET, direct_forward
 
@@ -68,7 +67,7 @@ def test_every_view_draws_every_kind(s2s, name):
                 drawn = view(handle, tab, kind=kind, head=head, layer=1)
                 text = shown_text(drawn)
                 assert not any(f in text for f in FAILED), (kind, tab, head, text[:300])
-                figure = drawn[MAIN[tab][0]]  # the tab's main figure, drawn (not left as it was)
+                figure = drawn[registry.BY_TAB[tab].main]  # the tab's main figure, drawn (not left as it was)
                 assert figure is not no_update and figure.get("data"), (kind, tab, head, text[:300])
 
 
@@ -128,7 +127,7 @@ def test_what_is_not_defined_for_cross_attention_says_why(s2s):
     inside = view(out["handle"], ids.TAB_INSIDE, kind="cross", mode="rollout", head="1", layer=1)
     assert "Rollout is not defined" not in shown_text(inside) and inside["inside_weights"]["data"]
     assert "the mode and switches do not apply to this tab" in str(inside["inside_status"])
-    whole, status = exports.export("json", {"handle": out["handle"], "tab": ids.TAB_GRID, "kind": "cross",
+    whole, status, _picture = exports.export("json", {"handle": out["handle"], "tab": ids.TAB_GRID, "kind": "cross",
                                             "mode": "rollout", "layer": 0, "head": ids.HEAD_ALL, "switches": []})
     assert status == "" and whole["filename"].endswith("_analysis.json")
     distance = view(out["handle"], ids.TAB_ATLAS, kind="cross", metric="distance")
@@ -160,7 +159,7 @@ def test_cross_attention_entropy_in_the_atlas_is_by_hand(s2s):
 
 
 def test_a_continuation_opens_generation_and_step_t_is_its_row(settings, tiny_models):
-    from services import config as cfg
+    from attention_explorer.services import config as cfg
 
     cfg.configure(max_new_tokens=8)
     prompt = "The cat sat on the"
@@ -200,7 +199,7 @@ def test_pair_filters_keep_exactly_the_sub_block_in_every_view(settings, tiny_mo
         for tab in TABS:
             drawn = view(out["handle"], tab, pair=name)
             assert not any(f in shown_text(drawn) for f in FAILED)
-            assert drawn[MAIN[tab][0]] is not no_update, (name, tab)
+            assert drawn[registry.BY_TAB[tab].main] is not no_update, (name, tab)
     share = view(out["handle"], ids.TAB_ATLAS, pair="A→B")["atlas_map"]
     z = decode(share["data"][0]["z"])
     a, b = segments == 0, segments == 1

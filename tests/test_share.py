@@ -7,7 +7,8 @@ import time
 import pytest
 from flask import Flask
 
-from services import InputError, cache, config, share
+from attention_explorer.services import InputError, config
+from attention_explorer.services.store import cache, share
 
 
 def test_a_text_round_trips_by_its_short_id(settings):

@@ -7,9 +7,11 @@ import re
 import numpy as np
 import pytest
 
-from services import analysis, extract_attention
-from services.matrices import as_float32, attended_by, hide_special, merge_subwords, rollout
-from services.tokens import display_token, word_groups
+from attention_explorer.services import extract_attention
+from attention_explorer.services.analyses import measures as analysis
+from attention_explorer.services.analyses.matrices import attended_by, hide_special, merge_subwords, rollout
+from attention_explorer.services.analyses.tokens import display_token, word_groups
+from attention_explorer.services.result import as_float32
 
 SENTENCE = "The cat sat on the mat because it was tired."
 

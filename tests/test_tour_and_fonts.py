@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from services.config import DEFAULT_MODEL_ID, DEFAULT_MODELS, Settings
+from attention_explorer.services.config import DEFAULT_MODEL_ID, DEFAULT_MODELS, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "download_models.py"
@@ -42,8 +42,8 @@ def _tree(component):
 def test_the_steps_are_few_short_and_point_at_real_parts_of_the_page(settings):
     from dash import dcc
 
-    from components.layout import create_layout
-    from components.tour import TOUR_STEPS
+    from attention_explorer.components.layout import create_layout
+    from attention_explorer.components.tour import TOUR_STEPS
 
     assert 5 <= len(TOUR_STEPS) <= 8
     page = list(_tree(create_layout(settings)))
@@ -67,8 +67,8 @@ def test_the_steps_are_few_short_and_point_at_real_parts_of_the_page(settings):
 def test_the_tour_is_translated_when_the_page_is_made(monkeypatch):
     """Every visible string of the tour goes through ``_`` when ``tour_components()`` runs (not at import):
     a catalog that marks what it translates shows on every title, text, button and label."""
-    from components import i18n
-    from components.tour import TOUR_BUTTON, TOUR_DATA, TOUR_OFFER, TOUR_STEPS, tour_components
+    from attention_explorer.components import i18n
+    from attention_explorer.components.tour import TOUR_BUTTON, TOUR_DATA, TOUR_OFFER, TOUR_STEPS, tour_components
 
     class Marking:
         def gettext(self, message):
@@ -95,7 +95,7 @@ def test_the_tour_is_translated_when_the_page_is_made(monkeypatch):
 
 
 def test_the_progress_label_keeps_its_placeholders():
-    from components.tour import tour_labels
+    from attention_explorer.components.tour import tour_labels
 
     assert "{current}" in tour_labels()["progress"] and "{total}" in tour_labels()["progress"]
 
@@ -182,7 +182,8 @@ def test_download_models_gets_the_offered_hub_models_and_prints_attn_models(tmp_
     models = line[0].split("=", 1)[1].split(",")
     assert models == [DEFAULT_MODEL_ID, *(str((dest / m).resolve()) for m in module.default_models())]
 
-    from services import config, models as model_service
+    from attention_explorer.services import config
+    from attention_explorer.services.model import loading as model_service
 
     original = config._settings
     try:
@@ -240,8 +241,8 @@ document.addEventListener('securitypolicyviolation', function (e) {
 def _start(duo, tiny_models, offer_under_automation=True):
     from dash import html
 
-    from app import create_app
-    from components.tour import tour_components
+    from attention_explorer.app import create_app
+    from attention_explorer.components.tour import tour_components
 
     app = create_app(Settings(models=(DEFAULT_MODEL_ID, tiny_models["chinese"]), cache_type="simple"))
     page = app.layout
@@ -295,7 +296,7 @@ def _at_step(duo, index):
     """Waits for the tour to show step ``index`` of TOUR_STEPS, settled (driver.js moves between steps
     with a short animation and ignores keys meanwhile; the tour script marks the step once it is shown):
     its title, over its element. Returns what ``_popover`` sees."""
-    from components.tour import TOUR_STEPS
+    from attention_explorer.components.tour import TOUR_STEPS
 
     step = TOUR_STEPS[index]
 
@@ -339,7 +340,7 @@ def _offer_visible(duo) -> bool:
 def test_the_tour_opens_steps_over_the_page_and_closes_with_escape(tour_app):
     from selenium.webdriver.common.keys import Keys
 
-    from components.tour import TOUR_STEPS
+    from attention_explorer.components.tour import TOUR_STEPS
 
     duo = tour_app
     assert _offer_decision(duo) == "shown"

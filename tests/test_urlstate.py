@@ -7,10 +7,10 @@ from urllib.parse import urlencode
 import pytest
 from dash import no_update
 
-from callbacks import analyze, urlstate
-from callbacks.boundary import Handle
-from components import ids
-from components.layout import EXAMPLES
+from attention_explorer.callbacks import analyze, urlstate
+from attention_explorer.callbacks.boundary import Handle
+from attention_explorer.components import ids
+from attention_explorer.components.layout import EXAMPLES
 
 SENTENCE = "The cat sat on the mat because it was tired."
 
@@ -69,7 +69,7 @@ def test_back_to_the_bare_address_is_the_first_page(settings, default_model):
 
 
 def test_long_texts_are_shared_by_id_and_expired_ids_are_explained(settings, default_model):
-    from services import cache, share
+    from attention_explorer.services.store import cache, share
 
     long_text = " ".join(["The cat sat on the mat."] * 80)  # over 1,500 characters once encoded
     out = analyze.analyze({"text": long_text, "model": None, "pair": "", "layer": 0, "head": "all"})

@@ -17,8 +17,9 @@ import sys
 
 import pytest
 
-from services import cache, config, extraction
-from services.config import Settings
+from attention_explorer.services import config, extraction
+from attention_explorer.services.config import Settings
+from attention_explorer.services.store import cache
 
 from .servers import PROJECT_ROOT, RedisServer, child_env, free_port
 
@@ -32,7 +33,7 @@ def _basic(name: str, password: str) -> dict[str, str]:
 
 
 def _users_cli(users_file, *args, password: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services.users", "--file", str(users_file), *args],
+    return subprocess.run([sys.executable, "-m", "attention_explorer.services.web.users", "--file", str(users_file), *args],
                           cwd=PROJECT_ROOT, env=child_env(), input=password, capture_output=True, text=True,
                           timeout=60)
 
@@ -195,7 +196,7 @@ def test_basic_sign_in(make_app, users_file, monkeypatch):
     anonymous = client.get("/", environ_base=REMOTE)
     assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Basic realm=")
     assert "Sign in" in anonymous.get_data(as_text=True) and anonymous.headers["X-Frame-Options"] == "DENY"
-    for path in ("/_dash-layout", "/_dash-dependencies", "/assets/clientside.js"):
+    for path in ("/_dash-layout", "/_dash-dependencies", "/assets/20-core.js"):
         assert client.get(path, environ_base=REMOTE).status_code == 401, path
     assert client.get("/", headers=_basic("alice", "wrong password"), environ_base=REMOTE).status_code == 401
     assert client.get("/", headers=_basic("mallory", "correct horse battery"), environ_base=REMOTE).status_code == 401
@@ -203,7 +204,7 @@ def test_basic_sign_in(make_app, users_file, monkeypatch):
     checks = []
     real = werkzeug.security.check_password_hash
     monkeypatch.setattr(werkzeug.security, "check_password_hash", lambda h, p: checks.append(1) or real(h, p))
-    for path in ("/", "/_dash-layout", "/_dash-dependencies", "/assets/clientside.js"):
+    for path in ("/", "/_dash-layout", "/_dash-dependencies", "/assets/20-core.js"):
         assert client.get(path, headers=_basic("alice", "correct horse battery"), environ_base=REMOTE).status_code == 200
     assert len(checks) == 1  # scrypt once per person and process, not once per request
 
@@ -220,7 +221,7 @@ def test_basic_sign_in(make_app, users_file, monkeypatch):
 def test_failed_sign_ins_are_limited_per_address(make_app, users_file, monkeypatch):
     import werkzeug.security
 
-    from services import ratelimit
+    from attention_explorer.services.web import ratelimit
 
     ratelimit.reset()
     client = make_app(auth="basic", users_file=str(users_file), signin_failures="3/minute").server.test_client()
@@ -256,7 +257,8 @@ def test_sign_in_is_off_by_default(make_app):
 
 
 def test_new_analyses_are_rate_limited_per_person(settings, tiny_models, monkeypatch):
-    from services import RateLimitedError, ratelimit
+    from attention_explorer.services import RateLimitedError
+    from attention_explorer.services.web import ratelimit
 
     ratelimit.reset()
     config.configure(rate_limit="2/minute")
@@ -278,19 +280,19 @@ def test_new_analyses_are_rate_limited_per_person(settings, tiny_models, monkeyp
 
 
 def test_rate_limit_is_off_by_default_and_on_in_the_gunicorn_config(settings, tiny_models):
-    from services import ratelimit
+    from attention_explorer.services.web import ratelimit
 
     assert Settings().rate_limit == ""
     guard = ratelimit.new_analysis_guard("addr:10.0.0.1")
     for i in range(40):
         guard()  # never raises
     done = subprocess.run([sys.executable, "-c", "import os, runpy; runpy.run_path('gunicorn.conf.py');"
-                           "from services.config import Settings; print(Settings.from_env().rate_limit)"],
+                           "from attention_explorer.services.config import Settings; print(Settings.from_env().rate_limit)"],
                           cwd=PROJECT_ROOT, env=child_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "30/minute"
     off = subprocess.run([sys.executable, "-c", "import runpy; runpy.run_path('gunicorn.conf.py');"
-                          "from services.config import Settings; print(repr(Settings.from_env().rate_limit))"],
+                          "from attention_explorer.services.config import Settings; print(repr(Settings.from_env().rate_limit))"],
                          cwd=PROJECT_ROOT, env=child_env(ATTN_RATE_LIMIT="off"), capture_output=True, text=True,
                          timeout=60)
     assert off.stdout.strip().splitlines()[-1] == "''"
@@ -299,7 +301,7 @@ def test_rate_limit_is_off_by_default_and_on_in_the_gunicorn_config(settings, ti
 def test_client_id_is_the_user_or_the_address(make_app):
     from flask import g
 
-    from services import ratelimit, security
+    from attention_explorer.services.web import ratelimit, security
 
     app = make_app(trusted_proxies=1)
     assert ratelimit.client_id() == "local"  # outside a request (a notebook)

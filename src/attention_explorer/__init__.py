@@ -20,6 +20,17 @@ Run the app with the ``attention-explorer`` command (``python -m attention_explo
 gunicorn: ``gunicorn -c python:attention_explorer.gunicorn_conf attention_explorer.app:server``.
 """
 
+from .components.notebook import (
+    arcs,
+    atlas,
+    head_grid,
+    head_heatmap,
+    inside,
+    message_figure,
+    overview,
+    show_dashboard,
+    token_focus,
+)
 from .services import (
     AttentionExplorerError,
     AttentionResult,
@@ -31,17 +42,6 @@ from .services import (
     configure,
     extract_attention,
     get_settings,
-)
-from .components.notebook import (
-    arcs,
-    atlas,
-    head_grid,
-    head_heatmap,
-    inside,
-    message_figure,
-    overview,
-    show_dashboard,
-    token_focus,
 )
 
 __all__ = [

@@ -14,24 +14,15 @@ Pure numpy over a cached ``AttentionResult``: nothing here runs the model.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
-from .forward import AttentionResult
-from .kinds import (
-    PAIR_FILTERS,
-    analysis_defined,
-    attention_of,
-    default_kind,
-    pair_filters_available,
-    value_norms_for,
-)
+from ..result import AttentionResult, as_float32
+from ..store.memory import memory
+from .kinds import PAIR_FILTERS, analysis_defined, attention_of, default_kind, pair_filters_available, value_norms_for
 from .matrices import (
-    as_float32,
     hide_rectangular,
     hide_special,
     merge_rectangular,
@@ -66,38 +57,6 @@ class ViewOptions:
         if self.hide_special:
             parts.append("special tokens hidden, rows renormalised")
         return " · ".join(parts)
-
-
-class Derived:
-    """Small results derived from a cached analysis (its rollout, its head metrics), remembered for the
-    last few analyses by cache key, so a layer or head change does not compute them again. Holds
-    numbers only, never the analysis itself. Not per-user state: the key names the text and model."""
-
-    def __init__(self, kept: int = 8) -> None:
-        self._items: OrderedDict[tuple, object] = OrderedDict()
-        self._kept = kept
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple, compute):
-        if key[0] is None:  # no cache key (a result made in code): compute every time
-            return compute()
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = compute()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self._kept:
-                self._items.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-derived = Derived()
 
 
 class _Axis:
@@ -264,7 +223,7 @@ class View:
 
     @cached_property
     def _rollout(self) -> np.ndarray:
-        return derived.get((self.key, "rollout", self.kind), lambda: rollout(self.kv.attentions))
+        return memory().derived.get_or_compute((self.key, "rollout", self.kind), lambda: rollout(self.kv.attentions))
 
     def layer(self, layer: int) -> np.ndarray:
         """Every head of one layer, ``(heads, queries, keys)`` (rollout has no heads: raw then)."""

@@ -29,8 +29,8 @@ from collections.abc import Callable, Sequence
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..config import Settings
 from . import ratelimit
-from .config import Settings
 from .users import UserStore
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_MODEL_ID, get_settings
-from .errors import N_, ModelLoadError, ModelNotAllowedError
+from ..config import DEFAULT_MODEL_ID, get_settings
+from ..errors import N_, ModelLoadError, ModelNotAllowedError
 
 log = logging.getLogger(__name__)
 

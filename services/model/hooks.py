@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import N_
+from ..errors import N_
 
 log = logging.getLogger(__name__)
 

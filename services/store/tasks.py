@@ -26,10 +26,12 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init
 
+from ..config import MAX_NEW_TOKENS_CAP, Settings, get_settings
+from ..errors import N_, AttentionExplorerError
+from ..model.forward import run_local
+from ..model.inputs import check_steps, checked_inputs
+from ..result import AttentionResult
 from . import codec
-from .config import MAX_NEW_TOKENS_CAP, Settings, get_settings
-from .errors import N_, AttentionExplorerError
-from .forward import run_local
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,6 @@ def extract_task(text: str, model_id: str, text_pair: str | None = None, target:
     result as a JSON-safe payload (``services.codec``). ``target``, ``max_new_tokens`` and ``steps``
     are what the web process put in the cache key (an encoder-decoder model's target, the bound on
     what a model writes, a decoder-only continuation), so the worker computes the same thing."""
-    from .extraction import check_steps, checked_inputs
-
     settings = get_settings()
     model_id, text, text_pair, target = checked_inputs(model_id, text, text_pair, target, settings.max_chars)
     bound = settings.max_new_tokens
@@ -102,8 +102,6 @@ def extract_task(text: str, model_id: str, text_pair: str | None = None, target:
 
 def decode_payload(payload: Any):
     """The ``AttentionResult`` a worker sent; a readable error for anything else (never executed)."""
-    from .forward import AttentionResult
-
     try:
         result = codec.from_json_payload(payload)
     except codec.DecodeError as exc:

@@ -5,12 +5,12 @@
 - The shared backend is a file-system cache by default (shared by every process on one host, in a
   private folder, bounded by ``cache_max_mb`` megabytes and ``cache_threshold`` entries), Redis when
   ``ATTN_REDIS_URL`` is set (several hosts), and a simple or null cache in tests.
-- Values are written and read by ``services.codec`` through the backends of
-  ``services.cache_backends``: never a pickle. A value that cannot be decoded is a miss (logged).
+- Values are written and read by ``services.store.codec`` through the backends of
+  ``services.store.backends``: never a pickle. A value that cannot be decoded is a miss (logged).
 - A cache folder that cannot be created, or that is not private (another owner, or writable by
   others), is refused with one log line: the app starts and computes without a shared cache.
-- In front of it, a memo of recent results in this process (bounded in megabytes) makes a
-  layer or head change on cached text cost no deserialisation.
+- In front of it, the process's memory of recent results (``services.store.memory``, bounded in
+  megabytes) makes a layer or head change on cached text cost no deserialisation.
 - A backend that fails to read or write is logged and skipped for a few seconds; the result is
   computed instead, and the backend is used again once it answers.
 """
@@ -23,7 +23,6 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from typing import Any
@@ -31,19 +30,20 @@ from typing import Any
 from flask import Flask
 from flask_caching import Cache
 
-from .cache_backends import private_dir_problem
-from .config import Settings, get_settings
+from ..config import Settings, get_settings
+from .backends import private_dir_problem
+from .memory import memory, size_of
 
 log = logging.getLogger(__name__)
 
-KEY_VERSION = "attn-v2"  # v2: values in services.codec's format (v1 entries were pickles)
+KEY_VERSION = "attn-v3"  # v3: codec version 2 (one field table with the JSON export); v1 entries were pickles
 # Seconds a failing backend is skipped before it is tried again (tests patch it or set the variable).
 RETRY_AFTER_S = float(os.environ.get("ATTN_CACHE_RETRY_S", "") or 5.0)
 
 cache = Cache()
 
 
-_BACKENDS = __name__.rsplit(".", 1)[0] + ".cache_backends"  # "services..." or "attention_explorer.services..."
+_BACKENDS = __name__.rsplit(".", 1)[0] + ".backends"  # attention_explorer.services.store.backends
 REFUSED_TYPE = "NullCache"
 # Why the configured file-system cache is not used (None: it is), set when the cache is bound.
 _refused: str | None = None
@@ -98,41 +98,6 @@ def redis_options() -> dict[str, Any]:
     }
 
 
-class _LocalMemo:
-    """Recent results of this process, least recently used dropped first, bounded in bytes."""
-
-    def __init__(self) -> None:
-        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> Any | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            self._items.move_to_end(key)
-            return item[0]
-
-    def put(self, key: str, value: Any, size: int, limit: int) -> None:
-        if size > limit:
-            return
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
-            self._items[key] = (value, size)
-            self._bytes += size
-            while self._bytes > limit and self._items:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._bytes -= dropped
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
-
-
 class _Breaker:
     """Skips a failing backend for ``RETRY_AFTER_S`` seconds, so a down cache costs one timeout, not one per call."""
 
@@ -167,7 +132,6 @@ _writes_lock = threading.Lock()
 _pending: set = set()
 _write_pool: ThreadPoolExecutor | None = None
 
-_memo = _LocalMemo()
 _breaker = _Breaker()
 _bind_lock = threading.Lock()
 _bound_settings: Settings | None = None
@@ -181,7 +145,8 @@ def init_cache(app: Flask, settings: Settings | None = None) -> None:
         app.extensions.get("cache", {}).pop(cache, None)
         _bind(app, settings)
         _breaker.reset()
-    _memo.clear()
+    memory().configure(0 if settings.cache_type == "null" else settings.local_cache_mb)
+    memory().reset()
 
 
 def _backend():
@@ -192,13 +157,6 @@ def _backend():
     return cache.cache
 
 
-def _memo_limit() -> int:
-    settings = _bound_settings or get_settings()
-    if settings.cache_type == "null":
-        return 0
-    return settings.local_cache_mb * 1024 * 1024
-
-
 def make_key(*parts: Any) -> str:
     payload = json.dumps([KEY_VERSION, *parts], ensure_ascii=False, separators=(",", ":"))
     return KEY_VERSION + ":" + hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
@@ -206,7 +164,7 @@ def make_key(*parts: Any) -> str:
 
 def lookup(key: str) -> Any | None:
     """The cached value, or ``None`` on a miss or when the backend fails (logged)."""
-    value = _memo.get(key)
+    value = memory().results.get(key)
     if value is not None:
         return value
     if _breaker.is_open():
@@ -218,7 +176,7 @@ def lookup(key: str) -> Any | None:
         return None
     _breaker.succeeded()
     if value is not None:
-        _memo.put(key, value, _size_of(value), _memo_limit())
+        memory().results.put(key, value, size_of(value))
     return value
 
 
@@ -229,8 +187,8 @@ def store(key: str, value: Any, size: int | None = None) -> bool:
     background thread, so the person does not wait for the write; ``flush()`` waits for it. Returns
     False (and logs) when the shared backend fails, True when the write was handed to the thread.
     """
-    size = size if size is not None else _size_of(value)
-    _memo.put(key, value, size, _memo_limit())
+    size = size if size is not None else size_of(value)
+    memory().results.put(key, value, size)
     if _breaker.is_open():
         return False
     if size >= BACKGROUND_WRITE_BYTES:
@@ -305,10 +263,5 @@ def status() -> dict[str, Any]:
 
 
 def clear_local() -> None:
-    """Empties this process's memo (tests, and after a model changes)."""
-    _memo.clear()
-
-
-def _size_of(value: Any) -> int:
-    nbytes = getattr(value, "nbytes", None)
-    return int(nbytes) if isinstance(nbytes, int) else 1024
+    """Empties this process's memory of analyses (``services.store.memory``: tests, a changed model)."""
+    memory().reset()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .matrices import as_float32
+from ..result import as_float32
 
 _EPS = 1e-12
 

@@ -26,10 +26,10 @@ import json
 import re
 from urllib.parse import quote
 
+from ..config import get_settings
+from ..errors import N_, AttentionExplorerError
+from ..validation import validate_text
 from . import cache
-from .config import get_settings
-from .errors import N_, AttentionExplorerError
-from .validation import validate_text
 
 ID_LENGTH = 12
 _ID = re.compile(rf"^[A-Za-z0-9_-]{{{ID_LENGTH}}}$")

@@ -26,10 +26,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .forward import AttentionResult
+from ..errors import N_
+from ..result import AttentionResult, as_float32
 from .heads import METRICS
-from .errors import N_
-from .matrices import as_float32
 
 KINDS = ("encoder", "decoder", "cross")
 KIND_LABELS = {

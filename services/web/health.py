@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import cache
-from .config import get_settings
-from .models import loaded_models
+from ..config import get_settings
+from ..model.loading import loaded_models
+from ..store import cache
 
 
 def extraction_status() -> dict[str, Any]:

@@ -18,8 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from .config import Settings, get_settings
-from .errors import RateLimitedError
+from ..config import Settings, get_settings
+from ..errors import RateLimitedError
 
 log = logging.getLogger(__name__)
 

@@ -13,32 +13,10 @@ Attention arrays have rows = queries and columns = keys in the last two axes. In
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
-
-# --- float16 -------------------------------------------------------------------------------------
-
-@lru_cache(maxsize=1)
-def _float16_table() -> np.ndarray:
-    """The float32 value of every float16 bit pattern (numpy's own conversion, so exact)."""
-    return np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
-
-
-def as_float32(att: np.ndarray) -> np.ndarray:
-    """``att`` as float32, without a copy when it already is.
-
-    float16 goes through a 65,536-entry lookup table: about 3x faster than ``astype`` here, with
-    identical values.
-    """
-    att = np.asarray(att)
-    if att.dtype == np.float32:
-        return att
-    if att.dtype == np.float16:
-        return _float16_table()[att.view(np.uint16)]
-    return att.astype(np.float32)
-
+from ..result import as_float32, looks_causal
 
 # --- words ------------------------------------------------------------------------------------
 
@@ -87,16 +65,6 @@ def hide_rectangular(att: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.
 
 
 # --- special tokens ------------------------------------------------------------------------------
-
-def looks_causal(att: np.ndarray) -> bool:
-    """True when no query sees a later key: every strict upper triangle is zero (a decoder's
-    attention), for more than one token. The first query's row settles most encoders at once."""
-    seq = att.shape[-1]
-    if seq < 2 or np.any(att[..., 0, 1:]):
-        return False
-    upper = np.triu_indices(seq, k=1)
-    return not np.any(att[..., upper[0], upper[1]])
-
 
 def _uniform_rows(seq: int, causal: bool) -> np.ndarray:
     """Rows spreading evenly over the keys each query can see (all, or those up to itself)."""

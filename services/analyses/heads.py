@@ -15,8 +15,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .errors import N_
-from .matrices import as_float32
+from ..errors import N_
+from ..result import as_float32
 from .tokens import display_token, is_punctuation
 
 METRICS = ("entropy", "distance", "local", "self", "previous", "next", "delimiter")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .errors import N_
+from ..errors import N_
 from .views import View
 
 NOT_SAME_MODEL_SHAPE = N_("The two models have different numbers of layers or heads ({a} and {b}), so their "

@@ -1,0 +1,65 @@
+/* Clicks that pick what to show (the router then draws it: one request): a grid tile, an overview cell,
+ * an atlas cell or table row opens that head; a heatmap row looks inside the head for that token. */
+(function () {
+    "use strict";
+    const AE = window.AE;
+    const NO = AE.NO;
+
+    AE.register({
+        /* A click on a grid tile, an overview cell or an atlas cell: [layer, head, tab]. In Rollout
+           mode the grid's tiles are layers. */
+        navigate: function (gridClick, overviewClick, atlasClick, gridFigure, overviewFigure, mode) {
+            const nothing = [NO(), NO(), NO()];
+            const ctx = window.dash_clientside.callback_context;
+            const trigger = ctx.triggered.length ? ctx.triggered[0].prop_id.split(".")[0] : "";
+            if (trigger === "head-grid") {
+                const p = AE.firstPoint(gridClick), meta = gridFigure && gridFigure.layout && gridFigure.layout.meta;
+                if (!p || !meta || meta.kind !== "head-grid") { return nothing; }
+                const cell = AE.gridCell(meta, Math.round(p.x), Math.round(p.y));
+                if (!cell) { return nothing; }
+                return meta.tile === "layer" || mode === "rollout"
+                    ? [cell.id, NO(), "tab-heatmap"] : [NO(), String(cell.id), "tab-heatmap"];
+            }
+            if (trigger === "model-overview") {
+                const p = AE.firstPoint(overviewClick), meta = overviewFigure && overviewFigure.layout && overviewFigure.layout.meta;
+                if (!p || !meta || meta.kind !== "overview") { return nothing; }
+                const cell = AE.overviewCell(meta, Math.round(p.x), Math.round(p.y));
+                return cell ? [cell.layer, String(cell.head), "tab-heatmap"] : nothing;
+            }
+            if (trigger === "atlas-map") {
+                const p = AE.firstPoint(atlasClick);
+                return p ? [Math.round(p.y), String(Math.round(p.x)), "tab-heatmap"] : nothing;
+            }
+            return nothing;
+        },
+
+        /* A click in a row of the atlas's table: rows carry ids "layer-head", so sorting the table
+           does not change which head a row opens. */
+        openTableRow: function (tableCell) {
+            const id = tableCell && tableCell.row_id ? String(tableCell.row_id).split("-") : null;
+            return id && id.length === 2 ? [Number(id[0]), id[1], "tab-heatmap"] : [NO(), NO(), NO()];
+        },
+
+        /* A click on a heatmap cell: look inside the head for its query token (the row). */
+        heatmapClick: function (clickData, figure) {
+            const p = AE.firstPoint(clickData);
+            const meta = figure && figure.layout && figure.layout.meta;
+            if (!p || p.curveNumber !== 0 || !meta || !meta.token_index) { return [NO(), NO()]; }
+            const token = meta.token_index[Math.round(p.y)];
+            return token === undefined ? [NO(), NO()] : [token, "tab-inside"];
+        },
+
+        /* The token picker's value, when a person changed it: the router also sets the picker to
+           the token it follows, which is then already the stored one (no second request). */
+        pickToken: function (value, current) {
+            return value === null || value === undefined || value === current ? NO() : value;
+        },
+
+        openCompareRow: function (tableCell) {
+            const id = tableCell && tableCell.row_id ? String(tableCell.row_id).split("-") : null;
+            return id && id.length === 2 ? [Number(id[0]), id[1]] : [NO(), NO()];
+        },
+
+        togglePair: function (clicks, isOpen) { return clicks ? !isOpen : isOpen; }
+    });
+})();

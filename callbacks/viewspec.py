@@ -1,0 +1,48 @@
+"""``ViewSpec``: the one declaration of a view. Each view's module ends with its ``VIEW``; the registry
+(``callbacks.registry``) lists them in tab order, and everything that needs to know the views reads it:
+the router, the URL state, the exports, the boundary, the layout and the browser (through the
+``data-views`` attribute of the page's ``ae-i18n`` element)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """What a view is, in one place.
+
+    - ``name``: its name in URLs (``view=heatmap``, a contract), in file names and in ``view_numbers``;
+    - ``tab``: the id of its tab (``components.ids.TAB_*``, a contract);
+    - ``outputs``: the router outputs it draws, by name (``dash.Output``), and ``main``, the name of the
+      one holding its main figure (exported as PNG, SVG and HTML), whose graph id is ``graph``;
+    - ``depends``: the router inputs it reads (a change of any other draws nothing);
+    - ``square_only``: why it cannot draw rectangular (cross) attention, "" when it can;
+    - ``uses_mode``: whether Rollout and value norms change it (False: raw attention whatever the mode);
+    - ``render(view, state, triggered) -> outputs`` and ``placeholder(message) -> outputs``;
+    - ``csv(result, state, view) -> text``: the numbers behind it (raises ``Unavailable`` to say why not);
+    - ``file_head``: whether its file names name a layer and head (not for whole-model views);
+      ``default_head``: the head it shows when "All heads" or "Mean of heads" is chosen (Inside a head:
+      head 0), named so in files; ``file_extra(state) -> str | None``: a part it adds (Generation: the step).
+    """
+
+    name: str
+    tab: str
+    outputs: dict[str, Any]
+    main: str
+    graph: str
+    depends: frozenset[str]
+    render: Callable[..., dict]
+    placeholder: Callable[[str], dict]
+    csv: Callable[..., str]
+    square_only: str = ""
+    uses_mode: bool = True
+    file_head: bool = True
+    default_head: int | None = None
+    file_extra: Callable[[Any], str | None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.main not in self.outputs:
+            raise ValueError(f"view {self.name}: its main figure {self.main!r} is not one of its outputs")
