@@ -70,7 +70,7 @@ lock:
 	@sh scripts/lock.sh "$(PYTHON)" "$(LOCK)"
 
 # The interface's catalogs: extract every marked string, update the .po files, compile the .mo files
-# (both are committed; tests/test_i18n.py checks they are current).
+# (both are committed; tests/components/test_i18n.py checks they are current).
 translations: install
 	$(VENV)/bin/pybabel extract -F babel.cfg -k N_ -k _ -k ngettext:1,2 --no-location --sort-output \
 	  --project "Attention Explorer" --copyright-holder "Attention Explorer" -o components/locales/messages.pot .

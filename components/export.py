@@ -8,7 +8,7 @@ Dash, no torch.
   ``Plotly.downloadImage(gd, options)`` need to save PNG or SVG under that name. The browser draws the
   file: the attention pictures (palette PNGs in ``image`` traces) go into an SVG as
   ``<image href="data:image/png;base64,...">`` elements beside the vector text (tokens, titles), so an
-  SVG opens anywhere and its text stays text (tests/test_export_browser.py checks this in Chromium).
+  SVG opens anywhere and its text stays text (tests/browser/test_export_browser.py checks this in Chromium).
 - ``figure_html(figure, title=..., metadata=...)``: one HTML file that opens offline with no server:
   plotly.js inlined (the app's own cartesian bundle, 1.5 MB, or plotly's full bundle), the figure,
   a title and what it shows. ``offline_figure`` is the figure made to stand alone: hover text computed

@@ -102,7 +102,7 @@ def _(message: str) -> str:
 def translate(message: str) -> str:
     """A message marked elsewhere (``N_`` where it is defined: a table, an error, a setting) in the
     language of the current request. ``_`` takes string literals only, so what the extractor finds
-    never depends on its version (tests/test_i18n.py checks every call)."""
+    never depends on its version (tests/components/test_i18n.py checks every call)."""
     return catalog(current_language()).gettext(message) if message else message
 
 

@@ -271,7 +271,7 @@ def redis_server(tmp_path):
     """A real redis-server on loopback for one test (a failure, not a skip, when Redis is missing)."""
     import shutil
 
-    from .servers import REDIS_MISSING, RedisServer
+    from tests.servers import REDIS_MISSING, RedisServer
 
     if shutil.which("redis-server") is None:
         pytest.fail(REDIS_MISSING, pytrace=False)

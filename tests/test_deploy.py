@@ -32,8 +32,7 @@ from attention_explorer.services.config import Settings
 from attention_explorer.services.model import forward
 from attention_explorer.services.model import loading as models
 from attention_explorer.services.store import cache
-
-from .servers import (
+from tests.servers import (
     PROJECT_ROOT,
     REDIS_MISSING,
     CeleryWorker,

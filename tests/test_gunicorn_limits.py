@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from .servers import PROJECT_ROOT, Gunicorn, child_env
+from tests.servers import PROJECT_ROOT, Gunicorn, child_env
 
 pytestmark = pytest.mark.servers
 

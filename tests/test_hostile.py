@@ -37,8 +37,7 @@ import pytest
 import requests
 
 from attention_explorer.components import ids
-
-from .servers import LOOPBACK, Gunicorn, child_env
+from tests.servers import LOOPBACK, Gunicorn, child_env
 
 pytestmark = pytest.mark.servers
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from .servers import PROJECT_ROOT, free_port
+from tests.servers import PROJECT_ROOT, free_port
 
 pytestmark = pytest.mark.servers
 

@@ -22,9 +22,8 @@ from attention_explorer.services import extract_attention
 from attention_explorer.services.config import Settings
 from attention_explorer.services.result import AttentionResult
 from attention_explorer.services.store import cache
-
-from .servers import PROJECT_ROOT, child_env
-from .test_deploy import _bind
+from tests.servers import PROJECT_ROOT, child_env
+from tests.test_deploy import _bind
 
 
 def _result(seq: int, text: str) -> AttentionResult:

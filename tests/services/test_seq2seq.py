@@ -29,8 +29,7 @@ from attention_explorer.services.model import forward
 from attention_explorer.services.model import loading as models
 from attention_explorer.services.store import cache, codec
 from attention_explorer.services.store.tasks import decode_payload, extract_task
-
-from .test_codec import assert_same
+from tests.services.store.test_codec import assert_same
 
 SOURCE = "The cat sat on the mat because it was tired."
 TARGET = "Le chat était assis sur le tapis."

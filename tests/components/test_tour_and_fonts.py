@@ -20,7 +20,7 @@ import pytest
 
 from attention_explorer.services.config import DEFAULT_MODEL_ID, DEFAULT_MODELS, Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "download_models.py"
 TIMEOUT = 30
 CJK_FONTS = ("Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "Microsoft YaHei", "PingFang SC")
@@ -264,7 +264,7 @@ def tour_app(dash_duo, tiny_models):
 
 
 def _wait(predicate, message, timeout=TIMEOUT):
-    from .test_browser import wait_until
+    from tests.browser.test_browser import wait_until
 
     return wait_until(predicate, timeout=timeout, message=message)
 
@@ -480,7 +480,7 @@ def test_chinese_renders_with_a_real_font(tour_app, tiny_models):
     assert found["cat"] != found["it"]  # boxes would all be alike
     assert found["cat"] == found["catInFirst"]  # drawn by the CJK font the page names
 
-    from .test_browser import graph
+    from tests.browser.test_browser import graph
 
     duo.driver.get(duo.server_url + "/?" + urlencode({"text": "猫坐在垫子上因为它累了。", "model": tiny_models["chinese"]}))
     _wait(lambda: "猫" in (graph(duo, "head-grid", "gd.layout.meta.tokens") or []), "the Chinese grid")

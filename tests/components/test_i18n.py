@@ -30,7 +30,7 @@ from flask import Flask
 from attention_explorer.components import i18n
 from attention_explorer.components.i18n import N_, current_language, error_message, error_title
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LOCALES = REPO / "components" / "locales"
 POT = LOCALES / "messages.pot"
 LOCALE_DIRS = ("en", "zh_Hans")
@@ -310,7 +310,7 @@ def test_a_model_error_translates_its_reason_too():
 
 
 def test_the_empty_text_alert_is_chinese(served):
-    from tests.test_callbacks import run_analyze
+    from tests.callbacks.test_callbacks import run_analyze
 
     with served.test_request_context("/?lang=zh"):
         out = run_analyze("  \n ")
@@ -383,7 +383,7 @@ def zh_page(settings, served, default_model):
     from attention_explorer.callbacks import analyze, registry
     from attention_explorer.components import ids
     from attention_explorer.components.layout import EXAMPLES, create_layout
-    from tests.test_callbacks import view
+    from tests.callbacks.test_callbacks import view
 
     i18n.reset()
     with served.test_request_context("/?lang=zh"):

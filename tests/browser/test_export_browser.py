@@ -15,7 +15,7 @@ from attention_explorer.components.export import figure_html, graph_config
 from attention_explorer.components.figures import head_grid_figure, heatmap_figure
 
 pytestmark = pytest.mark.browser
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LABELS = ["[CLS]", "the", "cat", "<b>sat</b>", "on", "mat", "[SEP]"]
 XLINK = "{http://www.w3.org/1999/xlink}href"
 

@@ -22,8 +22,7 @@ from attention_explorer.services.analyses.views import View, ViewOptions
 from attention_explorer.services.model.loading import get_model
 from attention_explorer.services.result import AttentionResult
 from attention_explorer.services.serial import CSV_HEADER, ExchangeError, ExportTooLarge, view_csv
-
-from .test_codec import assert_same
+from tests.services.store.test_codec import assert_same
 
 SENTENCE = "The cat sat on the mat because it was tired."
 HEADER = "layer,head,query_index,query_token,key_index,key_token,weight"

@@ -20,8 +20,7 @@ import pytest
 from attention_explorer.services import config, extraction
 from attention_explorer.services.config import Settings
 from attention_explorer.services.store import cache
-
-from .servers import PROJECT_ROOT, RedisServer, child_env, free_port
+from tests.servers import PROJECT_ROOT, RedisServer, child_env, free_port
 
 SENTENCE = "The cat sat on the mat because it was tired."
 REMOTE = {"REMOTE_ADDR": "10.1.2.3"}  # a visitor from the network, not this machine

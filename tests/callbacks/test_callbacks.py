@@ -15,7 +15,7 @@ from attention_explorer.components.figures import HEAD_COLORS
 from attention_explorer.components.layout import EXAMPLES
 from attention_explorer.services import extract_attention
 from attention_explorer.services.model import forward
-from tests.test_figures import decode, heatmap_levels, tile_of
+from tests.components.test_figures import decode, heatmap_levels, tile_of
 
 SENTENCE = "The cat sat on the mat because it was tired."
 ALL_INPUTS = frozenset(router.INPUTS)

@@ -15,7 +15,7 @@ from attention_explorer.callbacks.boundary import Handle
 from attention_explorer.components import ids
 from attention_explorer.components.layout import EXAMPLES
 from attention_explorer.services.extraction import result_by_key
-from tests.test_figures import decode
+from tests.components.test_figures import decode
 
 BIG = "The trophy doesn't fit into the suitcase because it is too big."
 SMALL = "The trophy doesn't fit into the suitcase because it is too small."

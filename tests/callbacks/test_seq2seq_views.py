@@ -12,8 +12,8 @@ from attention_explorer.callbacks import analyze, exports, registry, router, url
 from attention_explorer.callbacks.boundary import Handle
 from attention_explorer.components import ids
 from attention_explorer.services.extraction import result_by_key
-from tests.test_figures import decode, heatmap_levels, tile_of
-from tests.test_seq2seq import SEQ2SEQ, SOURCE, TARGET, direct_forward
+from tests.components.test_figures import decode, heatmap_levels, tile_of
+from tests.services.test_seq2seq import SEQ2SEQ, SOURCE, TARGET, direct_forward
 
 ALL = frozenset(router.INPUTS)
 TABS = (ids.TAB_GRID, ids.TAB_HEATMAP, ids.TAB_ARCS, ids.TAB_OVERVIEW, ids.TAB_ATLAS, ids.TAB_FOCUS, ids.TAB_INSIDE)

@@ -21,8 +21,7 @@ from flask import Flask
 
 from attention_explorer.services import config, extract_attention, extraction
 from attention_explorer.services.store import cache
-
-from .test_codec import _Plant
+from tests.services.store.test_codec import _Plant
 
 pytestmark = pytest.mark.servers
 

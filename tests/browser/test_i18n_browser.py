@@ -10,8 +10,8 @@ from selenium.webdriver.common.keys import Keys
 from attention_explorer.components import i18n
 from attention_explorer.components.layout import EXAMPLES, HELP
 from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
-from tests.test_browser import analyze, graph, open_tab, wait_until
-from tests.test_i18n import CJK, KEPT_PHRASES, english_words, text_words
+from tests.browser.test_browser import analyze, graph, open_tab, wait_until
+from tests.components.test_i18n import CJK, KEPT_PHRASES, english_words, text_words
 
 pytestmark = pytest.mark.browser
 TABS = ("Head grid", "Head heatmap", "Arcs", "Model overview", "Head atlas", "Token focus", "Inside a head", "Compare",

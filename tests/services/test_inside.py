@@ -18,8 +18,7 @@ from attention_explorer.services.analyses.matrices import weighted_by_value_norm
 from attention_explorer.services.model import hooks
 from attention_explorer.services.model.loading import get_model
 from attention_explorer.services.store import cache
-
-from .conftest import ENGLISH_WORDS
+from tests.conftest import ENGLISH_WORDS
 
 TEXT = "The cat sat on the mat because it was tired."
 TOL = 1e-3

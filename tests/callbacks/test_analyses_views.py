@@ -9,8 +9,8 @@ from dash import no_update
 from attention_explorer.components import ids
 from attention_explorer.services import extract_attention
 from attention_explorer.services.analyses.views import View, ViewOptions
-from tests.test_callbacks import SENTENCE, run_analyze, view
-from tests.test_figures import decode, decode_image, tile_of
+from tests.callbacks.test_callbacks import SENTENCE, run_analyze, view
+from tests.components.test_figures import decode, decode_image, tile_of
 
 
 @pytest.fixture
@@ -165,7 +165,7 @@ def test_overview_pools_long_texts_from_float16(settings, default_model):
 def test_value_norm_mode_in_every_view(handle):
     """Weighted by value norm: α_ij ‖f(x_j)‖, rows renormalised, computed here by hand from the stored
     attention and norms; the views follow it and the heatmap's hover gets each row's sum."""
-    from tests.test_figures import heatmap_levels
+    from tests.components.test_figures import heatmap_levels
 
     result = extract_attention(SENTENCE)
     att = result.attentions.astype(np.float64)

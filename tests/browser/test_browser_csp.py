@@ -15,8 +15,7 @@ import pytest
 import requests
 
 from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
-
-from .test_browser import TIMEOUT, analyze, graph, open_tab, wait_until
+from tests.browser.test_browser import TIMEOUT, analyze, graph, open_tab, wait_until
 
 pytestmark = pytest.mark.browser
 

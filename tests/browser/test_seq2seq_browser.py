@@ -11,7 +11,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
-from tests.test_browser import graph, now, open_tab, requests_since, wait_until
+from tests.browser.test_browser import graph, now, open_tab, requests_since, wait_until
 
 pytestmark = pytest.mark.browser
 SOURCE = "The cat sat on the mat because it was tired."
