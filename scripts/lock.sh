@@ -19,7 +19,7 @@ trap 'rm -rf "$TMP"' EXIT
   echo "# Written by \`make lock\` (scripts/lock.sh) with $("$TMP/venv/bin/python" --version) on $(date -u +%Y-%m-%d);"
   echo "# installed by \`make run\` / \`make test\` / CI as pip constraints (-c). Do not edit by hand."
   "$TMP/venv/bin/python" -m pip freeze --all --exclude-editable \
-    | grep -v -i -E '^(attention-explorer|pip|setuptools|wheel)==' \
+    | grep -v -i -E '^(attention-explorer|pip|setuptools|wheel)( @ |==)' \
     | sed -E 's/^torch==([0-9.]+)\+cpu$/torch==\1/' \
     | LC_ALL=C sort -f
 } > "$HERE/$LOCK.tmp"
