@@ -30,6 +30,24 @@ def test_parse_every_parameter():
                               "switches": ["hide"], "token": "8"}
 
 
+def test_the_first_of_a_repeated_parameter_wins():
+    """``?layer=1&layer=5`` opens layer 1: for every name given twice, the value read is the first one
+    written (found here by splitting the query string by hand), never the last."""
+    assert urlstate.parse("?layer=1&layer=5").controls["layer"] == "1"
+    search = ("?text=The+cat+sat.&text=A+dog+ran.&model=gpt2&model=bert-base-chinese&layer=1&layer=5"
+              "&head=mean&head=3&view=focus&view=arcs&mode=rollout&mode=raw&token=2&token=7&lang=zh&lang=en")
+    first: dict[str, str] = {}
+    for part in search[1:].split("&"):
+        name, value = part.split("=")
+        first.setdefault(name, value.replace("+", " "))
+    state = urlstate.parse(search)
+    assert (state.text, state.model, state.lang) == (first["text"], first["model"], first["lang"]) \
+        == ("The cat sat.", "gpt2", "zh")
+    assert state.controls == {"layer": first["layer"], "head": first["head"], "tab": urlstate.VIEWS[first["view"]],
+                              "mode": first["mode"], "token": first["token"]}
+    assert state.controls["tab"] == ids.TAB_FOCUS
+
+
 @pytest.mark.parametrize("search", [
     None, 3, "", "?", "?view=nope&mode=loud&hide_special=maybe&merge=2", "?unknown=1&x=y",
     "?" + "&".join(f"f{i}=1" for i in range(100)), "?text=" + "x" * 50_000, "?%ZZ=%ZZ", "?model=" + "m" * 400,

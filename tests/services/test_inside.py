@@ -299,6 +299,27 @@ def test_rotary_model_says_why_and_the_rest_works(offered, more_models):
     np.testing.assert_allclose(got.value_norms, result.value_norms[1, 2])
 
 
+@torch.no_grad()
+def test_a_causal_head_without_vectors_masks_only_the_keys_after_its_query(offered, more_models):
+    """A causal head whose vectors cannot be shown (rotary positions: no hooked entry) still names the
+    keys its query cannot see: those after it, never the query itself. Checked against a fresh copy of
+    the model (no hooks): the keys it gives no weight in any head of the layer."""
+    path = more_models["llama"]
+    result = extract_attention(TEXT, model_id=path)
+    tokenizer = _tokenizer_from(path)
+    enc = tokenizer(TEXT, return_tensors="pt")
+    assert tokenizer.convert_ids_to_tokens(enc["input_ids"][0]) == result.tokens
+    own = _fresh(path)(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                       output_attentions=True).attentions
+    layer, seq = 1, result.seq_len
+    for query in (0, 1, 4, seq - 1):
+        got = inside_head(TEXT, layer, 2, query, model_id=path)
+        assert not got.available and got.scores is None  # the fallback: no vectors, masks from the rule
+        unseen = (own[layer][0, :, query, :] == 0).all(dim=0).numpy()
+        assert not unseen[query] and unseen.sum() == seq - 1 - query
+        np.testing.assert_array_equal(got.masked, unseen)
+
+
 def test_unknown_layout_says_why_and_the_rest_works(offered, more_models):
     path = more_models["bloom"]
     result = extract_attention(TEXT, model_id=path)

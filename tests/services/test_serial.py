@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import io
 import json
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np
 import pytest
@@ -199,6 +200,48 @@ def test_csv_quotes_tokens_and_covers_every_layer_and_head():
 def test_csv_refuses_layers_and_heads_outside_the_result(layer, head, error):
     with pytest.raises(error):
         odd_result().to_csv(layer=layer, head=head)
+
+
+def _shortest_digits(value: np.float16) -> int:
+    """The fewest significant digits of a decimal that reads back to ``value`` as float16 (a search over
+    the two decimals of each length around the exact value, rounded down and up)."""
+    exact = Decimal(float(value))
+    if exact == 0:
+        return 1
+    for digits in range(1, 6):
+        step = Decimal(1).scaleb(exact.adjusted() - digits + 1)
+        with np.errstate(over="ignore"):  # rounding up near 65504 leaves float16's range: inf, not a match
+            read = [np.float16(float(exact.quantize(step, way))) for way in (ROUND_FLOOR, ROUND_CEILING)]
+        if value in read:
+            return digits
+    raise AssertionError(f"no short decimal for {value!r}")
+
+
+def _significant_digits(text: str) -> int:
+    return len(Decimal(text).normalize().as_tuple().digits)
+
+
+def test_csv_writes_float16_weights_with_the_fewest_digits_that_read_back_as_float16():
+    """A stored float16 weight is written as the shortest decimal that reads back to the same float16
+    (0.1 in float16 is 0.0999755859375: "0.1"), not with the digits of its float32 value ("0.099975586")."""
+    picked = [0.1, 0.2, 1 / 3, 0.7, 6e-8, 1.0]
+    result = odd_result()
+    att = result.attentions.copy()
+    att[0, 0, 0] = picked
+    written = [r[6] for r in read_csv(dataclasses.replace(result, attentions=att).to_csv(layer=0, head=0))[1:7]]
+    assert written[0] == "0.1" and float(np.float16(0.1)) == 0.0999755859375
+    assert written == [str(np.float16(x)) for x in picked]  # numpy's own float16 text
+    as_float32 = [str(np.float32(np.float16(x))) for x in picked]
+    assert as_float32[0] == "0.099975586" and as_float32 != written  # the float32 route writes other digits
+
+    finite = np.arange(0x7C00, dtype=np.uint16).view(np.float16)  # every float16 from 0 to the largest
+    matrix = finite.reshape(124, 256)
+    rows = read_csv(view_csv(matrix, [f"q{i}" for i in range(124)], [f"k{j}" for j in range(256)]))[1:]
+    assert len(rows) == finite.size
+    for (*_, q, _qt, k, _kt, text) in rows:
+        value = matrix[int(q), int(k)]
+        assert np.float16(float(text)) == value, (text, value)  # reads back exactly
+        assert _significant_digits(text) == _shortest_digits(value), (text, value)  # and no digit more
 
 
 def test_view_csv_of_float32_matrices_with_named_heads():

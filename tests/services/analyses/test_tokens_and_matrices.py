@@ -9,7 +9,13 @@ import pytest
 
 from attention_explorer.services import extract_attention
 from attention_explorer.services.analyses import measures as analysis
-from attention_explorer.services.analyses.matrices import attended_by, hide_special, merge_subwords, rollout
+from attention_explorer.services.analyses.matrices import (
+    attended_by,
+    hide_rectangular,
+    hide_special,
+    merge_subwords,
+    rollout,
+)
 from attention_explorer.services.analyses.tokens import display_token, word_groups
 from attention_explorer.services.result import as_float32
 
@@ -190,6 +196,28 @@ def test_hide_special_causal_row_without_mass_sees_only_earlier_keys():
     hidden, kept = hide_special(att, [True, False, False, False])
     assert kept.tolist() == [1, 2, 3]
     np.testing.assert_allclose(hidden, [[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 2 / 3, 1 / 3]], atol=1e-7)
+
+
+def test_hide_rectangular_renormalises_each_row_over_the_kept_keys():
+    """Cross-attention with special tokens hidden (target rows, source columns, different counts): each
+    kept row is divided by its own mass on the kept keys, so rows sum to 1 (columns need not)."""
+    rng = np.random.default_rng(4)
+    att = _random_rows(rng, (2, 3, 5, 7)).astype(np.float16)
+    att[1, 2, 3] = [0.5, 0, 0, 0.5, 0, 0, 0]  # all on hidden keys: spreads evenly over the kept ones
+    rows, cols = np.array([0, 2, 3]), np.array([1, 2, 4, 6])
+    got = hide_rectangular(att, rows, cols)
+    raw = att.astype(np.float64)
+    expected = np.zeros((2, 3, len(rows), len(cols)))
+    for layer in range(2):
+        for head in range(3):
+            for r, i in enumerate(rows):
+                mass = sum(raw[layer, head, i, j] for j in cols)
+                for c, j in enumerate(cols):
+                    expected[layer, head, r, c] = raw[layer, head, i, j] / mass if mass else 1 / len(cols)
+    assert got.shape == (2, 3, 3, 4) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got.sum(axis=-1), 1, atol=1e-6)
+    assert np.abs(got.sum(axis=-2) - 1).max() > 0.1  # the columns are not what is normalised
 
 
 def test_hide_special_checks_the_mask():
