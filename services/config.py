@@ -20,6 +20,12 @@ CACHE_TYPES = ("filesystem", "redis", "simple", "null")
 AUTH_MODES = ("", "basic", "proxy")
 CACHE_DIR_NAME = "attention-explorer"
 MAX_NEW_TOKENS_CAP = 512  # ATTN_MAX_NEW_TOKENS above this is refused: generation is one forward pass a token
+DEVICES = ("cpu", "cuda", "auto")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+# Tokens read when ATTN_MAX_TOKENS is not set (always within the model's own limit): a text's attention
+# is computed on demand from its queries and keys, so length is bounded by time and memory, not by n^2.
+DEFAULT_TOKEN_CAP = {"cpu": 4096, "cuda": 32768}
+CHARS_PER_TOKEN = 12  # ATTN_MAX_CHARS, when not set, follows the token limit: 12 characters a token
 # One CSP source expression: 'self', a scheme (vscode-webview:), or [scheme://]host[:port] with * wildcards.
 _FRAME_SOURCE = re.compile(r"'self'|[a-z][a-z0-9+.-]*:|([a-z][a-z0-9+.-]*://)?(\*\.)?[A-Za-z0-9.-]+(:(\d{1,5}|\*))?")
 
@@ -77,8 +83,10 @@ class Settings:
     cache_max_mb: int = 2048  # most megabytes kept by the file-system cache, oldest entries dropped first
     redis_url: str = ""
     local_cache_mb: int = 512  # in-process memo in front of the shared cache
-    max_chars: int = 5000
-    max_tokens: int = 0  # 0: the model's own limit, at most 512
+    max_chars: int = 0  # characters read of a text (longer ones are cut); 0: follows the token limit
+    max_tokens: int = 0  # 0: the model's own limit, at most DEFAULT_TOKEN_CAP for the device
+    device: str = "cpu"  # where models run: cpu, cuda, or auto (cuda when there is one)
+    dtype: str = "auto"  # the models' weights: auto (float32 on the CPU, float16 or bfloat16 on a GPU), or one
     max_new_tokens: int = 40  # most tokens a model writes: a seq2seq target, or a decoder's continuation
     max_concurrent_forward: int = 2
     torch_threads: int = 0  # 0: leave torch's default
@@ -100,10 +108,14 @@ class Settings:
     def __post_init__(self) -> None:
         if self.cache_type not in CACHE_TYPES:
             raise ValueError(f"cache type must be one of {', '.join(CACHE_TYPES)}, got {self.cache_type!r}")
-        if self.max_chars < 1:
-            raise ValueError("max_chars must be at least 1")
+        if self.max_chars < 0:
+            raise ValueError("max_chars must be 0 (follows the token limit) or more")
         if self.max_tokens < 0:
             raise ValueError("max_tokens must be 0 (the model's limit) or more")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS_CAP:
             raise ValueError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS_CAP}")
         if self.max_concurrent_forward < 1:
@@ -149,8 +161,10 @@ class Settings:
             cache_threshold=_env_int("ATTN_CACHE_THRESHOLD", 2000),
             redis_url=redis_url,
             local_cache_mb=_env_int("ATTN_LOCAL_CACHE_MB", 512),
-            max_chars=_env_int("ATTN_MAX_CHARS", 5000),
+            max_chars=_env_int("ATTN_MAX_CHARS", 0),
             max_tokens=_env_int("ATTN_MAX_TOKENS", 0),
+            device=os.environ.get("ATTN_DEVICE", "").strip().lower() or "cpu",
+            dtype=os.environ.get("ATTN_DTYPE", "").strip().lower() or "auto",
             max_new_tokens=_env_int("ATTN_MAX_NEW_TOKENS", 40),
             max_concurrent_forward=_env_int("ATTN_MAX_CONCURRENT_FORWARD", 2),
             torch_threads=_env_int("ATTN_TORCH_THREADS", 0),
@@ -174,6 +188,25 @@ class Settings:
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
+
+    @property
+    def resolved_device(self) -> str:
+        """``cpu`` or ``cuda``: ``auto`` is cuda when torch sees a GPU (asked only when auto is set)."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def token_cap(self) -> int:
+        """Most tokens of a text read by any model: ATTN_MAX_TOKENS, else the device's default."""
+        return self.max_tokens or DEFAULT_TOKEN_CAP[self.resolved_device if self.device != "cpu" else "cpu"]
+
+    @property
+    def char_limit(self) -> int:
+        """Most characters of a text read (longer ones are cut): ATTN_MAX_CHARS, else 12 a token."""
+        return self.max_chars or max(5000, CHARS_PER_TOKEN * self.token_cap)
 
 
 _settings: Settings | None = None

@@ -116,7 +116,7 @@ def analyse(text: str, model_id: str | None = None, text_pair: str | None = None
     rate limit that raises); a cached text never calls it.
     """
     settings = get_settings()
-    model_id, text, text_pair, target = checked_inputs(model_id, text, text_pair, target, settings.max_chars)
+    model_id, text, text_pair, target = checked_inputs(model_id, text, text_pair, target, settings.char_limit)
     max_new_tokens = settings.max_new_tokens
     if steps is not None:
         steps = check_steps(steps, max_new_tokens)

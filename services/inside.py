@@ -37,13 +37,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import ondemand
 from .analyses.kinds import _check_kind, attention_of, value_norms_for
 from .errors import N_, InputError
 from .extraction import analyse
-from .model import hooks
+from .model import hooks, record
 from .model.forward import _forward_semaphore, encode
 from .model.loading import get_model
-from .result import AttentionResult, as_float32
+from .result import DENSE_CELLS, AttentionResult, as_float32
 from .store.memory import memory
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,20 @@ class InsideHead:
     model_id: str = ""
     kind: str = ""  # "encoder", "decoder" or "cross" (issue 13)
     query_token: str = ""  # the query's token (for cross-attention: a target token)
+    # Issue 17, today's models (recorded results): what the scores are made of, step by step.
+    raw_scores: np.ndarray | None = None  # (seq,) q·k, before scaling
+    scaled_scores: np.ndarray | None = None  # (seq,) q·k x scale, before the soft-cap and the mask
+    softcap: float | None = None  # Gemma2: scores become softcap·tanh(scores / softcap)
+    window: int | None = None  # a sliding window: keys a query sees, counting itself
+    sink: float | None = None  # a learned sink logit (gpt-oss): the row then sums to less than 1
+    rotary: bool = False  # queries and keys were turned by their position (rotary embeddings)
+    query_before: np.ndarray | None = None  # (d_head,) the query before rotation (after any q norm)
+    keys_before: np.ndarray | None = None  # (seq, d_head) the keys before rotation
+    rotation_difference: float = float("nan")  # max |the model's own rotation of the vectors before - after|
+    kv_head: int = -1  # the key/value head this query head reads (grouped-query attention)
+    kv_heads: int = 0  # how many key/value heads the layer has
+    sharing: tuple[int, ...] = ()  # the query heads that read the same key/value head
+    output_difference: float = float("nan")  # max |Σ weights x values - the model's own attention output|
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,6 +149,8 @@ def inside_head_for(key: str, result: AttentionResult, layer: int, head: int, qu
         kind = _check_kind(result, kind)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if result.recorded and kind == _check_kind(result, None):
+        return _inside_recorded(key, result, layer, head, query, kind)
     view = attention_of(result, kind)
     att = view.attentions
     layer = _index(layer, int(att.shape[0]), N_("layer"))
@@ -196,6 +213,121 @@ def _index(value, size: int, what: str) -> int:
         raise InputError(N_("The {what} must be between 0 and {last}; {index} is outside."), what=what,
                          last=size - 1, index=index)
     return index
+
+
+# ----------------------------------------------------------------------------------- recorded results
+
+
+def _inside_recorded(key: str, result: AttentionResult, layer: int, head: int, query: int, kind: str) -> InsideHead:
+    """Inside a head of a recorded result: every step from the kept queries and keys and the layer's
+    recipe (``services.ondemand.steps``), the vectors before rotation from one more pass that stops after
+    this layer, and two checks against the model itself: its own rotation of the vectors before gives
+    the vectors after, and the weights times its values give the attention output it computed."""
+    layer = _index(layer, result.num_layers, N_("layer"))
+    head = _index(head, result.num_heads, N_("head"))
+    query = _index(query, result.seq_len, N_("query token"))
+    recipe = result.recipe(layer)
+    steps = ondemand.steps(recipe, head, query)
+    weights = steps["weights"]
+    shown = result.attentions[layer, head, query] if result.dense_cells <= DENSE_CELLS else None
+    model_weights = as_float32(shown).copy() if shown is not None else weights.copy()
+    extra = _layer_extra(key, result, layer)
+    if result.value_norms is not None:
+        norms = np.asarray(result.value_norms[layer, head], np.float32).copy()
+    elif isinstance(extra, dict) and extra.get("value_norms") is not None:  # a result kept without them
+        norms = extra["value_norms"][head].copy()
+    else:
+        norms = None
+    kv = steps["kv_head"]
+    group = result.num_heads // result.num_kv_heads
+    common = dict(tokens=list(result.tokens), model_weights=model_weights, value_norms=norms, masked=~steps["mask"],
+                  layer=layer, head=head, query=query, model_id=result.model_id, kind=kind,
+                  query_token=result.tokens[query], kv_head=kv, kv_heads=result.num_kv_heads,
+                  sharing=tuple(range(kv * group, (kv + 1) * group)))
+    q, k = steps["query"], steps["keys"]
+    output_difference, rotation_difference, before = float("nan"), float("nan"), (None, None)
+    if isinstance(extra, dict):
+        values, output = extra["values"], extra["output"]
+        if values is not None and output is not None:
+            got = weights.astype(np.float64) @ values[kv].astype(np.float64)
+            output_difference = float(np.abs(got - output[query, head]).max())
+        if extra.get("pre_q") is not None:
+            before = (extra["pre_q"][head, query].copy(), extra["pre_k"][kv].copy())
+        rotation_difference = extra.get("rotation_difference", float("nan"))
+    rotary = bool(isinstance(extra, dict) and extra.get("rotary"))
+    if isinstance(extra, dict) and extra.get("output") is not None:
+        scale = max(1.0, float(np.abs(extra["output"][query, head]).max()))
+        if not output_difference <= TOLERANCE * scale:  # NaN too: never numbers that do not explain the head
+            return InsideHead(query_vector=None, key_vectors=None, products=None, scores=None, weights=None,
+                              weighted=None if norms is None else (model_weights * norms).astype(np.float32),
+                              d_head=int(q.shape[0]), available=False, output_difference=output_difference,
+                              reason=(f"not available for this head, because the weights computed from its query and "
+                                      f"key vectors do not reproduce the model's own attention output (they differ "
+                                      f"by up to {output_difference:.2g}): the model changes its queries, keys or "
+                                      "scores in a way this app does not know."), **common)
+    return InsideHead(
+        query_vector=q, key_vectors=k, products=(k * q).astype(np.float32), scores=steps["logits"], weights=weights,
+        weighted=None if norms is None else (weights * norms).astype(np.float32), d_head=int(q.shape[0]),
+        available=True, reason="" if isinstance(extra, dict) else extra, scale=float(recipe.scaling),
+        max_difference=float(np.abs(weights - model_weights).max()), raw_scores=steps["raw_scores"],
+        scaled_scores=steps["scaled_scores"], softcap=recipe.softcap, window=recipe.window, sink=steps["sink"],
+        rotary=rotary, query_before=before[0] if rotary else None, keys_before=before[1] if rotary else None,
+        rotation_difference=rotation_difference, output_difference=output_difference, **common)
+
+
+def _layer_extra(key: str, result: AttentionResult, layer: int) -> dict | str:
+    """For one layer of a recorded result: the queries and keys before rotation, the values and the
+    attention output the model computed, from one recording pass that stops after that layer (kept in
+    the process's memory); or a reason (str) when the text no longer tokenizes as it did."""
+    cached = memory().vectors.get((key, "before", layer))
+    if cached is not None:
+        return cached
+
+    def run() -> dict | str:
+        again = memory().vectors.get((key, "before", layer))
+        if again is not None:
+            return again
+        got = _record_before(result, layer)
+        if isinstance(got, dict):
+            memory().vectors.put((key, "before", layer), got, sum(int(v.nbytes) for v in got.values()
+                                                                 if isinstance(v, np.ndarray)) + 512)
+        return got
+
+    return memory().flight.run(("inside", key, layer), run)
+
+
+def _record_before(result: AttentionResult, layer: int) -> dict | str:
+    import torch
+
+    loaded = get_model(result.model_id)
+    if not loaded.recorded:
+        return _SPLIT_CHANGED
+    if result.prompt_length is not None:  # a decoder's own continuation: its ids are not the text's
+        ids = torch.tensor([loaded.tokenizer.convert_tokens_to_ids(result.tokens)], dtype=torch.long)
+        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    else:
+        enc = encode(loaded.tokenizer, result.text, result.text_pair, result.token_limit)
+        inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    if int(inputs["input_ids"].shape[1]) != result.seq_len:
+        return _SPLIT_CHANGED
+    inputs = {k: v.to(loaded.device) for k, v in inputs.items()}
+    with _forward_semaphore():
+        recording, _outputs = record.record(loaded.model, inputs, pre_rope_layers={layer}, stop_after=layer)
+    selfs = recording.of_kind("self")
+    if len(selfs) <= layer:
+        return _SPLIT_CHANGED
+    entry = selfs[layer]
+    out = {"values": entry.values, "output": entry.output, "pre_q": entry.pre_q, "pre_k": entry.pre_k,
+           "value_norms": entry.value_norms,
+           "rotary": entry.rope is not None and entry.rotary_fn is not None and entry.pre_q is not None,
+           "rotation_difference": float("nan")}
+    if out["rotary"]:
+        cos, sin = entry.rope[0][None].float(), entry.rope[1][None].float()
+        turned_q, turned_k = entry.rotary_fn(torch.from_numpy(entry.pre_q)[None], torch.from_numpy(entry.pre_k)[None],
+                                             cos.cpu(), sin.cpu())
+        out["rotation_difference"] = float(max(np.abs(turned_q[0].numpy() - result.queries[layer]).max(),
+                                               np.abs(turned_k[0].numpy() - result.keys[layer]).max()))
+    return out
 
 
 # ----------------------------------------------------------------------------------- the vectors

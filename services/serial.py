@@ -9,11 +9,13 @@ A result travels in three containers, all walked by the same code (``fields_of``
 
     {
       "format": "attention-explorer-analysis",
-      "version": 1,
-      "shapes": {"attentions": [6, 12, 13, 13], "special_mask": [13], ...},
+      "version": 2,
+      "shapes": {"queries": [6, 12, 13, 32], "special_mask": [13], ...},
       "result": {
         "tokens": ["[CLS]", "the", ...],
-        "attentions": {"dtype": "<f2", "shape": [6, 12, 13, 13], "data": "<base64>"},
+        "queries": {"dtype": "<f4", "shape": [6, 12, 13, 32], "data": "<base64>"},
+        "keys": ..., "scaling": ..., (a recorded result: the maps are computed from these; an
+        encoder-decoder model's result holds "maps" (layers, heads, n, n) float16 instead)
         "model_id": "all-MiniLM-L6-v2", "text": "...", ...
       }
     }
@@ -62,7 +64,7 @@ import numpy as np
 from .errors import AttentionExplorerError
 
 FORMAT = "attention-explorer-analysis"
-VERSION = 1
+VERSION = 2  # 2: a result's maps are "maps" (or "queries", "keys" and their recipe); 1 called them "attentions"
 CSV_HEADER = ("layer", "head", "query_index", "query_token", "key_index", "key_token", "weight")
 ARRAY_KINDS = frozenset("biufc")  # bool, signed, unsigned, float, complex: never object, str or void
 _INLINE_KEYS = frozenset({"dtype", "shape", "data"})  # an array inside the JSON document
@@ -357,6 +359,11 @@ def from_json_document(text: str | bytes | bytearray, cls: type, check: Callable
     raw = document.get("result")
     if not isinstance(raw, dict):
         raise ExchangeError("The analysis holds no \"result\".")
+    if version == 1 and "attentions" in raw and "maps" not in raw:  # version 1 named the maps "attentions"
+        raw = {("maps" if name == "attentions" else name): value for name, value in raw.items()}
+        shapes = document.get("shapes")
+        if isinstance(shapes, dict) and "attentions" in shapes:
+            document = {**document, "shapes": {("maps" if n == "attentions" else n): v for n, v in shapes.items()}}
     try:
         value = build(cls, raw, _inline_array, check)
     except ExchangeError:

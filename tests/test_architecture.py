@@ -17,7 +17,7 @@ ROOT = "attention_explorer"
 
 # The floors of the services, bottom first: a module may import its own floor and the floors below.
 FLOORS = [
-    ("bottom", ("errors", "config", "validation", "serial", "result")),
+    ("bottom", ("errors", "config", "validation", "serial", "ondemand", "result")),
     ("model", ("model",)),
     ("store", ("store",)),
     ("analyses", ("analyses",)),

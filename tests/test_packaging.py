@@ -165,7 +165,8 @@ def _check_pages(port: int) -> None:
     assert "/assets/00-bootstrap-flatly.min.css" in page.text  # the page links what is served
     health = requests.get(base + "/healthz", timeout=10)
     assert health.status_code == 200 and health.json()["status"] == "ok"
-    assert requests.get(base + "/_dash-layout", timeout=10).status_code == 200
+    # the first layout embeds the first analysis: it waits for the model (seconds, more on a busy machine)
+    assert requests.get(base + "/_dash-layout", timeout=120).status_code == 200
 
 
 def test_the_installed_command_serves_the_app_with_its_assets(installed, tmp_path):

@@ -155,9 +155,16 @@ def normalisation_check(analysis, threshold: float = NORMALISATION_TOLERANCE) ->
 
 
 def _attention_arrays(result) -> list[np.ndarray]:
-    """``attentions`` and every other array field whose name ends in ``attentions`` (seq2seq results)."""
-    names = [f.name for f in dataclasses.fields(result)] if dataclasses.is_dataclass(result) else ["attentions"]
-    arrays = []
+    """``attentions`` and every other array field whose name ends in ``attentions`` (seq2seq results). A
+    result too long to hold its maps gives a sample instead: the first, middle and last rows of every head."""
+    names = [f.name for f in dataclasses.fields(result)] if dataclasses.is_dataclass(result) else []
+    if getattr(result, "dense", True):
+        arrays = [result.attentions]
+    else:
+        n = result.seq_len
+        picked = sorted({0, n // 2, n - 1})
+        arrays = [np.stack([np.stack([result.rows(layer, head, picked) for head in range(result.num_heads)])
+                            for layer in range(result.num_layers)])]
     for name in names:
         value = getattr(result, name, None)
         if name.endswith("attentions") and isinstance(value, np.ndarray) and value.ndim >= 2:

@@ -27,7 +27,7 @@ import numpy as np
 from ..config import get_settings
 from ..errors import N_, AttentionExplorerError, InputError
 from ..result import AttentionResult, decide_causal
-from . import hooks
+from . import hooks, record
 from .loading import LoadedModel, get_model
 
 _forward_slots_lock = threading.Lock()
@@ -44,8 +44,9 @@ def _forward_semaphore() -> threading.BoundedSemaphore:
 
 
 def effective_token_limit(loaded_limit: int) -> int:
-    configured = get_settings().max_tokens
-    return min(configured, loaded_limit) if configured > 0 else loaded_limit
+    """Tokens read of a text: ATTN_MAX_TOKENS (else the device's default, 4,096 on the CPU), within the
+    model's own limit."""
+    return max(1, min(get_settings().token_cap, loaded_limit))
 
 
 def run_local(text: str, model_id: str, text_pair: str | None, target: str | None = None,
@@ -145,15 +146,57 @@ def _source_fields(loaded: LoadedModel, enc, special: np.ndarray, offsets_t) -> 
     )
 
 
-def _source_result(loaded: LoadedModel, enc, special: np.ndarray, offsets_t, stored: np.ndarray,
+def _source_result(loaded: LoadedModel, enc, special: np.ndarray, offsets_t, attention: dict,
                    norms: tuple, **fields) -> AttentionResult:
-    """An ``AttentionResult`` of the source text ``enc`` holds, with its attention ``stored`` (float16),
-    the value norms and their reason (``norms``), and the other ``fields`` as given; causal or not is
-    decided here once, from the config and the weights (``decide_causal``)."""
+    """An ``AttentionResult`` of the source text ``enc`` holds, with its ``attention`` (``maps`` float16,
+    or what ``attention_fields`` recorded), the value norms and their reason (``norms``), and the other
+    ``fields`` as given; causal or not is decided here once, from the config and the weights."""
     value_norms, reason = norms
-    return AttentionResult(attentions=stored, model_id=loaded.model_id,
-                           is_causal=decide_causal(loaded.is_causal, stored), value_norms=value_norms,
-                           value_norms_reason=reason, **_source_fields(loaded, enc, special, offsets_t), **fields)
+    maps = attention.get("maps")
+    causal = decide_causal(loaded.is_causal, maps) if maps is not None else attention["is_causal"]
+    return AttentionResult(model_id=loaded.model_id, is_causal=causal, value_norms=value_norms,
+                           value_norms_reason=reason, **_source_fields(loaded, enc, special, offsets_t),
+                           **{k: v for k, v in attention.items() if k != "is_causal"}, **fields)
+
+
+def attention_fields(loaded: LoadedModel, inputs: dict, pre_rope_layers: set[int] | None = None) -> tuple[dict, tuple]:
+    """ONE forward pass of an encoder or decoder-only model on ``inputs``: ``(fields, (value_norms,
+    reason))``. A recorded model keeps, per layer, its queries and keys and the score recipe
+    (``services.model.record``); another runs eagerly and keeps its maps (float16), its value norms from
+    the hooks (``services.model.hooks``)."""
+    import torch
+
+    inputs = {k: v.to(loaded.device) for k, v in inputs.items()}
+    if not loaded.recorded:
+        with torch.inference_mode(), hooks.recording(loaded.model) as recorder:
+            output = loaded.model(**inputs, output_attentions=True, return_dict=True)
+            attentions = getattr(output, "attentions", None)
+            if not attentions or attentions[0] is None:
+                raise AttentionExplorerError(N_("Model “{model}” returned no attention weights."), model=loaded.model_id)
+            norms = recorder.value_norms(len(attentions))
+        return {"maps": _float16(attentions, N_("attention"), loaded.model_id)}, norms
+    recording, _output = record.record(loaded.model, inputs, pre_rope_layers)
+    layers = recording.of_kind("self")
+    shapes = {(layer.q.shape, layer.k.shape) for layer in layers}
+    if len(shapes) != 1:
+        raise AttentionExplorerError(N_("Model “{model}” has layers of different shapes, which this app cannot show "
+                                        "yet."), model=loaded.model_id)
+    fields = {
+        "queries": np.stack([layer.q for layer in layers]),
+        "keys": np.stack([layer.k for layer in layers]),
+        "scaling": np.array([layer.scaling for layer in layers], dtype=np.float64),
+        "windows": np.array([layer.window or 0 for layer in layers], dtype=np.int64),
+        "softcaps": np.array([layer.softcap or 0.0 for layer in layers], dtype=np.float64),
+        "sinks": np.stack([layer.sinks for layer in layers]).astype(np.float32)
+        if all(layer.sinks is not None for layer in layers) else None,
+        "self_check": np.array([layer.self_check for layer in layers], dtype=np.float32),
+        "is_causal": bool(loaded.is_causal or any(layer.causal for layer in layers)),
+    }
+    if all(layer.value_norms is not None for layer in layers):
+        norms = (np.stack([layer.value_norms for layer in layers]).astype(np.float32), "")
+    else:
+        norms = (None, N_("not available for this model, because its output projection was not found"))
+    return fields, norms
 
 
 def _float16(attentions, what: str, model_id: str) -> np.ndarray:
@@ -178,7 +221,6 @@ def compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int, t
     """Tokenize (once; again only when the text must be cut to ``limit``) and run the model. An
     encoder-decoder model also reads ``target`` in its decoder, or writes one (at most
     ``max_new_tokens`` tokens, the configured bound by default) when ``target`` is None."""
-    import torch
 
     if loaded.is_encoder_decoder:
         return compute_seq2seq(loaded, text, text_pair, limit, target, max_new_tokens)
@@ -186,15 +228,8 @@ def compute(loaded: LoadedModel, text: str, text_pair: str | None, limit: int, t
         raise InputError(TARGET_NOT_FOR_THIS_MODEL, model=loaded.model_id)
     enc, special, offsets_t, full_len, truncated = _tokenize_source(loaded, text, text_pair, limit)
     inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-    # Issue 10: the hooks (services.hooks) record each layer's value vectors during this same pass.
-    with torch.inference_mode(), hooks.recording(loaded.model) as recorder:
-        output = loaded.model(**inputs, output_attentions=True, return_dict=True)
-        attentions = getattr(output, "attentions", None)
-        if not attentions or attentions[0] is None:
-            raise AttentionExplorerError(N_("Model “{model}” returned no attention weights."), model=loaded.model_id)
-        value_norms, value_norms_reason = recorder.value_norms(len(attentions))
-    stored = _float16(attentions, N_("attention"), loaded.model_id)
-    return _source_result(loaded, enc, special, offsets_t, stored, (value_norms, value_norms_reason),
+    attention, norms = attention_fields(loaded, inputs)
+    return _source_result(loaded, enc, special, offsets_t, attention, norms,
                           text=text, text_pair=text_pair, truncated=truncated,
                           token_count_before_truncation=full_len, token_limit=limit)
 
@@ -240,6 +275,7 @@ def _greedy(generator, inputs: dict, max_new_tokens: int, pad_token_id: int | No
     import torch
 
     extra = {} if pad_token_id is None else {"pad_token_id": pad_token_id}
+    inputs = {k: v.to(generator.device) for k, v in inputs.items()}
     with torch.inference_mode():
         out = generator.generate(**inputs, do_sample=False, num_beams=1, max_new_tokens=int(max_new_tokens), **extra)
     sequences = out.sequences if hasattr(out, "sequences") else out
@@ -273,7 +309,8 @@ def compute_seq2seq(loaded: LoadedModel, text: str, text_pair: str | None, limit
         generated = True
         eos = _eos_ids(loaded)
         ended = any(i in eos for i in ids[1:])
-    decoder_input_ids = torch.tensor([ids], dtype=torch.long)
+    decoder_input_ids = torch.tensor([ids], dtype=torch.long, device=loaded.device)
+    inputs = {k: v.to(loaded.device) for k, v in inputs.items()}
     with torch.inference_mode(), hooks.recording(loaded.model) as recorder:
         output = loaded.model(**inputs, decoder_input_ids=decoder_input_ids, output_attentions=True,
                               use_cache=False, return_dict=True)
@@ -288,7 +325,7 @@ def compute_seq2seq(loaded: LoadedModel, text: str, text_pair: str | None, limit
         cross_norms, cross_reason = recorder.value_norms(len(cross_att), role="cross")
     special_ids = _special_ids(tokenizer)
     return _source_result(
-        loaded, enc, special, offsets_t, stored, (value_norms, value_norms_reason),
+        loaded, enc, special, offsets_t, {"maps": stored}, (value_norms, value_norms_reason),
         text=text, text_pair=text_pair, truncated=truncated, token_count_before_truncation=full_len,
         token_limit=limit,
         is_encoder_decoder=True,
@@ -348,12 +385,9 @@ def compute_generation(loaded: LoadedModel, text: str, limit: int, steps: int) -
     if not new:
         raise AttentionExplorerError(N_("Model “{model}” wrote nothing after the text."), model=loaded.model_id)
     all_ids = torch.tensor([ids], dtype=torch.long)
-    with torch.inference_mode(), hooks.recording(loaded.model) as recorder:
-        output = loaded.model(input_ids=all_ids, attention_mask=torch.ones_like(all_ids), output_attentions=True,
-                              use_cache=False, return_dict=True)
-        attentions = getattr(output, "attentions", None)
-        stored = _float16(attentions, N_("attention"), loaded.model_id)
-        value_norms, value_norms_reason = recorder.value_norms(len(attentions))
+    attention, (value_norms, value_norms_reason) = attention_fields(
+        loaded, {"input_ids": all_ids, "attention_mask": torch.ones_like(all_ids)})
+    attention.pop("is_causal", None)
     special_ids = _special_ids(tokenizer)
     all_special = np.concatenate([special, np.array([i in special_ids for i in new], dtype=bool)])
     unk_id = tokenizer.unk_token_id
@@ -365,7 +399,7 @@ def compute_generation(loaded: LoadedModel, text: str, limit: int, steps: int) -
     mask[prompt_length:] = True
     return AttentionResult(
         tokens=list(tokenizer.convert_ids_to_tokens(ids)),
-        attentions=stored,
+        **attention,
         model_id=loaded.model_id,
         truncated=truncated,
         special_mask=all_special,

@@ -1,8 +1,12 @@
 """Resolving, fingerprinting and loading models: once per process, lazily, thread-safely.
 
 A loaded model is read-only after loading, so one copy serves every request of the process.
-Models are loaded with eager attention (SDPA and flash attention return no weights), in eval
-mode, and never with ``trust_remote_code``.
+Encoders and decoder-only models are loaded with ``services.model.record``'s attention function (the
+stock SDPA computation, recording queries and keys when an analysis asks); a model whose attention
+cannot be recorded that way (no call through transformers' attention interface, a position bias in its
+mask) and every encoder-decoder model run eager attention and return their maps, at most
+``EAGER_TOKEN_LIMIT`` tokens. Models run on ``ATTN_DEVICE`` (the CPU by default) in eval mode, never
+with ``trust_remote_code``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 from ..config import DEFAULT_MODEL_ID, get_settings
 from ..errors import N_, ModelLoadError, ModelNotAllowedError
+from . import record
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +32,7 @@ _BUNDLED_ALIASES = {DEFAULT_MODEL_ID.lower(), "sentence-transformers/all-minilm-
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 _DECODER_TYPES = {"gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "qwen2", "phi", "opt", "bloom",
                   "falcon", "gemma", "gemma2", "mpt", "codegen", "ctrl", "xglm", "biogpt"}
-_HARD_TOKEN_LIMIT = 512
+EAGER_TOKEN_LIMIT = 512  # models whose maps are computed eagerly and stored whole
 MAX_MODEL_ID_CHARS = 300
 # The files of a model folder that make its fingerprint: top level only, never a walk of the folder.
 MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -57,6 +62,11 @@ class LoadedModel:
     is_encoder_decoder: bool = False
     generator: Any = None
     generation_reason: str = ""
+    # Issue 17: whether an analysis records queries and keys (else the model runs eagerly), why not,
+    # and where the model runs.
+    recorded: bool = False
+    eager_reason: str = ""
+    device: str = "cpu"
 
 
 def bundled_model_dir() -> Path:
@@ -250,8 +260,10 @@ def _detect_causal(config: Any) -> bool:
     return any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in (getattr(config, "architectures", None) or []))
 
 
-def _token_limit(config: Any, tokenizer: Any) -> int:
-    limits = [_HARD_TOKEN_LIMIT]
+def _token_limit(config: Any, tokenizer: Any, eager: bool) -> int:
+    """The model's own limit: its positions and its tokenizer's length (and ``EAGER_TOKEN_LIMIT`` for a
+    model whose maps are stored whole)."""
+    limits = [EAGER_TOKEN_LIMIT] if eager else []
     for name in ("max_position_embeddings", "n_positions"):
         value = getattr(config, name, None)
         if isinstance(value, int) and value > 0:
@@ -259,7 +271,7 @@ def _token_limit(config: Any, tokenizer: Any) -> int:
     tok_limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(tok_limit, int) and 0 < tok_limit < 1_000_000:
         limits.append(tok_limit)
-    return min(limits)
+    return min(limits) if limits else 1 << 20
 
 
 HUB_UNAVAILABLE = N_("it is not on this machine and could not be downloaded "
@@ -294,30 +306,34 @@ def _load(model_id: str, fingerprint_value: str) -> LoadedModel:
     if settings.torch_threads > 0:
         torch.set_num_threads(settings.torch_threads)
     source = resolve_source(model_id)
-    log.info("loading model %s from %s", model_id, source)
+    device = settings.resolved_device
+    log.info("loading model %s from %s on %s", model_id, source, device)
     generator, generation_reason = None, ENCODER_CANNOT_GENERATE
+    attention = record.install()
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=False)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         is_encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
+        options = {"trust_remote_code": False, "dtype": _dtype(settings, device)}
         if is_encoder_decoder:
             from transformers import AutoModelForSeq2SeqLM
 
-            model = AutoModelForSeq2SeqLM.from_pretrained(source, config=config, attn_implementation="eager",
-                                                          trust_remote_code=False)
+            model = AutoModelForSeq2SeqLM.from_pretrained(source, config=config, attn_implementation="eager", **options)
             generator, generation_reason = model, ""
         elif _detect_causal(config):
-            model, generator, generation_reason = _load_decoder(source, config)
+            model, generator, generation_reason = _load_decoder(source, config, attention, options)
         else:
-            model = AutoModel.from_pretrained(source, config=config, attn_implementation="eager",
-                                              trust_remote_code=False)
+            model = AutoModel.from_pretrained(source, config=config, attn_implementation=attention, **options)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message a person can read
         log.warning("model %s could not be loaded: %r", model_id, exc)
         raise ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=model_id,
                              reason=_explain(exc, model_id, source)) from exc
-    model.eval()
-    if generator is not None:
-        generator.eval()
+    for module in {id(m): m for m in (model, generator) if m is not None}.values():
+        module.to(device)
+        module.eval()
+    recorded, eager_reason = False, ""
+    if not is_encoder_decoder:
+        recorded, eager_reason = _probe(model, tokenizer, device)
     num_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
     num_heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
     if not num_layers or not num_heads:
@@ -330,20 +346,55 @@ def _load(model_id: str, fingerprint_value: str) -> LoadedModel:
         tokenizer=tokenizer,
         model=model,
         is_causal=_detect_causal(config),
-        token_limit=_token_limit(config, tokenizer),
+        token_limit=_token_limit(config, tokenizer, eager=not recorded),
         num_layers=int(num_layers),
         num_heads=int(num_heads),
         is_encoder_decoder=is_encoder_decoder,
         generator=generator,
         generation_reason=generation_reason,
+        recorded=recorded,
+        eager_reason=eager_reason,
+        device=device,
     )
+
+
+def _dtype(settings, device: str):
+    """The weights' dtype: ATTN_DTYPE, or float32 on the CPU and a half dtype on a GPU (bfloat16 where
+    the GPU has it, float16 otherwise)."""
+    import torch
+
+    if settings.dtype != "auto":
+        return getattr(torch, settings.dtype)
+    if device == "cpu":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _probe(model, tokenizer, device: str) -> tuple[bool, str]:
+    """Whether an analysis can record ``model``'s queries and keys: a few tokens through a recording pass.
+    A model that cannot be recorded is switched to eager attention (its maps are then stored whole)."""
+    import torch
+
+    ids = [i for i in (tokenizer.bos_token_id, tokenizer.cls_token_id) if isinstance(i, int)][:1]
+    vocab = [i for i in range(min(len(tokenizer), 50)) if i not in set(tokenizer.all_special_ids or ())][:6]
+    inputs = {"input_ids": torch.tensor([ids + vocab], device=device)}
+    try:
+        record.record(model, inputs)
+        return True, ""
+    except record.NotRecordable as exc:
+        reason = str(exc)
+    except Exception as exc:  # noqa: BLE001 - an architecture the recorder does not know: eager, as before
+        reason = f"{type(exc).__name__}: {exc}"
+    log.info("model %s runs eager attention (its queries and keys cannot be recorded: %s)", type(model).__name__, reason)
+    model.set_attn_implementation("eager")
+    return False, reason
 
 
 ENCODER_CANNOT_GENERATE = ("it is an encoder: it reads a whole text at once and has no language-model head "
                            "that predicts the next token")
 
 
-def _load_decoder(source: str, config: Any) -> tuple[Any, Any, str]:
+def _load_decoder(source: str, config: Any, attention: str, options: dict) -> tuple[Any, Any, str]:
     """A decoder-only model: ``(model, generator, reason)``. Loaded with its language-model head when
     transformers has one for the architecture and the files hold its weights (or tie it to the input
     embeddings); attention is then read from its base model (the same modules), so an analysis costs
@@ -351,10 +402,10 @@ def _load_decoder(source: str, config: Any) -> tuple[Any, Any, str]:
     from transformers import AutoModel, AutoModelForCausalLM
 
     try:
-        lm, info = AutoModelForCausalLM.from_pretrained(source, config=config, attn_implementation="eager",
-                                                        trust_remote_code=False, output_loading_info=True)
+        lm, info = AutoModelForCausalLM.from_pretrained(source, config=config, attn_implementation=attention,
+                                                        output_loading_info=True, **options)
     except ValueError:  # no causal-LM class for this architecture
-        model = AutoModel.from_pretrained(source, config=config, attn_implementation="eager", trust_remote_code=False)
+        model = AutoModel.from_pretrained(source, config=config, attn_implementation=attention, **options)
         return model, None, "transformers has no text-writing version of its architecture"
     base = lm.base_model
     if base is lm:  # a model that is its own base: nothing to tell apart

@@ -36,7 +36,7 @@ from .memory import memory, size_of
 
 log = logging.getLogger(__name__)
 
-KEY_VERSION = "attn-v3"  # v3: codec version 2 (one field table with the JSON export); v1 entries were pickles
+KEY_VERSION = "attn-v4"  # v4: recorded results (codec 3); v3: one field table; v1 entries were pickles
 # Seconds a failing backend is skipped before it is tried again (tests patch it or set the variable).
 RETRY_AFTER_S = float(os.environ.get("ATTN_CACHE_RETRY_S", "") or 5.0)
 

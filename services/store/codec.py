@@ -19,7 +19,7 @@ from .. import serial
 from ..result import AttentionResult, check_result
 
 MAGIC = b"AEXC"
-VERSION = 2  # 2: the header of services.serial (one field table with the JSON export)
+VERSION = 3  # 3: recorded results (queries, keys, recipe); 2: the header of services.serial
 KIND_RESULT = b"r"
 KIND_TEXT = b"s"
 _PREFIX = struct.Struct("<4sBc")  # magic, version, kind

@@ -79,8 +79,8 @@ def store_text(text: str, pair: str | None = None, model: str | None = None) -> 
     Raises ``InputError`` for a text the app would not analyse (empty, over ``ATTN_MAX_CHARS``) and
     ``ShareError`` when nothing can be kept (a null cache, or the cache is down)."""
     settings = get_settings()
-    text = validate_text(text, settings.max_chars, what=N_("text"))
-    pair = validate_text(pair, settings.max_chars, what=N_("second sentence"), required=False)
+    text = validate_text(text, settings.char_limit, what=N_("text"))
+    pair = validate_text(pair, settings.char_limit, what=N_("second sentence"), required=False)
     if model is not None and not isinstance(model, str):
         raise TypeError("model must be a model id (text) or None")
     if settings.cache_type == "null":
@@ -107,7 +107,7 @@ def load_text(short_id: object) -> dict | None:
     if not is_share_id(short_id):
         return None
     held = cache.lookup(_key(short_id))
-    if not isinstance(held, str) or len(held) > 256 + 24 * get_settings().max_chars:
+    if not isinstance(held, str) or len(held) > 256 + 24 * get_settings().char_limit:
         return None
     try:
         entry = json.loads(held)

@@ -91,7 +91,7 @@ def extract_task(text: str, model_id: str, text_pair: str | None = None, target:
     are what the web process put in the cache key (an encoder-decoder model's target, the bound on
     what a model writes, a decoder-only continuation), so the worker computes the same thing."""
     settings = get_settings()
-    model_id, text, text_pair, target = checked_inputs(model_id, text, text_pair, target, settings.max_chars)
+    model_id, text, text_pair, target = checked_inputs(model_id, text, text_pair, target, settings.char_limit)
     bound = settings.max_new_tokens
     if max_new_tokens is not None:
         max_new_tokens = check_steps(max_new_tokens, MAX_NEW_TOKENS_CAP)

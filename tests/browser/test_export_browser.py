@@ -140,6 +140,7 @@ def test_the_export_menu_downloads_named_files_of_the_open_view(dash_duo, tmp_pa
     from attention_explorer.components.export import export_filename
     from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
     from attention_explorer.services.extraction import analyse
+    from attention_explorer.services.result import AttentionResult
 
     app = create_app(Settings(models=(DEFAULT_MODEL_ID,), cache_type="simple"))
     dash_duo.start_server(app)
@@ -179,9 +180,11 @@ def test_the_export_menu_downloads_named_files_of_the_open_view(dash_duo, tmp_pa
     whole = json.loads(download("export-json", "json").read_text(encoding="utf-8"))
     text = json.dumps(whole)
     assert result.tokens[8] in text
-    encoded = next(v for v in _walk(whole) if isinstance(v, dict) and v.get("shape") == list(result.attentions.shape))
-    stored = np.frombuffer(base64.b64decode(encoded["data"]), dtype="<f2").reshape(encoded["shape"])
-    np.testing.assert_array_equal(stored, result.attentions)
+    encoded = whole["result"]["queries"]  # a recorded result: its queries and keys, the maps computed from them
+    assert encoded["shape"] == list(result.queries.shape)
+    stored = np.frombuffer(base64.b64decode(encoded["data"]), dtype="<f4").reshape(encoded["shape"])
+    np.testing.assert_array_equal(stored, result.queries)
+    np.testing.assert_array_equal(AttentionResult.from_json(json.dumps(whole)).attentions, result.attentions)
     assert driver.find_element(By.ID, "export-status").text == ""
     # Compare: the picture is the comparison (A, B, A − B), named as the server names its CSV
     trophy = "The trophy doesn't fit into the suitcase because it is too big."

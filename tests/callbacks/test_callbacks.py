@@ -57,7 +57,7 @@ def test_analyze_adapts_controls_to_the_model(settings, tiny_models):
     assert run_analyze(SENTENCE, tiny_models["gpt2"], head="3")["head"] == "3"
 
 
-@pytest.mark.parametrize("text, words", [("", "empty"), ("   \n", "empty"), ("x" * 6000, "limit is 5,000"),
+@pytest.mark.parametrize("text, words", [("", "empty"), ("   \n", "empty"), ("x" * 50_000, "limit is 49,152"),
                                          (12, "plain text"), ({"a": 1}, "plain text"), ("x" * 200_001, "far too long")])
 def test_analyze_bad_text_gives_an_alert_and_keeps_the_page(settings, default_model, text, words):
     current = run_analyze(SENTENCE)["handle"]

@@ -163,10 +163,12 @@ def test_empty_text_is_refused_before_the_model_runs(settings, tiny_models, monk
 
 def test_over_long_text_is_refused(settings, tiny_models, monkeypatch):
     monkeypatch.setattr(forward, "get_model", lambda *_: pytest.fail("model loaded"))
-    with pytest.raises(InputError, match="5,001 characters; the limit is 5,000"):
-        extract_attention("a" * 5001, tiny_models["bert"])
+    limit = settings.char_limit  # ATTN_MAX_CHARS unset: 12 characters a token of the token limit
+    assert limit == 12 * settings.token_cap
+    with pytest.raises(InputError, match=f"{limit + 1:,} characters; the limit is {limit:,}"):
+        extract_attention("a" * (limit + 1), tiny_models["bert"])
     with pytest.raises(InputError, match="second sentence"):
-        extract_attention("fine", tiny_models["bert"], text_pair="b" * 6000)
+        extract_attention("fine", tiny_models["bert"], text_pair="b" * (limit + 1000))
 
 
 def test_control_characters_are_removed(settings, tiny_models):

@@ -253,21 +253,36 @@ def test_sentence_pair(settings, tiny_models):
     assert np.abs(got.weights - result.head(1, 3)[-2]).max() < TOL
 
 
-def test_vectors_are_cached_per_text_not_per_layer(settings, tiny_models, monkeypatch):
-    calls = []
-    original = inside.record_layers
-    monkeypatch.setattr(inside, "record_layers", lambda *a: calls.append(1) or original(*a))
-    inside.clear_vectors()
+def test_the_pass_before_rotation_runs_once_per_layer_and_stops_after_it(settings, tiny_models, monkeypatch):
+    """Inside a head of a recorded result needs one more pass for a layer's vectors before rotation and its
+    attention output: once per (text, layer), kept for every head and query, and stopped after that layer."""
+    from attention_explorer.services.model import record
+
+    calls, layers_run = [], []
+    original_before, original_record = inside._record_before, record.record
+
+    def counting_record(*args, **kwargs):
+        recording, outputs = original_record(*args, **kwargs)
+        layers_run.append(len(recording.layers))
+        return recording, outputs
+
     model = tiny_models["bert"]
+    extract_attention(TEXT, model_id=model)  # the analysis itself, before counting
+    monkeypatch.setattr(inside, "_record_before", lambda *a: calls.append(a[1]) or original_before(*a))
+    monkeypatch.setattr(record, "record", counting_record)
+    inside.clear_vectors()
     first = inside_head(TEXT, 0, 0, 1, model_id=model)
-    for layer, head, query in ((1, 2, 3), (0, 3, 5), (1, 0, 0)):
-        inside_head(TEXT, layer, head, query, model_id=model)
-    assert len(calls) == 1  # one hooked forward pass gave every layer
+    for head, query in ((3, 5), (1, 0), (2, 2)):
+        inside_head(TEXT, 0, head, query, model_id=model)
+    assert calls == [0] and layers_run == [1]  # layer 0 of 2: the pass stopped after it
+    inside_head(TEXT, 1, 2, 3, model_id=model)
+    assert calls == [0, 1] and layers_run == [1, 2]
     again = inside_head(TEXT, 0, 0, 1, model_id=model)
     np.testing.assert_array_equal(again.weights, first.weights)
+    assert calls == [0, 1]
     inside.clear_vectors()
     inside_head(TEXT, 0, 0, 1, model_id=model)
-    assert len(calls) == 2
+    assert calls == [0, 1, 0]
 
 
 def test_out_of_range_indices_are_refused(settings, tiny_models):
@@ -282,30 +297,53 @@ def test_out_of_range_indices_are_refused(settings, tiny_models):
 # ----------------------------------------------------------------------------------- not available
 
 
-def test_rotary_model_says_why_and_the_rest_works(offered, more_models):
+def _rotate(x, positions, base):
+    """Rotary positions written out (Su et al.; transformers' rotate_half layout): pairs (i, i + d/2)."""
+    d = x.shape[-1]
+    inv = 1.0 / (base ** (np.arange(0, d, 2, dtype=np.float64) / d))
+    angles = np.outer(positions, inv)
+    cos, sin = np.cos(np.concatenate([angles, angles], -1)), np.sin(np.concatenate([angles, angles], -1))
+    half = np.concatenate([-x[..., d // 2:], x[..., :d // 2]], -1)
+    return x * cos + half * sin
+
+
+def test_a_rotary_model_shows_its_vectors_before_and_after_rotation(offered, more_models):
+    """Llama (rotary positions in the attention module): the query and keys before rotation are the
+    projections' outputs, after rotation what the scores use; checked against plain tensor operations on a
+    fresh copy of the model, the rotation written out here, and its own eager attention."""
     path = more_models["llama"]
-    result = extract_attention(TEXT, model_id=path)  # the analysis itself works
-    assert result.attentions.shape[:2] == (2, 4) and result.is_causal
-    np.testing.assert_allclose(result.attentions.astype(np.float32).sum(-1), 1, atol=2e-3)
-    got = inside_head(TEXT, 1, 2, 4, model_id=path)
-    assert not got.available
-    assert got.reason.startswith(NOT_AVAILABLE) and "rotary" in got.reason
-    assert got.query_vector is None and got.scores is None and got.weights is None
-    np.testing.assert_array_equal(got.model_weights, result.head(1, 2)[4])
-    # Value norms do not involve queries and keys: rotary positions leave them right.
+    result = extract_attention(TEXT, model_id=path)
+    assert result.recorded and result.is_causal and result.num_kv_heads == 4
     ref = reference(path, "llama")
+    base = _fresh(path).config.rope_parameters["rope_theta"]
+    seq = result.seq_len
+    for layer, head, query in ((1, 2, 4), (0, 0, seq - 1)):
+        got = inside_head(TEXT, layer, head, query, model_id=path)
+        assert got.available and got.rotary, got.reason
+        q_before, k_before = ref[layer]["q"][head].numpy(), ref[layer]["k"][head].numpy()
+        np.testing.assert_allclose(got.query_before, q_before[query], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got.keys_before, k_before, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got.query_vector, _rotate(q_before[query], [query], base)[0], atol=1e-4)
+        np.testing.assert_allclose(got.key_vectors, _rotate(k_before, np.arange(seq), base), atol=1e-4)
+        assert not np.allclose(got.query_before, got.query_vector, atol=1e-3) or query == 0  # the rotation moved it
+        assert got.rotation_difference < 1e-5 and got.output_difference < 1e-4
+        assert np.abs(got.weights - ref[layer]["attention"][head, query].numpy()).max() < TOL
+        np.testing.assert_array_equal(got.masked, np.arange(seq) > query)
+        assert got.kv_head == head and got.sharing == (head,)
+    # Value norms do not involve queries and keys: rotary positions leave them right.
     for layer in range(2):
         np.testing.assert_allclose(result.value_norms[layer], reference_value_norms(ref[layer]), rtol=TOL)
-    np.testing.assert_allclose(got.value_norms, result.value_norms[1, 2])
 
 
 @torch.no_grad()
 def test_a_causal_head_without_vectors_masks_only_the_keys_after_its_query(offered, more_models):
-    """A causal head whose vectors cannot be shown (rotary positions: no hooked entry) still names the
-    keys its query cannot see: those after it, never the query itself. Checked against a fresh copy of
-    the model (no hooks): the keys it gives no weight in any head of the layer."""
-    path = more_models["llama"]
+    """A causal head whose vectors cannot be shown (Bloom: ALiBi folded into its mask, so it runs eagerly
+    and its fused layout is not one the hooks know) still names the keys its query cannot see: those after
+    it, never the query itself. Checked against a fresh copy of the model (no hooks): the keys it gives no
+    weight in any head of the layer."""
+    path = more_models["bloom"]
     result = extract_attention(TEXT, model_id=path)
+    assert not result.recorded
     tokenizer = _tokenizer_from(path)
     enc = tokenizer(TEXT, return_tensors="pt")
     assert tokenizer.convert_ids_to_tokens(enc["input_ids"][0]) == result.tokens
@@ -332,19 +370,23 @@ def test_unknown_layout_says_why_and_the_rest_works(offered, more_models):
     np.testing.assert_array_equal(got.model_weights, result.head(0, 1)[2])
 
 
-def test_a_head_that_does_not_match_is_not_shown(settings, tiny_models, monkeypatch):
-    """When the model changes scores in a way the hooks do not see, the head says so (simulated here with
-    a wrong scale: the check against the model's own attention must catch it)."""
-    model = tiny_models["bert"]
-    extract_attention(TEXT, model_id=model)
-    layout = hooks.install(get_model(model).model)
-    monkeypatch.setattr(layout.layouts[0], "scaling", layout.layouts[0].scaling * 3)
+def test_a_head_that_does_not_match_is_not_shown(settings, tiny_models):
+    """When the recipe does not reproduce the model's own attention output, the head says so (simulated
+    here with a wrong scale for layer 0: the check against the model's output must catch it)."""
+    from dataclasses import replace
+
+    from attention_explorer.services.extraction import analyse
+
+    key, result = analyse(TEXT, tiny_models["bert"])
+    wrong = replace(result, scaling=result.scaling * np.array([3.0, 1.0]))
     inside.clear_vectors()
     try:
-        got = inside_head(TEXT, 0, 1, 2, model_id=model)
+        got = inside.inside_head_for(key, wrong, 0, 1, 2)
         assert not got.available and got.weights is None
-        assert got.reason.startswith("not available for this head, because") and "differ" in got.reason
-        assert inside_head(TEXT, 1, 1, 2, model_id=model).available  # layer 1 is untouched
+        assert got.reason.startswith("not available for this head, because") and "reproduce" in got.reason
+        assert got.output_difference > TOL
+        assert inside.inside_head_for(key, wrong, 1, 1, 2).available  # layer 1 is untouched
+        assert inside.inside_head_for(key, result, 0, 1, 2).available
     finally:
         inside.clear_vectors()
 

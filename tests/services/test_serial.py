@@ -17,7 +17,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 import numpy as np
 import pytest
 
-from attention_explorer.services import extract_attention
+from attention_explorer.services import extract_attention, ondemand
 from attention_explorer.services.analyses.exports import atlas_csv, view_csv_for, view_numbers
 from attention_explorer.services.analyses.views import View, ViewOptions
 from attention_explorer.services.model.loading import get_model
@@ -59,25 +59,39 @@ def test_json_holds_every_field_and_reads_back_independently(settings, tiny_mode
     text = SENTENCE if kind != "chinese" else "猫坐在垫子上因为它累了。"
     result = extract_attention(text, tiny_models[kind], pair)
     doc = json.loads(result.to_json())
-    assert doc["format"] == "attention-explorer-analysis" and doc["version"] == 1
+    assert doc["format"] == "attention-explorer-analysis" and doc["version"] == 2
     fields = doc["result"]
     assert set(fields) == {f.name for f in dataclasses.fields(AttentionResult)}
-    att = fields["attentions"]
-    assert att["dtype"] == "<f2" and att["shape"] == list(result.attentions.shape)
-    np.testing.assert_array_equal(read_array(att), result.attentions)  # exact, bit for bit
-    assert read_array(att).tobytes() == result.attentions.astype("<f2").tobytes()
+    assert fields["maps"] is None  # a recorded result: its queries, keys and recipe, not its maps
+    queries, keys = read_array(fields["queries"]), read_array(fields["keys"])
+    assert fields["queries"]["dtype"] == "<f4" and queries.shape[:3] == (result.num_layers, result.num_heads,
+                                                                          len(result.tokens))
+    np.testing.assert_array_equal(queries, result.queries)  # exact, bit for bit
+    np.testing.assert_array_equal(keys, result.keys)
+    # the maps again from the JSON alone, with numpy: softmax(q·kᵀ · scaling), later keys hidden when causal
+    scaling = read_array(fields["scaling"])
+    n = len(result.tokens)
+    for layer, head in ((0, 0), (result.num_layers - 1, result.num_heads - 1)):
+        scores = queries[layer, head].astype(np.float64) @ keys[layer, head].astype(np.float64).T * scaling[layer]
+        if fields["is_causal"]:
+            scores[np.triu_indices(n, 1)] = -np.inf
+        weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+        weights /= weights.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(ondemand.head(result.recipe(layer), head), weights, atol=1e-5)  # exact
+        np.testing.assert_allclose(result.head(layer, head), weights, atol=1e-3)  # as held: float16
     np.testing.assert_array_equal(read_array(fields["special_mask"]), result.special_mask)
     assert fields["tokens"] == result.tokens
     assert fields["token_ids"] == result.token_ids
     assert fields["offsets"] == [list(o) for o in result.offsets]
     assert fields["text"] == text and fields["text_pair"] == pair and fields["model_id"] == result.model_id
-    assert doc["shapes"]["attentions"] == list(result.attentions.shape)
+    assert doc["shapes"]["queries"] == list(result.queries.shape)
     if result.value_norms is not None:
         np.testing.assert_array_equal(read_array(fields["value_norms"]), result.value_norms)
     back = AttentionResult.from_json(result.to_json())
     assert_same(result, back)
     assert back.offsets == result.offsets and all(isinstance(o, tuple) for o in back.offsets)
-    assert back.attentions.flags.writeable and back.attentions.dtype == np.float16
+    assert back.queries.flags.writeable and back.attentions.dtype == np.float16
+    np.testing.assert_array_equal(back.attentions, result.attentions)
 
 
 def test_token_ids_are_the_tokenizers_ids(settings, tiny_models):
@@ -139,15 +153,15 @@ def _document(**changes) -> str:
 
 
 @pytest.mark.parametrize("text", [
-    "not json", "[]", json.dumps({"format": "something-else"}), _document(version=2), _document(version="1"),
+    "not json", "[]", json.dumps({"format": "something-else"}), _document(version=3), _document(version="1"),
     _document(result=None), _document(result__tokens=KeyError), _document(result__tokens=["a"]),
-    _document(result__attentions__data="***"),
-    _document(result__attentions__shape=[2, 3, 6, 5]),
-    _document(result__attentions__dtype="|O"),
-    _document(result__attentions__dtype="<U4"),
+    _document(result__maps__data="***"),
+    _document(result__maps__shape=[2, 3, 6, 5]),
+    _document(result__maps__dtype="|O"),
+    _document(result__maps__dtype="<U4"),
     _document(result__special_mask__shape=[7]),
     _document(result__token_ids=[1, 2]),
-    _document(shapes__attentions=[1, 1, 1, 1]),
+    _document(shapes__maps=[1, 1, 1, 1]),
     "[" * 200_000 + "]" * 200_000,  # nested too deep for json: RecursionError, refused like the rest
 ])
 def test_junk_is_refused_with_a_plain_message(text):
@@ -228,7 +242,7 @@ def test_csv_writes_float16_weights_with_the_fewest_digits_that_read_back_as_flo
     result = odd_result()
     att = result.attentions.copy()
     att[0, 0, 0] = picked
-    written = [r[6] for r in read_csv(dataclasses.replace(result, attentions=att).to_csv(layer=0, head=0))[1:7]]
+    written = [r[6] for r in read_csv(dataclasses.replace(result, maps=att).to_csv(layer=0, head=0))[1:7]]
     assert written[0] == "0.1" and float(np.float16(0.1)) == 0.0999755859375
     assert written == [str(np.float16(x)) for x in picked]  # numpy's own float16 text
     as_float32 = [str(np.float32(np.float16(x))) for x in picked]
@@ -271,12 +285,14 @@ def test_the_numbers_behind_each_view_are_what_it_shows(settings, tiny_models):
     raw = View(result, ViewOptions())
     grid = view_numbers(raw, "grid", layer=1)
     assert grid.matrices.shape == (1, heads, seq, seq) and grid.layers == [1] and grid.heads == list(range(heads))
-    np.testing.assert_array_equal(grid.matrices[0], result.layer(1))
+    shown = result.attentions.astype(np.float32)  # what the views show: the maps as float16
+    np.testing.assert_array_equal(grid.matrices[0], shown[1])
+    np.testing.assert_allclose(grid.matrices[0], result.layer(1), atol=1e-3)  # the exact maps, computed on demand
     mean = view_numbers(raw, "heatmap", layer=1, head="mean")
-    np.testing.assert_allclose(mean.matrices[0, 0], result.layer(1).mean(0), rtol=1e-6)
+    np.testing.assert_allclose(mean.matrices[0, 0], shown[1].mean(0), rtol=1e-6)
     assert mean.heads == ["mean"]
     one = view_numbers(raw, "arcs", layer=0, head=3)
-    np.testing.assert_array_equal(one.matrices[0, 0], result.head(0, 3))
+    np.testing.assert_array_equal(one.matrices[0, 0], shown[0, 3])
     assert view_numbers(raw, "arcs", layer=0, head="all").matrices.shape == (1, heads, seq, seq)
     assert view_numbers(raw, "overview").matrices.shape == (layers, heads, seq, seq)
     it = result.tokens.index("it")
@@ -309,3 +325,16 @@ def test_atlas_csv_has_a_row_per_head():
     rows = read_csv(atlas_csv(metrics, np.array([["broad", "local, tight"]])))
     assert rows == [["layer", "head", "type", "entropy", "local"], ["0", "0", "broad", "0.5", "1.0"],
                     ["0", "1", "local, tight", "0.25", "0.125"]]
+
+
+def test_a_version_1_document_still_reads():
+    """Format version 1 called the maps "attentions" (the JSON people downloaded before issue 17)."""
+    result = odd_result()
+    doc = json.loads(result.to_json())
+    assert doc["version"] == 2 and "maps" in doc["result"] and "attentions" not in doc["result"]
+    doc["version"] = 1
+    doc["result"] = {("attentions" if k == "maps" else k): v for k, v in doc["result"].items()}
+    doc["shapes"] = {("attentions" if k == "maps" else k): v for k, v in doc["shapes"].items()}
+    back = AttentionResult.from_json(json.dumps(doc))
+    np.testing.assert_array_equal(back.attentions, result.attentions)
+    assert back.attentions.dtype == np.float16 and back.tokens == result.tokens

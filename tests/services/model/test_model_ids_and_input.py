@@ -145,18 +145,19 @@ def test_a_typed_model_folder_that_fails_to_load_names_no_other_path(settings, t
 
 def test_character_limit_is_checked_before_any_per_character_work(settings, tiny_models, monkeypatch):
     real = validation.clean_text
+    limit = settings.char_limit
 
     def bounded(text):
-        assert len(text) <= 5000, "looked at every character of an over-long text"
+        assert len(text) <= limit, "looked at every character of an over-long text"
         return real(text)
 
     monkeypatch.setattr(validation, "clean_text", bounded)
     monkeypatch.setattr(forward, "get_model", lambda *_: pytest.fail("model loaded"))
-    for size in (5001, 5_000_000):
-        with pytest.raises(InputError, match=f"{size:,} characters; the limit is 5,000"):
+    for size in (limit + 1, 5_000_000):
+        with pytest.raises(InputError, match=f"{size:,} characters; the limit is {limit:,}"):
             extract_attention("a" * size, tiny_models["bert"])
     with pytest.raises(InputError, match="second sentence"):
-        extract_attention("fine", tiny_models["bert"], text_pair="b" * 6000)
+        extract_attention("fine", tiny_models["bert"], text_pair="b" * (limit + 1000))
 
 
 @pytest.mark.parametrize("text", ["\u200b\u200b\u200b", "\u200d", "\u0301\u0302\u0303", "\u200b\u0301\ufeff"])

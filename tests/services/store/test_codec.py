@@ -73,7 +73,7 @@ def test_new_fields_travel_without_changing_the_codec(monkeypatch):
          ("target_tokens", object, None), ("extra", "dict[str, tuple] | None", None)],
         bases=(AttentionResult,), frozen=True, eq=False, namespace={"__module__": AttentionResult.__module__})
     monkeypatch.setattr(codec, "AttentionResult", extended)
-    base = dict(tokens=["a", "b"], attentions=np.eye(2, dtype=np.float16).reshape(1, 1, 2, 2), model_id="m",
+    base = dict(tokens=["a", "b"], maps=np.eye(2, dtype=np.float16).reshape(1, 1, 2, 2), model_id="m",
                 truncated=False, special_mask=np.zeros(2, bool), word_ids=[0, 1], segment_ids=[0, 0],
                 is_causal=False, unknown_share=0.0, unknown_count=0, token_count_before_truncation=2,
                 token_limit=8, text="a b")
@@ -125,7 +125,7 @@ def _forge(header: dict, data: bytes) -> bytes:
 
 
 def test_forged_headers_are_refused(settings, tiny_models):
-    fields = {"tokens": ["a"], "attentions": {"__array__": 0}, "model_id": "m", "truncated": False,
+    fields = {"tokens": ["a"], "maps": {"__array__": 0}, "model_id": "m", "truncated": False,
               "special_mask": {"__array__": 1}, "word_ids": [0], "segment_ids": [0],
               "is_causal": False, "unknown_share": 0.0, "unknown_count": 0, "token_count_before_truncation": 1,
               "token_limit": 1, "text": "a"}

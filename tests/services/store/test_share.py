@@ -70,7 +70,7 @@ def test_texts_the_app_would_not_analyse_are_refused(settings):
     with pytest.raises(InputError):
         share.store_text("   ")
     with pytest.raises(InputError):
-        share.store_text("x" * (settings.max_chars + 1))
+        share.store_text("x" * (settings.char_limit + 1))
     with pytest.raises(TypeError):
         share.store_text("fine", model=3)
 
