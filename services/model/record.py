@@ -378,10 +378,12 @@ class _Recorder:
 
 
 def _numpy(t) -> np.ndarray:
-    """A float32 copy of a tensor on the CPU (half-precision models too: maps are computed in float32)."""
+    """A copy of a tensor on the CPU: float16 for a float16 model (what it computed, half the bytes),
+    float32 otherwise (numpy has no bfloat16). Maps are always computed in float32."""
     import torch
 
-    return t.detach().to("cpu", torch.float32).contiguous().numpy().copy()
+    dtype = torch.float16 if t.dtype == torch.float16 else torch.float32
+    return t.detach().to("cpu", dtype).contiguous().numpy().copy()
 
 
 def _value_norms(value, out_proj, heads: int) -> np.ndarray:
