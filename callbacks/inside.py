@@ -61,20 +61,59 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
         notes.append(_("Showing the {shown} tokens it weighs most, of {total}; together they get {share} of its "
                        "attention.").format(shown=len(keys), total=len(key_tokens), share=f"{float(weights[keys].sum()):.0%}"))
     if inside.available:
-        notes.append(_("Check: these weights equal the model's own within {difference} (scale {scale}, d = {d}).")
-                     .format(difference=f"{inside.max_difference:.1g}", scale=f"{inside.scale:.4g}", d=inside.d_head))
+        notes += recipe_notes(inside)
+        before = (inside.query_before, inside.keys_before[keys]) if inside.rotary else (None, None)
         vectors = inside_vectors_figure(inside.query_vector, inside.key_vectors[keys], inside.products[keys],
-                                        labels, query)
+                                        labels, query, *before)
     else:
         notes.append(_("Steps 1–4 cannot be shown: {reason}").format(reason=translate(inside.reason)))
         vectors = empty_figure(_("The vectors cannot be shown: {reason}").format(reason=translate(inside.reason)))
-    steps = {"scores": inside.scores[keys] if inside.available else None,
+    recorded = inside.available and inside.scaled_scores is not None
+    steps = {"scores": inside.scores[keys] if inside.available and not recorded else None,
+             "scaled_scores": inside.scaled_scores[keys] if recorded else None,
+             "capped_scores": inside.scores[keys] if recorded and inside.softcap else None,
              "weights": weights[keys], "model_weights": inside.model_weights[keys] if inside.available else None,
              "value_norms": inside.value_norms[keys] if inside.value_norms is not None else None,
              "weighted": inside.weighted[keys] if inside.weighted is not None else None}
     out.update(inside_vectors=vectors, inside_weights=inside_weights_figure(steps, labels, inside.masked[keys]),
                inside_status=[html.Div(note) for note in notes])
     return out
+
+
+def recipe_notes(inside) -> list[str]:
+    """What the head's scores are made of, and the checks against the model, in plain words."""
+    if inside.scaled_scores is None:  # an eagerly computed result: checked against the model's own row
+        return [_("Check: these weights equal the model's own within {difference} (scale {scale}, d = {d}).")
+                .format(difference=f"{inside.max_difference:.1g}", scale=f"{inside.scale:.4g}", d=inside.d_head)]
+    notes = []
+    root = inside.d_head ** -0.5
+    if abs(inside.scale - root) <= 1e-6 * root:
+        notes.append(_("Scores are q·k × 1/√d = {scale} (d = {d}).").format(scale=f"{inside.scale:.4g}", d=inside.d_head))
+    else:
+        notes.append(_("Scores are q·k × {scale}: this model's own scaling, not 1/√d = {root} (d = {d}).").format(
+            scale=f"{inside.scale:.4g}", root=f"{root:.4g}", d=inside.d_head))
+    if inside.rotary:
+        notes.append(_("Rotary positions: the query and the keys are turned by an angle that grows with their "
+                       "position before q·k (step 2), so q·k depends on how far apart the tokens are. Check: the "
+                       "model's own rotation of the vectors before gives the vectors after within {difference}.")
+                     .format(difference=f"{inside.rotation_difference:.1g}"))
+    if inside.softcap:
+        notes.append(_("Soft-cap: each score becomes {cap}·tanh(score / {cap}), so no score exceeds ±{cap} (step 4b).")
+                     .format(cap=f"{inside.softcap:g}"))
+    if inside.window:
+        notes.append(_("Sliding window: each token sees the {window} tokens up to itself; the others are masked.")
+                     .format(window=inside.window))
+    if inside.sink is not None:
+        notes.append(_("A learned sink takes part of the softmax: this row's weights add up to {total}, not 1.")
+                     .format(total=f"{float(np.nansum(inside.weights)):.3f}"))
+    if inside.kv_heads and len(inside.sharing) > 1:
+        notes.append(_("Grouped-query attention: heads {first}–{last} share key/value head {kv} (of {kv_heads}): the "
+                       "same keys and values, each head with its own queries.").format(
+            first=inside.sharing[0], last=inside.sharing[-1], kv=inside.kv_head, kv_heads=inside.kv_heads))
+    if inside.output_difference == inside.output_difference:  # not NaN
+        notes.append(_("Check: these weights times the values give the model's own attention output for this token "
+                       "within {difference}.").format(difference=f"{inside.output_difference:.1g}"))
+    return notes
 
 
 def csv(result, state, view, max_rows: int) -> str:

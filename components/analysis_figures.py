@@ -196,12 +196,16 @@ def inside_keys(weights: np.ndarray, limit: int = INSIDE_MAX_KEYS) -> np.ndarray
 
 
 def inside_vectors_figure(query_vector: np.ndarray, key_vectors: np.ndarray, products: np.ndarray,
-                          labels: list[str], query_label: str) -> dict:
-    """Steps 1-3 of ``softmax(q·k/√d)``: the query vector (one row), each key vector (a row a key token)
-    and their elementwise products, over the head's dimensions, on one diverging scale per panel."""
+                          labels: list[str], query_label: str, query_before: np.ndarray | None = None,
+                          keys_before: np.ndarray | None = None) -> dict:
+    """Steps 1-3 of the head's scores: the query vector (one row), each key vector (a row a key token)
+    and their elementwise products, over the head's dimensions, on one diverging scale per panel. With
+    ``query_before`` / ``keys_before`` (rotary models) the vectors before rotation come first: each
+    token's pair of dimensions turned by an angle that grows with its position."""
     rows, d = key_vectors.shape
     names = [safe_label(label) for label in labels]
     top = 0.84 if rows > 6 else 0.7
+    rotary = query_before is not None and keys_before is not None
 
     def heat(z, x, y, text, vmax, colorbar=None):
         trace = {"type": "heatmap", "z": typed_array(np.asarray(z, dtype=np.float32)), "xaxis": x, "yaxis": y,
@@ -212,29 +216,44 @@ def inside_vectors_figure(query_vector: np.ndarray, key_vectors: np.ndarray, pro
             trace["colorbar"] = colorbar
         return trace
 
-    vmax_qk = float(max(np.abs(query_vector).max(), np.abs(key_vectors).max(), 1e-6))
+    vectors = [query_vector, key_vectors] + ([query_before, keys_before] if rotary else [])
+    vmax_qk = float(max(max(float(np.abs(v).max()) for v in vectors), 1e-6))
     vmax_p = float(max(np.abs(products).max(), 1e-6))
-    data = [
-        heat(query_vector[None, :], "x", "y", [[_("query “{token}”").format(token=safe_label(query_label))] * d],
-             vmax_qk),
-        heat(key_vectors, "x2", "y2", [[_("key “{token}”").format(token=n)] * d for n in names], vmax_qk),
-        heat(products, "x3", "y3", [[_("q × k “{token}”").format(token=n)] * d for n in names], vmax_p,
-             colorbar={"title": {"text": "q × k", "side": "right"}, "thickness": 12, "len": top}),
-    ]
+    query_name = safe_label(query_label)
+    panels = []  # (query, keys, query hover, key hover, title, scale)
+    if rotary:
+        panels.append((query_before, keys_before, _("query “{token}” before rotation"),
+                       _("key “{token}” before rotation"), _("1. query and keys (before rotation)"), vmax_qk))
+        panels.append((query_vector, key_vectors, _("query “{token}” after rotation"), _("key “{token}” after rotation"),
+                       _("2. turned by position (rotary)"), vmax_qk))
+    else:
+        panels.append((query_vector, key_vectors, _("query “{token}”"), _("key “{token}”"),
+                       _("1-2. query and keys (dimensions)"), vmax_qk))
+    panels.append((None, products, None, _("q × k “{token}”"), _("3. q × k, dimension by dimension"), vmax_p))
+    gap = 0.04
+    width = (1.0 - gap * (len(panels) - 1)) / len(panels)
+    data, layout_axes = [], {}
     axis = {"showgrid": False, "zeroline": False, "ticks": ""}
     token_axis = {**axis, "tickmode": "array", "tickvals": list(range(rows)), "ticktext": names,
                   "autorange": "reversed", "tickfont": {"size": 11}}
-    layout = _base_layout(
-        height=int(min(2000, max(300, 18 * rows + 170))), margin={"l": 110, "r": 30, "t": 40, "b": 40},
-        xaxis={**axis, "domain": [0, 0.47], "anchor": "y", "showticklabels": False},
-        yaxis={**axis, "domain": [top + 0.04, 1.0], "tickmode": "array", "tickvals": [0],
-               "ticktext": [f"q: “{safe_label(query_label)}”"], "fixedrange": True},
-        xaxis2={**axis, "domain": [0, 0.47], "anchor": "y2", "title": {"text": _("1-2. query and keys (dimensions)")}},
-        yaxis2={**token_axis, "domain": [0, top]},
-        xaxis3={**axis, "domain": [0.53, 1.0], "anchor": "y3", "title": {"text": _("3. q × k, dimension by dimension")}},
-        yaxis3={**token_axis, "domain": [0, top], "showticklabels": False, "matches": "y2"},
-        hovermode="closest",
-    )
+    for i, (query, keys, query_hover, key_hover, title, vmax) in enumerate(panels):
+        left = i * (width + gap)
+        domain = [left, left + width]
+        xq, yq, xk, yk = f"x{2 * i + 1}", f"y{2 * i + 1}", f"x{2 * i + 2}", f"y{2 * i + 2}"
+        last = i == len(panels) - 1
+        colorbar = ({"title": {"text": "q × k", "side": "right"}, "thickness": 12, "len": top} if last else None)
+        if query is not None:
+            data.append(heat(query[None, :], xq, yq, [[query_hover.format(token=query_name)] * d], vmax))
+            layout_axes["xaxis" + xq[1:]] = {**axis, "domain": domain, "anchor": yq, "showticklabels": False}
+            layout_axes["yaxis" + yq[1:]] = {**axis, "domain": [top + 0.04, 1.0], "tickmode": "array", "tickvals": [0],
+                                             "ticktext": [f"q: “{query_name}”"] if i == 0 else [""],
+                                             "fixedrange": True, "anchor": xq}
+        data.append(heat(keys, xk, yk, [[key_hover.format(token=n)] * d for n in names], vmax, colorbar))
+        layout_axes["xaxis" + xk[1:]] = {**axis, "domain": domain, "anchor": yk, "title": {"text": title}}
+        layout_axes["yaxis" + yk[1:]] = {**token_axis, "domain": [0, top], "anchor": xk, "showticklabels": i == 0,
+                                         **({"matches": "y2"} if i else {})}
+    layout = _base_layout(height=int(min(2000, max(300, 18 * rows + 170))), margin={"l": 110, "r": 30, "t": 40, "b": 40},
+                          hovermode="closest", **layout_axes)
     return {"data": data, "layout": layout}
 
 
@@ -242,10 +261,12 @@ def inside_weights_figure(steps: dict[str, np.ndarray | None], labels: list[str]
     """Steps 4-7, a panel each, a bar a key token: the scores ``q·k/√d`` (masked keys marked, not drawn
     as zero), the softmax weights (with the model's own weights as dots), the value norms and the
     weighted result. ``steps`` holds "scores", "weights", "model_weights", "value_norms", "weighted"
-    (None where the model has none)."""
+    (None where the model has none); for today's models "scaled_scores" (q·k × the layer's own scaling)
+    and "capped_scores" (Gemma2's soft-cap) replace "scores"."""
     rows = len(labels)
     names = [safe_label(label) for label in labels]
-    panels = [("scores", _("4. score q·k/√d"), "#6c757d"), ("weights", _("5. weight"), "#3b528b"),
+    panels = [("scaled_scores", _("4. score q·k × scale"), "#6c757d"), ("scores", _("4. score q·k/√d"), "#6c757d"),
+              ("capped_scores", _("4b. soft-capped score"), "#8c6d31"), ("weights", _("5. weight"), "#3b528b"),
               ("value_norms", _("6. ‖f(x)‖"), "#21918c"), ("weighted", _("7. weight × ‖f(x)‖"), "#e4572e")]
     panels = [p for p in panels if steps.get(p[0]) is not None]
     width = 1.0 / max(len(panels), 1)

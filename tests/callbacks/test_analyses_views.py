@@ -220,9 +220,10 @@ def test_inside_a_head_tab(handle):
     vectors = out["inside_vectors"]["data"]
     q, keys, products = (decode(t["z"]) for t in vectors)
     np.testing.assert_allclose(products, keys * q, rtol=1e-5, atol=1e-6)
-    scores = np.asarray(bars["4. score q·k/√d"]["x"])
+    scores = np.asarray(bars["4. score q·k × scale"]["x"])
     np.testing.assert_allclose(scores, (keys @ q[0]) / np.sqrt(keys.shape[1]), rtol=1e-4, atol=1e-4)
-    assert "equal the model's own" in str(out["inside_status"])
+    status = str(out["inside_status"])
+    assert "q·k × 1/√d" in status and "the model's own attention output for this token within" in status
     chosen = view(handle, ids.TAB_INSIDE, layer=2, head=ids.HEAD_ALL, token=3)
     assert chosen["token"] is no_update and "query “sat”" in str(chosen["inside_status"])
     assert "Showing head 0" in str(chosen["inside_status"])
@@ -234,4 +235,4 @@ def test_inside_a_causal_head_marks_the_masked_keys(settings, tiny_models):
     masked = [t for t in out["inside_weights"]["data"] if t["type"] == "scatter" and t.get("text", [""])[0] == "masked"]
     assert masked and masked[0]["y"] == list(range(4, handle["tokens"]))  # the keys after the query
     bars = {t["name"]: t for t in out["inside_weights"]["data"] if t["type"] == "bar"}
-    assert all(w == 0 for w in bars["5. weight"]["x"][4:]) and all(s == 0 for s in bars["4. score q·k/√d"]["x"][4:])
+    assert all(w == 0 for w in bars["5. weight"]["x"][4:]) and all(s == 0 for s in bars["4. score q·k × scale"]["x"][4:])
