@@ -32,8 +32,8 @@ pair            one of ``PAIRS`` (the pair filter)                none (all of i
 step            whole number 1 .. n_tokens (a generated token)    clamped; default 1
 continue        whole number 0 .. ATTN_MAX_NEW_TOKENS             clamped; default 0
 example         whole number 0 .. n_examples - 1                  none
-text, pair,     a string of at most ``MAX_TEXT_CHARS`` characters  refused with a message
-target
+text, pair,     a string of at most ``MAX_TEXT_CHARS`` characters, refused with a message
+target          valid Unicode (no lone surrogate)
 handle          see ``Handle.parse``                              none (analyse again)
 click / hover   Plotly event data with finite numbers             none
 ==============  ================================================  =======================
@@ -132,7 +132,8 @@ class TextRefused(ValueError):
 
 def text(value: Any, what: str = N_("text")) -> str | None:
     """A text field: a string (possibly empty) or None. Length against the configured limit is the
-    services' job; this refuses non-strings and junk so long that reading it is already work."""
+    services' job; this refuses non-strings, junk so long that reading it is already work, and text
+    holding a lone surrogate (half of a character: no answer that quotes it could be sent back)."""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -140,6 +141,12 @@ def text(value: Any, what: str = N_("text")) -> str | None:
     if len(value) > MAX_TEXT_CHARS:
         raise TextRefused(_("The {what} is far too long ({count} characters).").format(what=translate(what),
                                                                                         count=f"{len(value):,}"))
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as broken:  # a lone surrogate: what a cut emoji leaves in a browser's text box
+        raise TextRefused(_("The {what} holds a broken character at position {position} (half of an emoji or "
+                            "symbol, cut when it was copied). Delete it and try again.")
+                          .format(what=translate(what), position=f"{broken.start + 1:,}")) from None
     return value
 
 

@@ -10,6 +10,7 @@ not serve (``/_dash-component-suites/dash/../../etc/passwd``) is a 404, where Da
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -86,7 +87,30 @@ def harden(app: Dash) -> None:
         if isinstance(exc, HTTPException):
             return exc
         if request.path == path:
-            log.warning("malformed callback request answered 400: %r", exc)
+            # Never the exception's message: Dash's (InvalidCallbackReturnValue ...) quote the callback's
+            # values, i.e. a person's text. The kind of failure and the callback's outputs say enough.
+            log.warning("malformed callback request answered 400: %s in the callback for %s",
+                        type(exc).__name__, _callback_named())
             return jsonify({"message": "The request could not be handled."}), 400
-        log.error("request failed", exc_info=exc)
+        log.error("request failed: %s\n%s", type(exc).__name__, where(exc))
         return jsonify({"message": "Something went wrong on the server."}), 500
+
+
+def _callback_named() -> str:
+    """The outputs the request names (component ids and properties: never a value), shortened."""
+    body = request.get_json(silent=True)
+    output = body.get("output") if isinstance(body, Mapping) else None
+    return output[:200] if isinstance(output, str) else "(unknown)"
+
+
+def where(exc: BaseException) -> str:
+    """A traceback without the exceptions' messages (which may quote what a person typed): the frames
+    of ``exc`` and of the exceptions it was raised from, each ending with its exception's type."""
+    parts = []
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+        parts.append(f"{frames}{type(exc).__module__}.{type(exc).__qualname__}")
+        exc = exc.__cause__ or exc.__context__
+    return "\n(raised while handling)\n".join(reversed(parts))

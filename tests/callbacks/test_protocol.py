@@ -113,3 +113,80 @@ def test_script_paths_dash_does_not_serve_get_404(app_and_client):
         response = client.get(path)
         assert response.status_code == 404, (path, response.status_code)
         assert b"Traceback" not in response.data and b"registered" not in response.data
+
+
+# ---------------------------------------------------------------------------------------------- a person's text in logs
+
+MARKER = "private words of a person"
+
+
+def _analyze_body(client, values: dict) -> dict:
+    deps = client.get("/_dash-dependencies").get_json()
+    spec = next(d for d in deps if any(i["id"] == ids.MODEL for i in d["inputs"]) and f"{ids.STATUS}." in d["output"])
+    output = spec["output"]
+    outputs = [dict(zip(("id", "property"), part.rsplit(".", 1))) for part in output[2:-2].split("...")]
+
+    def items(kind):
+        return [{"id": i["id"], "property": i["property"], "value": values.get(i["id"])} for i in spec[kind]]
+
+    return {"output": output, "outputs": outputs, "inputs": items("inputs"), "state": items("state"),
+            "changedPropIds": [f"{ids.ANALYZE}.n_clicks"]}
+
+
+def test_a_lone_surrogate_in_the_target_is_a_message_on_screen_and_never_logged(make_app, s2s, caplog):
+    """Issue 19: a lone surrogate in an encoder-decoder's target box answered HTTP 400 (the answer,
+    echoing the target, could not be encoded), nothing on screen, and the log line quoted the text."""
+    from attention_explorer.services import config
+
+    client = make_app(models=config.get_settings().models, max_new_tokens=6).server.test_client()
+    values = {ids.TEXT: "The cat sat on the mat.", ids.ANALYZE: 1, ids.LAYER: 0, ids.HEAD: ids.HEAD_ALL,
+              ids.MODEL: s2s["bart"], ids.TARGET: f"{MARKER} \ud83d and more"}
+    caplog.set_level("DEBUG")
+    response = post(client, _analyze_body(client, values))
+    assert response.status_code == 200, response.data[:300]
+    status = json.dumps(response.get_json()["response"][ids.STATUS]["children"], ensure_ascii=False)
+    assert "broken character at position 27" in status and "target" in status
+    assert ids.HANDLE not in response.get_json()["response"]  # refused: nothing analysed
+    assert MARKER not in caplog.text
+    good = post(client, _analyze_body(client, {**values, ids.TARGET: "le chat"}))  # the control: it runs
+    assert good.status_code == 200 and ids.HANDLE in good.get_json()["response"]
+
+
+def test_a_callback_answer_dash_cannot_send_is_logged_without_its_values(make_app, monkeypatch, caplog):
+    """Whatever a callback returns that Dash cannot serialise: 400, and the log names the failure and
+    the callback, never the values (Dash's own message quotes them all)."""
+    from dash import no_update
+
+    from attention_explorer.callbacks import analyze
+
+    client = make_app().server.test_client()
+    monkeypatch.setattr(analyze, "analyze", lambda values, example=None: {
+        **{name: no_update for name in analyze.OUTPUTS}, "share": {"text": f"{MARKER} \ud800"}})
+    caplog.set_level("DEBUG")
+    response = post(client, _analyze_body(client, {ids.TEXT: "the cat", ids.ANALYZE: 1}))
+    assert response.status_code == 400 and b"Traceback" not in response.data
+    assert "malformed callback request answered 400: InvalidCallbackReturnValue in the callback for .." in caplog.text
+    assert MARKER not in caplog.text
+
+
+def test_an_unexpected_failure_logs_where_but_not_what(make_app, caplog):
+    from attention_explorer.callbacks.protocol import where
+
+    app = make_app()
+
+    @app.server.get("/_boom")
+    def boom():
+        try:
+            raise KeyError(MARKER)
+        except KeyError as exc:
+            raise ValueError(f"while reading {MARKER}") from exc
+
+    caplog.set_level("DEBUG")
+    response = app.server.test_client().get("/_boom")
+    assert response.status_code == 500 and MARKER.encode() not in response.data
+    assert "request failed: ValueError" in caplog.text and "in boom" in caplog.text and "builtins.KeyError" in caplog.text
+    assert MARKER not in caplog.text
+    try:
+        raise RuntimeError(MARKER)
+    except RuntimeError as exc:
+        assert MARKER not in where(exc) and where(exc).endswith("builtins.RuntimeError")
