@@ -100,7 +100,8 @@ class Settings:
     auth_header: str = "X-Forwarded-User"  # the proxy's authenticated-user header, for auth "proxy"
     auth_proxy_from: tuple[str, ...] = ("127.0.0.1", "::1")  # addresses allowed to send that header
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For / -Proto are believed
-    signin_failures: str = "10/minute"  # failed sign-ins allowed per address before 429
+    signin_failures: str = "10/minute"  # failed sign-ins allowed per user name before 429 (for that name only)
+    signin_failures_per_address: str = "30/minute"  # failed sign-ins allowed per client address, whatever the names
     # Pages that may show the app in a frame (CSP frame-ancestors sources); none by default. A notebook's
     # show_dashboard() allows the local notebook servers (components.notebook.NOTEBOOK_FRAME_ANCESTORS).
     frame_ancestors: tuple[str, ...] = ()
@@ -132,7 +133,7 @@ class Settings:
             raise ValueError("auth 'basic' needs a users file (ATTN_USERS_FILE)")
         if self.auth == "proxy" and not self.auth_header.strip():
             raise ValueError("auth 'proxy' needs the name of the proxy's user header (ATTN_AUTH_HEADER)")
-        for name in ("rate_limit", "signin_failures"):
+        for name in ("rate_limit", "signin_failures", "signin_failures_per_address"):
             value = getattr(self, name)
             if value:
                 from limits import parse_many
@@ -179,6 +180,7 @@ class Settings:
             auth_proxy_from=_env_list("ATTN_AUTH_PROXY_FROM", ("127.0.0.1", "::1")),
             trusted_proxies=_env_int("ATTN_TRUSTED_PROXIES", 0),
             signin_failures=os.environ.get("ATTN_SIGNIN_FAILURES", "").strip() or "10/minute",
+            signin_failures_per_address=os.environ.get("ATTN_SIGNIN_FAILURES_PER_ADDRESS", "").strip() or "30/minute",
             frame_ancestors=_env_list("ATTN_FRAME_ANCESTORS", ()),
         )
         cache_dir = os.environ.get("ATTN_CACHE_DIR", "").strip()

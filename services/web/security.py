@@ -11,8 +11,11 @@ Flask only (no Dash): ``install(server, settings, script_hashes)`` is called by 
   users file (``services.users``: werkzeug's scrypt hashes); ``proxy`` trusts the user header
   (``ATTN_AUTH_HEADER``, default ``X-Forwarded-User``) set by an authenticating reverse proxy, and
   only from the addresses in ``ATTN_AUTH_PROXY_FROM``. Every route needs it except ``/healthz``.
-  Failed basic sign-ins are limited per address (``ATTN_SIGNIN_FAILURES``, 429 past it), so a guesser
-  cannot make the server hash passwords all day.
+  Failed basic sign-ins are counted per user name (``ATTN_SIGNIN_FAILURES``) and per client address
+  (``ATTN_SIGNIN_FAILURES_PER_ADDRESS``), 429 past either, so a guesser cannot make the server hash
+  passwords all day, a guess at one name locks out that name only (not everyone behind the same proxy),
+  and a spray of names from one address is still limited. A name and password this process already
+  accepted pass without hashing and without those counts.
 - **Headers** on every response: a Content-Security-Policy that allows this origin only (Dash's
   inline scripts by their hashes, ``data:`` images for Plotly), ``frame-ancestors 'none'`` and
   ``X-Frame-Options: DENY``, ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``, and
@@ -108,6 +111,7 @@ class SignIn:
         self.header = settings.auth_header
         self.proxy_from = {a.strip() for a in settings.auth_proxy_from if a.strip()}
         self.failures = settings.signin_failures
+        self.address_failures = settings.signin_failures_per_address
         self.storage = ratelimit.storage_uri(settings)
         self.users = UserStore(settings.users_file) if self.mode == "basic" else None
         if self.users is not None:
@@ -116,31 +120,41 @@ class SignIn:
                 log.error("sign-in: %s (%s): nobody can sign in until it is fixed", self.users.error,
                           settings.users_file)
 
-    def user(self) -> tuple[str | None, int]:
-        """(the signed-in user or None, seconds to wait when too many sign-ins failed from here)."""
+    def user(self) -> tuple[str | None, tuple[str, int] | None]:
+        """(the signed-in user or None, why to wait when too many sign-ins failed: ``("name", seconds)``
+        for this name, ``("address", seconds)`` for this address; None when nothing is to wait for)."""
         if self.mode == "proxy":
             original = request.environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR", request.remote_addr)
             if original not in self.proxy_from:
-                return None, 0
+                return None, None
             name = request.headers.get(self.header, "").strip()
-            return (name[:128] or None), 0
+            return (name[:128] or None), None
         auth = request.authorization
         if auth is None or auth.type != "basic" or not auth.username:
-            return None, 0
+            return None, None
+        name, password = auth.username[:128], auth.password or ""
+        if self.users.remembered(name, password):
+            return name, None  # signed in before in this process: a guesser's failures never lock them out
+        # Failures are counted per name AND per address: a guesser at one name locks out only that name
+        # (not everyone behind the same proxy), and a spray of names from one address is still limited.
         address = request.remote_addr or "unknown"
-        wait = ratelimit.peek(self.failures, "signin-failure", address, self.storage)
-        if wait:
-            return None, wait
-        if self.users.verify(auth.username, auth.password or ""):
-            return auth.username, 0
-        log.warning("sign-in failed for %r from %s", auth.username[:64], address)
-        ratelimit.check(self.failures, "signin-failure", address, self.storage)
-        return None, 0
+        for scope, limit, who in (("name", self.failures, name), ("address", self.address_failures, address)):
+            wait = ratelimit.peek(limit, f"signin-failure-{scope}", who, self.storage)
+            if wait:
+                return None, (scope, wait)
+        if self.users.verify(name, password):
+            return name, None
+        log.warning("sign-in failed for %r from %s", name[:64], address)
+        ratelimit.check(self.failures, "signin-failure-name", name, self.storage)
+        ratelimit.check(self.address_failures, "signin-failure-address", address, self.storage)
+        return None, None
 
-    def refuse(self, wait: int) -> Response:
+    def refuse(self, wait: tuple[str, int] | None) -> Response:
         if wait:
-            response = plain(f"Too many failed sign-ins from your address: wait {wait} s and try again.", 429)
-            response.headers["Retry-After"] = str(wait)
+            scope, seconds = wait
+            where = "for this user name" if scope == "name" else "from your address"
+            response = plain(f"Too many failed sign-ins {where}: wait {seconds} s and try again.", 429)
+            response.headers["Retry-After"] = str(seconds)
             return response
         if self.mode == "proxy":
             return plain("Sign in through this server's front door (its proxy) to use Attention Explorer.", 403)

@@ -137,6 +137,23 @@ class UserStore:
                 self._stamp = stamp
             return self._users
 
+    def _token(self, name: str, password: str, hashed: str) -> bytes:
+        return hmac.new(self._key, "\0".join((name, password, hashed)).encode("utf-8", "surrogatepass"),
+                        hashlib.sha256).digest()
+
+    def remembered(self, name: str, password: str) -> bool:
+        """Whether this process already accepted ``name`` with ``password`` (and the entry has not
+        changed since): no hashing, so it costs nothing and no failure count applies to it."""
+        hashed = self.users().get(name)
+        if hashed is None:
+            return False
+        token = self._token(name, password, hashed)
+        with self._lock:
+            if token in self._accepted:
+                self._accepted.move_to_end(token)
+                return True
+        return False
+
     def verify(self, name: str, password: str) -> bool:
         from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -146,8 +163,7 @@ class UserStore:
                 self._dummy = generate_password_hash(secrets.token_hex(8))
             check_password_hash(self._dummy, password)  # the same cost as a real name
             return False
-        token = hmac.new(self._key, "\0".join((name, password, hashed)).encode("utf-8", "surrogatepass"),
-                         hashlib.sha256).digest()
+        token = self._token(name, password, hashed)
         with self._lock:
             if token in self._accepted:
                 self._accepted.move_to_end(token)

@@ -217,22 +217,57 @@ def test_basic_sign_in(make_app, users_file, monkeypatch):
     assert client.get("/", headers=_basic("alice", "correct horse battery"), environ_base=REMOTE).status_code == 401
 
 
-def test_failed_sign_ins_are_limited_per_address(make_app, users_file, monkeypatch):
+@pytest.fixture
+def two_users(users_file):
+    added = _users_cli(users_file, "add", "bob", "--password-stdin", password="bobs long password\n")
+    assert added.returncode == 0, added.stderr
+    return users_file
+
+
+def test_failed_sign_ins_lock_out_that_name_only(make_app, two_users, monkeypatch):
+    """Issue 19: failures were counted per address, so behind a proxy (every request from its address)
+    one guesser locked everyone out. Now a guess at one name locks out that name only."""
     import werkzeug.security
 
     from attention_explorer.services.web import ratelimit
 
     ratelimit.reset()
-    client = make_app(auth="basic", users_file=str(users_file), signin_failures="3/minute").server.test_client()
+    client = make_app(auth="basic", users_file=str(two_users), signin_failures="3/minute",
+                      signin_failures_per_address="100/minute").server.test_client()
+    alice = _basic("alice", "correct horse battery")
+    assert client.get("/", headers=alice, environ_base=REMOTE).status_code == 200  # alice signed in before
     for _ in range(3):
         assert client.get("/", headers=_basic("alice", "guess"), environ_base=REMOTE).status_code == 401
     monkeypatch.setattr(werkzeug.security, "check_password_hash", lambda *_: pytest.fail("hashed after the limit"))
     blocked = client.get("/", headers=_basic("alice", "guess again"), environ_base=REMOTE)
     assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) >= 1
-    assert "Too many failed sign-ins" in blocked.get_data(as_text=True)
+    assert "Too many failed sign-ins for this user name" in blocked.get_data(as_text=True)
+    elsewhere = client.get("/", headers=_basic("alice", "guess"), environ_base={"REMOTE_ADDR": "10.9.9.9"})
+    assert elsewhere.status_code == 429  # the name is locked from every address
+    # alice's own browser (already accepted by this process) is not locked out by the guesser
+    assert client.get("/", headers=alice, environ_base=REMOTE).status_code == 200
     monkeypatch.undo()
-    other = client.get("/", headers=_basic("alice", "guess"), environ_base={"REMOTE_ADDR": "10.9.9.9"})
-    assert other.status_code != 429  # another address has its own count
+    # bob, behind the same address (the proxy's), signs in as usual
+    assert client.get("/", headers=_basic("bob", "bobs long password"), environ_base=REMOTE).status_code == 200
+    ratelimit.reset()
+
+
+def test_a_spray_of_names_from_one_address_is_still_limited(make_app, two_users, monkeypatch):
+    import werkzeug.security
+
+    from attention_explorer.services.web import ratelimit
+
+    ratelimit.reset()
+    client = make_app(auth="basic", users_file=str(two_users), signin_failures="3/minute",
+                      signin_failures_per_address="5/minute").server.test_client()
+    for i in range(5):  # one failure per name: no name reaches its own limit
+        assert client.get("/", headers=_basic(f"user{i}", "guess"), environ_base=REMOTE).status_code == 401
+    monkeypatch.setattr(werkzeug.security, "check_password_hash", lambda *_: pytest.fail("hashed after the limit"))
+    blocked = client.get("/", headers=_basic("bob", "bobs long password"), environ_base=REMOTE)
+    assert blocked.status_code == 429 and "from your address" in blocked.get_data(as_text=True)
+    monkeypatch.undo()
+    other = client.get("/", headers=_basic("bob", "bobs long password"), environ_base={"REMOTE_ADDR": "10.9.9.9"})
+    assert other.status_code == 200  # another address has its own count, and bob's name none
     ratelimit.reset()
 
 
