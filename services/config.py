@@ -19,6 +19,7 @@ DEFAULT_MODELS = (DEFAULT_MODEL_ID, "bert-base-chinese", "gpt2")
 CACHE_TYPES = ("filesystem", "redis", "simple", "null")
 AUTH_MODES = ("", "basic", "proxy")
 CACHE_DIR_NAME = "attention-explorer"
+MIN_PROXY_SECRET_CHARS = 24
 MAX_NEW_TOKENS_CAP = 512  # ATTN_MAX_NEW_TOKENS above this is refused: generation is one forward pass a token
 DEVICES = ("cpu", "cuda", "auto")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -98,7 +99,11 @@ class Settings:
     auth: str = ""  # "" (no sign-in), "basic" (users file) or "proxy" (a reverse proxy's user header)
     users_file: str = ""  # "name:hash" lines for auth "basic" (python -m services.users add NAME)
     auth_header: str = "X-Forwarded-User"  # the proxy's authenticated-user header, for auth "proxy"
-    auth_proxy_from: tuple[str, ...] = ("127.0.0.1", "::1")  # addresses allowed to send that header
+    auth_proxy_from: tuple[str, ...] = ("127.0.0.1", "::1")  # addresses allowed to send that header ("unix": a Unix socket)
+    # Proof that a request came through the proxy (auth "proxy" needs it, or ATTN_AUTH_PROXY_FROM=unix):
+    # the proxy sends this secret in proxy_secret_header; a request without it is never signed in.
+    proxy_secret: str = field(default="", repr=False)
+    proxy_secret_header: str = "X-Attention-Proxy-Secret"
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For / -Proto are believed
     signin_failures: str = "10/minute"  # failed sign-ins allowed per user name before 429 (for that name only)
     signin_failures_per_address: str = "30/minute"  # failed sign-ins allowed per client address, whatever the names
@@ -133,6 +138,16 @@ class Settings:
             raise ValueError("auth 'basic' needs a users file (ATTN_USERS_FILE)")
         if self.auth == "proxy" and not self.auth_header.strip():
             raise ValueError("auth 'proxy' needs the name of the proxy's user header (ATTN_AUTH_HEADER)")
+        if self.proxy_secret and len(self.proxy_secret) < MIN_PROXY_SECRET_CHARS:
+            raise ValueError(f"the proxy secret (ATTN_PROXY_SECRET) must have at least {MIN_PROXY_SECRET_CHARS} "
+                             "characters: make one with  python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        if self.proxy_secret and not (self.proxy_secret.isascii() and self.proxy_secret.isprintable()):
+            raise ValueError("the proxy secret (ATTN_PROXY_SECRET) must be printable ASCII (it travels in a header)")
+        if self.auth == "proxy" and not self.proxy_secret and "unix" not in self.auth_proxy_from:
+            raise ValueError("auth 'proxy' needs proof that a request came through the proxy, since every account "
+                             "on this machine can reach 127.0.0.1: set ATTN_PROXY_SECRET to a long random string "
+                             "the proxy sends in the X-Attention-Proxy-Secret header, or serve gunicorn on a Unix "
+                             "socket only the proxy can reach and set ATTN_AUTH_PROXY_FROM=unix (docs/security.md)")
         for name in ("rate_limit", "signin_failures", "signin_failures_per_address"):
             value = getattr(self, name)
             if value:
@@ -178,6 +193,8 @@ class Settings:
             users_file=os.environ.get("ATTN_USERS_FILE", "").strip(),
             auth_header=os.environ.get("ATTN_AUTH_HEADER", "").strip() or "X-Forwarded-User",
             auth_proxy_from=_env_list("ATTN_AUTH_PROXY_FROM", ("127.0.0.1", "::1")),
+            proxy_secret=os.environ.get("ATTN_PROXY_SECRET", "").strip(),
+            proxy_secret_header=os.environ.get("ATTN_PROXY_SECRET_HEADER", "").strip() or "X-Attention-Proxy-Secret",
             trusted_proxies=_env_int("ATTN_TRUSTED_PROXIES", 0),
             signin_failures=os.environ.get("ATTN_SIGNIN_FAILURES", "").strip() or "10/minute",
             signin_failures_per_address=os.environ.get("ATTN_SIGNIN_FAILURES_PER_ADDRESS", "").strip() or "30/minute",

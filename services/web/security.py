@@ -9,8 +9,12 @@ Flask only (no Dash): ``install(server, settings, script_hashes)`` is called by 
   headers are ignored.
 - **Sign-in** (``ATTN_AUTH``, off by default): ``basic`` checks HTTP basic credentials against the
   users file (``services.users``: werkzeug's scrypt hashes); ``proxy`` trusts the user header
-  (``ATTN_AUTH_HEADER``, default ``X-Forwarded-User``) set by an authenticating reverse proxy, and
-  only from the addresses in ``ATTN_AUTH_PROXY_FROM``. Every route needs it except ``/healthz``.
+  (``ATTN_AUTH_HEADER``, default ``X-Forwarded-User``) set by an authenticating reverse proxy, only
+  from the addresses in ``ATTN_AUTH_PROXY_FROM`` and only with proof that only the proxy has (every
+  local account can reach 127.0.0.1): the shared secret ``ATTN_PROXY_SECRET`` in the
+  ``X-Attention-Proxy-Secret`` header (compared in constant time), and/or a Unix socket only the proxy
+  can reach (``ATTN_AUTH_PROXY_FROM=unix``). A user header without that proof is refused (403) and
+  logged, never believed. Every route needs sign-in except ``/healthz``.
   Failed basic sign-ins are counted per user name (``ATTN_SIGNIN_FAILURES``) and per client address
   (``ATTN_SIGNIN_FAILURES_PER_ADDRESS``), 429 past either, so a guesser cannot make the server hash
   passwords all day, a guess at one name locks out that name only (not everyone behind the same proxy),
@@ -24,6 +28,7 @@ Flask only (no Dash): ``install(server, settings, script_hashes)`` is called by 
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import sys
@@ -110,6 +115,8 @@ class SignIn:
         self.mode = settings.auth
         self.header = settings.auth_header
         self.proxy_from = {a.strip() for a in settings.auth_proxy_from if a.strip()}
+        self.secret = settings.proxy_secret.encode("ascii")
+        self.secret_header = settings.proxy_secret_header
         self.failures = settings.signin_failures
         self.address_failures = settings.signin_failures_per_address
         self.storage = ratelimit.storage_uri(settings)
@@ -120,15 +127,42 @@ class SignIn:
                 log.error("sign-in: %s (%s): nobody can sign in until it is fixed", self.users.error,
                           settings.users_file)
 
+    @staticmethod
+    def _peer() -> str:
+        """The address that connected to this server ('' for a Unix socket), whatever proxies say."""
+        original = request.environ.get("werkzeug.proxy_fix.orig", {})
+        address = original.get("REMOTE_ADDR", request.environ.get("REMOTE_ADDR"))
+        return address or ""
+
+    def from_proxy(self) -> bool:
+        """Whether the connection comes from an address in ``ATTN_AUTH_PROXY_FROM`` (``unix``: gunicorn's
+        Unix socket, where the connecting side has no address)."""
+        peer = self._peer()
+        return (peer in self.proxy_from) if peer else ("unix" in self.proxy_from)
+
+    def secret_matches(self) -> bool:
+        """Whether the request carries the proxy's secret (always true when none is configured, which
+        the settings allow only with ``ATTN_AUTH_PROXY_FROM=unix``). Compared in constant time."""
+        if not self.secret:
+            return True
+        given = request.headers.get(self.secret_header, "")
+        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self.secret)
+
     def user(self) -> tuple[str | None, tuple[str, int] | None]:
         """(the signed-in user or None, why to wait when too many sign-ins failed: ``("name", seconds)``
         for this name, ``("address", seconds)`` for this address; None when nothing is to wait for)."""
         if self.mode == "proxy":
-            original = request.environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR", request.remote_addr)
-            if original not in self.proxy_from:
+            name = request.headers.get(self.header, "").strip()[:128]
+            if not self.from_proxy():
+                if name:
+                    log.warning("proxy sign-in refused: a %s header from %s, which is not the proxy", self.header,
+                                self._peer() or "a Unix socket")
                 return None, None
-            name = request.headers.get(self.header, "").strip()
-            return (name[:128] or None), None
+            if name and not self.secret_matches():
+                log.warning("proxy sign-in refused: a %s header without the proxy's secret (from %s)", self.header,
+                            self._peer() or "a Unix socket")
+                return None, None
+            return (name or None), None
         auth = request.authorization
         if auth is None or auth.type != "basic" or not auth.username:
             return None, None

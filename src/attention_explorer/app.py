@@ -55,6 +55,10 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Dash:
         update_title=None,
         compress=True,  # flask-compress: gzip/brotli for the page, scripts and callback responses
     )
+    # Sign-in, body limit and security headers first (Flask runs before_request hooks in order: nobody
+    # who is not signed in reaches the callback endpoint's checks); the page's inline scripts are
+    # allowed by their hashes.
+    security.install(app.server, settings, script_hashes=app.csp_hashes)
     harden(app)
     cache.init_cache(app.server, settings)  # never raises: an unusable cache folder is logged, then skipped
     # Every component a callback names, the atlas's table (sent later) included. Set first: given no
@@ -70,8 +74,6 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Dash:
 
     app.layout = layout
     register_callbacks(app)
-    # Body limit, sign-in, security headers; the page's inline scripts are allowed by their hashes.
-    security.install(app.server, settings, script_hashes=app.csp_hashes)
 
     @app.server.after_request
     def remember_language(response):

@@ -271,13 +271,100 @@ def test_a_spray_of_names_from_one_address_is_still_limited(make_app, two_users,
     ratelimit.reset()
 
 
-def test_proxy_sign_in_trusts_the_header_only_from_the_proxy(make_app):
-    client = make_app(auth="proxy", auth_header="X-Forwarded-User").server.test_client()
-    assert client.get("/").status_code == 403  # from the proxy's address, but no user
-    assert client.get("/", headers={"X-Forwarded-User": "alice"}).status_code == 200
-    spoofed = client.get("/", headers={"X-Forwarded-User": "alice"}, environ_base=REMOTE)
-    assert spoofed.status_code == 403  # straight to the app, not through the proxy: not believed
-    assert client.get("/healthz", environ_base=REMOTE).get_json() == {"status": "ok"}
+SECRET = "s3cret-only-the-proxy-knows-0123456789"
+PROXIED = {"X-Attention-Proxy-Secret": SECRET}
+
+
+def _whoami(app) -> dict:
+    """A route that records who the app thinks is asking (the rate limits' person, /healthz's rule)."""
+    from flask import g
+
+    from attention_explorer.services.web import ratelimit
+
+    seen: dict = {}
+
+    @app.server.get("/_whoami")
+    def whoami():
+        seen.update(user=g.attn_user, id=ratelimit.client_id())
+        return "ok"
+
+    return seen
+
+
+def test_proxy_sign_in_needs_proof_only_the_proxy_has():
+    """Issue 19: any local account could send ``X-Forwarded-User: alice`` to 127.0.0.1 and be alice. The
+    proxy mode now refuses to start without a shared secret or a Unix socket."""
+    with pytest.raises(ValueError, match="ATTN_PROXY_SECRET"):
+        Settings(auth="proxy")
+    with pytest.raises(ValueError, match="at least 24 characters"):
+        Settings(auth="proxy", proxy_secret="short")
+    assert Settings(auth="proxy", proxy_secret=SECRET).proxy_secret == SECRET
+    assert SECRET not in repr(Settings(auth="proxy", proxy_secret=SECRET))  # never in a log of the settings
+    assert Settings(auth="proxy", auth_proxy_from=("unix",)).proxy_secret == ""
+
+
+def test_proxy_sign_in_believes_the_header_only_with_the_secret(make_app, caplog):
+    app = make_app(auth="proxy", proxy_secret=SECRET)
+    seen = _whoami(app)
+    client = app.server.test_client()
+    alice = {"X-Forwarded-User": "alice"}
+    # a local account going around the proxy: the header without the secret, or with a wrong one
+    for headers in (alice, {**alice, "X-Attention-Proxy-Secret": SECRET[:-1] + "x"},
+                    {**alice, "X-Attention-Proxy-Secret": ""}, {**alice, "X-Attention-Proxy-Secret": "é" * 40}):
+        assert client.get("/", headers=headers).status_code == 403, headers
+        seen.clear()
+        assert client.get("/_whoami", headers=headers).status_code == 403 and seen == {}  # never reaches the app
+    assert "without the proxy's secret" in caplog.text and SECRET not in caplog.text
+    assert client.get("/", headers=PROXIED).status_code == 403  # the proxy, but nobody signed in
+    assert client.get("/", headers={**alice, **PROXIED}).status_code == 200
+    assert client.get("/_whoami", headers={**alice, **PROXIED}).status_code == 200
+    assert seen == {"user": "alice", "id": "user:alice"}
+    # the secret from an address that is not the proxy's is not enough either
+    assert client.get("/", headers={**alice, **PROXIED}, environ_base=REMOTE).status_code == 403
+    assert client.get("/healthz", headers=alice, environ_base=REMOTE).get_json() == {"status": "ok"}
+
+
+def test_proxy_sign_in_over_a_unix_socket_needs_no_secret(make_app):
+    """gunicorn on a Unix socket (``-b unix:PATH``) gives the app no client address: with
+    ``ATTN_AUTH_PROXY_FROM=unix`` only that socket (whose permissions admit only the proxy) is believed."""
+    app = make_app(auth="proxy", auth_proxy_from=("unix",))
+    seen = _whoami(app)
+    client = app.server.test_client()
+    alice = {"X-Forwarded-User": "alice"}
+    assert client.get("/", headers=alice).status_code == 403  # over TCP from 127.0.0.1: any local account
+    assert client.get("/_whoami", headers=alice, environ_base={"REMOTE_ADDR": ""}).status_code == 200
+    assert seen == {"user": "alice", "id": "user:alice"}
+
+
+def test_rate_limits_count_per_proxy_user(make_app, tiny_models):
+    """With the secret, the proxy's user is the person the rate limit counts (before, anyone could
+    name a new person per request and never be limited)."""
+    from attention_explorer.components import ids
+    from attention_explorer.services.web import ratelimit
+    from tests.test_deploy import _dash_call
+
+    ratelimit.reset()
+    client = make_app(auth="proxy", proxy_secret=SECRET, rate_limit="2/minute").server.test_client()
+    values = {ids.TEXT_PAIR: None, ids.ANALYZE: 1, ids.LAYER: 0, ids.HEAD: ids.HEAD_ALL, ids.MODEL: tiny_models["bert"]}
+
+    def analyse(user: str, text: str, secret: bool = True) -> str:
+        client.environ_base.update({"HTTP_X_FORWARDED_USER": user})
+        if secret:
+            client.environ_base["HTTP_X_ATTENTION_PROXY_SECRET"] = SECRET
+        else:
+            client.environ_base.pop("HTTP_X_ATTENTION_PROXY_SECRET", None)
+        return _dash_call(client, {ids.ANALYZE: "n_clicks"}, {**values, ids.TEXT: text}, ids.MODEL, ids.STATUS)["text"]
+
+    assert "tokens" in analyse("alice", "the cat sat on the mat")
+    assert "tokens" in analyse("alice", "the dog ran in the park")
+    assert "Too many new analyses from you" in analyse("alice", "a third new text")
+    assert "tokens" in analyse("bob", "a third new text")  # bob has his own budget
+    assert "Too many new analyses from you" in analyse("alice", "and a fourth one is it")
+    client.environ_base.update({"HTTP_X_FORWARDED_USER": "alice-2"})
+    client.environ_base.pop("HTTP_X_ATTENTION_PROXY_SECRET", None)
+    spoofed = client.post("/_dash-update-component", json={})
+    assert spoofed.status_code == 403  # a new name without the secret buys no new budget: it is refused
+    ratelimit.reset()
 
 
 def test_sign_in_is_off_by_default(make_app):
