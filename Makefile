@@ -31,13 +31,16 @@ $(TSTAMP): $(STAMP)
 install: $(STAMP)
 install-test: $(TSTAMP) system-test-deps
 
-# Chromium + ChromeDriver for the browser tests, redis-server for the shared-cache tests, and a CJK font
+# Chromium + ChromeDriver for the browser tests, redis-server for the shared-cache tests, nginx and openssl
+# for the reverse-proxy tests (docs/nginx/attention-explorer.conf in front of gunicorn), and a CJK font
 # (Noto Sans CJK, when fontconfig knows no Chinese font) so Chinese shows as characters, not boxes.
 system-test-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	[ -n "$$(fc-list :lang=zh family 2>/dev/null)" ] || missing="$$missing fonts-noto-cjk"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \

@@ -283,3 +283,138 @@ def child_env(**overrides: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     env.update(overrides)
     return env
+
+
+# ============================================================================ nginx in front (docs/nginx)
+
+NGINX_SITE = PROJECT_ROOT / "docs" / "nginx" / "attention-explorer.conf"
+NGINX_MISSING = (
+    "nginx is not installed, so the reverse-proxy tests cannot run. "
+    "Install it with `make install-test` (it runs `apt-get install nginx-light`)."
+)
+OPENSSL_MISSING = "openssl is not installed (the proxy tests make a TLS certificate with it): `make install-test`."
+
+
+def render_nginx_site(text: str, *, http_port: int, https_port: int, upstream: str, certificate: Path,
+                      key: Path, htpasswd: Path, secret_file: Path) -> str:
+    """The documented site file with its machine-specific values replaced (each found exactly once, so
+    the test runs the documented configuration, not a copy that could drift)."""
+    replacements = {
+        "server 127.0.0.1:8050;": f"server {upstream};",
+        "listen 80;": f"listen {LOOPBACK}:{http_port};",
+        "listen 443 ssl;": f"listen {LOOPBACK}:{https_port} ssl;",
+        "/etc/ssl/certs/attention.lab.example.pem;": f"{certificate};",
+        "/etc/ssl/private/attention.lab.example.key;": f"{key};",
+        "/etc/nginx/attention-explorer.htpasswd;": f"{htpasswd};",
+        "/etc/nginx/attention-explorer-secret.conf;": f"{secret_file};",
+    }
+    for old, new in replacements.items():
+        count = text.count(old)
+        if count != 1:
+            raise ServerError(f"{NGINX_SITE.name}: expected {old!r} once, found it {count} times")
+        text = text.replace(old, new)
+    return text
+
+
+def make_certificate(folder: Path, name: str = "attention.lab.example") -> tuple[Path, Path]:
+    """A self-signed certificate and its key (openssl), for a TLS listener in tests."""
+    exe = shutil.which("openssl")
+    if exe is None:
+        raise ServerError(OPENSSL_MISSING)
+    folder.mkdir(parents=True, exist_ok=True)
+    certificate, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run([exe, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name},IP:{LOOPBACK}",
+                    "-keyout", str(key), "-out", str(certificate)], check=True, capture_output=True, timeout=60)
+    return certificate, key
+
+
+def htpasswd_line(name: str, password: str) -> str:
+    """``name:hash`` for nginx's auth_basic_user_file, as docs/deployment.md makes it (``openssl passwd -6``)."""
+    exe = shutil.which("openssl")
+    if exe is None:
+        raise ServerError(OPENSSL_MISSING)
+    done = subprocess.run([exe, "passwd", "-6", "-stdin"], input=password + "\n", capture_output=True, text=True,
+                          check=True, timeout=30)
+    return f"{name}:{done.stdout.strip()}\n"
+
+
+class Nginx(_Process):
+    """nginx (in the foreground, its own prefix, pid, logs and temp folders) serving the documented site
+    file on two random loopback ports, in front of ``upstream``."""
+
+    name = "nginx"
+
+    def __init__(self, workdir: Path, upstream: str, users: dict[str, str], secret: str) -> None:
+        super().__init__(Path(workdir) / "nginx-run.log")
+        self.workdir = Path(workdir)
+        self.certificate: Path | None = None
+        self.upstream = upstream
+        self.users = users
+        self.secret = secret
+        self.http_port = free_port()
+        self.https_port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"https://{LOOPBACK}:{self.https_port}"
+
+    def error_log(self) -> str:
+        return _tail(self.workdir / "error.log", 6000)
+
+    def access_log(self) -> str:
+        return _tail(self.workdir / "access.log", 10**7)
+
+    def _write_config(self) -> Path:
+        work = self.workdir
+        certificate, key = make_certificate(work / "tls")
+        self.certificate = certificate
+        htpasswd = work / "htpasswd"
+        htpasswd.write_text("".join(htpasswd_line(n, p) for n, p in self.users.items()))
+        secret_file = work / "secret.conf"
+        secret_file.write_text(f'set $attention_proxy_secret "{self.secret}";\n')
+        for path in (htpasswd, secret_file, key):
+            path.chmod(0o600)
+        site = work / "attention-explorer.conf"
+        site.write_text(render_nginx_site(NGINX_SITE.read_text(), http_port=self.http_port,
+                                          https_port=self.https_port, upstream=self.upstream,
+                                          certificate=certificate, key=key, htpasswd=htpasswd,
+                                          secret_file=secret_file))
+        temp = {name: work / "temp" / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+        for folder in temp.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        # What Debian's /etc/nginx/nginx.conf provides around a site file, in this test's folder. As root,
+        # the workers run as root too: they must read the test's private files (a real host uses www-data).
+        main = work / "nginx.conf"
+        main.write_text("\n".join([
+            "daemon off;", "worker_processes 1;", f"pid {work / 'nginx.pid'};", f"error_log {work / 'error.log'} info;",
+            "user root;" if os.geteuid() == 0 else "",
+            "events { worker_connections 512; }",
+            "http {",
+            f"    access_log {work / 'access.log'};",
+            f"    client_body_temp_path {temp['body']};", f"    proxy_temp_path {temp['proxy']};",
+            f"    fastcgi_temp_path {temp['fastcgi']};", f"    uwsgi_temp_path {temp['uwsgi']};",
+            f"    scgi_temp_path {temp['scgi']};",
+            f"    include {site};",
+            "}", ""]))
+        return main
+
+    def start(self, wait: float = 30.0) -> "Nginx":
+        exe = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+        if exe is None:
+            raise ServerError(NGINX_MISSING)
+        main = self._write_config()
+        check = subprocess.run([exe, "-t", "-p", str(self.workdir), "-e", str(self.workdir / "error.log"),
+                                "-c", str(main)], capture_output=True, text=True, timeout=30)
+        if check.returncode != 0:
+            raise ServerError(f"nginx refused the configuration:\n{check.stderr}")
+        self._spawn([exe, "-p", str(self.workdir), "-e", str(self.workdir / "error.log"), "-c", str(main)])
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise self._fail("exited while starting")
+            if port_open(self.https_port) and port_open(self.http_port):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise self._fail(f"did not listen within {wait:.0f} s")

@@ -1108,3 +1108,235 @@ def test_the_server_still_serves_with_the_same_workers(server, catalog, prober, 
           f"({sum(len(cb.inputs) for cb in catalog.callbacks)} inputs, {sum(len(cb.state) for cb in catalog.callbacks)} "
           f"states), {catalog.clientside} browser-side ones; {sum(totals.values()) + prober.sent} requests: "
           + ", ".join(f"{name} {n}" for name, n in totals.items()))
+
+
+# ============================================================================ sign-in configurations and slow clients
+# (issue 19) Each configuration gets its own gunicorn (1 worker) started and stopped inside its test, so
+# none of them runs beside another. What every answer must be: never a 5xx, never a traceback, never a
+# user the request did not prove.
+
+import base64  # noqa: E402 - the section's own imports
+import http.client  # noqa: E402
+import ssl  # noqa: E402
+import threading  # noqa: E402
+
+from tests.servers import NGINX_SITE, Nginx, render_nginx_site  # noqa: E402
+
+PROXY_SECRET = "proxy-only-secret-" + "7f3a9c" * 6
+SLOW_CLIENTS = 48
+BASIC_USERS = {"alice": "alice's long password", "bob": "bob's long password"}
+
+
+def _basic_header(name: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
+
+
+def _add_users(path: Path) -> None:
+    from attention_explorer.services.web.users import add_user
+
+    for name, password in BASIC_USERS.items():
+        add_user(str(path), name, password)
+
+
+def _sign_in_env(tiny_models, workdir: Path, **overrides: str) -> dict[str, str]:
+    return child_env(ATTN_DEFAULT_MODEL=tiny_models["bert"], ATTN_MODELS=tiny_models["bert"],
+                     ATTN_CACHE_TYPE="filesystem", ATTN_CACHE_DIR=str(workdir / "cache"), ATTN_ACCESS_LOG="1",
+                     **overrides)
+
+
+def _detailed(response: requests.Response) -> bool:
+    """Whether /healthz answered with its details (only for signed-in users and direct loopback)."""
+    return response.status_code == 200 and "cache" in response.json()
+
+
+def _clean_log(gunicorn: Gunicorn) -> None:
+    log = gunicorn_log(gunicorn)
+    bad = BAD_LOG.search(log.split("Booting worker", 1)[-1])
+    assert bad is None, log[-3000:]
+
+
+# Sign-in headers a client may send: none of them may sign anyone in, nor get a 5xx.
+HOSTILE_AUTH = [
+    ("junk scheme", {"Authorization": "Bearer x"}), ("not base64", {"Authorization": "Basic !!!"}),
+    ("no colon", {"Authorization": "Basic " + base64.b64encode(b"alice").decode()}),
+    ("empty name", _basic_header("", "x")), ("NUL name", _basic_header("al\x00ice", "x")),
+    ("latin-1 bytes", {"Authorization": "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode()}),
+    ("long name", _basic_header("a" * 3000, "x")), ("long password", _basic_header("alice", "p" * 5000)),
+    ("right name, empty password", _basic_header("alice", "")),
+    ("right password, other name", _basic_header("mallory", BASIC_USERS["alice"])),
+    ("name with the password's colon", _basic_header("alice:alice's long password", "")),
+]
+HOSTILE_PROXY = [
+    ("user header", {"X-Forwarded-User": "alice"}), ("lower-case user header", {"x-forwarded-user": "alice"}),
+    ("empty secret", {"X-Forwarded-User": "alice", "X-Attention-Proxy-Secret": ""}),
+    ("secret prefix", {"X-Forwarded-User": "alice", "X-Attention-Proxy-Secret": PROXY_SECRET[:-1]}),
+    ("secret plus one", {"X-Forwarded-User": "alice", "X-Attention-Proxy-Secret": PROXY_SECRET + "x"}),
+    ("secret upper case", {"X-Forwarded-User": "alice", "X-Attention-Proxy-Secret": PROXY_SECRET.upper()}),
+    ("secret, other header name", {"X-Forwarded-User": "alice", "X-Proxy-Secret": PROXY_SECRET}),
+    ("non-ASCII secret", {"X-Forwarded-User": "alice", "X-Attention-Proxy-Secret": "é" * 60}),
+    ("forwarded for the proxy", {"X-Forwarded-User": "alice", "X-Forwarded-For": "127.0.0.1", "X-Real-IP": "127.0.0.1"}),
+    ("forwarded by", {"X-Forwarded-User": "alice", "Forwarded": "for=127.0.0.1;by=127.0.0.1"}),
+    ("basic auth too", {"X-Forwarded-User": "alice", **_basic_header("alice", BASIC_USERS["alice"])}),
+]
+
+
+def _probe_refused(url: str, cases: list[tuple[str, dict[str, str]]], refused: tuple[int, ...]) -> list[str]:
+    """Each case against the page and /healthz: the page refused with one of ``refused``; /healthz open
+    but without details (nobody signed in). Returns what went wrong."""
+    problems = []
+    for name, headers in cases:
+        for path in ("/", "/_dash-layout"):
+            response = requests.get(url + path, headers=headers, timeout=ANSWER_TIMEOUT)
+            if response.status_code not in refused or LEAK.search(response.text):
+                problems.append(f"{name} {path}: {response.status_code} {response.text[:200]!r}")
+        health = requests.get(url + "/healthz", headers={**headers, "X-Forwarded-For": "198.51.100.1"},
+                              timeout=ANSWER_TIMEOUT)
+        if health.status_code != 200 or _detailed(health):
+            problems.append(f"{name} /healthz: {health.status_code} {health.text[:200]!r}")
+    return problems
+
+
+# ---------------------------------------------------------------------------- the documented nginx in front
+
+@pytest.fixture
+def behind_nginx(tiny_models, tmp_path) -> Iterator[tuple[Gunicorn, Nginx]]:
+    """gunicorn (1 worker x 4 threads: 48 slow clients would hold every thread many times over) behind
+    nginx running docs/nginx/attention-explorer.conf, as docs/deployment.md says to start them."""
+    env = _sign_in_env(tiny_models, tmp_path, ATTN_AUTH="proxy", ATTN_PROXY_SECRET=PROXY_SECRET,
+                       ATTN_TRUSTED_PROXIES="1", ATTN_RATE_LIMIT="2/minute")
+    gunicorn = Gunicorn(tmp_path / "gunicorn", env, workers=1, threads=4).start()
+    nginx = Nginx(tmp_path / "nginx", f"{LOOPBACK}:{gunicorn.port}", BASIC_USERS, PROXY_SECRET)
+    try:
+        nginx.start()
+        yield gunicorn, nginx
+    finally:
+        nginx.stop()
+        gunicorn.stop()
+
+
+def _tls_socket(nginx: Nginx) -> ssl.SSLSocket:
+    context = ssl.create_default_context(cafile=str(nginx.certificate))
+    raw = socket.create_connection((LOOPBACK, nginx.https_port), timeout=ANSWER_TIMEOUT)
+    return context.wrap_socket(raw, server_hostname=LOOPBACK)
+
+
+def test_the_documented_nginx_survives_48_slow_clients(behind_nginx):
+    """Issue 19: 48 connections that send their headers and then trickle or stall the body held every
+    gunicorn thread, and /healthz timed out. Behind the documented nginx: /healthz answers all along,
+    gunicorn never sees the unfinished requests, and a client that stops sending is cut off."""
+    gunicorn, nginx = behind_nginx
+    alice = _basic_header("alice", BASIC_USERS["alice"])["Authorization"]
+    head = (f"POST {ENDPOINT} HTTP/1.1\r\nHost: attention.lab.example\r\nAuthorization: {alice}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {LIMIT_KB * 1024 - 1}\r\n\r\n").encode()
+    clients = []
+    for _ in range(SLOW_CLIENTS):
+        client = _tls_socket(nginx)
+        client.sendall(head + b'{"output": "')
+        clients.append(client)
+    stop = threading.Event()
+    sent = {"bytes": 0}
+
+    def trickle() -> None:  # one byte per client a second: the body never ends, and never stops for 10 s
+        while not stop.wait(1.0):
+            for client in clients:
+                client.sendall(b"x")
+                sent["bytes"] += 1
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+    try:
+        answers = []
+        for _ in range(12):  # ~12 s: longer than nginx's 10 s body timeout, so only trickling keeps them open
+            response = requests.get(nginx.url + "/healthz", verify=str(nginx.certificate), timeout=ANSWER_TIMEOUT)
+            answers.append(response.status_code)
+            time.sleep(1.0)
+        page = requests.get(nginx.url + "/", headers={"Authorization": alice}, verify=str(nginx.certificate),
+                            timeout=ANSWER_TIMEOUT)
+        assert answers == [200] * 12 and page.status_code == 200 and "Attention" in page.text
+    finally:
+        stop.set()
+        trickler.join(timeout=10)
+    assert sent["bytes"] >= SLOW_CLIENTS * 10
+    # every slow client was still connected (nothing answered or closed it) while /healthz answered
+    for client in clients:
+        client.setblocking(False)
+        with pytest.raises(ssl.SSLWantReadError):
+            client.recv(1)
+    # Now they all stall: nginx cuts each off (408, or closes) once the body timeout passes.
+    for client in clients:
+        client.settimeout(ANSWER_TIMEOUT)
+        data = b""
+        try:
+            while True:
+                chunk = client.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+        assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:200]
+        client.close()
+    cut_off = [line for line in nginx.access_log().splitlines() if f'"POST {ENDPOINT} HTTP/1.1" 408 ' in line]
+    assert len(cut_off) == SLOW_CLIENTS, nginx.access_log()[-2000:]
+    # gunicorn never saw an unfinished request: nginx buffers the body first
+    log = gunicorn_log(gunicorn)
+    assert f"POST {ENDPOINT}" not in log and "GET /healthz" in log, log[-3000:]
+    _clean_log(gunicorn)
+
+
+def test_sign_in_through_the_documented_nginx(behind_nginx, tiny_models):
+    """nginx signs people in (auth_basic) and passes the user with the secret: the app's user is the
+    person who signed in, whatever user header the client sent, and rate limits count per person."""
+    gunicorn, nginx = behind_nginx
+    verify = str(nginx.certificate)
+    assert requests.get(nginx.url + "/", verify=verify, timeout=ANSWER_TIMEOUT).status_code == 401  # nginx asks
+    wrong = requests.get(nginx.url + "/", headers=_basic_header("alice", "wrong"), verify=verify, timeout=ANSWER_TIMEOUT)
+    assert wrong.status_code == 401
+    alice = _basic_header("alice", BASIC_USERS["alice"])
+    # /healthz is open: a name in an unchecked Authorization header does not sign anyone in there
+    open_health = requests.get(nginx.url + "/healthz", headers=_basic_header("alice", "not checked"), verify=verify,
+                               timeout=ANSWER_TIMEOUT)
+    assert open_health.json() == {"status": "ok"}
+    # http:// is sent to https://
+    redirect = requests.get(f"http://{LOOPBACK}:{nginx.http_port}/", allow_redirects=False, timeout=ANSWER_TIMEOUT)
+    assert redirect.status_code == 301 and redirect.headers["Location"].startswith("https://")
+    deps = requests.get(nginx.url + "/_dash-dependencies", headers=alice, verify=verify, timeout=ANSWER_TIMEOUT).json()
+    spec = next(d for d in deps if any(i["id"] == ids.ANALYZE for i in d["inputs"]) and f"{ids.STATUS}." in d["output"])
+    outputs = [dict(zip(("id", "property"), part.rsplit(".", 1))) for part in spec["output"][2:-2].split("...")]
+
+    def analyse(headers: dict[str, str], text: str) -> str:
+        values = {ids.TEXT: text, ids.ANALYZE: 1, ids.MODEL: tiny_models["bert"], ids.LAYER: 0, ids.HEAD: "all"}
+        items = lambda kind: [{"id": i["id"], "property": i["property"], "value": values.get(i["id"])}  # noqa: E731
+                              for i in spec[kind]]
+        body = {"output": spec["output"], "outputs": outputs, "inputs": items("inputs"), "state": items("state"),
+                "changedPropIds": [f"{ids.ANALYZE}.n_clicks"]}
+        response = requests.post(nginx.url + ENDPOINT, json=body, headers=headers, verify=verify,
+                                 timeout=ANSWER_TIMEOUT)
+        assert response.status_code == 200, response.text[:300]
+        return response.text
+
+    # alice pretends to be someone new with each request: the proxy replaces the header, she stays alice
+    for i, text in enumerate(("the tired cat sat on a mat", "a happy dog ran in a park")):
+        assert "tokens" in analyse({**alice, "X-Forwarded-User": f"someone-{i}"}, text)
+    assert "Too many new analyses from you" in analyse({**alice, "X-Forwarded-User": "someone-else"}, "hello world")
+    bob = _basic_header("bob", BASIC_USERS["bob"])
+    assert "tokens" in analyse(bob, "hello world")  # bob has his own budget
+    # and straight to gunicorn, around nginx, the same header is refused
+    direct = requests.get(gunicorn.url + "/", headers={"X-Forwarded-User": "bob"}, timeout=ANSWER_TIMEOUT)
+    assert direct.status_code == 403
+    _clean_log(gunicorn)
+
+
+def test_the_deployment_guide_shows_the_nginx_file_the_tests_run():
+    """docs/deployment.md gives the site file verbatim (the block after its marker), and the file keeps
+    every value the tests replace."""
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "deployment.md").read_text()
+    marker = "<!-- docs/nginx/attention-explorer.conf -->"
+    assert guide.count(marker) == 1
+    block = guide.split(marker, 1)[1].split("```nginx\n", 1)[1].split("```", 1)[0]
+    assert block == NGINX_SITE.read_text()
+    rendered = render_nginx_site(block, http_port=1, https_port=2, upstream="127.0.0.1:3", certificate=Path("/c"),
+                                 key=Path("/k"), htpasswd=Path("/h"), secret_file=Path("/s"))
+    for setting in ("client_body_timeout   10s;", "client_header_timeout 10s;", "proxy_request_buffering on;",
+                    "X-Attention-Proxy-Secret $attention_proxy_secret;", "auth_basic off;"):
+        assert setting in rendered
