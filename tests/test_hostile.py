@@ -1196,6 +1196,90 @@ def _probe_refused(url: str, cases: list[tuple[str, dict[str, str]]], refused: t
     return problems
 
 
+def test_basic_sign_in_against_hostile_credentials(tiny_models, tmp_path):
+    users = tmp_path / "users"
+    _add_users(users)
+    env = _sign_in_env(tiny_models, tmp_path, ATTN_AUTH="basic", ATTN_USERS_FILE=str(users),
+                       ATTN_SIGNIN_FAILURES="4/minute", ATTN_SIGNIN_FAILURES_PER_ADDRESS="1000/minute")
+    with Gunicorn(tmp_path, env, workers=1, threads=2).start() as gunicorn:
+        url = gunicorn.url
+        alice = _basic_header("alice", BASIC_USERS["alice"])
+        assert requests.get(url + "/", headers=alice, timeout=ANSWER_TIMEOUT).status_code == 200
+        # a guesser at alice: locked out after 4 failures, alone (alice's browser and bob carry on)
+        answers = [requests.get(url + "/", headers=_basic_header("alice", f"guess {i}"), timeout=ANSWER_TIMEOUT)
+                   .status_code for i in range(6)]
+        assert answers[:4] == [401] * 4 and answers[4:] == [429, 429], answers
+        assert requests.get(url + "/", headers=alice, timeout=ANSWER_TIMEOUT).status_code == 200  # already in
+        bob = _basic_header("bob", BASIC_USERS["bob"])
+        assert requests.get(url + "/", headers=bob, timeout=ANSWER_TIMEOUT).status_code == 200  # not locked out
+        # then every hostile credential: refused (alice's name is locked now: 429 for those naming her)
+        assert _probe_refused(url, [("no credentials", {})] + HOSTILE_AUTH, (400, 401, 429)) == []
+        _clean_log(gunicorn)
+
+
+def test_proxy_sign_in_with_the_secret_against_a_local_account(tiny_models, tmp_path):
+    """What a local account can send to 127.0.0.1 without the proxy: nothing signs it in."""
+    env = _sign_in_env(tiny_models, tmp_path, ATTN_AUTH="proxy", ATTN_PROXY_SECRET=PROXY_SECRET,
+                       ATTN_TRUSTED_PROXIES="1")
+    with Gunicorn(tmp_path, env, workers=1, threads=2).start() as gunicorn:
+        assert _probe_refused(gunicorn.url, HOSTILE_PROXY + HOSTILE_AUTH[:3], (403,)) == []
+        proof = {"X-Forwarded-User": "alice", "X-Attention-Proxy-Secret": PROXY_SECRET}
+        assert requests.get(gunicorn.url + "/", headers=proof, timeout=ANSWER_TIMEOUT).status_code == 200
+        assert _detailed(requests.get(gunicorn.url + "/healthz", headers={**proof, "X-Forwarded-For": "198.51.100.1"},
+                                      timeout=ANSWER_TIMEOUT))
+        assert "proxy sign-in refused" in gunicorn_log(gunicorn) and PROXY_SECRET not in gunicorn_log(gunicorn)
+        _clean_log(gunicorn)
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=ANSWER_TIMEOUT)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(ANSWER_TIMEOUT)
+        self.sock.connect(self.socket_path)
+
+
+def _unix_get(path: str, url_path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    connection = UnixHTTPConnection(path)
+    try:
+        connection.request("GET", url_path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_proxy_sign_in_without_a_secret_over_a_unix_socket(tiny_models, tmp_path):
+    """No secret: only gunicorn's Unix socket (whose folder admits only the proxy) is believed; the
+    same header over TCP loopback, from any local account, is refused."""
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o750)
+    sock = folder / "gunicorn.sock"
+    env = _sign_in_env(tiny_models, tmp_path, ATTN_AUTH="proxy", ATTN_AUTH_PROXY_FROM="unix")
+    with Gunicorn(tmp_path, env, workers=1, threads=2, extra=["-b", f"unix:{sock}"]).start() as gunicorn:
+        assert _probe_refused(gunicorn.url, HOSTILE_PROXY[:2] + HOSTILE_PROXY[-3:], (403,)) == []
+        status, _ = _unix_get(str(sock), "/", {"X-Forwarded-User": "alice"})
+        assert status == 200
+        status, body = _unix_get(str(sock), "/healthz", {"X-Forwarded-User": "alice"})
+        assert status == 200 and b"cache" in body
+        status, _ = _unix_get(str(sock), "/", {})
+        assert status == 403  # through the socket, but nobody signed in
+        _clean_log(gunicorn)
+
+
+def test_proxy_sign_in_needs_proof_to_start(tiny_models, tmp_path):
+    """Proxy sign-in with neither a secret nor a Unix socket is refused at start, with the reason."""
+    env = _sign_in_env(tiny_models, tmp_path, ATTN_AUTH="proxy", ATTN_WARMUP="0")
+    gunicorn = Gunicorn(tmp_path, env, workers=1, threads=1)
+    with pytest.raises(Exception):
+        gunicorn.start(wait=60)
+    gunicorn.stop()
+    assert "ATTN_PROXY_SECRET" in gunicorn_log(gunicorn)
+
+
 # ---------------------------------------------------------------------------- the documented nginx in front
 
 @pytest.fixture
