@@ -5,7 +5,7 @@
  * 22-arcs.js      arcs: one token's arcs on hover, a click keeps them
  * 23-gate.js      the gate every control of the views passes (layer or head drawn in the browser)
  * 24-navigate.js  clicks that open a head, a token or a row
- * 25-export.js    PNG / SVG of the open view, under the name the server gives it
+ * 25-export.js    PNG / SVG of the open view, under the name the server gives it; the download links
  * 26-url.js       the page's state in its address; the language switch
  * 27-page.js      the page's language, Ctrl+Enter
  *

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from dash import Output, html
 
@@ -97,10 +99,10 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     return out
 
 
-def csv(result, state, view, max_rows: int) -> str:
+def csv(result, state, view, max_rows: int) -> Iterable[str]:
     """The head atlas: one row a head, its type and every metric (``services.analyses.exports.atlas_csv``)."""
     metrics, labels, _rows = atlas_data(result, state.window, view.key, view.options.value_norm, view.kind)
-    return atlas_csv(metrics, labels)
+    return [atlas_csv(metrics, labels)]  # one row a head: small
 
 
 VIEW = ViewSpec(name="atlas", tab=ids.TAB_ATLAS, outputs=OUTPUTS, main="atlas_map", graph=ids.ATLAS_MAP, depends=frozenset({"handle", "layer", "head", "tab", "metric", "window", "mode", "kind", "pair"}), render=render, placeholder=placeholder, csv=csv, file_head=False)

@@ -32,6 +32,8 @@ pair            one of ``PAIRS`` (the pair filter)                none (all of i
 step            whole number 1 .. n_tokens (a generated token)    clamped; default 1
 continue        whole number 0 .. ATTN_MAX_NEW_TOKENS             clamped; default 0
 example         whole number 0 .. n_examples - 1                  none
+download link   ``DownloadRequest.parse``: a kind of file, a key,   404 (the link names nothing)
+                then the fields above as short strings
 text, pair,     a string of at most ``MAX_TEXT_CHARS`` characters, refused with a message
 target          valid Unicode (no lone surrogate)
 handle          see ``Handle.parse``                              none (analyse again)
@@ -321,6 +323,75 @@ class ViewState:
             compare=Handle.parse(raw.get("compare_handle")),
             notes=tuple(notes),
         )
+
+
+# ----------------------------------------------------------------------------------- download links
+
+DOWNLOAD_KINDS = ("csv", "json", "html")
+# What a download link carries of the view: ViewState's fields, by the router's input names.
+DOWNLOAD_FIELDS = ("tab", "layer", "head", "mode", "switches", "top_k", "min_weight", "arc_focus", "arc_start",
+                   "metric", "window", "token", "focus_k", "kind", "pair", "step")
+MAX_QUERY_VALUE = 120  # characters of one query value: longer ones are dropped unread
+
+
+def analysis_key(value: Any) -> str | None:
+    """An analysis's cache key (the handle's ``key``) as given, or None for anything that is not one."""
+    return value if isinstance(value, str) and len(value) <= 90 and _KEY.match(value) else None
+
+
+def _query_values(args: Any, name: str) -> list:
+    """The values of ``name`` in a query (werkzeug's MultiDict, or a mapping of lists), at most 16."""
+    if hasattr(args, "getlist"):
+        found = args.getlist(name)
+    else:
+        found = args.get(name, []) if isinstance(args, Mapping) else []
+        found = found if isinstance(found, (list, tuple)) else [found]
+    return list(found[:16])
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    """A download link's query, parsed: the analysis by key (and Compare's B by key), and the view's
+    values by the router's input names, still raw but bounded (short strings only). They go through
+    ``ViewState.parse`` with the analysis's own dimensions, like every other browser value."""
+
+    kind: str
+    key: str
+    compare_key: str | None
+    values: Mapping[str, Any]
+
+    @classmethod
+    def parse(cls, kind: Any, args: Any) -> "DownloadRequest | None":
+        """None when ``kind`` is not a download or the link names no analysis. The first of a repeated
+        value wins (as in page addresses); values longer than ``MAX_QUERY_VALUE`` are dropped."""
+        if kind not in DOWNLOAD_KINDS:
+            return None
+        first = lambda name: next(iter(_query_values(args, name)), None)  # noqa: E731
+        key = analysis_key(first("key"))
+        if key is None:
+            return None
+        values: dict[str, Any] = {}
+        for name in DOWNLOAD_FIELDS:
+            if name == "switches":
+                values[name] = [v for v in _query_values(args, name) if isinstance(v, str) and len(v) <= 16]
+                continue
+            value = first(name)
+            if isinstance(value, str) and len(value) <= MAX_QUERY_VALUE:
+                values[name] = value
+        return cls(kind, key, analysis_key(first("compare")), values)
+
+
+def download_query(key: str, state: ViewState, compare_key: str | None = None) -> list[tuple[str, str]]:
+    """The query of a download link for the analysis ``key`` seen as ``state`` (already parsed): what
+    ``DownloadRequest.parse`` reads back into the same state. Never a text: keys and view values only."""
+    query = [("key", key), ("tab", state.tab), ("layer", str(state.layer)), ("head", state.head.value),
+             ("mode", state.mode), *(("switches", name) for name in state.switches), ("top_k", str(state.top_k)),
+             ("min_weight", repr(state.min_weight)), ("arc_start", str(state.arc_start)), ("metric", state.metric),
+             ("window", str(state.window)), ("focus_k", str(state.focus_k)), ("step", str(state.step))]
+    optional = {"arc_focus": state.arc_focus, "token": state.token, "kind": state.kind, "pair": state.pair,
+                "compare": compare_key}
+    query += [(name, str(value)) for name, value in optional.items() if value is not None]
+    return query
 
 
 # ----------------------------------------------------------------------------------- Plotly events

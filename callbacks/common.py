@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..components.i18n import N_, _, error_message, translate
 from ..services import AttentionExplorerError
-from ..services.analyses.exports import view_csv_for
+from ..services.analyses.exports import view_csv_chunks_for
 from ..services.analyses.kinds import dims_of
 from .boundary import Handle
 
@@ -30,13 +30,14 @@ def handle_of(key: str, result) -> Handle:
     return Handle(key, result.model_id, *dims_of(result))
 
 
-def numbers_csv(name: str) -> Callable[..., str]:
+def numbers_csv(name: str) -> Callable[..., Iterable[str]]:
     """The CSV of a view that shows attention weights (``services.analyses.exports.view_numbers`` names
-    what each shows): the chosen layer, head (a number, ``mean`` or ``all``) and followed token."""
+    what each shows): the chosen layer, head (a number, ``mean`` or ``all``) and followed token, in
+    pieces (checked before the first)."""
 
-    def csv(result, state, view, max_rows: int) -> str:
+    def csv(result, state, view, max_rows: int) -> Iterable[str]:
         head: Any = state.head.number if state.head.number is not None else state.head.kind
-        return view_csv_for(view, name, state.layer, head, state.token, max_rows=max_rows)
+        return view_csv_chunks_for(view, name, state.layer, head, state.token, max_rows=max_rows)
 
     return csv
 

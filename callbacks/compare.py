@@ -6,6 +6,7 @@ A, B and, when they line up, A − B; and the heads that differ most."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from dash import Dash, Input, Output, State, html, no_update
@@ -21,7 +22,7 @@ from ..services.analyses.compare import Comparison, compare
 from ..services.analyses.kinds import kinds_available
 from ..services.analyses.views import View
 from ..services.extraction import analyse, result_by_key
-from ..services.serial import comparison_csv
+from ..services.serial import comparison_csv_chunks
 from ..services.web.ratelimit import client_id, new_analysis_guard
 from . import boundary
 from .boundary import Handle, ViewState
@@ -185,7 +186,7 @@ def register(app: Dash) -> None:
     )(callback)
 
 
-def csv(result, state, view, max_rows: int) -> str:
+def csv(result, state, view, max_rows: int) -> Iterable[str]:
     """A, B and A − B of the chosen layer and head (or mean of heads), cell by cell, when they line up."""
     c = comparison(view, state)
     if isinstance(c, str):
@@ -195,7 +196,7 @@ def csv(result, state, view, max_rows: int) -> str:
     head = state.head.number
     layer = min(state.layer, c.a.kv.attentions.shape[0] - 1, c.b.kv.attentions.shape[0] - 1)
     head_name = "rollout" if view.options.rollout else ("mean" if head is None else head)
-    return comparison_csv(c.a.matrix(layer, head)[0], c.b.matrix(layer, head)[0], c.labels, c.col_labels,
+    return comparison_csv_chunks(c.a.matrix(layer, head)[0], c.b.matrix(layer, head)[0], c.labels, c.col_labels,
                           layer=layer, head=head_name, max_rows=max_rows)
 
 

@@ -4,6 +4,8 @@ for every layer. Generated tokens are marked."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from dash import Output, html
 
 from ..components import ids
@@ -11,7 +13,7 @@ from ..components.analysis_figures import generation_figure
 from ..components.figures import empty_figure, safe_label
 from ..components.i18n import _
 from ..services.analyses.tokens import display_token
-from ..services.serial import view_csv
+from ..services.serial import view_csv_chunks
 from .boundary import ViewState
 from .common import Unavailable, note_of
 from .viewspec import ViewSpec
@@ -65,14 +67,14 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
             + [html.Div(className="mt-1", children=[html.Span(_("Written:") + " "), *written])]}
 
 
-def csv(result, state, view, max_rows: int) -> str:
+def csv(result, state, view, max_rows: int) -> Iterable[str]:
     """The row of the token written at the chosen step, every layer and head."""
     if not result.generation_steps:
         raise Unavailable(_("This analysis holds no generated tokens."))
     step, row = step_row(result, state.step)
     weights = result.step_attention(step)[:, :, None, :row + 1]
     tokens = list(result.tokens[:row + 1])
-    return view_csv(weights, [tokens[row]], tokens, query_index=[row], max_rows=max_rows)
+    return view_csv_chunks(weights, [tokens[row]], tokens, query_index=[row], max_rows=max_rows)
 
 
 def file_extra(state) -> str:

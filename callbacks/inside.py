@@ -3,6 +3,8 @@ the weights carry (value norms, Kobayashi et al. 2020)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from dash import Output, html
 
@@ -10,7 +12,7 @@ from ..components import ids
 from ..components.analysis_figures import inside_keys, inside_vectors_figure, inside_weights_figure
 from ..components.figures import empty_figure
 from ..components.i18n import _, translate
-from ..services.analyses.exports import view_csv_for
+from ..services.analyses.exports import view_csv_chunks_for
 from ..services.analyses.tokens import display_token
 from ..services.analyses.views import View, ViewOptions
 from ..services.inside import inside_head_for
@@ -116,10 +118,10 @@ def recipe_notes(inside) -> list[str]:
     return notes
 
 
-def csv(result, state, view, max_rows: int) -> str:
+def csv(result, state, view, max_rows: int) -> Iterable[str]:
     """The head looked inside: its matrix (the query's row is one of its rows; head 0 when none is chosen)."""
     head = state.head.number if state.head.number is not None else 0
-    return view_csv_for(view, "heatmap", state.layer, head, state.token, max_rows=max_rows)
+    return view_csv_chunks_for(view, "heatmap", state.layer, head, state.token, max_rows=max_rows)
 
 
 VIEW = ViewSpec(name="inside", tab=ids.TAB_INSIDE, outputs=OUTPUTS, main="inside_weights", graph=ids.INSIDE_WEIGHTS, depends=frozenset({"handle", "layer", "head", "tab", "token", "kind"}), render=render, placeholder=placeholder, csv=csv, uses_mode=False, default_head=0)

@@ -5,7 +5,7 @@ the router, the URL state, the exports, the boundary, the layout and the browser
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,8 @@ class ViewSpec:
     - ``square_only``: why it cannot draw rectangular (cross) attention, "" when it can;
     - ``uses_mode``: whether Rollout and value norms change it (False: raw attention whatever the mode);
     - ``render(view, state, triggered) -> outputs`` and ``placeholder(message) -> outputs``;
-    - ``csv(result, state, view) -> text``: the numbers behind it (raises ``Unavailable`` to say why not);
+    - ``csv(result, state, view, max_rows) -> pieces of text``: the numbers behind it, checked before the
+      first piece (raises ``Unavailable`` to say why not), so a download can stream them;
     - ``file_head``: whether its file names name a layer and head (not for whole-model views);
       ``default_head``: the head it shows when "All heads" or "Mean of heads" is chosen (Inside a head:
       head 0), named so in files; ``file_extra(state) -> str | None``: a part it adds (Generation: the step).
@@ -36,7 +37,7 @@ class ViewSpec:
     depends: frozenset[str]
     render: Callable[..., dict]
     placeholder: Callable[[str], dict]
-    csv: Callable[..., str]
+    csv: Callable[..., Iterable[str]]
     square_only: str = ""
     uses_mode: bool = True
     file_head: bool = True

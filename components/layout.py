@@ -347,7 +347,7 @@ def export_menu() -> html.Div:
                              item(ids.EXPORT_HTML, _("This view as a standalone page (HTML)")),
                              item(ids.EXPORT_JSON, _("The whole analysis (JSON)")),
                          ]),
-        dcc.Download(id=ids.EXPORT_DOWNLOAD),
+        dcc.Store(id=ids.EXPORT_LINK, storage_type="memory"),
     ])
 
 

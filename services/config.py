@@ -96,6 +96,8 @@ class Settings:
     max_request_kb: int = 1024  # largest request body accepted; larger ones are answered 413
     rate_limit: str = ""  # e.g. "30/minute": analyses of new texts per person; "" is off
     rate_limit_storage: str = ""  # "memory://" or a Redis URL; "" means the Redis cache's URL, else memory
+    export_rate_limit: str = ""  # e.g. "30/minute": downloads (CSV, JSON, HTML) per person; "" is off
+    max_export_mb: int = 256  # the largest download (a whole analysis as JSON) the server writes
     auth: str = ""  # "" (no sign-in), "basic" (users file) or "proxy" (a reverse proxy's user header)
     users_file: str = ""  # "name:hash" lines for auth "basic" (python -m services.users add NAME)
     auth_header: str = "X-Forwarded-User"  # the proxy's authenticated-user header, for auth "proxy"
@@ -128,6 +130,8 @@ class Settings:
             raise ValueError("max_concurrent_forward must be at least 1")
         if self.cache_max_mb < 1:
             raise ValueError("cache_max_mb must be at least 1")
+        if self.max_export_mb < 1:
+            raise ValueError("max_export_mb must be at least 1")
         if self.max_request_kb < 16:
             raise ValueError("max_request_kb must be at least 16")
         if self.trusted_proxies < 0:
@@ -148,7 +152,7 @@ class Settings:
                              "on this machine can reach 127.0.0.1: set ATTN_PROXY_SECRET to a long random string "
                              "the proxy sends in the X-Attention-Proxy-Secret header, or serve gunicorn on a Unix "
                              "socket only the proxy can reach and set ATTN_AUTH_PROXY_FROM=unix (docs/security.md)")
-        for name in ("rate_limit", "signin_failures", "signin_failures_per_address"):
+        for name in ("rate_limit", "export_rate_limit", "signin_failures", "signin_failures_per_address"):
             value = getattr(self, name)
             if value:
                 from limits import parse_many
@@ -189,6 +193,8 @@ class Settings:
             max_request_kb=_env_int("ATTN_MAX_REQUEST_KB", 1024),
             rate_limit=_off_is_empty(os.environ.get("ATTN_RATE_LIMIT", "")),
             rate_limit_storage=os.environ.get("ATTN_RATE_LIMIT_STORAGE", "").strip(),
+            export_rate_limit=_off_is_empty(os.environ.get("ATTN_EXPORT_RATE_LIMIT", "")),
+            max_export_mb=_env_int("ATTN_MAX_EXPORT_MB", 256),
             auth=os.environ.get("ATTN_AUTH", "").strip().lower(),
             users_file=os.environ.get("ATTN_USERS_FILE", "").strip(),
             auth_header=os.environ.get("ATTN_AUTH_HEADER", "").strip() or "X-Forwarded-User",

@@ -55,10 +55,12 @@ import binascii
 import dataclasses
 import json
 import math
+import re
+import secrets
 import struct
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -333,15 +335,46 @@ def _framed_array(entry: Any, buffer: bytearray) -> np.ndarray:
 
 def to_json_document(value: Any) -> str:
     """``value`` (a result) as the JSON document described above."""
+    return "".join(JsonDocument(value))
 
-    def put(array: np.ndarray) -> dict:
-        return {"dtype": array.dtype.str, "shape": list(array.shape),
-                "data": base64.b64encode(array.tobytes()).decode("ascii")}
 
-    fields = fields_of(value, put)
-    shapes = {name: raw["shape"] for name, raw in fields.items()
-              if isinstance(raw, dict) and raw.keys() == _INLINE_KEYS}
-    return _dumps_document({"format": FORMAT, "version": VERSION, "shapes": shapes, "result": fields})
+class JsonDocument:
+    """The JSON document of ``value``, written piece by piece: iterating gives its text in chunks of at
+    most about ``chunk_bytes`` characters (an array's base64 is made a slice at a time, never whole), so a
+    download of a large analysis costs a chunk of memory, not the document. ``size`` is its exact
+    length in UTF-8 bytes, known before anything is written. ``"".join(JsonDocument(v))`` is
+    ``to_json_document(v)``."""
+
+    def __init__(self, value: Any, chunk_bytes: int = 3 * 2**16) -> None:
+        self.chunk_bytes = max(3, chunk_bytes // 3 * 3)  # whole base64 quanta: the pieces join into one string
+        self._arrays: list[np.ndarray] = []
+        nonce = secrets.token_hex(16)
+
+        def put(array: np.ndarray) -> dict:
+            self._arrays.append(array)
+            return {"dtype": array.dtype.str, "shape": list(array.shape),
+                    "data": f"\x00{nonce}:{len(self._arrays) - 1}\x00"}
+
+        fields = fields_of(value, put)
+        shapes = {name: raw["shape"] for name, raw in fields.items()
+                  if isinstance(raw, dict) and raw.keys() == _INLINE_KEYS}
+        # The document with a placeholder where each array's base64 goes: small, and laid out (or escaped,
+        # for a lone surrogate) exactly as the whole document would be. JSON writes the placeholder's NULs
+        # as \u0000 escapes; the nonce makes it impossible to meet in a token or a text.
+        skeleton = _dumps_document({"format": FORMAT, "version": VERSION, "shapes": shapes, "result": fields})
+        self._parts = re.split(r"\\u0000" + nonce + r":(\d+)\\u0000", skeleton)
+        self.size = sum(len(p.encode("utf-8")) for p in self._parts[::2]) + sum(
+            4 * math.ceil(a.nbytes / 3) for a in self._arrays)
+
+    def __iter__(self) -> Iterator[str]:
+        for index, part in enumerate(self._parts):
+            if index % 2 == 0:
+                if part:
+                    yield part
+                continue
+            data = memoryview(self._arrays[int(part)].reshape(-1).view(np.uint8))
+            for start in range(0, len(data), self.chunk_bytes):
+                yield base64.b64encode(data[start:start + self.chunk_bytes]).decode("ascii")
 
 
 def from_json_document(text: str | bytes | bytearray, cls: type, check: Callable[[Any], None] | None = None) -> Any:
@@ -481,7 +514,19 @@ def view_csv(matrices: np.ndarray, query_tokens: Sequence[str], key_tokens: Sequ
              layers: Sequence[Any] | None = None, heads: Sequence[Any] | None = None,
              query_index: Sequence[int] | None = None, key_index: Sequence[int] | None = None,
              max_rows: int | None = None) -> str:
-    """Matrices of attention weights as long-format CSV (header ``CSV_HEADER``).
+    """Matrices of attention weights as long-format CSV (header ``CSV_HEADER``): ``view_csv_chunks``
+    joined."""
+    return "".join(view_csv_chunks(matrices, query_tokens, key_tokens, layers=layers, heads=heads,
+                                   query_index=query_index, key_index=key_index, max_rows=max_rows))
+
+
+def view_csv_chunks(matrices: np.ndarray, query_tokens: Sequence[str], key_tokens: Sequence[str] | None = None, *,
+                    layers: Sequence[Any] | None = None, heads: Sequence[Any] | None = None,
+                    query_index: Sequence[int] | None = None, key_index: Sequence[int] | None = None,
+                    max_rows: int | None = None) -> Iterator[str]:
+    """Matrices of attention weights as long-format CSV (header ``CSV_HEADER``), in pieces: the header,
+    then one piece per query row of each head. Everything is checked before the first piece (a wrong
+    shape, more than ``max_rows`` rows: raised here, not half-way through a download).
 
     ``matrices`` is ``(len(layers), len(heads), queries, keys)``; axes of one entry may be left out,
     e.g. ``(queries, keys)`` for one head with ``layers=[3], heads=[5]``, ``(heads, q, k)`` for one
@@ -514,14 +559,17 @@ def view_csv(matrices: np.ndarray, query_tokens: Sequence[str], key_tokens: Sequ
     k_index = _labels(key_index, keys, "key")
     q_names = [quote_csv(str(t)) for t in query_tokens]
     key_parts = [f"{i},{quote_csv(str(t))}," for i, t in zip(k_index, key_tokens)]
-    out = [",".join(CSV_HEADER) + "\r\n"]
-    for li, layer in enumerate(layer_names):
-        for hi, head in enumerate(head_names):
-            weights = _weight_strings(matrices[li, hi])
-            for qi in range(queries):
-                prefix = f"{layer},{head},{q_index[qi]},{q_names[qi]},"
-                out.append("".join([prefix + part + w + "\r\n" for part, w in zip(key_parts, weights[qi])]))
-    return "".join(out)
+
+    def pieces() -> Iterator[str]:
+        yield ",".join(CSV_HEADER) + "\r\n"
+        for li, layer in enumerate(layer_names):
+            for hi, head in enumerate(head_names):
+                weights = _weight_strings(matrices[li, hi])
+                for qi in range(queries):
+                    prefix = f"{layer},{head},{q_index[qi]},{q_names[qi]},"
+                    yield "".join([prefix + part + w + "\r\n" for part, w in zip(key_parts, weights[qi])])
+
+    return pieces()
 
 
 COMPARISON_HEADER = CSV_HEADER[:-1] + ("weight_a", "weight_b", "a_minus_b")
@@ -531,6 +579,12 @@ def comparison_csv(a: np.ndarray, b: np.ndarray, query_tokens: Sequence[str], ke
                    layer: Any, head: Any, max_rows: int | None = None) -> str:
     """Two lined-up ``(queries, keys)`` matrices, A and B, as long-format CSV: one row a cell with both
     weights and ``A − B`` (header ``COMPARISON_HEADER``). ``layer`` and ``head`` are the labels written."""
+    return "".join(comparison_csv_chunks(a, b, query_tokens, key_tokens, layer=layer, head=head, max_rows=max_rows))
+
+
+def comparison_csv_chunks(a: np.ndarray, b: np.ndarray, query_tokens: Sequence[str], key_tokens: Sequence[str], *,
+                          layer: Any, head: Any, max_rows: int | None = None) -> Iterator[str]:
+    """``comparison_csv`` in pieces (the header, then one per query row), checked before the first."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     queries, keys = len(query_tokens), len(key_tokens)
     if a.shape != (queries, keys) or b.shape != a.shape:
@@ -540,12 +594,14 @@ def comparison_csv(a: np.ndarray, b: np.ndarray, query_tokens: Sequence[str], ke
     wa, wb, gap = a.astype(str).tolist(), b.astype(str).tolist(), (a - b).astype(str).tolist()
     key_parts = [f"{i},{quote_csv(str(t))}," for i, t in enumerate(key_tokens)]
     layer, head = quote_csv(str(layer)), quote_csv(str(head))
-    out = [",".join(COMPARISON_HEADER) + "\r\n"]
-    for qi, token in enumerate(query_tokens):
-        prefix = f"{layer},{head},{qi},{quote_csv(str(token))},"
-        out.append("".join(f"{prefix}{part}{x},{y},{d}\r\n"
-                           for part, x, y, d in zip(key_parts, wa[qi], wb[qi], gap[qi])))
-    return "".join(out)
+
+    def pieces() -> Iterator[str]:
+        yield ",".join(COMPARISON_HEADER) + "\r\n"
+        for qi, token in enumerate(query_tokens):
+            prefix = f"{layer},{head},{qi},{quote_csv(str(token))},"
+            yield "".join(f"{prefix}{part}{x},{y},{d}\r\n" for part, x, y, d in zip(key_parts, wa[qi], wb[qi], gap[qi]))
+
+    return pieces()
 
 
 def checked_index(value: Any, size: int, what: str) -> int:

@@ -6,11 +6,12 @@ Pure numpy over a ``services.analyses.views.View``: nothing here runs a model or
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..serial import checked_index, quote_csv, view_csv
+from ..serial import checked_index, quote_csv, view_csv, view_csv_chunks
 
 VIEW_NAMES = ("grid", "heatmap", "arcs", "overview", "atlas", "focus")
 
@@ -30,6 +31,12 @@ class ViewNumbers:
     def csv(self, max_rows: int | None = None) -> str:
         return view_csv(self.matrices, self.query_tokens, self.key_tokens, layers=self.layers, heads=self.heads,
                         query_index=self.query_index, key_index=self.key_index, max_rows=max_rows)
+
+    def csv_chunks(self, max_rows: int | None = None) -> Iterator[str]:
+        """``csv`` in pieces (``services.serial.view_csv_chunks``): for a download that streams."""
+        return view_csv_chunks(self.matrices, self.query_tokens, self.key_tokens, layers=self.layers,
+                               heads=self.heads, query_index=self.query_index, key_index=self.key_index,
+                               max_rows=max_rows)
 
     @property
     def rows(self) -> int:
@@ -103,6 +110,12 @@ def view_csv_for(view, name: str, layer: int = 0, head: int | str | None = "mean
                  *, max_rows: int | None = None) -> str:
     """The CSV of the numbers behind view ``name`` (see ``view_numbers``)."""
     return view_numbers(view, name, layer, head, token).csv(max_rows=max_rows)
+
+
+def view_csv_chunks_for(view, name: str, layer: int = 0, head: int | str | None = "mean",
+                        token: int | None = None, *, max_rows: int | None = None) -> Iterator[str]:
+    """``view_csv_for`` in pieces, checked before the first (a download streams them)."""
+    return view_numbers(view, name, layer, head, token).csv_chunks(max_rows=max_rows)
 
 
 def atlas_csv(metrics: dict[str, np.ndarray], labels: np.ndarray) -> str:

@@ -17,7 +17,8 @@ Every value can be changed with an environment variable (below) or on the comman
   threads, one intra-op thread each keeps the cores busy without oversubscribing them.
 - A shared server's limits (docs/security.md): request lines, header counts and sizes are bounded
   here (bodies by the app, ``ATTN_MAX_REQUEST_KB``), and each person may start ``ATTN_RATE_LIMIT``
-  analyses of new texts (default here 30 a minute; ``make run`` has no limit). The ``Server`` header
+  analyses of new texts and ``ATTN_EXPORT_RATE_LIMIT`` downloads (default here 30 a minute each; ``make
+  run`` has no limit). The ``Server`` header
   names no server software or version.
 """
 
@@ -39,6 +40,8 @@ os.environ.setdefault("MKL_NUM_THREADS", str(torch_threads))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # A shared server limits analyses of new texts per person; ATTN_RATE_LIMIT=off turns it off.
 os.environ.setdefault("ATTN_RATE_LIMIT", "30/minute")
+# and downloads (CSV, JSON, HTML: each streams up to ATTN_MAX_EXPORT_MB) per person; ATTN_EXPORT_RATE_LIMIT=off
+os.environ.setdefault("ATTN_EXPORT_RATE_LIMIT", "30/minute")
 
 bind = os.environ.get("ATTN_BIND", "127.0.0.1:8050")
 workers = _int("ATTN_WORKERS", 2)

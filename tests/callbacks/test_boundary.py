@@ -159,3 +159,45 @@ def test_whole_and_real_helpers():
     assert boundary.whole("7", 0, 5, 1) == 5 and boundary.whole(True, 0, 5, 1) == 1
     assert boundary.real(math.pi, 0, 1, 0.5) == 1.0 and boundary.real("nan", 0, 1, 0.5) == 0.5
     assert boundary.optional_index(3, 3) is None and boundary.optional_index("2", 3) == 2
+
+
+# ---------------------------------------------------------------------------------------------- download links
+
+KEY = "attn-v3:" + "ab" * 32
+
+
+@pytest.mark.parametrize("values", [
+    {},
+    {"tab": ids.TAB_HEATMAP, "layer": 5, "head": "11", "mode": "rollout", "switches": ["hide", "merge"],
+     "min_weight": 0.125, "token": 12, "arc_focus": 3, "arc_start": 2, "top_k": 5, "window": 5, "focus_k": 5},
+    {"tab": ids.TAB_ARCS, "head": "mean", "kind": "cross", "pair": "A→B", "step": 4, "metric": "local"},
+])
+def test_a_download_link_reads_back_into_the_same_view(values):
+    """The link the menu makes (``download_query``) holds the parsed view; the route's parse of it gives
+    that very view again, through the same ``ViewState.parse``."""
+    from werkzeug.datastructures import MultiDict
+
+    state = parse(**values)
+    link = MultiDict(boundary.download_query(KEY, state, compare_key=KEY.replace("ab", "cd")))
+    request = boundary.DownloadRequest.parse("csv", link)
+    assert request.key == KEY and request.compare_key == KEY.replace("ab", "cd")
+    again = ViewState.parse(request.values, DIMS, registry.TABS)
+    assert again == state
+
+
+@pytest.mark.parametrize("kind, query", [
+    ("csv", {}), ("csv", {"key": ["nope"]}), ("exe", {"key": [KEY]}), (None, {"key": [KEY]}),
+    ("csv", {"key": [KEY + "0"]}), ("csv", {"key": ["x" * 100_000]}), ("csv", {"key": [["nested"]]}),
+])
+def test_a_download_link_that_names_no_analysis_is_refused(kind, query):
+    assert boundary.DownloadRequest.parse(kind, query) is None
+
+
+def test_download_link_values_are_bounded_before_they_are_parsed():
+    query = {"key": [KEY, "junk"], "layer": ["1", "5"], "head": ["9" * 500], "switches": ["hide"] * 100 + ["x" * 50],
+             "tab": [ids.TAB_HEATMAP], "nonsense": ["1"], "text": ["the cat"]}
+    request = boundary.DownloadRequest.parse("json", query)
+    assert request.key == KEY and request.values["layer"] == "1"  # the first of a repeated value wins
+    assert "head" not in request.values and "text" not in request.values and "nonsense" not in request.values
+    assert len(request.values["switches"]) == 16
+    assert ViewState.parse(request.values, DIMS, registry.TABS).layer == 1

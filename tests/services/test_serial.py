@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import io
 import json
+import re
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np
@@ -417,3 +418,63 @@ def test_comparison_and_atlas_csv_escape_formula_cells_and_leave_numbers():
     atlas = read_csv(atlas_csv({"entropy": np.array([[0.5, -0.5]])}, np.array([["=cmd|' /C calc'!A0", "local"]])))
     assert atlas[1][2] == "'=cmd|' /C calc'!A0" and atlas[2][3] == "-0.5"
     assert quote_csv("plain") == "plain" and quote_csv("a,b") == '"a,b"' and quote_csv("=a") == '"\'=a"'
+
+
+# ---------------------------------------------------------------------------------------------- written in pieces
+
+def _old_json_document(value) -> str:
+    """The JSON document as issue 11 wrote it, all at once (the reference the pieces must equal)."""
+    from attention_explorer.services.serial import FORMAT, VERSION, _dumps_document, fields_of
+
+    def put(array):
+        return {"dtype": array.dtype.str, "shape": list(array.shape), "data": base64.b64encode(array.tobytes()).decode()}
+
+    fields = fields_of(value, put)
+    shapes = {n: r["shape"] for n, r in fields.items() if isinstance(r, dict) and r.keys() == {"dtype", "shape", "data"}}
+    return _dumps_document({"format": FORMAT, "version": VERSION, "shapes": shapes, "result": fields})
+
+
+@pytest.mark.parametrize("chunk", [3, 100, 3 * 2**16])
+def test_the_json_document_in_pieces_is_the_document(settings, tiny_models, chunk):
+    """Piece by piece (the download route streams them) the text is the same, byte for byte, for a
+    model's result and for the odd one (a lone surrogate: every non-ASCII character escaped); its size
+    is known before a piece is written."""
+    from attention_explorer.services.serial import JsonDocument
+
+    for result in (extract_attention(SENTENCE, tiny_models["gpt2"]), odd_result()):
+        document = JsonDocument(result, chunk_bytes=chunk)
+        pieces = list(document)
+        text = "".join(pieces)
+        assert text == _old_json_document(result) == result.to_json()
+        assert document.size == len(text.encode("utf-8"))
+        arrays = [p for p in pieces if re.fullmatch(r"[A-Za-z0-9+/=]+", p)]  # base64, a slice of an array each
+        assert len(arrays) > 1 and max(len(p) for p in arrays) <= max(4, chunk // 3 * 4)
+        assert AttentionResult.from_json(text).tokens == result.tokens
+
+
+def test_a_large_json_document_is_written_in_small_pieces():
+    """Issue 19: the whole-analysis JSON of 512 tokens (about 50 MB) was built whole inside a Dash
+    answer (12 at once took a worker to 2 GB). Written in pieces it costs a piece at a time."""
+    import tracemalloc
+
+    from attention_explorer.services.serial import JsonDocument
+
+    n = 512
+    att = np.full((6, 12, n, n), 1 / n, np.float16)
+    result = AttentionResult(tokens=[f"t{i}" for i in range(n)], attentions=att, model_id="big", truncated=False,
+                             special_mask=np.zeros(n, bool), word_ids=list(range(n)), segment_ids=[0] * n,
+                             is_causal=False, unknown_share=0.0, unknown_count=0, token_count_before_truncation=n,
+                             token_limit=n, text="big")
+    document = JsonDocument(result)
+    assert document.size > 48 * 2**20
+    tracemalloc.start()
+    try:
+        written, largest = 0, 0
+        for piece in document:
+            written += len(piece)
+            largest = max(largest, len(piece))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert written == document.size and largest <= 2**18
+    assert peak < 4 * 2**20, f"{peak / 2**20:.1f} MB held while writing {document.size / 2**20:.0f} MB"
