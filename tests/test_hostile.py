@@ -18,7 +18,14 @@ inputs (``*Data``, ``*_cell``) get malformed events. Then protocol junk and raw 
 Every answer must be: below 500; 200 (JSON that a browser can parse: no NaN) or 204 when the body
 was well-formed JSON for the callback; no traceback nor Python exception name in it; nothing logged
 at ERROR (nor a traceback) by the server while answering; an answer at all (a hang fails). At the
-end the server still serves a new analysis and its view, with the same gunicorn workers.
+end the server still serves a new analysis and its view, with the same gunicorn workers. The
+download route (issue 19) gets junk query values for every field it reads.
+
+Then (issue 19) the deployments a lab runs, each with its own gunicorn started and stopped in its test:
+the sign-in configurations against hostile credentials and a local account's forged headers (basic;
+proxy with the shared secret; proxy without a secret on a Unix socket; proxy with no proof, which
+must not start), and the documented nginx (docs/nginx/attention-explorer.conf, run as the guide
+shows it) in front of gunicorn: 48 slow clients, sign-in and per-person limits through it.
 """
 
 from __future__ import annotations
@@ -180,6 +187,7 @@ def server(tiny_models, tmp_path_factory) -> Iterator[Gunicorn]:
         ATTN_DEFAULT_MODEL=tiny_models["bert"], ATTN_MODELS=f"{tiny_models['bert']},{tiny_models['gpt2']}",
         ATTN_CACHE_TYPE="filesystem", ATTN_CACHE_DIR=str(workdir / "cache"), ATTN_MAX_REQUEST_KB=str(LIMIT_KB),
         ATTN_RATE_LIMIT="100000/minute",  # on, as in the gunicorn example, but far above what this sends
+        ATTN_EXPORT_RATE_LIMIT="100000/minute",
     )
     gunicorn = Gunicorn(workdir, env, workers=WORKERS, threads=2)
     gunicorn.start()
@@ -1044,6 +1052,46 @@ def test_raw_http_junk(server, catalog, prober):
         if reply.status == 200 and ("root:x:0:0" in text or "def create_app" in text):
             prober.fail(f"raw {name}", "a file outside the assets was served")
     prober.assert_clean("raw HTTP requests")
+
+
+def test_the_download_route_with_hostile_queries(server, catalog, prober):
+    """The download route (issue 19) takes a key and view values from a query anyone can write: every
+    junk value is parsed at the boundary (never a 5xx, never a traceback), a link to nothing is a 404,
+    and a well-formed link gives its file as an attachment."""
+    present, handle = catalog.page.value(ids.HANDLE, "data")
+    assert present and isinstance(handle, dict), "the page embeds no analysis handle"
+    key = handle["key"]
+    junk = [v for v in ("", "-1", "1e400", "NaN", "9" * 40, "%ff%fe", "%00", "<script>", "../../etc/passwd",
+                        "\u00e9\u0301", "a" * 200, "[]", "{}", "null", "true", "%ud800")]
+
+    def get(path: str, case: str) -> Reply | None:
+        before = len(prober.failures)
+        reply = prober.request("GET", path, case)
+        if (reply is not None and reply.status == 200 and reply.headers.get("Content-Type", "").startswith("text/html")
+                and "attachment" in reply.headers.get("Content-Disposition", "")):
+            # an HTML export inlines plotly.js, whose code names JavaScript errors: not a leak
+            prober.failures[before:] = [f for f in prober.failures[before:] if "the answer names" not in f]
+        return reply
+
+    for kind in ("csv", "json", "html"):
+        reply = get(f"/download/{kind}?key={key}", f"download {kind}")
+        if reply is not None and (reply.status != 200 or "attachment" not in reply.headers.get("Content-Disposition", "")):
+            prober.fail(f"download {kind}", f"answered {reply.status} {reply.body[:200]!r}")
+        for name in boundary_fields():
+            for value in junk:
+                get(f"/download/{kind}?key={key}&{name}={value}&{name}=0", f"download {kind} {name}={value[:20]}")
+    for path in ("/download/csv", "/download/exe?key=" + key, "/download/csv?key=" + key[:-1], "/download/" + "x" * 3000,
+                 "/download/csv?key=" + key.replace(key[-6:], "000000"), "/download/json?key[]=1"):
+        reply = prober.request("GET", path, f"download link to nothing {path[:40]}")
+        if reply is not None and reply.status not in (404, 414):
+            prober.fail(f"download {path[:40]}", f"answered {reply.status}, not 404")
+    prober.assert_clean("download requests")
+
+
+def boundary_fields() -> tuple[str, ...]:
+    from attention_explorer.callbacks.boundary import DOWNLOAD_FIELDS
+
+    return (*DOWNLOAD_FIELDS, "compare")
 
 
 # ---------------------------------------------------------------------------- and after all that
