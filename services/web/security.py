@@ -146,6 +146,8 @@ class SignIn:
         if not self.secret:
             return True
         given = request.headers.get(self.secret_header, "")
+        # read once, then gone from the request: nothing after sign-in (a view, a log, an error) can see it
+        request.environ.pop("HTTP_" + self.secret_header.upper().replace("-", "_"), None)
         return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self.secret)
 
     def user(self) -> tuple[str | None, tuple[str, int] | None]:
@@ -158,7 +160,7 @@ class SignIn:
                     log.warning("proxy sign-in refused: a %s header from %s, which is not the proxy", self.header,
                                 self._peer() or "a Unix socket")
                 return None, None
-            if name and not self.secret_matches():
+            if not self.secret_matches() and name:
                 log.warning("proxy sign-in refused: a %s header without the proxy's secret (from %s)", self.header,
                             self._peer() or "a Unix socket")
                 return None, None

@@ -285,7 +285,11 @@ def _whoami(app) -> dict:
 
     @app.server.get("/_whoami")
     def whoami():
+        from flask import request
+
         seen.update(user=g.attn_user, id=ratelimit.client_id())
+        if request.headers.get("X-Attention-Proxy-Secret") is not None:
+            seen["secret seen by the app"] = True
         return "ok"
 
     return seen
