@@ -97,8 +97,12 @@ def harden(app: Dash) -> None:
 
 
 def _callback_named() -> str:
-    """The outputs the request names (component ids and properties: never a value), shortened."""
-    body = request.get_json(silent=True)
+    """The outputs the request names (component ids and properties: never a value), shortened. Never
+    raises: the body may be what failed (JSON nested too deeply to read is a RecursionError)."""
+    try:
+        body = request.get_json(silent=True)
+    except Exception:  # noqa: BLE001 - an error handler must not fail in turn
+        return "(unreadable)"
     output = body.get("output") if isinstance(body, Mapping) else None
     return output[:200] if isinstance(output, str) else "(unknown)"
 

@@ -58,7 +58,7 @@ def test_a_well_formed_request_works(app_and_client):
 
 @pytest.mark.parametrize("junk", [
     b"", b"not json", b"[]", b"null", b"3", b'"x"', b"{", b"\xff\xfe", b'{"output": 3}',
-    b'{"output": "nope.children", "inputs": []}',
+    b'{"output": "nope.children", "inputs": []}', b"[" * 100_000, b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
 ])
 def test_junk_bodies_get_400(app_and_client, junk):
     _, client = app_and_client
