@@ -17,6 +17,7 @@ Each has ``reachable()``: a check that writes nothing (``/healthz`` uses it).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -111,13 +112,25 @@ _FILE_VERSION = 1
 _SUFFIX = ".aec"
 _TMP_PREFIX = ".tmp-"
 _STALE_TMP_S = 3600.0
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def disk_free(path: str) -> int | None:
+    """Bytes this process may still write on the file system that holds ``path`` (None: unknown)."""
+    try:
+        info = os.statvfs(path)
+    except (OSError, AttributeError):
+        return None
+    return int(info.f_bavail) * int(info.f_frsize)
 
 
 class SafeFileSystemCache(BaseCache):
     """Entries as files in a private folder, bounded in bytes and entries, oldest removed first.
 
     Shared by every process on the host: each write is a new file moved into place atomically, and
-    after each write the folder is measured and pruned, so several processes keep the bound together.
+    before each write the folder is measured and pruned to make room for it, within the bound and
+    within the disk's free space, so several processes keep the bound together and a bound larger
+    than the disk does not stop the cache when the disk fills.
     """
 
     def __init__(self, cache_dir: str, default_timeout: int = 300, max_bytes: int = 2048 * 1024 * 1024,
@@ -203,19 +216,40 @@ class SafeFileSystemCache(BaseCache):
     # ----------------------------------------------------------------- writing
 
     def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
+        """Writes ``value`` under ``key``: room is made first (the oldest entries removed until the new one
+        fits both the bound and the disk's free space); when the disk is full all the same (another
+        process wrote meanwhile), room is made again and the write tried once more. An entry that could
+        never fit is not written (False). A write that still fails raises (the cache's breaker logs it)."""
         try:
             data = codec.encode(value)
         except TypeError as exc:
             log.warning("not cached: %s", exc)
             return False
-        if _FILE.size + len(data) > self.max_bytes:
+        need = _FILE.size + len(data)
+        if need > self.max_bytes:
             return False  # larger than the whole cache: computed again when needed
         timeout = self._normalize_timeout(timeout)
         expires = time.time() + timeout if timeout else 0.0
+        header = _FILE.pack(_FILE_MAGIC, _FILE_VERSION, expires)
+        if not self.prune(reserve=need):
+            return False  # larger than the disk could hold even with every entry removed
+        try:
+            self._write(key, header, data)
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
+            log.warning("the cache's disk is full (%s): removing the oldest entries and trying once more", exc)
+            if not self.prune(reserve=need + max(need // 8, 1 << 16)):  # a margin for the file system's own blocks
+                return False
+            self._write(key, header, data)
+        return True
+
+    def _write(self, key: str, header: bytes, data: bytes) -> None:
+        """One entry written to a temporary file and moved into place (atomic for readers)."""
         fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=_TMP_PREFIX)  # 0600
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(_FILE.pack(_FILE_MAGIC, _FILE_VERSION, expires))
+                handle.write(header)
                 handle.write(data)
             now = time.time_ns()  # the write time to the nanosecond: "oldest first" even within one clock tick
             os.utime(tmp, ns=(now, now))
@@ -223,8 +257,6 @@ class SafeFileSystemCache(BaseCache):
         except BaseException:
             self._remove(tmp)
             raise
-        self.prune()
-        return True
 
     def add(self, key: str, value: Any, timeout: int | None = None) -> bool:
         if self.has(key):
@@ -257,17 +289,27 @@ class SafeFileSystemCache(BaseCache):
                     found.append((info.st_mtime_ns, info.st_size, item.path))
         return found
 
-    def prune(self) -> None:
-        """Removes the oldest entries until the folder holds at most ``max_bytes`` and ``max_entries``."""
+    def prune(self, reserve: int = 0) -> bool:
+        """Removes the oldest entries until the folder holds at most ``max_bytes`` and ``max_entries`` with
+        room for ``reserve`` more bytes (and one more entry, when ``reserve``), and until the disk has
+        ``reserve`` bytes free. False (removing nothing) when the disk could not hold ``reserve`` bytes
+        even with every entry removed."""
         entries = sorted(self._entries())
         total = sum(size for _, size, _ in entries)
-        count = len(entries)
+        count = len(entries) + (1 if reserve else 0)
+        free = disk_free(self._dir) if reserve else None
+        if free is not None and free + total < reserve:
+            return False
         for _, size, path in entries:
-            if total <= self.max_bytes and (not self.max_entries or count <= self.max_entries):
+            if (total + reserve <= self.max_bytes and (not self.max_entries or count <= self.max_entries)
+                    and (free is None or free >= reserve)):
                 break
             if self._remove(path):
                 total -= size
                 count -= 1
+                if free is not None:
+                    free += size
+        return True
 
     def size(self) -> tuple[int, int]:
         """(entries, bytes) in the folder now."""
