@@ -1,0 +1,75 @@
+"""bench/load.py drives today's callbacks, and fails loudly when it cannot (issue 16, issue 19 item 5).
+
+Before: it looked for an Analyze callback the restructure had renamed away, sent 0 requests and exited 0,
+so the load figures in docs/deployment.md could not be reproduced. Now it finds Analyze and the router
+in /_dash-dependencies, and exits 2 when it finds neither or sends nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from attention_explorer.components import ids
+from tests.servers import LOOPBACK, PROJECT_ROOT, child_env
+
+pytestmark = pytest.mark.servers
+
+LOAD = str(PROJECT_ROOT / "bench" / "load.py")
+
+
+def _run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, LOAD, *args], cwd=str(PROJECT_ROOT), env=child_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_short_run_finds_the_callbacks_and_sends_requests(tiny_models, tmp_path):
+    out = tmp_path / "load.json"
+    done = _run(["--users", "3", "--duration", "4", "--think", "0.2", "--new-share", "0.3", "--words", "12",
+                 "--set", f"ATTN_DEFAULT_MODEL={tiny_models['bert']}", "--set", f"ATTN_MODELS={tiny_models['bert']}",
+                 "--workers", "2", "--threads", "2", "--json", str(out)])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert f"{ids.ANALYZE}" not in report["callbacks"]["analyze"]  # Analyze's outputs, not its inputs
+    assert f"{ids.HANDLE}.data" in report["callbacks"]["analyze"]
+    assert f"{ids.VIEW_NOTICE}.children" in report["callbacks"]["router"]
+    by_kind = {row["kind"]: row for row in report["rows"]}
+    assert by_kind["new text: Analyze"]["n"] >= 3  # each user analyses a text first
+    assert by_kind["new text: draw the view"]["n"] == by_kind["new text: Analyze"]["n"]
+    assert by_kind["layer/head change"]["n"] >= 1
+    assert report["sent"] == by_kind["all requests"]["n"] > 0 and report["failed"] == 0
+    assert "| new text: Analyze |" in done.stdout and "| layer/head change |" in done.stdout
+
+
+class _NoCallbacks(BaseHTTPRequestHandler):
+    """An app whose callbacks are not the ones bench/load.py drives."""
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        body = json.dumps([] if self.path == "/_dash-dependencies" else {"props": {}, "type": "Div"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_it_fails_loudly_when_it_finds_no_callbacks():
+    server = ThreadingHTTPServer((LOOPBACK, 0), _NoCallbacks)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        done = _run(["--url", f"http://{LOOPBACK}:{server.server_address[1]}", "--users", "1", "--duration", "1"],
+                    timeout=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "found 0 Analyze callback(s)" in done.stderr and "no longer matches the app" in done.stderr
