@@ -243,12 +243,12 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
         target = boundary.text(values.get("target"), N_("target")) if kind_of_model == "encoder-decoder" else ""
         steps = (boundary.whole(values.get("continue"), 0, get_settings().max_new_tokens, 0)
                  if kind_of_model == "decoder" else 0)
-        key, result = analyse(text, model, pair or None, target or None, steps=steps or None,
-                              before_compute=new_analysis_guard(client_id()))
+        key, result = found = analyse(text, model, pair or None, target or None, steps=steps or None,
+                                      before_compute=new_analysis_guard(client_id()))
         # what the page shows of it: inside the same guard (a failure here is explained, never a 500)
         out.update(controls_for(result, values.get("layer"), values.get("head"), values.get("kind"),
                                 values.get("pair_filter")))
-        out.update(handle=handle_of(key, result).to_client(), status=status_children(summarise(result, key)),
+        out.update(handle=handle_of(key, result, found.recipe).to_client(), status=status_children(summarise(result, key)),
                    arc_focus=None, arc_start=0, token=None,
                    continue_wrap=SHOWN if kind_of_model == "decoder" else HIDDEN,
                    share=share_of(result.text, result.text_pair, result.model_id, target or None, steps or None))
@@ -296,12 +296,12 @@ def first_page(settings) -> dict:
     from .router import route
 
     try:
-        key, result = analyse(EXAMPLES[0]["text"], settings.default_model)
+        key, result = found = analyse(EXAMPLES[0]["text"], settings.default_model)
     except Exception as exc:  # noqa: BLE001 - the page must load whatever happens
         log.warning("the first page's analysis failed: %s", exc)
         title = translate(exc.title) if isinstance(exc, AttentionExplorerError) else _("Something went wrong")
         return {"status": [error_alert(title, message_for(exc))]}
-    handle = handle_of(key, result).to_client()
+    handle = handle_of(key, result, found.recipe).to_client()
     page = {**controls_for(result, 0, ids.HEAD_ALL), "handle": handle, "status": status_children(summarise(result, key)),
             "share": share_of(result.text, result.text_pair, result.model_id)}
     page.update({k: v for k, v in route({"handle": handle, "tab": ids.TAB_GRID, "layer": 0, "head": ids.HEAD_ALL},

@@ -36,7 +36,7 @@ download link   ``DownloadRequest.parse``: a kind of file, a key,   404 (the lin
                 then the fields above as short strings
 text, pair,     a string of at most ``MAX_TEXT_CHARS`` characters, refused with a message
 target          valid Unicode (no lone surrogate)
-handle          see ``Handle.parse``                              none (analyse again)
+handle          see ``Handle.parse`` (its recipe signed by the server) none (analyse again)
 click / hover   Plotly event data with finite numbers             none
 ==============  ================================================  =======================
 """
@@ -53,6 +53,7 @@ from typing import Any
 from ..components import ids
 from ..components.i18n import N_, _, translate
 from ..components.layout import ATLAS_METRICS, FOCUS_K_CHOICES, PAIR_CHOICES, TOP_K_CHOICES, WINDOW_CHOICES
+from ..services.store.recipes import Recipe, unseal
 
 MODES = ("raw", "rollout", "value")  # value: weighted by value norm (Kobayashi et al., 2020)
 SWITCHES = ("hide", "merge")
@@ -218,23 +219,31 @@ _KEY = re.compile(r"^[a-z0-9-]{1,16}:[0-9a-f]{64}$")
 
 @dataclass(frozen=True)
 class Handle:
-    """What the page keeps of an analysis: the result's cache key and its shape. The attention stays
-    on the server; views fetch it by key. The numbers are for the page's controls only: the server
-    always takes the shape from the result itself."""
+    """What the page keeps of an analysis: the result's cache key, its shape, and its recipe signed by the
+    server (``services.store.recipes``). The attention stays on the server; views fetch it by key, and
+    any web process computes it again from the recipe when the shared cache cannot give it. The numbers
+    are for the page's controls only: the server always takes the shape from the result itself."""
 
     key: str
     model_id: str
     layers: int
     heads: int
     tokens: int
+    sealed: str | None = None  # the recipe as the page keeps it (signed)
+    recipe: Recipe | None = None  # what it holds, its signature checked
 
     def to_client(self) -> dict:
-        return {"key": self.key, "model": self.model_id, "layers": self.layers, "heads": self.heads,
-                "tokens": self.tokens}
+        client = {"key": self.key, "model": self.model_id, "layers": self.layers, "heads": self.heads,
+                  "tokens": self.tokens}
+        if self.sealed is not None:
+            client["recipe"] = self.sealed
+        return client
 
     @classmethod
     def parse(cls, value: Any) -> "Handle | None":
-        """A handle from the page, or None for anything that is not one."""
+        """A handle from the page, or None for anything that is not one: a recipe that this server did not
+        sign (changed, forged, or signed with another secret) makes the whole handle unreadable. A handle
+        without a recipe (a page from before recipes) is read; it is served while the cache has it."""
         if not isinstance(value, Mapping):
             return None
         key, model = value.get("key"), model_id(value.get("model"))
@@ -243,7 +252,13 @@ class Handle:
         dims = [optional_index(value.get(name), MAX_DIM + 1) for name in ("layers", "heads", "tokens")]
         if any(d is None or d < 1 for d in dims):
             return None
-        return cls(key, model, *dims)
+        sealed = value.get("recipe")
+        if sealed is None:
+            return cls(key, model, *dims)
+        recipe = unseal(sealed)
+        if recipe is None:
+            return None
+        return cls(key, model, *dims, sealed=sealed, recipe=recipe)
 
 
 # ----------------------------------------------------------------------------------- the view

@@ -11,6 +11,7 @@ from ..components.i18n import N_, _, error_message, translate
 from ..services import AttentionExplorerError
 from ..services.analyses.exports import view_csv_chunks_for
 from ..services.analyses.kinds import dims_of
+from ..services.store.recipes import Recipe, for_page
 from .boundary import Handle
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,12 @@ class Unavailable(Exception):
     """The view (or its export) cannot be drawn; the message (in the page's language) says why."""
 
 
-def handle_of(key: str, result) -> Handle:
-    """The page's handle: the key, and the most layers, heads and tokens any kind of attention has."""
-    return Handle(key, result.model_id, *dims_of(result))
+def handle_of(key: str, result, recipe: Recipe | None) -> Handle:
+    """The page's handle: the key, the most layers, heads and tokens any kind of attention has, and the
+    recipe (``services.extraction.Analysis.recipe``) signed, so that any web process can compute the
+    result again when the shared cache cannot give it (a long text by its short id when the cache keeps it)."""
+    sealed = for_page(recipe) if recipe is not None else None
+    return Handle(key, result.model_id, *dims_of(result), sealed=sealed, recipe=recipe)
 
 
 def numbers_csv(name: str) -> Callable[..., Iterable[str]]:

@@ -50,7 +50,7 @@ def placeholder(message: str) -> dict:
 
 def view_b(view: View, handle: Handle) -> View | str:
     """B seen through A's switches and kind (its own first kind when it has not A's), or why not."""
-    found = result_by_key(handle.key)
+    found = result_by_key(handle.key, handle.recipe, before_compute=new_analysis_guard(client_id()))
     if found is None:
         return translate(EXPIRED)
     key, result = found
@@ -158,14 +158,14 @@ def analyse_b(values: dict[str, Any]) -> tuple[Any, Any, Any]:
     try:
         text = (boundary.text(values.get("text_b"), N_("text B")) or "").strip() or boundary.text(values.get("text_a"))
         model = boundary.model_id(values.get("model_b")) or (a.model_id if a else boundary.model_id(values.get("model_a")))
-        key, result = analyse(text, model, before_compute=new_analysis_guard(client_id()))
+        key, result = found = analyse(text, model, before_compute=new_analysis_guard(client_id()))
     except boundary.TextRefused as exc:
         return no_update, error_alert(_("Check text B"), str(exc)), no_update
     except AttentionExplorerError as exc:
         return no_update, error_alert(translate(exc.title), message_for(exc)), no_update
     except Exception as exc:  # noqa: BLE001 - never a traceback in the page
         return no_update, error_alert(_("Something went wrong"), message_for(exc)), no_update
-    return handle_of(key, result).to_client(), no_update, {"text": result.text, "model": result.model_id}
+    return handle_of(key, result, found.recipe).to_client(), no_update, {"text": result.text, "model": result.model_id}
 
 
 def register(app: Dash) -> None:

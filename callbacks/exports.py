@@ -220,7 +220,7 @@ def serve(kind: str, args: Any) -> Response:
             found = result_by_key(key)
             if found is None:
                 return _plain(translate(EXPIRED), 404)
-            values[name] = handle_of(*found).to_client()
+            values[name] = handle_of(*found, found.recipe).to_client()
         download = prepare(parsed.kind, values)
     except Refused as why:
         return _plain(str(why), why.status, why.retry_after)

@@ -18,6 +18,7 @@ from ..components.i18n import _, translate
 from ..services.analyses.kinds import attention_of, kinds_available
 from ..services.analyses.views import View, ViewOptions
 from ..services.extraction import result_by_key
+from ..services.web.ratelimit import client_id, new_analysis_guard
 from . import registry
 from .boundary import Dims, Handle, ViewState
 from .common import EXPIRED, NOT_ANALYSED, UNREADABLE, Unavailable, guarded, handle_of
@@ -85,13 +86,15 @@ def _placeholder(spec: ViewSpec, message: str) -> dict:
     return {**spec.placeholder(message), "notice": ""}
 
 
-def analysis_of(values: dict[str, Any]) -> tuple[str, Any]:
-    """``(key, result)`` of the browser's handle; ``Unavailable`` when there is none or it is gone."""
+def analysis_of(values: dict[str, Any]):
+    """``(key, result)`` of the browser's handle (a ``services.extraction.Analysis``: its ``recipe`` too);
+    ``Unavailable`` when there is none or it is gone. A result the shared cache cannot give is computed
+    again from the handle's signed recipe, counted against the person's limit on new analyses."""
     raw_handle = values.get("handle")
     handle = Handle.parse(raw_handle)
     if handle is None:
         raise Unavailable(translate(NOT_ANALYSED if raw_handle is None else UNREADABLE))
-    found = result_by_key(handle.key)
+    found = result_by_key(handle.key, handle.recipe, before_compute=new_analysis_guard(client_id()))
     if found is None:
         raise Unavailable(translate(EXPIRED))
     return found
@@ -128,8 +131,9 @@ def _render(spec: ViewSpec, values: dict[str, Any], triggered: frozenset[str]) -
             return _placeholder(spec, translate(spec.square_only))
         out = spec.render(view, state, triggered)
         out["notice"] = _notice(state.notes)
-        if key != Handle.parse(values.get("handle")).key:  # computed again from the recipe under a new key
-            out["handle"] = handle_of(key, result).to_client()
+        handle = Handle.parse(values.get("handle"))
+        if key != handle.key:  # computed again from the recipe under a new key (the model's files changed)
+            out["handle"] = handle_of(key, result, handle.recipe).to_client()
         return out
 
     return render()

@@ -112,6 +112,9 @@ class Settings:
     # Pages that may show the app in a frame (CSP frame-ancestors sources); none by default. A notebook's
     # show_dashboard() allows the local notebook servers (components.notebook.NOTEBOOK_FRAME_ANCESTORS).
     frame_ancestors: tuple[str, ...] = ()
+    # Signs the recipe a page keeps of its analysis (services.store.secret says where it comes from when
+    # empty); never shown (repr=False).
+    secret_key: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if self.cache_type not in CACHE_TYPES:
@@ -205,6 +208,7 @@ class Settings:
             signin_failures=os.environ.get("ATTN_SIGNIN_FAILURES", "").strip() or "10/minute",
             signin_failures_per_address=os.environ.get("ATTN_SIGNIN_FAILURES_PER_ADDRESS", "").strip() or "30/minute",
             frame_ancestors=_env_list("ATTN_FRAME_ANCESTORS", ()),
+            secret_key=os.environ.get("ATTN_SECRET_KEY", "").strip(),
         )
         cache_dir = os.environ.get("ATTN_CACHE_DIR", "").strip()
         if cache_dir:

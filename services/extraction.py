@@ -37,8 +37,9 @@ from .model.forward import run_local
 from .model.inputs import check_steps, checked_inputs
 from .model.loading import fingerprint
 from .result import AttentionResult
-from .store import cache
+from .store import cache, share
 from .store.memory import memory
+from .store.recipes import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,27 @@ def is_result_key(value: object) -> bool:
 
 def _recipe_key(key: str) -> str:
     return "recipe-" + key
+
+
+class Analysis(tuple):
+    """What ``analyse`` and ``result_by_key`` return: the pair ``(key, result)`` (unpack it as such), and
+    ``recipe``, the checked input that computes the result again (``services.store.recipes``; None when
+    a cached result was asked for by key alone)."""
+
+    recipe: Recipe | None
+
+    def __new__(cls, key: str, result: AttentionResult, recipe: Recipe | None) -> "Analysis":
+        made = super().__new__(cls, (key, result))
+        made.recipe = recipe
+        return made
+
+    @property
+    def key(self) -> str:
+        return self[0]
+
+    @property
+    def result(self) -> AttentionResult:
+        return self[1]
 
 
 def _cached_result(key: str) -> AttentionResult | None:
@@ -105,13 +127,15 @@ def generate_steps(text: str, n: int, model_id: str | None = None) -> AttentionR
 
 def analyse(text: str, model_id: str | None = None, text_pair: str | None = None, target: str | None = None, *,
             steps: int | None = None,
-            before_compute: Callable[[], None] | None = None) -> tuple[str, AttentionResult]:
-    """``extract_attention`` that also returns the result's cache key, the handle views fetch it by.
+            before_compute: Callable[[], None] | None = None) -> Analysis:
+    """``extract_attention`` that also returns the result's cache key, the handle views fetch it by, and
+    its recipe (``Analysis``: unpacks as ``key, result``).
 
     ``steps``: a decoder-only model continues the text by that many tokens (``generate_steps``).
 
     Beside the result, the cache keeps a small recipe (text, pair, target, model, generation settings)
-    under its own key, so a result evicted for room is computed again from it (``result_by_key``).
+    under its own key, so a result evicted for room is computed again from it (``result_by_key``); the
+    page keeps the same recipe signed, for when the shared cache cannot give either.
     ``before_compute`` is called once before the model runs for a text that is not cached (e.g. a
     rate limit that raises); a cached text never calls it.
     """
@@ -123,9 +147,10 @@ def analyse(text: str, model_id: str | None = None, text_pair: str | None = None
         if text_pair is not None or target is not None:
             raise InputError(N_("Continuing a text takes one text: leave the second sentence and the target empty."))
     key = cache_key(model_id, text, text_pair, target, steps=steps, max_new_tokens=max_new_tokens)
+    recipe = Recipe(model_id, text, text_pair, target, steps)
     hit = _cached_result(key)
     if hit is not None:
-        return key, hit
+        return Analysis(key, hit, recipe)
 
     ran = []  # whether this call's own compute ran (it led the flight), or it waited on another's
 
@@ -137,49 +162,79 @@ def analyse(text: str, model_id: str | None = None, text_pair: str | None = None
         if before_compute is not None:
             before_compute()
         result = run_extraction(text, model_id, text_pair, target, max_new_tokens=max_new_tokens, steps=steps)
-        recipe = json.dumps({"text": text, "text_pair": text_pair, "model_id": model_id, "target": target,
-                             "max_new_tokens": max_new_tokens, "steps": steps}, ensure_ascii=False)
-        cache.store(_recipe_key(key), recipe, len(recipe) * 4)
+        kept = json.dumps({"text": text, "text_pair": text_pair, "model_id": model_id, "target": target,
+                           "max_new_tokens": max_new_tokens, "steps": steps}, ensure_ascii=False)
+        cache.store(_recipe_key(key), kept, len(kept) * 4)
         cache.store(key, result, result.nbytes)
         return result
 
     try:
-        return key, memory().flight.run(key, compute)
+        return Analysis(key, memory().flight.run(key, compute), recipe)
     except RateLimitedError:
         if ran:
             raise
         # the person who led this text's analysis was over their limit, not this one: their own turn,
         # checked against their own limit
-        return key, compute()
+        return Analysis(key, compute(), recipe)
 
 
-def result_by_key(key: object) -> tuple[str, AttentionResult] | None:
-    """The result a key names, and its key now: from the cache, or computed again from the recipe the
-    server kept when the result itself was evicted (then the key changes if the model's files did).
-    ``None`` when neither is left (or ``key`` is not a key): the person has to analyse again.
-    Never raises for a bad key; never re-validates text the browser sent (there is none).
+def result_by_key(key: object, recipe: Recipe | None = None, *,
+                  before_compute: Callable[[], None] | None = None) -> Analysis | None:
+    """The result a key names, and its key now: from the cache; else computed again from ``recipe`` (the
+    one the page's handle carries, its signature already checked: ``services.store.recipes.unseal``), or
+    from the recipe the server kept when the result itself was evicted. The key changes when the
+    model's files (or ``ATTN_MAX_NEW_TOKENS``) did. ``before_compute`` is called, as ``analyse`` calls it,
+    only when the model runs: a recomputation costs what an analysis of a new text costs.
+
+    ``None`` when neither recipe is left (or ``key`` is not a key): the person has to analyse again.
+    Never raises for a bad key or recipe; a rate limit (``RateLimitedError``) is raised as ``analyse``
+    raises it. Never re-validates text the browser sent: the recipe's text was signed by this server.
     """
     if not is_result_key(key):
         return None
     hit = _cached_result(key)
     if hit is not None:
-        return key, hit
+        return Analysis(key, hit, recipe)
+    for find in (lambda: _page_recipe(recipe), lambda: _kept_recipe(key)):  # the page's first: no cache read
+        source = find()
+        if source is None:
+            continue
+        try:
+            # With today's settings: a changed ATTN_MAX_NEW_TOKENS (like changed model files) changes the key.
+            return analyse(source.text, source.model_id, source.text_pair, source.target, steps=source.steps,
+                           before_compute=before_compute)
+        except RateLimitedError:
+            raise
+        except AttentionExplorerError as exc:  # e.g. the model is no longer offered
+            log.info("result %s could not be computed again: %s", key, exc)
+            return None
+    return None
+
+
+def _page_recipe(recipe: Recipe | None) -> Recipe | None:
+    """The page's recipe with its text: a long text's short id resolved through the shared cache (None
+    when the cache no longer has it)."""
+    if recipe is None or recipe.share_id is None:
+        return recipe
+    entry = share.load_text(recipe.share_id)
+    if entry is None:
+        return None
+    return Recipe(recipe.model_id, entry["text"], entry.get("pair"), recipe.target, recipe.steps)
+
+
+def _kept_recipe(key: str) -> Recipe | None:
+    """The recipe the server kept in the shared cache beside the result (None when it has none)."""
     raw = cache.lookup(_recipe_key(key))
     try:
-        recipe = json.loads(raw) if isinstance(raw, str) else None
+        kept = json.loads(raw) if isinstance(raw, str) else None
     except (ValueError, RecursionError):
-        recipe = None
-    if not isinstance(recipe, dict) or not isinstance(recipe.get("text"), str):
+        kept = None
+    if not isinstance(kept, dict) or not isinstance(kept.get("text"), str):
         return None
-    pair, target, steps = recipe.get("text_pair"), recipe.get("target"), recipe.get("steps")
-    try:
-        # With today's settings: a changed ATTN_MAX_NEW_TOKENS (like changed model files) changes the key.
-        return analyse(recipe["text"], str(recipe.get("model_id") or ""), pair if isinstance(pair, str) else None,
-                       target if isinstance(target, str) else None,
-                       steps=steps if isinstance(steps, int) and not isinstance(steps, bool) else None)
-    except AttentionExplorerError as exc:  # e.g. the model is no longer offered
-        log.info("result %s could not be computed again: %s", key, exc)
-        return None
+    pair, target, steps = kept.get("text_pair"), kept.get("target"), kept.get("steps")
+    return Recipe(str(kept.get("model_id") or ""), kept["text"], pair if isinstance(pair, str) else None,
+                  target if isinstance(target, str) else None,
+                  steps if isinstance(steps, int) and not isinstance(steps, bool) else None)
 
 
 def run_extraction(text: str, model_id: str, text_pair: str | None, target: str | None = None, *,

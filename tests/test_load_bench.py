@@ -73,3 +73,47 @@ def test_it_fails_loudly_when_it_finds_no_callbacks():
         server.server_close()
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     assert "found 0 Analyze callback(s)" in done.stderr and "no longer matches the app" in done.stderr
+
+
+# ------------------------------------------------------------------------------ degraded modes (issue 19, item 1)
+# Each request opens a new connection (as nginx does), so either gunicorn worker may answer a view of an
+# analysis the other ran. Before the handle carried its recipe, a quarter to a half of those views said
+# "This analysis is no longer on the server" whenever the shared cache could not give the result.
+
+
+def _tiny(tiny_models) -> list[str]:
+    return ["--set", f"ATTN_DEFAULT_MODEL={tiny_models['bert']}", "--set", f"ATTN_MODELS={tiny_models['bert']}",
+            "--users", "4", "--think", "0.1", "--new-share", "0.3", "--words", "12", "--workers", "2", "--threads", "4"]
+
+
+def _phases(report: dict) -> dict[str, int]:
+    return {phase: sum(r["n"] for r in report["rows"] if r["phase"] == phase) for phase in ("before", "during", "after")}
+
+
+def test_a_read_only_cache_folder_loses_no_view(tiny_models, tmp_path):
+    out = tmp_path / "load.json"
+    done = _run([*_tiny(tiny_models), "--duration", "9", "--fault", "readonly-cache", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert all(n > 10 for n in _phases(report).values()), report["rows"]  # requests in every phase
+    assert done.returncode == 0 and report["failed"] == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_a_refused_cache_folder_loses_no_view(tiny_models, tmp_path):
+    from tests.servers import Gunicorn
+
+    folder = tmp_path / "shared-folder"
+    folder.mkdir()
+    folder.chmod(0o777)  # writable by every local user: refused, the app runs without a shared cache
+    env = child_env(ATTN_DEFAULT_MODEL=tiny_models["bert"], ATTN_MODELS=tiny_models["bert"],
+                    ATTN_CACHE_DIR=str(folder), ATTN_RATE_LIMIT="off")
+    server = Gunicorn(tmp_path, env, workers=2, threads=4)
+    try:
+        server.start()
+        out = tmp_path / "load.json"
+        done = _run([*_tiny(tiny_models)[4:], "--url", server.url, "--duration", "6", "--json", str(out)])
+        report = json.loads(out.read_text())
+        assert report["sent"] > 30, report["rows"]
+        assert done.returncode == 0 and report["failed"] == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        assert "not using the folder" in server.log_text()
+    finally:
+        server.stop()

@@ -23,7 +23,7 @@ from .callbacks.protocol import harden
 from .components.i18n import COOKIE, normalise
 from .components.layout import create_layout, validation_layout
 from .services.config import Settings, configure, get_settings
-from .services.store import cache
+from .services.store import cache, secret
 from .services.web import security
 from .services.web.health import health_report
 
@@ -46,6 +46,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Dash:
         settings = configure(Settings.from_env(), **config)
     else:
         settings = configure(Settings.from_env())
+    secret.check_settings(settings)  # several web hosts need ATTN_SECRET_KEY: refuse to start without it
     app = Dash(
         __name__,
         assets_folder=assets_folder(),

@@ -42,6 +42,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ATTN_RATE_LIMIT", "30/minute")
 # and downloads (CSV, JSON, HTML: each streams up to ATTN_MAX_EXPORT_MB) per person; ATTN_EXPORT_RATE_LIMIT=off
 os.environ.setdefault("ATTN_EXPORT_RATE_LIMIT", "30/minute")
+# The workers sign what a page keeps of its analysis with one secret, so that each can read every page's
+# handle: ATTN_SECRET_KEY, else a file in the private cache folder, else this one, made here in the master
+# for this run (services/store/secret.py).
+if not os.environ.get("ATTN_SECRET_KEY", "").strip():
+    import secrets
+
+    os.environ.setdefault("ATTN_RUN_SECRET", secrets.token_urlsafe(48))
 
 bind = os.environ.get("ATTN_BIND", "127.0.0.1:8050")
 workers = _int("ATTN_WORKERS", 2)

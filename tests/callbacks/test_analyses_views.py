@@ -201,7 +201,7 @@ def test_value_norm_mode_says_when_a_model_has_none(handle, monkeypatch):
 
     key, result = result_by_key(handle["key"])
     bare = dataclasses.replace(result, value_norms=None, value_norms_reason="its attention layout is unknown")
-    monkeypatch.setattr(router, "result_by_key", lambda k: (key, bare))
+    monkeypatch.setattr(router, "result_by_key", lambda k, *args, **kwargs: (key, bare))
     out = view(handle, ids.TAB_HEATMAP, head="1", mode="value")
     assert "not available for this model: its attention layout is unknown" in str(out["heatmap"])
     assert view(handle, ids.TAB_HEATMAP, head="1", mode="raw")["heatmap"]["data"]  # the other modes still work

@@ -40,8 +40,12 @@ def test_analyze_default_model(settings, default_model):
     out = run_analyze(SENTENCE, layer=9, head="3")
     handle = Handle.parse(out["handle"])
     assert handle.model_id == "all-MiniLM-L6-v2" and (handle.layers, handle.heads, handle.tokens) == (6, 12, 13)
-    assert out["handle"] == {"key": handle.key, "model": "all-MiniLM-L6-v2", "layers": 6, "heads": 12, "tokens": 13}
-    assert not any(word in json.dumps(out["handle"]) for word in ("cat", "tired", "text"))  # never the text
+    plain = {k: v for k, v in out["handle"].items() if k != "recipe"}
+    assert plain == {"key": handle.key, "model": "all-MiniLM-L6-v2", "layers": 6, "heads": 12, "tokens": 13}
+    assert not any(word in json.dumps(plain) for word in ("cat", "tired", "text"))  # never the text in the open
+    # the text only inside the recipe that the server signed (services.store.recipes): what recomputes it
+    assert handle.recipe.text == SENTENCE and handle.recipe.model_id == "all-MiniLM-L6-v2"
+    assert len(out["handle"]["recipe"]) < 4 * len(SENTENCE)  # small for a short text
     assert out["layer_max"] == 5 and list(out["layer_marks"]) == list(range(6)) and out["layer"] == 5
     assert [o["value"] for o in out["head_options"]] == [ids.HEAD_ALL, ids.HEAD_MEAN] + [str(h) for h in range(12)]
     assert out["head"] == "3" and out["arc_focus"] is None and out["token"] is None

@@ -35,8 +35,8 @@ def client(make_app):
 def bert(client, tiny_models):
     from attention_explorer.callbacks.router import handle_of
 
-    key, result = analyse(SENTENCE, tiny_models["bert"])
-    return handle_of(key, result).to_client(), result
+    key, result = found = analyse(SENTENCE, tiny_models["bert"])
+    return handle_of(key, result, found.recipe).to_client(), result
 
 
 class Fetched:
@@ -163,8 +163,8 @@ def test_downloads_are_rate_limited_per_person(make_app, tiny_models):
 
     ratelimit.reset()
     client = make_app(export_rate_limit="3/minute").server.test_client()
-    key, result = analyse(SENTENCE, tiny_models["bert"])
-    browser = values(handle_of(key, result).to_client(), ids.TAB_HEATMAP)
+    key, result = found = analyse(SENTENCE, tiny_models["bert"])
+    browser = values(handle_of(key, result, found.recipe).to_client(), ids.TAB_HEATMAP)
     someone = {"REMOTE_ADDR": "10.0.0.1"}
     with client.application.test_request_context("/", environ_base=someone):
         link, _, _ = exports.export("csv", browser)
@@ -187,8 +187,8 @@ def test_downloads_need_sign_in_like_every_page(make_app, tiny_models, tmp_path)
     users = tmp_path / "users"
     add_user(str(users), "alice", "alice's long password")
     client = make_app(auth="basic", users_file=str(users)).server.test_client()
-    key, result = analyse(SENTENCE, tiny_models["bert"])
-    link, _, _ = exports.export("json", values(handle_of(key, result).to_client(), ids.TAB_GRID))
+    key, result = found = analyse(SENTENCE, tiny_models["bert"])
+    link, _, _ = exports.export("json", values(handle_of(key, result, found.recipe).to_client(), ids.TAB_GRID))
     assert client.get("/" + link["url"], environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 401
 
 
@@ -203,8 +203,8 @@ def test_cross_attention_and_a_generation_step_export(make_app, seq2seq_settings
     from attention_explorer.services import config
 
     client = make_app(models=config.get_settings().models).server.test_client()
-    key, result = analyse(SENTENCE, tiny_seq2seq_models["bart"], target="Le chat était assis.")
-    handle = handle_of(key, result).to_client()
+    key, result = found = analyse(SENTENCE, tiny_seq2seq_models["bart"], target="Le chat était assis.")
+    handle = handle_of(key, result, found.recipe).to_client()
     cross = fetch(client, "csv", values(handle, ids.TAB_HEATMAP, kind="cross", layer=1, head="1"))
     assert cross.filename.endswith("_layer1_head1_heatmap_cross.csv")
     rows = cross.rows()
@@ -213,8 +213,8 @@ def test_cross_attention_and_a_generation_step_export(make_app, seq2seq_settings
     for row in rows:
         assert float(row["weight"]) == pytest.approx(
             float(result.cross_attentions[1, 1, int(row["query_index"]), int(row["key_index"])]), abs=1e-6)
-    key, steps = analyse("The cat sat on the", tiny_models["gpt2"], steps=3)
-    generated = handle_of(key, steps).to_client()
+    key, steps = found = analyse("The cat sat on the", tiny_models["gpt2"], steps=3)
+    generated = handle_of(key, steps, found.recipe).to_client()
     step = fetch(client, "csv", values(generated, ids.TAB_GENERATION, step=2))
     rows = step.rows()
     row = steps.prompt_length + 1
@@ -232,8 +232,9 @@ def test_compare_exports_a_b_and_their_difference(client, bert, tiny_models):
     from attention_explorer.callbacks.router import handle_of
 
     handle, a = bert
-    key_b, b = analyse(SENTENCE.replace("cat", "dog"), tiny_models["bert"])
-    compared = values(handle, ids.TAB_COMPARE, layer=1, head="3", compare_handle=handle_of(key_b, b).to_client())
+    key_b, b = found = analyse(SENTENCE.replace("cat", "dog"), tiny_models["bert"])
+    compared = values(handle, ids.TAB_COMPARE, layer=1, head="3",
+                      compare_handle=handle_of(key_b, b, found.recipe).to_client())
     download = fetch(client, "csv", compared)
     assert download.filename.endswith("_layer1_head3_compare.csv")
     assert dict(parse_qsl(urlsplit(download.link["url"]).query))["compare"] == key_b
