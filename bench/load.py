@@ -214,6 +214,7 @@ class User:
         self.record = record
         self.texts = 0
         self.requests = 0  # the gate's request counter (``n``)
+        self.phase = "before"
 
     def post(self, spec: dict, changed: list[str]) -> tuple[float, dict | None, str]:
         """One POST /_dash-update-component as the renderer builds it: ``(ms, response, error)``."""
@@ -226,6 +227,7 @@ class User:
                 "inputs": items("inputs"), "changedPropIds": changed}
         if spec.get("state"):
             body["state"] = items("state")
+        self.phase = self.record.phase  # the phase a request started in is the one it counts in
         started = time.perf_counter()
         try:
             response = self.session.post(self.app.base_url + "/_dash-update-component", json=body,
@@ -269,7 +271,7 @@ class User:
             else:
                 if not any(response.get(cid, {}).get("figure") for cid in self.app.figures):
                     error = "the view drew nothing"
-        self.record(kind, ms, error)
+        self.record(kind, ms, error, phase=self.phase)
 
     def new_text(self) -> None:
         self.texts += 1
@@ -280,14 +282,14 @@ class User:
         self.state[(ids.ANALYZE, "n_clicks")] = (self.state.get((ids.ANALYZE, "n_clicks")) or 0) + 1
         ms, response, error = self.post(self.app.analyze, [f"{ids.ANALYZE}.n_clicks"])
         if response is None:
-            self.record(NEW_ANALYZE, ms, error)
+            self.record(NEW_ANALYZE, ms, error, phase=self.phase)
             return
         handle = response.get(ids.HANDLE, {}).get("data")
         if not isinstance(handle, dict):
             why = _danger(response.get(ids.STATUS, {}).get("children")) or "Analyze answered without a handle"
-            self.record(NEW_ANALYZE, ms, "", refused=why[:110])
+            self.record(NEW_ANALYZE, ms, "", refused=why[:110], phase=self.phase)
             return
-        self.record(NEW_ANALYZE, ms, "")
+        self.record(NEW_ANALYZE, ms, "", phase=self.phase)
         self.view(self.apply(response), NEW_VIEW)
 
     def change_layer_or_head(self) -> None:
@@ -328,9 +330,9 @@ class Recorder:
         self.errors: dict[tuple[str, str], list[str]] = defaultdict(list)
         self.refused: dict[tuple[str, str], list[str]] = defaultdict(list)
 
-    def __call__(self, kind: str, ms: float, error: str, refused: str = "") -> None:
+    def __call__(self, kind: str, ms: float, error: str, refused: str = "", phase: str | None = None) -> None:
         with self.lock:
-            where = (self.phase, kind)
+            where = (phase or self.phase, kind)
             self.samples[where].append(ms)
             if error:
                 self.errors[where].append(error)
@@ -522,8 +524,9 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--set", action="append", default=[], metavar="ATTN_NAME=VALUE",
                         help="a setting for the servers started here (repeatable), e.g. ATTN_DEFAULT_MODEL=path")
     parser.add_argument("--fault", choices=FAULTS, default=None, help="break a shared part mid-run (see above)")
-    parser.add_argument("--fault-at", type=float, default=1 / 3, help="when the fault starts (fraction of the run)")
-    parser.add_argument("--fault-until", type=float, default=2 / 3, help="when it is repaired (fraction of the run)")
+    parser.add_argument("--fault-at", type=float, default=0.3, help="when the fault starts (fraction of the run)")
+    parser.add_argument("--fault-until", type=float, default=0.6,
+                        help="when it is repaired (fraction of the run; a worker takes seconds to start again)")
     parser.add_argument("--keep-alive", action="store_true",
                         help="keep each user's connection open (then each user stays on one gunicorn worker); by "
                              "default each request opens a new one, as a reverse proxy does, so it reaches any worker")
@@ -564,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"callbacks: Analyze {app.analyze['output'][:60]}..., router {app.router['output'][:60]}...")
         tabs = [ids.TAB_GRID, ids.TAB_HEATMAP, ids.TAB_ARCS]
+        warm = Recorder()  # not reported: each gunicorn worker's first analysis (with Celery, the web process
+        for uid in range(2 * args.workers):  # still loads the model once, to tell what kind it is)
+            User(app, 1000 + uid, ids.TAB_GRID, args, warm).new_text()
         recorder = Recorder()
         users = [User(app, uid, tabs[uid % len(tabs)], args, recorder) for uid in range(args.users)]
         print(f"{args.users} users for {args.duration:.0f} s (pause ~{args.think:g} s, {args.new_share:.0%} new "
