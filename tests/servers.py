@@ -186,30 +186,36 @@ class RedisServer(_Process):
 
 
 class CeleryWorker(_Process):
-    """``celery -A attention_explorer.services.store.tasks worker --pool=solo`` with the given environment."""
+    """``celery -A attention_explorer.services.store.tasks worker --pool=solo`` with the given environment
+    (``app``: another module holding the Celery app, e.g. ``tests.slow_worker``)."""
 
     name = "celery worker"
 
-    def __init__(self, workdir: Path, env: dict[str, str], broker_url: str, hostname: str | None = None) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], broker_url: str, hostname: str | None = None,
+                 app: str = "attention_explorer.services.store.tasks") -> None:
         super().__init__(Path(workdir) / "celery-worker.log")
         self.env = env
         self.broker_url = broker_url
         self.hostname = hostname or f"attn-test-{os.getpid()}-{free_port()}@%h"
+        self.app = app
 
     def start(self, wait: float = 90.0) -> "CeleryWorker":
-        argv = [venv_bin("celery"), "-A", "attention_explorer.services.store.tasks", "worker", "--pool=solo", "--loglevel=INFO",
+        argv = [venv_bin("celery"), "-A", self.app, "worker", "--pool=solo", "--loglevel=INFO",
                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", self.hostname]
         self._spawn(argv, env=self.env)
         from celery import Celery
 
+        from celery.utils.nodenames import host_format
+
         probe = Celery("attn-test-probe", broker=self.broker_url, backend=self.broker_url, set_as_current=False)
+        name = host_format(self.hostname)  # this worker's answer, not another's on the same broker
         try:
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
                 if not self.alive():
                     raise self._fail("exited while starting")
                 try:
-                    if probe.control.ping(timeout=0.5):
+                    if probe.control.ping(destination=[name], timeout=0.5):
                         return self
                 except Exception:  # noqa: BLE001 - broker not ready yet
                     pass

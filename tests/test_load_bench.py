@@ -117,3 +117,18 @@ def test_a_refused_cache_folder_loses_no_view(tiny_models, tmp_path):
         assert "not using the folder" in server.log_text()
     finally:
         server.stop()
+
+
+def test_killed_workers_freeze_no_one(tiny_models, tmp_path):
+    """Every Celery worker killed mid-run (issue 19, item 4): new texts are refused in plain words while no
+    worker runs (before: each waited ATTN_CELERY_TIMEOUT, 120 s, holding a thread, until every thread
+    waited and the cached views froze too); views of analysed texts keep being drawn."""
+    out = tmp_path / "load.json"
+    done = _run([*_tiny(tiny_models), "--duration", "40", "--fault", "worker-killed", "--fault-at", "0.15",
+                 "--fault-until", "0.45", "--timeout", "30", "--json", str(out)], timeout=600)
+    report = json.loads(out.read_text())
+    rows = {(r["phase"], r["kind"]): r for r in report["rows"]}
+    assert rows[("during", "layer/head change")]["n"] > 10, report["rows"]
+    assert rows[("during", "new text: Analyze")]["refused"] > 0, report["rows"]  # no worker: said so
+    assert rows[("after", "new text: Analyze")]["n"] > rows[("after", "new text: Analyze")]["refused"]  # back again
+    assert done.returncode == 0 and report["failed"] == 0, done.stdout[-3000:] + done.stderr[-2000:]

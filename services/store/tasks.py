@@ -14,6 +14,21 @@ The Redis used here should still be private to the lab's servers (it holds peopl
 
 ``ATTN_CELERY_TIMEOUT`` (seconds, default 120) bounds the wait for a worker; on expiry the person sees
 a readable ``AttentionExplorerError`` instead of a hanging page.
+
+A worker that dies loses nothing and freezes no one:
+
+- tasks are acknowledged late (``task_acks_late``, ``task_reject_on_worker_lost``): a task whose worker
+  was killed mid-way goes back to the queue and runs on another worker. With Redis as broker it comes
+  back once the visibility timeout has passed, ``task_limit() + 10`` seconds after it was handed out,
+  checked every ``RESTORE_EVERY_S`` seconds: within the web's wait. ``task_limit()`` (half of
+  ``ATTN_CELERY_TIMEOUT``) is the task time limit, enforced by the prefork pool (``--pool=solo`` cannot
+  stop a task: one that runs longer than the visibility timeout may then run twice);
+- each worker writes a heartbeat to the broker's Redis every ``HEARTBEAT_S`` seconds (a thread, so a busy
+  ``--pool=solo`` worker still beats). A web process sends a task only while some worker beat in the
+  last ``STALE_S`` seconds, and while waiting it looks again (at most once every ``ALIVE_CACHE_S``
+  seconds per process): with no worker alive the person is told so at once, instead of waiting
+  ``ATTN_CELERY_TIMEOUT``; the thread is free again for the cached views. ``status()`` reports the
+  workers alive and recent timeouts (``/healthz``).
 """
 
 from __future__ import annotations
@@ -21,10 +36,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+from collections import deque
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from ..config import MAX_NEW_TOKENS_CAP, Settings, get_settings
 from ..errors import N_, AttentionExplorerError
@@ -40,6 +57,13 @@ QUEUE = "attention-explorer"
 DEFAULT_TIMEOUT_S = 120.0
 # A down queue should cost a request about a second, not Celery's default of retrying for long.
 _FAIL_FAST = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+RESTORE_EVERY_S = 5  # how often workers hand back the tasks of a dead worker (kombu's Redis transport)
+HEARTBEAT_S = 1.5  # a worker's heartbeat period
+STALE_S = 6.0  # a worker not heard from for this long is taken for dead
+ALIVE_CACHE_S = 2.0  # a web process asks Redis about the workers at most this often
+WAIT_SLICE_S = 2.0  # while waiting for a task, the workers are looked at again this often
+RECENT_S = 300.0  # task timeouts this recent make /healthz say "degraded"
+HEARTBEATS = "attention-explorer:workers"  # a sorted set in the broker's Redis: worker name -> last beat
 
 
 def task_timeout() -> float:
@@ -56,11 +80,18 @@ def task_timeout() -> float:
     return value
 
 
+def task_limit() -> int:
+    """Seconds a task may run (the task time limit): half of the web's wait, so that a task lost with its
+    worker can run again on another within it."""
+    return max(5, int(task_timeout() / 2))
+
+
 def make_celery(broker_url: str) -> Celery:
     """A Celery app for ``broker_url`` (broker and result backend), with the extraction task registered."""
     celery = Celery("attention_explorer", broker=broker_url or None, backend=broker_url or None,
                     set_as_current=False)
     timeout = task_timeout()
+    limit = task_limit()
     celery.conf.update(
         task_default_queue=QUEUE,
         task_serializer="json",
@@ -68,12 +99,22 @@ def make_celery(broker_url: str) -> Celery:
         result_serializer="json",  # the AttentionResult as services.codec bytes in base64 (codec.to_json_payload)
         result_accept_content=["json"],  # what the web process accepts from the result store: never pickle
         result_expires=max(600, int(timeout * 5)),  # answers nobody waited for do not pile up
-        task_time_limit=int(timeout + 60),  # prefork pool only: a stuck forward pass is killed
-        worker_prefetch_multiplier=1,  # long CPU-bound tasks: take one at a time
+        task_time_limit=limit,  # prefork pool only: a stuck forward pass is killed
+        # A task is acknowledged when it is done, not when it is taken: if its worker dies (killed, out of
+        # memory, the machine lost) the task goes back to the queue and another worker runs it.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,  # long CPU-bound tasks: take one at a time (and hold no others)
         worker_hijack_root_logger=True,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=3.0,
-        broker_transport_options={"socket_connect_timeout": 2.0},
+        broker_transport_options={
+            "socket_connect_timeout": 2.0,
+            # a taken task not acknowledged within this is handed to another worker: longer than a task may run
+            "visibility_timeout": limit + 10,
+            "unacked_restore_interval": RESTORE_EVERY_S,
+            "unacked_restore_throttle": 1,
+        },
         redis_socket_connect_timeout=2.0,
         redis_socket_timeout=30.0,
         redis_socket_keepalive=True,
@@ -145,17 +186,211 @@ def _require_broker(sender: Any = None, **_: Any) -> None:
         raise RuntimeError("Set ATTN_CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/1) before starting a worker.")
 
 
+# --------------------------------------------------------------------------------------------- liveness
+
+
+def _redis_for(broker_url: str):
+    """A Redis client for the broker with short timeouts; None for a broker that is not Redis."""
+    if not broker_url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(broker_url, socket_connect_timeout=0.5, socket_timeout=1.0,
+                                retry=Retry(NoBackoff(), 0))
+
+
+class Heartbeat:
+    """A worker's heartbeat: its name and the time, every ``HEARTBEAT_S`` seconds, in a sorted set of the
+    broker's Redis; removed when the worker stops. A thread, so that a worker busy with a forward pass
+    (``--pool=solo``) still beats."""
+
+    def __init__(self, broker_url: str, name: str) -> None:
+        self.client = _redis_for(broker_url)
+        self.name = name
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="attention-heartbeat", daemon=True)
+
+    def start(self) -> "Heartbeat":
+        if self.client is not None:
+            self.beat()
+            self.thread.start()
+        return self
+
+    def beat(self) -> None:
+        now = time.time()
+        try:
+            pipe = self.client.pipeline()
+            pipe.zadd(HEARTBEATS, {self.name: now})
+            pipe.zremrangebyscore(HEARTBEATS, "-inf", now - 6 * STALE_S)  # workers long gone
+            pipe.expire(HEARTBEATS, int(6 * STALE_S))
+            pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - the broker is down: the worker reconnects on its own
+            log.debug("heartbeat not written: %r", exc)
+
+    def _run(self) -> None:
+        while not self.stopped.wait(HEARTBEAT_S):
+            self.beat()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.client is not None:
+            try:
+                self.client.zrem(HEARTBEATS, self.name)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+_heartbeat: list[Heartbeat] = []
+
+
+def _warm_up() -> None:
+    """Loads the default model before the worker takes tasks (``ATTN_WARMUP=0`` skips it), as gunicorn's
+    workers do: a restarted worker is ready when it says it is."""
+    if os.environ.get("ATTN_WARMUP", "1").strip().lower() in {"0", "false", "no", "off"}:
+        return
+    from ..model.loading import get_model
+
+    try:
+        get_model(get_settings().default_model)
+    except Exception as exc:  # noqa: BLE001 - a model that fails to load never stops the worker
+        log.warning("warm-up: the default model could not be loaded: %s", exc)
+
+
+@worker_process_init.connect
+def _warm_up_child(**_: Any) -> None:
+    _warm_up()  # each process of a prefork pool
+
+
+@worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    if "prefork" not in type(getattr(sender, "pool", None)).__module__:
+        _warm_up()  # --pool=solo (or threads): the tasks run in this process
+    name = getattr(sender, "hostname", None) or f"worker-{os.getpid()}"
+    _heartbeat.append(Heartbeat(get_settings().celery_broker_url, f"{name}:{os.getpid()}").start())
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    while _heartbeat:
+        _heartbeat.pop().stop()
+
+
+class Workers:
+    """What a web process knows of the workers: how many beat lately (asked at most every
+    ``ALIVE_CACHE_S`` seconds), and when tasks timed out."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: tuple[float, str, int | None] = (float("-inf"), "", None)
+        self.timeouts: deque[float] = deque(maxlen=64)
+
+    def alive(self, broker_url: str) -> int | None:
+        """Workers heard from in the last ``STALE_S`` seconds; None when that cannot be known (a broker
+        that is not Redis, or one that does not answer: sending the task then says why)."""
+        now = time.monotonic()
+        with self._lock:
+            at, url, count = self._seen
+            if url == broker_url and now - at < ALIVE_CACHE_S:
+                return count
+        client = _redis_for(broker_url)
+        count = None
+        if client is not None:
+            try:
+                count = int(client.zcount(HEARTBEATS, time.time() - STALE_S, "+inf"))
+            except Exception as exc:  # noqa: BLE001
+                log.debug("could not count the workers: %r", exc)
+            finally:
+                client.close()
+        with self._lock:
+            self._seen = (now, broker_url, count)
+        return count
+
+    def timed_out(self) -> None:
+        with self._lock:
+            self.timeouts.append(time.monotonic())
+
+    def recent_timeouts(self) -> int:
+        cutoff = time.monotonic() - RECENT_S
+        with self._lock:
+            return sum(1 for at in self.timeouts if at >= cutoff)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._seen = (float("-inf"), "", None)
+            self.timeouts.clear()
+
+
+workers = Workers()
+
+class WorkersUnavailable(AttentionExplorerError):
+    """No worker can take a new text now (none alive, or this process's waiting threads are all taken)."""
+
+    title = N_("Analysis workers unavailable")
+
+
+BUSY = N_("The server is busy analysing other new texts right now. Try again in a moment (texts analysed before "
+          "can still be shown).")
+
+
+class Waiting:
+    """How many of this web process's threads may wait for a worker at once: all but two of gunicorn's
+    threads (``ATTN_WEB_THREADS``, set by gunicorn.conf.py in each worker), so that views of analysed
+    texts always find a thread, whatever the workers do; unbounded outside gunicorn."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: tuple[int, threading.BoundedSemaphore] | None = None
+
+    def slots(self) -> threading.BoundedSemaphore | None:
+        raw = os.environ.get("ATTN_WEB_THREADS", "").strip()
+        if not raw.isdigit():
+            return None
+        limit = max(1, int(raw) - 2)
+        with self._lock:
+            if self._slots is None or self._slots[0] != limit:
+                self._slots = (limit, threading.BoundedSemaphore(limit))
+            return self._slots[1]
+
+
+waiting = Waiting()
+
+NO_WORKER = N_("No attention worker is running right now, so new texts cannot be analysed (texts analysed "
+               "before can still be shown). Try again in a minute; if it persists, tell the server's administrator.")
+
+
+def status() -> dict[str, Any]:
+    """The workers for ``/healthz``: how many beat lately (None: unknown) and the task timeouts of this
+    process in the last ``RECENT_S`` seconds."""
+    return {"workers_alive": workers.alive(get_settings().celery_broker_url),
+            "recent_timeouts": workers.recent_timeouts()}
+
+
 def run_in_worker(text: str, model_id: str, text_pair: str | None, timeout: float | None = None, *,
                   target: str | None = None, max_new_tokens: int | None = None, steps: int | None = None):
     """Sends one extraction to the workers and waits for it. Errors are ``AttentionExplorerError``s.
 
     The worker's own errors (a model it cannot load, a text it refuses) come back as the same
-    exception types the in-process path raises.
+    exception types the in-process path raises. Refused at once when no worker is alive (``NO_WORKER``).
     """
-    from celery.exceptions import TimeoutError as CeleryTimeout
-
     broker_url = get_settings().celery_broker_url
     timeout = task_timeout() if timeout is None else timeout
+    if workers.alive(broker_url) == 0:
+        log.warning("extraction not sent: no attention worker has been heard from in %.0f s", STALE_S)
+        raise WorkersUnavailable(NO_WORKER)
+    slots = waiting.slots()
+    if slots is not None and not slots.acquire(blocking=False):
+        log.warning("extraction not sent: every thread this process lends to waiting for workers is waiting")
+        raise WorkersUnavailable(BUSY)
+    try:
+        return _send_and_wait(text, model_id, text_pair, target, max_new_tokens, steps, broker_url, timeout)
+    finally:
+        if slots is not None:
+            slots.release()
+
+
+def _send_and_wait(text, model_id, text_pair, target, max_new_tokens, steps, broker_url: str, timeout: float):
     celery = client(broker_url)
     try:
         pending = celery.send_task(TASK_NAME, args=[text, model_id, text_pair, target, max_new_tokens, steps],
@@ -167,13 +402,7 @@ def run_in_worker(text: str, model_id: str, text_pair: str | None, timeout: floa
             "The attention workers cannot be reached right now (the task queue is down). "
             "Try again in a minute; if it persists, tell the server's administrator.")) from exc
     try:
-        payload = pending.get(timeout=timeout, propagate=True)
-    except CeleryTimeout as exc:
-        log.warning("extraction %s: no worker answered within %.0f s", pending.id, timeout)
-        _quietly(pending.revoke)
-        raise AttentionExplorerError(N_(
-            "No attention worker answered within {seconds} seconds: the workers are busy or stopped. "
-            "Try again in a minute; if it persists, tell the server's administrator."), seconds=f"{timeout:.0f}") from exc
+        payload = _wait(pending, broker_url, timeout)
     except AttentionExplorerError:
         raise
     except Exception as exc:
@@ -191,6 +420,33 @@ def run_in_worker(text: str, model_id: str, text_pair: str | None, timeout: floa
     finally:
         _quietly(pending.forget)
     return decode_payload(payload)
+
+
+def _wait(pending, broker_url: str, timeout: float):
+    """The task's answer, waiting at most ``timeout`` seconds, and less when no worker is alive any more
+    (looked at every ``WAIT_SLICE_S`` seconds): a killed worker's task runs again on another one while
+    any is alive (acknowledged late), so only a queue without workers is given up early."""
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return pending.get(timeout=max(0.05, min(WAIT_SLICE_S, left)), propagate=True)
+        except CeleryTimeout as exc:
+            if time.monotonic() >= deadline:
+                workers.timed_out()
+                log.warning("extraction %s: no worker answered within %.0f s", pending.id, timeout)
+                _quietly(pending.revoke)
+                raise AttentionExplorerError(N_(
+                    "No attention worker answered within {seconds} seconds: the workers are busy or stopped. "
+                    "Try again in a minute; if it persists, tell the server's administrator."),
+                    seconds=f"{timeout:.0f}") from exc
+            if workers.alive(broker_url) == 0:
+                workers.timed_out()
+                log.warning("extraction %s: given up, no attention worker is alive", pending.id)
+                _quietly(pending.revoke)
+                raise WorkersUnavailable(NO_WORKER) from exc
 
 
 def _is_refused_content(exc: BaseException) -> bool:

@@ -99,7 +99,9 @@ _hide_server_banner()
 
 
 def post_fork(server, worker):
-    """In each new worker, before the app is imported: torch's thread counts."""
+    """In each new worker, before the app is imported: torch's thread counts, and the worker's threads
+    (with Celery, all but two may wait for a forward pass: services/store/tasks.py)."""
+    os.environ["ATTN_WEB_THREADS"] = str(getattr(getattr(worker, "cfg", None), "threads", threads))
     import torch
 
     torch.set_num_threads(torch_threads)
