@@ -598,7 +598,7 @@ _HOOKS = textwrap.dedent("""
     print(json.dumps({"before": before, "after": torch.get_num_threads(), "preload": conf["preload_app"],
                       "workers": conf["workers"], "threads": conf["threads"], "timeout": conf["timeout"],
                       "worker_class": conf["worker_class"], "setting": Settings.from_env().torch_threads,
-                      "omp": os.environ["OMP_NUM_THREADS"]}))
+                      "omp": os.environ["OMP_NUM_THREADS"], "web_threads": os.environ["ATTN_WEB_THREADS"]}))
 """)
 
 
@@ -611,3 +611,4 @@ def test_gunicorn_conf_sets_torch_threads_per_worker(env, threads):
     assert conf["after"] == threads and conf["setting"] == threads and conf["omp"] == str(threads)
     assert conf["preload"] is False and conf["worker_class"] == "gthread" and conf["timeout"] >= 60
     assert conf["workers"] == int(env.get("ATTN_WORKERS", 2)) and conf["threads"] >= 1
+    assert conf["web_threads"] == str(conf["threads"])  # each worker knows its threads (services/store/tasks.py)
