@@ -67,6 +67,10 @@ class SafeRedisCache(RedisCache):
         """Whether Redis answers a PING (writes nothing)."""
         return bool(self._read_client.ping())
 
+    def problem(self) -> str | None:
+        """Why the cache cannot be used now, in plain words (no host), or None. Raises when Redis fails."""
+        return None if self.reachable() else "Redis does not answer"
+
 
 class SafeSimpleCache(SimpleCache):
     """flask-caching's in-process ``SimpleCache`` with the codec instead of pickle."""
@@ -75,6 +79,9 @@ class SafeSimpleCache(SimpleCache):
 
     def reachable(self) -> bool:
         return True
+
+    def problem(self) -> str | None:
+        return None
 
 
 # --------------------------------------------------------------------------------------------- the private folder
@@ -318,4 +325,12 @@ class SafeFileSystemCache(BaseCache):
 
     def reachable(self) -> bool:
         """Whether the folder is there and usable (writes nothing)."""
-        return os.path.isdir(self._dir) and os.access(self._dir, os.R_OK | os.W_OK | os.X_OK)
+        return self.problem() is None
+
+    def problem(self) -> str | None:
+        """Why the folder cannot be used now, in plain words (no path), or None (writes nothing)."""
+        if not os.path.isdir(self._dir):
+            return "the cache folder is missing"
+        if not os.access(self._dir, os.R_OK | os.W_OK | os.X_OK):
+            return "the cache folder cannot be written (it is read-only, or its permissions changed)"
+        return None

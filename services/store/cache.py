@@ -98,14 +98,34 @@ def redis_options() -> dict[str, Any]:
     }
 
 
+def failure_in_words(what: str, exc: BaseException) -> str:
+    """A cache failure as /healthz says it: plain words, no path, host or exception text."""
+    import errno
+
+    doing = "writing to the cache fails" if what == "write" else "reading from the cache fails"
+    number = getattr(exc, "errno", None)
+    if number in (errno.ENOSPC, errno.EDQUOT):
+        return f"{doing}: its disk is full"
+    if number in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"{doing}: its folder is read-only or its permissions changed"
+    if number == errno.ENOENT:
+        return f"{doing}: its folder is missing"
+    if type(exc).__module__.startswith("redis") or isinstance(exc, (ConnectionError, TimeoutError)):
+        return f"{doing}: Redis does not answer"
+    return doing
+
+
 class _Breaker:
-    """Skips a failing backend for ``RETRY_AFTER_S`` seconds, so a down cache costs one timeout, not one per call."""
+    """Skips a failing backend for ``RETRY_AFTER_S`` seconds, so a down cache costs one timeout, not one per
+    call; remembers the last failure (for /healthz) until an operation succeeds again."""
 
     def __init__(self, clock=time.monotonic) -> None:
         self.clock = clock  # tests inject a fake clock
         self.down_until = 0.0
         self.last_error = ""
         self.failing = False
+        self.failure = ""  # the last failure in plain words (failure_in_words)
+        self.failed_at = float("-inf")
 
     def is_open(self) -> bool:
         return self.clock() < self.down_until
@@ -115,8 +135,17 @@ class _Breaker:
             log.warning("attention cache %s failed (%s); computing instead, retrying in %.0f s",
                         what, exc, RETRY_AFTER_S)
         self.last_error = f"{type(exc).__name__}: {exc}"
+        self.failure = failure_in_words(what, exc)
+        self.failed_at = self.clock()
         self.failing = True
         self.down_until = self.clock() + RETRY_AFTER_S
+
+    def recent_failure(self, within: float) -> str | None:
+        """The last failure in plain words while nothing succeeded since and it is at most ``within``
+        seconds old; None otherwise."""
+        if self.failing and self.clock() - self.failed_at <= within:
+            return self.failure
+        return None
 
     def succeeded(self) -> None:
         if self.failing:
@@ -125,6 +154,13 @@ class _Breaker:
 
     def reset(self) -> None:
         self.down_until = 0.0
+
+    def clear(self) -> None:
+        """Forgets everything (a new binding): no wait, no failure."""
+        self.reset()
+        self.failing = False
+        self.failure = ""
+        self.failed_at = float("-inf")
 
 
 BACKGROUND_WRITE_BYTES = 4 * 1024 * 1024
@@ -144,7 +180,7 @@ def init_cache(app: Flask, settings: Settings | None = None) -> None:
     with _bind_lock:
         app.extensions.get("cache", {}).pop(cache, None)
         _bind(app, settings)
-        _breaker.reset()
+        _breaker.clear()
     memory().configure(0 if settings.cache_type == "null" else settings.local_cache_mb)
     memory().reset()
 
@@ -230,11 +266,15 @@ def _write_shared(key: str, value: Any) -> bool:
 
 
 _health_failing = [False]
+# Reads or writes that failed this recently, with none succeeding since, make /healthz say "degraded".
+RECENT_FAILURE_S = 300.0
 
 
 def status() -> dict[str, Any]:
-    """Which backend is in use and whether it answers right now (for /healthz). Writes nothing: a
-    Redis PING, or a look at the cache folder. The error text names no host, path or exception."""
+    """Which backend is in use, whether it answers right now and whether reads or writes failed lately
+    (for /healthz): ``reachable``, and ``error`` (why not) or ``failing`` (the last failure, when nothing
+    succeeded since; e.g. a full or read-only disk, where the folder still looks fine). Writes nothing: a
+    Redis PING, or a look at the cache folder. The texts name no host, path or exception."""
     settings = _bound_settings or get_settings()
     info: dict[str, Any] = {"type": settings.cache_type}
     if settings.cache_type == "null":
@@ -246,19 +286,21 @@ def status() -> dict[str, Any]:
             info["reachable"] = False
             info["error"] = "the cache folder is not usable (not private, or cannot be created): see the server log"
             return info
-        check = getattr(backend, "reachable", None)
-        ok = bool(check()) if check is not None else True
+        check = getattr(backend, "problem", None)
+        problem = check() if check is not None else None
     except Exception as exc:  # noqa: BLE001 - a health check reports, it never raises
         if not _health_failing[0]:  # once per outage, not once per load-balancer poll
             log.warning("health check: the attention cache does not answer (%r)", exc)
-        ok = False
-    _health_failing[0] = not ok
-    info["reachable"] = ok
-    if ok:
-        _breaker.reset()
-        _breaker.succeeded()
+        problem = "Redis does not answer" if settings.cache_type == "redis" else "the cache does not answer"
+    _health_failing[0] = problem is not None
+    info["reachable"] = problem is None
+    if problem is None:
+        _breaker.reset()  # it answers: the next request tries it again (a success clears the failure)
     else:
-        info["error"] = "the cache does not answer"
+        info["error"] = problem
+    failure = _breaker.recent_failure(RECENT_FAILURE_S)
+    if failure and problem is None:
+        info["failing"] = failure
     return info
 
 

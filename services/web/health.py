@@ -1,8 +1,11 @@
 """The health report behind ``/healthz``: plain data, no web framework.
 
-``status`` is ``ok`` when everything answers and ``degraded`` when the shared cache (results are then
-computed, only slower) or the Celery broker (then only cached texts can be shown) does not. The route
-answers 200 in both cases: the process can serve, so a load balancer should keep it.
+``status`` is ``ok`` when everything answers and ``degraded`` when a shared part fails: the shared cache
+does not answer, or its reads or writes failed lately (a full or read-only disk, a refused folder, Redis
+down: results are then computed again from the pages' recipes, only slower); or, with Celery, the broker
+does not answer, no worker beat in the last seconds, or tasks timed out lately (then new texts are
+refused, analysed ones still shown). ``reasons`` says which, in plain words. The route answers 200 in
+every case: the process can serve, so a load balancer should keep it.
 
 Anyone may ask, so by default the report is only ``{"status": ...}``; the details (models, cache,
 extraction) are for signed-in users and direct loopback clients (``services.security``). Making the
@@ -16,11 +19,12 @@ from typing import Any
 
 from ..config import get_settings
 from ..model.loading import loaded_models
-from ..store import cache
+from ..store import cache, tasks
 
 
 def extraction_status() -> dict[str, Any]:
-    """Where forward passes run; with Celery, whether its broker answers (a 0.5 s Redis PING)."""
+    """Where forward passes run; with Celery, whether its broker answers (a 0.5 s Redis PING), how many
+    workers beat lately and how many tasks this process gave up on lately (``services.store.tasks``)."""
     settings = get_settings()
     if not settings.celery_broker_url:
         return {"mode": "in-process", "max_concurrent_forward": settings.max_concurrent_forward}
@@ -43,6 +47,13 @@ def extraction_status() -> dict[str, Any]:
         _broker_failing[0] = True
         info["broker_reachable"] = False
         info["error"] = "the task queue does not answer"
+        return info
+    info.update(tasks.status())
+    if info["workers_alive"] == 0:
+        info["error"] = f"no attention worker has been heard from in the last {tasks.STALE_S:.0f} s"
+    elif info["recent_timeouts"]:
+        info["error"] = (f"{info['recent_timeouts']} task(s) given up in the last {tasks.RECENT_S / 60:.0f} minutes "
+                         "(no worker answered in time)")
     return info
 
 
@@ -55,13 +66,15 @@ def health_report(detailed: bool = True) -> dict[str, Any]:
     settings = get_settings()
     cache_info = cache.status()
     extraction = extraction_status()
-    cache_ok = bool(cache_info.get("reachable")) or settings.cache_type == "null"
-    broker_ok = extraction.get("broker_reachable", True)
-    status = "ok" if cache_ok and broker_ok else "degraded"
+    reasons = [text for text in (cache_info.get("error"), cache_info.get("failing"), extraction.get("error")) if text]
+    status = "degraded" if reasons else "ok"
     if not detailed:
         return {"status": status}
+    report: dict[str, Any] = {"status": status}
+    if reasons:
+        report["reasons"] = reasons
     return {
-        "status": status,
+        **report,
         "models_loaded": loaded_models(),
         "models_offered": list(settings.models),
         "default_model": settings.default_model,
