@@ -125,6 +125,7 @@ class _Breaker:
         self.last_error = ""
         self.failing = False
         self.failure = ""  # the last failure in plain words (failure_in_words)
+        self.unreachable = False
         self.failed_at = float("-inf")
 
     def is_open(self) -> bool:
@@ -136,6 +137,7 @@ class _Breaker:
                         what, exc, RETRY_AFTER_S)
         self.last_error = f"{type(exc).__name__}: {exc}"
         self.failure = failure_in_words(what, exc)
+        self.unreachable = self.failure.endswith("Redis does not answer")  # a PING that answers settles it
         self.failed_at = self.clock()
         self.failing = True
         self.down_until = self.clock() + RETRY_AFTER_S
@@ -296,6 +298,8 @@ def status() -> dict[str, Any]:
     info["reachable"] = problem is None
     if problem is None:
         _breaker.reset()  # it answers: the next request tries it again (a success clears the failure)
+        if _breaker.unreachable:
+            _breaker.succeeded()  # Redis answered a PING: it is back (a full disk needs a write that succeeds)
     else:
         info["error"] = problem
     failure = _breaker.recent_failure(RECENT_FAILURE_S)
