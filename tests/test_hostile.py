@@ -44,7 +44,7 @@ import pytest
 import requests
 
 from attention_explorer.components import ids
-from tests.servers import LOOPBACK, Gunicorn, child_env
+from tests.servers import LOOPBACK, Gunicorn, RedisServer, child_env
 
 pytestmark = pytest.mark.servers
 
@@ -424,6 +424,11 @@ class Catalog:
 
 @pytest.fixture(scope="module")
 def catalog(server) -> Catalog:
+    return catalog_of(server)
+
+
+def catalog_of(server: Gunicorn) -> Catalog:
+    """The server's callbacks and page, as the renderer learns them."""
     deps = requests.get(server.url + "/_dash-dependencies", timeout=ANSWER_TIMEOUT).json()
     layout = requests.get(server.url + "/_dash-layout", timeout=ANSWER_TIMEOUT).json()
     page = Page.from_layout(layout)
@@ -1472,3 +1477,164 @@ def test_the_deployment_guide_shows_the_nginx_file_the_tests_run():
     for setting in ("client_body_timeout   10s;", "client_header_timeout 10s;", "proxy_request_buffering on;",
                     "X-Attention-Proxy-Secret $attention_proxy_secret;", "auth_basic off;"):
         assert setting in rendered
+
+
+# ============================================================================ Redis down mid-run, and back (issue 19)
+# The lab recipe's shared parts: the cache and the rate-limit counts in Redis. Redis is killed mid-run and
+# started again. Throughout, every answer is well formed (no 5xx, no traceback, nothing logged at ERROR);
+# while Redis is down every gunicorn worker still draws every analysis, those made before the outage
+# and during it (from the handle's signed recipe), and /healthz says "degraded"; once Redis is back the
+# cache is used again and /healthz says "ok".
+
+
+@pytest.fixture(scope="module")
+def redis_stack(tiny_models, tmp_path_factory) -> Iterator[dict]:
+    workdir = tmp_path_factory.mktemp("hostile-redis")
+    redis_server = RedisServer(workdir / "redis").start()
+    env = child_env(
+        ATTN_DEFAULT_MODEL=tiny_models["bert"], ATTN_MODELS=f"{tiny_models['bert']},{tiny_models['gpt2']}",
+        ATTN_REDIS_URL=redis_server.db_url(0), ATTN_CACHE_RETRY_S="1", ATTN_RATE_LIMIT="100000/minute",
+        ATTN_ACCESS_LOG="1",  # which worker answered: the pid in each access line
+    )
+    gunicorn = Gunicorn(workdir, env, workers=WORKERS, threads=2)
+    try:
+        gunicorn.start()
+        deadline = time.monotonic() + 120
+        while len(gunicorn.worker_pids()) < WORKERS and time.monotonic() < deadline:
+            time.sleep(0.1)
+        gunicorn.initial_workers = sorted(gunicorn.worker_pids())
+        yield {"gunicorn": gunicorn, "redis": redis_server, "workdir": workdir}
+    finally:
+        gunicorn.stop()
+        redis_server.stop()
+
+
+ACCESS = re.compile(r"\[(\d+)\] INFO gunicorn\.access: .*\"POST /_dash-update-component")
+
+
+class Visits:
+    """Views drawn on new connections (as a reverse proxy sends them), so that either worker answers."""
+
+    def __init__(self, prober: Prober, catalog: Catalog) -> None:
+        self.prober = prober
+        self.analyze = next(cb for cb in catalog.callbacks if any(s["id"] == ids.ANALYZE for s in cb.inputs))
+        self.router = next(cb for cb in catalog.callbacks if [s["id"] for s in cb.inputs] == [ids.VIEW_REQUEST])
+
+    def analyse(self, sentence: str, case: str) -> dict:
+        reply = self.prober.callback(self.analyze, clicked(self.analyze, ids.ANALYZE, {f"{ids.TEXT}.value": sentence}),
+                                     case)
+        assert reply is not None and reply.status == 200, self.prober.failures
+        handle = json.loads(reply.body)["response"][ids.HANDLE]["data"]
+        assert isinstance(handle, dict) and "recipe" in handle, reply.body[:500]
+        return handle
+
+    def view(self, handle: Any, case: str, tab: str = ids.TAB_HEATMAP) -> tuple[dict | None, str]:
+        body = self.router.body({f"{ids.TABS}.active_tab": tab, f"{ids.HANDLE}.data": handle,
+                                 f"{ids.HEAD}.value": "1", f"{ids.VIEW_REQUEST}.data": {"changed": [f"{ids.HANDLE}.data"], "n": 1}},
+                                changed=[f"{ids.VIEW_REQUEST}.data"])
+        reply = self.prober.request("POST", ENDPOINT, f"router · {case}", encode(body),
+                                    {"Content-Type": "application/json", "Connection": "close"})
+        self.prober.session = requests.Session()  # a new connection for the next request too
+        if reply is None or reply.status != 200:
+            return None, f"HTTP {reply.status if reply else 'none'}"
+        answer = self.prober.check_json(f"router · {case}", reply, self.router)
+        figure = (answer or {}).get("response", {}).get(ids.HEAD_HEATMAP, {}).get("figure", {})
+        return figure, reply.body.decode(errors="replace")
+
+    def drawn_everywhere(self, handle: Any, case: str, rounds: int = 30) -> set[int]:
+        """Views of ``handle``, eight at a time on new connections, until both workers drew some (an idle
+        gunicorn hands one client's requests to the same worker): every one must draw. The workers that
+        answered (pids, from the access log)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        log_path = Path(self.prober.server.log_path)
+        log_before = log_path.stat().st_size
+        body = encode(self.router.body({f"{ids.TABS}.active_tab": ids.TAB_HEATMAP, f"{ids.HANDLE}.data": handle,
+                                        f"{ids.HEAD}.value": "1",
+                                        f"{ids.VIEW_REQUEST}.data": {"changed": [f"{ids.HANDLE}.data"], "n": 1}},
+                                       changed=[f"{ids.VIEW_REQUEST}.data"]))
+
+        def one(_: int) -> requests.Response:
+            return requests.post(self.prober.server.url + ENDPOINT, data=body, timeout=ANSWER_TIMEOUT,
+                                 headers={"Content-Type": "application/json", "Connection": "close"})
+
+        pids: set[int] = set()
+        with ThreadPoolExecutor(8) as pool:
+            for n in range(rounds):
+                for response in pool.map(one, range(8)):
+                    self.prober.sent += 1
+                    self.prober.check(f"router · {case} #{n}", Reply(response.status_code, dict(response.headers),
+                                                                      response.content))
+                    assert response.status_code == 200, f"{case}: HTTP {response.status_code}"
+                    figure = response.json()["response"][ids.HEAD_HEATMAP]["figure"]
+                    assert figure.get("data"), f"{case} #{n}: no figure: {response.text[:400]}"
+                with open(log_path, "rb") as log:
+                    log.seek(log_before)
+                    pids = {int(p) for p in ACCESS.findall(log.read().decode(errors="replace"))}
+                if len(pids) >= WORKERS:
+                    break
+        return pids
+
+
+def _health_of(server: Gunicorn) -> dict:
+    response = requests.get(server.url + "/healthz", timeout=ANSWER_TIMEOUT)
+    assert response.status_code == 200
+    return response.json()
+
+
+def _redis_keys(redis_server: RedisServer) -> int:
+    import redis
+
+    client = redis.Redis(host=LOOPBACK, port=redis_server.port, db=0, socket_timeout=2)
+    try:
+        return sum(1 for _ in client.scan_iter(match="attention-explorer:*"))
+    finally:
+        client.close()
+
+
+def test_redis_down_mid_run_and_back(redis_stack):
+    server, redis_server = redis_stack["gunicorn"], redis_stack["redis"]
+    catalog = catalog_of(server)
+    prober = Prober(server)
+    visits = Visits(prober, catalog)
+
+    # up: analyses land in Redis, every worker draws them
+    before = visits.analyse("the cat sat on the mat and it was happy", "before the outage")
+    assert _redis_keys(redis_server) > 0
+    assert len(visits.drawn_everywhere(before, "Redis up")) == WORKERS
+    assert _health_of(server)["status"] == "ok"
+
+    redis_server.kill()  # mid-run, no warning
+    redis_server.wait_closed()
+    # down: what was analysed before and what is analysed now is drawn by every worker, from the recipe
+    assert len(visits.drawn_everywhere(before, "Redis down, analysed before")) == WORKERS
+    during = visits.analyse("the dog ran in the park and it was tired", "during the outage")
+    assert len(visits.drawn_everywhere(during, "Redis down, analysed during")) == WORKERS
+    for case, value in tamper_cases(during, [before], full=False):  # junk handles still answered well
+        figure, text = visits.view(value, f"Redis down, handle {case}")
+        assert figure is not None, f"{case}: {text[:300]}"
+    health = _health_of(server)
+    assert health["status"] == "degraded" and health["cache"]["reachable"] is False, health
+    assert any("Redis does not answer" in reason for reason in health["reasons"]), health
+
+    redis_server = RedisServer(redis_stack["workdir"] / "redis-again", port=redis_server.port).start()
+    try:
+        deadline = time.monotonic() + 60  # the breaker tries Redis again after ATTN_CACHE_RETRY_S
+        while _health_of(server)["status"] != "ok":
+            assert time.monotonic() < deadline, _health_of(server)
+            time.sleep(0.5)
+        after = visits.analyse("a bird sang in the garden in the morning", "after the outage")
+        deadline, n = time.monotonic() + 60, 0
+        while _redis_keys(redis_server) == 0:  # new analyses are written to Redis again (once each worker
+            assert time.monotonic() < deadline, "nothing written to Redis once it was back"  # tries it again)
+            n += 1
+            visits.analyse(f"a bird sang in the garden {n} times", "after the outage, another text")
+            time.sleep(0.5)
+        for handle, case in ((before, "Redis back, analysed before"), (during, "Redis back, analysed during"),
+                             (after, "Redis back, analysed after")):
+            assert len(visits.drawn_everywhere(handle, case)) == WORKERS
+    finally:
+        redis_stack["redis"] = redis_server
+    prober.assert_clean("requests with Redis up, down and back")
+    assert sorted(server.worker_pids()) == server.initial_workers  # no worker crashed or was restarted
+    assert "Traceback" not in gunicorn_log(server)
