@@ -501,7 +501,9 @@ def _faults(lab: Lab, recorder: Recorder, started: float, args, done: threading.
         act()
         with recorder.lock:
             recorder.phase = phase
-        time.sleep(min(1.0, args.duration / 10))
+        # /healthz once the fault can be seen (a dead worker is seen within 6 s + 2 s of its last heartbeat)
+        if done.wait(min(10.0, (args.fault_until - args.fault_at) * args.duration / 2)):
+            return
         print(f"/healthz {phase} the fault: {lab.health()}", flush=True)
 
 

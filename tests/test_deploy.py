@@ -440,6 +440,40 @@ def test_no_worker_alive_is_said_at_once(settings, redis_factory, tiny_models, t
         worker.stop()
 
 
+def test_a_task_given_up_on_is_not_computed_when_a_worker_comes_back(settings, redis_factory, tiny_models, tmp_path,
+                                                                      monkeypatch):
+    from attention_explorer.services.store import tasks
+
+    broker = redis_factory(name="broker").db_url(1)
+    # ATTN_CELERY_TIMEOUT 40: tasks may run 20 s; a task not acknowledged within 30 s goes back to the queue,
+    # before it expires (40 s): without the web's mark, the worker that comes back would compute it
+    first, second = _slow_workers(tmp_path, tiny_models, broker, 2, "40")
+    try:
+        first.start()
+        _bind(celery_broker_url=broker, cache_type="simple")
+        monkeypatch.setenv("ATTN_CELERY_TIMEOUT", "40")
+        tasks.workers.forget()
+        with ThreadPoolExecutor(1) as pool:
+            asked = pool.submit(extract_attention, "slowly a text nobody waits for in the end", tiny_models["bert"])
+            _started_in([first])
+            first.kill()
+            with pytest.raises(AttentionExplorerError, match="No attention worker is running"):
+                asked.result(timeout=60)
+        second.start()  # back: the killed worker's task returns to the queue after the visibility timeout
+        deadline = time.monotonic() + 90
+        while "received" not in second.log_text():
+            assert time.monotonic() < deadline, second.log_text()[-2000:]
+            time.sleep(0.2)
+        deadline = time.monotonic() + 30
+        while "skipped: the web process gave up on it" not in second.log_text():
+            assert time.monotonic() < deadline, second.log_text()[-2000:]
+            time.sleep(0.2)
+        assert "slow task started" not in second.log_text()  # no forward pass for nobody
+    finally:
+        first.stop()
+        second.stop()
+
+
 def _queue_length(server: RedisServer) -> int:
     import redis
 

@@ -64,6 +64,7 @@ ALIVE_CACHE_S = 2.0  # a web process asks Redis about the workers at most this o
 WAIT_SLICE_S = 2.0  # while waiting for a task, the workers are looked at again this often
 RECENT_S = 300.0  # task timeouts this recent make /healthz say "degraded"
 HEARTBEATS = "attention-explorer:workers"  # a sorted set in the broker's Redis: worker name -> last beat
+ABANDONED = "attention-explorer:abandoned:"  # + a task id: the web gave up on it, a worker skips it
 
 
 def task_timeout() -> float:
@@ -131,6 +132,8 @@ def extract_task(text: str, model_id: str, text_pair: str | None = None, target:
     result as a JSON-safe payload (``services.codec``). ``target``, ``max_new_tokens`` and ``steps``
     are what the web process put in the cache key (an encoder-decoder model's target, the bound on
     what a model writes, a decoder-only continuation), so the worker computes the same thing."""
+    if _abandoned():
+        return {}  # nobody waits for it any more (the web gave up while no worker ran): no forward pass
     settings = get_settings()
     model_id, text, text_pair, target = checked_inputs(model_id, text, text_pair, target, settings.char_limit)
     bound = settings.max_new_tokens
@@ -139,6 +142,40 @@ def extract_task(text: str, model_id: str, text_pair: str | None = None, target:
     if steps is not None:
         steps = check_steps(steps, max_new_tokens or bound)
     return codec.to_json_payload(run_local(text, model_id, text_pair, target, max_new_tokens, steps))
+
+
+def _abandoned() -> bool:
+    """Whether the web process gave up on the task being run (``_abandon``): tasks queued while no worker
+    ran, or taken by a worker that was then killed, would otherwise be computed for nobody when a worker
+    comes back, ahead of the texts people are waiting for."""
+    from celery import current_task
+
+    task_id = getattr(getattr(current_task, "request", None), "id", None)
+    client = _redis_for(get_settings().celery_broker_url) if task_id else None
+    if client is None:
+        return False
+    try:
+        if client.exists(ABANDONED + task_id):
+            log.info("task %s skipped: the web process gave up on it", task_id)
+            return True
+    except Exception:  # noqa: BLE001 - the broker's Redis failing: run it
+        pass
+    finally:
+        client.close()
+    return False
+
+
+def _abandon(task_id: str, broker_url: str, timeout: float) -> None:
+    """Marks a task nobody waits for any more, so that a worker skips it (``_abandoned``)."""
+    client = _redis_for(broker_url)
+    if client is None:
+        return
+    try:
+        client.set(ABANDONED + task_id, b"1", ex=max(60, int(4 * timeout)))
+    except Exception:  # noqa: BLE001 - best effort: at worst the task is computed for nobody
+        pass
+    finally:
+        client.close()
 
 
 def decode_payload(payload: Any):
@@ -437,6 +474,7 @@ def _wait(pending, broker_url: str, timeout: float):
             if time.monotonic() >= deadline:
                 workers.timed_out()
                 log.warning("extraction %s: no worker answered within %.0f s", pending.id, timeout)
+                _abandon(pending.id, broker_url, timeout)
                 _quietly(pending.revoke)
                 raise AttentionExplorerError(N_(
                     "No attention worker answered within {seconds} seconds: the workers are busy or stopped. "
@@ -445,6 +483,7 @@ def _wait(pending, broker_url: str, timeout: float):
             if workers.alive(broker_url) == 0:
                 workers.timed_out()
                 log.warning("extraction %s: given up, no attention worker is alive", pending.id)
+                _abandon(pending.id, broker_url, timeout)
                 _quietly(pending.revoke)
                 raise WorkersUnavailable(NO_WORKER) from exc
 
