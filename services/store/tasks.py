@@ -4,7 +4,7 @@ Off by default: the web process runs the model itself. With ``ATTN_CELERY_BROKER
 ``redis://redis-host:6379/1``), ``extract_attention`` still checks the cache and deduplicates
 identical requests in the web process, but the forward pass of a new text runs in a worker::
 
-    ATTN_CELERY_BROKER_URL=redis://127.0.0.1:6379/1 celery -A services.tasks worker --pool=solo
+    ATTN_CELERY_BROKER_URL=redis://127.0.0.1:6379/1 celery -A attention_explorer.services.store.tasks worker --pool=solo
 
 Workers and web processes must share the same ``ATTN_*`` settings (models, limits) and the same model
 files. Nothing travels as a pickle: task arguments are JSON, and the result (an ``AttentionResult``
@@ -192,7 +192,7 @@ def decode_payload(payload: Any):
     return result
 
 
-# The app that `celery -A services.tasks worker` runs, configured from the environment.
+# The app that `celery -A attention_explorer.services.store.tasks worker` runs, configured from the environment.
 app = make_celery(Settings.from_env().celery_broker_url)
 
 _clients: dict[str, Celery] = {}
