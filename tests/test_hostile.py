@@ -1497,16 +1497,18 @@ def redis_stack(tiny_models, tmp_path_factory) -> Iterator[dict]:
         ATTN_ACCESS_LOG="1",  # which worker answered: the pid in each access line
     )
     gunicorn = Gunicorn(workdir, env, workers=WORKERS, threads=2)
+    stack = {"gunicorn": gunicorn, "redis": redis_server, "workdir": workdir}
     try:
         gunicorn.start()
         deadline = time.monotonic() + 120
         while len(gunicorn.worker_pids()) < WORKERS and time.monotonic() < deadline:
             time.sleep(0.1)
         gunicorn.initial_workers = sorted(gunicorn.worker_pids())
-        yield {"gunicorn": gunicorn, "redis": redis_server, "workdir": workdir}
+        yield stack
     finally:
         gunicorn.stop()
         redis_server.stop()
+        stack["redis"].stop()  # the Redis the test started again
 
 
 ACCESS = re.compile(r"\[(\d+)\] INFO gunicorn\.access: .*\"POST /_dash-update-component")
@@ -1617,24 +1619,22 @@ def test_redis_down_mid_run_and_back(redis_stack):
     assert health["status"] == "degraded" and health["cache"]["reachable"] is False, health
     assert any("Redis does not answer" in reason for reason in health["reasons"]), health
 
-    redis_server = RedisServer(redis_stack["workdir"] / "redis-again", port=redis_server.port).start()
-    try:
-        deadline = time.monotonic() + 60  # the breaker tries Redis again after ATTN_CACHE_RETRY_S
-        while _health_of(server)["status"] != "ok":
-            assert time.monotonic() < deadline, _health_of(server)
-            time.sleep(0.5)
-        after = visits.analyse("a bird sang in the garden in the morning", "after the outage")
-        deadline, n = time.monotonic() + 60, 0
-        while _redis_keys(redis_server) == 0:  # new analyses are written to Redis again (once each worker
-            assert time.monotonic() < deadline, "nothing written to Redis once it was back"  # tries it again)
-            n += 1
-            visits.analyse(f"a bird sang in the garden {n} times", "after the outage, another text")
-            time.sleep(0.5)
-        for handle, case in ((before, "Redis back, analysed before"), (during, "Redis back, analysed during"),
-                             (after, "Redis back, analysed after")):
-            assert len(visits.drawn_everywhere(handle, case)) == WORKERS
-    finally:
-        redis_stack["redis"] = redis_server
+    redis_server = redis_stack["redis"] = RedisServer(redis_stack["workdir"] / "redis-again",
+                                                      port=redis_server.port).start()
+    deadline = time.monotonic() + 60  # the breaker tries Redis again after ATTN_CACHE_RETRY_S
+    while _health_of(server)["status"] != "ok":
+        assert time.monotonic() < deadline, _health_of(server)
+        time.sleep(0.5)
+    after = visits.analyse("a bird sang in the garden in the morning", "after the outage")
+    deadline, n = time.monotonic() + 60, 0
+    while _redis_keys(redis_server) == 0:  # new analyses are written to Redis again (once each worker
+        assert time.monotonic() < deadline, "nothing written to Redis once it was back"  # tries it again)
+        n += 1
+        visits.analyse(f"a bird sang in the garden {n} times", "after the outage, another text")
+        time.sleep(0.5)
+    for handle, case in ((before, "Redis back, analysed before"), (during, "Redis back, analysed during"),
+                         (after, "Redis back, analysed after")):
+        assert len(visits.drawn_everywhere(handle, case)) == WORKERS
     prober.assert_clean("requests with Redis up, down and back")
     assert sorted(server.worker_pids()) == server.initial_workers  # no worker crashed or was restarted
     assert "Traceback" not in gunicorn_log(server)
