@@ -129,9 +129,18 @@ def header(extra: list | None = None) -> html.Header:
 
 
 def model_options(models: tuple[str, ...], default: str) -> list[dict]:
+    """The model menu: each offered model, the default marked "bundled", and those whose files are not on
+    this machine marked "not downloaded" (picking one then says how to get it, at once)."""
+    from ..services.model.loading import available_here
+
     options = []
     for model_id in models:
-        label = _("{model} (bundled)").format(model=model_id) if model_id == default else model_id
+        if model_id == default:
+            label = _("{model} (bundled)").format(model=model_id)
+        elif not available_here(model_id):
+            label = _("{model} (not downloaded)").format(model=model_id)
+        else:
+            label = model_id
         options.append({"label": label, "value": model_id})
     return options
 
@@ -389,7 +398,7 @@ def compare_panel(models: tuple[str, ...]) -> html.Div:
             dbc.Col(md=3, children=[
                 dbc.Label(_("Model B"), html_for=ids.COMPARE_MODEL, className="small mb-0"),
                 dropdown(ids.COMPARE_MODEL, options=[{"label": _("Same as A"), "value": ""}]
-                         + [{"label": m, "value": m} for m in models], value="", clearable=False),
+                         + model_options(models, models[0] if models else ""), value="", clearable=False),
             ]),
             dbc.Col(md=3, children=[dbc.Button(_("Compare"), id=ids.COMPARE_BUTTON, color="primary", n_clicks=0,
                                                className="w-100")]),

@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,7 @@ def resolve_source(model_id: str) -> str:
     if not configured and os.path.isdir(expanded):
         # A typed hub id that is also a folder here: transformers would read the folder. Refuse it with
         # the words a missing hub model gets, so the answer says nothing about this machine's folders.
-        raise ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=model_id, reason=HUB_UNAVAILABLE)
+        raise not_downloaded(model_id)
     return model_id
 
 
@@ -207,12 +208,20 @@ class _Registry:
         loaded = self._loaded.get(key)
         if loaded is not None and loaded.fingerprint == current:
             return loaded
+        if current.startswith("hub-uncached:"):
+            _hub.check_reachable(model_id)  # not on this machine: answered at once when the hub is out of reach
         with self._lock:
             model_lock = self._model_locks.setdefault(key, threading.Lock())
         with model_lock:
             loaded = self._loaded.get(key)
             if loaded is None or loaded.fingerprint != current:
-                loaded = _load(model_id, current)
+                try:
+                    loaded = _load(model_id, current)
+                except ModelLoadError as exc:
+                    if current.startswith("hub-uncached:") and exc.params.get("reason") == HUB_UNAVAILABLE:
+                        _hub.failed(model_id)
+                        raise not_downloaded(model_id) from exc
+                    raise
                 self._loaded[key] = loaded
             return loaded
 
@@ -222,8 +231,85 @@ class _Registry:
     def clear(self) -> None:
         with self._lock:
             self._loaded.clear()
+        _hub.forget()
 
 
+# ----------------------------------------------------------------------------------- models not on this machine
+
+HUB_RETRY_AFTER = 600.0  # seconds a failed download is remembered: picking the model again answers at once
+HUB_PROBE_TIMEOUT = 5.0  # seconds the hub may take to say whether a model exists, before anything downloads
+NOT_DOWNLOADED = N_("Model “{model}” is not downloaded on this machine, and {why}. To add it, run “make models” on "
+                    "a machine with network access and point ATTN_MODELS at the folder it prints (see the README).")
+WHY_OFFLINE = N_("this server works offline (HF_HUB_OFFLINE is set)")
+WHY_UNREACHABLE = N_("the Hugging Face hub could not be reached (no network access, or no such model)")
+
+
+def hub_offline() -> bool:
+    """Whether this process works without the Hugging Face hub: ``HF_HUB_OFFLINE`` (or
+    ``TRANSFORMERS_OFFLINE``) set, now or when huggingface_hub was imported."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+            return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - a dependency of transformers
+        return True
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def not_downloaded(model_id: str) -> ModelLoadError:
+    """The answer for a hub model that is not on this machine and cannot be fetched now: why, and how to
+    get it (``make models``)."""
+    return ModelLoadError(NOT_DOWNLOADED, model=model_id, why=WHY_OFFLINE if hub_offline() else WHY_UNREACHABLE)
+
+
+class _HubReach:
+    """Hub models this process could not fetch, remembered for ``HUB_RETRY_AFTER`` seconds, so a person
+    who picks one again is answered at once instead of waiting on the hub's retries again. Per model id,
+    never per person."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failed: dict[str, float] = {}
+
+    def failed(self, model_id: str) -> None:
+        with self._lock:
+            self._failed[model_id] = time.monotonic()
+
+    def forget(self) -> None:
+        with self._lock:
+            self._failed.clear()
+
+    def recently_failed(self, model_id: str) -> bool:
+        with self._lock:
+            when = self._failed.get(model_id)
+            if when is not None and time.monotonic() - when > HUB_RETRY_AFTER:
+                del self._failed[model_id]
+                when = None
+        return when is not None
+
+    def check_reachable(self, model_id: str) -> None:
+        """Raises ``not_downloaded`` at once when the hub is off (``HF_HUB_OFFLINE``), failed for this model
+        a moment ago, or does not answer one short question about it (``HUB_PROBE_TIMEOUT``); else returns,
+        and the download may start."""
+        if hub_offline() or self.recently_failed(model_id):
+            raise not_downloaded(model_id)
+        try:
+            _probe_hub(model_id)
+        except Exception as exc:  # noqa: BLE001 - no network, no such model, a refused token: not here
+            log.info("the hub has no answer for %s: %r", model_id, exc)
+            self.failed(model_id)
+            raise not_downloaded(model_id) from None
+
+
+def _probe_hub(model_id: str) -> None:
+    """One short request: does the hub know this model? (No retries; raises when it does not answer.)"""
+    from huggingface_hub import model_info
+
+    model_info(model_id, timeout=HUB_PROBE_TIMEOUT)
+
+
+_hub = _HubReach()
 _registry = _Registry()
 
 

@@ -1,0 +1,33 @@
+"""The page's layout (components/layout.py): what a newcomer sees first (issue 19)."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from attention_explorer.components import layout
+from attention_explorer.services import config
+
+APP = Flask(__name__)
+
+
+@pytest.fixture
+def hub_offered(settings, monkeypatch, tmp_path):
+    """The default offer (the bundled model, bert-base-chinese and gpt2) on a machine without their files."""
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    return config.configure(models=config.DEFAULT_MODELS)
+
+
+@pytest.mark.parametrize("lang, mark, bundled", [("en", "(not downloaded)", "(bundled)"), ("zh", "（未下载）", "（内置）")])
+def test_models_not_on_this_machine_are_marked_in_the_menu(hub_offered, lang, mark, bundled):
+    with APP.test_request_context(f"/?lang={lang}"):
+        labels = {o["value"]: o["label"] for o in layout.model_options(hub_offered.models, hub_offered.default_model)}
+    assert labels == {"all-MiniLM-L6-v2": f"all-MiniLM-L6-v2 {bundled}".replace(" （", "（"),
+                      "bert-base-chinese": f"bert-base-chinese {mark}".replace(" （", "（"),
+                      "gpt2": f"gpt2 {mark}".replace(" （", "（")}
+
+
+def test_a_model_on_this_machine_is_not_marked(settings, tiny_models):
+    with APP.test_request_context("/"):
+        labels = [o["label"] for o in layout.model_options(settings.models, settings.default_model)]
+    assert not any("not downloaded" in label for label in labels)
