@@ -234,13 +234,15 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
         if chosen.get("compare"):
             values["compare"] = chosen["compare"]
     try:
-        text = boundary.text(values.get("text"))
-        pair = boundary.text(values.get("pair"), N_("second sentence"))
+        cut: list[dict] = []  # texts over ATTN_MAX_CHARS: cut to it, and the page says so
+        text = boundary.cut_to_limit(boundary.text(values.get("text")), N_("text"), cut)
+        pair = boundary.cut_to_limit(boundary.text(values.get("pair"), N_("second sentence")), N_("second sentence"), cut)
         model = boundary.model_id(values.get("model"))
         kind_of_model = family(model)
         # the target box and the continuation are read only for models that use them (they keep their
         # values, hidden, while another model is chosen)
-        target = boundary.text(values.get("target"), N_("target")) if kind_of_model == "encoder-decoder" else ""
+        target = (boundary.cut_to_limit(boundary.text(values.get("target"), N_("target")), N_("target"), cut)
+                  if kind_of_model == "encoder-decoder" else "")
         steps = (boundary.whole(values.get("continue"), 0, get_settings().max_new_tokens, 0)
                  if kind_of_model == "decoder" else 0)
         key, result = analyse(text, model, pair or None, target or None, steps=steps or None,
@@ -248,7 +250,7 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
         # what the page shows of it: inside the same guard (a failure here is explained, never a 500)
         out.update(controls_for(result, values.get("layer"), values.get("head"), values.get("kind"),
                                 values.get("pair_filter")))
-        out.update(handle=handle_of(key, result).to_client(), status=status_children(summarise(result, key)),
+        out.update(handle=handle_of(key, result).to_client(), status=status_children({**summarise(result, key), "cut": cut}),
                    arc_focus=None, arc_start=0, token=None,
                    continue_wrap=SHOWN if kind_of_model == "decoder" else HIDDEN,
                    share=share_of(result.text, result.text_pair, result.model_id, target or None, steps or None))

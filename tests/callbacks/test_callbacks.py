@@ -57,8 +57,8 @@ def test_analyze_adapts_controls_to_the_model(settings, tiny_models):
     assert run_analyze(SENTENCE, tiny_models["gpt2"], head="3")["head"] == "3"
 
 
-@pytest.mark.parametrize("text, words", [("", "empty"), ("   \n", "empty"), ("x" * 50_000, "limit is 49,152"),
-                                         (12, "plain text"), ({"a": 1}, "plain text"), ("x" * 200_001, "far too long")])
+@pytest.mark.parametrize("text, words", [("", "empty"), ("   \n", "empty"), (12, "plain text"),
+                                         ({"a": 1}, "plain text"), ("x" * 200_001, "far too long")])
 def test_analyze_bad_text_gives_an_alert_and_keeps_the_page(settings, default_model, text, words):
     current = run_analyze(SENTENCE)["handle"]
     out = run_analyze(text, current=current)
@@ -66,6 +66,43 @@ def test_analyze_bad_text_gives_an_alert_and_keeps_the_page(settings, default_mo
     assert "Traceback" not in str(out["status"])
     assert "previous analysis" in str(out["status"])  # nothing is lost: the views keep the last analysis
     assert all(out[name] is no_update for name in out if name != "status")
+
+
+def test_a_text_over_the_limit_is_cut_and_the_page_says_so(settings, tiny_models):
+    """Issue 19: 12,000 characters with ATTN_MAX_CHARS 5,000 are analysed (their first 5,000), not refused;
+    the status says so. The absolute bound (100,000: junk) is still a refusal (test above)."""
+    from attention_explorer.services import config
+
+    config.configure(max_chars=5000)  # as the issue found it
+    words = "the cat sat on the mat because it was tired . "
+    text = (words * 300)[:12_000]
+    out = run_analyze(text, tiny_models["bert"])
+    handle = Handle.parse(out["handle"])
+    assert handle is not None and out["text"] is no_update  # analysed; the box keeps all of it
+    from attention_explorer.services.extraction import analyse
+
+    key, expected = analyse(text[:5000], tiny_models["bert"])
+    assert handle.key == key and handle.tokens == expected.seq_len
+    from attention_explorer.services.store import share
+
+    assert share.load_text(out["share"]["id"])["text"] == text[:5000]  # the link names what was analysed
+    status = _alert_text(out["status"])
+    assert "12,000 characters" in status and "at most 5,000" in status and "first 5,000 were analysed" in status
+    pair = run_analyze("the cat", tiny_models["bert"], pair="b" * 6000)
+    assert "second sentence has 6,000 characters" in _alert_text(pair["status"])
+
+
+def test_a_cut_is_said_in_chinese(settings, tiny_models):
+    from flask import Flask
+
+    from attention_explorer.services import config
+
+    config.configure(max_chars=5000)
+    with Flask("zh").test_request_context("/?lang=zh"):
+        out = run_analyze("the cat sat . " * 500, tiny_models["bert"])
+    status = _alert_text(out["status"])
+    assert Handle.parse(out["handle"]) is not None  # analysed, not refused
+    assert "文本有 7,000 个字符" in status and "只分析了前 5,000 个" in status and "characters" not in status
 
 
 def test_analyze_unknown_model_gives_an_alert_and_default_still_works(settings, default_model):
@@ -290,3 +327,14 @@ def test_too_many_new_analyses_are_refused_in_plain_words(settings, default_mode
     finally:
         config.configure(rate_limit="")
         ratelimit.reset()
+
+
+def test_a_long_text_b_is_cut_and_compare_says_so(settings, tiny_models):
+    from attention_explorer.callbacks.compare import analyse_b
+    from attention_explorer.services import config
+
+    config.configure(max_chars=5000)
+    a = run_analyze("the cat sat", tiny_models["bert"])["handle"]
+    handle, status, link = analyse_b({"text_b": "the dog ran . " * 500, "model_b": None, "handle": a})
+    assert Handle.parse(handle).model_id == tiny_models["bert"]
+    assert "text B has 6,999 characters" in str(status)  # (text B is stripped first) and len(link["text"]) == 5000
