@@ -134,6 +134,22 @@ def controls_for(result: AttentionResult, layer: Any, head: Any, kind: Any = Non
     }
 
 
+def example_view(example: dict, result: AttentionResult) -> dict:
+    """What an example opens: its view, the token it follows (the first token that reads as its word,
+    when the model has one) and its sentence-pair block (when the result has the pair)."""
+    from ..services.analyses.tokens import display_token
+
+    out: dict[str, Any] = {"tab": example.get("view", ids.TAB_GRID)}
+    word = example.get("token")
+    if word:
+        found = [i for i, t in enumerate(result.tokens) if display_token(t).strip().lower() == word.lower()]
+        out["token"] = found[0] if found else None
+    kinds = kinds_available(result)
+    if example.get("pair_filter") in pair_filters_available(result, kinds[0]):
+        out["pair_filter"] = example["pair_filter"]
+    return out
+
+
 def _failed(message: str, title: str, current: Any) -> dict:
     """The person's text stays in the box and the previous analysis stays on screen; the alert says why."""
     out = {name: no_update for name in OUTPUTS}
@@ -263,6 +279,8 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
                        tab=ids.TAB_COMPARE)
             if status_b is not no_update:
                 out["status"] = [*out["status"], status_b]
+        elif example is not None:  # an example opens the view it is about
+            out.update(example_view(EXAMPLES[index], result))
         elif result.generation_steps and steps:
             out["tab"] = ids.TAB_GENERATION  # asked to continue the text: show what it wrote
         elif values.get("tab_now") == ids.TAB_GENERATION and not result.generation_steps:

@@ -12,15 +12,22 @@ from .figures import empty_figure
 from .i18n import LANGUAGES, N_, _, current_language, translate
 from .tour import tour_components
 
+# Each example opens the view it is about (issue 19): ``view`` is a tab, ``token`` the word Token focus
+# follows (when the model has it as a token), ``pair_filter`` a sentence pair's block.
 EXAMPLES = (
-    {"label": N_("Pronoun: what is “it”?"), "text": "The cat sat on the mat because it was tired.", "pair": ""},
-    {"label": N_("Sentence pair"), "text": "The cat sat on the mat.", "pair": "It was tired, so it fell asleep."},
-    {"label": N_("Chinese: what is 它?"), "text": "猫坐在垫子上因为它累了。", "pair": ""},
+    {"label": N_("Pronoun: what is “it”?"), "text": "The cat sat on the mat because it was tired.", "pair": "",
+     "view": ids.TAB_FOCUS, "token": "it"},
+    # where sentence B's tokens look in sentence A: does "It" find "cat"?
+    {"label": N_("Sentence pair"), "text": "The cat sat on the mat.", "pair": "It was tired, so it fell asleep.",
+     "view": ids.TAB_HEATMAP, "pair_filter": "B→A"},
+    {"label": N_("Chinese: what is 它?"), "text": "猫坐在垫子上因为它累了。", "pair": "", "view": ids.TAB_FOCUS,
+     "token": "它"},
+    # "are" agrees with "keys", six words back
     {"label": N_("Long-range agreement"), "text": "The keys that the man left on the kitchen table are missing.",
-     "pair": ""},
+     "pair": "", "view": ids.TAB_FOCUS, "token": "are"},
     # Compare (issue 11): the classic Winograd pair; opens the Compare tab on where "it" looks
     {"label": N_("Compare: too big / too small"), "text": "The trophy doesn't fit into the suitcase because it is too big.",
-     "pair": "", "compare": "The trophy doesn't fit into the suitcase because it is too small."},
+     "pair": "", "compare": "The trophy doesn't fit into the suitcase because it is too small.", "view": ids.TAB_COMPARE},
 )
 DEFAULT_TEXT = EXAMPLES[0]["text"]
 

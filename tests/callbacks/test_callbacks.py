@@ -141,6 +141,28 @@ def test_examples_fill_the_boxes_and_analyze(settings, default_model, tiny_model
         assert all(v is no_update for v in out.values()), junk
 
 
+def test_examples_open_the_view_they_are_about(settings, default_model, tiny_models):
+    """Issue 19: the pronoun and agreement examples follow their word in Token focus, the sentence pair
+    opens the heatmap on where sentence B looks in A, the comparison opens Compare."""
+    tokens = extract_attention(EXAMPLES[0]["text"]).tokens
+    out = run_analyze("", example=0)
+    assert out["tab"] == ids.TAB_FOCUS and tokens[out["token"]] == "it"
+    out = run_analyze("", example=3)
+    assert out["tab"] == ids.TAB_FOCUS and extract_attention(EXAMPLES[3]["text"]).tokens[out["token"]] == "are"
+    out = run_analyze("", example=1)
+    assert out["tab"] == ids.TAB_HEATMAP and out["pair_filter"] == "B→A"
+    out = run_analyze("", tiny_models["chinese"], example=2)  # a model that knows 它
+    chinese = extract_attention(EXAMPLES[2]["text"], tiny_models["chinese"]).tokens
+    assert out["tab"] == ids.TAB_FOCUS and chinese[out["token"]] == "它"
+    out = run_analyze("", example=2)  # the bundled English model reads 它 as [UNK]: Token focus picks a token
+    assert out["tab"] == ids.TAB_FOCUS and out["token"] is None
+    assert run_analyze("", example=4)["tab"] == ids.TAB_COMPARE
+    # the view the example opened follows its word ("are" is no pronoun: Token focus alone would pick "the")
+    out = run_analyze("", example=3)
+    focus = view(out["handle"], ids.TAB_FOCUS, token=out["token"])
+    assert "“are”" in focus["focus_figure"]["layout"]["title"]["text"]
+
+
 def test_warnings_for_unknown_tokens_and_truncation(settings, default_model, tiny_models):
     status = run_analyze("猫坐在垫子上因为它累了。")["status"]
     text = str(status)
