@@ -36,7 +36,8 @@ HELP = {
                    "are looking (queries), columns the tokens they look at (keys); brighter means more "
                    "attention. Click a square to open that head."),
     ids.TAB_HEATMAP: N_("One head (or the mean of all heads) in full: each row shows how one token spreads "
-                      "its attention over the sentence, and sums to 1. Hover a cell for the exact weight."),
+                      "its attention over the sentence, and sums to 1. Hover a cell for the exact weight; click "
+                      "a row to see, inside the head, where that token's weights come from."),
     ids.TAB_ARCS: N_("Arcs join each token to the tokens it attends to most; thicker, darker arcs carry more "
                    "weight. Hover a token to see only its arcs, click it to keep them, click again to release."),
     ids.TAB_OVERVIEW: N_("Every head of every layer at once: rows are layers, columns heads, each square a small "

@@ -31,3 +31,21 @@ def test_a_model_on_this_machine_is_not_marked(settings, tiny_models):
     with APP.test_request_context("/"):
         labels = [o["label"] for o in layout.model_options(settings.models, settings.default_model)]
     assert not any("not downloaded" in label for label in labels)
+
+
+def test_the_readme_and_the_page_say_what_a_heatmap_click_does():
+    """Issue 19: a click on a row of the head heatmap opens Inside a head on that row's token (the same
+    layer, head and query: where that row's weights come from; tests/browser/test_browser.py clicks it).
+    The README's table and the heatmap's own help line say so."""
+    from pathlib import Path
+
+    from attention_explorer.components import ids
+
+    root = Path(__file__).resolve().parents[2]
+    row = next(line for line in (root / "README.md").read_text(encoding="utf-8").splitlines()
+               if line.startswith("| Head heatmap |"))
+    assert "Inside a head" in row and "follow that token in Token focus" not in row
+    script = (root / "assets" / "24-navigate.js").read_text(encoding="utf-8")
+    click = script[script.index("heatmapClick:"):script.index("pickToken:")]
+    assert f'"{ids.TAB_INSIDE}"' in click
+    assert "click a row" in layout.HELP[ids.TAB_HEATMAP] and "inside the head" in layout.HELP[ids.TAB_HEATMAP]
