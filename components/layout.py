@@ -304,12 +304,12 @@ def arc_controls() -> dbc.Row:
 
 
 def head_legend(names: list[str], colors: list[str]) -> list:
-    """Coloured chips naming the heads whose arcs are drawn together."""
+    """Chips naming the heads whose arcs are drawn together, each framed in its arcs' colour (the text
+    stays dark: the palette's light colours would not be readable as text)."""
     if not names:
         return []
     return [html.Span(_("Heads:"), className="text-muted me-1")] + [
-        html.Span(name, className="ae-chip", style={"borderColor": colors[i % len(colors)],
-                                                     "color": colors[i % len(colors)]})
+        html.Span(name, className="ae-chip", style={"borderColor": colors[i % len(colors)]})
         for i, name in enumerate(names)]
 
 

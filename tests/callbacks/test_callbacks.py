@@ -274,7 +274,7 @@ def test_arcs_all_heads_one_trace_a_head_and_a_legend(settings, default_model):
     assert fig["layout"]["meta"]["arcs"] == 12 * 13
     chips = [c for c in out["arc_legend"] if getattr(c, "style", None)]
     assert [c.children for c in chips] == [str(h) for h in range(12)]
-    assert chips[5].style["color"] == HEAD_COLORS[5]
+    assert chips[5].style == {"borderColor": HEAD_COLORS[5]}  # framed in its arcs' colour, the text dark (contrast)
     one = view(handle, ids.TAB_ARCS, head="3", top_k=1, min_weight=0.0)
     assert one["arc_legend"] == [] and len(one["arcs"]["data"]) <= 1 + 4
 
