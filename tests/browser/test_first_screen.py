@@ -152,3 +152,44 @@ def test_text_and_controls_reach_wcag_aa_contrast(laptop, tiny_models, tiny_seq2
     wait_until(lambda: len(duo.find_elements("#arc-legend .ae-chip")) == 12, message="the heads' chips")
     assert too_faint(duo) == []
     assert duo.driver.find_elements(By.CSS_SELECTOR, "#view-tabs .nav-link") and too_faint(duo, "#view-tabs *") == []
+
+
+# ------------------------------------------------------------------------------------------ tab ids
+
+TABS_STATE = """
+const all = {};
+document.querySelectorAll('[id]').forEach(e => { all[e.id] = (all[e.id] || 0) + 1; });
+const links = [...document.querySelectorAll('#view-tabs [role=tab]')].map(a => {
+  const pane = document.getElementById(a.getAttribute('aria-controls') || '');
+  return {id: a.id, text: a.textContent, selected: a.getAttribute('aria-selected'), active: a.classList.contains('active'),
+          focusable: a.getAttribute('tabindex'), pane: !!pane && pane.getAttribute('role') === 'tabpanel',
+          labelled: !!pane && pane.getAttribute('aria-labelledby') === a.id};
+});
+return {duplicates: Object.keys(all).filter(k => all[k] > 1), links: links};
+"""
+
+
+def test_every_tab_has_its_own_id_and_names_its_panel(laptop):
+    """Issue 19: dbc.Tabs gave all nine tab links one id; now each has its own, points at its panel
+    (which names it back), and only the open one is selected and focusable, after a tab change too."""
+    duo = laptop
+    duo.driver.get(duo.server_url)
+    duo.wait_for_element("#head-grid .heatmaplayer", timeout=60)
+    from tests.browser.test_browser import open_tab
+
+    for label in ("Head grid", "Arcs"):
+        if label != "Head grid":
+            open_tab(duo, label)
+
+        def settled():
+            state = duo.driver.execute_script(TABS_STATE)
+            active = [link for link in state["links"] if link["active"]]
+            return state if len(active) == 1 and active[0]["text"] == label and active[0]["selected"] == "true" else None
+
+        state = wait_until(settled, message=f"{label} open and selected")
+        assert state["duplicates"] == []
+        links = state["links"]
+        assert len(links) == 9 and len({link["id"] for link in links}) == 9
+        assert all(link["pane"] and link["labelled"] for link in links), links
+        assert [(link["selected"], link["focusable"]) for link in links if not link["active"]] == [("false", "-1")] * 8
+        assert [link["focusable"] for link in links if link["active"]] == ["0"]
