@@ -14,7 +14,7 @@ from ..components.i18n import N_, _, translate
 from ..components.layout import EXAMPLES, head_options, kind_options
 from ..components.status import UNKNOWN_WARNING_SHARE, error_alert, status_children
 from ..services import AttentionExplorerError, get_settings
-from ..services.analyses.kinds import dims_of, kinds_available, pair_filters_available
+from ..services.analyses.kinds import attention_of, kinds_available, pair_filters_available
 from ..services.extraction import analyse
 from ..services.model.loading import family
 from ..services.result import AttentionResult
@@ -54,6 +54,7 @@ OUTPUTS = {
     "kind_wrap": Output(ids.KIND_WRAP, "style"),
     "kind": Output(ids.KIND, "value"),
     "kind_options": Output(ids.KIND, "options"),
+    "kind_dims": Output(ids.KIND_DIMS, "data"),
     "pair_wrap": Output(ids.PAIR_WRAP, "style"),
     "pair_filter": Output(ids.PAIR_FILTER, "value"),
     "gen_tab": Output(f"{ids.TAB_GENERATION}-tab", "tab_style"),
@@ -109,11 +110,28 @@ def summarise(result: AttentionResult, key: str | None = None) -> dict:
     return summary
 
 
+def kind_dims(result: AttentionResult) -> dict | None:
+    """For a result with several kinds of attention (an encoder-decoder model's encoder, decoder and
+    cross-attention, whose depths and head counts may differ): each kind's layers and head choices, for
+    the browser to fit the layer slider and head selector when the kind changes (assets/24-navigate.js
+    fitToKind). None for a model with one kind."""
+    kinds = kinds_available(result)
+    if len(kinds) < 2:
+        return None
+    out = {}
+    for kind in kinds:
+        layers, heads = (int(n) for n in attention_of(result, kind).attentions.shape[:2])
+        out[kind] = {"layers": layers, "heads": heads, "head_options": head_options(heads)}
+    return out
+
+
 def controls_for(result: AttentionResult, layer: Any, head: Any, kind: Any = None, pair_filter: Any = None) -> dict:
     """The layer slider, head selector, kind selector, pair filter and generation step fitted to the
-    result, keeping the choices that still exist."""
-    layers, heads, _tokens = dims_of(result)
+    result and the kind of attention chosen (its own depth and heads), keeping the choices that still
+    exist."""
     kinds = kinds_available(result)
+    kind = kind if kind in kinds else kinds[0]
+    layers, heads = (int(n) for n in attention_of(result, kind).attentions.shape[:2])
     pairs = pair_filters_available(result, kinds[0])
     steps = result.generation_steps
     return {
@@ -124,7 +142,8 @@ def controls_for(result: AttentionResult, layer: Any, head: Any, kind: Any = Non
         "head": boundary.Head.parse(head, heads).value,
         "kind_wrap": SHOWN if len(kinds) > 1 else HIDDEN,
         "kind_options": kind_options(kinds),
-        "kind": kind if kind in kinds else kinds[0],
+        "kind": kind,
+        "kind_dims": kind_dims(result),
         "pair_wrap": SHOWN if pairs else HIDDEN,
         "pair_filter": pair_filter if pair_filter in pairs else "all",
         "target_wrap": SHOWN if result.is_encoder_decoder else HIDDEN,
@@ -216,10 +235,11 @@ def from_url(values: dict[str, Any]) -> dict:
     if state.names_text:
         out.update(text=values["text"], pair=values.get("pair") or "", pair_open=bool(values.get("pair")))
     out["model"] = handle.model_id
-    if "layer" in state.controls:
-        out["layer"] = controls.layer
+    if "layer" in state.controls:  # within the depth of the kind of attention shown (controls_for)
+        out["layer"] = min(controls.layer, out["layer_max"])
     if "head" in state.controls:
-        out["head"] = controls.head.value
+        heads = len(out["head_options"]) - 2  # "All heads", "Mean of heads", then one option a head
+        out["head"] = boundary.Head.parse(controls.head.value, heads).value
     if "tab" in state.controls:
         out["tab"] = controls.tab
     if "mode" in state.controls:

@@ -509,6 +509,7 @@ def create_layout(settings, page: dict | None = None, views: str = "{}") -> html
         dcc.Store(id=ids.VIEW_REQUEST, storage_type="memory"),
         dcc.Store(id=ids.ATLAS_TABLE_FOR, storage_type="memory"),
         dcc.Store(id=ids.ARC_HOVER_SINK, storage_type="memory"),
+        dcc.Store(id=ids.KIND_DIMS, storage_type="memory", data=page.get("kind_dims")),
         html.Div(id=ids.I18N, hidden=True, **{"data-strings": json.dumps(browser_words(), ensure_ascii=False),
                                               "data-lang": LANGUAGES[current_language()][0].replace("_", "-"),
                                               "data-views": views}),
