@@ -16,7 +16,7 @@ from ..components.status import UNKNOWN_WARNING_SHARE, error_alert, status_child
 from ..services import AttentionExplorerError, get_settings
 from ..services.analyses.kinds import attention_of, kinds_available, pair_filters_available
 from ..services.extraction import analyse
-from ..services.model.loading import family
+from ..services.model.loading import display_name, family
 from ..services.result import AttentionResult
 from ..services.store.memory import memory
 from ..services.web.ratelimit import client_id, new_analysis_guard
@@ -92,7 +92,7 @@ def summarise(result: AttentionResult, key: str | None = None) -> dict:
     
     check = memory().derived.get_or_compute((key, "normalisation"), lambda: normalisation_check(result))
     summary = {
-        "tokens": result.seq_len, "model_id": result.model_id, "layers": result.num_layers,
+        "tokens": result.seq_len, "model_id": display_name(result.model_id), "layers": result.num_layers,
         "heads": result.num_heads, "causal": result.is_causal, "truncated": result.truncated,
         "limit": result.token_limit, "tokens_before": result.token_count_before_truncation,
         "unknown_share": result.unknown_share, "unknown_count": result.unknown_count,
@@ -106,7 +106,8 @@ def summarise(result: AttentionResult, key: str | None = None) -> dict:
     if result.generation_steps:
         summary["generated_steps"] = result.generation_steps
     if result.unknown_share >= UNKNOWN_WARNING_SHARE:
-        summary["knows"], summary["elsewhere"] = models_for_text(result.text, result.model_id)
+        knows, elsewhere = models_for_text(result.text, result.model_id)
+        summary["knows"], summary["elsewhere"] = [display_name(m) for m in knows], [display_name(m) for m in elsewhere]
     return summary
 
 

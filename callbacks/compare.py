@@ -22,6 +22,7 @@ from ..services.analyses.compare import Comparison, compare
 from ..services.analyses.kinds import kinds_available
 from ..services.analyses.views import View
 from ..services.extraction import analyse, result_by_key
+from ..services.model.loading import display_name
 from ..services.serial import comparison_csv_chunks
 from ..services.web.ratelimit import client_id, new_analysis_guard
 from . import boundary
@@ -61,10 +62,11 @@ def view_b(view: View, handle: Handle) -> View | str:
 def _describe(a: View, b: View) -> str:
     same_model = a.result.model_id == b.result.model_id
     if same_model:
-        return _("A: “{a}” · B: “{b}” · model {model}").format(a=a.result.text, b=b.result.text, model=a.result.model_id)
-    return _("A: model {a} · B: model {b} · text “{text}”").format(a=a.result.model_id, b=b.result.model_id,
-                                                                  text=b.result.text if b.result.text == a.result.text
-                                                                  else f"{a.result.text} / {b.result.text}")
+        return _("A: “{a}” · B: “{b}” · model {model}").format(a=a.result.text, b=b.result.text,
+                                                               model=display_name(a.result.model_id))
+    text = b.result.text if b.result.text == a.result.text else f"{a.result.text} / {b.result.text}"
+    return _("A: model {a} · B: model {b} · text “{text}”").format(a=display_name(a.result.model_id),
+                                                                 b=display_name(b.result.model_id), text=text)
 
 
 def comparison(view: View, state: ViewState) -> Comparison | str:

@@ -36,6 +36,7 @@ from ..components.export import export_filename, figure_html
 from ..components.i18n import _, translate
 from ..services import AttentionExplorerError, get_settings
 from ..services.extraction import result_by_key
+from ..services.model.loading import display_name
 from ..services.serial import ExportTooLarge, JsonDocument
 from ..services.web import ratelimit
 from . import boundary, registry, router
@@ -136,7 +137,7 @@ def prepare(kind: str, values: dict[str, Any], write: bool = True) -> Download:
         raise Unavailable(_("This view has nothing to export yet."))
     if not write:
         return Download(filename, MIMETYPES[kind], (), link=link)
-    metadata = {"model": result.model_id, "text": result.text, "view": name, "layer": layer,
+    metadata = {"model": display_name(result.model_id), "text": result.text, "view": name, "layer": layer,
                 "head": head if head != "" else None, "mode": state.mode,
                 "switches": ", ".join(state.switches) or None, "kind": view.kind if result.is_encoder_decoder
                 else None, "pair filter": view.pair}

@@ -139,16 +139,17 @@ def header(extra: list | None = None) -> html.Header:
 def model_options(models: tuple[str, ...], default: str) -> list[dict]:
     """The model menu: each offered model, the default marked "bundled", and those whose files are not on
     this machine marked "not downloaded" (picking one then says how to get it, at once)."""
-    from ..services.model.loading import available_here
+    from ..services.model.loading import available_here, display_name
 
     options = []
     for model_id in models:
+        name = display_name(model_id)  # a local folder by its name, never its path on the server
         if model_id == default:
-            label = _("{model} (bundled)").format(model=model_id)
+            label = _("{model} (bundled)").format(model=name)
         elif not available_here(model_id):
-            label = _("{model} (not downloaded)").format(model=model_id)
+            label = _("{model} (not downloaded)").format(model=name)
         else:
-            label = model_id
+            label = name
         options.append({"label": label, "value": model_id})
     return options
 

@@ -101,20 +101,48 @@ def looks_like_path(model_id: str) -> bool:
             or os.path.isabs(model_id))
 
 
+def _shown(model_id: str) -> str:
+    """A model id as messages quote it: an offered one by its display name (no server path), one typed by
+    a person as typed."""
+    return display_name(model_id) if model_id in get_settings().models else model_id
+
+
 def _not_a_model_folder(model_id: str) -> ModelLoadError:
     # One message whether the folder is missing, unreadable, a file or has no config.json: it says
     # nothing about the machine's folders beyond what the person typed.
-    return ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=model_id,
+    return ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=_shown(model_id),
                           reason=N_("it is not a model folder this server can read (a folder holding the model's "
                                     "config.json)"))
 
 
+def display_name(model_id: str) -> str:
+    """How the page names a model: a model offered as ``name=path`` by its name (its id), a local folder
+    by the folder's name (with its parent's when two offered folders share a name), never its full path on
+    the server; a hub id as it is."""
+    settings = get_settings()
+    model_id = str(model_id).strip()
+    if model_id in dict(settings.model_paths) or not looks_like_path(model_id):
+        return model_id
+    parts = [p for p in re.split(r"[/\\]+", model_id) if p and p != "~"]
+    if not parts:
+        return model_id
+    same = [m for m in settings.models if looks_like_path(m) and m != model_id
+            and [p for p in re.split(r"[/\\]+", m) if p][-1:] == parts[-1:]]
+    return "/".join(parts[-2:]) if same and len(parts) > 1 else parts[-1]
+
+
 def resolve_source(model_id: str) -> str:
     """The directory or hub id that ``from_pretrained`` gets for ``model_id`` (a folder must hold a
-    ``config.json``)."""
+    ``config.json``; a model offered as ``name=path`` is that folder)."""
     model_id = model_id.strip()
     if is_bundled(model_id):
         return str(bundled_model_dir())
+    named = dict(get_settings().model_paths).get(model_id)
+    if named is not None:
+        folder = os.path.abspath(os.path.expanduser(named))
+        if os.path.isdir(folder) and os.path.isfile(os.path.join(folder, "config.json")):
+            return folder
+        raise _not_a_model_folder(model_id)
     configured = model_id in get_settings().models
     expanded = os.path.expanduser(model_id)
     if looks_like_path(model_id) or (configured and os.path.isdir(expanded)):
@@ -145,7 +173,7 @@ def check_allowed(model_id: str | None) -> str:
     canonical = canonical_id(typed)
     if canonical in settings.models or settings.allow_any_model:
         return canonical
-    offered = ", ".join(settings.models)
+    offered = ", ".join(display_name(m) for m in settings.models)
     raise ModelNotAllowedError(N_("Model “{model}” is not one of the models this server offers ({offered})."),
                                model=typed, offered=offered)
 
@@ -377,7 +405,7 @@ def _explain(exc: BaseException, model_id: str, source: str) -> str:
         return N_("its files are not a model this app can load")
     placeholder = "\x00"
     text = text.replace(source, placeholder) if source else text
-    text = _ABSOLUTE_PATH.sub("…", text).replace(placeholder, model_id)
+    text = _ABSOLUTE_PATH.sub("…", text).replace(placeholder, _shown(model_id))
     return text[:300]
 
 
@@ -412,7 +440,7 @@ def _load(model_id: str, fingerprint_value: str) -> LoadedModel:
             model = AutoModel.from_pretrained(source, config=config, attn_implementation=attention, **options)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message a person can read
         log.warning("model %s could not be loaded: %r", model_id, exc)
-        raise ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=model_id,
+        raise ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=_shown(model_id),
                              reason=_explain(exc, model_id, source)) from exc
     for module in {id(m): m for m in (model, generator) if m is not None}.values():
         module.to(device)
@@ -423,7 +451,7 @@ def _load(model_id: str, fingerprint_value: str) -> LoadedModel:
     num_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
     num_heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
     if not num_layers or not num_heads:
-        raise ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=model_id,
+        raise ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=_shown(model_id),
                              reason=N_("it does not say how many layers and heads it has"))
     return LoadedModel(
         model_id=model_id,

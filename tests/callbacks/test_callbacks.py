@@ -141,6 +141,12 @@ def test_examples_fill_the_boxes_and_analyze(settings, default_model, tiny_model
         assert all(v is no_update for v in out.values()), junk
 
 
+def test_the_status_names_a_local_model_without_its_path(settings, tiny_models):
+    out = run_analyze(SENTENCE, tiny_models["gpt2"])
+    assert "tiny-gpt2" in str(out["status"]) and tiny_models["gpt2"] not in str(out["status"])
+    assert Handle.parse(out["handle"]).model_id == tiny_models["gpt2"]  # the id itself is unchanged
+
+
 def test_examples_open_the_view_they_are_about(settings, default_model, tiny_models):
     """Issue 19: the pronoun and agreement examples follow their word in Token focus, the sentence pair
     opens the heatmap on where sentence B looks in A, the comparison opens Compare."""

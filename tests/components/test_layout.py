@@ -49,3 +49,13 @@ def test_the_readme_and_the_page_say_what_a_heatmap_click_does():
     click = script[script.index("heatmapClick:"):script.index("pickToken:")]
     assert f'"{ids.TAB_INSIDE}"' in click
     assert "click a row" in layout.HELP[ids.TAB_HEATMAP] and "inside the head" in layout.HELP[ids.TAB_HEATMAP]
+
+
+def test_local_folders_are_offered_by_their_name(settings, tiny_models):
+    """Issue 19: the menu names a local folder by its folder's name (or the name ATTN_MODELS gives it),
+    never by its full path on the server."""
+    configured = config.configure(models=settings.models + (f"tiny english={tiny_models['bert']}",))
+    with APP.test_request_context("/"):
+        labels = [o["label"] for o in layout.model_options(configured.models, configured.default_model)]
+    assert labels[1:] == ["tiny-bert", "tiny-gpt2", "tiny-bert-chinese", "tiny english"]
+    assert not any("/" in label for label in labels)

@@ -234,3 +234,51 @@ def test_a_model_the_hub_knows_is_downloaded(hub_models, monkeypatch):
     monkeypatch.setattr(models, "_load", lambda model_id, fp: loads.append(model_id) or "loaded")
     assert models.get_model("gpt2") == "loaded"
     assert loads == ["gpt2"]
+
+
+# --------------------------------------------------------------------------------------------- display names (issue 19)
+
+
+def test_local_folders_are_shown_by_their_name_never_their_path(settings, tiny_models, tmp_path):
+    other = tmp_path / "elsewhere" / "tiny-bert"  # a second folder named like the first
+    other.mkdir(parents=True)
+    config.configure(models=settings.models + (str(other), "gpt2"))
+    assert models.display_name(tiny_models["gpt2"]) == "tiny-gpt2"
+    assert models.display_name(tiny_models["bert"]) == Path(tiny_models["bert"]).parent.name + "/tiny-bert"
+    assert models.display_name(str(other)) == "elsewhere/tiny-bert"
+    assert models.display_name("gpt2") == "gpt2" and models.display_name("all-MiniLM-L6-v2") == "all-MiniLM-L6-v2"
+
+
+def test_a_model_offered_as_name_equals_path_is_that_folder_under_that_name(settings, tiny_models):
+    configured = config.Settings(models=(config.DEFAULT_MODEL_ID, f"tiny english={tiny_models['bert']}"),
+                                 cache_type="simple")
+    assert configured.models == (config.DEFAULT_MODEL_ID, "tiny english")
+    assert configured.model_paths == (("tiny english", tiny_models["bert"]),)
+    config.configure(configured)
+    result = extract_attention(SENTENCE, "tiny english")
+    assert result.model_id == "tiny english" and result.tokens[:3] == ["[CLS]", "the", "cat"]
+    assert models.display_name("tiny english") == "tiny english"
+    assert models.resolve_source("tiny english") == tiny_models["bert"]
+    with pytest.raises(ModelNotAllowedError) as info:  # the offer is listed by names: no path in it
+        extract_attention(SENTENCE, "not-offered")
+    assert tiny_models["bert"] not in str(info.value) and "tiny english" in str(info.value)
+
+
+def test_attn_models_reads_names(monkeypatch, tmp_path):
+    monkeypatch.setenv("ATTN_MODELS", f"all-MiniLM-L6-v2, chinese = {tmp_path}/bert-base-chinese ,gpt2")
+    read = config.Settings.from_env()
+    assert read.models == ("all-MiniLM-L6-v2", "chinese", "gpt2")
+    assert read.model_paths == (("chinese", f"{tmp_path}/bert-base-chinese"),)
+    for bad in ("=/x", "a/b=/x", "name="):
+        with pytest.raises(ValueError, match="name=path"):
+            config.Settings(models=(bad,))
+
+
+def test_a_broken_offered_folder_is_named_not_shown_by_path(settings, tmp_path):
+    broken = tmp_path / "srv" / "broken-model"
+    broken.mkdir(parents=True)
+    (broken / "config.json").write_text("{broken")
+    config.configure(models=settings.models + (str(broken),))
+    with pytest.raises(ModelLoadError) as info:
+        extract_attention(SENTENCE, str(broken))
+    assert "“broken-model”" in str(info.value) and str(tmp_path) not in str(info.value)
