@@ -102,7 +102,7 @@ def summarise(result: AttentionResult, key: str | None = None) -> dict:
     if result.is_encoder_decoder and result.decoder_attentions is not None:
         summary["target"] = {"tokens": result.target_len, "generated": bool(result.generated),
                              "layers": int(result.decoder_attentions.shape[0]),
-                             "heads": int(result.decoder_attentions.shape[1])}
+                             "heads": int(result.decoder_attentions.shape[1]), "text": result.target_text or ""}
     if result.generation_steps:
         summary["generated_steps"] = result.generation_steps
     if result.unknown_share >= UNKNOWN_WARNING_SHARE:

@@ -9,6 +9,7 @@ from dash import html
 from .i18n import _, translate
 
 UNKNOWN_WARNING_SHARE = 0.1
+MAX_SHOWN_TARGET = 400  # characters of a written target the status shows
 
 
 def error_alert(title: str, message: str) -> dbc.Alert:
@@ -77,6 +78,12 @@ def status_children(summary: dict) -> list:
             text_color="success" if ok else "dark", className="ae-badge", id="normalisation-badge",
             title=_("The largest |row sum − 1| over every layer, head and query of this analysis.")))
     children = [html.Div(className="d-flex flex-wrap gap-2 align-items-center mb-2", children=badges)]
+    if target and target["generated"]:  # what the model wrote: otherwise only its tokens would show it
+        written = target.get("text", "")
+        children.append(html.Div(className="small mb-2 ae-written-target", children=[
+            html.Span(_("The model wrote:"), className="fw-semibold me-1"),
+            html.Span(f"“{written[:MAX_SHOWN_TARGET]}{'…' if len(written) > MAX_SHOWN_TARGET else ''}”"),
+        ]))
     children.extend(cut_alerts(summary.get("cut") or ()))
     if summary["truncated"]:
         children.append(dbc.Alert(

@@ -48,6 +48,21 @@ def test_an_encoder_decoder_model_gets_a_target_box_and_three_kinds(s2s):
     assert kept["kind"] == "cross"  # a kind the model has stays chosen
 
 
+def test_the_target_a_model_wrote_is_shown_as_text(s2s):
+    """Issue 19: without a target, BART writes its own; the status shows it as text (decoded here again
+    from its token ids with the model's tokenizer), not only as a count of tokens. A given target is in
+    its box already: not repeated."""
+    from attention_explorer.services.model.loading import get_model
+
+    out = run(SOURCE, s2s["bart"], target="")
+    _key, result = result_by_key(Handle.parse(out["handle"]).key)
+    assert result.generated
+    written = get_model(s2s["bart"]).tokenizer.decode(list(result.target_ids), skip_special_tokens=True)
+    assert written.strip() and "The model wrote:" in str(out["status"]) and f"“{written}”" in str(out["status"])
+    given = run(SOURCE, s2s["bart"], target=TARGET)
+    assert "The model wrote" not in str(given["status"])
+
+
 def test_the_layer_slider_and_heads_follow_the_kind_of_attention(s2s):
     """Issue 19: the tiny BART's encoder has 2 layers of 4 heads, its decoder (and cross-attention) 3
     layers of 2 heads: the slider and head selector fit the kind chosen, and the page gets every kind's
