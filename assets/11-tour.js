@@ -6,6 +6,8 @@
  *   drawn: "Start the tour" / "No thanks". Closing the tour or declining sets the flag, so it is never
  *   offered again. Browsers driven by automation (navigator.webdriver) are not offered it, unless the
  *   page asks (data-offer-under-automation).
+ * - A step about a tab opens that tab (a click on its link), so its view is there to see. Steps beside the
+ *   sidebar put their popover on its right (step.side), never over the Analyze button.
  * - The steps and labels come translated from the page (#tour-data, data-* attributes). The page is
  *   drawn by React after this script runs: clicks are caught on the document, and the offer waits for
  *   the page with a MutationObserver, for a bounded time.
@@ -61,16 +63,35 @@
         return div.innerHTML;
     }
 
-    /* The element a step points at: its selector, or the tab link labelled step.tab inside it. A
-     * missing element gives null, and driver.js then shows the step in the middle of the page. */
-    function target(step) {
+    /* The element a step points at: its selector, or the tab labelled step.tab inside it (the link's
+     * list item: React rewrites the link's classes when the tab opens, which would drop driver.js's
+     * highlight). A missing element gives null, and driver.js then shows the step in the middle of the
+     * page. */
+    function tabLink(step) {
         const scope = step.element ? document.querySelector(step.element) : null;
-        if (!scope || !step.tab) { return scope; }
+        if (!scope || !step.tab) { return null; }
         const links = scope.querySelectorAll("a.nav-link, button.nav-link, [role='tab']");
         for (const link of links) {
             if (link.textContent.trim() === step.tab) { return link; }
         }
-        return scope;
+        return null;
+    }
+
+    function target(step) {
+        const scope = step.element ? document.querySelector(step.element) : null;
+        const link = tabLink(step);
+        return link ? (link.closest(".nav-item") || link) : scope;
+    }
+
+    /* Opens the tab whose link is ``link`` (Dash then draws its view), unless it is open: through Dash's
+     * set_props, as a click would, but a click would be taken by driver.js for one beside the popover.
+     * The tab's id is its list item's id without "-tab" (components/layout.py _tab). */
+    function openTab(step, link) {
+        const item = link.closest(".nav-item");
+        const tabs = document.querySelector(step.element);
+        const setProps = window.dash_clientside && window.dash_clientside.set_props;
+        if (!item || !item.id || !tabs || !tabs.id || !setProps || link.classList.contains("active")) { return; }
+        setProps(tabs.id, {active_tab: item.id.replace(/-tab$/, "")});
     }
 
     function hideOffer() {
@@ -143,9 +164,15 @@
             animate: !(window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches),
             popoverClass: "ae-tour-popover",
             steps: config.steps.map(function (step) {
+                const popover = {title: escapeHtml(step.title), description: escapeHtml(step.text)};
+                if (step.side) { popover.side = step.side; popover.align = "start"; }
                 return {
-                    element: function () { return target(step); },
-                    popover: {title: escapeHtml(step.title), description: escapeHtml(step.text)},
+                    element: function () {
+                        const link = tabLink(step);
+                        if (link) { openTab(step, link); }
+                        return target(step);
+                    },
+                    popover: popover,
                 };
             }),
             onPopoverRender: function (popover) {

@@ -8,6 +8,7 @@
  * 25-export.js    PNG / SVG of the open view, under the name the server gives it; the download links
  * 26-url.js       the page's state in its address; the language switch
  * 27-page.js      the page's language, Ctrl+Enter
+ * 28-tabs.js      the view tabs' ids and states for screen readers
  *
  * Each registers its functions in window.dash_clientside.attention (callbacks/*.py name them).
  */

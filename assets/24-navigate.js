@@ -60,6 +60,24 @@
             return id && id.length === 2 ? [Number(id[0]), id[1]] : [NO(), NO()];
         },
 
-        togglePair: function (clicks, isOpen) { return clicks ? !isOpen : isOpen; }
+        togglePair: function (clicks, isOpen) { return clicks ? !isOpen : isOpen; },
+
+        /* Another kind of attention (an encoder-decoder model's encoder, decoder or cross-attention, whose
+           depths and head counts may differ): the layer slider and the head selector follow it, keeping the
+           layer and head when that kind has them. ``dims`` by kind: {layers, heads, head_options}
+           (callbacks/analyze.py kind_dims). Nothing changes what is already right, so the router draws
+           once, after this. */
+        fitToKind: function (kind, dims, layer, layerMax, head, headOptions) {
+            const d = dims && dims[kind];
+            if (!d) { return [NO(), NO(), NO(), NO(), NO()]; }
+            const max = d.layers - 1, marks = {};
+            for (let i = 0; i < d.layers; i++) { marks[i] = String(i); }
+            const value = String(head);
+            const headKept = value === "all" || value === "mean" || (/^[0-9]+$/.test(value) && Number(value) < d.heads);
+            const sameHeads = Array.isArray(headOptions) && headOptions.length === d.head_options.length;
+            return [max === layerMax ? NO() : max, max === layerMax ? NO() : marks,
+                    Number.isInteger(layer) && layer > max ? max : NO(),
+                    sameHeads ? NO() : d.head_options, headKept ? NO() : "all"];
+        }
     });
 })();

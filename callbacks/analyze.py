@@ -14,9 +14,9 @@ from ..components.i18n import N_, _, translate
 from ..components.layout import EXAMPLES, head_options, kind_options
 from ..components.status import UNKNOWN_WARNING_SHARE, error_alert, status_children
 from ..services import AttentionExplorerError, get_settings
-from ..services.analyses.kinds import dims_of, kinds_available, pair_filters_available
+from ..services.analyses.kinds import attention_of, kinds_available, pair_filters_available
 from ..services.extraction import analyse
-from ..services.model.loading import family
+from ..services.model.loading import display_name, family
 from ..services.result import AttentionResult
 from ..services.store.memory import memory
 from ..services.web.ratelimit import client_id, new_analysis_guard
@@ -54,6 +54,7 @@ OUTPUTS = {
     "kind_wrap": Output(ids.KIND_WRAP, "style"),
     "kind": Output(ids.KIND, "value"),
     "kind_options": Output(ids.KIND, "options"),
+    "kind_dims": Output(ids.KIND_DIMS, "data"),
     "pair_wrap": Output(ids.PAIR_WRAP, "style"),
     "pair_filter": Output(ids.PAIR_FILTER, "value"),
     "gen_tab": Output(f"{ids.TAB_GENERATION}-tab", "tab_style"),
@@ -91,7 +92,7 @@ def summarise(result: AttentionResult, key: str | None = None) -> dict:
     
     check = memory().derived.get_or_compute((key, "normalisation"), lambda: normalisation_check(result))
     summary = {
-        "tokens": result.seq_len, "model_id": result.model_id, "layers": result.num_layers,
+        "tokens": result.seq_len, "model_id": display_name(result.model_id), "layers": result.num_layers,
         "heads": result.num_heads, "causal": result.is_causal, "truncated": result.truncated,
         "limit": result.token_limit, "tokens_before": result.token_count_before_truncation,
         "unknown_share": result.unknown_share, "unknown_count": result.unknown_count,
@@ -101,19 +102,37 @@ def summarise(result: AttentionResult, key: str | None = None) -> dict:
     if result.is_encoder_decoder and result.decoder_attentions is not None:
         summary["target"] = {"tokens": result.target_len, "generated": bool(result.generated),
                              "layers": int(result.decoder_attentions.shape[0]),
-                             "heads": int(result.decoder_attentions.shape[1])}
+                             "heads": int(result.decoder_attentions.shape[1]), "text": result.target_text or ""}
     if result.generation_steps:
         summary["generated_steps"] = result.generation_steps
     if result.unknown_share >= UNKNOWN_WARNING_SHARE:
-        summary["knows"], summary["elsewhere"] = models_for_text(result.text, result.model_id)
+        knows, elsewhere = models_for_text(result.text, result.model_id)
+        summary["knows"], summary["elsewhere"] = [display_name(m) for m in knows], [display_name(m) for m in elsewhere]
     return summary
+
+
+def kind_dims(result: AttentionResult) -> dict | None:
+    """For a result with several kinds of attention (an encoder-decoder model's encoder, decoder and
+    cross-attention, whose depths and head counts may differ): each kind's layers and head choices, for
+    the browser to fit the layer slider and head selector when the kind changes (assets/24-navigate.js
+    fitToKind). None for a model with one kind."""
+    kinds = kinds_available(result)
+    if len(kinds) < 2:
+        return None
+    out = {}
+    for kind in kinds:
+        layers, heads = (int(n) for n in attention_of(result, kind).attentions.shape[:2])
+        out[kind] = {"layers": layers, "heads": heads, "head_options": head_options(heads)}
+    return out
 
 
 def controls_for(result: AttentionResult, layer: Any, head: Any, kind: Any = None, pair_filter: Any = None) -> dict:
     """The layer slider, head selector, kind selector, pair filter and generation step fitted to the
-    result, keeping the choices that still exist."""
-    layers, heads, _tokens = dims_of(result)
+    result and the kind of attention chosen (its own depth and heads), keeping the choices that still
+    exist."""
     kinds = kinds_available(result)
+    kind = kind if kind in kinds else kinds[0]
+    layers, heads = (int(n) for n in attention_of(result, kind).attentions.shape[:2])
     pairs = pair_filters_available(result, kinds[0])
     steps = result.generation_steps
     return {
@@ -124,7 +143,8 @@ def controls_for(result: AttentionResult, layer: Any, head: Any, kind: Any = Non
         "head": boundary.Head.parse(head, heads).value,
         "kind_wrap": SHOWN if len(kinds) > 1 else HIDDEN,
         "kind_options": kind_options(kinds),
-        "kind": kind if kind in kinds else kinds[0],
+        "kind": kind,
+        "kind_dims": kind_dims(result),
         "pair_wrap": SHOWN if pairs else HIDDEN,
         "pair_filter": pair_filter if pair_filter in pairs else "all",
         "target_wrap": SHOWN if result.is_encoder_decoder else HIDDEN,
@@ -132,6 +152,22 @@ def controls_for(result: AttentionResult, layer: Any, head: Any, kind: Any = Non
         "step_max": max(1, steps),
         "step": 1,
     }
+
+
+def example_view(example: dict, result: AttentionResult) -> dict:
+    """What an example opens: its view, the token it follows (the first token that reads as its word,
+    when the model has one) and its sentence-pair block (when the result has the pair)."""
+    from ..services.analyses.tokens import display_token
+
+    out: dict[str, Any] = {"tab": example.get("view", ids.TAB_GRID)}
+    word = example.get("token")
+    if word:
+        found = [i for i, t in enumerate(result.tokens) if display_token(t).strip().lower() == word.lower()]
+        out["token"] = found[0] if found else None
+    kinds = kinds_available(result)
+    if example.get("pair_filter") in pair_filters_available(result, kinds[0]):
+        out["pair_filter"] = example["pair_filter"]
+    return out
 
 
 def _failed(message: str, title: str, current: Any) -> dict:
@@ -200,10 +236,11 @@ def from_url(values: dict[str, Any]) -> dict:
     if state.names_text:
         out.update(text=values["text"], pair=values.get("pair") or "", pair_open=bool(values.get("pair")))
     out["model"] = handle.model_id
-    if "layer" in state.controls:
-        out["layer"] = controls.layer
+    if "layer" in state.controls:  # within the depth of the kind of attention shown (controls_for)
+        out["layer"] = min(controls.layer, out["layer_max"])
     if "head" in state.controls:
-        out["head"] = controls.head.value
+        heads = len(out["head_options"]) - 2  # "All heads", "Mean of heads", then one option a head
+        out["head"] = boundary.Head.parse(controls.head.value, heads).value
     if "tab" in state.controls:
         out["tab"] = controls.tab
     if "mode" in state.controls:
@@ -234,13 +271,15 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
         if chosen.get("compare"):
             values["compare"] = chosen["compare"]
     try:
-        text = boundary.text(values.get("text"))
-        pair = boundary.text(values.get("pair"), N_("second sentence"))
+        cut: list[dict] = []  # texts over ATTN_MAX_CHARS: cut to it, and the page says so
+        text = boundary.cut_to_limit(boundary.text(values.get("text")), N_("text"), cut)
+        pair = boundary.cut_to_limit(boundary.text(values.get("pair"), N_("second sentence")), N_("second sentence"), cut)
         model = boundary.model_id(values.get("model"))
         kind_of_model = family(model)
         # the target box and the continuation are read only for models that use them (they keep their
         # values, hidden, while another model is chosen)
-        target = boundary.text(values.get("target"), N_("target")) if kind_of_model == "encoder-decoder" else ""
+        target = (boundary.cut_to_limit(boundary.text(values.get("target"), N_("target")), N_("target"), cut)
+                  if kind_of_model == "encoder-decoder" else "")
         steps = (boundary.whole(values.get("continue"), 0, get_settings().max_new_tokens, 0)
                  if kind_of_model == "decoder" else 0)
         key, result = found = analyse(text, model, pair or None, target or None, steps=steps or None,
@@ -248,7 +287,7 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
         # what the page shows of it: inside the same guard (a failure here is explained, never a 500)
         out.update(controls_for(result, values.get("layer"), values.get("head"), values.get("kind"),
                                 values.get("pair_filter")))
-        out.update(handle=handle_of(key, result, found.recipe).to_client(), status=status_children(summarise(result, key)),
+        out.update(handle=handle_of(key, result, found.recipe).to_client(), status=status_children({**summarise(result, key), "cut": cut}),
                    arc_focus=None, arc_start=0, token=None,
                    continue_wrap=SHOWN if kind_of_model == "decoder" else HIDDEN,
                    share=share_of(result.text, result.text_pair, result.model_id, target or None, steps or None))
@@ -261,6 +300,8 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
                        tab=ids.TAB_COMPARE)
             if status_b is not no_update:
                 out["status"] = [*out["status"], status_b]
+        elif example is not None:  # an example opens the view it is about
+            out.update(example_view(EXAMPLES[index], result))
         elif result.generation_steps and steps:
             out["tab"] = ids.TAB_GENERATION  # asked to continue the text: show what it wrote
         elif values.get("tab_now") == ids.TAB_GENERATION and not result.generation_steps:

@@ -35,7 +35,8 @@ example         whole number 0 .. n_examples - 1                  none
 download link   ``DownloadRequest.parse``: a kind of file, a key,   404 (the link names nothing)
                 then the fields above as short strings
 text, pair,     a string of at most ``MAX_TEXT_CHARS`` characters, refused with a message
-target          valid Unicode (no lone surrogate)
+target          valid Unicode (no lone surrogate); over the
+                configured limit (``cut_to_limit``): cut to it, said
 handle          see ``Handle.parse`` (its recipe signed by the server) none (analyse again)
 click / hover   Plotly event data with finite numbers             none
 ==============  ================================================  =======================
@@ -54,6 +55,8 @@ from ..components import ids
 from ..components.i18n import N_, _, translate
 from ..components.layout import ATLAS_METRICS, FOCUS_K_CHOICES, PAIR_CHOICES, TOP_K_CHOICES, WINDOW_CHOICES
 from ..services.store.recipes import Recipe, unseal
+from ..services.config import get_settings
+from ..services.validation import cut_text
 
 MODES = ("raw", "rollout", "value")  # value: weighted by value norm (Kobayashi et al., 2020)
 SWITCHES = ("hide", "merge")
@@ -151,6 +154,18 @@ def text(value: Any, what: str = N_("text")) -> str | None:
                             "symbol, cut when it was copied). Delete it and try again.")
                           .format(what=translate(what), position=f"{broken.start + 1:,}")) from None
     return value
+
+
+def cut_to_limit(value: str | None, what: str, cut: list[dict]) -> str | None:
+    """A text (from ``text``) cut to the configured ``ATTN_MAX_CHARS`` at a whole character
+    (``services.validation.cut_text``), never refused for that: what was cut, from how many characters,
+    is added to ``cut`` for the page to say. Junk (over ``MAX_TEXT_CHARS``) was refused by ``text``."""
+    limit = get_settings().char_limit
+    if value is None or len(value) <= limit:
+        return value
+    kept = cut_text(value, limit)
+    cut.append({"what": what, "count": len(value), "kept": len(kept), "limit": limit})
+    return kept
 
 
 def model_id(value: Any) -> str | None:

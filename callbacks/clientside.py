@@ -67,6 +67,15 @@ def register(app: Dash) -> None:
             Input(picker, "value"), State(ids.TOKEN, "data"),
             prevent_initial_call=True,
         )
+    app.clientside_callback(  # the layer slider and head selector follow the kind of attention's depth
+        _js("fitToKind"),
+        Output(ids.LAYER, "max", allow_duplicate=True), Output(ids.LAYER, "marks", allow_duplicate=True),
+        Output(ids.LAYER, "value", allow_duplicate=True), Output(ids.HEAD, "options", allow_duplicate=True),
+        Output(ids.HEAD, "value", allow_duplicate=True),
+        Input(ids.KIND, "value"), Input(ids.KIND_DIMS, "data"),
+        State(ids.LAYER, "value"), State(ids.LAYER, "max"), State(ids.HEAD, "value"), State(ids.HEAD, "options"),
+        prevent_initial_call=True,
+    )
     app.clientside_callback(
         _js("togglePair"),
         Output(ids.PAIR_COLLAPSE, "is_open", allow_duplicate=True),

@@ -16,12 +16,13 @@ from ..components.analysis_figures import comparison_figure
 from ..components.figures import empty_figure, safe_label
 from ..components.i18n import N_, _, translate
 from ..components.layout import compare_table
-from ..components.status import error_alert
+from ..components.status import cut_alerts, error_alert
 from ..services import AttentionExplorerError
 from ..services.analyses.compare import Comparison, compare
 from ..services.analyses.kinds import kinds_available
 from ..services.analyses.views import View
 from ..services.extraction import analyse, result_by_key
+from ..services.model.loading import display_name
 from ..services.serial import comparison_csv_chunks
 from ..services.web.ratelimit import client_id, new_analysis_guard
 from . import boundary
@@ -61,10 +62,11 @@ def view_b(view: View, handle: Handle) -> View | str:
 def _describe(a: View, b: View) -> str:
     same_model = a.result.model_id == b.result.model_id
     if same_model:
-        return _("A: “{a}” · B: “{b}” · model {model}").format(a=a.result.text, b=b.result.text, model=a.result.model_id)
-    return _("A: model {a} · B: model {b} · text “{text}”").format(a=a.result.model_id, b=b.result.model_id,
-                                                                  text=b.result.text if b.result.text == a.result.text
-                                                                  else f"{a.result.text} / {b.result.text}")
+        return _("A: “{a}” · B: “{b}” · model {model}").format(a=a.result.text, b=b.result.text,
+                                                               model=display_name(a.result.model_id))
+    text = b.result.text if b.result.text == a.result.text else f"{a.result.text} / {b.result.text}"
+    return _("A: model {a} · B: model {b} · text “{text}”").format(a=display_name(a.result.model_id),
+                                                                 b=display_name(b.result.model_id), text=text)
 
 
 def comparison(view: View, state: ViewState) -> Comparison | str:
@@ -156,7 +158,10 @@ def analyse_b(values: dict[str, Any]) -> tuple[Any, Any, Any]:
     on model B (or A's model)."""
     a = Handle.parse(values.get("handle"))
     try:
-        text = (boundary.text(values.get("text_b"), N_("text B")) or "").strip() or boundary.text(values.get("text_a"))
+        cut: list[dict] = []
+        text_b = (boundary.text(values.get("text_b"), N_("text B")) or "").strip()
+        text = (boundary.cut_to_limit(text_b, N_("text B"), cut) if text_b
+                else boundary.cut_to_limit(boundary.text(values.get("text_a")), N_("text"), cut))
         model = boundary.model_id(values.get("model_b")) or (a.model_id if a else boundary.model_id(values.get("model_a")))
         key, result = found = analyse(text, model, before_compute=new_analysis_guard(client_id()))
     except boundary.TextRefused as exc:
@@ -165,7 +170,8 @@ def analyse_b(values: dict[str, Any]) -> tuple[Any, Any, Any]:
         return no_update, error_alert(translate(exc.title), message_for(exc)), no_update
     except Exception as exc:  # noqa: BLE001 - never a traceback in the page
         return no_update, error_alert(_("Something went wrong"), message_for(exc)), no_update
-    return handle_of(key, result, found.recipe).to_client(), no_update, {"text": result.text, "model": result.model_id}
+    status = html.Div(cut_alerts(cut)) if cut else no_update
+    return handle_of(key, result, found.recipe).to_client(), status, {"text": result.text, "model": result.model_id}
 
 
 def register(app: Dash) -> None:

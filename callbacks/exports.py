@@ -36,6 +36,7 @@ from ..components.export import export_filename, figure_html
 from ..components.i18n import _, translate
 from ..services import AttentionExplorerError, get_settings
 from ..services.extraction import result_by_key
+from ..services.model.loading import display_name
 from ..services.serial import ExportTooLarge, JsonDocument
 from ..services.web import ratelimit
 from . import boundary, registry, router
@@ -131,16 +132,19 @@ def prepare(kind: str, values: dict[str, Any], write: bool = True) -> Download:
         return Download(filename, MIMETYPES[kind], spec.csv(result, state, view, MAX_CSV_ROWS), link=link)
     if not view.square and spec.square_only:
         raise Unavailable(translate(spec.square_only))
-    figure = spec.render(view, state, frozenset(router.INPUTS)).get(spec.main)  # from what was resolved above
+    drawn = spec.render(view, state, frozenset(router.INPUTS))  # from what was resolved above
+    figure = drawn.get(spec.main)
     if not isinstance(figure, dict) or not figure.get("data"):
         raise Unavailable(_("This view has nothing to export yet."))
     if not write:
         return Download(filename, MIMETYPES[kind], (), link=link)
-    metadata = {"model": result.model_id, "text": result.text, "view": name, "layer": layer,
+    # e.g. Inside a head: steps 1-3 (vectors and products) before its main figure (scores, weights)
+    figures = [f for f in (drawn.get(name) for name in spec.html_figures) if isinstance(f, dict) and f.get("data")]
+    metadata = {"model": display_name(result.model_id), "text": result.text, "view": name, "layer": layer,
                 "head": head if head != "" else None, "mode": state.mode,
                 "switches": ", ".join(state.switches) or None, "kind": view.kind if result.is_encoder_decoder
-                else None, "pair filter": view.pair}
-    page = figure_html(figure, metadata={k: v for k, v in metadata.items() if v is not None},
+                else None, "pair filter": view.pair, "token": state.token}
+    page = figure_html(figures or [figure], metadata={k: v for k, v in metadata.items() if v is not None},
                        filename=filename.rsplit(".", 1)[0]).encode("utf-8", "replace")
     if len(page) > limit:
         raise _too_large(len(page))

@@ -12,12 +12,11 @@ from ..components import ids
 from ..components.analysis_figures import inside_keys, inside_vectors_figure, inside_weights_figure
 from ..components.figures import empty_figure
 from ..components.i18n import _, translate
-from ..services.analyses.exports import view_csv_chunks_for
 from ..services.analyses.tokens import display_token
 from ..services.analyses.views import View, ViewOptions
-from ..services.inside import inside_head_for
+from ..services.inside import inside_csv, inside_head_for
 from .boundary import ViewState
-from .common import note_of
+from .common import NOT_ANALYSED, Unavailable, note_of
 from .token_focus import default_token
 from .viewspec import ViewSpec
 
@@ -118,10 +117,32 @@ def recipe_notes(inside) -> list[str]:
     return notes
 
 
+def _query(result, state, view) -> int | None:
+    """The query token the tab looks inside for: the one followed, else the one it picks."""
+    raw = View(result, ViewOptions(), view.key, kind=view.kind)
+    token = state.token
+    return token if token is not None and 0 <= token < len(raw.kv.query_tokens) else default_token(raw)
+
+
 def csv(result, state, view, max_rows: int) -> Iterable[str]:
-    """The head looked inside: its matrix (the query's row is one of its rows; head 0 when none is chosen)."""
+    """Every step the tab shows, for its query token in the head looked inside (head 0 when none is
+    chosen): the query and key vectors, their products, the scale and scores, the weights beside the
+    model's own, the value norms and what the query takes (``services.inside.inside_csv``)."""
     head = state.head.number if state.head.number is not None else 0
-    return view_csv_chunks_for(view, "heatmap", state.layer, head, state.token, max_rows=max_rows)
+    token = _query(result, state, view)
+    if token is None:
+        raise Unavailable(translate(NOT_ANALYSED))
+    inside = inside_head_for(view.key, result, state.layer, head, token, kind=view.kind)
+    raw = View(result, ViewOptions(), view.key, kind=view.kind)
+    return [inside_csv(inside, [display_token(t) for t in raw.kv.key_tokens], display_token(raw.kv.query_tokens[token]),
+                       max_rows=max_rows)]
 
 
-VIEW = ViewSpec(name="inside", tab=ids.TAB_INSIDE, outputs=OUTPUTS, main="inside_weights", graph=ids.INSIDE_WEIGHTS, depends=frozenset({"handle", "layer", "head", "tab", "token", "kind"}), render=render, placeholder=placeholder, csv=csv, uses_mode=False, default_head=0)
+def file_extra(state) -> str | None:
+    """Files name the query token looked inside for (``…_inside_query8.csv``)."""
+    return f"query{state.token}" if state.token is not None else None
+
+
+# The HTML export holds both figures: steps 1-3 (the vectors and their products), then the scores,
+# weights and what they carry.
+VIEW = ViewSpec(name="inside", tab=ids.TAB_INSIDE, outputs=OUTPUTS, main="inside_weights", graph=ids.INSIDE_WEIGHTS, depends=frozenset({"handle", "layer", "head", "tab", "token", "kind"}), render=render, placeholder=placeholder, csv=csv, uses_mode=False, default_head=0, file_extra=file_extra, html_figures=("inside_vectors", "inside_weights"))

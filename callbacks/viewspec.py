@@ -26,7 +26,8 @@ class ViewSpec:
       first piece (raises ``Unavailable`` to say why not), so a download can stream them;
     - ``file_head``: whether its file names name a layer and head (not for whole-model views);
       ``default_head``: the head it shows when "All heads" or "Mean of heads" is chosen (Inside a head:
-      head 0), named so in files; ``file_extra(state) -> str | None``: a part it adds (Generation: the step).
+      head 0), named so in files; ``file_extra(state) -> str | None``: a part it adds (Generation: the step);
+    - ``html_figures``: the outputs its HTML export holds, in order (default: its main figure alone).
     """
 
     name: str
@@ -43,7 +44,12 @@ class ViewSpec:
     file_head: bool = True
     default_head: int | None = None
     file_extra: Callable[[Any], str | None] | None = None
+    html_figures: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.main not in self.outputs:
             raise ValueError(f"view {self.name}: its main figure {self.main!r} is not one of its outputs")
+        if not self.html_figures:
+            object.__setattr__(self, "html_figures", (self.main,))
+        if any(name not in self.outputs for name in self.html_figures):
+            raise ValueError(f"view {self.name}: its HTML figures {self.html_figures} are not all its outputs")

@@ -283,7 +283,8 @@ def _script(source: str) -> str:
 
 def figure_html(figure: dict | Any, *, title: str | None = None, metadata: dict[str, Any] | None = None,
                 filename: str | None = None, plotlyjs: str = "cartesian", offline: bool = True) -> str:
-    """One HTML page holding ``figure`` that opens offline, with no server.
+    """One HTML page holding ``figure`` (or a list of figures, one under the other: a view drawn in
+    several, such as Inside a head's steps) that opens offline, with no server.
 
     plotly.js is inlined: ``plotlyjs="cartesian"`` (default) the app's own bundle (every trace type the
     views draw, 1.5 MB), ``"full"`` plotly's full bundle from the plotly package (4.8 MB, any figure).
@@ -296,21 +297,24 @@ def figure_html(figure: dict | Any, *, title: str | None = None, metadata: dict[
     import plotly.io as pio
     from plotly.offline import get_plotlyjs_version
 
-    if hasattr(figure, "to_plotly_json"):
-        figure = figure.to_plotly_json()
-    figure = offline_figure(figure) if offline else copy.deepcopy(figure)
-    layout = figure.get("layout", {})
-    title = title or _plain_title(layout) or "Attention Explorer figure"
+    figures = [f.to_plotly_json() if hasattr(f, "to_plotly_json") else f
+               for f in (figure if isinstance(figure, (list, tuple)) else [figure])]
+    if not figures:
+        raise ValueError("no figure to write")
+    figures = [offline_figure(f) if offline else copy.deepcopy(f) for f in figures]
+    title = title or next((t for t in (_plain_title(f.get("layout", {})) for f in figures) if t), "") \
+        or "Attention Explorer figure"
     # No "Share chart" button: plotly.js 4 would offer to upload the figure (and its text) to Plotly Cloud.
     config = {"displaylogo": False, "responsive": True, "showSendToCloud": False}
     if filename:
         config["toImageButtonOptions"] = download_image_options(filename, "png")
-    height = layout.get("height") or 500
     bundle = _cartesian_bundle() if plotlyjs == "cartesian" else None
     if plotlyjs not in ("cartesian", "full"):
         raise ValueError("plotlyjs must be 'cartesian' or 'full'")
-    div = pio.to_html(figure, config=config, include_plotlyjs=bundle is None, full_html=False, validate=False,
-                      default_width="100%", default_height=f"{int(height)}px")
+    div = "\n".join(
+        pio.to_html(f, config=config, include_plotlyjs=bundle is None and i == 0, full_html=False, validate=False,
+                    default_width="100%", default_height=f"{int(f.get('layout', {}).get('height') or 500)}px")
+        for i, f in enumerate(figures))
     if bundle is not None:
         script, version = bundle
         div = "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>\n" + _script(script) + "\n" + div

@@ -80,6 +80,7 @@ TARGET_WRAP = "target-wrap"
 CONTINUE = "continue-tokens"  # a decoder-only model continues the text by this many tokens (0: not)
 CONTINUE_WRAP = "continue-wrap"
 KIND = "attention-kind"  # encoder / decoder / cross
+KIND_DIMS = "attention-kind-dims"  # per kind of attention: its layers and head choices (the slider follows the kind)
 KIND_WRAP = "attention-kind-wrap"
 PAIR_FILTER = "pair-filter"  # "all" or A→A, A→B, B→A, B→B
 PAIR_WRAP = "pair-filter-wrap"

@@ -12,15 +12,22 @@ from .figures import empty_figure
 from .i18n import LANGUAGES, N_, _, current_language, translate
 from .tour import tour_components
 
+# Each example opens the view it is about (issue 19): ``view`` is a tab, ``token`` the word Token focus
+# follows (when the model has it as a token), ``pair_filter`` a sentence pair's block.
 EXAMPLES = (
-    {"label": N_("Pronoun: what is “it”?"), "text": "The cat sat on the mat because it was tired.", "pair": ""},
-    {"label": N_("Sentence pair"), "text": "The cat sat on the mat.", "pair": "It was tired, so it fell asleep."},
-    {"label": N_("Chinese: what is 它?"), "text": "猫坐在垫子上因为它累了。", "pair": ""},
+    {"label": N_("Pronoun: what is “it”?"), "text": "The cat sat on the mat because it was tired.", "pair": "",
+     "view": ids.TAB_FOCUS, "token": "it"},
+    # where sentence B's tokens look in sentence A: does "It" find "cat"?
+    {"label": N_("Sentence pair"), "text": "The cat sat on the mat.", "pair": "It was tired, so it fell asleep.",
+     "view": ids.TAB_HEATMAP, "pair_filter": "B→A"},
+    {"label": N_("Chinese: what is 它?"), "text": "猫坐在垫子上因为它累了。", "pair": "", "view": ids.TAB_FOCUS,
+     "token": "它"},
+    # "are" agrees with "keys", six words back
     {"label": N_("Long-range agreement"), "text": "The keys that the man left on the kitchen table are missing.",
-     "pair": ""},
+     "pair": "", "view": ids.TAB_FOCUS, "token": "are"},
     # Compare (issue 11): the classic Winograd pair; opens the Compare tab on where "it" looks
     {"label": N_("Compare: too big / too small"), "text": "The trophy doesn't fit into the suitcase because it is too big.",
-     "pair": "", "compare": "The trophy doesn't fit into the suitcase because it is too small."},
+     "pair": "", "compare": "The trophy doesn't fit into the suitcase because it is too small.", "view": ids.TAB_COMPARE},
 )
 DEFAULT_TEXT = EXAMPLES[0]["text"]
 
@@ -29,7 +36,8 @@ HELP = {
                    "are looking (queries), columns the tokens they look at (keys); brighter means more "
                    "attention. Click a square to open that head."),
     ids.TAB_HEATMAP: N_("One head (or the mean of all heads) in full: each row shows how one token spreads "
-                      "its attention over the sentence, and sums to 1. Hover a cell for the exact weight."),
+                      "its attention over the sentence, and sums to 1. Hover a cell for the exact weight; click "
+                      "a row to see, inside the head, where that token's weights come from."),
     ids.TAB_ARCS: N_("Arcs join each token to the tokens it attends to most; thicker, darker arcs carry more "
                    "weight. Hover a token to see only its arcs, click it to keep them, click again to release."),
     ids.TAB_OVERVIEW: N_("Every head of every layer at once: rows are layers, columns heads, each square a small "
@@ -129,48 +137,65 @@ def header(extra: list | None = None) -> html.Header:
 
 
 def model_options(models: tuple[str, ...], default: str) -> list[dict]:
+    """The model menu: each offered model, the default marked "bundled", and those whose files are not on
+    this machine marked "not downloaded" (picking one then says how to get it, at once)."""
+    from ..services.model.loading import available_here, display_name
+
     options = []
     for model_id in models:
-        label = _("{model} (bundled)").format(model=model_id) if model_id == default else model_id
+        name = display_name(model_id)  # a local folder by its name, never its path on the server
+        if model_id == default:
+            label = _("{model} (bundled)").format(model=name)
+        elif not available_here(model_id):
+            label = _("{model} (not downloaded)").format(model=name)
+        else:
+            label = name
         options.append({"label": label, "value": model_id})
     return options
 
 
+def examples_bar() -> html.Div:
+    """The examples, in one row above the views: each fills the text box, analyses it and opens the view
+    it is about."""
+    return html.Div(className="d-flex flex-wrap align-items-center gap-1 mb-2 ae-examples", children=[
+        html.Span(_("Examples"), className="small text-muted me-1"),
+        *[dbc.Button(translate(example["label"]), id={"type": ids.EXAMPLE, "index": i}, size="sm", color="primary",
+                     outline=True, className="ae-example")
+          for i, example in enumerate(EXAMPLES)],
+    ])
+
+
 def input_panel(models: tuple[str, ...], default_model: str) -> dbc.Card:
-    examples = [
-        dbc.Button(translate(example["label"]), id={"type": ids.EXAMPLE, "index": i}, size="sm", color="primary",
-                   outline=True, className="me-1 mb-1")
-        for i, example in enumerate(EXAMPLES)
-    ]
-    return dbc.Card(className="mb-3", body=True, children=[
-        dbc.Label(_("Text"), html_for=ids.TEXT, className="fw-semibold"),
-        dcc.Textarea(id=ids.TEXT, value=DEFAULT_TEXT, className="form-control ae-text", rows=4,
+    """The text, Analyze right under it, and the model: compact, so that the first screen of a laptop
+    (1366 x 768) holds them and the layer and head selectors below, with the target or continuation box
+    shown too."""
+    return dbc.Card(className="mb-2", body=True, children=[
+        html.Div(className="d-flex align-items-baseline", children=[
+            dbc.Label(_("Text"), html_for=ids.TEXT, className="fw-semibold mb-1"),
+            dbc.Button(_("+ second sentence (pair)"), id=ids.PAIR_TOGGLE, color="link", size="sm",
+                       className="ms-auto px-0 py-0 ae-pair-toggle"),
+        ]),
+        dcc.Textarea(id=ids.TEXT, value=DEFAULT_TEXT, className="form-control ae-text", rows=3,
                      placeholder=_("Type a sentence…"), spellCheck=False),
-        dbc.Button(_("+ second sentence (pair)"), id=ids.PAIR_TOGGLE, color="link", size="sm", className="px-0"),
         dbc.Collapse(id=ids.PAIR_COLLAPSE, is_open=False, children=[
-            dcc.Textarea(id=ids.TEXT_PAIR, value="", className="form-control ae-text mb-2", rows=2,
+            dcc.Textarea(id=ids.TEXT_PAIR, value="", className="form-control ae-text mt-2", rows=2,
                          placeholder=_("Optional second sentence, for models trained on sentence pairs"),
                          spellCheck=False),
         ]),
         html.Div(id=ids.TARGET_WRAP, style={"display": "none"}, children=[
-            dbc.Label(_("Target (what the model writes)"), html_for=ids.TARGET, className="small mb-0 mt-2"),
-            dcc.Textarea(id=ids.TARGET, value="", className="form-control ae-text", rows=2, spellCheck=False,
-                         placeholder=_("Leave empty and the model writes its own (greedy decoding)")),
+            dbc.Label(_("Target (what the model writes)"), html_for=ids.TARGET, className="small mb-0 mt-1"),
+            dcc.Textarea(id=ids.TARGET, value="", className="form-control ae-text ae-text-short", rows=1, wrap="off",
+                         spellCheck=False, placeholder=_("Leave empty and the model writes its own (greedy decoding)")),
         ]),
-        html.Div(id=ids.CONTINUE_WRAP, style={"display": "none"}, className="mt-2", children=[
-            dbc.Label(_("Continue the text by"), html_for=ids.CONTINUE, className="small mb-0"),
+        html.Div(id=ids.CONTINUE_WRAP, style={"display": "none"}, className="mt-1", children=[
             html.Div(className="d-flex align-items-center gap-2", children=[
+                dbc.Label(_("Continue the text by"), html_for=ids.CONTINUE, className="small mb-0"),
                 dbc.Input(id=ids.CONTINUE, type="number", min=0, max=40, step=1, value=0, size="sm",
-                          style={"width": "6rem"}),
+                          style={"width": "4.5rem"}),
                 html.Span(_("tokens (0: only read it)"), className="small text-muted"),
             ]),
         ]),
-        html.Div(_("Examples"), className="small text-muted mt-2 mb-1"),
-        html.Div(examples),
-        dbc.Label(_("Model"), html_for=ids.MODEL, className="fw-semibold mt-3"),
-        dropdown(ids.MODEL, options=model_options(models, default_model), value=default_model,
-                 clearable=False, searchable=False),
-        html.Div(className="d-flex align-items-center mt-3", children=[
+        html.Div(className="d-flex align-items-center mt-2", children=[
             dbc.Button(_("Analyze"), id=ids.ANALYZE, color="primary", n_clicks=0),
             html.Span(_("or Ctrl+Enter"), className="small text-muted ms-2"),
             html.Span(className="ms-auto ae-copy-link small", children=[
@@ -179,23 +204,33 @@ def input_panel(models: tuple[str, ...], default_model: str) -> dbc.Card:
                 html.Label(_("Copy link"), htmlFor=ids.COPY_LINK, className="text-muted"),
             ]),
         ]),
+        html.Div(className="d-flex align-items-center gap-2 mt-2", children=[
+            dbc.Label(_("Model"), html_for=ids.MODEL, className="fw-semibold mb-0"),
+            html.Div(className="flex-grow-1 ae-min0", children=dropdown(
+                ids.MODEL, options=model_options(models, default_model), value=default_model, clearable=False,
+                searchable=False)),
+        ]),
     ])
 
 
 def controls_panel(page: dict) -> dbc.Card:
     layers = page.get("layer_max", 5) + 1
     return dbc.Card(className="mb-3", body=True, children=[
-        html.Div(id=ids.KIND_WRAP, style={"display": "none"}, className="mb-3", children=[
-            dbc.Label(_("Kind of attention"), html_for=ids.KIND, className="fw-semibold"),
-            dbc.RadioItems(id=ids.KIND, value="encoder", options=kind_options()),
+        html.Div(id=ids.KIND_WRAP, style={"display": "none"}, className="mb-2", children=[
+            dbc.Label(_("Kind of attention"), html_for=ids.KIND, className="fw-semibold mb-0"),
+            dbc.RadioItems(id=ids.KIND, value="encoder", options=kind_options(), inline=True, className="small ae-kind"),
         ]),
-        dbc.Label(_("Layer"), html_for=ids.LAYER, className="fw-semibold"),
-        dcc.Slider(id=ids.LAYER, min=0, max=layers - 1, step=1, value=page.get("layer", 0),
-                   marks=page.get("layer_marks", {i: str(i) for i in range(layers)}), updatemode="mouseup"),
-        dbc.Label(_("Head"), html_for=ids.HEAD, className="fw-semibold mt-2"),
-        dropdown(ids.HEAD, options=page.get("head_options", head_options(12)),
-                 value=page.get("head", ids.HEAD_ALL), clearable=False, searchable=False),
-        html.Div(_("Layers and heads count from 0."), className="small text-muted mt-2"),
+        html.Div(className="ae-layer-head", children=[  # label and control on one line, labels in one column
+            dbc.Label(_("Layer"), html_for=ids.LAYER, className="fw-semibold mb-0"),
+            html.Div(className="ae-min0 ae-slider-cell", children=dcc.Slider(
+                id=ids.LAYER, min=0, max=layers - 1, step=1, value=page.get("layer", 0),
+                marks=page.get("layer_marks", {i: str(i) for i in range(layers)}), updatemode="mouseup")),
+            dbc.Label(_("Head"), html_for=ids.HEAD, className="fw-semibold mb-0"),
+            html.Div(className="ae-min0", children=dropdown(
+                ids.HEAD, options=page.get("head_options", head_options(12)), value=page.get("head", ids.HEAD_ALL),
+                clearable=False, searchable=False)),
+        ]),
+        html.Div(_("Layers and heads count from 0."), className="small text-muted mt-1"),
         dbc.Label(_("Attention"), html_for=ids.ATTN_MODE, className="fw-semibold mt-3"),
         dbc.RadioItems(id=ids.ATTN_MODE, value="raw", options=[
             {"label": _("Raw"), "value": "raw"}, {"label": _("Rollout"), "value": "rollout"},
@@ -270,12 +305,12 @@ def arc_controls() -> dbc.Row:
 
 
 def head_legend(names: list[str], colors: list[str]) -> list:
-    """Coloured chips naming the heads whose arcs are drawn together."""
+    """Chips naming the heads whose arcs are drawn together, each framed in its arcs' colour (the text
+    stays dark: the palette's light colours would not be readable as text)."""
     if not names:
         return []
     return [html.Span(_("Heads:"), className="text-muted me-1")] + [
-        html.Span(name, className="ae-chip", style={"borderColor": colors[i % len(colors)],
-                                                     "color": colors[i % len(colors)]})
+        html.Span(name, className="ae-chip", style={"borderColor": colors[i % len(colors)]})
         for i, name in enumerate(names)]
 
 
@@ -389,7 +424,7 @@ def compare_panel(models: tuple[str, ...]) -> html.Div:
             dbc.Col(md=3, children=[
                 dbc.Label(_("Model B"), html_for=ids.COMPARE_MODEL, className="small mb-0"),
                 dropdown(ids.COMPARE_MODEL, options=[{"label": _("Same as A"), "value": ""}]
-                         + [{"label": m, "value": m} for m in models], value="", clearable=False),
+                         + model_options(models, models[0] if models else ""), value="", clearable=False),
             ]),
             dbc.Col(md=3, children=[dbc.Button(_("Compare"), id=ids.COMPARE_BUTTON, color="primary", n_clicks=0,
                                                className="w-100")]),
@@ -475,6 +510,7 @@ def create_layout(settings, page: dict | None = None, views: str = "{}") -> html
         dcc.Store(id=ids.VIEW_REQUEST, storage_type="memory"),
         dcc.Store(id=ids.ATLAS_TABLE_FOR, storage_type="memory"),
         dcc.Store(id=ids.ARC_HOVER_SINK, storage_type="memory"),
+        dcc.Store(id=ids.KIND_DIMS, storage_type="memory", data=page.get("kind_dims")),
         html.Div(id=ids.I18N, hidden=True, **{"data-strings": json.dumps(browser_words(), ensure_ascii=False),
                                               "data-lang": LANGUAGES[current_language()][0].replace("_", "-"),
                                               "data-views": views}),
@@ -482,6 +518,7 @@ def create_layout(settings, page: dict | None = None, views: str = "{}") -> html
         dbc.Row(children=[
             dbc.Col(md=4, lg=3, children=[input_panel(settings.models, settings.default_model), controls_panel(page)]),
             dbc.Col(md=8, lg=9, children=[
+                examples_bar(),
                 dcc.Loading(type="dot", delay_show=250, children=html.Div(
                     id=ids.STATUS, className="ae-status", children=page.get("status"))),
                 views_panel({**page, "models": settings.models}),

@@ -6,9 +6,10 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import html
 
-from .i18n import _
+from .i18n import _, translate
 
 UNKNOWN_WARNING_SHARE = 0.1
+MAX_SHOWN_TARGET = 400  # characters of a written target the status shows
 
 
 def error_alert(title: str, message: str) -> dbc.Alert:
@@ -32,6 +33,16 @@ def _unknown_warning(summary: dict) -> dbc.Alert:
         advice.append(_("Try a model trained on this language: add one with “make models” (see the README)."))
     return dbc.Alert([html.Div(text), *[html.Div(line, className="mt-1") for line in advice]],
                      color="warning", className="mb-2 py-2")
+
+
+def cut_alerts(cuts) -> list:
+    """A notice for each text longer than ``ATTN_MAX_CHARS``, cut to it (``callbacks.analyze.cut_to_limit``)."""
+    return [dbc.Alert(
+        _("The {what} has {count} characters; this server analyses at most {limit}, so only its first "
+          "{kept} were analysed (the box still holds all of it).").format(
+            what=translate(cut["what"]), count=f"{cut['count']:,}", limit=f"{cut['limit']:,}",
+            kept=f"{cut['kept']:,}"),
+        color="info", className="mb-2 py-2 ae-text-cut") for cut in cuts]
 
 
 def status_children(summary: dict) -> list:
@@ -67,6 +78,13 @@ def status_children(summary: dict) -> list:
             text_color="success" if ok else "dark", className="ae-badge", id="normalisation-badge",
             title=_("The largest |row sum − 1| over every layer, head and query of this analysis.")))
     children = [html.Div(className="d-flex flex-wrap gap-2 align-items-center mb-2", children=badges)]
+    if target and target["generated"]:  # what the model wrote: otherwise only its tokens would show it
+        written = target.get("text", "")
+        children.append(html.Div(className="small mb-2 ae-written-target", children=[
+            html.Span(_("The model wrote:"), className="fw-semibold me-1"),
+            html.Span(f"“{written[:MAX_SHOWN_TARGET]}{'…' if len(written) > MAX_SHOWN_TARGET else ''}”"),
+        ]))
+    children.extend(cut_alerts(summary.get("cut") or ()))
     if summary["truncated"]:
         children.append(dbc.Alert(
             _("The text was cut to {tokens} tokens: the model reads at most {limit} and this text has {before}. "

@@ -31,25 +31,30 @@ class TourStep(NamedTuple):
     """One stop of the tour: the element it points at (a CSS selector), a title and a short text.
 
     ``tab``: the label of a tab of the view tabs; the step then points at that tab's link inside
-    ``selector`` (the links have no stable id, and their text is translated like the label here)."""
+    ``selector`` (the links have no stable id, and their text is translated like the label here), and
+    opens that tab, so the person sees what the step talks about.
+    ``side``: where the popover goes beside the element (driver.js: top, right, bottom or left; None lets
+    driver.js choose). The sidebar's steps put it on the right, so it never covers the Analyze button."""
 
     selector: str
     title: str
     text: str
     tab: str | None = None
+    side: str | None = None
 
 
 TOUR_STEPS = (
     TourStep("#text-input", N_("Tokens"), N_(
         "A model does not read whole words. It cuts your text into small pieces called tokens: a word, part "
-        "of a word, a Chinese character or a punctuation mark. Type a sentence here and press Analyze.")),
+        "of a word, a Chinese character or a punctuation mark. Type a sentence here and press Analyze."),
+        side="right"),
     TourStep("#head-select", N_("Attention heads"), N_(
         "For every token, the model decides how much to look at each other token: that is attention. A "
         "head is one way of looking, and each layer has several heads side by side. Pick one here, or see "
-        "them all.")),
+        "them all."), side="right"),
     TourStep("#layer-slider", N_("Layers"), N_(
         "The model reads the text again and again, in layers, each one building on the one before. Move "
-        "this slider to see the attention of another layer.")),
+        "this slider to see the attention of another layer."), side="right"),
     TourStep("#head-grid", N_("Reading the grid"), N_(
         "Each small square is one head. Its rows are the tokens that look, its columns the tokens they look "
         "at: the brighter a cell, the more attention. Click a square to open that head.")),
@@ -73,6 +78,8 @@ def tour_steps_data(steps: tuple[TourStep, ...] = TOUR_STEPS) -> list[dict]:
         item = {"element": step.selector, "title": translate(step.title), "text": translate(step.text)}
         if step.tab:
             item["tab"] = translate(step.tab)
+        if step.side:
+            item["side"] = step.side
         data.append(item)
     return data
 

@@ -72,9 +72,26 @@ def _off_is_empty(raw: str) -> str:
     return "" if raw.lower() in {"off", "0", "none", "no"} else raw
 
 
+_MODEL_NAME = re.compile(r"^[^\s/\\=,][^/\\=,]{0,99}$")
+
+
+def _named(entry: str) -> tuple[str, str | None]:
+    """An ``ATTN_MODELS`` entry: ``name=path`` (a local folder offered under a name, the path never
+    shown) gives (name, path); anything else (a hub id, a folder) is itself, with no path."""
+    name, sep, path = entry.partition("=")
+    if not sep:
+        return entry.strip(), None
+    name, path = name.strip(), path.strip()
+    if not _MODEL_NAME.match(name) or not path:
+        raise ValueError(f"a named model is written name=path (a name without / \\ = or commas), got {entry!r}")
+    return name, path
+
+
 @dataclass(frozen=True)
 class Settings:
     default_model: str = DEFAULT_MODEL_ID
+    # Hub ids, local folders, or ``name=path`` (a folder offered under that name: the name is the model's
+    # id in the page, its links and messages; the path stays on the server, in ``model_paths``).
     models: tuple[str, ...] = DEFAULT_MODELS
     allow_any_model: bool = False
     cache_type: str = "filesystem"
@@ -115,6 +132,7 @@ class Settings:
     # Signs the recipe a page keeps of its analysis (services.store.secret says where it comes from when
     # empty); never shown (repr=False).
     secret_key: str = field(default="", repr=False)
+    model_paths: tuple[tuple[str, str], ...] = ()  # (name, folder) of the models offered as name=path
 
     def __post_init__(self) -> None:
         if self.cache_type not in CACHE_TYPES:
@@ -168,8 +186,18 @@ class Settings:
             if not isinstance(source, str) or not _FRAME_SOURCE.fullmatch(source) or source == "'none'":
                 raise ValueError(f"frame_ancestors: {source!r} is not a CSP source such as 'self', "
                                  "https://notebooks.example.org or http://localhost:*")
-        models = tuple(dict.fromkeys((self.default_model, *self.models)))
-        object.__setattr__(self, "models", models)
+        paths = dict(self.model_paths)
+        ids = []
+        for entry in (self.default_model, *self.models):
+            name, path = _named(entry)
+            if path is not None:
+                if paths.get(name, path) != path:
+                    raise ValueError(f"the model name {name!r} is given two folders")
+                paths[name] = path
+            ids.append(name)
+        object.__setattr__(self, "default_model", ids[0])
+        object.__setattr__(self, "models", tuple(dict.fromkeys(ids)))
+        object.__setattr__(self, "model_paths", tuple(paths.items()))
 
     @classmethod
     def from_env(cls) -> "Settings":

@@ -455,3 +455,83 @@ def _model_masked(att):
             break
         masked &= att[head] == 0
     return masked
+
+
+# ----------------------------------------------------------------------------------- the steps as CSV
+
+INSIDE_CSV_HEADER = ("layer", "head", "kind", "query_index", "query_token", "step", "key_index", "key_token",
+                     "dimension", "value")
+# The rows of ``inside_csv``, in this order (the view's steps): one a dimension for the query's vectors,
+# one a key and dimension for the keys' vectors and the products, one a key for the scores and weights,
+# one row for each single number (scale, soft-cap, window, sink). A step a head does not have is left out.
+INSIDE_STEPS = ("query_before_rotation", "key_before_rotation", "query", "key", "product", "raw_score", "scale",
+                "scaled_score", "softcap", "window", "sink", "score", "weight", "model_weight", "value_norm", "weighted")
+
+
+def _numbers(values) -> list[str]:
+    """float32 numbers as the fewest digits that read back to the same float32 (``-inf`` for a masked score)."""
+    return [np.format_float_positional(v, unique=True, trim="-") if np.isfinite(v) else str(v)
+            for v in np.asarray(values, dtype=np.float32).ravel()]
+
+
+def inside_csv(h: InsideHead, key_tokens: list[str] | None = None, query_token: str | None = None, *,
+               max_rows: int | None = None) -> str:
+    """One query's attention in one head, every step as long-format CSV (header ``INSIDE_CSV_HEADER``),
+    in the order of ``INSIDE_STEPS``: for a rotary model the query and keys ``…_before_rotation`` (the
+    projections' outputs); ``query`` the vector q (step 1), ``key`` every key's vector k (step 2),
+    ``product`` q × k dimension by dimension (step 3); ``raw_score`` q·k, ``scale`` the factor it is
+    multiplied by, ``scaled_score`` q·k × scale, then the model's ``softcap``, ``window`` and ``sink``
+    when it has them; ``score`` what enters the softmax (step 4, ``-inf`` where masked); ``weight`` the
+    softmax (step 5) beside ``model_weight`` (the model's own), ``value_norm`` ‖f(x)‖ and ``weighted``
+    weight × value norm (steps 6 and 7). A head whose vectors cannot be shown (``h.available`` False) has
+    only the model's weights, value norms and what they carry. ``key_tokens`` / ``query_token``: the
+    labels written (default: the tokens as the model spells them). ``max_rows`` refuses
+    (``ExportTooLarge``) an export of more rows."""
+    from .serial import ExportTooLarge, quote_csv
+
+    keys = list(h.tokens if key_tokens is None else key_tokens)
+    d = int(h.d_head) if h.available else 0
+    vectors = 2 if h.rotary and h.query_before is not None and h.keys_before is not None else 1
+    rows = vectors * d * (1 + len(keys)) + d * len(keys) + 8 * len(keys) + 4
+    if max_rows is not None and rows > max_rows:
+        raise ExportTooLarge(f"This export would have {rows:,} rows, more than the {max_rows:,} allowed here. "
+                             "Use the Python API (services.inside_head).")
+    prefix = ",".join([str(h.layer), str(h.head), h.kind, str(h.query),
+                       quote_csv(str(h.query_token if query_token is None else query_token))]) + ","
+    key_part = [f"{j},{quote_csv(str(t))}," for j, t in enumerate(keys)]
+    out = [",".join(INSIDE_CSV_HEADER) + "\r\n"]
+
+    def per_dimension(step: str, values) -> None:
+        if values is None:
+            return
+        numbers = _numbers(values)
+        for j, part in enumerate(key_part if np.ndim(values) == 2 else [",,"]):
+            out.extend(f"{prefix}{step},{part}{dim},{numbers[j * d + dim]}\r\n" for dim in range(d))
+
+    def per_key(step: str, values) -> None:
+        if values is not None:
+            out.extend(f"{prefix}{step},{part},{v}\r\n" for part, v in zip(key_part, _numbers(values)))
+
+    def single(step: str, value) -> None:
+        if value is not None:
+            out.append(f"{prefix}{step},,,,{_numbers([value])[0]}\r\n")
+
+    if h.available:
+        if vectors == 2:
+            per_dimension("query_before_rotation", h.query_before)
+            per_dimension("key_before_rotation", h.keys_before)
+        per_dimension("query", h.query_vector)
+        per_dimension("key", h.key_vectors)
+        per_dimension("product", h.products)
+        per_key("raw_score", h.raw_scores)
+        single("scale", h.scale)
+        per_key("scaled_score", h.scaled_scores)
+        single("softcap", h.softcap)
+        single("window", h.window)
+        single("sink", h.sink)
+        per_key("score", h.scores)
+        per_key("weight", h.weights)
+    per_key("model_weight", h.model_weights)
+    per_key("value_norm", h.value_norms)
+    per_key("weighted", h.weighted)
+    return "".join(out)

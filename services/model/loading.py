@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,20 +101,48 @@ def looks_like_path(model_id: str) -> bool:
             or os.path.isabs(model_id))
 
 
+def _shown(model_id: str) -> str:
+    """A model id as messages quote it: an offered one by its display name (no server path), one typed by
+    a person as typed."""
+    return display_name(model_id) if model_id in get_settings().models else model_id
+
+
 def _not_a_model_folder(model_id: str) -> ModelLoadError:
     # One message whether the folder is missing, unreadable, a file or has no config.json: it says
     # nothing about the machine's folders beyond what the person typed.
-    return ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=model_id,
+    return ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=_shown(model_id),
                           reason=N_("it is not a model folder this server can read (a folder holding the model's "
                                     "config.json)"))
 
 
+def display_name(model_id: str) -> str:
+    """How the page names a model: a model offered as ``name=path`` by its name (its id), a local folder
+    by the folder's name (with its parent's when two offered folders share a name), never its full path on
+    the server; a hub id as it is."""
+    settings = get_settings()
+    model_id = str(model_id).strip()
+    if model_id in dict(settings.model_paths) or not looks_like_path(model_id):
+        return model_id
+    parts = [p for p in re.split(r"[/\\]+", model_id) if p and p != "~"]
+    if not parts:
+        return model_id
+    same = [m for m in settings.models if looks_like_path(m) and m != model_id
+            and [p for p in re.split(r"[/\\]+", m) if p][-1:] == parts[-1:]]
+    return "/".join(parts[-2:]) if same and len(parts) > 1 else parts[-1]
+
+
 def resolve_source(model_id: str) -> str:
     """The directory or hub id that ``from_pretrained`` gets for ``model_id`` (a folder must hold a
-    ``config.json``)."""
+    ``config.json``; a model offered as ``name=path`` is that folder)."""
     model_id = model_id.strip()
     if is_bundled(model_id):
         return str(bundled_model_dir())
+    named = dict(get_settings().model_paths).get(model_id)
+    if named is not None:
+        folder = os.path.abspath(os.path.expanduser(named))
+        if os.path.isdir(folder) and os.path.isfile(os.path.join(folder, "config.json")):
+            return folder
+        raise _not_a_model_folder(model_id)
     configured = model_id in get_settings().models
     expanded = os.path.expanduser(model_id)
     if looks_like_path(model_id) or (configured and os.path.isdir(expanded)):
@@ -127,7 +156,7 @@ def resolve_source(model_id: str) -> str:
     if not configured and os.path.isdir(expanded):
         # A typed hub id that is also a folder here: transformers would read the folder. Refuse it with
         # the words a missing hub model gets, so the answer says nothing about this machine's folders.
-        raise ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=model_id, reason=HUB_UNAVAILABLE)
+        raise not_downloaded(model_id)
     return model_id
 
 
@@ -144,7 +173,7 @@ def check_allowed(model_id: str | None) -> str:
     canonical = canonical_id(typed)
     if canonical in settings.models or settings.allow_any_model:
         return canonical
-    offered = ", ".join(settings.models)
+    offered = ", ".join(display_name(m) for m in settings.models)
     raise ModelNotAllowedError(N_("Model “{model}” is not one of the models this server offers ({offered})."),
                                model=typed, offered=offered)
 
@@ -207,12 +236,20 @@ class _Registry:
         loaded = self._loaded.get(key)
         if loaded is not None and loaded.fingerprint == current:
             return loaded
+        if current.startswith("hub-uncached:"):
+            _hub.check_reachable(model_id)  # not on this machine: answered at once when the hub is out of reach
         with self._lock:
             model_lock = self._model_locks.setdefault(key, threading.Lock())
         with model_lock:
             loaded = self._loaded.get(key)
             if loaded is None or loaded.fingerprint != current:
-                loaded = _load(model_id, current)
+                try:
+                    loaded = _load(model_id, current)
+                except ModelLoadError as exc:
+                    if current.startswith("hub-uncached:") and exc.params.get("reason") == HUB_UNAVAILABLE:
+                        _hub.failed(model_id)
+                        raise not_downloaded(model_id) from exc
+                    raise
                 self._loaded[key] = loaded
             return loaded
 
@@ -222,8 +259,85 @@ class _Registry:
     def clear(self) -> None:
         with self._lock:
             self._loaded.clear()
+        _hub.forget()
 
 
+# ----------------------------------------------------------------------------------- models not on this machine
+
+HUB_RETRY_AFTER = 600.0  # seconds a failed download is remembered: picking the model again answers at once
+HUB_PROBE_TIMEOUT = 5.0  # seconds the hub may take to say whether a model exists, before anything downloads
+NOT_DOWNLOADED = N_("Model “{model}” is not downloaded on this machine, and {why}. To add it, run “make models” on "
+                    "a machine with network access and point ATTN_MODELS at the folder it prints (see the README).")
+WHY_OFFLINE = N_("this server works offline (HF_HUB_OFFLINE is set)")
+WHY_UNREACHABLE = N_("the Hugging Face hub could not be reached (no network access, or no such model)")
+
+
+def hub_offline() -> bool:
+    """Whether this process works without the Hugging Face hub: ``HF_HUB_OFFLINE`` (or
+    ``TRANSFORMERS_OFFLINE``) set, now or when huggingface_hub was imported."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+            return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - a dependency of transformers
+        return True
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def not_downloaded(model_id: str) -> ModelLoadError:
+    """The answer for a hub model that is not on this machine and cannot be fetched now: why, and how to
+    get it (``make models``)."""
+    return ModelLoadError(NOT_DOWNLOADED, model=model_id, why=WHY_OFFLINE if hub_offline() else WHY_UNREACHABLE)
+
+
+class _HubReach:
+    """Hub models this process could not fetch, remembered for ``HUB_RETRY_AFTER`` seconds, so a person
+    who picks one again is answered at once instead of waiting on the hub's retries again. Per model id,
+    never per person."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failed: dict[str, float] = {}
+
+    def failed(self, model_id: str) -> None:
+        with self._lock:
+            self._failed[model_id] = time.monotonic()
+
+    def forget(self) -> None:
+        with self._lock:
+            self._failed.clear()
+
+    def recently_failed(self, model_id: str) -> bool:
+        with self._lock:
+            when = self._failed.get(model_id)
+            if when is not None and time.monotonic() - when > HUB_RETRY_AFTER:
+                del self._failed[model_id]
+                when = None
+        return when is not None
+
+    def check_reachable(self, model_id: str) -> None:
+        """Raises ``not_downloaded`` at once when the hub is off (``HF_HUB_OFFLINE``), failed for this model
+        a moment ago, or does not answer one short question about it (``HUB_PROBE_TIMEOUT``); else returns,
+        and the download may start."""
+        if hub_offline() or self.recently_failed(model_id):
+            raise not_downloaded(model_id)
+        try:
+            _probe_hub(model_id)
+        except Exception as exc:  # noqa: BLE001 - no network, no such model, a refused token: not here
+            log.info("the hub has no answer for %s: %r", model_id, exc)
+            self.failed(model_id)
+            raise not_downloaded(model_id) from None
+
+
+def _probe_hub(model_id: str) -> None:
+    """One short request: does the hub know this model? (No retries; raises when it does not answer.)"""
+    from huggingface_hub import model_info
+
+    model_info(model_id, timeout=HUB_PROBE_TIMEOUT)
+
+
+_hub = _HubReach()
 _registry = _Registry()
 
 
@@ -291,7 +405,7 @@ def _explain(exc: BaseException, model_id: str, source: str) -> str:
         return N_("its files are not a model this app can load")
     placeholder = "\x00"
     text = text.replace(source, placeholder) if source else text
-    text = _ABSOLUTE_PATH.sub("…", text).replace(placeholder, model_id)
+    text = _ABSOLUTE_PATH.sub("…", text).replace(placeholder, _shown(model_id))
     return text[:300]
 
 
@@ -326,7 +440,7 @@ def _load(model_id: str, fingerprint_value: str) -> LoadedModel:
             model = AutoModel.from_pretrained(source, config=config, attn_implementation=attention, **options)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message a person can read
         log.warning("model %s could not be loaded: %r", model_id, exc)
-        raise ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=model_id,
+        raise ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=_shown(model_id),
                              reason=_explain(exc, model_id, source)) from exc
     for module in {id(m): m for m in (model, generator) if m is not None}.values():
         module.to(device)
@@ -337,7 +451,7 @@ def _load(model_id: str, fingerprint_value: str) -> LoadedModel:
     num_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
     num_heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
     if not num_layers or not num_heads:
-        raise ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=model_id,
+        raise ModelLoadError(N_("Model “{model}” could not be loaded: {reason}."), model=_shown(model_id),
                              reason=N_("it does not say how many layers and heads it has"))
     return LoadedModel(
         model_id=model_id,

@@ -405,8 +405,10 @@ def test_heatmap_tooltip_weight_and_row_click_follow_the_token(dash_app):
     tooltip = wait_until(lambda: (lambda t: t if t.startswith("it → sat") else "")(
         duo.find_element("#head-heatmap-tooltip").text), message="tooltip of head 9")
     assert float(tooltip.rsplit(": ", 1)[1]) == pytest.approx(float(att[0, 9, 8, 3]), abs=0.006)
-    point_then_click(duo, "head-heatmap", 3, 6)  # row 6: "mat"
-    open_tab(duo, "Token focus")
+    point_then_click(duo, "head-heatmap", 3, 6)  # row 6: "mat": Inside a head opens on it (the README says so)
+    wait_until(lambda: duo.find_element("#view-tabs .nav-link.active").text == "Inside a head", message="Inside a head")
+    wait_until(lambda: duo.find_element("#inside-query").text.startswith("mat"), message="inside, for mat")
+    open_tab(duo, "Token focus")  # and Token focus follows the same token
     wait_until(lambda: "“mat”" in (graph(duo, "focus-heatmap", "gd.layout.title.text") or ""), message="follows mat")
 
 

@@ -107,3 +107,41 @@ def test_a_continuation_opens_generation_with_a_step_slider(seq2seq_app, tiny_mo
     # another model hides the tab again
     visit(duo, text=SOURCE, model=DEFAULT_MODEL_ID)
     wait_until(lambda: not duo.find_element("#tab-generation-tab").is_displayed(), message="generation tab hidden")
+
+
+def slider(duo) -> tuple[int, int]:
+    thumb = duo.find_element("#layer-slider [role='slider']")
+    return int(thumb.get_attribute("aria-valuemax")), int(thumb.get_attribute("aria-valuenow"))
+
+
+def head_choices(duo) -> int:
+    """The heads the head selector offers: its options (less "All heads" and "Mean of heads"), read from
+    the props React gave the dropdown."""
+    return duo.driver.execute_script(
+        "const el = document.getElementById('head-select');"
+        "const key = Object.keys(el).find(k => k.startsWith('__reactFiber'));"
+        "let f = el[key]; while (f && !(f.memoizedProps && f.memoizedProps.options)) { f = f.return; }"
+        "return f ? f.memoizedProps.options.length - 2 : null;")
+
+
+def test_the_layer_slider_follows_the_depth_of_each_kind(seq2seq_app, tiny_seq2seq_models):
+    """Issue 19: the tiny BART's decoder has 3 layers of 2 heads, its encoder 2 of 4. On the decoder's
+    last layer, choosing the encoder moves the slider to its last layer (1) and offers 4 heads; back on
+    the decoder, 3 layers and 2 heads again. Each change draws once (one request)."""
+    duo = seq2seq_app
+    visit(duo, text=SOURCE, target=TARGET, model=tiny_seq2seq_models["bart"], kind="decoder", layer=2, head="1",
+          view="heatmap")
+    wait_until(lambda: "decoder" in str(graph(duo, "head-heatmap", "gd.layout.title.text")), message="decoder heatmap")
+    assert slider(duo) == (2, 2) and head_choices(duo) == 2
+    time.sleep(1.0)
+    mark = now(duo)
+    choose(duo, "Encoder (source)")
+    wait_until(lambda: slider(duo) == (1, 1), message="the slider fitted to the encoder's 2 layers")
+    wait_until(lambda: "Layer 1 · Head 1" in str(graph(duo, "head-heatmap", "gd.layout.title.text"))
+               and "encoder" in str(graph(duo, "head-heatmap", "gd.layout.title.text")), message="encoder layer 1")
+    assert head_choices(duo) == 4
+    time.sleep(1.0)
+    assert requests_since(duo, mark) == 1
+    assert duo.find_element("#view-notice").text == ""  # no "there is no layer 2" notice
+    choose(duo, "Decoder (target)")
+    wait_until(lambda: slider(duo) == (2, 1) and head_choices(duo) == 2, message="3 layers and 2 heads again")

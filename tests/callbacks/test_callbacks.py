@@ -61,8 +61,8 @@ def test_analyze_adapts_controls_to_the_model(settings, tiny_models):
     assert run_analyze(SENTENCE, tiny_models["gpt2"], head="3")["head"] == "3"
 
 
-@pytest.mark.parametrize("text, words", [("", "empty"), ("   \n", "empty"), ("x" * 50_000, "limit is 49,152"),
-                                         (12, "plain text"), ({"a": 1}, "plain text"), ("x" * 200_001, "far too long")])
+@pytest.mark.parametrize("text, words", [("", "empty"), ("   \n", "empty"), (12, "plain text"),
+                                         ({"a": 1}, "plain text"), ("x" * 200_001, "far too long")])
 def test_analyze_bad_text_gives_an_alert_and_keeps_the_page(settings, default_model, text, words):
     current = run_analyze(SENTENCE)["handle"]
     out = run_analyze(text, current=current)
@@ -70,6 +70,43 @@ def test_analyze_bad_text_gives_an_alert_and_keeps_the_page(settings, default_mo
     assert "Traceback" not in str(out["status"])
     assert "previous analysis" in str(out["status"])  # nothing is lost: the views keep the last analysis
     assert all(out[name] is no_update for name in out if name != "status")
+
+
+def test_a_text_over_the_limit_is_cut_and_the_page_says_so(settings, tiny_models):
+    """Issue 19: 12,000 characters with ATTN_MAX_CHARS 5,000 are analysed (their first 5,000), not refused;
+    the status says so. The absolute bound (100,000: junk) is still a refusal (test above)."""
+    from attention_explorer.services import config
+
+    config.configure(max_chars=5000)  # as the issue found it
+    words = "the cat sat on the mat because it was tired . "
+    text = (words * 300)[:12_000]
+    out = run_analyze(text, tiny_models["bert"])
+    handle = Handle.parse(out["handle"])
+    assert handle is not None and out["text"] is no_update  # analysed; the box keeps all of it
+    from attention_explorer.services.extraction import analyse
+
+    key, expected = analyse(text[:5000], tiny_models["bert"])
+    assert handle.key == key and handle.tokens == expected.seq_len
+    from attention_explorer.services.store import share
+
+    assert share.load_text(out["share"]["id"])["text"] == text[:5000]  # the link names what was analysed
+    status = _alert_text(out["status"])
+    assert "12,000 characters" in status and "at most 5,000" in status and "first 5,000 were analysed" in status
+    pair = run_analyze("the cat", tiny_models["bert"], pair="b" * 6000)
+    assert "second sentence has 6,000 characters" in _alert_text(pair["status"])
+
+
+def test_a_cut_is_said_in_chinese(settings, tiny_models):
+    from flask import Flask
+
+    from attention_explorer.services import config
+
+    config.configure(max_chars=5000)
+    with Flask("zh").test_request_context("/?lang=zh"):
+        out = run_analyze("the cat sat . " * 500, tiny_models["bert"])
+    status = _alert_text(out["status"])
+    assert Handle.parse(out["handle"]) is not None  # analysed, not refused
+    assert "文本有 7,000 个字符" in status and "只分析了前 5,000 个" in status and "characters" not in status
 
 
 def test_analyze_unknown_model_gives_an_alert_and_default_still_works(settings, default_model):
@@ -106,6 +143,34 @@ def test_examples_fill_the_boxes_and_analyze(settings, default_model, tiny_model
     for junk in (99, -1, 1.5, "x", float("nan"), {"index": 1}, True):  # an index no button has: nothing happens
         out = run_analyze("", example=junk)
         assert all(v is no_update for v in out.values()), junk
+
+
+def test_the_status_names_a_local_model_without_its_path(settings, tiny_models):
+    out = run_analyze(SENTENCE, tiny_models["gpt2"])
+    assert "tiny-gpt2" in str(out["status"]) and tiny_models["gpt2"] not in str(out["status"])
+    assert Handle.parse(out["handle"]).model_id == tiny_models["gpt2"]  # the id itself is unchanged
+
+
+def test_examples_open_the_view_they_are_about(settings, default_model, tiny_models):
+    """Issue 19: the pronoun and agreement examples follow their word in Token focus, the sentence pair
+    opens the heatmap on where sentence B looks in A, the comparison opens Compare."""
+    tokens = extract_attention(EXAMPLES[0]["text"]).tokens
+    out = run_analyze("", example=0)
+    assert out["tab"] == ids.TAB_FOCUS and tokens[out["token"]] == "it"
+    out = run_analyze("", example=3)
+    assert out["tab"] == ids.TAB_FOCUS and extract_attention(EXAMPLES[3]["text"]).tokens[out["token"]] == "are"
+    out = run_analyze("", example=1)
+    assert out["tab"] == ids.TAB_HEATMAP and out["pair_filter"] == "B→A"
+    out = run_analyze("", tiny_models["chinese"], example=2)  # a model that knows 它
+    chinese = extract_attention(EXAMPLES[2]["text"], tiny_models["chinese"]).tokens
+    assert out["tab"] == ids.TAB_FOCUS and chinese[out["token"]] == "它"
+    out = run_analyze("", example=2)  # the bundled English model reads 它 as [UNK]: Token focus picks a token
+    assert out["tab"] == ids.TAB_FOCUS and out["token"] is None
+    assert run_analyze("", example=4)["tab"] == ids.TAB_COMPARE
+    # the view the example opened follows its word ("are" is no pronoun: Token focus alone would pick "the")
+    out = run_analyze("", example=3)
+    focus = view(out["handle"], ids.TAB_FOCUS, token=out["token"])
+    assert "“are”" in focus["focus_figure"]["layout"]["title"]["text"]
 
 
 def test_warnings_for_unknown_tokens_and_truncation(settings, default_model, tiny_models):
@@ -219,7 +284,7 @@ def test_arcs_all_heads_one_trace_a_head_and_a_legend(settings, default_model):
     assert fig["layout"]["meta"]["arcs"] == 12 * 13
     chips = [c for c in out["arc_legend"] if getattr(c, "style", None)]
     assert [c.children for c in chips] == [str(h) for h in range(12)]
-    assert chips[5].style["color"] == HEAD_COLORS[5]
+    assert chips[5].style == {"borderColor": HEAD_COLORS[5]}  # framed in its arcs' colour, the text dark (contrast)
     one = view(handle, ids.TAB_ARCS, head="3", top_k=1, min_weight=0.0)
     assert one["arc_legend"] == [] and len(one["arcs"]["data"]) <= 1 + 4
 
@@ -294,3 +359,14 @@ def test_too_many_new_analyses_are_refused_in_plain_words(settings, default_mode
     finally:
         config.configure(rate_limit="")
         ratelimit.reset()
+
+
+def test_a_long_text_b_is_cut_and_compare_says_so(settings, tiny_models):
+    from attention_explorer.callbacks.compare import analyse_b
+    from attention_explorer.services import config
+
+    config.configure(max_chars=5000)
+    a = run_analyze("the cat sat", tiny_models["bert"])["handle"]
+    handle, status, link = analyse_b({"text_b": "the dog ran . " * 500, "model_b": None, "handle": a})
+    assert Handle.parse(handle).model_id == tiny_models["bert"]
+    assert "text B has 6,999 characters" in str(status)  # (text B is stripped first) and len(link["text"]) == 5000

@@ -75,8 +75,8 @@ def test_csv_of_each_view_is_named_and_holds_its_numbers(client, bert):
         assert float(row["weight"]) == pytest.approx(
             float(result.attentions[1, 2, int(row["query_index"]), int(row["key_index"])]), abs=1e-6)
     inside = fetch(client, "csv", values(handle, ids.TAB_INSIDE, token=8))  # no head chosen: head 0
-    assert inside.filename.endswith("_layer0_head0_inside.csv"), inside.filename
-    assert {r["head"] for r in inside.rows()} == {"0"} and len(inside.rows()) == seq * seq
+    assert inside.filename.endswith("_layer0_head0_inside_query8.csv"), inside.filename
+    assert {(r["head"], r["query_index"], r["query_token"]) for r in inside.rows()} == {("0", "8", "it")}
     focus = fetch(client, "csv", values(handle, ids.TAB_FOCUS, token=8))
     focus_rows = focus.rows()
     assert {r["query_token"] for r in focus_rows} == {"it"} and len(focus_rows) == result.num_layers * seq
@@ -129,6 +129,41 @@ def test_the_route_refuses_links_to_nothing_with_a_message(client, bert, path, s
     assert response.status_code == status and response.mimetype == "text/plain"
     text = response.get_data(as_text=True)
     assert text.strip() and "Traceback" not in text and "Content-Disposition" not in response.headers
+
+
+def test_inside_a_head_exports_every_step(client, bert):
+    """Issue 19: Inside a head's CSV holds steps 1-3 too (the query and key vectors, their products), and
+    the scores, weights, value norms, each checked here against an independent route: q and k from the
+    hooks (services.inside_head), the weights from the stored attention."""
+    from attention_explorer.services.inside import inside_head
+
+    handle, result = bert
+    rows = fetch(client, "csv", values(handle, ids.TAB_INSIDE, layer=1, head="2", token=8)).rows()
+    by_step: dict[str, list[dict]] = {}
+    for row in rows:
+        by_step.setdefault(row["step"], []).append(row)
+    h = inside_head(SENTENCE, 1, 2, 8, model_id=result.model_id)
+    seq, d = result.seq_len, h.d_head
+    assert [len(by_step[s]) for s in ("query", "key", "product", "scale", "score", "weight", "model_weight")] == [
+        d, seq * d, seq * d, 1, seq, seq, seq]
+    q = np.array([float(r["value"]) for r in by_step["query"]])
+    k = np.array([float(r["value"]) for r in by_step["key"]]).reshape(seq, d)
+    products = np.array([float(r["value"]) for r in by_step["product"]]).reshape(seq, d)
+    np.testing.assert_allclose(q, h.query_vector, rtol=1e-6)
+    np.testing.assert_allclose(k, h.key_vectors, rtol=1e-6)
+    np.testing.assert_allclose(products, q[None, :] * k, rtol=1e-5, atol=1e-7)
+    scale = float(by_step["scale"][0]["value"])
+    scores = np.array([float(r["value"]) for r in by_step["score"]])
+    np.testing.assert_allclose(scores, (k @ q) * scale, rtol=1e-4, atol=1e-6)
+    weights = np.array([float(r["value"]) for r in by_step["weight"]])
+    np.testing.assert_allclose(weights, result.attentions[1, 2, 8].astype(np.float32), atol=1e-3)
+    assert [r["key_token"] for r in by_step["weight"]] == ["[CLS]", "the", "cat", "sat", "on", "the", "mat", "because",
+                                                           "it", "was", "tired", ".", "[SEP]"]
+    page = fetch(client, "html", values(handle, ids.TAB_INSIDE, layer=1, head="2", token=8))
+    html_text = page.text
+    assert page.filename.endswith("_layer1_head2_inside_query8.html")
+    assert html_text.count("Plotly.newPlot") == 2  # steps 1-3 (the vectors, their products), then the weights
+    assert "1-2. query and keys (dimensions)" in html_text and "3. q × k, dimension by dimension" in html_text
 
 
 def test_a_too_large_csv_is_refused_with_a_message(client, bert, monkeypatch):

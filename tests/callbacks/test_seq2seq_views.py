@@ -48,6 +48,47 @@ def test_an_encoder_decoder_model_gets_a_target_box_and_three_kinds(s2s):
     assert kept["kind"] == "cross"  # a kind the model has stays chosen
 
 
+def test_the_target_a_model_wrote_is_shown_as_text(s2s):
+    """Issue 19: without a target, BART writes its own; the status shows it as text (decoded here again
+    from its token ids with the model's tokenizer), not only as a count of tokens. A given target is in
+    its box already: not repeated."""
+    from attention_explorer.services.model.loading import get_model
+
+    out = run(SOURCE, s2s["bart"], target="")
+    _key, result = result_by_key(Handle.parse(out["handle"]).key)
+    assert result.generated
+    written = get_model(s2s["bart"]).tokenizer.decode(list(result.target_ids), skip_special_tokens=True)
+    assert written.strip() and "The model wrote:" in str(out["status"]) and f"“{written}”" in str(out["status"])
+    given = run(SOURCE, s2s["bart"], target=TARGET)
+    assert "The model wrote" not in str(given["status"])
+
+
+def test_the_layer_slider_and_heads_follow_the_kind_of_attention(s2s):
+    """Issue 19: the tiny BART's encoder has 2 layers of 4 heads, its decoder (and cross-attention) 3
+    layers of 2 heads: the slider and head selector fit the kind chosen, and the page gets every kind's
+    dimensions for the browser to fit them when the kind changes."""
+    encoder = run(SOURCE, s2s["bart"], target=TARGET, layer=2, head="3", kind="encoder")
+    assert (encoder["layer_max"], encoder["layer"], list(encoder["layer_marks"])) == (1, 1, [0, 1])
+    assert [o["value"] for o in encoder["head_options"]][2:] == ["0", "1", "2", "3"] and encoder["head"] == "3"
+    decoder = run(SOURCE, s2s["bart"], target=TARGET, layer=2, head="3", kind="decoder")
+    assert (decoder["layer_max"], decoder["layer"]) == (2, 2)
+    assert [o["value"] for o in decoder["head_options"]][2:] == ["0", "1"] and decoder["head"] == ids.HEAD_ALL
+    dims = decoder["kind_dims"]
+    assert {k: (d["layers"], d["heads"], len(d["head_options"])) for k, d in dims.items()} == {
+        "encoder": (2, 4, 6), "decoder": (3, 2, 4), "cross": (3, 2, 4)}
+    assert decoder["kind_dims"] == encoder["kind_dims"]
+    from urllib.parse import urlencode
+
+    search = "?" + urlencode({"text": SOURCE, "model": s2s["bart"], "target": TARGET, "kind": "encoder", "layer": 2,
+                              "head": 3})
+    url = analyze.from_url({"url": {"search": search}})
+    assert (url["kind"], url["layer_max"], url["layer"], url["head"]) == ("encoder", 1, 1, "3")
+
+
+def test_a_model_with_one_kind_needs_no_dimensions_by_kind(settings, tiny_models):
+    assert run(SOURCE, tiny_models["bert"])["kind_dims"] is None
+
+
 def test_other_models_hide_the_target_and_ignore_a_stale_one(settings, tiny_models):
     out = run(SOURCE, tiny_models["bert"], target="left from another model", kind="cross")
     assert Handle.parse(out["handle"]) is not None  # not refused: the hidden box is not read

@@ -402,7 +402,10 @@ def zh_page(settings, served, default_model):
     words = text_words(*(example["text"] + " " + example["pair"] + " " + example.get("compare", "")
                          for example in EXAMPLES))
     texts = tuple(t for e in EXAMPLES for t in (e["text"], e["pair"], e.get("compare", "")) if t)
-    kept = tuple(sorted(settings.models + texts, key=len, reverse=True)) + KEPT_PHRASES
+    from attention_explorer.services.model.loading import display_name
+
+    names = tuple(display_name(m) for m in settings.models)  # the menu names local folders by their name
+    kept = tuple(sorted(settings.models + names + texts, key=len, reverse=True)) + KEPT_PHRASES
     return {"layout": layout, "views": views, "words": words, "kept": kept}
 
 

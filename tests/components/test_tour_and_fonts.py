@@ -1,8 +1,9 @@
 """The guided tour (components/tour.py, assets/11-tour.js), Chinese that renders with a real font
 (assets/05-fonts.css, the Makefile's CJK font) and ``make models`` (scripts/download_models.py), issue 12.
 
-The browser tests mount the tour in the header of the real app themselves (the page's layout mounts it
-too): ``tour_components()`` beside the page ``create_app`` builds.
+The browser tests use the page ``create_app`` builds, its header's tour offered to their automated browser
+(``tour_components(offer_under_automation=True)``; mounting a second tour beside the page's own gave every
+tour element two ids, and a callback during the tour then stopped the page).
 """
 
 from __future__ import annotations
@@ -238,19 +239,16 @@ document.addEventListener('securitypolicyviolation', function (e) {
 """
 
 
-def _start(duo, tiny_models, offer_under_automation=True):
-    from dash import html
+def _start(duo, tiny_models, monkeypatch, offer_under_automation=True):
+    import functools
 
     from attention_explorer.app import create_app
-    from attention_explorer.components.tour import tour_components
+    from attention_explorer.components import layout, tour
 
+    # the page's own tour pieces (its header mounts them), offered to this automated browser or not
+    monkeypatch.setattr(layout, "tour_components",
+                        functools.partial(tour.tour_components, offer_under_automation=offer_under_automation))
     app = create_app(Settings(models=(DEFAULT_MODEL_ID, tiny_models["chinese"]), cache_type="simple"))
-    page = app.layout
-
-    def layout():
-        return html.Div([html.Header(tour_components(offer_under_automation=offer_under_automation)), page()])
-
-    app.layout = layout
     duo.start_server(app)
     duo.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORDER})
     duo.driver.get(duo.server_url)
@@ -259,8 +257,8 @@ def _start(duo, tiny_models, offer_under_automation=True):
 
 
 @pytest.fixture
-def tour_app(dash_duo, tiny_models):
-    return _start(dash_duo, tiny_models)
+def tour_app(dash_duo, tiny_models, monkeypatch):
+    return _start(dash_duo, tiny_models, monkeypatch)
 
 
 def _wait(predicate, message, timeout=TIMEOUT):
@@ -382,6 +380,36 @@ def test_the_tour_opens_steps_over_the_page_and_closes_with_escape(tour_app):
 
 
 @pytest.mark.browser
+def test_each_step_opens_its_tab_and_never_covers_analyze(tour_app):
+    """Issue 19: on a 1366 x 768 laptop, a step about a tab opens that tab (its view is drawn), and no
+    step's popover covers the Analyze button."""
+    from selenium.webdriver.common.keys import Keys
+
+    from attention_explorer.components.tour import TOUR_STEPS
+
+    duo = tour_app
+    duo.driver.set_window_size(1366, 768)
+    graphs = {"Arcs": "arc-view", "Token focus": "focus-heatmap"}
+    duo.find_element("#tour-button").click()
+    for index, step in enumerate(TOUR_STEPS):
+        if index:
+            _key(duo, Keys.ARROW_RIGHT)
+        _at_step(duo, index)
+        overlap = duo.driver.execute_script("""
+            const a = document.querySelector('.driver-popover').getBoundingClientRect();
+            const b = document.querySelector('#analyze-button').getBoundingClientRect();
+            return Math.max(0, Math.min(a.right, b.right) - Math.max(a.left, b.left))
+                 * Math.max(0, Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top));""")
+        assert overlap == 0, f"step {index} ({step.selector}) covers the Analyze button"
+        if step.tab:
+            _wait(lambda: duo.find_element("#view-tabs .nav-link.active").text == step.tab, f"{step.tab} opened")
+            _wait(lambda: duo.driver.execute_script(
+                f"const g = document.querySelector('#{graphs[step.tab]} .main-svg'); return !!g && g.getClientRects().length > 0"),
+                f"the {step.tab} view drawn")
+    _key(duo, Keys.ESCAPE)
+
+
+@pytest.mark.browser
 def test_the_close_button_and_the_keyboard_alone(tour_app):
     """A keyboard user: the Tour button is a real button (Enter opens the tour), the close button ends it."""
     from selenium.webdriver.common.keys import Keys
@@ -436,9 +464,8 @@ def test_start_the_tour_from_the_offer(tour_app):
 
 
 @pytest.mark.browser
-def test_automated_browsers_are_not_offered_the_tour_by_default(dash_duo, tiny_models):
-
-    duo = _start(dash_duo, tiny_models, offer_under_automation=False)
+def test_automated_browsers_are_not_offered_the_tour_by_default(dash_duo, tiny_models, monkeypatch):
+    duo = _start(dash_duo, tiny_models, monkeypatch, offer_under_automation=False)
     assert _offer_decision(duo) == "automation" and not _offer_visible(duo)
     duo.find_element("#tour-button").click()
     _at_step(duo, 0)

@@ -532,3 +532,47 @@ def test_value_norms_from_the_hooked_pass_when_the_result_has_none(settings, tin
     assert got.available
     np.testing.assert_allclose(got.value_norms, result.value_norms[1, 3], rtol=1e-6)
     np.testing.assert_allclose(got.weighted, got.weights * result.value_norms[1, 3], rtol=1e-5)
+
+
+def test_the_steps_as_csv_and_for_a_head_that_cannot_show_them(s2s):
+    """``inside_csv``: every step for a head it can explain (BART), only the model's own weights, value
+    norms and what they carry for one it cannot (T5 adds a position bias to its scores)."""
+    import csv
+    import io
+
+    source = "The cat sat on the mat."
+    bart = inside_head(source, 1, 0, 2, model_id=s2s["bart"])
+    rows = list(csv.DictReader(io.StringIO(inside.inside_csv(bart))))
+    steps = [r["step"] for r in rows]
+    order = list(dict.fromkeys(steps))
+    assert bart.available and order == [s for s in inside.INSIDE_STEPS if s in order]  # in the view's order
+    assert {"query", "key", "product", "scale", "score", "weight", "model_weight"} <= set(order)
+    assert steps.count("query") == bart.d_head and steps.count("key") == len(bart.tokens) * bart.d_head
+    t5 = inside_head(source, 0, 0, 1, model_id=s2s["t5"])
+    assert not t5.available
+    kept = {r["step"] for r in csv.DictReader(io.StringIO(inside.inside_csv(t5)))}
+    assert "model_weight" in kept and not kept & {"query", "key", "product", "score", "weight", "scale"}
+    with pytest.raises(Exception, match="rows"):
+        inside.inside_csv(bart, max_rows=10)
+
+
+def test_the_steps_of_a_rotary_head_as_csv(offered, more_models):
+    """Llama: the CSV also holds the query and keys before rotation, and q·k before and after scaling,
+    each equal to the head's own numbers (services.inside_head, checked against the model above)."""
+    import csv
+    import io
+
+    got = inside_head(TEXT, 1, 2, 4, model_id=more_models["llama"])
+    rows = list(csv.DictReader(io.StringIO(inside.inside_csv(got))))
+    by_step: dict[str, list[str]] = {}
+    for row in rows:
+        by_step.setdefault(row["step"], []).append(row["value"])
+    assert list(by_step)[:3] == ["query_before_rotation", "key_before_rotation", "query"]
+    np.testing.assert_allclose(np.array(by_step["query_before_rotation"], float), got.query_before, rtol=1e-6)
+    np.testing.assert_allclose(np.array(by_step["key_before_rotation"], float).reshape(got.keys_before.shape),
+                               got.keys_before, rtol=1e-6)
+    seen = ~got.masked
+    raw = np.array(by_step["raw_score"], float)
+    np.testing.assert_allclose(raw[seen], (got.key_vectors @ got.query_vector)[seen], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.array(by_step["scaled_score"], float)[seen], raw[seen] * got.scale, rtol=1e-4, atol=1e-5)
+    assert by_step["score"][-1] == "-inf"  # the keys after the query are masked

@@ -172,3 +172,113 @@ def test_second_sentence_with_nothing_left_is_refused(settings, tiny_models):
     with pytest.raises(InputError, match="Nothing is left of the second sentence"):
         extract_attention("the cat sat", tiny_models["bert"], text_pair="\u200b\u200b")
     assert extract_attention("the cat\u200b sat", tiny_models["bert"]).seq_len == 5  # content beside them is fine
+
+
+# --------------------------------------------------------------------------------------------- not on this machine (issue 19)
+
+
+@pytest.fixture
+def hub_models(settings, monkeypatch, tmp_path):
+    """Settings offering two hub models that are not on this machine (an empty hub cache), and no model
+    loading: a test that reaches transformers fails."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    config.configure(models=settings.models + ("gpt2", "bert-base-chinese"))
+    models.unload_all()
+    monkeypatch.setattr(models, "_load", lambda *a: pytest.fail("waited on the hub for a model not on this machine"))
+    yield
+    models.unload_all()
+
+
+def test_a_model_not_downloaded_is_answered_at_once_when_offline(hub_models, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert not models.available_here("gpt2")
+    with pytest.raises(ModelLoadError) as info:
+        extract_attention(SENTENCE, "gpt2")
+    message = str(info.value)
+    assert "“gpt2” is not downloaded on this machine" in message and "offline" in message
+    assert "make models" in message and "ATTN_MODELS" in message
+
+
+def test_a_failed_hub_lookup_is_remembered(hub_models, monkeypatch):
+    """Online (no HF_HUB_OFFLINE), a model the hub does not answer for is asked about once: picking it
+    again is answered at once, until HUB_RETRY_AFTER has passed."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    asked = []
+
+    def no_network(model_id):
+        asked.append(model_id)
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(models, "_probe_hub", no_network)
+    for _ in range(3):
+        with pytest.raises(ModelLoadError, match="could not be reached.*make models"):
+            extract_attention(SENTENCE, "bert-base-chinese")
+    assert asked == ["bert-base-chinese"]
+    clock = [models.time.monotonic() + models.HUB_RETRY_AFTER + 1]
+    monkeypatch.setattr(models.time, "monotonic", lambda: clock[0])
+    with pytest.raises(ModelLoadError):
+        extract_attention(SENTENCE, "bert-base-chinese")
+    assert asked == ["bert-base-chinese"] * 2  # asked again once the memory expired
+
+
+def test_a_model_the_hub_knows_is_downloaded(hub_models, monkeypatch):
+    """When the hub answers, the model loads (downloads) as before: only a silent hub is cut short."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(models, "_probe_hub", lambda model_id: None)
+    loads = []
+    monkeypatch.setattr(models, "_load", lambda model_id, fp: loads.append(model_id) or "loaded")
+    assert models.get_model("gpt2") == "loaded"
+    assert loads == ["gpt2"]
+
+
+# --------------------------------------------------------------------------------------------- display names (issue 19)
+
+
+def test_local_folders_are_shown_by_their_name_never_their_path(settings, tiny_models, tmp_path):
+    other = tmp_path / "elsewhere" / "tiny-bert"  # a second folder named like the first
+    other.mkdir(parents=True)
+    config.configure(models=settings.models + (str(other), "gpt2"))
+    assert models.display_name(tiny_models["gpt2"]) == "tiny-gpt2"
+    assert models.display_name(tiny_models["bert"]) == Path(tiny_models["bert"]).parent.name + "/tiny-bert"
+    assert models.display_name(str(other)) == "elsewhere/tiny-bert"
+    assert models.display_name("gpt2") == "gpt2" and models.display_name("all-MiniLM-L6-v2") == "all-MiniLM-L6-v2"
+
+
+def test_a_model_offered_as_name_equals_path_is_that_folder_under_that_name(settings, tiny_models):
+    configured = config.Settings(models=(config.DEFAULT_MODEL_ID, f"tiny english={tiny_models['bert']}"),
+                                 cache_type="simple")
+    assert configured.models == (config.DEFAULT_MODEL_ID, "tiny english")
+    assert configured.model_paths == (("tiny english", tiny_models["bert"]),)
+    config.configure(configured)
+    result = extract_attention(SENTENCE, "tiny english")
+    assert result.model_id == "tiny english" and result.tokens[:3] == ["[CLS]", "the", "cat"]
+    assert models.display_name("tiny english") == "tiny english"
+    assert models.resolve_source("tiny english") == tiny_models["bert"]
+    with pytest.raises(ModelNotAllowedError) as info:  # the offer is listed by names: no path in it
+        extract_attention(SENTENCE, "not-offered")
+    assert tiny_models["bert"] not in str(info.value) and "tiny english" in str(info.value)
+
+
+def test_attn_models_reads_names(monkeypatch, tmp_path):
+    monkeypatch.setenv("ATTN_MODELS", f"all-MiniLM-L6-v2, chinese = {tmp_path}/bert-base-chinese ,gpt2")
+    read = config.Settings.from_env()
+    assert read.models == ("all-MiniLM-L6-v2", "chinese", "gpt2")
+    assert read.model_paths == (("chinese", f"{tmp_path}/bert-base-chinese"),)
+    for bad in ("=/x", "a/b=/x", "name="):
+        with pytest.raises(ValueError, match="name=path"):
+            config.Settings(models=(bad,))
+
+
+def test_a_broken_offered_folder_is_named_not_shown_by_path(settings, tmp_path):
+    broken = tmp_path / "srv" / "broken-model"
+    broken.mkdir(parents=True)
+    (broken / "config.json").write_text("{broken")
+    config.configure(models=settings.models + (str(broken),))
+    with pytest.raises(ModelLoadError) as info:
+        extract_attention(SENTENCE, str(broken))
+    assert "“broken-model”" in str(info.value) and str(tmp_path) not in str(info.value)
