@@ -54,7 +54,7 @@ run: install
 test: install-test
 	$(PY) -m pytest
 
-# The offered hub models (bert-base-chinese, gpt2) into $(MODELS_DIR)/<name>, on a machine with network
+# The offered hub models (bert-base-chinese, gpt2, HuggingFaceTB/SmolLM2-135M, Qwen/Qwen2.5-0.5B) into $(MODELS_DIR)/<name>, on a machine with network
 # access; prints the ATTN_MODELS line that offers them. Offline, it says so and fails.
 models: install
 	$(PY) scripts/download_models.py --dest "$(MODELS_DIR)"

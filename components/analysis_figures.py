@@ -223,9 +223,9 @@ def inside_vectors_figure(query_vector: np.ndarray, key_vectors: np.ndarray, pro
     panels = []  # (query, keys, query hover, key hover, title, scale)
     if rotary:
         panels.append((query_before, keys_before, _("query “{token}” before rotation"),
-                       _("key “{token}” before rotation"), _("1. query and keys (before rotation)"), vmax_qk))
+                       _("key “{token}” before rotation"), _("1. q, k before rotation"), vmax_qk))
         panels.append((query_vector, key_vectors, _("query “{token}” after rotation"), _("key “{token}” after rotation"),
-                       _("2. turned by position (rotary)"), vmax_qk))
+                       _("2. after rotation"), vmax_qk))
     else:
         panels.append((query_vector, key_vectors, _("query “{token}”"), _("key “{token}”"),
                        _("1-2. query and keys (dimensions)"), vmax_qk))

@@ -1,6 +1,7 @@
 """Downloads the offered hub models into local folders, for a machine without network access (``make models``).
 
-    python scripts/download_models.py                     # bert-base-chinese, gpt2 -> ./models/<name>
+    python scripts/download_models.py                     # bert-base-chinese, gpt2, SmolLM2-135M,
+                                                          # Qwen2.5-0.5B -> ./models/<name>
     python scripts/download_models.py --dest /srv/models  # elsewhere
     python scripts/download_models.py bert-base-chinese   # only this one
 

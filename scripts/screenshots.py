@@ -4,9 +4,10 @@
     .venv/bin/python scripts/screenshots.py /tmp/shots tab-compare zh-token-focus   # some, elsewhere
 
 It starts the app itself (``python app.py`` on a free port, a memory cache) offering the bundled model
-and three tiny RANDOM models built here with the tests' builders (no model hub): a BART for
+and four tiny RANDOM models built here with the tests' builders (no model hub): a BART for
 cross-attention, a Chinese-vocabulary BERT so Chinese text shows as characters (the bundled model is
-English: Chinese is mostly [UNK] to it) and a GPT-2 for generation. Their folders are named
+English: Chinese is mostly [UNK] to it), a GPT-2 for generation and a Llama with rotary positions and
+grouped-query attention (tests/tiny_models.py) for Inside a head on today's decoders. Their folders are named
 ``tiny-random-*`` and the page shows that name: their attention patterns mean nothing. Every shot is
 a URL (the URL is the page's state), plus, for the tour, a click.
 """
@@ -61,17 +62,24 @@ def shots(models: dict[str, str]) -> list[tuple[str, tuple[int, int], dict, str 
         ("zh-head-grid.png", tall, {"text": CHINESE, "model": chinese, "view": "grid", "lang": "zh"}, None),
         ("zh-token-focus.png", tall, {"text": CHINESE, "model": chinese, "view": "focus", "token": 9, "lang": "zh"},
          None),
+        ("inside-a-head-rope-tiny-random-llama.png", (1366, 1900),
+         {"text": EXAMPLE, "model": models["llama"], "view": "inside", "layer": 1, "head": 2, "token": 9}, None),
+        ("zh-inside-a-head-rope-tiny-random-llama.png", (1366, 1900),
+         {"text": EXAMPLE, "model": models["llama"], "view": "inside", "layer": 1, "head": 2, "token": 9,
+          "lang": "zh"}, None),
         ("zh-tour.png", (1366, 900), {"lang": "zh"}, "document.getElementById('tour-button').click()"),
         ("tour.png", (1366, 900), {}, "document.getElementById('tour-button').click()"),
     ]
 
 
 def build_models(folder: Path) -> dict[str, str]:
+    from tests import tiny_models
     from tests.conftest import CHINESE_CHARS, _build_bart, _build_bert, _build_gpt2
 
     return {"bart": str(_build_bart(folder / "tiny-random-bart", seed=3)),
             "chinese": str(_build_bert(folder / "tiny-random-chinese-bert", CHINESE_CHARS, seed=2)),
-            "gpt2": str(_build_gpt2(folder / "tiny-random-gpt2", seed=1))}
+            "gpt2": str(_build_gpt2(folder / "tiny-random-gpt2", seed=1)),
+            "llama": str(tiny_models.build("llama", folder / "tiny-random-llama-gqa"))}
 
 
 def start_app(folder: Path, models: dict[str, str]) -> tuple[subprocess.Popen, str]:

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
 # Offered in the model picker. The bundled default always works; the others load for users who have
 # them (in the Hugging Face cache, or with network access to the hub).
-DEFAULT_MODELS = (DEFAULT_MODEL_ID, "bert-base-chinese", "gpt2")
+# The bundled encoder, then hub models offered (marked "not downloaded" until `make models` fetches them):
+# a Chinese BERT, GPT-2, and two of today's decoders (rotary positions, grouped-query attention).
+DEFAULT_MODELS = (DEFAULT_MODEL_ID, "bert-base-chinese", "gpt2", "HuggingFaceTB/SmolLM2-135M", "Qwen/Qwen2.5-0.5B")
 CACHE_TYPES = ("filesystem", "redis", "simple", "null")
 AUTH_MODES = ("", "basic", "proxy")
 CACHE_DIR_NAME = "attention-explorer"
