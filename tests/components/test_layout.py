@@ -13,7 +13,8 @@ APP = Flask(__name__)
 
 @pytest.fixture
 def hub_offered(settings, monkeypatch, tmp_path):
-    """The default offer (the bundled model, bert-base-chinese and gpt2) on a machine without their files."""
+    """The default offer (the bundled model, bert-base-chinese, gpt2, SmolLM2-135M, Qwen2.5-0.5B) on a machine
+    without their files."""
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
     return config.configure(models=config.DEFAULT_MODELS)
 
@@ -22,9 +23,9 @@ def hub_offered(settings, monkeypatch, tmp_path):
 def test_models_not_on_this_machine_are_marked_in_the_menu(hub_offered, lang, mark, bundled):
     with APP.test_request_context(f"/?lang={lang}"):
         labels = {o["value"]: o["label"] for o in layout.model_options(hub_offered.models, hub_offered.default_model)}
+    hub = ("bert-base-chinese", "gpt2", "HuggingFaceTB/SmolLM2-135M", "Qwen/Qwen2.5-0.5B")
     assert labels == {"all-MiniLM-L6-v2": f"all-MiniLM-L6-v2 {bundled}".replace(" （", "（"),
-                      "bert-base-chinese": f"bert-base-chinese {mark}".replace(" （", "（"),
-                      "gpt2": f"gpt2 {mark}".replace(" （", "（")}
+                      **{model: f"{model} {mark}".replace(" （", "（") for model in hub}}
 
 
 def test_a_model_on_this_machine_is_not_marked(settings, tiny_models):

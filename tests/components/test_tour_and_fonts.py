@@ -181,7 +181,7 @@ def test_download_models_gets_the_offered_hub_models_and_prints_attn_models(tmp_
     line = [row.strip() for row in capsys.readouterr().out.splitlines() if row.strip().startswith("ATTN_MODELS=")]
     assert len(line) == 1
     models = line[0].split("=", 1)[1].split(",")
-    assert models == [DEFAULT_MODEL_ID, *(str((dest / m).resolve()) for m in module.default_models())]
+    assert models == [DEFAULT_MODEL_ID, *(str((dest / module.folder_name(m)).resolve()) for m in module.default_models())]
 
     from attention_explorer.services import config
     from attention_explorer.services.model import loading as model_service
