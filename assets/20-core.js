@@ -9,6 +9,7 @@
  * 26-url.js       the page's state in its address; the language switch
  * 27-page.js      the page's language, Ctrl+Enter
  * 28-tabs.js      the view tabs' ids and states for screen readers
+ * 29-zoom.js      long texts: box zoom to the exact tile, exact hover of pooled pictures
  *
  * Each registers its functions in window.dash_clientside.attention (callbacks/*.py name them).
  */

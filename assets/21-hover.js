@@ -43,6 +43,10 @@
                 return cell ? [true, p.bbox, AE.fmt(words.overview_cell || "layer {layer} · head {head}",
                                                     {layer: cell.layer, head: cell.head})] : hide;
             }
+            if (meta.kind === "heatmap" && meta.exact) {  /* a long text: exact values (29-zoom.js) */
+                const text = AE.exactHover(meta, p.x, p.y);
+                return text ? [true, p.bbox, text] : hide;
+            }
             if (meta.kind === "heatmap") {
                 const q = meta.queries[y], k = meta.keys[x];
                 if (q === undefined || k === undefined) { return hide; }
@@ -57,7 +61,12 @@
             if (meta.kind !== "head-grid") { return hide; }
             const cell = AE.gridCell(meta, x, y);
             if (!cell) { return hide; }
-            const name = (meta.tile_names && meta.tile_names[cell.tile]) || (meta.tile + " " + cell.id), weight = weightText(graphId, figure, x, y);
+            const name = (meta.tile_names && meta.tile_names[cell.tile]) || (meta.tile + " " + cell.id);
+            if (meta.values) {  /* a long text: the block's exact value (29-zoom.js) */
+                const text = AE.exactGridHover(meta, cell, name);
+                return text ? [true, p.bbox, text] : hide;
+            }
+            const weight = weightText(graphId, figure, x, y);
             if (meta.block === 1) {
                 const keys = meta.key_tokens || meta.tokens;
                 return [true, p.bbox, name + " · " + meta.tokens[cell.query] + " → " + keys[cell.key] + ": " + weight];

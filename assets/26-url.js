@@ -28,6 +28,8 @@
             params.set("mode", mode || "raw");
             params.set("hide_special", (switches || []).indexOf("hide") >= 0 ? "1" : "0");
             params.set("merge", (switches || []).indexOf("merge") >= 0 ? "1" : "0");
+            if ((switches || []).indexOf("first") >= 0) { params.set("drop_first", "1"); }
+            if ((switches || []).indexOf("mean") >= 0) { params.set("pool", "mean"); }
             if (token !== null && token !== undefined) { params.set("token", String(token)); }
             if (kind && shown(kindStyle)) { params.set("kind", kind); }
             if (pairFilter && pairFilter !== "all" && shown(pairStyle)) {

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 from dash import Output, html
 
 from ..components import ids
-from ..components.figures import ARC_WINDOW, HEAD_COLORS, arc_figure, cross_arc_figure, empty_figure, note_span
+from ..components.figures import ARC_WINDOW, HEAD_COLORS, arc_figure, arc_window, cross_arc_figure, empty_figure, note_span
 from ..components.i18n import _
 from ..components.layout import head_legend
 from .boundary import ViewState
@@ -22,9 +23,34 @@ def placeholder(message: str) -> dict:
     return {"arcs": empty_figure(message), "arc_hint": "", "arc_legend": []}
 
 
+class _WindowRows:
+    """A long text's weights as ``arc_figure`` reads them (``weights[:, queries, :]`` for the queries of the
+    window it draws): only those rows, exact (``View.shown_rows``), never the whole (n, n) maps."""
+
+    def __init__(self, view, layer: int, heads: list[int | None], first: int, end: int) -> None:
+        self.first, self.end = first, end
+        self.rows = np.stack([view.shown_rows(layer, h, np.arange(first, end)) for h in heads])
+        self.shape = (len(heads), len(view.labels), self.rows.shape[-1])
+
+    def __getitem__(self, index):
+        queries = np.asarray(index[1])
+        return self.rows[:, queries - self.first, :]
+
+
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     names = None
-    if not view.options.rollout and state.head.kind == "all":
+    if view.long:  # only the window's rows (the arc view itself: another change of issue 18)
+        units = max(len(view.labels), len(view.col_labels)) if not view.square else len(view.labels)
+        first, end = arc_window(units, state.arc_start, view.unit_of(state.arc_focus))
+        end = min(end, len(view.labels))
+        if state.head.kind == "all":
+            names = [str(h) for h in range(view.shape[1])]
+            weights = _WindowRows(view, state.layer, list(range(view.shape[1])), first, end)
+            what = _("Layer {layer} · all heads (one colour a head)").format(layer=state.layer)
+        else:
+            weights = _WindowRows(view, state.layer, [state.head.number], first, end)
+            what = matrix_title(view.options, state.layer, state.head.number)
+    elif not view.options.rollout and state.head.kind == "all":
         weights, names = view.layer(state.layer), [str(h) for h in range(view.kv.attentions.shape[1])]
         what = _("Layer {layer} · all heads (one colour a head)").format(layer=state.layer)
     else:

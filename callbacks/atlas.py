@@ -14,7 +14,7 @@ from ..components.i18n import _, translate
 from ..components.layout import ATLAS_METRICS, atlas_table
 from ..services.analyses import heads, kinds
 from ..services.analyses.exports import atlas_csv
-from ..services.analyses.views import View, ViewOptions
+from ..services.analyses.views import View, ViewOptions, dense_limit
 from ..services.store.memory import memory
 from .boundary import ViewState
 from .viewspec import ViewSpec
@@ -78,6 +78,11 @@ def placeholder(message: str) -> dict:
 
 
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
+    if view.long:  # issue 18 item 3 (head metrics streamed head by head) is another change: say so, no error
+        layers, heads_, n, _k = view.shape
+        return placeholder(_("The head atlas measures every map of every head at once: with this model it works up to "
+                             "{limit} tokens, and this text has {n}. The other views show it.")
+                           .format(limit=f"{dense_limit(layers, heads_):,}", n=f"{n:,}"))
     value_norm = view.options.value_norm
     metrics, labels, rows = atlas_data(view.result, state.window, view.key, value_norm, view.kind)
     selected = (state.layer, state.head.number) if state.head.number is not None else None

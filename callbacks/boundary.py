@@ -19,7 +19,9 @@ layer           whole number 0 .. n_layers - 1                    clamped; defau
 head            "all", "mean" or a number 0 .. n_heads - 1        "all"
 tab             one of the views' tabs (``registry.TABS``)          the head grid
 mode            one of ``MODES``                                  "raw"
-switches        a list holding "hide" and/or "merge"             unknown items dropped
+switches        a list holding "hide", "merge", "first", "mean"  unknown items dropped
+zoom            ``{"key", "x": [a, b], "y": [a, b]}``: a box zoom   none (the whole map)
+                of the heatmap, in tokens; clamped to the text
 top_k           one of ``TOP_K`` (arcs per token)                 3
 arc_start       whole number 0 .. n_tokens - 1                    clamped; default 0
 min_weight      a number 0 .. 1                                   clamped; default 0.05
@@ -59,7 +61,8 @@ from ..services.config import get_settings
 from ..services.validation import cut_text
 
 MODES = ("raw", "rollout", "value")  # value: weighted by value norm (Kobayashi et al., 2020)
-SWITCHES = ("hide", "merge")
+SWITCHES = ("hide", "merge", "first", "mean")  # first: the first token left out; mean: pooled cells are means
+MAX_ZOOM_VALUE = 1 << 20  # a zoom range end beyond any text (clamped to the text's tokens after)
 TOP_K, WINDOWS, FOCUS_K, PAIRS = TOP_K_CHOICES, WINDOW_CHOICES, FOCUS_K_CHOICES, PAIR_CHOICES  # the dropdowns'
 METRICS = tuple(name for name, _title in ATLAS_METRICS)
 KINDS = ("encoder", "decoder", "cross")
@@ -288,6 +291,38 @@ class Dims:
 
 
 @dataclass(frozen=True)
+class Zoom:
+    """A box zoom of the heatmap: the rows ``r0:r1`` and columns ``c0:c1`` on screen (units shown, ends
+    excluded), for the analysis ``key``. Plotly's axis ranges are cell edges (-0.5 .. n - 0.5)."""
+
+    key: str
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+
+    @classmethod
+    def parse(cls, value: Any, tokens: int) -> "Zoom | None":
+        """None for anything that is not a zoom of at least one cell inside ``tokens`` x ``tokens``."""
+        if not isinstance(value, Mapping) or not isinstance(value.get("key"), str) or not _KEY.match(value["key"]):
+            return None
+        spans = []
+        for axis in ("y", "x"):
+            pair = value.get(axis)
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                return None
+            ends = [_number(v) for v in pair]
+            if any(e is None for e in ends):
+                return None
+            lo, hi = sorted(min(max(e, -1.0), MAX_ZOOM_VALUE) for e in ends)
+            first, end = max(0, math.floor(lo + 0.5)), min(tokens, math.ceil(hi + 0.5))
+            if end <= first:
+                return None
+            spans += [first, end]
+        return cls(value["key"], *spans)
+
+
+@dataclass(frozen=True)
 class ViewState:
     """Everything the open view depends on, typed and in range."""
 
@@ -308,13 +343,17 @@ class ViewState:
     atlas_table_for: str | None = None  # what the atlas table in the page measures (it is sent once)
     kind: str | None = None  # encoder / decoder / cross (None: the result's first kind)
     pair: str | None = None  # a sentence-pair filter, "A→B" (None: all of it)
+    drop_first: bool = False  # the first token left out, every row renormalised
+    pool: str = "max"  # how a long text's pictures pool a block: "max" or "mean"
+    zoom: "Zoom | None" = None  # the part of the heatmap on screen after a box zoom
     step: int = 1  # a generated token, counted from 1 (decoder-only continuations)
     compare: "Handle | None" = None  # analysis B of the Compare tab
     notes: tuple[str, ...] = ()
 
     @property
     def switches(self) -> list[str]:
-        return [name for name, on in (("hide", self.hide_special), ("merge", self.merge)) if on]
+        return [name for name, on in (("hide", self.hide_special), ("merge", self.merge),
+                                      ("first", self.drop_first), ("mean", self.pool == "mean")) if on]
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any], dims: Dims, tabs: Sequence[str]) -> "ViewState":
@@ -349,6 +388,9 @@ class ViewState:
             and len(raw.get("atlas_table_for")) <= 120 else None,
             kind=choice(raw.get("kind"), KINDS, None),
             pair=choice(raw.get("pair"), PAIRS, None),
+            drop_first="first" in switches,
+            pool="mean" if "mean" in switches else "max",
+            zoom=Zoom.parse(raw.get("zoom"), dims.tokens),
             step=whole(raw.get("step"), 1, max(dims.tokens, 1), 1),
             compare=Handle.parse(raw.get("compare_handle")),
             notes=tuple(notes),

@@ -13,6 +13,12 @@ def _js(name: str) -> ClientsideFunction:
 
 
 def register(app: Dash) -> None:
+    app.clientside_callback(  # a box zoom of a long text's heatmap: the router draws the exact part on screen
+        _js("zoomOf"),
+        Output(ids.ZOOM, "data", allow_duplicate=True),
+        Input(ids.HEAD_HEATMAP, "relayoutData"), State(ids.HEAD_HEATMAP, "figure"), State(ids.ZOOM, "data"),
+        prevent_initial_call=True,
+    )
     for graph, tooltip, function in ((ids.HEAD_GRID, ids.GRID_TOOLTIP, "gridHover"),
                                      (ids.HEAD_HEATMAP, ids.HEATMAP_TOOLTIP, "heatmapHover"),
                                      (ids.OVERVIEW, ids.OVERVIEW_TOOLTIP, "overviewHover")):

@@ -9,11 +9,13 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 from dash import Dash, Input, Output, State, html, no_update
 
 from ..components import ids
 from ..components.analysis_figures import comparison_figure
-from ..components.figures import empty_figure, safe_label
+from ..components.figures import GRID_MAX_CELLS, empty_figure, note_span, safe_label
+from ..components.pooled import block_for, pooled_label
 from ..components.i18n import N_, _, translate
 from ..components.layout import compare_table
 from ..components.status import cut_alerts, error_alert
@@ -23,6 +25,7 @@ from ..services.analyses.kinds import kinds_available
 from ..services.analyses.views import View
 from ..services.extraction import analyse, result_by_key
 from ..services.model.loading import display_name
+from ..services.result import pool
 from ..services.serial import comparison_csv_chunks
 from ..services.web.ratelimit import client_id, new_analysis_guard
 from . import boundary
@@ -104,6 +107,13 @@ def render(view: View, state: ViewState, triggered: frozenset[str]) -> dict:
         out["compare_focus"] = _focus_figure(c, unit, note)
     # 2. the chosen layer and head
     head = state.head.number
+    if a.long or b.long:  # pooled pictures, exact (a long text's maps are never held whole)
+        out.update(compare_heads=_long_heads(c, state, head),
+                   compare_status=[html.Div(line) for line in lines])
+        if triggered & TABLE_DEPENDS:
+            out["compare_table"] = [html.P(_("The heads that differ most are measured over every map of every head: "
+                                             "not for texts this long."), className="small text-muted mt-2")]
+        return out
     matrix_a, _t = a.matrix(min(state.layer, a.kv.attentions.shape[0] - 1), head)
     matrix_b, _t = b.matrix(min(state.layer, b.kv.attentions.shape[0] - 1), head)
     heads = comparison_figure(
@@ -115,6 +125,48 @@ def render(view: View, state: ViewState, triggered: frozenset[str]) -> dict:
     if triggered & TABLE_DEPENDS:
         out["compare_table"] = _heads_table(c)
     return out
+
+
+def _block_labels(count: int, block: int, labels: list[str]) -> list[str]:
+    """One label a pooled cell: its token range (``#0–31 the … of``), or the token at block 1."""
+    if block == 1:
+        return list(labels)
+    return [f"#{i}–{min(count, i + block) - 1} {labels[i]} … {labels[min(count, i + block) - 1]}"
+            for i in range(0, count, block)]
+
+
+def signed_largest(diff: np.ndarray, block: int) -> np.ndarray:
+    """``diff`` (rows, columns) pooled in ``block`` x ``block`` cells: each cell the difference of largest
+    magnitude in its block, with its sign."""
+    high, low = pool(diff, block, "max"), -pool(-diff, block, "max")
+    return np.where(np.abs(low) > np.abs(high), low, high).astype(np.float32)
+
+
+def _long_heads(c: Comparison, state: ViewState, head: int | None) -> dict:
+    """A and B of the chosen layer and head pooled in blocks (``state.pool``), and, when they line up, A − B
+    as the largest difference in each block: every cell exact, read in chunks of rows."""
+    a, b = c.a, c.b
+    layer_a, layer_b = min(state.layer, a.shape[0] - 1), min(state.layer, b.shape[0] - 1)
+    size = max(len(a.labels), len(a.col_labels), len(b.labels), len(b.col_labels))
+    block = block_for(size, GRID_MAX_CELLS)
+    pa, pb = a.picture(layer_a, head, block, state.pool), b.picture(layer_b, head, block, state.pool)
+    diff = None
+    if c.lined_up:
+        n = len(a.labels)
+        step = max(block, (1 << 22) // max(1, len(a.col_labels)) // block * block)
+        diff = np.concatenate([signed_largest(a.shown_rows(layer_a, head, np.arange(s, min(n, s + step)))
+                                              - b.shown_rows(layer_b, head, np.arange(s, min(n, s + step))), block)
+                               for s in range(0, n, step)], axis=0)
+    title = matrix_title(a.options, state.layer, head)
+    if block > 1:
+        title += note_span(pooled_label(block, state.pool) + (" · " + _("A − B: the largest difference in each block")
+                                                              if diff is not None else ""))
+    return comparison_figure(
+        pa, pb, diff, x_labels=_block_labels(len(c.col_labels), block, c.col_labels),
+        y_labels=_block_labels(len(c.labels), block, c.labels),
+        x_labels_b=None if c.lined_up else _block_labels(len(b.col_labels), block, b.col_labels),
+        y_labels_b=None if c.lined_up else _block_labels(len(b.labels), block, b.labels),
+        titles=("A", "B", "A − B"), y_title=_("query (attending)"), title=title)
 
 
 def _focus_figure(c: Comparison, unit: int | None, note: str) -> dict:

@@ -7,10 +7,12 @@ request (assets/23-gate.js, ``gate``).
 
 from __future__ import annotations
 
+import numpy as np
 from dash import Output
 
 from ..components import ids
-from ..components.figures import empty_figure, grid_source, head_grid_figure
+from ..components.figures import empty_figure, grid_source, head_grid_figure, typed_array
+from ..components.pooled import grid_block
 from ..components.i18n import _
 from ..services.store.memory import memory
 from .boundary import ViewState
@@ -38,8 +40,29 @@ def layer_sources(view) -> list[str]:
                        lambda: [grid_source(attentions[layer]) for layer in range(attentions.shape[0])])
 
 
+def long_render(view, state: ViewState, note: str | None) -> dict:
+    """A long text: every head of the layer pooled in blocks (max, or mean), exact, computed from the kept
+    queries and keys; each cell's exact value rides along for the hover (``meta.values``)."""
+    heads = view.shape[1]
+    n_rows, n_cols = len(view.labels), len(view.col_labels)
+    block = grid_block(n_rows, n_cols)
+    maps = view.pictures(state.layer, block, state.pool)
+    figure = head_grid_figure(maps, view.labels, state.layer, key_labels=view.col_labels, selected=state.head.number,
+                              note=note, title=title_of(state.layer, heads), pooled=(block, n_rows, n_cols),
+                              extra_meta={"attention_kind": view.kind if view.result.is_encoder_decoder else None,
+                                          "values": typed_array(np.nan_to_num(maps, nan=-1.0).astype(np.float32)),
+                                          "how": state.pool, "block": block})
+    if state.pool == "mean":
+        title = figure["layout"]["title"]
+        title["text"] = title["text"].replace(_("(each cell: max over {block}×{block} tokens)").format(block=block),
+                                              _("(each cell: mean over {block}×{block} tokens)").format(block=block))
+    return figure
+
+
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     note = view_note(view) or None
+    if view.long and not view.options.rollout:
+        return {"grid": long_render(view, state, note)}
     attentions = view.kv.attentions
     layers, heads = attentions.shape[:2]
     kind = {"attention_kind": view.kind if view.result.is_encoder_decoder else None}  # the browser redraws a layer only for the kind it was drawn for

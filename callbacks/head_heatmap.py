@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 from dash import Output
 
 from ..components import ids
 from ..components.figures import GRID_MAX_CELLS, empty_figure, grid_geometry, heatmap_figure
 from ..components.i18n import _
+from ..components.pooled import block_for, long_heatmap_figure, pair_shapes
+from ..services.analyses.kinds import PAIR_FILTERS
+from ..services.result import pool
 from .boundary import ViewState
 from .common import matrix_title, numbers_csv, view_note
 from .head_grid import layer_sources
@@ -24,6 +28,8 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     if view.kv.causal:
         notes.append(_("causal: the upper triangle is empty because tokens cannot see later ones"))
     note = " · ".join(notes) or None
+    if view.long:
+        return {"heatmap": long_render(view, state, note)}
     attentions = view.kv.attentions
     heads, queries, keys = attentions.shape[1:]
     labels = {"query_labels": view.labels, "token_index": view.token_index}
@@ -34,14 +40,48 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
         grid = {"source": layer_sources(view)[state.layer], "meta": geometry, "head": state.head.number,
                 "key": view.key, "kind": view.kind if view.result.is_encoder_decoder else None,
                 "titles": [matrix_title(view.options, state.layer, h) for h in range(heads)]}
-        return {"heatmap": heatmap_figure(None, view.col_labels, grid["titles"][state.head.number], note=note,
-                                          grid=grid, **labels)}
+        figure = heatmap_figure(None, view.col_labels, grid["titles"][state.head.number], note=note, grid=grid,
+                                **labels)
+        figure["layout"]["shapes"] = pair_lines(view)
+        return {"heatmap": figure}
     matrix, _title = view.matrix(state.layer, state.head.number)
     title = matrix_title(view.options, state.layer, state.head.number)
     figure = heatmap_figure(matrix, view.col_labels, title, note=note, **labels)
+    figure["layout"]["shapes"] = pair_lines(view)
     if view.options.value_norm and state.head.number is not None and not (state.hide_special or state.merge):
         # the hover gives α_ij ‖f(x_j)‖ itself too: the shown share times its row's sum
         figure["layout"]["meta"]["row_scale"] = view.value_row_sums(state.layer)[state.head.number].tolist()
     return {"heatmap": figure}
 
-VIEW = ViewSpec(name="heatmap", tab=ids.TAB_HEATMAP, outputs=OUTPUTS, main="heatmap", graph=ids.HEAD_HEATMAP, depends=frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair"}), render=render, placeholder=placeholder, csv=numbers_csv("heatmap"))
+def pair_lines(view) -> list:
+    """For a sentence pair: the line where sentence A ends and, under a pair filter, the left-out rows
+    and columns drawn light grey (issue 18 item 6); none otherwise."""
+    if not view.square or not any(s == 1 for s in view.rows.segments):
+        return []
+    return pair_shapes(view.rows.segments, view.cols.segments, PAIR_FILTERS[view.pair] if view.pair else None)
+
+
+def long_render(view, state: ViewState, note: str | None) -> dict:
+    """A long text: the map pooled in blocks (``state.pool``: max or mean), or, after a box zoom, the part
+    on screen: exact when it fits ``HEATMAP_CELLS`` a side, else pooled again, finer."""
+    n_rows, n_cols = len(view.labels), len(view.col_labels)
+    zoom = state.zoom if state.zoom is not None and state.zoom.key == view.key else None
+    region = (0, n_rows, 0, n_cols) if zoom is None else (min(zoom.r0, n_rows - 1), min(zoom.r1, n_rows),
+                                                          min(zoom.c0, n_cols - 1), min(zoom.c1, n_cols))
+    block = block_for(max(region[1] - region[0], region[3] - region[2]))
+    values = view.picture(state.layer, state.head.number, block, state.pool, region)
+    if view.pair:  # blocks the pair filter leaves out wholly are blank (NaN: the hover says so), not zero
+        query_segment, key_segment = PAIR_FILTERS[view.pair]
+        rows = np.array([s == query_segment for s in view.rows.segments[region[0]:region[1]]], dtype=np.float32)
+        cols = np.array([s == key_segment for s in view.cols.segments[region[2]:region[3]]], dtype=np.float32)
+        kept = pool(rows[:, None] * cols[None, :], block, "max") > 0
+        values = np.where(kept, values, np.nan).astype(np.float32)
+    shapes = pair_lines(view)
+    figure = long_heatmap_figure(values, block, state.pool, region, view.labels, view.col_labels,
+                                 matrix_title(view.options, state.layer, state.head.number), note=note,
+                                 token_index=view.token_index, shapes=shapes, zoomed=zoom is not None)
+    figure["layout"]["meta"].update(key=view.key, attention_kind=view.kind if view.result.is_encoder_decoder else None)
+    return figure
+
+
+VIEW = ViewSpec(name="heatmap", tab=ids.TAB_HEATMAP, outputs=OUTPUTS, main="heatmap", graph=ids.HEAD_HEATMAP, depends=frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair", "zoom"}), render=render, placeholder=placeholder, csv=numbers_csv("heatmap"))

@@ -46,6 +46,7 @@ INPUTS = {
     "pair": Input(ids.PAIR_FILTER, "value"),
     "step": Input(ids.GEN_STEP, "value"),
     "compare_handle": Input(ids.COMPARE_HANDLE, "data"),
+    "zoom": Input(ids.ZOOM, "data"),
 }
 # Read with the controls, but changing them draws nothing.
 STATES = {"atlas_table_for": State(ids.ATLAS_TABLE_FOR, "data")}
@@ -110,13 +111,16 @@ def resolve(values: dict[str, Any], check_mode: bool = True) -> tuple[str, Any, 
     shape = attention_of(result, kind).attentions.shape
     state = ViewState.parse({**values, "kind": kind}, Dims(shape[0], shape[1], max(shape[-2:])), registry.TABS)
     options = ViewOptions(rollout=state.mode == "rollout", value_norm=state.mode == "value",
-                          hide_special=state.hide_special, merge_words=state.merge)
+                          hide_special=state.hide_special, merge_words=state.merge, drop_first=state.drop_first)
     view = View(result, options, key, kind=state.kind, pair=state.pair)
     if check_mode and view.value_norm_missing:
         raise Unavailable(_("Weighting by value norm is not available for this model: {reason}")
                           .format(reason=translate(view.value_norm_missing)))
     if check_mode and view.rollout_missing:
         raise Unavailable(translate(view.rollout_missing))
+    message, values = view.long_missing
+    if message and (check_mode or not view.options.rollout):
+        raise Unavailable(translate(message).format(**values))
     return key, result, state, view
 
 

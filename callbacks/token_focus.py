@@ -11,6 +11,7 @@ from ..components.analysis_figures import focus_figure
 from ..components.figures import empty_figure
 from ..components.i18n import _
 from ..services.analyses.matrices import top_k
+from ..services.analyses.views import dense_limit
 from .boundary import ViewState
 from .common import numbers_csv, view_note
 from .viewspec import ViewSpec
@@ -75,6 +76,12 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     if looked_at is not None:
         out["focus_tables"].append(_table(_("Who looks at “{token}” most, layer by layer").format(token=label),
                                           [top_k(col, state.focus_k) for col in looked_at], view.labels))
+    elif view.square:  # a long text: a column needs every row of every head of every layer
+        layers, heads, n, _keys = view.shape
+        out["focus_tables"].append(html.P(_("“Who looks at it” needs every row of every head in every layer: too "
+                                            "costly for {n} tokens. With this model it is shown up to {limit} "
+                                            "tokens.").format(n=f"{n:,}", limit=f"{dense_limit(layers, heads):,}"),
+                                          className="small text-muted mt-2"))
     else:
         out["focus_tables"].append(html.P(_("Cross-attention goes one way, from target tokens to source tokens: "
                                             "no token of the source looks at a target token, so there is no "

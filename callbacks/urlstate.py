@@ -14,6 +14,8 @@ view            ``grid``, ``heatmap``, ``arcs``, ``overview``, ``atlas``, ``focu
 mode            ``raw``, ``rollout`` or ``value`` (weighted by value norm)
 hide_special    ``0`` or ``1``
 merge           ``0`` or ``1``
+drop_first      ``0`` or ``1``: the first token left out, every row renormalised (attention sinks)
+pool            ``max`` (default) or ``mean``: how a long text's pooled pictures summarise a block
 token           the index of the token followed (Token focus, Inside a head)
 target          the target text given to an encoder-decoder model (none: the model writes one)
 continue        tokens a decoder-only model writes after the text (``0``: none)
@@ -40,7 +42,8 @@ from . import boundary, registry
 
 VIEWS = {spec.name: spec.tab for spec in registry.VIEWS}  # view=... -> tab id (registry: one declaration a view)
 MAX_SEARCH = 40_000  # characters of query string read at all (a text over ~1,500 is shared by id)
-NAMES = ("text", "pair", "id", "model", "layer", "head", "view", "mode", "hide_special", "merge", "token", "lang",
+NAMES = ("text", "pair", "id", "model", "layer", "head", "view", "mode", "hide_special", "merge", "drop_first", "pool",
+         "token", "lang",
          "target", "continue", "kind", "filter", "step", "compare", "compare_model")
 FILTERS = {"AA": "A→A", "AB": "A→B", "BA": "B→A", "BB": "B→B"}
 
@@ -92,8 +95,11 @@ def parse(search: object) -> UrlState:
     if first.get("mode") in boundary.MODES:
         controls["mode"] = first["mode"]
     hide, merge = _flag(first.get("hide_special")), _flag(first.get("merge"))
-    if hide is not None or merge is not None:
-        controls["switches"] = [name for name, on in (("hide", hide), ("merge", merge)) if on]
+    drop_first, pool = _flag(first.get("drop_first")), (first.get("pool") or "").strip().lower()
+    mean = {"mean": True, "max": False}.get(pool)
+    if hide is not None or merge is not None or drop_first is not None or mean is not None:
+        controls["switches"] = [name for name, on in (("hide", hide), ("merge", merge), ("first", drop_first),
+                                                      ("mean", mean)) if on]
     if "token" in first:
         controls["token"] = first["token"]
     if first.get("kind") in boundary.KINDS:

@@ -11,7 +11,8 @@ from .i18n import N_, _, translate
 OVERVIEW_CELLS = 32  # each layer x head map is max-pooled to at most this many cells a side
 
 
-def overview_figure(attentions: np.ndarray, *, selected: tuple[int, int] | None = None, note: str = "") -> dict:
+def overview_figure(attentions: np.ndarray, *, selected: tuple[int, int] | None = None, note: str = "",
+                    pooled: int | None = None, how: str = "max") -> dict:
     """Every layer x head map as tiles of ONE palette image: rows = layers, columns = heads.
 
     ``attentions`` is ``(layers, heads, n, n)`` in [0, 1] (float16 is pooled as stored). Each map is
@@ -21,7 +22,8 @@ def overview_figure(attentions: np.ndarray, *, selected: tuple[int, int] | None 
     plotly.js several times more a draw).
     """
     layers, heads = attentions.shape[:2]
-    pooled, block = max_pool(attentions, OVERVIEW_CELLS)
+    # ``pooled``: the maps come pooled already in blocks of that many tokens (a long text's, exact)
+    pooled, block = (attentions, pooled) if pooled is not None else max_pool(attentions, OVERVIEW_CELLS)
     cells_y, cells_x = pooled.shape[-2], pooled.shape[-1]
     cells = max(cells_x, cells_y)
     levels = images.to_levels(pooled.reshape((layers * heads,) + pooled.shape[-2:]))
@@ -50,7 +52,10 @@ def overview_figure(attentions: np.ndarray, *, selected: tuple[int, int] | None 
         "data": [{"type": "image", "source": images.png_data_uri(image), "x0": 0, "y0": 0, "dx": 1, "dy": 1,
                   "hoverinfo": "none", "name": "attention"}, colorbar_trace(), *numbers],
         "layout": _base_layout(
-            title={"text": _("All layers × heads") + note_span(_("(rows: layers · columns: heads)")) + note_span(note),
+            title={"text": _("All layers × heads") + note_span(_("(rows: layers · columns: heads)")) + note_span(note)
+                   + (note_span(_("each cell: mean over {block} × {block} tokens").format(block=block) if how == "mean"
+                                else _("each cell: max over {block} × {block} tokens").format(block=block))
+                      if block > 1 else ""),
                    "x": 0.01, "xanchor": "left"},
             height=height, margin={"l": 20, "r": 20, "t": 50, "b": 20}, hovermode="closest", dragmode=False,
             xaxis={**hidden, "range": [-0.5 - margin, width_cells - 0.5]},

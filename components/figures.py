@@ -191,11 +191,15 @@ def grid_geometry(count: int, seq: int, *, tiles: list[int] | None = None, tile:
             "width": columns * (cells_x + gap) - gap, "height": rows * (cells_y + band + gap) - gap}
 
 
-def grid_source(maps: np.ndarray) -> str:
+def grid_source(maps: np.ndarray, pooled: tuple[int, int, int] | None = None) -> str:
     """The tiled picture of a grid's ``(count, seq, seq)`` maps (float16 or float32, in [0, 1]), as the
-    PNG data URI ``head_grid_figure`` shows."""
-    meta = grid_geometry(maps.shape[0], maps.shape[-2], keys=maps.shape[-1])
-    pooled, _block = max_pool(maps)
+    PNG data URI ``head_grid_figure`` shows. ``pooled`` = (block, queries, keys): the maps are pooled
+    already (a long text's, exact, from ``View.pictures``)."""
+    if pooled is not None:
+        meta = grid_geometry(maps.shape[0], pooled[1], keys=pooled[2])
+    else:
+        meta = grid_geometry(maps.shape[0], maps.shape[-2], keys=maps.shape[-1])
+    pooled, _block = (maps, pooled[0]) if pooled is not None else max_pool(maps)
     image, _sx, _sy = images.tile(images.to_levels(pooled), meta["columns"], meta["gap"], meta["band"])
     return images.png_data_uri(image)
 
@@ -229,7 +233,7 @@ def _text_trace(xs: list, ys: list, texts: list, position: str, **extra) -> dict
 def head_grid_figure(maps: np.ndarray, labels: list[str], layer: int, *, selected: int | None = None,
                      tiles: list[int] | None = None, title: str | None = None, note: str | None = None,
                      tile: str = "head", source: str | None = None, extra_meta: dict | None = None,
-                     key_labels: list[str] | None = None) -> dict:
+                     key_labels: list[str] | None = None, pooled: tuple[int, int, int] | None = None) -> dict:
     """Every head of one layer (or, with ``tile="layer"``, one map per layer) as tiles of ONE image
     trace, four a row, one 0-1 colour scale.
 
@@ -245,10 +249,12 @@ def head_grid_figure(maps: np.ndarray, labels: list[str], layer: int, *, selecte
     the shape); ``extra_meta`` goes into ``layout.meta`` (e.g. every layer's picture, for the browser).
     """
     count, seq, keys = maps.shape[0], maps.shape[-2], maps.shape[-1]
+    if pooled is not None:  # (block, queries, keys): maps pooled already (a long text's, exact)
+        seq, keys = pooled[1], pooled[2]
     meta = {**grid_geometry(count, seq, tiles=tiles, tile=tile, keys=keys), "layer": layer, "tokens": labels,
             "key_tokens": key_labels if key_labels is not None else labels, **images.image_meta(), **(extra_meta or {})}
     block, sx, sy = meta["block"], meta["stride_x"], meta["stride_y"]
-    source = source if source is not None else grid_source(maps)
+    source = source if source is not None else grid_source(maps, pooled)
     selection = grid_selection(meta, selected)
     centres = [(i % meta["columns"]) * sx + (meta["cells_x"] - 1) / 2 for i in range(count)]
     tops = [(i // meta["columns"]) * sy + meta["band"] - 1 for i in range(count)]

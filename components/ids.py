@@ -89,6 +89,7 @@ GEN_STEP = "generation-step"
 GEN_STATUS = "generation-status"
 GEN_HEADS = "generation-heads"
 GEN_LAYERS = "generation-layers"
+ZOOM = "heatmap-zoom"  # a box zoom of a long text's heatmap: {key, x: [a, b], y: [a, b]} in units (29-zoom.js)
 
 # Exports (issue 11)
 EXPORT_MENU = "export-menu"

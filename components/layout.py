@@ -246,7 +246,9 @@ def controls_panel(page: dict) -> dbc.Card:
         ]),
         dbc.Checklist(id=ids.VIEW_SWITCHES, switch=True, value=[], className="mt-2", options=[
             {"label": _("Hide special tokens"), "value": "hide"},
-            {"label": _("Merge sub-words into words"), "value": "merge"}]),
+            {"label": _("Merge sub-words into words"), "value": "merge"},
+            {"label": _("Leave out the first token"), "value": "first"},
+            {"label": _("Pooled cells: mean (else max)"), "value": "mean"}]),
         html.Div(id=ids.PAIR_WRAP, style={"display": "none"}, className="mt-3", children=[
             dbc.Label(_("Sentence pair"), html_for=ids.PAIR_FILTER, className="fw-semibold"),
             dbc.RadioItems(id=ids.PAIR_FILTER, value="all", inline=True, options=pair_options()),
@@ -485,6 +487,11 @@ def browser_words() -> dict:
         "overview_cell": _("layer {layer} · head {head} (click to open)"),
         "pooled_cell": _("{tile} · tokens {query} → {key}: max {weight}"),
         "value_share": _("{share} of the row (α·‖f(x)‖ = {product})"),
+        "block_max": _("tokens {query} → {key}: max {weight}"),
+        "block_mean": _("tokens {query} → {key}: mean {weight}"),
+        "tile_block_max": _("{tile} · tokens {query} → {key}: max {weight}"),
+        "tile_block_mean": _("{tile} · tokens {query} → {key}: mean {weight}"),
+        "left_out": _("left out by the pair filter"),
         "nothing_to_export": _("Nothing to export yet."),
         "page_title": _("Attention Explorer"),
     }
@@ -506,6 +513,7 @@ def create_layout(settings, page: dict | None = None, views: str = "{}") -> html
         dcc.Store(id=ids.COMPARE_SHARE, storage_type="memory"),
         dcc.Store(id=ids.HANDLE, storage_type="memory", data=page.get("handle")),
         dcc.Store(id=ids.ARC_FOCUS, storage_type="memory"),
+        dcc.Store(id=ids.ZOOM, storage_type="memory"),
         dcc.Store(id=ids.TOKEN, storage_type="memory"),
         dcc.Store(id=ids.VIEW_REQUEST, storage_type="memory"),
         dcc.Store(id=ids.ATLAS_TABLE_FOR, storage_type="memory"),

@@ -45,6 +45,31 @@ KIND_HELP = {
 }
 
 
+class OnDemandMaps:
+    """A long recorded result's maps, standing in for the ``(layers, heads, n, n)`` array it cannot hold
+    (``AttentionResult.dense`` is False): its ``shape`` and one layer (``maps[l]``) or one head
+    (``maps[l, h]``) computed exactly when asked. Anything wider (every layer at once, a column through
+    every layer) raises ``AttentionTooLarge``: views ask ``View`` for rows, tiles and pooled pictures."""
+
+    def __init__(self, result: AttentionResult) -> None:
+        self.result = result
+        self.shape = (result.num_layers, result.num_heads, result.seq_len, result.seq_len)
+        self.ndim = 4
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self.result.layer(int(index))
+        if isinstance(index, tuple) and len(index) == 2 and all(isinstance(i, (int, np.integer)) for i in index):
+            return self.result.head(int(index[0]), int(index[1]))
+        return self.result.attentions  # raises AttentionTooLarge, naming what to ask instead
+
+
+def maps_of(result: AttentionResult):
+    """The result's own (encoder or decoder-only) maps: the array when it holds them, else ``OnDemandMaps``."""
+    return result.attentions if result.dense else OnDemandMaps(result)
+
+
 class KindView(NamedTuple):
     """One kind of attention of a result, with the tokens on each side."""
 
@@ -88,9 +113,9 @@ def attention_of(result: AttentionResult, kind: str | None = None) -> KindView:
     kind = _check_kind(result, kind)
     source = (list(result.tokens), np.asarray(result.special_mask, dtype=bool))
     if not result.is_encoder_decoder:
-        return KindView(result.attentions, source[0], source[0], source[1], source[1], bool(result.is_causal))
+        return KindView(maps_of(result), source[0], source[0], source[1], source[1], bool(result.is_causal))
     if kind == "encoder":
-        return KindView(result.attentions, source[0], source[0], source[1], source[1], bool(result.is_causal))
+        return KindView(maps_of(result), source[0], source[0], source[1], source[1], bool(result.is_causal))
     target = (list(result.target_tokens or []), np.asarray(result.target_special_mask, dtype=bool))
     if kind == "decoder":
         return KindView(result.decoder_attentions, target[0], target[0], target[1], target[1], True)

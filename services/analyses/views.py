@@ -19,9 +19,10 @@ from functools import cached_property
 
 import numpy as np
 
-from ..result import AttentionResult, as_float32
+from ..errors import N_
+from ..result import DENSE_CELLS, AttentionResult, as_float32, pool
 from ..store.memory import memory
-from .kinds import PAIR_FILTERS, analysis_defined, attention_of, default_kind, pair_filters_available, value_norms_for
+from .kinds import PAIR_FILTERS, OnDemandMaps, analysis_defined, attention_of, default_kind, pair_filters_available, value_norms_for
 from .matrices import (
     hide_rectangular,
     hide_special,
@@ -39,6 +40,7 @@ class ViewOptions:
     hide_special: bool = False
     merge_words: bool = False
     value_norm: bool = False  # weighted by value norm: α_ij ‖f(x_j)‖, rows renormalised (not with rollout)
+    drop_first: bool = False  # the first token (an attention sink in most LLMs) left out, rows renormalised
 
     def __post_init__(self) -> None:
         if self.rollout and self.value_norm:
@@ -56,7 +58,32 @@ class ViewOptions:
             parts.append("sub-words merged")
         if self.hide_special:
             parts.append("special tokens hidden, rows renormalised")
+        if self.drop_first:
+            parts.append("first token left out, rows renormalised")
         return " · ".join(parts)
+
+
+# Long texts (results that do not hold every map: ``AttentionResult.dense`` is False) are read in chunks
+# of query rows, each row exact (the softmax over the whole row), never more than ``ROW_BUDGET`` floats.
+ROW_BUDGET = 1 << 22
+LONG_ROLLOUT = N_("Rollout multiplies every layer's whole {n} × {n} map through the layers: too costly for a "
+                  "text this long. With this model it works up to {limit} tokens; use Raw or a shorter text.")
+LONG_MERGE = N_("Merging sub-words into words needs every layer's whole map: with this model it works up to "
+                "{limit} tokens. The view shows tokens.")
+
+
+def dense_limit(layers: int, heads: int) -> int:
+    """The longest text whose every map a result of ``layers`` x ``heads`` holds at once (``DENSE_CELLS``)."""
+    return int((DENSE_CELLS // max(1, layers * heads)) ** 0.5)
+
+
+def drop_first_token(att: np.ndarray) -> np.ndarray:
+    """``(..., queries, keys)`` float32 with the first key left out (set to 0) and each row renormalised to
+    sum to 1 (a row that saw only the first token stays 0)."""
+    att = np.array(att, dtype=np.float32)
+    att[..., 0] = 0.0
+    mass = att.sum(axis=-1, keepdims=True)
+    return np.where(mass > 0, att / np.where(mass > 0, mass, 1.0), 0.0).astype(np.float32)
 
 
 class _Axis:
@@ -119,14 +146,38 @@ class View:
     def is_raw(self) -> bool:
         """True when the view shows the stored attention as it is (no switch on, no filter)."""
         o = self.options
-        return not (o.rollout or o.value_norm or o.hide_special or o.merge_words or self.pair)
+        return not (o.rollout or o.value_norm or o.hide_special or o.merge_words or o.drop_first or self.pair)
+
+    @property
+    def long(self) -> bool:
+        """Whether the maps are computed when asked (a long recorded text): then the views read rows,
+        tiles and pooled pictures (``picture``), never the whole array."""
+        return isinstance(self.kv.attentions, OnDemandMaps)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(layers, heads, queries, keys)`` of this kind's raw attention."""
+        return tuple(int(n) for n in self.kv.attentions.shape)
+
+    @property
+    def long_missing(self) -> tuple[str, dict]:
+        """Why the switches cannot be shown for this long text (a message id and its values), or ("", {})."""
+        if not self.long:
+            return "", {}
+        layers, heads, n, _k = self.shape
+        limit = dense_limit(layers, heads)
+        if self.options.rollout:
+            return LONG_ROLLOUT, {"n": f"{n:,}", "limit": f"{limit:,}"}
+        if self.options.merge_words:
+            return LONG_MERGE, {"limit": f"{limit:,}"}
+        return "", {}
 
     def without_rollout(self) -> "View":
         """The same result and switches in Raw mode (views of single heads: rollout has none)."""
         if not self.options.rollout:
             return self
-        return View(self.result, ViewOptions(False, self.options.hide_special, self.options.merge_words), self.key,
-                    self.kind, self.pair)
+        return View(self.result, ViewOptions(False, self.options.hide_special, self.options.merge_words,
+                                             drop_first=self.options.drop_first), self.key, self.kind, self.pair)
 
     @cached_property
     def _norms(self) -> tuple[np.ndarray | None, str]:
@@ -150,14 +201,16 @@ class View:
     def _weights(self, att: np.ndarray, layers) -> np.ndarray:
         """``att`` (raw, float16 or float32, for ``layers``: an index or a slice) as the mode shows it:
         as it is, or weighted by value norm with rows renormalised."""
-        if not self.options.value_norm:
-            return as_float32(att)
-        return weighted_by_value_norm(att, self._norms[0][layers])[1]
+        att = as_float32(att) if not self.options.value_norm else weighted_by_value_norm(att, self._norms[0][layers])[1]
+        return drop_first_token(att) if self.options.drop_first else att
 
     def value_row_sums(self, layer: int) -> np.ndarray:
         """``(heads, queries)``: sum over keys of ``α_ij ‖f(x_j)‖`` for each query of each head of a layer,
         so an unnormalised weight is the shown (renormalised) one times its row's sum (for the hover)."""
         norms = self._norms[0][layer]
+        if self.options.drop_first:
+            norms = np.array(norms, dtype=np.float32)
+            norms[:, 0] = 0.0
         return np.einsum("hqk,hk->hq", as_float32(self.kv.attentions[layer]), norms)
 
     # --- the two sides --------------------------------------------------------------------------
@@ -255,9 +308,97 @@ class View:
         if self.options.rollout:
             rolled = self.rollout_layers()
             return rolled[:, unit, :], rolled[:, :, unit]
+        if self.long:  # a column needs every row of every head: the rows only (the view says so)
+            return self.long_focus(unit), None
         if self.is_raw:  # slice first: no float32 copy of the whole model
             att = self.kv.attentions
             looks = as_float32(att[:, :, unit, :]).mean(axis=1)
             return looks, (as_float32(att[:, :, :, unit]).mean(axis=1) if self.square else None)
         att = self.all_layers()
         return att[:, :, unit, :].mean(axis=1), (att[:, :, :, unit].mean(axis=1) if self.square else None)
+
+    # --- long texts: exact rows, tiles and pooled pictures, in chunks of rows -----------------------
+    def _raw_rows(self, layer: int, head: int, tokens: np.ndarray) -> np.ndarray:
+        """Rows ``tokens`` of one head, over every key, float32, exact (the whole row's softmax)."""
+        att = self.kv.attentions
+        if isinstance(att, OnDemandMaps):
+            return self.result.rows(layer, head, tokens)
+        return as_float32(att[layer, head][tokens])
+
+    def shown_rows(self, layer: int, head: int | None, units) -> np.ndarray:
+        """The rows at positions ``units`` of the matrix this view shows (one head, or the mean of the heads
+        for ``head=None``), every column shown: ``(len(units), len(col_labels))`` float32, each exact, with
+        the switches applied as ``matrix`` applies them (value norm and the first token left out head by
+        head, then the mean, then special tokens hidden and the pair filter). For any length: it reads
+        only these rows (rollout and merged sub-words need whole maps: ``matrix``)."""
+        units = np.asarray(units, dtype=np.int64).reshape(-1)
+        if self.options.rollout or self.rows.groups is not None or self.cols.groups is not None:
+            return self.matrix(layer, head)[0][units]
+        tokens = self.rows.kept[units]
+        heads = range(self.shape[1]) if head is None else [int(head)]
+        total = None
+        for h in heads:
+            w = self._raw_rows(layer, h, tokens)
+            if self.options.value_norm:
+                w = w * self._norms[0][layer, h][None, :]
+                mass = w.sum(axis=-1, keepdims=True)
+                w = np.where(mass > 0, w / np.where(mass > 0, mass, 1.0), 0.0)
+            if self.options.drop_first:
+                w = drop_first_token(w)
+            total = w if total is None else total + w
+        w = (total / len(heads)).astype(np.float32)
+        rows, cols = self.rows, self.cols
+        if rows.hidden or cols.hidden:
+            w = w[:, cols.kept]
+            mass = w.sum(axis=-1, keepdims=True)
+            if self.square:  # as hide_special: a row with no mass left spreads over the kept keys it can see
+                seen = (cols.kept[None, :] <= tokens[:, None]) if self.kv.causal else np.ones_like(w, dtype=bool)
+                even = seen / np.maximum(seen.sum(axis=-1, keepdims=True), 1)
+            else:
+                even = np.full_like(w, 1.0 / max(len(cols.kept), 1))
+            w = np.where(mass > 0, w / np.where(mass > 0, mass, 1.0), even).astype(np.float32)
+        if self.pair:
+            query_segment, key_segment = PAIR_FILTERS[self.pair]
+            keep_rows = np.array([rows.segments[u] == query_segment for u in units], dtype=bool)
+            keep_cols = np.array([s == key_segment for s in cols.segments], dtype=bool)
+            w = np.where(keep_rows[:, None] & keep_cols[None, :], w, 0.0).astype(np.float32)
+        return w
+
+    def picture(self, layer: int, head: int | None, block: int, how: str = "max",
+                region: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """The matrix shown (``shown_rows``), or its part ``region`` = (first row, end row, first column, end
+        column) in units shown, pooled in ``block`` x ``block`` cells: each cell the largest (``how="max"``)
+        or the mean weight of its block (edge blocks smaller), exact; ``block=1`` is the exact tile.
+        Read in chunks of rows: memory O(chunk x columns) whatever the length. Remembered per analysis."""
+        n_rows, n_cols = len(self.rows.kept), len(self.cols.kept)
+        r0, r1, c0, c1 = region if region is not None else (0, n_rows, 0, n_cols)
+        r0, c0 = max(0, int(r0)), max(0, int(c0))
+        r1, c1 = max(r0 + 1, min(n_rows, int(r1))), max(c0 + 1, min(n_cols, int(c1)))
+        b = max(1, int(block))
+        o = self.options
+        memo = (self.key, "picture", self.kind, self.pair, o.value_norm, o.hide_special, o.drop_first, layer, head,
+                b, how, (r0, r1, c0, c1))
+
+        def compute() -> np.ndarray:
+            if (self.long and self.is_raw and head is not None and (r0, r1, c0, c1) == (0, n_rows, 0, n_cols)):
+                return self.result.pooled(layer, head, b, how)  # the fast path: only the keys each row sees
+            step = max(b, (ROW_BUDGET // max(1, n_cols)) // b * b)
+            parts = [pool(self.shown_rows(layer, head, np.arange(s, min(r1, s + step)))[:, c0:c1], b, how)
+                     for s in range(r0, r1, step)]
+            return np.concatenate(parts, axis=0)
+
+        if self.key is None:
+            return compute()
+        return memory().derived.get_or_compute(memo, compute)
+
+    def pictures(self, layer: int, block: int, how: str = "max") -> np.ndarray:
+        """Every head of a layer pooled (``picture`` of each): ``(heads, rows, cols)`` float32."""
+        if self.long and self.is_raw:
+            memo = (self.key, "layer-picture", self.kind, layer, block, how)
+            compute = lambda: self.result.pooled(layer, None, block, how)  # noqa: E731
+            return compute() if self.key is None else memory().derived.get_or_compute(memo, compute)
+        return np.stack([self.picture(layer, h, block, how) for h in range(self.shape[1])])
+
+    def long_focus(self, unit: int) -> np.ndarray:
+        """``(layers, columns)``: where the row unit ``unit`` looks in each layer, heads averaged, exact."""
+        return np.stack([self.shown_rows(layer, None, [unit])[0] for layer in range(self.shape[0])])
