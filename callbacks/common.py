@@ -66,6 +66,8 @@ def note_of(options) -> str:
         parts.append(_("sub-words merged"))
     if options.hide_special:
         parts.append(_("special tokens hidden, rows renormalised"))
+    if getattr(options, "drop_first", False):
+        parts.append(_("first token left out, rows renormalised"))
     return " · ".join(parts)
 
 

@@ -69,7 +69,7 @@ ROW_BUDGET = 1 << 22
 LONG_ROLLOUT = N_("Rollout multiplies every layer's whole {n} × {n} map through the layers: too costly for a "
                   "text this long. With this model it works up to {limit} tokens; use Raw or a shorter text.")
 LONG_MERGE = N_("Merging sub-words into words needs every layer's whole map: with this model it works up to "
-                "{limit} tokens. The view shows tokens.")
+                "{limit} tokens. Turn it off to see this text token by token.")
 
 
 def dense_limit(layers: int, heads: int) -> int:

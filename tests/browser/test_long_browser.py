@@ -1,0 +1,107 @@
+"""Issue 18 item 1 in headless Chromium: a 4,096-token text on a tiny random GQA Llama. The heatmap shows the
+map pooled in blocks; a box zoom (a mouse drag, as a person does) fetches the exact tile with the tokens as
+labels; the hover reports exact weights at both levels, checked against the map computed by hand."""
+
+from __future__ import annotations
+
+import os
+import time
+from urllib.parse import urlencode
+
+import numpy as np
+import pytest
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+from attention_explorer.services.config import Settings
+from tests import tiny_models as tm
+from tests.browser.test_browser import graph, point_at, screen_point, wait_until
+from tests.callbacks.test_long_views import by_hand
+
+pytestmark = pytest.mark.browser
+SHOTS = os.environ.get("AE_LONG_SCREENSHOTS")  # a folder: save the two screenshots the README shows
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory) -> str:
+    # the folder's name is what the page calls the model: the screenshots say the weights are random
+    return str(tm.build("llama", tmp_path_factory.mktemp("long-llama-browser") / "tiny-GQA-Llama-random-weights"))
+
+
+@pytest.fixture
+def long_page(dash_duo, llama, tiny_models):
+    from attention_explorer.app import create_app
+
+    app = create_app(Settings(models=(llama, tiny_models["gpt2"]), cache_type="simple"))
+    dash_duo.start_server(app)
+    text = tm.long_text(3400)
+    lang = os.environ.get("AE_LONG_LANG", "en")
+    query = urlencode({"text": text, "model": llama, "view": "heatmap", "layer": 1, "head": 3, "lang": lang})
+    dash_duo.driver.set_window_size(1366, 1000)
+    dash_duo.driver.get(dash_duo.server_url + "/?" + query)
+    wait_until(lambda: (graph(dash_duo, "head-heatmap", "gd.layout.meta.exact") or {}).get("block") == 16,
+               timeout=240, message="the pooled heatmap of 4,096 tokens")
+    return dash_duo, text, llama
+
+
+def tooltip(duo) -> str:
+    return wait_until(lambda: duo.find_element("#head-heatmap-tooltip").text, message="the heatmap's tooltip")
+
+
+def drag(duo, graph_id: str, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """A box zoom as a person makes it: press, move, release (data coordinates)."""
+    duo.driver.execute_script(f"document.getElementById('{graph_id}').scrollIntoView({{block: 'center'}})")
+    time.sleep(0.3)
+    (x0, y0), (x1, y1) = screen_point(duo, graph_id, *start), screen_point(duo, graph_id, *end)
+    actions = ActionBuilder(duo.driver)
+    actions.pointer_action.move_to_location(x0, y0).pointer_down()
+    for i in range(1, 6):
+        actions.pointer_action.move_to_location(x0 + (x1 - x0) * i // 5, y0 + (y1 - y0) * i // 5)
+    actions.pointer_action.pointer_up()
+    actions.perform()
+
+
+def test_box_zoom_fetches_the_exact_tile_and_hover_is_exact(long_page):
+    duo, text, llama = long_page
+    from attention_explorer.services import extract_attention
+
+    result = extract_attention(text, model_id=llama)
+    assert not result.dense and result.seq_len == 4096
+    head = by_hand(result, 1, 3)
+    title = graph(duo, "head-heatmap", "gd.layout.title.text")
+    assert "each cell: max over 16 × 16 tokens" in title
+    if SHOTS:
+        duo.driver.save_screenshot(os.path.join(SHOTS, "long-pooled-heatmap.png"))
+    # the pooled level: the block's exact max and its token range
+    point_at(duo, "head-heatmap", 3000, 2000)  # rows 2992-3007, columns 1984-1999
+    shown = tooltip(duo)
+    assert shown.startswith("tokens #2992–3007") and "→ #2000–2015" in shown
+    assert float(shown.rsplit("max ", 1)[1]) == pytest.approx(head[2992:3008, 2000:2016].max(), rel=1e-3, abs=1e-6)
+    # a box zoom: the exact tile, one cell a token, with the tokens as labels
+    drag(duo, "head-heatmap", (2980.0, 2980.0), (3020.0, 3020.0))
+    wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.meta.exact.block") == 1, timeout=60,
+               message="the exact tile after the zoom")
+    exact = graph(duo, "head-heatmap", "gd.layout.meta.exact")
+    r0, c0 = exact["r0"], exact["c0"]
+    assert 2975 <= r0 <= 2985 and 2975 <= c0 <= 2985 and exact["rows"] <= 50
+    ticks = graph(duo, "head-heatmap", "gd.layout.xaxis.ticktext")
+    keys = graph(duo, "head-heatmap", "gd.layout.meta.keys")
+    assert ticks[:3] == keys[c0:c0 + 3] and len(ticks) == exact["cols"]
+    assert "exact tile" in graph(duo, "head-heatmap", "gd.layout.title.text")
+    if SHOTS:
+        duo.driver.save_screenshot(os.path.join(SHOTS, "long-exact-tile.png"))
+    query, key = r0 + 20, c0 + 5
+    point_at(duo, "head-heatmap", key, query)
+    shown = wait_until(lambda: (lambda t: t if not t.startswith("tokens") else "")(tooltip(duo)), message="tile hover")
+    queries = graph(duo, "head-heatmap", "gd.layout.meta.queries")
+    assert shown.startswith(f"{queries[query]} → {keys[key]}: ")
+    assert float(shown.rsplit(": ", 1)[1]) == pytest.approx(head[query, key], rel=1e-3, abs=1e-7)
+    # a double click: the pooled picture again
+    x, y = screen_point(duo, "head-heatmap", 3000, 3000)
+    actions = ActionBuilder(duo.driver)
+    actions.pointer_action.move_to_location(x, y).click().click()
+    actions.perform()
+    wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.meta.exact.block") == 16, timeout=60,
+               message="the pooled picture after a double click")
+    severe = [e for e in duo.get_logs() or [] if e.get("level") == "SEVERE"]
+    assert severe == []
+    np.testing.assert_equal(result.seq_len, 4096)
