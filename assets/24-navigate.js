@@ -45,6 +45,9 @@
             const p = AE.firstPoint(clickData);
             const meta = figure && figure.layout && figure.layout.meta;
             if (!p || p.curveNumber !== 0 || !meta || !meta.token_index) { return [NO(), NO()]; }
+            /* a long text's heatmap is zoomed by a box and reset by a double click, whose first click
+               would leave the tab: there the picker of Inside a head picks the query (29-zoom.js) */
+            if (meta.long) { return [NO(), NO()]; }
             const token = meta.token_index[Math.round(p.y)];
             return token === undefined ? [NO(), NO()] : [token, "tab-inside"];
         },

@@ -77,7 +77,13 @@
         zoomOf: function (relayout, figure, current) {
             const meta = figure && figure.layout && figure.layout.meta;
             if (!relayout || !meta || !meta.long) { return AE.NO(); }
-            if (relayout["xaxis.autorange"] || relayout["yaxis.autorange"]) { return current ? null : AE.NO(); }
+            /* a double click: Plotly autoranges, then often sends {autosize: true} last (the only event Dash keeps):
+               the graph's own layout says which */
+            const gd = AE.graphDiv("head-heatmap");
+            const autorange = relayout["xaxis.autorange"] || relayout["yaxis.autorange"] ||
+                (gd && gd.layout && gd.layout.xaxis && gd.layout.xaxis.autorange === true);
+            /* not null: a store set to null is not seen as a change by the gate */
+            if (autorange) { return current && current.x ? {key: meta.key} : AE.NO(); }
             const x0 = relayout["xaxis.range[0]"], x1 = relayout["xaxis.range[1]"];
             const y0 = relayout["yaxis.range[0]"], y1 = relayout["yaxis.range[1]"];
             const layout = figure.layout;

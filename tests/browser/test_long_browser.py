@@ -14,7 +14,7 @@ from selenium.webdriver.common.actions.action_builder import ActionBuilder
 
 from attention_explorer.services.config import Settings
 from tests import tiny_models as tm
-from tests.browser.test_browser import graph, point_at, screen_point, wait_until
+from tests.browser.test_browser import graph, grid_cell, open_tab, point_at, screen_point, wait_until
 from tests.callbacks.test_long_views import by_hand
 
 pytestmark = pytest.mark.browser
@@ -72,14 +72,20 @@ def test_box_zoom_fetches_the_exact_tile_and_hover_is_exact(long_page):
     if SHOTS:
         duo.driver.save_screenshot(os.path.join(SHOTS, "long-pooled-heatmap.png"))
     # the pooled level: the block's exact max and its token range
-    point_at(duo, "head-heatmap", 3000, 2000)  # rows 2992-3007, columns 1984-1999
+    point_at(duo, "head-heatmap", 2007.5, 2999.5)  # the centre of the block of rows 2992-3007, columns 2000-2015
     shown = tooltip(duo)
     assert shown.startswith("tokens #2992–3007") and "→ #2000–2015" in shown
     assert float(shown.rsplit("max ", 1)[1]) == pytest.approx(head[2992:3008, 2000:2016].max(), rel=1e-3, abs=1e-6)
-    # a box zoom: the exact tile, one cell a token, with the tokens as labels
-    drag(duo, "head-heatmap", (2980.0, 2980.0), (3020.0, 3020.0))
+    # a box zoom (Plotly needs 20 px a side: ~140 tokens here): the exact tile, one cell a token
+    drag(duo, "head-heatmap", (2860.0, 2860.0), (3100.0, 3100.0))
     wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.meta.exact.block") == 1, timeout=60,
                message="the exact tile after the zoom")
+    wide = graph(duo, "head-heatmap", "gd.layout.meta.exact")
+    assert 120 < wide["rows"] <= 256 and abs(wide["r0"] - 2860) < 20
+    # a second zoom inside it: few enough tokens to name them
+    drag(duo, "head-heatmap", (2980.0, 2980.0), (3020.0, 3020.0))
+    wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.meta.exact.rows") <= 50, timeout=60,
+               message="the labelled exact tile after the second zoom")
     exact = graph(duo, "head-heatmap", "gd.layout.meta.exact")
     r0, c0 = exact["r0"], exact["c0"]
     assert 2975 <= r0 <= 2985 and 2975 <= c0 <= 2985 and exact["rows"] <= 50
@@ -98,10 +104,22 @@ def test_box_zoom_fetches_the_exact_tile_and_hover_is_exact(long_page):
     # a double click: the pooled picture again
     x, y = screen_point(duo, "head-heatmap", 3000, 3000)
     actions = ActionBuilder(duo.driver)
-    actions.pointer_action.move_to_location(x, y).click().click()
+    actions.pointer_action.move_to_location(x, y).double_click()
     actions.perform()
     wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.meta.exact.block") == 16, timeout=60,
                message="the pooled picture after a double click")
+    # the head grid: every head pooled in 32 x 32 blocks; its hover gives the block's exact max
+    open_tab(duo, "Head grid")
+    wait_until(lambda: graph(duo, "head-grid", "gd.layout.meta.values && gd.layout.meta.layer") == 1, timeout=120,
+               message="the pooled grid of layer 1")
+    assert graph(duo, "head-grid", "gd.layout.meta.block") == 32
+    if SHOTS:
+        duo.driver.save_screenshot(os.path.join(SHOTS, "long-pooled-grid.png"))
+    point_at(duo, "head-grid", *grid_cell(duo, tile=2, query=100, key=40))
+    shown = wait_until(lambda: duo.find_element("#head-grid-tooltip").text, message="the grid's tooltip")
+    assert shown.startswith("head 2 · tokens #3200–3231") and "→ #1280–1311" in shown
+    assert float(shown.rsplit("max ", 1)[1]) == pytest.approx(by_hand(result, 1, 2)[3200:3232, 1280:1312].max(),
+                                                               rel=1e-3, abs=1e-6)
     severe = [e for e in duo.get_logs() or [] if e.get("level") == "SEVERE"]
     assert severe == []
     np.testing.assert_equal(result.seq_len, 4096)
