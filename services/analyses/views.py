@@ -219,7 +219,9 @@ class View:
         tokens, special = (kv.query_tokens, kv.query_special) if side == "rows" else (kv.key_tokens, kv.key_special)
         on_source = self.kind == "encoder" or (side == "cols" and self.kind == "cross")
         words = (r.word_ids, r.segment_ids) if on_source else (None, None)
-        return _Axis(tokens, special, words[0], words[1], o.merge_words, o.hide_special)
+        # a decoder-only model's sentence pair: its sentences are the result's own (the pair filters need them)
+        segments = r.segment_ids if not r.is_encoder_decoder else words[1]
+        return _Axis(tokens, special, words[0], segments, o.merge_words, o.hide_special)
 
     @cached_property
     def rows(self) -> _Axis:

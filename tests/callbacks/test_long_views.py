@@ -198,3 +198,77 @@ def test_zoom_is_parsed_and_bounded_at_the_boundary():
         assert Zoom.parse(junk, 100) is None
     state = ViewState.parse({"switches": ["first", "mean", "bogus"]}, router.Dims(2, 4, 100), registry.TABS)
     assert state.drop_first and state.pool == "mean" and state.switches == ["first", "mean"]
+
+
+def test_a_sentence_pair_marks_where_a_ends_and_draws_what_a_filter_leaves_out_grey(settings, tiny_models):
+    """Issue 18 item 6 (first half): a dotted line where sentence A ends, across the rows and the columns;
+    under a filter, the rows and columns it leaves out covered light grey (not drawn as zero)."""
+    from attention_explorer.components.pooled import BLANK
+
+    out = run_analyze("the cat sat on the mat", tiny_models["bert"], pair="it was tired")
+    key, result = _result(out["handle"])
+    segments = list(result.segment_ids)
+    first_b = segments.index(1)
+    plain = view(out["handle"], ids.TAB_HEATMAP, layer=1, head="2")["heatmap"]["layout"]["shapes"]
+    lines = [s for s in plain if s["type"] == "line"]
+    assert sorted((s["x0"], s["x1"], s["y0"], s["y1"]) for s in lines) == sorted(
+        [(-0.5, len(segments) - 0.5, first_b - 0.5, first_b - 0.5), (first_b - 0.5, first_b - 0.5, -0.5, len(segments) - 0.5)])
+    assert not [s for s in plain if s["type"] == "rect"]
+    shapes = view(out["handle"], ids.TAB_HEATMAP, layer=1, head="2", pair="A→B")["heatmap"]["layout"]["shapes"]
+    grey = [s for s in shapes if s["type"] == "rect" and s["fillcolor"] == BLANK]
+    # every cell outside the block of A's rows and B's columns is under a grey rectangle, and none inside it
+    n = len(segments)
+    covered = np.zeros((n, n), bool)
+    for s in grey:
+        rows = slice(int(s["y0"] + 0.5), int(s["y1"] + 0.5))
+        cols = slice(int(s["x0"] + 0.5), int(s["x1"] + 0.5))
+        covered[rows, cols] = True
+    inside = np.array([[segments[i] == 0 and segments[j] == 1 for j in range(n)] for i in range(n)])
+    assert np.array_equal(covered, ~inside)
+
+
+def test_a_long_pair_blanks_what_the_filter_leaves_out(settings, llama):
+    """A long sentence pair: blocks the filter leaves out wholly are NaN in the exact values (the hover says
+    "left out"), the others exact."""
+    config.configure(models=settings.models + (llama,))
+    words = tm.long_text(3400).split()
+    out = run_analyze(" ".join(words[:1500]), llama, pair=" ".join(words[1500:]))
+    key, result = _result(out["handle"])
+    assert not result.dense
+    segments = np.array([s if s is not None else -1 for s in result.segment_ids])
+    first_b = int(np.flatnonzero(segments == 1)[0])
+    fig = view(out["handle"], ids.TAB_HEATMAP, layer=0, head="1", pair="B→A")["heatmap"]
+    exact = fig["layout"]["meta"]["exact"]
+    values = decode(exact["values"]).reshape(exact["rows"], exact["cols"])
+    b = exact["block"]
+    row_block = first_b // b + 1  # a block of rows wholly in sentence B
+    assert (values[: first_b // b] == -1).all()  # rows of sentence A: left out (NaN sent as -1)
+    w = by_hand(result, 0, 1)
+    keep = (segments[:, None] == 1) & (segments[None, :] == 0)
+    expected = np.where(keep, w, 0)[row_block * b:(row_block + 1) * b, 0:b].max()
+    assert values[row_block, 0] == pytest.approx(expected, abs=1e-6)
+    assert any(s["type"] == "line" for s in fig["layout"]["shapes"])
+
+
+def test_the_url_carries_drop_first_and_pool():
+    from attention_explorer.callbacks import urlstate
+
+    state = urlstate.parse("?text=hi&drop_first=1&pool=mean&hide_special=0")
+    assert state.controls["switches"] == ["first", "mean"]
+    assert urlstate.parse("?text=hi&drop_first=0&pool=max").controls["switches"] == []
+    assert "switches" not in urlstate.parse("?text=hi&pool=median").controls
+
+
+def test_a_decoder_only_models_pair_filter_keeps_its_block(settings, tiny_models):
+    """A GPT-2 sentence pair: B→A keeps sentence B's rows on sentence A's keys (the views read the
+    result's own sentences; they used to see one sentence and draw every filter but A→A empty)."""
+    from tests.components.test_figures import heatmap_levels
+
+    out = run_analyze("the cat sat on the mat", tiny_models["gpt2"], pair="it was tired")
+    key, result = _result(out["handle"])
+    segments = np.array([s if s is not None else -1 for s in result.segment_ids])
+    att = result.attentions[1, 2].astype(np.float32)
+    expected = np.where((segments[:, None] == 1) & (segments[None, :] == 0), att, 0.0)
+    assert expected.max() > 0.05
+    levels = heatmap_levels(view(out["handle"], ids.TAB_HEATMAP, pair="B→A", layer=1, head="2")["heatmap"])
+    assert np.abs(levels / 254 - expected).max() <= 0.5 / 254 + 2e-3
