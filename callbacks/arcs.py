@@ -1,16 +1,21 @@
-"""Arc view: tokens in reading order, arcs to what each attends to. Hovering a token keeps only its arcs
-(in the browser, no request); clicking it keeps them (here) and follows it in Token focus."""
+"""Arc view: tokens in reading order, arcs (WebGL) to what each attends to. Hovering a token keeps only
+its arcs (in the browser, no request); clicking it keeps them (here) and follows it in Token focus; the
+head chips hide a head (click) or show it alone (double click), in the browser. Only the rows of the
+window drawn are read (``services.analyses.arcs.window_rows``): a 4,096-token text is never held whole."""
 
 from __future__ import annotations
 
+import numpy as np
 from dash import Output, html
 
 from ..components import ids
-from ..components.figures import ARC_WINDOW, HEAD_COLORS, arc_figure, cross_arc_figure, empty_figure, note_span
+from ..components.figures import ARC_WINDOW, HEAD_COLORS, arc_figure, arc_window, cross_arc_figure, cross_windows, \
+    empty_figure, note_span
 from ..components.i18n import _
 from ..components.layout import head_legend
+from ..services.analyses.arcs import window_rows
 from .boundary import ViewState
-from .common import matrix_title, numbers_csv, view_note
+from .common import Unavailable, matrix_title, numbers_csv, view_note
 from .viewspec import ViewSpec
 
 OUTPUTS = {"arcs": Output(ids.ARC_VIEW, "figure"), "arc_hint": Output(ids.ARC_HINT, "children"),
@@ -22,20 +27,47 @@ def placeholder(message: str) -> dict:
     return {"arcs": empty_figure(message), "arc_hint": "", "arc_legend": []}
 
 
-def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
-    names = None
+def _generated(view) -> list[bool] | None:
+    """For each row unit shown, whether the model generated it (a decoder-only model's continuation)."""
+    mask = view.result.generated_mask
+    if mask is None or view.result.is_encoder_decoder:
+        return None
+    mask = np.asarray(mask, dtype=bool)
+    return [bool(mask[i]) for i in view.token_index]
+
+
+def _weights(view, state: ViewState, first: int, end: int):
+    """``(rows of the window, head names or None, what is drawn)``."""
     if not view.options.rollout and state.head.kind == "all":
-        weights, names = view.layer(state.layer), [str(h) for h in range(view.kv.attentions.shape[1])]
+        heads = list(range(view.kv.attentions.shape[1]))
         what = _("Layer {layer} · all heads (one colour a head)").format(layer=state.layer)
-    else:
+        return window_rows(view, state.layer, heads, first, end), [str(h) for h in heads], what
+    what = matrix_title(view.options, state.layer, state.head.number)
+    if view.options.rollout:  # through every layer: whole matrices (short texts only)
+        if not view.result.dense:
+            raise Unavailable(_("Rollout multiplies every layer's whole maps: too many at {tokens} tokens. "
+                                "Choose Raw attention to see the arcs.").format(tokens=view.result.seq_len))
         matrix, _title = view.matrix(state.layer, state.head.number)
-        what = matrix_title(view.options, state.layer, state.head.number)
-        weights = matrix[None]
+        return matrix[None, first:end], None, what
+    heads = None if state.head.number is None else [state.head.number]
+    return window_rows(view, state.layer, heads, first, end), None, what
+
+
+def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     labels = view.labels
     focus = view.unit_of(state.arc_focus)
+    if view.square:
+        first, end = arc_window(len(labels), state.arc_start, focus)
+    else:
+        (first, end), _keys = cross_windows(len(labels), len(view.col_labels), state.arc_start, focus)
+    try:
+        weights, names, what = _weights(view, state, first, end)
+    except Unavailable as why:
+        return placeholder(str(why))
     title = what + note_span(view_note(view))
     common = {"top_k": state.top_k, "min_weight": state.min_weight, "focus": focus, "group_names": names,
-              "title": title, "token_index": view.token_index, "start": state.arc_start}
+              "title": title, "token_index": view.token_index, "start": state.arc_start, "first": first,
+              "generated": _generated(view)}
     if view.square:
         figure = arc_figure(weights, labels, causal=view.kv.causal, **common)
     else:
@@ -48,6 +80,8 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     else:
         hint = _("Showing what “{token}” attends to ({count} arcs). Click it again to release.").format(
             token=labels[focus], count=count)
+    if meta["generated"]:
+        hint += " " + _("Tokens in purple italics are the ones the model generated.")
     out = {"arcs": figure, "arc_legend": head_legend(names or [], HEAD_COLORS)}
     windowed = meta["units"] > ARC_WINDOW
     if windowed:

@@ -329,12 +329,16 @@ def grid_tile_offset(meta: dict, tile: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------- arcs
+# Arcs are WebGL line segments (plotly.js ``scattergl``: one canvas, whatever the number of arcs; SVG paths
+# cost plotly.js 143-219 ms a draw), the tokens SVG text above them (they take clicks and hover).
 ARC_LEVELS = (0.1, 0.25, 0.5)  # weight bucket edges: one trace a bucket (and a head)
 ARC_WIDTHS = (1.0, 2.0, 3.5, 5.5)
 ARC_OPACITY = (0.3, 0.5, 0.7, 0.9)
 ARC_WINDOW = 64  # tokens drawn at once; longer texts are read through a window that moves
 ALL_HEADS_WIDTH, ALL_HEADS_OPACITY = 1.6, 0.6  # arcs of every head at once: one trace a head
-_ARC_POINTS = 5  # points an arc (plus a gap): plotly.js draws a spline through them
+_ARC_POINTS = 11  # points an arc (plus a gap): straight segments on WebGL, so enough for a smooth curve
+GENERATED_COLOR = "#7b3294"  # tokens the model generated (a decoder's continuation): purple, in italics
+ONE_MATRIX_COLOR = "#3b528b"
 
 
 def token_positions(labels: list[str]) -> np.ndarray:
@@ -353,24 +357,38 @@ def arc_window(units: int, start: int, focus: int | None = None) -> tuple[int, i
     return start, start + size
 
 
+def cross_windows(n_q: int, n_k: int, start: int, focus: int | None = None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The target rows ``[q0, q1)`` and source rows ``[k0, k1)`` a cross-attention arc view draws: one
+    window (``arc_window``) over the longer row; a row no longer than the window is shown whole."""
+    first, end = arc_window(max(n_q, n_k), start, focus)
+
+    def row_window(count: int) -> tuple[int, int]:
+        if count <= end - first:
+            return 0, count
+        begin = min(first, count - (end - first))
+        return begin, begin + (end - first)
+
+    return row_window(n_q), row_window(n_k)
+
+
 def select_arcs(weights: np.ndarray, top_k: int, min_weight: float, focus: int | None = None,
                 queries: np.ndarray | None = None):
     """The arcs to draw: for every group and query, its ``top_k`` keys of weight >= ``min_weight`` (and > 0).
 
-    ``weights`` is ``(groups, seq, seq)``; ``queries`` limits the queries (default: all, or ``focus``).
-    Returns arrays ``(group, query, key, weight)``.
+    ``weights`` is ``(groups, rows, keys)`` (rows: every query, or only those given); ``queries`` limits
+    the rows (default: all, or ``focus``). Returns arrays ``(group, row, key, weight)``, largest first.
     """
-    groups, seq, _keys = weights.shape
-    k = max(1, min(int(top_k), seq))
+    groups, _rows, n_keys = weights.shape
+    k = max(1, min(int(top_k), n_keys))
     if focus is not None:
         queries = np.array([focus])
     elif queries is None:
-        queries = np.arange(seq)
-    rows = weights[:, queries, :]  # (groups, q, seq)
-    if k < seq:  # keep the k largest of each row, then order just those (ties: earlier key first)
+        queries = np.arange(weights.shape[1])
+    rows = weights[:, queries, :]  # (groups, q, keys)
+    if k < n_keys:  # keep the k largest of each row, then order just those (ties: earlier key first)
         candidates = np.sort(np.argpartition(-rows, k - 1, axis=-1)[..., :k], axis=-1)
     else:
-        candidates = np.broadcast_to(np.arange(seq), rows.shape)
+        candidates = np.broadcast_to(np.arange(n_keys), rows.shape)
     values = np.take_along_axis(rows, candidates, axis=-1)
     order = np.take_along_axis(candidates, np.argsort(-values, axis=-1, kind="stable"), axis=-1)
     top = np.take_along_axis(rows, order, axis=-1)
@@ -378,53 +396,93 @@ def select_arcs(weights: np.ndarray, top_k: int, min_weight: float, focus: int |
     return g, queries[qi], order[g, qi, j], top[g, qi, j]
 
 
-def _clickable_tokens(x: np.ndarray, y: float, labels: list[str], focus: int | None, name: str) -> dict:
+def _token_text(labels: list[str], focus: int | None, generated) -> list[str]:
+    out = []
+    for i, label in enumerate(labels):
+        text = safe_label(label)
+        if generated is not None and generated[i]:
+            text = f"<i>{text}</i>"
+        out.append(f"<b>{text}</b>" if i == focus else text)
+    return out
+
+
+def _clickable_tokens(x: np.ndarray, y: float, labels: list[str], focus: int | None, name: str,
+                      generated=None) -> dict:
     """The tokens of an arc view as text alone at height ``y`` (square markers behind them cost
-    plotly.js a third of the figure's draw); the ``focus`` one bold and highlighted; a click isolates."""
+    plotly.js a third of the figure's draw); the ``focus`` one bold and highlighted, generated ones
+    (``generated``: a bool a token) purple and in italics; a click isolates."""
     n = len(labels)
+
+    def color(i: int) -> str:
+        if i == focus:
+            return HIGHLIGHT
+        return GENERATED_COLOR if generated is not None and generated[i] else "#212529"
+
     return {
         "type": "scatter", "mode": "text", "x": typed_array(np.asarray(x).astype(np.float32)),
         "y": typed_array(np.full(n, y, dtype=np.float32)),
-        "text": [f"<b>{safe_label(l)}</b>" if i == focus else safe_label(l) for i, l in enumerate(labels)],
+        "text": _token_text(labels, focus, generated),
         "textposition": "middle center",
-        "textfont": {"size": 13, "color": [HIGHLIGHT if i == focus else "#212529" for i in range(n)]},
+        "textfont": {"size": 13, "color": [color(i) for i in range(n)]},
         "hovertemplate": "%{text}<extra>" + _("click to isolate") + "</extra>", "showlegend": False, "name": name,
         "cliponaxis": False,
     }
 
 
-def _arc_traces(g: np.ndarray, q: np.ndarray, bucket: np.ndarray, groups: int, colors: list[str],
-                group_names: list[str] | None, paths) -> list[dict]:
-    """The arcs' traces: one a head when every head is drawn, else one a weight level; ``paths(sel)``
-    gives the NaN-separated x and y of the arcs selected by the boolean mask ``sel``."""
+def _rgba(color: str, alpha: float) -> str:
+    r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha:g})"
+
+
+def _arc_traces(g, q, k, w, bucket, groups: int, group_names: list[str] | None, paths, apex,
+                hover_labels: tuple[list[str], list[str]]) -> list[dict]:
+    """The arcs' WebGL traces. Per group (a head, or the one matrix): its lines, one trace a weight
+    level for one matrix (width and opacity by weight) or one for a head among all, then one trace
+    of points at the arcs' tops that carry the hover (the weight and the two tokens). A head's traces
+    share ``meta.head`` (the page's head chips hide or solo them); ``meta.queries`` names each
+    trace's arcs' queries (``meta.points`` points an arc) so the browser keeps one token's arcs on
+    hover. ``paths(sel)`` gives the NaN-separated x and y of the arcs of the boolean mask ``sel``,
+    ``apex(sel)`` the point of each arc the hover sits on."""
     traces = []
+    colors = HEAD_COLORS if groups > 1 else [ONE_MATRIX_COLOR]
     levels = range(len(ARC_WIDTHS)) if groups == 1 else [None]
+    q_labels, k_labels = hover_labels
+    head_word = _("head")
+    weight_word = _("weight")
     for group in range(groups):
+        color = colors[group % len(colors)]
+        name = group_names[group] if group_names else "attention"
+        mine = g == group
         for level in levels:
-            sel = (g == group) & ((bucket == level) if level is not None else True)
-            if sel.any():
-                xs, ys = paths(sel)
-                traces.append(_arc_trace(xs, ys, level, colors[group % len(colors)],
-                                         group_names[group] if group_names else "attention", q[sel]))
+            sel = mine & ((bucket == level) if level is not None else True)
+            if not sel.any():
+                continue
+            xs, ys = paths(sel)
+            alpha = ARC_OPACITY[level] if level is not None else ALL_HEADS_OPACITY
+            traces.append({
+                "type": "scattergl", "mode": "lines", "x": typed_array(xs), "y": typed_array(ys),
+                "line": {"width": ARC_WIDTHS[level] if level is not None else ALL_HEADS_WIDTH,
+                         "color": _rgba(color, alpha)},
+                "hoverinfo": "skip", "showlegend": False, "name": name,
+                "meta": {"queries": q[sel].tolist(), "head": group, "points": _ARC_POINTS + 1},
+            })
+        if mine.any():
+            ax, ay = apex(mine)
+            about = f" · {head_word} {safe_label(name)}" if group_names else ""
+            text = [f"{safe_label(q_labels[a])} → {safe_label(k_labels[b])}<br>{weight_word} {v:.4f}{about}"
+                    for a, b, v in zip(q[mine].tolist(), k[mine].tolist(), w[mine].tolist())]
+            traces.append({
+                "type": "scattergl", "mode": "markers", "x": typed_array(ax), "y": typed_array(ay),
+                "marker": {"size": 5, "color": _rgba(color, 0.7)}, "text": text,
+                "hovertemplate": "%{text}<extra></extra>", "showlegend": False, "name": name,
+                "meta": {"queries": q[mine].tolist(), "head": group, "points": 1, "hover": True},
+            })
     return traces
-
-
-def _arc_trace(xs: np.ndarray, ys: np.ndarray, level: int | None, color: str, name: str,
-               queries: np.ndarray) -> dict:
-    """One trace of arcs (NaN-separated paths): a weight level's width and opacity for one matrix, or
-    ``level=None`` for one head among all; ``meta.queries`` lets the browser isolate a token's arcs."""
-    return {
-        "type": "scatter", "mode": "lines", "x": typed_array(xs), "y": typed_array(ys),
-        "line": {"width": ARC_WIDTHS[level] if level is not None else ALL_HEADS_WIDTH,
-                 "color": color, "shape": "spline", "smoothing": 1.0},
-        "opacity": ARC_OPACITY[level] if level is not None else ALL_HEADS_OPACITY,
-        "hoverinfo": "skip", "showlegend": False, "name": name, "meta": {"queries": queries.tolist()},
-    }
 
 
 def _arc_paths(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Arcs from query to key (a small loop for self), ``_ARC_POINTS`` points each and a NaN gap, as
-    flat float32 arrays; plotly.js draws a spline through the points (a smooth half-ellipse)."""
+    flat float32 arrays of straight segments (a half-ellipse)."""
     t = np.linspace(0.0, 1.0, _ARC_POINTS)
     self_loop = xq == xk
     xs = xq[:, None] + (xk - xq)[:, None] * t[None, :]
@@ -437,18 +495,37 @@ def _arc_paths(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndar
     return (np.hstack([xs, gap]).ravel().astype(np.float32), np.hstack([ys, gap]).ravel().astype(np.float32))
 
 
+def _arc_apex(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The top of each arc of ``_arc_paths`` (the top of a self-loop)."""
+    self_loop = xq == xk
+    ys = np.where(self_loop, 0.21, sign * (0.09 + height))
+    return ((xq + xk) / 2).astype(np.float32), ys.astype(np.float32)
+
+
+def _window_rows(weights: np.ndarray, n: int, first: int | None, start: int, focus: int | None) -> tuple:
+    """``(rows, first, end)``: the window's rows of ``weights``, which holds every row (``first`` None: the
+    window is chosen here from ``start`` and ``focus``) or only the window's, from row ``first``."""
+    if first is None:
+        first, end = arc_window(n, start, focus)
+        return weights[:, first:end], first, end
+    return weights, first, first + weights.shape[1]
+
+
 def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_weight: float = 0.05,
                focus: int | None = None, group_names: list[str] | None = None, causal: bool = False,
-               title: str = "", token_index: list[int] | None = None, start: int = 0) -> dict:
+               title: str = "", token_index: list[int] | None = None, start: int = 0, first: int | None = None,
+               generated=None) -> dict:
     """Tokens in reading order; arcs from each query to the keys it attends to most.
 
-    ``weights`` is ``(groups, seq, seq)``: one group (one head, or the mean), or one per head, coloured
-    by head (``HEAD_COLORS``; the page shows which colour is which head). Arcs to later tokens bend up,
-    to earlier ones down; for one group, width and opacity follow the weight, in four buckets (one
-    trace each); for several, one trace a group, so the trace count stays small. With ``focus``,
+    ``weights`` is ``(groups, seq, seq)``, or with ``first`` only the rows of the window that starts
+    there, ``(groups, rows, seq)`` (a long text: the caller read only those rows). One group (one head,
+    or the mean), or one per head, coloured by head (``HEAD_COLORS``; the page's chips say which colour
+    is which head and hide or solo a head). Arcs to later tokens bend up, to earlier ones down; for
+    one group, width and opacity follow the weight, in four buckets (one trace each). With ``focus``,
     only that token's arcs are drawn. A text longer than ``ARC_WINDOW`` tokens is drawn through a
-    window of that many from ``start`` (see ``arc_window``): each query's top keys are chosen over the
-    whole text, and arcs to keys outside the window are counted in ``meta.outside``, not drawn.
+    window of that many from ``start`` (see ``arc_window``): each query's top keys are chosen over its
+    whole row, and arcs to keys outside the window are counted in ``meta.outside``, not drawn.
+    ``generated`` (a bool a token, or None) marks the tokens the model generated.
 
     How to read the arcs (above: later token; causal models: all below) is said by the page, not
     drawn: an annotation costs plotly.js ~30 ms a draw here.
@@ -458,27 +535,27 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
     (place in the window) of each of its arcs (``meta.points`` points apiece), so the browser can keep
     one token's arcs on hover without asking the server.
     """
-    groups, seq, _keys = weights.shape
-    first, end = arc_window(seq, start, focus)
+    seq = len(labels)
+    rows, first, end = _window_rows(np.asarray(weights), seq, first, start, focus)
+    groups = rows.shape[0]
     shown = labels[first:end]
     x = token_positions(shown)
-    g, q, k, w = select_arcs(weights, top_k, min_weight, focus, queries=np.arange(first, end))
+    local_focus = focus - first if focus is not None and first <= focus < end else None
+    g, q, k, w = select_arcs(rows, top_k, min_weight, local_focus)
     inside = (k >= first) & (k < end)
     outside = int((~inside).sum())
-    g, q, k, w = g[inside], q[inside] - first, k[inside] - first, w[inside]
-    local_focus = focus - first if focus is not None else None
+    g, q, k, w = g[inside], q[inside], k[inside] - first, w[inside]
     n = end - first
     span = float(x[-1] - x[0]) if n > 1 else 1.0
     dist = np.abs(x[k] - x[q])
     height = 0.12 + 0.88 * np.sqrt(dist / max(span, 1.0))
     sign = np.where(k > q, 1.0, -1.0)
     bucket = np.searchsorted(ARC_LEVELS, w, side="right")
-    colors = HEAD_COLORS if groups > 1 else ["#3b528b"]
-    data = [_clickable_tokens(x, 0.0, shown, local_focus, "tokens")]
-    # One trace a head when every head is drawn (plotly.js spends ~8 ms a trace: 48 traces took 470 ms,
-    # 12 take 120), each head its colour; for one matrix, four traces, width and opacity by weight.
-    data += _arc_traces(g, q, bucket, groups, colors, group_names,
-                        lambda sel: _arc_paths(x[q[sel]], x[k[sel]], height[sel], sign[sel]))
+    marks = None if generated is None else [bool(v) for v in list(generated)[first:end]]
+    data = [_clickable_tokens(x, 0.0, shown, local_focus, "tokens", marks)]
+    data += _arc_traces(g, q, k, w, bucket, groups, group_names,
+                        lambda sel: _arc_paths(x[q[sel]], x[k[sel]], height[sel], sign[sel]),
+                        lambda sel: _arc_apex(x[q[sel]], x[k[sel]], height[sel], sign[sel]), (shown, shown))
     width_px = int(x[-1] + x[0]) if n else 600
     index = token_index if token_index is not None else list(range(seq))
     layout = _base_layout(
@@ -487,10 +564,12 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
         margin={"l": 40, "r": 40, "t": 70 if title else 40, "b": 20},
         xaxis={"visible": False, "range": [0, width_px], "fixedrange": True},
         yaxis={"visible": False, "range": [-1.1, 0.3] if causal else [-1.1, 1.1], "fixedrange": True},
-        showlegend=False,  # the page says which colour is which head: a plotly legend costs ~120 ms a draw
+        showlegend=False,  # the page's head chips say which colour is which head (and hide or solo one)
         hovermode="closest", dragmode=False,
         meta={"kind": "arcs", "focus": local_focus, "arcs": int(len(w)), "points": _ARC_POINTS + 1,
-              "first": first, "end": end, "units": seq, "outside": outside, "token_index": index[first:end]},
+              "first": first, "end": end, "units": seq, "outside": outside, "token_index": index[first:end],
+              "heads": groups if group_names else 0,
+              "generated": [i for i, v in enumerate(marks or []) if v]},
     )
     layout = {k_: v for k_, v in layout.items() if v is not None}
     return {"data": data, "layout": layout}
@@ -498,7 +577,7 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
 
 def _cross_paths(xq: np.ndarray, xk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lines from a target token (above, y = 1) down to a source token (below, y = 0), ``_ARC_POINTS``
-    points each on a gentle S (plotly.js draws a spline through them) and a NaN gap."""
+    points each on a gentle S and a NaN gap."""
     t = np.linspace(0.0, 1.0, _ARC_POINTS)
     ease = t * t * (3 - 2 * t)  # leaves and arrives vertically
     xs = xq[:, None] + (xk - xq)[:, None] * ease[None, :]
@@ -509,26 +588,30 @@ def _cross_paths(xq: np.ndarray, xk: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: list[str], *, top_k: int = 3,
                      min_weight: float = 0.05, focus: int | None = None, group_names: list[str] | None = None,
-                     title: str = "", token_index: list[int] | None = None, start: int = 0) -> dict:
+                     title: str = "", token_index: list[int] | None = None, start: int = 0,
+                     first: int | None = None, generated=None) -> dict:
     """Cross-attention between two rows: target tokens above (the queries), source tokens below (the
     keys), a line from each target token to the source tokens it attends to most.
 
-    ``weights`` is ``(groups, targets, sources)``; groups, buckets, ``focus``, the window (``start``,
-    over the longer row) and the browser-side hover isolation work as in ``arc_figure``: trace 0 is
-    the target tokens (a click's ``pointIndex`` is the target's place in the window), trace 1 the
+    ``weights`` is ``(groups, targets, sources)``, or with ``first`` only the target rows of the window
+    (``cross_windows``) from ``first``; groups, buckets, ``focus``, the window (``start``, over the
+    longer row), the head chips and the browser-side hover isolation work as in ``arc_figure``: trace 0
+    is the target tokens (a click's ``pointIndex`` is the target's place in the window), trace 1 the
     source tokens (not clickable), then the lines, whose ``meta.queries`` name their target tokens.
     """
-    groups, n_q, n_k = weights.shape
+    n_q, n_k = len(query_labels), len(key_labels)
     units = max(n_q, n_k)
+    (q_first, q_end), (k_first, k_end) = cross_windows(n_q, n_k, start, focus)
+    weights = np.asarray(weights)
+    if first is None:  # every target row: keep the window's
+        rows = weights[:, q_first:q_end]
+    elif first != q_first or weights.shape[1] != q_end - q_first:
+        raise ValueError(f"the rows given start at {first} and number {weights.shape[1]}, the window is "
+                         f"{q_first}..{q_end - 1}")
+    else:
+        rows = weights
     first, end = arc_window(units, start, focus)
-
-    def row_window(count: int) -> tuple[int, int]:  # a row no longer than the window is shown whole
-        if count <= end - first:
-            return 0, count
-        begin = min(first, count - (end - first))
-        return begin, begin + (end - first)
-
-    (q_first, q_end), (k_first, k_end) = row_window(n_q), row_window(n_k)
+    groups = rows.shape[0]
     shown_q, shown_k = query_labels[q_first:q_end], key_labels[k_first:k_end]
     xq, xk = token_positions(shown_q), token_positions(shown_k)
     width_px = float(max(xq[-1] + xq[0] if len(xq) else 0, xk[-1] + xk[0] if len(xk) else 0, 600))
@@ -537,21 +620,23 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
     xk = xk + (width_px - (xk[-1] + xk[0] if len(xk) else 0)) / 2
     # the rows' names, left of the first token of either row (a text point outside the axis range is not drawn)
     label_x = float(max(1.0, min(xq[0] if len(xq) else width_px, xk[0] if len(xk) else width_px) - 28))
-    g, q, k, w = select_arcs(weights, top_k, min_weight, focus, queries=np.arange(q_first, q_end))
+    local_focus = focus - q_first if focus is not None and q_first <= focus < q_end else None
+    g, q, k, w = select_arcs(rows, top_k, min_weight, local_focus)
     inside = (k >= k_first) & (k < k_end)
     outside = int((~inside).sum())
-    g, q, k, w = g[inside], q[inside] - q_first, k[inside] - k_first, w[inside]
-    local_focus = focus - q_first if focus is not None and q_first <= focus < q_end else None
+    g, q, k, w = g[inside], q[inside], k[inside] - k_first, w[inside]
     bucket = np.searchsorted(ARC_LEVELS, w, side="right")
-    colors = HEAD_COLORS if groups > 1 else ["#3b528b"]
-    data = [_clickable_tokens(xq, 1.0, shown_q, local_focus, "target tokens"), {
+    marks = None if generated is None else [bool(v) for v in list(generated)[q_first:q_end]]
+    data = [_clickable_tokens(xq, 1.0, shown_q, local_focus, "target tokens", marks), {
         "type": "scatter", "mode": "text", "x": typed_array(xk.astype(np.float32)),
         "y": typed_array(np.zeros(len(shown_k), dtype=np.float32)), "text": [safe_label(l) for l in shown_k],
         "textposition": "middle center", "textfont": {"size": 13, "color": "#212529"}, "hoverinfo": "skip",
         "showlegend": False, "name": "source tokens", "cliponaxis": False,
     }, _text_trace([label_x, label_x], [1.0, 0.0], [_("target"), _("source")], "middle left",
                    textfont={"size": 11, "color": "#888"}, cliponaxis=False)]
-    data += _arc_traces(g, q, bucket, groups, colors, group_names, lambda sel: _cross_paths(xq[q[sel]], xk[k[sel]]))
+    data += _arc_traces(g, q, k, w, bucket, groups, group_names, lambda sel: _cross_paths(xq[q[sel]], xk[k[sel]]),
+                        lambda sel: (((xq[q[sel]] + xk[k[sel]]) / 2).astype(np.float32),
+                                     np.full(int(sel.sum()), 0.5, dtype=np.float32)), (shown_q, shown_k))
     index = token_index if token_index is not None else list(range(n_q))
     layout = _base_layout(
         title={"text": title, "x": 0.01, "xanchor": "left"} if title else None,
@@ -561,7 +646,9 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
         yaxis={"visible": False, "range": [-0.25, 1.25], "fixedrange": True},
         showlegend=False, hovermode="closest", dragmode=False,
         meta={"kind": "arcs", "cross": True, "focus": local_focus, "arcs": int(len(w)), "points": _ARC_POINTS + 1,
-              "first": first, "end": end, "units": units, "outside": outside, "token_index": index[q_first:q_end]},
+              "first": first, "end": end, "units": units, "outside": outside, "token_index": index[q_first:q_end],
+              "heads": groups if group_names else 0,
+              "generated": [i for i, v in enumerate(marks or []) if v]},
     )
     layout = {k_: v for k_, v in layout.items() if v is not None}
     return {"data": data, "layout": layout}

@@ -306,12 +306,16 @@ def arc_controls() -> dbc.Row:
 
 def head_legend(names: list[str], colors: list[str]) -> list:
     """Chips naming the heads whose arcs are drawn together, each framed in its arcs' colour (the text
-    stays dark: the palette's light colours would not be readable as text)."""
+    stays dark: the palette's light colours would not be readable as text). Each is a button: a click
+    hides that head's arcs (again: shows them), a double click shows that head alone (again: every
+    head), in the browser (assets/22-arcs.js), as BertViz's head colours do."""
     if not names:
         return []
-    return [html.Span(_("Heads:"), className="text-muted me-1")] + [
-        html.Span(name, className="ae-chip", style={"borderColor": colors[i % len(colors)]})
-        for i, name in enumerate(names)]
+    return [html.Span(_("Heads:"), className="text-muted me-1"),
+            *[html.Button(name, type="button", className="ae-chip ae-head-chip", **{
+                "data-head": str(i), "aria-pressed": "true", "style": {"borderColor": colors[i % len(colors)]},
+                "title": _("Click: hide or show this head · double click: this head alone")})
+              for i, name in enumerate(names)]]
 
 
 def _tab(tab_id: str, label: str, *children, **kwargs) -> dbc.Tab:

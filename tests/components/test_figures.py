@@ -177,17 +177,29 @@ def test_select_arcs_matches_a_loop():
     assert set(q.tolist()) == {4} and len(k) == 9
 
 
+def arc_lines(fig: dict) -> list[dict]:
+    """The arc view's line traces (``meta.points`` points an arc), not its tokens or hover points."""
+    return [t for t in fig["data"] if t.get("meta", {}).get("points", 0) > 1]
+
+
+def arc_hovers(fig: dict) -> list[dict]:
+    return [t for t in fig["data"] if t.get("meta", {}).get("hover")]
+
+
 def test_arc_figure_few_traces_and_focus():
     att = random_attention(12, 40)
     labels = [f"w{i}" for i in range(40)]
     fig = figures.arc_figure(att, labels, top_k=3, min_weight=0.0, group_names=[str(h) for h in range(12)])
     assert fig["data"][0]["name"] == "tokens"
-    assert len(fig["data"]) == 1 + 12  # one trace a head
+    lines = arc_lines(fig)
+    assert len(lines) == 12 and len(arc_hovers(fig)) == 12  # one line trace a head, one of hover points
+    assert {t["type"] for t in lines + arc_hovers(fig)} == {"scattergl"}  # WebGL: one canvas
+    assert sorted(t["meta"]["head"] for t in lines) == list(range(12)) and fig["layout"]["meta"]["heads"] == 12
     assert fig["layout"]["meta"]["arcs"] == 12 * 40 * 3
     # each trace names the query of each of its arcs, for the browser-side hover
-    queries = np.concatenate([t["meta"]["queries"] for t in fig["data"][1:]])
+    queries = np.concatenate([t["meta"]["queries"] for t in lines])
     assert np.bincount(queries, minlength=40).tolist() == [12 * 3] * 40
-    for trace in fig["data"][1:]:
+    for trace in lines:
         xs = decode(trace["x"])
         starts = xs[:: figures._ARC_POINTS + 1]
         assert len(starts) == len(trace["meta"]["queries"])
@@ -196,10 +208,55 @@ def test_arc_figure_few_traces_and_focus():
     assert focused["layout"]["meta"]["arcs"] == 3
     # every arc drawn starts at token 7's x position
     x7 = figures.token_positions(labels)[7]
-    for trace in focused["data"][1:]:
+    for trace in arc_lines(focused):
         xs = decode(trace["x"])
         starts = xs[:: figures._ARC_POINTS + 1]
         assert np.allclose(starts, x7, atol=1e-3)
+
+
+def test_arc_hover_names_both_tokens_and_the_exact_weight():
+    att = random_attention(3, 20, seed=5)
+    labels = [f"t{i}" for i in range(20)]
+    fig = figures.arc_figure(att, labels, top_k=2, min_weight=0.0, group_names=["0", "1", "2"])
+    seen = set()
+    for trace in arc_hovers(fig):
+        head = trace["meta"]["head"]
+        assert len(trace["text"]) == len(trace["meta"]["queries"]) == len(decode(trace["x"]))
+        for query, text in zip(trace["meta"]["queries"], trace["text"]):
+            pair, rest = text.split("<br>")
+            q_label, k_label = pair.split(" → ")
+            assert q_label == labels[query]
+            key = labels.index(k_label)
+            weight = float(rest.split()[1])
+            assert weight == pytest.approx(att[head, query, key], abs=6e-5) and rest.endswith(f"head {head}")
+            seen.add((head, query, key))
+    # the hovers are exactly each query's top 2 keys of each head
+    expected = {(h, q, int(k)) for h in range(3) for q in range(20) for k in np.argsort(-att[h, q])[:2]}
+    assert seen == expected
+
+
+def test_arc_figure_from_the_windows_rows_alone_equals_the_whole():
+    """A long text's caller reads only the window's rows (``first``): the figure is the same."""
+    att = random_attention(2, 150, seed=3)
+    labels = [f"w{i}" for i in range(150)]
+    whole = figures.arc_figure(att, labels, top_k=3, min_weight=0.0, start=40, group_names=["a", "b"])
+    first, end = figures.arc_window(150, 40)
+    part = figures.arc_figure(att[:, first:end], labels, top_k=3, min_weight=0.0, start=40, group_names=["a", "b"],
+                              first=first)
+    assert whole == part and whole["layout"]["meta"]["first"] == 40
+
+
+def test_generated_tokens_are_marked():
+    att = random_attention(1, 8, seed=1)
+    labels = list("abcdefgh")
+    generated = [False] * 5 + [True] * 3
+    fig = figures.arc_figure(att, labels, generated=generated, causal=True)
+    tokens = fig["data"][0]
+    assert fig["layout"]["meta"]["generated"] == [5, 6, 7]
+    assert [t.startswith("<i>") for t in tokens["text"]] == generated
+    assert [c == figures.GENERATED_COLOR for c in tokens["textfont"]["color"]] == generated
+    plain = figures.arc_figure(att, labels, causal=True)
+    assert plain["layout"]["meta"]["generated"] == [] and not any("<i>" in t for t in plain["data"][0]["text"])
 
 
 def test_long_texts_are_drawn_through_a_window():
@@ -227,6 +284,7 @@ def test_causal_arcs_all_bend_down():
     fig = figures.arc_figure(att.astype(np.float32), list("abcdef"), top_k=6, min_weight=0.0, causal=True)
     ys = np.concatenate([decode(t["y"]) for t in fig["data"][1:]])
     ys = ys[~np.isnan(ys)]
+    assert len(ys)
     loops = ys > 0  # self-loops sit just above the baseline
     assert ys.min() < -0.1 and ys[loops].max() < 0.35
     assert fig["layout"]["yaxis"]["range"][1] < 0.5  # no room above: nothing goes there
