@@ -46,7 +46,7 @@ def _weights(view, state: ViewState, first: int, end: int):
     if view.options.rollout:  # through every layer: whole matrices (short texts only)
         if not view.result.dense:
             raise Unavailable(_("Rollout multiplies every layer's whole maps: too many at {tokens} tokens. "
-                                "Choose Raw attention to see the arcs.").format(tokens=view.result.seq_len))
+                                "Choose Raw to see the arcs.").format(tokens=view.result.seq_len))
         matrix, _title = view.matrix(state.layer, state.head.number)
         return matrix[None, first:end], None, what
     heads = None if state.head.number is None else [state.head.number]
@@ -87,7 +87,8 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     if windowed:
         hint = (_("Tokens {first}–{last} of {total} (move the slider to read on).").format(
                     first=meta["first"], last=meta["end"] - 1, total=meta["units"]) + " " + hint
-                + (" " + _("{count} arcs to tokens outside this window are not drawn.").format(count=meta["outside"])
+                + (" " + _("{count} arcs go to tokens outside this window: dotted, to its edge (hover their tops).").format(
+                    count=meta["outside"])
                    if meta["outside"] else ""))
         if meta["first"] != state.arc_start:
             out["arc_start"] = meta["first"]  # the window moved to hold the clicked token

@@ -434,57 +434,67 @@ def _rgba(color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha:g})"
 
 
-def _arc_traces(g, q, k, w, bucket, groups: int, group_names: list[str] | None, paths, apex,
+def _arc_traces(g, q, k, w, far, groups: int, group_names: list[str] | None, paths, apex,
                 hover_labels: tuple[list[str], list[str]]) -> list[dict]:
     """The arcs' WebGL traces. Per group (a head, or the one matrix): its lines, one trace a weight
-    level for one matrix (width and opacity by weight) or one for a head among all, then one trace
-    of points at the arcs' tops that carry the hover (the weight and the two tokens). A head's traces
-    share ``meta.head`` (the page's head chips hide or solo them); ``meta.queries`` names each
-    trace's arcs' queries (``meta.points`` points an arc) so the browser keeps one token's arcs on
-    hover. ``paths(sel)`` gives the NaN-separated x and y of the arcs of the boolean mask ``sel``,
+    level for one matrix (width and opacity by weight) or one for a head among all; the arcs to keys
+    outside the window (``far``), dotted to the window's edge; then one trace of points at the arcs'
+    tops that carry the hover (the two tokens and the exact weight). A head's traces share
+    ``meta.head`` (the page's head chips hide or solo them); ``meta.queries`` names each trace's arcs'
+    queries (``meta.points`` points an arc) so the browser keeps one token's arcs on hover.
+    ``q`` are places in the window, ``k`` indices into ``hover_labels[1]`` (the whole text);
+    ``paths(sel)`` gives the NaN-separated x and y of the arcs of the boolean mask ``sel``,
     ``apex(sel)`` the point of each arc the hover sits on."""
     traces = []
     colors = HEAD_COLORS if groups > 1 else [ONE_MATRIX_COLOR]
+    bucket = np.searchsorted(ARC_LEVELS, w, side="right")
     levels = range(len(ARC_WIDTHS)) if groups == 1 else [None]
     q_labels, k_labels = hover_labels
-    head_word = _("head")
-    weight_word = _("weight")
+    head_word, weight_word, token_word = _("head"), _("weight"), _("token")
     for group in range(groups):
         color = colors[group % len(colors)]
         name = group_names[group] if group_names else "attention"
         mine = g == group
-        for level in levels:
-            sel = mine & ((bucket == level) if level is not None else True)
+        for level in [*levels, "far"]:
+            if level == "far":
+                sel = mine & far
+            else:
+                sel = mine & ~far & ((bucket == level) if level is not None else True)
             if not sel.any():
                 continue
             xs, ys = paths(sel)
-            alpha = ARC_OPACITY[level] if level is not None else ALL_HEADS_OPACITY
+            alpha = ALL_HEADS_OPACITY if level is None else (0.55 if level == "far" else ARC_OPACITY[level])
+            width = ALL_HEADS_WIDTH if level in (None, "far") else ARC_WIDTHS[level]
             traces.append({
                 "type": "scattergl", "mode": "lines", "x": typed_array(xs), "y": typed_array(ys),
-                "line": {"width": ARC_WIDTHS[level] if level is not None else ALL_HEADS_WIDTH,
-                         "color": _rgba(color, alpha)},
+                "line": {"width": width, "color": _rgba(color, alpha), **({"dash": "dot"} if level == "far" else {})},
                 "hoverinfo": "skip", "showlegend": False, "name": name,
-                "meta": {"queries": q[sel].tolist(), "head": group, "points": _ARC_POINTS + 1},
+                "meta": {"queries": q[sel].tolist(), "head": group, "points": _ARC_POINTS + 1,
+                         **({"far": True} if level == "far" else {})},
             })
         if mine.any():
             ax, ay = apex(mine)
             about = f" · {head_word} {safe_label(name)}" if group_names else ""
-            text = [f"{safe_label(q_labels[a])} → {safe_label(k_labels[b])}<br>{weight_word} {v:.4f}{about}"
-                    for a, b, v in zip(q[mine].tolist(), k[mine].tolist(), w[mine].tolist())]
+            text = [f"{safe_label(q_labels[a])} → {safe_label(k_labels[b])}"
+                    + (f" ({token_word} {b})" if out else "") + f"<br>{weight_word} {v:.4f}{about}"
+                    for a, b, v, out in zip(q[mine].tolist(), k[mine].tolist(), w[mine].tolist(), far[mine].tolist())]
             traces.append({
                 "type": "scattergl", "mode": "markers", "x": typed_array(ax), "y": typed_array(ay),
                 "marker": {"size": 5, "color": _rgba(color, 0.7)}, "text": text,
                 "hovertemplate": "%{text}<extra></extra>", "showlegend": False, "name": name,
-                "meta": {"queries": q[mine].tolist(), "head": group, "points": 1, "hover": True},
+                "meta": {"queries": q[mine].tolist(), "keys": k[mine].tolist(), "head": group, "points": 1,
+                         "hover": True},
             })
     return traces
 
 
-def _arc_paths(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _arc_paths(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndarray,
+               far: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Arcs from query to key (a small loop for self), ``_ARC_POINTS`` points each and a NaN gap, as
-    flat float32 arrays of straight segments (a half-ellipse)."""
+    flat float32 arrays of straight segments (a half-ellipse); an arc to a key outside the window
+    (``far``) ends at the window's edge (``xk``)."""
     t = np.linspace(0.0, 1.0, _ARC_POINTS)
-    self_loop = xq == xk
+    self_loop = (xq == xk) & (~far if far is not None else True)
     xs = xq[:, None] + (xk - xq)[:, None] * t[None, :]
     ys = sign[:, None] * (0.09 + height[:, None] * np.sin(np.pi * t)[None, :])
     if self_loop.any():
@@ -495,9 +505,10 @@ def _arc_paths(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndar
     return (np.hstack([xs, gap]).ravel().astype(np.float32), np.hstack([ys, gap]).ravel().astype(np.float32))
 
 
-def _arc_apex(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _arc_apex(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndarray,
+              far: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The top of each arc of ``_arc_paths`` (the top of a self-loop)."""
-    self_loop = xq == xk
+    self_loop = (xq == xk) & (~far if far is not None else True)
     ys = np.where(self_loop, 0.21, sign * (0.09 + height))
     return ((xq + xk) / 2).astype(np.float32), ys.astype(np.float32)
 
@@ -540,23 +551,23 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
     groups = rows.shape[0]
     shown = labels[first:end]
     x = token_positions(shown)
+    n = end - first
+    width_px = int(x[-1] + x[0]) if n else 600
     local_focus = focus - first if focus is not None and first <= focus < end else None
     g, q, k, w = select_arcs(rows, top_k, min_weight, local_focus)
-    inside = (k >= first) & (k < end)
-    outside = int((~inside).sum())
-    g, q, k, w = g[inside], q[inside], k[inside] - first, w[inside]
-    n = end - first
+    far = (k < first) | (k >= end)  # drawn dotted to the window's edge
+    outside = int(far.sum())
     span = float(x[-1] - x[0]) if n > 1 else 1.0
-    dist = np.abs(x[k] - x[q])
-    height = 0.12 + 0.88 * np.sqrt(dist / max(span, 1.0))
-    sign = np.where(k > q, 1.0, -1.0)
-    bucket = np.searchsorted(ARC_LEVELS, w, side="right")
+    xq = x[q]
+    xk = np.where(k < first, 2.0, np.where(k >= end, width_px - 2.0, x[np.clip(k - first, 0, max(n - 1, 0))]))
+    height = np.where(far, 0.45 + 0.55 * np.sqrt(np.minimum(1.0, np.abs(k - (q + first)) / max(seq, 1) * 4)),
+                      0.12 + 0.88 * np.sqrt(np.abs(xk - xq) / max(span, 1.0)))
+    sign = np.where(k > q + first, 1.0, -1.0)
     marks = None if generated is None else [bool(v) for v in list(generated)[first:end]]
     data = [_clickable_tokens(x, 0.0, shown, local_focus, "tokens", marks)]
-    data += _arc_traces(g, q, k, w, bucket, groups, group_names,
-                        lambda sel: _arc_paths(x[q[sel]], x[k[sel]], height[sel], sign[sel]),
-                        lambda sel: _arc_apex(x[q[sel]], x[k[sel]], height[sel], sign[sel]), (shown, shown))
-    width_px = int(x[-1] + x[0]) if n else 600
+    data += _arc_traces(g, q, k, w, far, groups, group_names,
+                        lambda sel: _arc_paths(xq[sel], xk[sel], height[sel], sign[sel], far[sel]),
+                        lambda sel: _arc_apex(xq[sel], xk[sel], height[sel], sign[sel], far[sel]), (shown, labels))
     index = token_index if token_index is not None else list(range(seq))
     layout = _base_layout(
         title={"text": title, "x": 0.01, "xanchor": "left"} if title else None,
@@ -566,7 +577,7 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
         yaxis={"visible": False, "range": [-1.1, 0.3] if causal else [-1.1, 1.1], "fixedrange": True},
         showlegend=False,  # the page's head chips say which colour is which head (and hide or solo one)
         hovermode="closest", dragmode=False,
-        meta={"kind": "arcs", "focus": local_focus, "arcs": int(len(w)), "points": _ARC_POINTS + 1,
+        meta={"kind": "arcs", "focus": local_focus, "arcs": int(len(w) - outside), "points": _ARC_POINTS + 1,
               "first": first, "end": end, "units": seq, "outside": outside, "token_index": index[first:end],
               "heads": groups if group_names else 0,
               "generated": [i for i, v in enumerate(marks or []) if v]},
@@ -622,10 +633,11 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
     label_x = float(max(1.0, min(xq[0] if len(xq) else width_px, xk[0] if len(xk) else width_px) - 28))
     local_focus = focus - q_first if focus is not None and q_first <= focus < q_end else None
     g, q, k, w = select_arcs(rows, top_k, min_weight, local_focus)
-    inside = (k >= k_first) & (k < k_end)
-    outside = int((~inside).sum())
-    g, q, k, w = g[inside], q[inside], k[inside] - k_first, w[inside]
-    bucket = np.searchsorted(ARC_LEVELS, w, side="right")
+    far = (k < k_first) | (k >= k_end)  # drawn dotted to the window's edge
+    outside = int(far.sum())
+    line_q = xq[q]
+    line_k = np.where(k < k_first, 2.0, np.where(k >= k_end, width_px - 2.0,
+                                                  xk[np.clip(k - k_first, 0, max(len(xk) - 1, 0))]))
     marks = None if generated is None else [bool(v) for v in list(generated)[q_first:q_end]]
     data = [_clickable_tokens(xq, 1.0, shown_q, local_focus, "target tokens", marks), {
         "type": "scatter", "mode": "text", "x": typed_array(xk.astype(np.float32)),
@@ -634,9 +646,9 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
         "showlegend": False, "name": "source tokens", "cliponaxis": False,
     }, _text_trace([label_x, label_x], [1.0, 0.0], [_("target"), _("source")], "middle left",
                    textfont={"size": 11, "color": "#888"}, cliponaxis=False)]
-    data += _arc_traces(g, q, k, w, bucket, groups, group_names, lambda sel: _cross_paths(xq[q[sel]], xk[k[sel]]),
-                        lambda sel: (((xq[q[sel]] + xk[k[sel]]) / 2).astype(np.float32),
-                                     np.full(int(sel.sum()), 0.5, dtype=np.float32)), (shown_q, shown_k))
+    data += _arc_traces(g, q, k, w, far, groups, group_names, lambda sel: _cross_paths(line_q[sel], line_k[sel]),
+                        lambda sel: (((line_q[sel] + line_k[sel]) / 2).astype(np.float32),
+                                     np.full(int(sel.sum()), 0.5, dtype=np.float32)), (shown_q, key_labels))
     index = token_index if token_index is not None else list(range(n_q))
     layout = _base_layout(
         title={"text": title, "x": 0.01, "xanchor": "left"} if title else None,
@@ -645,7 +657,8 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
         xaxis={"visible": False, "range": [0, width_px], "fixedrange": True},
         yaxis={"visible": False, "range": [-0.25, 1.25], "fixedrange": True},
         showlegend=False, hovermode="closest", dragmode=False,
-        meta={"kind": "arcs", "cross": True, "focus": local_focus, "arcs": int(len(w)), "points": _ARC_POINTS + 1,
+        meta={"kind": "arcs", "cross": True, "focus": local_focus, "arcs": int(len(w) - outside),
+              "points": _ARC_POINTS + 1,
               "first": first, "end": end, "units": units, "outside": outside, "token_index": index[q_first:q_end],
               "heads": groups if group_names else 0,
               "generated": [i for i, v in enumerate(marks or []) if v]},

@@ -270,6 +270,18 @@ def test_long_texts_are_drawn_through_a_window():
     g, q, k, w = figures.select_arcs(att, 3, 0.0, queries=np.arange(100, 164))
     inside = (k >= 100) & (k < 164)
     assert meta["arcs"] == int(inside.sum()) and meta["outside"] == int((~inside).sum()) > 0
+    # those are drawn dotted to the window's edge: left for earlier keys, right for later ones
+    far = [t for t in arc_lines(fig) if t["meta"].get("far")]
+    assert far and all(t["line"]["dash"] == "dot" for t in far)
+    ends = np.concatenate([decode(t["x"]).reshape(-1, figures._ARC_POINTS + 1)[:, -2] for t in far])
+    width = fig["layout"]["xaxis"]["range"][1]
+    assert len(ends) == meta["outside"]
+    assert sorted(np.round(ends).tolist()) == sorted([2.0] * int((k < 100).sum()) + [width - 2.0] * int((k >= 164).sum()))
+    # their hover names the key token and where it is in the text
+    hovers = {(q, k): t for trace in arc_hovers(fig) for q, k, t in zip(trace["meta"]["queries"], trace["meta"]["keys"],
+                                                                         trace["text"])}
+    q0, k0 = int(q[~inside][0]), int(k[~inside][0])
+    assert hovers[(q0 - 100, k0)].startswith(f"w{q0} → w{k0} (token {k0})<br>weight ")
     # the window moves to hold a focused token, and never runs past the end
     assert figures.arc_window(200, 180) == (136, 200)
     assert figures.arc_window(200, 0, focus=150) == (118, 182)
