@@ -329,8 +329,8 @@ def grid_tile_offset(meta: dict, tile: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------- arcs
-# Arcs are WebGL line segments (plotly.js ``scattergl``: one canvas, whatever the number of arcs; SVG paths
-# cost plotly.js 143-219 ms a draw), the tokens SVG text above them (they take clicks and hover).
+# Arcs are drawn by the page on one 2-D canvas (assets/22-arcs.js, from ``layout.meta.lines``; SVG paths cost
+# plotly.js 143-219 ms a draw), the tokens are SVG text (they take clicks and hover).
 ARC_LEVELS = (0.1, 0.25, 0.5)  # weight bucket edges: one trace a bucket (and a head)
 ARC_WIDTHS = (1.0, 2.0, 3.5, 5.5)
 ARC_OPACITY = (0.3, 0.5, 0.7, 0.9)
@@ -434,18 +434,18 @@ def _rgba(color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha:g})"
 
 
-def _arc_traces(g, q, k, w, far, groups: int, group_names: list[str] | None, paths, apex,
-                hover_labels: tuple[list[str], list[str]]) -> list[dict]:
-    """The arcs' WebGL traces. Per group (a head, or the one matrix): its lines, one trace a weight
-    level for one matrix (width and opacity by weight) or one for a head among all; the arcs to keys
-    outside the window (``far``), dotted to the window's edge; then one trace of points at the arcs'
-    tops that carry the hover (the two tokens and the exact weight). A head's traces share
-    ``meta.head`` (the page's head chips hide or solo them); ``meta.queries`` names each trace's arcs'
-    queries (``meta.points`` points an arc) so the browser keeps one token's arcs on hover.
-    ``q`` are places in the window, ``k`` indices into ``hover_labels[1]`` (the whole text);
-    ``paths(sel)`` gives the NaN-separated x and y of the arcs of the boolean mask ``sel``,
-    ``apex(sel)`` the point of each arc the hover sits on."""
-    traces = []
+def _arc_lines(g, q, k, w, far, groups: int, group_names: list[str] | None, paths,
+               hover_labels: tuple[list[str], list[str]]) -> list[dict]:
+    """The arcs, for the page's canvas (assets/22-arcs.js draws them: one 2-D canvas whatever their
+    number, where plotly.js's SVG paths cost 143-219 ms a draw; the app's cartesian plotly.js bundle
+    has no WebGL traces). One group of lines per head (or the one matrix) and weight level: one matrix's
+    four levels differ in width and opacity; every head at once, one group a head in its colour; the
+    arcs to keys outside the window (``far``), dotted to the window's edge. Each group carries, per arc,
+    its query (``queries``: place in the window), key (``keys``: index in the whole text) and hover
+    text (the two tokens and the exact weight), ``points`` points an arc in ``x``/``y`` (NaN gaps), and
+    ``head``, which the page's head chips hide or solo. ``q`` are places in the window, ``k`` indices
+    into ``hover_labels[1]``; ``paths(sel)`` gives the x and y of the arcs of the boolean mask ``sel``."""
+    lines = []
     colors = HEAD_COLORS if groups > 1 else [ONE_MATRIX_COLOR]
     bucket = np.searchsorted(ARC_LEVELS, w, side="right")
     levels = range(len(ARC_WIDTHS)) if groups == 1 else [None]
@@ -453,8 +453,9 @@ def _arc_traces(g, q, k, w, far, groups: int, group_names: list[str] | None, pat
     head_word, weight_word, token_word = _("head"), _("weight"), _("token")
     for group in range(groups):
         color = colors[group % len(colors)]
-        name = group_names[group] if group_names else "attention"
+        name = group_names[group] if group_names else ""
         mine = g == group
+        about = f" · {head_word} {name}" if group_names else ""
         for level in [*levels, "far"]:
             if level == "far":
                 sel = mine & far
@@ -464,28 +465,26 @@ def _arc_traces(g, q, k, w, far, groups: int, group_names: list[str] | None, pat
                 continue
             xs, ys = paths(sel)
             alpha = ALL_HEADS_OPACITY if level is None else (0.55 if level == "far" else ARC_OPACITY[level])
-            width = ALL_HEADS_WIDTH if level in (None, "far") else ARC_WIDTHS[level]
-            traces.append({
-                "type": "scattergl", "mode": "lines", "x": typed_array(xs), "y": typed_array(ys),
-                "line": {"width": width, "color": _rgba(color, alpha), **({"dash": "dot"} if level == "far" else {})},
-                "hoverinfo": "skip", "showlegend": False, "name": name,
-                "meta": {"queries": q[sel].tolist(), "head": group, "points": _ARC_POINTS + 1,
-                         **({"far": True} if level == "far" else {})},
+            text = [f"{q_labels[a]} → {k_labels[b]}" + (f" ({token_word} {b})" if level == "far" else "")
+                    + f"\n{weight_word} {v:.4f}{about}"
+                    for a, b, v in zip(q[sel].tolist(), k[sel].tolist(), w[sel].tolist())]
+            lines.append({
+                "head": group, "name": name, "color": _rgba(color, alpha),
+                "width": ALL_HEADS_WIDTH if level in (None, "far") else ARC_WIDTHS[level], "far": level == "far",
+                "x": typed_array(xs), "y": typed_array(ys), "points": _ARC_POINTS + 1,
+                "queries": q[sel].tolist(), "keys": k[sel].tolist(), "text": text,
             })
-        if mine.any():
-            ax, ay = apex(mine)
-            about = f" · {head_word} {safe_label(name)}" if group_names else ""
-            text = [f"{safe_label(q_labels[a])} → {safe_label(k_labels[b])}"
-                    + (f" ({token_word} {b})" if out else "") + f"<br>{weight_word} {v:.4f}{about}"
-                    for a, b, v, out in zip(q[mine].tolist(), k[mine].tolist(), w[mine].tolist(), far[mine].tolist())]
-            traces.append({
-                "type": "scattergl", "mode": "markers", "x": typed_array(ax), "y": typed_array(ay),
-                "marker": {"size": 5, "color": _rgba(color, 0.7)}, "text": text,
-                "hovertemplate": "%{text}<extra></extra>", "showlegend": False, "name": name,
-                "meta": {"queries": q[mine].tolist(), "keys": k[mine].tolist(), "head": group, "points": 1,
-                         "hover": True},
-            })
-    return traces
+    return lines
+
+
+def arc_traces(figure: dict) -> list[dict]:
+    """The arcs of an arc figure (``layout.meta.lines``, which the page draws on its canvas) as plotly.js
+    SVG line traces: for pictures made without the page's code (PNG/SVG exports, offline HTML)."""
+    meta = figure.get("layout", {}).get("meta") or {}
+    return [{"type": "scatter", "mode": "lines", "x": line["x"], "y": line["y"], "hoverinfo": "skip",
+             "showlegend": False, "name": line.get("name") or "attention",
+             "line": {"color": line["color"], "width": line["width"], **({"dash": "dot"} if line.get("far") else {})}}
+            for line in meta.get("lines") or []]
 
 
 def _arc_paths(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndarray,
@@ -503,14 +502,6 @@ def _arc_paths(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndar
         ys[self_loop] = 0.09 + 0.06 * (1 + np.sin(angle))[None, :]
     gap = np.full((len(xq), 1), np.nan)
     return (np.hstack([xs, gap]).ravel().astype(np.float32), np.hstack([ys, gap]).ravel().astype(np.float32))
-
-
-def _arc_apex(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndarray,
-              far: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The top of each arc of ``_arc_paths`` (the top of a self-loop)."""
-    self_loop = (xq == xk) & (~far if far is not None else True)
-    ys = np.where(self_loop, 0.21, sign * (0.09 + height))
-    return ((xq + xk) / 2).astype(np.float32), ys.astype(np.float32)
 
 
 def _window_rows(weights: np.ndarray, n: int, first: int | None, start: int, focus: int | None) -> tuple:
@@ -542,9 +533,10 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
     drawn: an annotation costs plotly.js ~30 ms a draw here.
 
     Trace 0 is the tokens shown: a click's ``pointIndex`` is the token's place in the window
-    (``meta.token_index`` maps it to the raw token). Each arc trace's ``meta.queries`` names the query
-    (place in the window) of each of its arcs (``meta.points`` points apiece), so the browser can keep
-    one token's arcs on hover without asking the server.
+    (``meta.token_index`` maps it to the raw token). The arcs are ``meta.lines`` (``_arc_lines``), drawn
+    by the page on a canvas: each group names the query (place in the window) and key of each of its
+    arcs, so the browser keeps one token's arcs on hover, hides or solos a head and shows an arc's
+    weight on hover without asking the server (``arc_traces`` turns them into SVG for exports).
     """
     seq = len(labels)
     rows, first, end = _window_rows(np.asarray(weights), seq, first, start, focus)
@@ -565,9 +557,8 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
     sign = np.where(k > q + first, 1.0, -1.0)
     marks = None if generated is None else [bool(v) for v in list(generated)[first:end]]
     data = [_clickable_tokens(x, 0.0, shown, local_focus, "tokens", marks)]
-    data += _arc_traces(g, q, k, w, far, groups, group_names,
-                        lambda sel: _arc_paths(xq[sel], xk[sel], height[sel], sign[sel], far[sel]),
-                        lambda sel: _arc_apex(xq[sel], xk[sel], height[sel], sign[sel], far[sel]), (shown, labels))
+    lines = _arc_lines(g, q, k, w, far, groups, group_names,
+                       lambda sel: _arc_paths(xq[sel], xk[sel], height[sel], sign[sel], far[sel]), (shown, labels))
     index = token_index if token_index is not None else list(range(seq))
     layout = _base_layout(
         title={"text": title, "x": 0.01, "xanchor": "left"} if title else None,
@@ -579,7 +570,7 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
         hovermode="closest", dragmode=False,
         meta={"kind": "arcs", "focus": local_focus, "arcs": int(len(w) - outside), "points": _ARC_POINTS + 1,
               "first": first, "end": end, "units": seq, "outside": outside, "token_index": index[first:end],
-              "heads": groups if group_names else 0,
+              "heads": groups if group_names else 0, "lines": lines,
               "generated": [i for i, v in enumerate(marks or []) if v]},
     )
     layout = {k_: v for k_, v in layout.items() if v is not None}
@@ -608,7 +599,7 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
     (``cross_windows``) from ``first``; groups, buckets, ``focus``, the window (``start``, over the
     longer row), the head chips and the browser-side hover isolation work as in ``arc_figure``: trace 0
     is the target tokens (a click's ``pointIndex`` is the target's place in the window), trace 1 the
-    source tokens (not clickable), then the lines, whose ``meta.queries`` name their target tokens.
+    source tokens (not clickable); ``meta.lines`` the lines, whose ``queries`` name their target tokens.
     """
     n_q, n_k = len(query_labels), len(key_labels)
     units = max(n_q, n_k)
@@ -646,9 +637,8 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
         "showlegend": False, "name": "source tokens", "cliponaxis": False,
     }, _text_trace([label_x, label_x], [1.0, 0.0], [_("target"), _("source")], "middle left",
                    textfont={"size": 11, "color": "#888"}, cliponaxis=False)]
-    data += _arc_traces(g, q, k, w, far, groups, group_names, lambda sel: _cross_paths(line_q[sel], line_k[sel]),
-                        lambda sel: (((line_q[sel] + line_k[sel]) / 2).astype(np.float32),
-                                     np.full(int(sel.sum()), 0.5, dtype=np.float32)), (shown_q, key_labels))
+    lines = _arc_lines(g, q, k, w, far, groups, group_names, lambda sel: _cross_paths(line_q[sel], line_k[sel]),
+                       (shown_q, key_labels))
     index = token_index if token_index is not None else list(range(n_q))
     layout = _base_layout(
         title={"text": title, "x": 0.01, "xanchor": "left"} if title else None,
@@ -660,7 +650,7 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
         meta={"kind": "arcs", "cross": True, "focus": local_focus, "arcs": int(len(w) - outside),
               "points": _ARC_POINTS + 1,
               "first": first, "end": end, "units": units, "outside": outside, "token_index": index[q_first:q_end],
-              "heads": groups if group_names else 0,
+              "heads": groups if group_names else 0, "lines": lines,
               "generated": [i for i, v in enumerate(marks or []) if v]},
     )
     layout = {k_: v for k_, v in layout.items() if v is not None}

@@ -178,12 +178,8 @@ def test_select_arcs_matches_a_loop():
 
 
 def arc_lines(fig: dict) -> list[dict]:
-    """The arc view's line traces (``meta.points`` points an arc), not its tokens or hover points."""
-    return [t for t in fig["data"] if t.get("meta", {}).get("points", 0) > 1]
-
-
-def arc_hovers(fig: dict) -> list[dict]:
-    return [t for t in fig["data"] if t.get("meta", {}).get("hover")]
+    """The arc view's groups of lines (the page draws them on its canvas)."""
+    return fig["layout"]["meta"]["lines"]
 
 
 def test_arc_figure_few_traces_and_focus():
@@ -192,18 +188,17 @@ def test_arc_figure_few_traces_and_focus():
     fig = figures.arc_figure(att, labels, top_k=3, min_weight=0.0, group_names=[str(h) for h in range(12)])
     assert fig["data"][0]["name"] == "tokens"
     lines = arc_lines(fig)
-    assert len(lines) == 12 and len(arc_hovers(fig)) == 12  # one line trace a head, one of hover points
-    assert {t["type"] for t in lines + arc_hovers(fig)} == {"scattergl"}  # WebGL: one canvas
-    assert sorted(t["meta"]["head"] for t in lines) == list(range(12)) and fig["layout"]["meta"]["heads"] == 12
+    assert len(lines) == 12 and len(fig["data"]) == 1  # one group of lines a head, drawn on the page's canvas
+    assert sorted(t["head"] for t in lines) == list(range(12)) and fig["layout"]["meta"]["heads"] == 12
     assert fig["layout"]["meta"]["arcs"] == 12 * 40 * 3
     # each trace names the query of each of its arcs, for the browser-side hover
-    queries = np.concatenate([t["meta"]["queries"] for t in lines])
+    queries = np.concatenate([t["queries"] for t in lines])
     assert np.bincount(queries, minlength=40).tolist() == [12 * 3] * 40
     for trace in lines:
         xs = decode(trace["x"])
         starts = xs[:: figures._ARC_POINTS + 1]
-        assert len(starts) == len(trace["meta"]["queries"])
-        np.testing.assert_allclose(starts, figures.token_positions(labels)[trace["meta"]["queries"]], atol=1e-3)
+        assert len(starts) == len(trace["queries"]) == len(trace["keys"]) == len(trace["text"])
+        np.testing.assert_allclose(starts, figures.token_positions(labels)[trace["queries"]], atol=1e-3)
     focused = figures.arc_figure(att[:1], labels, top_k=3, min_weight=0.0, focus=7)
     assert focused["layout"]["meta"]["arcs"] == 3
     # every arc drawn starts at token 7's x position
@@ -219,14 +214,14 @@ def test_arc_hover_names_both_tokens_and_the_exact_weight():
     labels = [f"t{i}" for i in range(20)]
     fig = figures.arc_figure(att, labels, top_k=2, min_weight=0.0, group_names=["0", "1", "2"])
     seen = set()
-    for trace in arc_hovers(fig):
-        head = trace["meta"]["head"]
-        assert len(trace["text"]) == len(trace["meta"]["queries"]) == len(decode(trace["x"]))
-        for query, text in zip(trace["meta"]["queries"], trace["text"]):
-            pair, rest = text.split("<br>")
+    for trace in arc_lines(fig):
+        head = trace["head"]
+        for query, key_, text in zip(trace["queries"], trace["keys"], trace["text"]):
+            pair, rest = text.split("\n")
             q_label, k_label = pair.split(" → ")
             assert q_label == labels[query]
             key = labels.index(k_label)
+            assert key == key_
             weight = float(rest.split()[1])
             assert weight == pytest.approx(att[head, query, key], abs=6e-5) and rest.endswith(f"head {head}")
             seen.add((head, query, key))
@@ -271,17 +266,16 @@ def test_long_texts_are_drawn_through_a_window():
     inside = (k >= 100) & (k < 164)
     assert meta["arcs"] == int(inside.sum()) and meta["outside"] == int((~inside).sum()) > 0
     # those are drawn dotted to the window's edge: left for earlier keys, right for later ones
-    far = [t for t in arc_lines(fig) if t["meta"].get("far")]
-    assert far and all(t["line"]["dash"] == "dot" for t in far)
+    far = [t for t in arc_lines(fig) if t["far"]]
+    assert far and not any(t["far"] for t in arc_lines(fig) if t not in far)
     ends = np.concatenate([decode(t["x"]).reshape(-1, figures._ARC_POINTS + 1)[:, -2] for t in far])
     width = fig["layout"]["xaxis"]["range"][1]
     assert len(ends) == meta["outside"]
     assert sorted(np.round(ends).tolist()) == sorted([2.0] * int((k < 100).sum()) + [width - 2.0] * int((k >= 164).sum()))
     # their hover names the key token and where it is in the text
-    hovers = {(q, k): t for trace in arc_hovers(fig) for q, k, t in zip(trace["meta"]["queries"], trace["meta"]["keys"],
-                                                                         trace["text"])}
+    hovers = {(q, k): t for trace in arc_lines(fig) for q, k, t in zip(trace["queries"], trace["keys"], trace["text"])}
     q0, k0 = int(q[~inside][0]), int(k[~inside][0])
-    assert hovers[(q0 - 100, k0)].startswith(f"w{q0} → w{k0} (token {k0})<br>weight ")
+    assert hovers[(q0 - 100, k0)].startswith(f"w{q0} → w{k0} (token {k0})\nweight ")
     # the window moves to hold a focused token, and never runs past the end
     assert figures.arc_window(200, 180) == (136, 200)
     assert figures.arc_window(200, 0, focus=150) == (118, 182)
@@ -294,7 +288,7 @@ def test_causal_arcs_all_bend_down():
     att = np.tril(np.ones((1, 6, 6)))
     att /= att.sum(-1, keepdims=True)
     fig = figures.arc_figure(att.astype(np.float32), list("abcdef"), top_k=6, min_weight=0.0, causal=True)
-    ys = np.concatenate([decode(t["y"]) for t in fig["data"][1:]])
+    ys = np.concatenate([decode(t["y"]) for t in arc_lines(fig)])
     ys = ys[~np.isnan(ys)]
     assert len(ys)
     loops = ys > 0  # self-loops sit just above the baseline
@@ -306,3 +300,20 @@ def test_causal_arcs_all_bend_down():
 def test_empty_figure_escapes(message):
     fig = figures.empty_figure(message)
     assert "<script>" not in fig["layout"]["annotations"][0]["text"]
+
+
+def test_exports_draw_the_arcs_the_page_draws_on_its_canvas():
+    """Offline HTML (and the PNG/SVG of 25-export.js) cannot run the page's canvas: the arcs become
+    SVG line traces, one a group, with the same points, colour and width."""
+    from attention_explorer.components import export
+
+    att = random_attention(2, 90, seed=2)
+    fig = figures.arc_figure(att, [f"w{i}" for i in range(90)], top_k=2, min_weight=0.0, group_names=["0", "1"],
+                             start=10)
+    lines = fig["layout"]["meta"]["lines"]
+    traces = figures.arc_traces(fig)
+    assert len(traces) == len(lines) and any(t["line"].get("dash") == "dot" for t in traces)
+    for trace, line in zip(traces, lines):
+        assert trace["type"] == "scatter" and trace["x"] == line["x"] and trace["line"]["color"] == line["color"]
+    offline = export.offline_figure(fig)
+    assert offline["data"][1:] == traces and "lines" not in offline["layout"]["meta"]

@@ -120,12 +120,10 @@ def test_a_long_results_arcs_are_the_top_keys_of_the_models_own_rows(offered, ll
         assert fig["layout"]["meta"]["first"] == first and fig["data"][0]["text"] == [
             figures.safe_label(t) for t in labels[first:end]]
         drawn = {}
-        for trace in fig["data"]:
-            if trace.get("meta", {}).get("hover"):
-                for q, k, text_ in zip(trace["meta"]["queries"], trace["meta"]["keys"], trace["text"]):
-                    assert text_.split("<br>")[0].startswith(f"{figures.safe_label(labels[first + q])} → "
-                                                             f"{figures.safe_label(labels[k])}")
-                    drawn[(trace["meta"]["head"], first + q, k)] = float(text_.split("<br>")[1].split()[1])
+        for line in fig["layout"]["meta"]["lines"]:
+            for q, k, text_ in zip(line["queries"], line["keys"], line["text"]):
+                assert text_.split("\n")[0].startswith(f"{labels[first + q]} → {labels[k]}")
+                drawn[(line["head"], first + q, k)] = float(text_.split("\n")[1].split()[1])
         meta = fig["layout"]["meta"]
         # every arc is drawn: to keys in the window as arcs, to the others dotted to the window's edge
         assert len(drawn) == meta["arcs"] + meta["outside"] and meta["arcs"] > 0 and (meta["outside"] > 0) == (first > 0)
