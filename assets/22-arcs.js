@@ -94,6 +94,7 @@
         });
         if (current) { ctx.stroke(); }
         gd._aeArcsDrawn = shown.length;
+        gd._aeArcsDrawnAt = performance.now();  // bench/browser.py times browser-side redraws by it
         syncChips(gd);
     }
 
