@@ -336,6 +336,7 @@ ARC_WIDTHS = (1.0, 2.0, 3.5, 5.5)
 ARC_OPACITY = (0.3, 0.5, 0.7, 0.9)
 ARC_WINDOW = 64  # tokens drawn at once; longer texts are read through a window that moves
 ALL_HEADS_WIDTH, ALL_HEADS_OPACITY = 1.6, 0.6  # arcs of every head at once: one trace a head
+FAR_WIDTH, FAR_OPACITY = 1.0, 0.35  # arcs to tokens outside the window: dotted, light, behind the others
 _ARC_POINTS = 11  # points an arc (plus a gap): straight segments on WebGL, so enough for a smooth curve
 GENERATED_COLOR = "#7b3294"  # tokens the model generated (a decoder's continuation): purple, in italics
 ONE_MATRIX_COLOR = "#3b528b"
@@ -464,17 +465,18 @@ def _arc_lines(g, q, k, w, far, groups: int, group_names: list[str] | None, path
             if not sel.any():
                 continue
             xs, ys = paths(sel)
-            alpha = ALL_HEADS_OPACITY if level is None else (0.55 if level == "far" else ARC_OPACITY[level])
+            alpha = ALL_HEADS_OPACITY if level is None else (FAR_OPACITY if level == "far" else ARC_OPACITY[level])
             text = [f"{q_labels[a]} → {k_labels[b]}" + (f" ({token_word} {b})" if level == "far" else "")
                     + f"\n{weight_word} {v:.4f}{about}"
                     for a, b, v in zip(q[sel].tolist(), k[sel].tolist(), w[sel].tolist())]
             lines.append({
                 "head": group, "name": name, "color": _rgba(color, alpha),
-                "width": ALL_HEADS_WIDTH if level in (None, "far") else ARC_WIDTHS[level], "far": level == "far",
+                "width": {None: ALL_HEADS_WIDTH, "far": FAR_WIDTH}.get(level) or ARC_WIDTHS[level],
+                "far": level == "far",
                 "x": typed_array(xs), "y": typed_array(ys), "points": _ARC_POINTS + 1,
                 "queries": q[sel].tolist(), "keys": k[sel].tolist(), "text": text,
             })
-    return lines
+    return sorted(lines, key=lambda line: not line["far"])  # the arcs out of the window drawn first, behind
 
 
 def arc_traces(figure: dict) -> list[dict]:
