@@ -87,7 +87,7 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     if windowed:
         hint = (_("Tokens {first}–{last} of {total} (move the slider to read on).").format(
                     first=meta["first"], last=meta["end"] - 1, total=meta["units"]) + " " + hint
-                + (" " + _("{count} arcs go to tokens outside this window: dotted, to its edge (hover their tops).").format(
+                + (" " + _("{count} arcs go to tokens outside this window: dotted, to its edge.").format(
                     count=meta["outside"])
                    if meta["outside"] else ""))
         if meta["first"] != state.arc_start:

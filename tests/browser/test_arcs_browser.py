@@ -109,7 +109,8 @@ def test_arcs_are_webgl_and_a_heads_chip_hides_or_solos_it(arcs_app, llama):
 def test_hovering_an_arcs_top_names_both_tokens_and_its_weight(arcs_app, llama):
     duo = arcs_app
     open_arcs(duo, llama, "the cat sat on the mat because it was tired", head="1")
-    duo.driver.execute_script("document.querySelector('#arc-view').scrollIntoView({block: 'center', behavior: 'instant'})")
+    duo.driver.execute_script(
+        "document.querySelector('#arc-view').scrollIntoView({block: 'center', behavior: 'instant'})")
     time.sleep(0.3)
     # the middle of the strongest arc: its 6th point (of 11), in the page's pixels
     point = graph(duo, "arc-view", """(() => {
