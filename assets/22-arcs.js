@@ -1,48 +1,208 @@
-/* Arcs: hovering a token keeps only its arcs (Plotly.restyle, no request); a click keeps them and
- * follows the token in Token focus. */
+/* Arcs (components/figures.py arc_figure): drawn here on one 2-D canvas over the plot, from the
+ * figure's layout.meta.lines (plotly.js's SVG paths cost 143-219 ms a draw; the app's cartesian bundle
+ * has no WebGL traces). Hovering a token keeps only its arcs (a redraw, no request); a click keeps
+ * them and follows the token in Token focus; hovering an arc shows the two tokens and its weight; a
+ * click on a head's chip hides that head's arcs, a double click shows it alone (again: every head), as
+ * BertViz's head colours do; the heads hidden stay hidden while the window moves or the layer changes. */
 (function () {
     "use strict";
     const AE = window.AE;
+    const HOVER_PX = 8;  // an arc is hovered within this many pixels of one of its points
 
     function decodeFloat32(spec) {
         if (!spec || spec.bdata === undefined) { return spec; }
+        if (spec._decoded) { return spec._decoded; }
         const bytes = Uint8Array.from(atob(spec.bdata), function (c) { return c.charCodeAt(0); });
-        return new Float32Array(bytes.buffer);
+        Object.defineProperty(spec, "_decoded", {value: new Float32Array(bytes.buffer), enumerable: false});
+        return spec._decoded;
     }
+
+    function arcMeta(gd) {
+        const meta = gd && gd.layout && gd.layout.meta;
+        return meta && meta.kind === "arcs" ? meta : null;
+    }
+
+    function hiddenHeads(gd) {
+        const meta = arcMeta(gd), heads = meta ? (meta.heads || 0) : 0;
+        if (gd._aeHiddenFor !== heads) { gd._aeHidden = new Set(); gd._aeHiddenFor = heads; }
+        return gd._aeHidden;
+    }
+
+    /* The arcs shown now: [{line, arc}] of the lines of visible heads, of the hovered token only when
+       one is hovered (and no token is clicked). */
+    function shownArcs(gd, meta) {
+        const hidden = hiddenHeads(gd), token = (meta.focus === null || meta.focus === undefined) ? gd._aeArcsToken : null;
+        const out = [];
+        (meta.lines || []).forEach(function (line) {
+            if (hidden.has(line.head)) { return; }
+            line.queries.forEach(function (q, i) {
+                if (token === null || token === undefined || q === token) { out.push({line: line, arc: i}); }
+            });
+        });
+        return out;
+    }
+
+    function canvasOf(gd) {
+        let canvas = gd.querySelector("canvas.ae-arcs");
+        if (!canvas) {
+            const container = gd.querySelector(".svg-container");
+            const first = container && container.querySelector("svg.main-svg");
+            if (!first) { return null; }
+            canvas = document.createElement("canvas");
+            canvas.className = "ae-arcs";
+            canvas.setAttribute("aria-hidden", "true");
+            canvas.style.cssText = "position:absolute;left:0;top:0;pointer-events:none;";
+            first.insertAdjacentElement("afterend", canvas);
+        }
+        return canvas;
+    }
+
+    function draw(gd) {
+        const meta = arcMeta(gd), full = gd._fullLayout;
+        const old = gd.querySelector("canvas.ae-arcs");
+        if (!meta || !full || !full.xaxis) { if (old) { old.remove(); } gd._aeArcsDrawn = 0; return; }
+        const canvas = canvasOf(gd);
+        if (!canvas) { return; }
+        const ratio = window.devicePixelRatio || 1, width = full.width, height = full.height;
+        if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
+            canvas.width = Math.round(width * ratio); canvas.height = Math.round(height * ratio);
+            canvas.style.width = width + "px"; canvas.style.height = height + "px";
+        }
+        const ctx = canvas.getContext("2d");
+        ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+        ctx.clearRect(0, 0, width, height);
+        const xa = full.xaxis, ya = full.yaxis;
+        const shown = shownArcs(gd, meta);
+        let current = null;
+        shown.forEach(function (item) {
+            const line = item.line;
+            if (current !== line) {
+                if (current) { ctx.stroke(); }
+                current = line;
+                ctx.beginPath();
+                ctx.strokeStyle = line.color; ctx.lineWidth = line.width;
+                ctx.setLineDash(line.far ? [2, 3] : []);
+            }
+            const xs = decodeFloat32(line.x), ys = decodeFloat32(line.y), n = line.points;
+            let pen = false;
+            for (let p = item.arc * n; p < (item.arc + 1) * n; p++) {
+                const x = xs[p], y = ys[p];
+                if (isNaN(x) || isNaN(y)) { pen = false; continue; }
+                const px = xa._offset + xa.l2p(x), py = ya._offset + ya.l2p(y);
+                if (pen) { ctx.lineTo(px, py); } else { ctx.moveTo(px, py); pen = true; }
+            }
+        });
+        if (current) { ctx.stroke(); }
+        gd._aeArcsDrawn = shown.length;
+        gd._aeArcsDrawnAt = performance.now();  // bench/browser.py times browser-side redraws by it
+        syncChips(gd);
+    }
+
+    /* ---- hover on an arc: the nearest drawn arc within HOVER_PX shows its tokens and weight */
+    function tipOf(gd) {
+        let tip = gd.querySelector(".ae-arc-tip");
+        if (!tip) {
+            tip = document.createElement("div");
+            tip.className = "ae-arc-tip";
+            tip.setAttribute("role", "status");
+            tip.style.display = "none";
+            gd.appendChild(tip);
+        }
+        return tip;
+    }
+
+    function hoverArc(gd, event) {
+        const meta = arcMeta(gd), full = gd._fullLayout, tip = tipOf(gd);
+        if (!meta || !full || !full.xaxis) { tip.style.display = "none"; return; }
+        const box = gd.getBoundingClientRect();
+        const mx = event.clientX - box.left, my = event.clientY - box.top;
+        const xa = full.xaxis, ya = full.yaxis;
+        let best = null, bestD = HOVER_PX * HOVER_PX;
+        shownArcs(gd, meta).forEach(function (item) {
+            const xs = decodeFloat32(item.line.x), ys = decodeFloat32(item.line.y), n = item.line.points;
+            for (let p = item.arc * n; p < (item.arc + 1) * n; p++) {
+                if (isNaN(xs[p])) { continue; }
+                const dx = xa._offset + xa.l2p(xs[p]) - mx, dy = ya._offset + ya.l2p(ys[p]) - my;
+                const d = dx * dx + dy * dy;
+                if (d < bestD) { bestD = d; best = item; }
+            }
+        });
+        if (!best) { tip.style.display = "none"; gd._aeArcHover = null; return; }
+        gd._aeArcHover = best;
+        tip.textContent = best.line.text[best.arc];
+        tip.style.borderColor = best.line.color.replace(/,[^,]*\)$/, ",1)");
+        tip.style.left = (mx + 12) + "px"; tip.style.top = (my + 12) + "px";
+        tip.style.display = "block";
+    }
+
+    /* ---- the graph: draw after every plotly.js draw, hover on the arcs */
+    function watch(gd) {
+        if (!gd || gd._aeArcsWatched || !gd.on) { return; }
+        gd._aeArcsWatched = true;
+        gd.on("plotly_afterplot", function () { draw(gd); });
+        gd.addEventListener("mousemove", function (event) { hoverArc(gd, event); });
+        gd.addEventListener("mouseleave", function () { tipOf(gd).style.display = "none"; });
+        draw(gd);
+    }
+    function findGraph() { watch(AE.graphDiv("arc-view")); }
+    new MutationObserver(function () {
+        const gd = AE.graphDiv("arc-view");
+        if (gd && !gd._aeArcsWatched) { watch(gd); }
+    }).observe(document.documentElement, {childList: true, subtree: true});
+    findGraph();
 
     function isolateArcs(hoverData, figure) {
         const gd = AE.graphDiv("arc-view");
         if (!gd || !figure || !figure.layout || !figure.layout.meta || figure.layout.meta.kind !== "arcs") { return AE.NO(); }
-        const meta = figure.layout.meta;
-        if (meta.focus !== null && meta.focus !== undefined) { return AE.NO(); }  // a clicked token wins
+        watch(gd);
         const p = AE.firstPoint(hoverData);
         const token = p && p.curveNumber === 0 ? p.pointIndex : null;
-        if (gd._aeArcsFigure !== figure) {  // a new figure: remember its full arcs
-            gd._aeArcsFigure = figure;
-            gd._aeArcs = figure.data.map(function (t) {
-                return t.meta && t.meta.queries ? {x: decodeFloat32(t.x), y: decodeFloat32(t.y), queries: t.meta.queries} : null;
-            });
-            gd._aeArcsToken = undefined;  // unknown: the next call restyles whatever it is
-        }
         if (token === gd._aeArcsToken) { return AE.NO(); }
         gd._aeArcsToken = token;
-        const xs = [], ys = [], traces = [];
-        gd._aeArcs.forEach(function (arcs, index) {
-            if (!arcs) { return; }
-            traces.push(index);
-            if (token === null) { xs.push(arcs.x); ys.push(arcs.y); return; }
-            const n = meta.points, keep = [];
-            arcs.queries.forEach(function (q, i) { if (q === token) { keep.push(i); } });
-            const x = new Float32Array(keep.length * n), y = new Float32Array(keep.length * n);
-            keep.forEach(function (i, j) {
-                x.set(arcs.x.subarray(i * n, (i + 1) * n), j * n);
-                y.set(arcs.y.subarray(i * n, (i + 1) * n), j * n);
-            });
-            xs.push(x); ys.push(y);
-        });
-        if (traces.length) { window.Plotly.restyle(gd, {x: xs, y: ys}, traces); }
+        draw(gd);
         return AE.NO();
     }
+
+    /* ---- head chips: hide (click) or solo (double click) a head's arcs */
+    function syncChips(gd) {
+        const hidden = hiddenHeads(gd);
+        document.querySelectorAll("#arc-legend .ae-head-chip").forEach(function (chip) {
+            const pressed = hidden.has(Number(chip.dataset.head)) ? "false" : "true";
+            if (chip.getAttribute("aria-pressed") !== pressed) { chip.setAttribute("aria-pressed", pressed); }
+        });
+    }
+
+    function chipClick(event) {
+        const chip = event.target.closest && event.target.closest("#arc-legend .ae-head-chip");
+        const gd = AE.graphDiv("arc-view"), meta = arcMeta(gd);
+        if (!chip || !meta) { return; }
+        const head = Number(chip.dataset.head), heads = meta.heads || 0;
+        if (!(head >= 0 && head < heads)) { return; }
+        let hidden = hiddenHeads(gd);
+        if (event.detail >= 2) {  // a double click: this head alone, or every head if it was alone already
+            const before = gd._aeHiddenBefore || new Set();
+            const alone = !before.has(head) && before.size === heads - 1;
+            hidden = new Set();
+            if (!alone) { for (let h = 0; h < heads; h++) { if (h !== head) { hidden.add(h); } } }
+        } else {
+            gd._aeHiddenBefore = new Set(hidden);
+            hidden = new Set(hidden);
+            if (hidden.has(head)) { hidden.delete(head); } else { hidden.add(head); }
+        }
+        gd._aeHidden = hidden;
+        draw(gd);
+    }
+    document.addEventListener("click", chipClick);
+
+    AE.arcTraces = function (gd) {  // the arcs as SVG traces, for the PNG / SVG exports (25-export.js)
+        const meta = arcMeta(gd);
+        if (!meta) { return []; }
+        const hidden = hiddenHeads(gd);
+        return (meta.lines || []).filter(function (line) { return !hidden.has(line.head); }).map(function (line) {
+            return {type: "scatter", mode: "lines", x: Array.from(decodeFloat32(line.x)), y: Array.from(decodeFloat32(line.y)),
+                    hoverinfo: "skip", showlegend: false, line: {color: line.color, width: line.width, dash: line.far ? "dot" : "solid"}};
+        });
+    };
 
     AE.register({
         isolateArcs: isolateArcs,

@@ -13,7 +13,9 @@
                 return [AE.NO(), AE.words().nothing_to_export || "Nothing to export yet."];
             }
             const format = request.format === "svg" ? "svg" : "png";
-            window.Plotly.downloadImage(gd, {format: format, filename: request.filename, scale: format === "png" ? 2 : 1});
+            const arcs = AE.arcTraces ? AE.arcTraces(gd) : [];  // the arc view draws its arcs on a canvas of its own
+            const figure = arcs.length ? {data: gd.data.concat(arcs), layout: gd.layout} : gd;
+            window.Plotly.downloadImage(figure, {format: format, filename: request.filename, scale: format === "png" ? 2 : 1});
             return [{format: format, filename: request.filename + "." + format, n: Date.now()}, ""];
         },
         // CSV, JSON and HTML: the server checked the request and sent the link of its download route

@@ -3,6 +3,7 @@
     .venv/bin/python bench/browser.py                  # 32, 128 and 512 tokens, 7 runs an interaction
     .venv/bin/python bench/browser.py --sizes 128 --runs 5
     .venv/bin/python bench/browser.py --profile "layer change" --sizes 512   # where the time goes
+    .venv/bin/python bench/browser.py --only-long-arcs --runs 5     # the arc view at 4,096 tokens alone
 
 The app runs as ``make run`` runs it (``python app.py``, the default model warmed up at start, a
 file-system cache in a temporary folder) on a free port; Debian's Chromium is driven by Selenium.
@@ -411,6 +412,93 @@ def run_seq2seq(page: Page, model: str, runs: int, only: set[str] | None) -> lis
     return rows
 
 
+def tiny_llama_model(folder: str) -> str:
+    """A tiny random Llama with grouped-query attention (the tests' builder: 2 layers x 4 heads, 2 KV
+    heads, 8,192 positions, a tokenizer trained here): no model hub. Its weights are random."""
+    from tests import tiny_models
+
+    return str(tiny_models.build("llama", Path(folder) / "tiny-random-llama"))
+
+
+LONG_ARCS_TARGETS = {"arcs: analyze, arcs open": 4000, "open tab: Arcs": 600, "arcs: window move": 150,
+                     "arcs: hide a head (chip)": 150, "arcs: hover a token": 150}
+
+
+def run_long_arcs(page: Page, model: str, tokens: int, runs: int) -> list[Row]:
+    """The arc view on a long text (a tiny random GQA Llama, ``tokens`` tokens: its maps are not held,
+    only the window's rows are read): Analyze with the arcs open, opening the tab, moving the window
+    one token (one request), and the browser-side redraws of the page's canvas (a head's chip, a
+    token hovered), timed from the input event to the canvas drawn."""
+    from urllib.parse import urlencode
+
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    from tests import tiny_models
+
+    label = f"{tokens:,} (random GQA Llama)"
+    rows = {name: Row(name, label, target=target) for name, target in LONG_ARCS_TARGETS.items()}
+    text = tiny_models.long_text(int(tokens * 0.8))
+    page.d.get(page.url + "?" + urlencode({"text": "the cat sat", "model": model, "view": "arcs", "head": "all"}))
+    page.wait_for(lambda: page.js("const gd = document.querySelector('#arc-view .js-plotly-plot');"
+                                  "return gd && gd.layout && gd.layout.meta && gd.layout.meta.kind === 'arcs'"),
+                  "the arcs of a short text", timeout=120)
+    time.sleep(1.0)
+    for run in range(runs):  # a new text each run (the model runs again): one word changed
+        page.set_text(f"{run} {text}")
+        rows["arcs: analyze, arcs open"].samples.append(page.measure("arc-view", page.element("#analyze-button").click))
+    units = page.js("return document.querySelector('#arc-view .js-plotly-plot').layout.meta.units")
+    if units < tokens:
+        print(f"(the text was {units} tokens, not {tokens})", file=sys.stderr)
+    for run in range(runs):
+        page.tab("Inside a head")
+        time.sleep(1.5)
+        rows["open tab: Arcs"].samples.append(page.measure("arc-view", lambda: page.tab("Arcs")))
+    time.sleep(1.0)
+    slider = page.element("#arc-start-wrap [role='slider']")
+    page.js("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", slider)
+    time.sleep(0.3)
+    for run in range(runs):
+        key = Keys.ARROW_RIGHT if run % 2 == 0 else Keys.ARROW_LEFT
+        rows["arcs: window move"].samples.append(page.measure("arc-view", lambda: slider.send_keys(key)))
+
+    def canvas_redraw(action) -> Sample:
+        page.js("__ae.arm('arc-view')")
+        action()
+        page.wait_for(lambda: page.js("const gd = document.querySelector('#arc-view .js-plotly-plot');"
+                                      "return __ae.t0 !== null && gd._aeArcsDrawnAt > __ae.t0"), "the canvas redrawn")
+        ms = page.js("const gd = document.querySelector('#arc-view .js-plotly-plot');"
+                     "return new Promise(r => requestAnimationFrame(() => r(gd._aeArcsDrawnAt - __ae.t0)))")
+        time.sleep(QUIET_MS / 1000)
+        requests = page.js("return __ae.result().requests")
+        page.js("__ae.armed = false")
+        return Sample(ms, requests, 0)
+
+    chip = page.element("#arc-legend .ae-head-chip[data-head='1']")
+    page.js("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", chip)
+    time.sleep(0.3)
+    for run in range(runs + (runs % 2)):  # hidden, shown, ...: left shown
+        sample = canvas_redraw(chip.click)
+        if run < runs:
+            rows["arcs: hide a head (chip)"].samples.append(sample)
+    points = page.d.find_elements("css selector", "#arc-view .scatterlayer .trace:first-child .textpoint")
+    page.js("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", points[0])
+    time.sleep(0.3)
+    for run in range(runs):
+        target = points[(run * 7 + 3) % len(points)]
+        ActionChains(page.d).move_to_element(page.element("#arc-hint")).perform()
+        time.sleep(0.5)
+        # the harness starts its clock at a trusted pointer or key event: a hover is a mouse move, so the
+        # clock starts at the move, stamped here in the page just before
+        sample = canvas_redraw(lambda: (page.js("__ae.t0 = performance.now()"),
+                                        ActionChains(page.d).move_to_element(target).perform()))
+        rows["arcs: hover a token"].samples.append(sample)
+    heap = page.js("return performance.memory ? performance.memory.usedJSHeapSize : null")
+    if heap:
+        print(f"(JS heap after the long arcs: {heap / 2**20:.0f} MB)", file=sys.stderr)
+    return list(rows.values())
+
+
 def page_loads(url: str, runs: int) -> list[Row]:
     cold, warm = Row("page load, cold cache", "—"), Row("page load, warm cache", "—")
     for _ in range(runs):
@@ -577,6 +665,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-page-load", action="store_true")
     parser.add_argument("--profile", metavar="INTERACTION", help="profile one interaction instead")
     parser.add_argument("--no-seq2seq", action="store_true", help="skip the encoder-decoder case (a tiny random BART)")
+    parser.add_argument("--long-arcs", type=int, default=4096, metavar="TOKENS",
+                        help="the arc view at this many tokens on a tiny random GQA Llama (0: skip)")
+    parser.add_argument("--only-long-arcs", action="store_true", help="run the long arc view's case alone")
     args = parser.parse_args(argv)
     runs = max(5, args.runs)
     from transformers import AutoTokenizer
@@ -586,8 +677,9 @@ def main(argv: list[str] | None = None) -> int:
     print_header("bench/browser.py: interactions in headless Chromium, default model")
     print(f"- browser: {subprocess.run([CHROMIUM, '--version'], capture_output=True, text=True).stdout.strip()}")
     models_dir = tempfile.mkdtemp(prefix="ae-bench-models-")
-    seq2seq = None if args.no_seq2seq or args.profile else tiny_seq2seq_model(models_dir)
-    app = App((seq2seq,) if seq2seq else ())
+    seq2seq = None if args.no_seq2seq or args.profile or args.only_long_arcs else tiny_seq2seq_model(models_dir)
+    llama = tiny_llama_model(models_dir) if args.long_arcs and not args.profile else None
+    app = App(tuple(m for m in (seq2seq, llama) if m))
     try:
         maker = TextMaker(AutoTokenizer.from_pretrained(bundled_model_dir()))  # texts of an exact length
         if args.profile:
@@ -595,15 +687,17 @@ def main(argv: list[str] | None = None) -> int:
                 profile(app.url, maker, args.profile, size)
             return 0
         rows: list[Row] = []
-        if not args.no_page_load and not args.only:
+        if not args.no_page_load and not args.only and not args.only_long_arcs:
             rows += page_loads(app.url, runs)
         driver = browser()
         try:
-            for size in args.sizes:
+            for size in ([] if args.only_long_arcs else args.sizes):
                 rows += run_size(Page(driver, app.url), maker, size, runs, set(args.only) if args.only else None)
                 print(f"(done: {size} tokens)", file=sys.stderr, flush=True)
             if seq2seq:
                 rows += run_seq2seq(Page(driver, app.url), seq2seq, runs, set(args.only) if args.only else None)
+            if llama:
+                rows += run_long_arcs(Page(driver, app.url), llama, args.long_arcs, runs)
         finally:
             driver.quit()
     finally:

@@ -1,5 +1,7 @@
-"""Arc view: tokens in reading order, arcs to what each attends to. Hovering a token keeps only its arcs
-(in the browser, no request); clicking it keeps them (here) and follows it in Token focus."""
+"""Arc view: tokens in reading order, arcs (WebGL) to what each attends to. Hovering a token keeps only
+its arcs (in the browser, no request); clicking it keeps them (here) and follows it in Token focus; the
+head chips hide a head (click) or show it alone (double click), in the browser. Only the rows of the
+window drawn are read (``services.analyses.arcs.window_rows``): a 4,096-token text is never held whole."""
 
 from __future__ import annotations
 
@@ -7,11 +9,13 @@ import numpy as np
 from dash import Output, html
 
 from ..components import ids
-from ..components.figures import ARC_WINDOW, HEAD_COLORS, arc_figure, arc_window, cross_arc_figure, empty_figure, note_span
+from ..components.figures import ARC_WINDOW, HEAD_COLORS, arc_figure, arc_window, cross_arc_figure, cross_windows, \
+    empty_figure, note_span
 from ..components.i18n import _
 from ..components.layout import head_legend
+from ..services.analyses.arcs import window_rows
 from .boundary import ViewState
-from .common import matrix_title, numbers_csv, view_note
+from .common import Unavailable, matrix_title, numbers_csv, view_note
 from .viewspec import ViewSpec
 
 OUTPUTS = {"arcs": Output(ids.ARC_VIEW, "figure"), "arc_hint": Output(ids.ARC_HINT, "children"),
@@ -23,45 +27,47 @@ def placeholder(message: str) -> dict:
     return {"arcs": empty_figure(message), "arc_hint": "", "arc_legend": []}
 
 
-class _WindowRows:
-    """A long text's weights as ``arc_figure`` reads them (``weights[:, queries, :]`` for the queries of the
-    window it draws): only those rows, exact (``View.shown_rows``), never the whole (n, n) maps."""
+def _generated(view) -> list[bool] | None:
+    """For each row unit shown, whether the model generated it (a decoder-only model's continuation)."""
+    mask = view.result.generated_mask
+    if mask is None or view.result.is_encoder_decoder:
+        return None
+    mask = np.asarray(mask, dtype=bool)
+    return [bool(mask[i]) for i in view.token_index]
 
-    def __init__(self, view, layer: int, heads: list[int | None], first: int, end: int) -> None:
-        self.first, self.end = first, end
-        self.rows = np.stack([view.shown_rows(layer, h, np.arange(first, end)) for h in heads])
-        self.shape = (len(heads), len(view.labels), self.rows.shape[-1])
 
-    def __getitem__(self, index):
-        queries = np.asarray(index[1])
-        return self.rows[:, queries - self.first, :]
+def _weights(view, state: ViewState, first: int, end: int):
+    """``(rows of the window, head names or None, what is drawn)``."""
+    if not view.options.rollout and state.head.kind == "all":
+        heads = list(range(view.kv.attentions.shape[1]))
+        what = _("Layer {layer} · all heads (one colour a head)").format(layer=state.layer)
+        return window_rows(view, state.layer, heads, first, end), [str(h) for h in heads], what
+    what = matrix_title(view.options, state.layer, state.head.number)
+    if view.options.rollout:  # through every layer: whole matrices (short texts only)
+        if not view.result.dense:
+            raise Unavailable(_("Rollout multiplies every layer's whole maps: too many at {tokens} tokens. "
+                                "Choose Raw to see the arcs.").format(tokens=view.result.seq_len))
+        matrix, _title = view.matrix(state.layer, state.head.number)
+        return matrix[None, first:end], None, what
+    heads = None if state.head.number is None else [state.head.number]
+    return window_rows(view, state.layer, heads, first, end), None, what
 
 
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
-    names = None
-    if view.long:  # only the window's rows (the arc view itself: another change of issue 18)
-        units = max(len(view.labels), len(view.col_labels)) if not view.square else len(view.labels)
-        first, end = arc_window(units, state.arc_start, view.unit_of(state.arc_focus))
-        end = min(end, len(view.labels))
-        if state.head.kind == "all":
-            names = [str(h) for h in range(view.shape[1])]
-            weights = _WindowRows(view, state.layer, list(range(view.shape[1])), first, end)
-            what = _("Layer {layer} · all heads (one colour a head)").format(layer=state.layer)
-        else:
-            weights = _WindowRows(view, state.layer, [state.head.number], first, end)
-            what = matrix_title(view.options, state.layer, state.head.number)
-    elif not view.options.rollout and state.head.kind == "all":
-        weights, names = view.layer(state.layer), [str(h) for h in range(view.kv.attentions.shape[1])]
-        what = _("Layer {layer} · all heads (one colour a head)").format(layer=state.layer)
-    else:
-        matrix, _title = view.matrix(state.layer, state.head.number)
-        what = matrix_title(view.options, state.layer, state.head.number)
-        weights = matrix[None]
     labels = view.labels
     focus = view.unit_of(state.arc_focus)
+    if view.square:
+        first, end = arc_window(len(labels), state.arc_start, focus)
+    else:
+        (first, end), _keys = cross_windows(len(labels), len(view.col_labels), state.arc_start, focus)
+    try:
+        weights, names, what = _weights(view, state, first, end)
+    except Unavailable as why:
+        return placeholder(str(why))
     title = what + note_span(view_note(view))
     common = {"top_k": state.top_k, "min_weight": state.min_weight, "focus": focus, "group_names": names,
-              "title": title, "token_index": view.token_index, "start": state.arc_start}
+              "title": title, "token_index": view.token_index, "start": state.arc_start, "first": first,
+              "generated": _generated(view)}
     if view.square:
         figure = arc_figure(weights, labels, causal=view.kv.causal, **common)
     else:
@@ -74,12 +80,15 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     else:
         hint = _("Showing what “{token}” attends to ({count} arcs). Click it again to release.").format(
             token=labels[focus], count=count)
+    if meta["generated"]:
+        hint += " " + _("Tokens in purple italics are the ones the model generated.")
     out = {"arcs": figure, "arc_legend": head_legend(names or [], HEAD_COLORS)}
     windowed = meta["units"] > ARC_WINDOW
     if windowed:
         hint = (_("Tokens {first}–{last} of {total} (move the slider to read on).").format(
                     first=meta["first"], last=meta["end"] - 1, total=meta["units"]) + " " + hint
-                + (" " + _("{count} arcs to tokens outside this window are not drawn.").format(count=meta["outside"])
+                + (" " + _("{count} arcs go to tokens outside this window: dotted, to its edge.").format(
+                    count=meta["outside"])
                    if meta["outside"] else ""))
         if meta["first"] != state.arc_start:
             out["arc_start"] = meta["first"]  # the window moved to hold the clicked token

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import images
-from .figures import safe_label
+from .figures import arc_traces, safe_label
 from .i18n import _
 
 IMAGE_FORMATS = ("png", "svg", "jpeg", "webp")
@@ -244,6 +244,9 @@ def offline_figure(figure: dict) -> dict:
     for key in ("sources", "titles", "key"):
         if meta.get("kind") == "head-grid":
             meta.pop(key, None)
+    if meta.get("kind") == "arcs":  # the page draws the arcs on its canvas: here they are SVG lines
+        figure["data"] = list(figure["data"]) + arc_traces(figure)
+        meta.pop("lines", None)
     if meta.get("kind") == "arcs":  # clicking a token does nothing without the app
         for trace in figure["data"]:
             if isinstance(trace, dict) and isinstance(trace.get("hovertemplate"), str):

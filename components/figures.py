@@ -335,12 +335,17 @@ def grid_tile_offset(meta: dict, tile: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------- arcs
+# Arcs are drawn by the page on one 2-D canvas (assets/22-arcs.js, from ``layout.meta.lines``; SVG paths cost
+# plotly.js 143-219 ms a draw), the tokens are SVG text (they take clicks and hover).
 ARC_LEVELS = (0.1, 0.25, 0.5)  # weight bucket edges: one trace a bucket (and a head)
 ARC_WIDTHS = (1.0, 2.0, 3.5, 5.5)
 ARC_OPACITY = (0.3, 0.5, 0.7, 0.9)
 ARC_WINDOW = 64  # tokens drawn at once; longer texts are read through a window that moves
 ALL_HEADS_WIDTH, ALL_HEADS_OPACITY = 1.6, 0.6  # arcs of every head at once: one trace a head
-_ARC_POINTS = 5  # points an arc (plus a gap): plotly.js draws a spline through them
+FAR_WIDTH, FAR_OPACITY = 1.0, 0.35  # arcs to tokens outside the window: dotted, light, behind the others
+_ARC_POINTS = 11  # points an arc (plus a gap): straight segments on WebGL, so enough for a smooth curve
+GENERATED_COLOR = "#7b3294"  # tokens the model generated (a decoder's continuation): purple, in italics
+ONE_MATRIX_COLOR = "#3b528b"
 
 
 def token_positions(labels: list[str]) -> np.ndarray:
@@ -359,24 +364,38 @@ def arc_window(units: int, start: int, focus: int | None = None) -> tuple[int, i
     return start, start + size
 
 
+def cross_windows(n_q: int, n_k: int, start: int, focus: int | None = None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The target rows ``[q0, q1)`` and source rows ``[k0, k1)`` a cross-attention arc view draws: one
+    window (``arc_window``) over the longer row; a row no longer than the window is shown whole."""
+    first, end = arc_window(max(n_q, n_k), start, focus)
+
+    def row_window(count: int) -> tuple[int, int]:
+        if count <= end - first:
+            return 0, count
+        begin = min(first, count - (end - first))
+        return begin, begin + (end - first)
+
+    return row_window(n_q), row_window(n_k)
+
+
 def select_arcs(weights: np.ndarray, top_k: int, min_weight: float, focus: int | None = None,
                 queries: np.ndarray | None = None):
     """The arcs to draw: for every group and query, its ``top_k`` keys of weight >= ``min_weight`` (and > 0).
 
-    ``weights`` is ``(groups, seq, seq)``; ``queries`` limits the queries (default: all, or ``focus``).
-    Returns arrays ``(group, query, key, weight)``.
+    ``weights`` is ``(groups, rows, keys)`` (rows: every query, or only those given); ``queries`` limits
+    the rows (default: all, or ``focus``). Returns arrays ``(group, row, key, weight)``, largest first.
     """
-    groups, seq, _keys = weights.shape
-    k = max(1, min(int(top_k), seq))
+    groups, _rows, n_keys = weights.shape
+    k = max(1, min(int(top_k), n_keys))
     if focus is not None:
         queries = np.array([focus])
     elif queries is None:
-        queries = np.arange(seq)
-    rows = weights[:, queries, :]  # (groups, q, seq)
-    if k < seq:  # keep the k largest of each row, then order just those (ties: earlier key first)
+        queries = np.arange(weights.shape[1])
+    rows = weights[:, queries, :]  # (groups, q, keys)
+    if k < n_keys:  # keep the k largest of each row, then order just those (ties: earlier key first)
         candidates = np.sort(np.argpartition(-rows, k - 1, axis=-1)[..., :k], axis=-1)
     else:
-        candidates = np.broadcast_to(np.arange(seq), rows.shape)
+        candidates = np.broadcast_to(np.arange(n_keys), rows.shape)
     values = np.take_along_axis(rows, candidates, axis=-1)
     order = np.take_along_axis(candidates, np.argsort(-values, axis=-1, kind="stable"), axis=-1)
     top = np.take_along_axis(rows, order, axis=-1)
@@ -384,55 +403,105 @@ def select_arcs(weights: np.ndarray, top_k: int, min_weight: float, focus: int |
     return g, queries[qi], order[g, qi, j], top[g, qi, j]
 
 
-def _clickable_tokens(x: np.ndarray, y: float, labels: list[str], focus: int | None, name: str) -> dict:
+def _token_text(labels: list[str], focus: int | None, generated) -> list[str]:
+    out = []
+    for i, label in enumerate(labels):
+        text = safe_label(label)
+        if generated is not None and generated[i]:
+            text = f"<i>{text}</i>"
+        out.append(f"<b>{text}</b>" if i == focus else text)
+    return out
+
+
+def _clickable_tokens(x: np.ndarray, y: float, labels: list[str], focus: int | None, name: str,
+                      generated=None) -> dict:
     """The tokens of an arc view as text alone at height ``y`` (square markers behind them cost
-    plotly.js a third of the figure's draw); the ``focus`` one bold and highlighted; a click isolates."""
+    plotly.js a third of the figure's draw); the ``focus`` one bold and highlighted, generated ones
+    (``generated``: a bool a token) purple and in italics; a click isolates."""
     n = len(labels)
+
+    def color(i: int) -> str:
+        if i == focus:
+            return HIGHLIGHT
+        return GENERATED_COLOR if generated is not None and generated[i] else "#212529"
+
     return {
         "type": "scatter", "mode": "text", "x": typed_array(np.asarray(x).astype(np.float32)),
         "y": typed_array(np.full(n, y, dtype=np.float32)),
-        "text": [f"<b>{safe_label(l)}</b>" if i == focus else safe_label(l) for i, l in enumerate(labels)],
+        "text": _token_text(labels, focus, generated),
         "textposition": "middle center",
-        "textfont": {"size": 13, "color": [HIGHLIGHT if i == focus else "#212529" for i in range(n)]},
+        "textfont": {"size": 13, "color": [color(i) for i in range(n)]},
         "hovertemplate": "%{text}<extra>" + _("click to isolate") + "</extra>", "showlegend": False, "name": name,
         "cliponaxis": False,
     }
 
 
-def _arc_traces(g: np.ndarray, q: np.ndarray, bucket: np.ndarray, groups: int, colors: list[str],
-                group_names: list[str] | None, paths) -> list[dict]:
-    """The arcs' traces: one a head when every head is drawn, else one a weight level; ``paths(sel)``
-    gives the NaN-separated x and y of the arcs selected by the boolean mask ``sel``."""
-    traces = []
+def _rgba(color: str, alpha: float) -> str:
+    r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha:g})"
+
+
+def _arc_lines(g, q, k, w, far, groups: int, group_names: list[str] | None, paths,
+               hover_labels: tuple[list[str], list[str]]) -> list[dict]:
+    """The arcs, for the page's canvas (assets/22-arcs.js draws them: one 2-D canvas whatever their
+    number, where plotly.js's SVG paths cost 143-219 ms a draw; the app's cartesian plotly.js bundle
+    has no WebGL traces). One group of lines per head (or the one matrix) and weight level: one matrix's
+    four levels differ in width and opacity; every head at once, one group a head in its colour; the
+    arcs to keys outside the window (``far``), dotted to the window's edge. Each group carries, per arc,
+    its query (``queries``: place in the window), key (``keys``: index in the whole text) and hover
+    text (the two tokens and the exact weight), ``points`` points an arc in ``x``/``y`` (NaN gaps), and
+    ``head``, which the page's head chips hide or solo. ``q`` are places in the window, ``k`` indices
+    into ``hover_labels[1]``; ``paths(sel)`` gives the x and y of the arcs of the boolean mask ``sel``."""
+    lines = []
+    colors = HEAD_COLORS if groups > 1 else [ONE_MATRIX_COLOR]
+    bucket = np.searchsorted(ARC_LEVELS, w, side="right")
     levels = range(len(ARC_WIDTHS)) if groups == 1 else [None]
+    q_labels, k_labels = hover_labels
+    head_word, weight_word, token_word = _("head"), _("weight"), _("token")
     for group in range(groups):
-        for level in levels:
-            sel = (g == group) & ((bucket == level) if level is not None else True)
-            if sel.any():
-                xs, ys = paths(sel)
-                traces.append(_arc_trace(xs, ys, level, colors[group % len(colors)],
-                                         group_names[group] if group_names else "attention", q[sel]))
-    return traces
+        color = colors[group % len(colors)]
+        name = group_names[group] if group_names else ""
+        mine = g == group
+        about = f" · {head_word} {name}" if group_names else ""
+        for level in [*levels, "far"]:
+            if level == "far":
+                sel = mine & far
+            else:
+                sel = mine & ~far & ((bucket == level) if level is not None else True)
+            if not sel.any():
+                continue
+            xs, ys = paths(sel)
+            alpha = ALL_HEADS_OPACITY if level is None else (FAR_OPACITY if level == "far" else ARC_OPACITY[level])
+            text = [f"{q_labels[a]} → {k_labels[b]}" + (f" ({token_word} {b})" if level == "far" else "")
+                    + f"\n{weight_word} {v:.4f}{about}"
+                    for a, b, v in zip(q[sel].tolist(), k[sel].tolist(), w[sel].tolist())]
+            lines.append({
+                "head": group, "name": name, "color": _rgba(color, alpha),
+                "width": {None: ALL_HEADS_WIDTH, "far": FAR_WIDTH}.get(level) or ARC_WIDTHS[level],
+                "far": level == "far",
+                "x": typed_array(xs), "y": typed_array(ys), "points": _ARC_POINTS + 1,
+                "queries": q[sel].tolist(), "keys": k[sel].tolist(), "text": text,
+            })
+    return sorted(lines, key=lambda line: not line["far"])  # the arcs out of the window drawn first, behind
 
 
-def _arc_trace(xs: np.ndarray, ys: np.ndarray, level: int | None, color: str, name: str,
-               queries: np.ndarray) -> dict:
-    """One trace of arcs (NaN-separated paths): a weight level's width and opacity for one matrix, or
-    ``level=None`` for one head among all; ``meta.queries`` lets the browser isolate a token's arcs."""
-    return {
-        "type": "scatter", "mode": "lines", "x": typed_array(xs), "y": typed_array(ys),
-        "line": {"width": ARC_WIDTHS[level] if level is not None else ALL_HEADS_WIDTH,
-                 "color": color, "shape": "spline", "smoothing": 1.0},
-        "opacity": ARC_OPACITY[level] if level is not None else ALL_HEADS_OPACITY,
-        "hoverinfo": "skip", "showlegend": False, "name": name, "meta": {"queries": queries.tolist()},
-    }
+def arc_traces(figure: dict) -> list[dict]:
+    """The arcs of an arc figure (``layout.meta.lines``, which the page draws on its canvas) as plotly.js
+    SVG line traces: for pictures made without the page's code (PNG/SVG exports, offline HTML)."""
+    meta = figure.get("layout", {}).get("meta") or {}
+    return [{"type": "scatter", "mode": "lines", "x": line["x"], "y": line["y"], "hoverinfo": "skip",
+             "showlegend": False, "name": line.get("name") or "attention",
+             "line": {"color": line["color"], "width": line["width"], **({"dash": "dot"} if line.get("far") else {})}}
+            for line in meta.get("lines") or []]
 
 
-def _arc_paths(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _arc_paths(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndarray,
+               far: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Arcs from query to key (a small loop for self), ``_ARC_POINTS`` points each and a NaN gap, as
-    flat float32 arrays; plotly.js draws a spline through the points (a smooth half-ellipse)."""
+    flat float32 arrays of straight segments (a half-ellipse); an arc to a key outside the window
+    (``far``) ends at the window's edge (``xk``)."""
     t = np.linspace(0.0, 1.0, _ARC_POINTS)
-    self_loop = xq == xk
+    self_loop = (xq == xk) & (~far if far is not None else True)
     xs = xq[:, None] + (xk - xq)[:, None] * t[None, :]
     ys = sign[:, None] * (0.09 + height[:, None] * np.sin(np.pi * t)[None, :])
     if self_loop.any():
@@ -443,49 +512,61 @@ def _arc_paths(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndar
     return (np.hstack([xs, gap]).ravel().astype(np.float32), np.hstack([ys, gap]).ravel().astype(np.float32))
 
 
+def _window_rows(weights: np.ndarray, n: int, first: int | None, start: int, focus: int | None) -> tuple:
+    """``(rows, first, end)``: the window's rows of ``weights``, which holds every row (``first`` None: the
+    window is chosen here from ``start`` and ``focus``) or only the window's, from row ``first``."""
+    if first is None:
+        first, end = arc_window(n, start, focus)
+        return weights[:, first:end], first, end
+    return weights, first, first + weights.shape[1]
+
+
 def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_weight: float = 0.05,
                focus: int | None = None, group_names: list[str] | None = None, causal: bool = False,
-               title: str = "", token_index: list[int] | None = None, start: int = 0) -> dict:
+               title: str = "", token_index: list[int] | None = None, start: int = 0, first: int | None = None,
+               generated=None) -> dict:
     """Tokens in reading order; arcs from each query to the keys it attends to most.
 
-    ``weights`` is ``(groups, seq, seq)``: one group (one head, or the mean), or one per head, coloured
-    by head (``HEAD_COLORS``; the page shows which colour is which head). Arcs to later tokens bend up,
-    to earlier ones down; for one group, width and opacity follow the weight, in four buckets (one
-    trace each); for several, one trace a group, so the trace count stays small. With ``focus``,
+    ``weights`` is ``(groups, seq, seq)``, or with ``first`` only the rows of the window that starts
+    there, ``(groups, rows, seq)`` (a long text: the caller read only those rows). One group (one head,
+    or the mean), or one per head, coloured by head (``HEAD_COLORS``; the page's chips say which colour
+    is which head and hide or solo a head). Arcs to later tokens bend up, to earlier ones down; for
+    one group, width and opacity follow the weight, in four buckets (one trace each). With ``focus``,
     only that token's arcs are drawn. A text longer than ``ARC_WINDOW`` tokens is drawn through a
-    window of that many from ``start`` (see ``arc_window``): each query's top keys are chosen over the
-    whole text, and arcs to keys outside the window are counted in ``meta.outside``, not drawn.
+    window of that many from ``start`` (see ``arc_window``): each query's top keys are chosen over its
+    whole row, and arcs to keys outside the window are counted in ``meta.outside``, not drawn.
+    ``generated`` (a bool a token, or None) marks the tokens the model generated.
 
     How to read the arcs (above: later token; causal models: all below) is said by the page, not
     drawn: an annotation costs plotly.js ~30 ms a draw here.
 
     Trace 0 is the tokens shown: a click's ``pointIndex`` is the token's place in the window
-    (``meta.token_index`` maps it to the raw token). Each arc trace's ``meta.queries`` names the query
-    (place in the window) of each of its arcs (``meta.points`` points apiece), so the browser can keep
-    one token's arcs on hover without asking the server.
+    (``meta.token_index`` maps it to the raw token). The arcs are ``meta.lines`` (``_arc_lines``), drawn
+    by the page on a canvas: each group names the query (place in the window) and key of each of its
+    arcs, so the browser keeps one token's arcs on hover, hides or solos a head and shows an arc's
+    weight on hover without asking the server (``arc_traces`` turns them into SVG for exports).
     """
-    groups, seq, _keys = weights.shape
-    first, end = arc_window(seq, start, focus)
+    seq = len(labels)
+    rows, first, end = _window_rows(np.asarray(weights), seq, first, start, focus)
+    groups = rows.shape[0]
     shown = labels[first:end]
     x = token_positions(shown)
-    g, q, k, w = select_arcs(weights, top_k, min_weight, focus, queries=np.arange(first, end))
-    inside = (k >= first) & (k < end)
-    outside = int((~inside).sum())
-    g, q, k, w = g[inside], q[inside] - first, k[inside] - first, w[inside]
-    local_focus = focus - first if focus is not None else None
     n = end - first
-    span = float(x[-1] - x[0]) if n > 1 else 1.0
-    dist = np.abs(x[k] - x[q])
-    height = 0.12 + 0.88 * np.sqrt(dist / max(span, 1.0))
-    sign = np.where(k > q, 1.0, -1.0)
-    bucket = np.searchsorted(ARC_LEVELS, w, side="right")
-    colors = HEAD_COLORS if groups > 1 else ["#3b528b"]
-    data = [_clickable_tokens(x, 0.0, shown, local_focus, "tokens")]
-    # One trace a head when every head is drawn (plotly.js spends ~8 ms a trace: 48 traces took 470 ms,
-    # 12 take 120), each head its colour; for one matrix, four traces, width and opacity by weight.
-    data += _arc_traces(g, q, bucket, groups, colors, group_names,
-                        lambda sel: _arc_paths(x[q[sel]], x[k[sel]], height[sel], sign[sel]))
     width_px = int(x[-1] + x[0]) if n else 600
+    local_focus = focus - first if focus is not None and first <= focus < end else None
+    g, q, k, w = select_arcs(rows, top_k, min_weight, local_focus)
+    far = (k < first) | (k >= end)  # drawn dotted to the window's edge
+    outside = int(far.sum())
+    span = float(x[-1] - x[0]) if n > 1 else 1.0
+    xq = x[q]
+    xk = np.where(k < first, 2.0, np.where(k >= end, width_px - 2.0, x[np.clip(k - first, 0, max(n - 1, 0))]))
+    height = np.where(far, 0.45 + 0.55 * np.sqrt(np.minimum(1.0, np.abs(k - (q + first)) / max(seq, 1) * 4)),
+                      0.12 + 0.88 * np.sqrt(np.abs(xk - xq) / max(span, 1.0)))
+    sign = np.where(k > q + first, 1.0, -1.0)
+    marks = None if generated is None else [bool(v) for v in list(generated)[first:end]]
+    data = [_clickable_tokens(x, 0.0, shown, local_focus, "tokens", marks)]
+    lines = _arc_lines(g, q, k, w, far, groups, group_names,
+                       lambda sel: _arc_paths(xq[sel], xk[sel], height[sel], sign[sel], far[sel]), (shown, labels))
     index = token_index if token_index is not None else list(range(seq))
     layout = _base_layout(
         title={"text": title, "x": 0.01, "xanchor": "left"} if title else None,
@@ -493,10 +574,12 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
         margin={"l": 40, "r": 40, "t": 70 if title else 40, "b": 20},
         xaxis={"visible": False, "range": [0, width_px], "fixedrange": True},
         yaxis={"visible": False, "range": [-1.1, 0.3] if causal else [-1.1, 1.1], "fixedrange": True},
-        showlegend=False,  # the page says which colour is which head: a plotly legend costs ~120 ms a draw
+        showlegend=False,  # the page's head chips say which colour is which head (and hide or solo one)
         hovermode="closest", dragmode=False,
-        meta={"kind": "arcs", "focus": local_focus, "arcs": int(len(w)), "points": _ARC_POINTS + 1,
-              "first": first, "end": end, "units": seq, "outside": outside, "token_index": index[first:end]},
+        meta={"kind": "arcs", "focus": local_focus, "arcs": int(len(w) - outside), "points": _ARC_POINTS + 1,
+              "first": first, "end": end, "units": seq, "outside": outside, "token_index": index[first:end],
+              "heads": groups if group_names else 0, "lines": lines,
+              "generated": [i for i, v in enumerate(marks or []) if v]},
     )
     layout = {k_: v for k_, v in layout.items() if v is not None}
     return {"data": data, "layout": layout}
@@ -504,7 +587,7 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
 
 def _cross_paths(xq: np.ndarray, xk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lines from a target token (above, y = 1) down to a source token (below, y = 0), ``_ARC_POINTS``
-    points each on a gentle S (plotly.js draws a spline through them) and a NaN gap."""
+    points each on a gentle S and a NaN gap."""
     t = np.linspace(0.0, 1.0, _ARC_POINTS)
     ease = t * t * (3 - 2 * t)  # leaves and arrives vertically
     xs = xq[:, None] + (xk - xq)[:, None] * ease[None, :]
@@ -515,26 +598,30 @@ def _cross_paths(xq: np.ndarray, xk: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: list[str], *, top_k: int = 3,
                      min_weight: float = 0.05, focus: int | None = None, group_names: list[str] | None = None,
-                     title: str = "", token_index: list[int] | None = None, start: int = 0) -> dict:
+                     title: str = "", token_index: list[int] | None = None, start: int = 0,
+                     first: int | None = None, generated=None) -> dict:
     """Cross-attention between two rows: target tokens above (the queries), source tokens below (the
     keys), a line from each target token to the source tokens it attends to most.
 
-    ``weights`` is ``(groups, targets, sources)``; groups, buckets, ``focus``, the window (``start``,
-    over the longer row) and the browser-side hover isolation work as in ``arc_figure``: trace 0 is
-    the target tokens (a click's ``pointIndex`` is the target's place in the window), trace 1 the
-    source tokens (not clickable), then the lines, whose ``meta.queries`` name their target tokens.
+    ``weights`` is ``(groups, targets, sources)``, or with ``first`` only the target rows of the window
+    (``cross_windows``) from ``first``; groups, buckets, ``focus``, the window (``start``, over the
+    longer row), the head chips and the browser-side hover isolation work as in ``arc_figure``: trace 0
+    is the target tokens (a click's ``pointIndex`` is the target's place in the window), trace 1 the
+    source tokens (not clickable); ``meta.lines`` the lines, whose ``queries`` name their target tokens.
     """
-    groups, n_q, n_k = weights.shape
+    n_q, n_k = len(query_labels), len(key_labels)
     units = max(n_q, n_k)
+    (q_first, q_end), (k_first, k_end) = cross_windows(n_q, n_k, start, focus)
+    weights = np.asarray(weights)
+    if first is None:  # every target row: keep the window's
+        rows = weights[:, q_first:q_end]
+    elif first != q_first or weights.shape[1] != q_end - q_first:
+        raise ValueError(f"the rows given start at {first} and number {weights.shape[1]}, the window is "
+                         f"{q_first}..{q_end - 1}")
+    else:
+        rows = weights
     first, end = arc_window(units, start, focus)
-
-    def row_window(count: int) -> tuple[int, int]:  # a row no longer than the window is shown whole
-        if count <= end - first:
-            return 0, count
-        begin = min(first, count - (end - first))
-        return begin, begin + (end - first)
-
-    (q_first, q_end), (k_first, k_end) = row_window(n_q), row_window(n_k)
+    groups = rows.shape[0]
     shown_q, shown_k = query_labels[q_first:q_end], key_labels[k_first:k_end]
     xq, xk = token_positions(shown_q), token_positions(shown_k)
     width_px = float(max(xq[-1] + xq[0] if len(xq) else 0, xk[-1] + xk[0] if len(xk) else 0, 600))
@@ -543,21 +630,23 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
     xk = xk + (width_px - (xk[-1] + xk[0] if len(xk) else 0)) / 2
     # the rows' names, left of the first token of either row (a text point outside the axis range is not drawn)
     label_x = float(max(1.0, min(xq[0] if len(xq) else width_px, xk[0] if len(xk) else width_px) - 28))
-    g, q, k, w = select_arcs(weights, top_k, min_weight, focus, queries=np.arange(q_first, q_end))
-    inside = (k >= k_first) & (k < k_end)
-    outside = int((~inside).sum())
-    g, q, k, w = g[inside], q[inside] - q_first, k[inside] - k_first, w[inside]
     local_focus = focus - q_first if focus is not None and q_first <= focus < q_end else None
-    bucket = np.searchsorted(ARC_LEVELS, w, side="right")
-    colors = HEAD_COLORS if groups > 1 else ["#3b528b"]
-    data = [_clickable_tokens(xq, 1.0, shown_q, local_focus, "target tokens"), {
+    g, q, k, w = select_arcs(rows, top_k, min_weight, local_focus)
+    far = (k < k_first) | (k >= k_end)  # drawn dotted to the window's edge
+    outside = int(far.sum())
+    line_q = xq[q]
+    line_k = np.where(k < k_first, 2.0, np.where(k >= k_end, width_px - 2.0,
+                                                  xk[np.clip(k - k_first, 0, max(len(xk) - 1, 0))]))
+    marks = None if generated is None else [bool(v) for v in list(generated)[q_first:q_end]]
+    data = [_clickable_tokens(xq, 1.0, shown_q, local_focus, "target tokens", marks), {
         "type": "scatter", "mode": "text", "x": typed_array(xk.astype(np.float32)),
         "y": typed_array(np.zeros(len(shown_k), dtype=np.float32)), "text": [safe_label(l) for l in shown_k],
         "textposition": "middle center", "textfont": {"size": 13, "color": "#212529"}, "hoverinfo": "skip",
         "showlegend": False, "name": "source tokens", "cliponaxis": False,
     }, _text_trace([label_x, label_x], [1.0, 0.0], [_("target"), _("source")], "middle left",
                    textfont={"size": 11, "color": "#888"}, cliponaxis=False)]
-    data += _arc_traces(g, q, bucket, groups, colors, group_names, lambda sel: _cross_paths(xq[q[sel]], xk[k[sel]]))
+    lines = _arc_lines(g, q, k, w, far, groups, group_names, lambda sel: _cross_paths(line_q[sel], line_k[sel]),
+                       (shown_q, key_labels))
     index = token_index if token_index is not None else list(range(n_q))
     layout = _base_layout(
         title={"text": title, "x": 0.01, "xanchor": "left"} if title else None,
@@ -566,8 +655,11 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
         xaxis={"visible": False, "range": [0, width_px], "fixedrange": True},
         yaxis={"visible": False, "range": [-0.25, 1.25], "fixedrange": True},
         showlegend=False, hovermode="closest", dragmode=False,
-        meta={"kind": "arcs", "cross": True, "focus": local_focus, "arcs": int(len(w)), "points": _ARC_POINTS + 1,
-              "first": first, "end": end, "units": units, "outside": outside, "token_index": index[q_first:q_end]},
+        meta={"kind": "arcs", "cross": True, "focus": local_focus, "arcs": int(len(w) - outside),
+              "points": _ARC_POINTS + 1,
+              "first": first, "end": end, "units": units, "outside": outside, "token_index": index[q_first:q_end],
+              "heads": groups if group_names else 0, "lines": lines,
+              "generated": [i for i, v in enumerate(marks or []) if v]},
     )
     layout = {k_: v for k_, v in layout.items() if v is not None}
     return {"data": data, "layout": layout}

@@ -274,9 +274,9 @@ def head_options(num_heads: int) -> list[dict]:
             + [{"label": _("Head {head}").format(head=h), "value": str(h)} for h in range(num_heads)])
 
 
-def _graph(graph_id: str, figure: dict | None = None, **kwargs) -> dcc.Graph:
+def _graph(graph_id: str, figure: dict | None = None, remove: tuple[str, ...] = (), **kwargs) -> dcc.Graph:
     config = {"displaylogo": False, "showSendToCloud": False, "toImageButtonOptions": {"scale": 2},
-              "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
+              "modeBarButtonsToRemove": ["select2d", "lasso2d", *remove]}
     if current_language() == "zh":
         config["locale"] = "zh-CN"  # plotly.js's own words (its modebar): assets/plotly-locale-zh-cn.js
     return dcc.Graph(id=graph_id, figure=figure or empty_figure(_("Type a sentence and press Analyze.")),
@@ -308,12 +308,16 @@ def arc_controls() -> dbc.Row:
 
 def head_legend(names: list[str], colors: list[str]) -> list:
     """Chips naming the heads whose arcs are drawn together, each framed in its arcs' colour (the text
-    stays dark: the palette's light colours would not be readable as text)."""
+    stays dark: the palette's light colours would not be readable as text). Each is a button: a click
+    hides that head's arcs (again: shows them), a double click shows that head alone (again: every
+    head), in the browser (assets/22-arcs.js), as BertViz's head colours do."""
     if not names:
         return []
-    return [html.Span(_("Heads:"), className="text-muted me-1")] + [
-        html.Span(name, className="ae-chip", style={"borderColor": colors[i % len(colors)]})
-        for i, name in enumerate(names)]
+    return [html.Span(_("Heads:"), className="text-muted me-1"),
+            *[html.Button(name, type="button", className="ae-chip ae-head-chip", **{
+                "data-head": str(i), "aria-pressed": "true", "style": {"borderColor": colors[i % len(colors)]},
+                "title": _("Click: hide or show this head · double click: this head alone")})
+              for i, name in enumerate(names)]]
 
 
 def _tab(tab_id: str, label: str, *children, **kwargs) -> dbc.Tab:
@@ -399,8 +403,9 @@ def views_panel(page: dict) -> html.Div:
             _tab(ids.TAB_HEATMAP, _("Head heatmap"), _graph(ids.HEAD_HEATMAP, clear_on_unhover=True),
                  dcc.Tooltip(id=ids.HEATMAP_TOOLTIP, direction="bottom", className="ae-tooltip")),
             _tab(ids.TAB_ARCS, _("Arcs"), arc_controls(),
-                 html.Div(className="ae-scroll", children=_graph(ids.ARC_VIEW, clear_on_unhover=True,
-                                                                 responsive=False))),
+                 html.Div(className="ae-scroll", children=_graph(
+                     # the camera button would miss the arcs (drawn on the page's canvas): Export draws them
+                     ids.ARC_VIEW, clear_on_unhover=True, remove=("toImage",), responsive=False))),
             _tab(ids.TAB_OVERVIEW, _("Model overview"),
                  _graph(ids.OVERVIEW, clear_on_unhover=True),
                  dcc.Tooltip(id=ids.OVERVIEW_TOOLTIP, direction="bottom", className="ae-tooltip")),

@@ -35,6 +35,9 @@ TROPHY = "The trophy doesn't fit into the suitcase because it is too big."
 
 def shots(models: dict[str, str]) -> list[tuple[str, tuple[int, int], dict, str | None]]:
     """(file name, window size, URL parameters, JavaScript to run before the shot)."""
+    from tests import tiny_models
+
+    LONG = tiny_models.long_text(3300)  # cut at 4,096 tokens by the tiny Llama's tokenizer
     bart, chinese = models["bart"], models["chinese"]
     tall = (1366, 1250)
     return [
@@ -67,6 +70,9 @@ def shots(models: dict[str, str]) -> list[tuple[str, tuple[int, int], dict, str 
         ("zh-inside-a-head-rope-tiny-random-llama.png", (1366, 1900),
          {"text": EXAMPLE, "model": models["llama"], "view": "inside", "layer": 1, "head": 2, "token": 9,
           "lang": "zh"}, None),
+        ("arcs-4096-tokens-tiny-random-llama.png", (1366, 1250),
+         {"text": LONG, "model": models["llama"], "view": "arcs", "head": "all", "layer": 1},
+         "window.dash_clientside.set_props('arc-start', {value: 2000})"),
         ("zh-tour.png", (1366, 900), {"lang": "zh"}, "document.getElementById('tour-button').click()"),
         ("tour.png", (1366, 900), {}, "document.getElementById('tour-button').click()"),
     ]
@@ -130,6 +136,10 @@ def take(url: str, out: Path, name: str, size: tuple[int, int], params: dict, sc
         if script:
             driver.execute_script(script)
             time.sleep(1.5)
+            end = time.time() + 60
+            while time.time() < end and not settled(driver):
+                time.sleep(0.3)
+            time.sleep(1.0)
         driver.save_screenshot(str(out / name))
         print(out / name)
     finally:

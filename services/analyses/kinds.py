@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import N_
-from ..result import AttentionResult, as_float32
+from ..result import AttentionResult, AttentionTooLarge, as_float32
 from .heads import METRICS
 
 KINDS = ("encoder", "decoder", "cross")
@@ -45,31 +45,6 @@ KIND_HELP = {
 }
 
 
-class OnDemandMaps:
-    """A long recorded result's maps, standing in for the ``(layers, heads, n, n)`` array it cannot hold
-    (``AttentionResult.dense`` is False): its ``shape`` and one layer (``maps[l]``) or one head
-    (``maps[l, h]``) computed exactly when asked. Anything wider (every layer at once, a column through
-    every layer) raises ``AttentionTooLarge``: views ask ``View`` for rows, tiles and pooled pictures."""
-
-    def __init__(self, result: AttentionResult) -> None:
-        self.result = result
-        self.shape = (result.num_layers, result.num_heads, result.seq_len, result.seq_len)
-        self.ndim = 4
-        self.dtype = np.dtype(np.float32)
-
-    def __getitem__(self, index):
-        if isinstance(index, (int, np.integer)):
-            return self.result.layer(int(index))
-        if isinstance(index, tuple) and len(index) == 2 and all(isinstance(i, (int, np.integer)) for i in index):
-            return self.result.head(int(index[0]), int(index[1]))
-        return self.result.attentions  # raises AttentionTooLarge, naming what to ask instead
-
-
-def maps_of(result: AttentionResult):
-    """The result's own (encoder or decoder-only) maps: the array when it holds them, else ``OnDemandMaps``."""
-    return result.attentions if result.dense else OnDemandMaps(result)
-
-
 class KindView(NamedTuple):
     """One kind of attention of a result, with the tokens on each side."""
 
@@ -79,6 +54,43 @@ class KindView(NamedTuple):
     query_special: np.ndarray  # bool (queries,)
     key_special: np.ndarray  # bool (keys,)
     causal: bool
+
+
+class OnDemandMaps:
+    """A recorded result's ``(layers, heads, n, n)`` maps for one that is too long to hold them
+    (``AttentionResult.dense`` False): ``shape`` and ``ndim`` answer at once; ``[layer]``, ``[layer, head]``
+    and ``[layer, head, queries]`` are computed exactly on demand (float32: ``result.layer``, ``head``,
+    ``rows``); anything asking for every map raises ``AttentionTooLarge`` as ``result.attentions`` does."""
+
+    def __init__(self, result: AttentionResult) -> None:
+        self.result = result
+        self.shape = (result.num_layers, result.num_heads, result.seq_len, result.seq_len)
+        self.ndim = 4
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        index = index if isinstance(index, tuple) else (index,)
+        whole = (int, np.integer)
+        if len(index) == 1 and isinstance(index[0], whole):
+            return self.result.layer(int(index[0]))
+        if len(index) == 2 and all(isinstance(i, whole) for i in index):
+            return self.result.head(int(index[0]), int(index[1]))
+        if len(index) == 3 and all(isinstance(i, whole) for i in index[:2]):
+            queries = np.arange(self.shape[2])[index[2]]
+            return self.result.rows(int(index[0]), int(index[1]), queries)
+        return self.result.attentions  # raises AttentionTooLarge, naming the accessors
+
+    def __array__(self, dtype=None, copy=None):
+        raise AttentionTooLarge(f"{self.shape[2]:,} tokens: every map at once is too many to hold; "
+                                "this view asks for them all")
+
+
+def maps_of(result: AttentionResult):
+    """The result's own (encoder or decoder-only) maps: the array when it holds them, else ``OnDemandMaps``."""
+    return result.attentions if result.dense else OnDemandMaps(result)
 
 
 def kinds_available(result: AttentionResult) -> list[str]:

@@ -77,7 +77,7 @@ def unseal(token: object, settings: Settings | None = None) -> Recipe | None:
     from ..config import get_settings
 
     settings = settings or get_settings()
-    if not isinstance(token, str) or not token or len(token) > max_sealed_length(settings.max_chars):
+    if not isinstance(token, str) or not token or len(token) > max_sealed_length(settings.char_limit):
         return None
     try:
         fields = _serializer(settings).loads(token)

@@ -279,14 +279,21 @@ def test_arcs_all_heads_one_trace_a_head_and_a_legend(settings, default_model):
     handle = run_analyze(SENTENCE)["handle"]
     out = view(handle, ids.TAB_ARCS, top_k=1, min_weight=0.0)
     fig = out["arcs"]
-    assert [t["name"] for t in fig["data"][1:]] == [str(h) for h in range(12)]
-    assert [t["line"]["color"] for t in fig["data"][1:]] == [HEAD_COLORS[h] for h in range(12)]
-    assert fig["layout"]["meta"]["arcs"] == 12 * 13
+    lines = fig["layout"]["meta"]["lines"]
+    assert [t["name"] for t in lines] == [str(h) for h in range(12)] == [str(t["head"]) for t in lines]
+    assert [t["color"] for t in lines] == [_rgba(HEAD_COLORS[h], 0.6) for h in range(12)]
+    assert fig["layout"]["meta"]["arcs"] == 12 * 13 and fig["layout"]["meta"]["heads"] == 12
     chips = [c for c in out["arc_legend"] if getattr(c, "style", None)]
     assert [c.children for c in chips] == [str(h) for h in range(12)]
+    assert [getattr(c, "data-head") for c in chips] == [str(h) for h in range(12)]  # the browser hides / solos by it
     assert chips[5].style == {"borderColor": HEAD_COLORS[5]}  # framed in its arcs' colour, the text dark (contrast)
     one = view(handle, ids.TAB_ARCS, head="3", top_k=1, min_weight=0.0)
-    assert one["arc_legend"] == [] and len(one["arcs"]["data"]) <= 1 + 4
+    assert one["arc_legend"] == [] and len(one["arcs"]["layout"]["meta"]["lines"]) <= 4 and len(one["arcs"]["data"]) == 1
+    assert one["arcs"]["layout"]["meta"]["heads"] == 0
+
+
+def _rgba(color: str, alpha: float) -> str:
+    return "rgba({},{},{},{:g})".format(*(int(color[i:i + 2], 16) for i in (1, 3, 5)), alpha)
 
 
 def test_views_without_an_analysis_say_what_to_do(settings, default_model, monkeypatch):

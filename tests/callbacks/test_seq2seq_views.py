@@ -148,12 +148,13 @@ def test_cross_arcs_join_two_rows_and_follow_the_top_weights(s2s):
     assert set(decode(targets["y"]).tolist()) == {1.0} and set(decode(sources["y"]).tolist()) == {0.0}
     xq, xk = decode(targets["x"]), decode(sources["x"])
     # one line a target token (top 1), from its x to the x of its heaviest source token
-    lines = [t for t in fig["data"][3:] if t.get("meta", {}).get("queries") is not None]
+    lines = fig["layout"]["meta"]["lines"]  # drawn on the page's canvas
     expected = np.argmax(result.cross_attentions[1, 1].astype(np.float32), axis=-1)
     seen = {}
     for trace in lines:
-        xs = decode(trace["x"]).reshape(-1, fig["layout"]["meta"]["points"])
-        for q, row in zip(trace["meta"]["queries"], xs):
+        xs = decode(trace["x"]).reshape(-1, trace["points"])
+        for q, k, row in zip(trace["queries"], trace["keys"], xs):
+            assert k == expected[q]
             seen[q] = (row[0], row[-2])
     assert sorted(seen) == list(range(len(result.target_tokens)))
     for q, (start, end) in seen.items():

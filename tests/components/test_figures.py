@@ -177,29 +177,81 @@ def test_select_arcs_matches_a_loop():
     assert set(q.tolist()) == {4} and len(k) == 9
 
 
+def arc_lines(fig: dict) -> list[dict]:
+    """The arc view's groups of lines (the page draws them on its canvas)."""
+    return fig["layout"]["meta"]["lines"]
+
+
 def test_arc_figure_few_traces_and_focus():
     att = random_attention(12, 40)
     labels = [f"w{i}" for i in range(40)]
     fig = figures.arc_figure(att, labels, top_k=3, min_weight=0.0, group_names=[str(h) for h in range(12)])
     assert fig["data"][0]["name"] == "tokens"
-    assert len(fig["data"]) == 1 + 12  # one trace a head
+    lines = arc_lines(fig)
+    assert len(lines) == 12 and len(fig["data"]) == 1  # one group of lines a head, drawn on the page's canvas
+    assert sorted(t["head"] for t in lines) == list(range(12)) and fig["layout"]["meta"]["heads"] == 12
     assert fig["layout"]["meta"]["arcs"] == 12 * 40 * 3
     # each trace names the query of each of its arcs, for the browser-side hover
-    queries = np.concatenate([t["meta"]["queries"] for t in fig["data"][1:]])
+    queries = np.concatenate([t["queries"] for t in lines])
     assert np.bincount(queries, minlength=40).tolist() == [12 * 3] * 40
-    for trace in fig["data"][1:]:
+    for trace in lines:
         xs = decode(trace["x"])
         starts = xs[:: figures._ARC_POINTS + 1]
-        assert len(starts) == len(trace["meta"]["queries"])
-        np.testing.assert_allclose(starts, figures.token_positions(labels)[trace["meta"]["queries"]], atol=1e-3)
+        assert len(starts) == len(trace["queries"]) == len(trace["keys"]) == len(trace["text"])
+        np.testing.assert_allclose(starts, figures.token_positions(labels)[trace["queries"]], atol=1e-3)
     focused = figures.arc_figure(att[:1], labels, top_k=3, min_weight=0.0, focus=7)
     assert focused["layout"]["meta"]["arcs"] == 3
     # every arc drawn starts at token 7's x position
     x7 = figures.token_positions(labels)[7]
-    for trace in focused["data"][1:]:
+    for trace in arc_lines(focused):
         xs = decode(trace["x"])
         starts = xs[:: figures._ARC_POINTS + 1]
         assert np.allclose(starts, x7, atol=1e-3)
+
+
+def test_arc_hover_names_both_tokens_and_the_exact_weight():
+    att = random_attention(3, 20, seed=5)
+    labels = [f"t{i}" for i in range(20)]
+    fig = figures.arc_figure(att, labels, top_k=2, min_weight=0.0, group_names=["0", "1", "2"])
+    seen = set()
+    for trace in arc_lines(fig):
+        head = trace["head"]
+        for query, key_, text in zip(trace["queries"], trace["keys"], trace["text"]):
+            pair, rest = text.split("\n")
+            q_label, k_label = pair.split(" → ")
+            assert q_label == labels[query]
+            key = labels.index(k_label)
+            assert key == key_
+            weight = float(rest.split()[1])
+            assert weight == pytest.approx(att[head, query, key], abs=6e-5) and rest.endswith(f"head {head}")
+            seen.add((head, query, key))
+    # the hovers are exactly each query's top 2 keys of each head
+    expected = {(h, q, int(k)) for h in range(3) for q in range(20) for k in np.argsort(-att[h, q])[:2]}
+    assert seen == expected
+
+
+def test_arc_figure_from_the_windows_rows_alone_equals_the_whole():
+    """A long text's caller reads only the window's rows (``first``): the figure is the same."""
+    att = random_attention(2, 150, seed=3)
+    labels = [f"w{i}" for i in range(150)]
+    whole = figures.arc_figure(att, labels, top_k=3, min_weight=0.0, start=40, group_names=["a", "b"])
+    first, end = figures.arc_window(150, 40)
+    part = figures.arc_figure(att[:, first:end], labels, top_k=3, min_weight=0.0, start=40, group_names=["a", "b"],
+                              first=first)
+    assert whole == part and whole["layout"]["meta"]["first"] == 40
+
+
+def test_generated_tokens_are_marked():
+    att = random_attention(1, 8, seed=1)
+    labels = list("abcdefgh")
+    generated = [False] * 5 + [True] * 3
+    fig = figures.arc_figure(att, labels, generated=generated, causal=True)
+    tokens = fig["data"][0]
+    assert fig["layout"]["meta"]["generated"] == [5, 6, 7]
+    assert [t.startswith("<i>") for t in tokens["text"]] == generated
+    assert [c == figures.GENERATED_COLOR for c in tokens["textfont"]["color"]] == generated
+    plain = figures.arc_figure(att, labels, causal=True)
+    assert plain["layout"]["meta"]["generated"] == [] and not any("<i>" in t for t in plain["data"][0]["text"])
 
 
 def test_long_texts_are_drawn_through_a_window():
@@ -213,6 +265,17 @@ def test_long_texts_are_drawn_through_a_window():
     g, q, k, w = figures.select_arcs(att, 3, 0.0, queries=np.arange(100, 164))
     inside = (k >= 100) & (k < 164)
     assert meta["arcs"] == int(inside.sum()) and meta["outside"] == int((~inside).sum()) > 0
+    # those are drawn dotted to the window's edge: left for earlier keys, right for later ones
+    far = [t for t in arc_lines(fig) if t["far"]]
+    assert far and not any(t["far"] for t in arc_lines(fig) if t not in far)
+    ends = np.concatenate([decode(t["x"]).reshape(-1, figures._ARC_POINTS + 1)[:, -2] for t in far])
+    width = fig["layout"]["xaxis"]["range"][1]
+    assert len(ends) == meta["outside"]
+    assert sorted(np.round(ends).tolist()) == sorted([2.0] * int((k < 100).sum()) + [width - 2.0] * int((k >= 164).sum()))
+    # their hover names the key token and where it is in the text
+    hovers = {(q, k): t for trace in arc_lines(fig) for q, k, t in zip(trace["queries"], trace["keys"], trace["text"])}
+    q0, k0 = int(q[~inside][0]), int(k[~inside][0])
+    assert hovers[(q0 - 100, k0)].startswith(f"w{q0} → w{k0} (token {k0})\nweight ")
     # the window moves to hold a focused token, and never runs past the end
     assert figures.arc_window(200, 180) == (136, 200)
     assert figures.arc_window(200, 0, focus=150) == (118, 182)
@@ -225,8 +288,9 @@ def test_causal_arcs_all_bend_down():
     att = np.tril(np.ones((1, 6, 6)))
     att /= att.sum(-1, keepdims=True)
     fig = figures.arc_figure(att.astype(np.float32), list("abcdef"), top_k=6, min_weight=0.0, causal=True)
-    ys = np.concatenate([decode(t["y"]) for t in fig["data"][1:]])
+    ys = np.concatenate([decode(t["y"]) for t in arc_lines(fig)])
     ys = ys[~np.isnan(ys)]
+    assert len(ys)
     loops = ys > 0  # self-loops sit just above the baseline
     assert ys.min() < -0.1 and ys[loops].max() < 0.35
     assert fig["layout"]["yaxis"]["range"][1] < 0.5  # no room above: nothing goes there
@@ -236,3 +300,20 @@ def test_causal_arcs_all_bend_down():
 def test_empty_figure_escapes(message):
     fig = figures.empty_figure(message)
     assert "<script>" not in fig["layout"]["annotations"][0]["text"]
+
+
+def test_exports_draw_the_arcs_the_page_draws_on_its_canvas():
+    """Offline HTML (and the PNG/SVG of 25-export.js) cannot run the page's canvas: the arcs become
+    SVG line traces, one a group, with the same points, colour and width."""
+    from attention_explorer.components import export
+
+    att = random_attention(2, 90, seed=2)
+    fig = figures.arc_figure(att, [f"w{i}" for i in range(90)], top_k=2, min_weight=0.0, group_names=["0", "1"],
+                             start=10)
+    lines = fig["layout"]["meta"]["lines"]
+    traces = figures.arc_traces(fig)
+    assert len(traces) == len(lines) and any(t["line"].get("dash") == "dot" for t in traces)
+    for trace, line in zip(traces, lines):
+        assert trace["type"] == "scatter" and trace["x"] == line["x"] and trace["line"]["color"] == line["color"]
+    offline = export.offline_figure(fig)
+    assert offline["data"][1:] == traces and "lines" not in offline["layout"]["meta"]

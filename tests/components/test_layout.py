@@ -60,3 +60,28 @@ def test_local_folders_are_offered_by_their_name(settings, tiny_models):
         labels = [o["label"] for o in layout.model_options(configured.models, configured.default_model)]
     assert labels[1:] == ["tiny-bert", "tiny-gpt2", "tiny-bert-chinese", "tiny english"]
     assert not any("/" in label for label in labels)
+
+
+def test_the_arc_views_camera_button_is_gone_and_its_head_chips_are_buttons(settings):
+    """Issue 18: the arcs are drawn on the page's canvas, which plotly.js's camera button cannot see (its PNG
+    would hold the tokens alone): the arc view has no camera (the Export menu draws the arcs, see
+    assets/25-export.js); other graphs keep theirs. The head chips are buttons that say whether they are shown."""
+    from attention_explorer.components import ids
+
+    with APP.test_request_context("/"):
+        page = layout.create_layout(settings)
+        chips = layout.head_legend(["0", "1"], ["#1f77b4", "#ff7f0e"])
+
+    def graphs(node):
+        if getattr(node, "id", None) in (ids.ARC_VIEW, ids.HEAD_HEATMAP) and hasattr(node, "config"):
+            yield node
+        children = getattr(node, "children", None)
+        for child in children if isinstance(children, (list, tuple)) else [children] if children is not None else []:
+            yield from graphs(child)
+
+    found = {g.id: g.config["modeBarButtonsToRemove"] for g in graphs(page)}
+    assert "toImage" in found[ids.ARC_VIEW] and "toImage" not in found[ids.HEAD_HEATMAP]
+    buttons = chips[1:]
+    assert [b.type for b in buttons] == ["button", "button"]
+    assert [getattr(b, "data-head") for b in buttons] == ["0", "1"]
+    assert [getattr(b, "aria-pressed") for b in buttons] == ["true", "true"]

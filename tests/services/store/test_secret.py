@@ -116,6 +116,22 @@ def test_sealed_recipes_round_trip_and_stay_small(tmp_path):
     assert recipes.unseal(recipes.seal(Recipe("m", "x"), other), settings) is None
 
 
+def test_a_long_texts_recipe_is_read_back_when_the_character_limit_follows_the_token_limit(tmp_path):
+    """ATTN_MAX_CHARS unset (0: the limit follows the token limit, ``Settings.char_limit``): a recipe
+    holding a text of a few thousand characters (a page whose text is not kept by a short id) was
+    refused as too long (its bound was computed from 0 characters), so every view said "unreadable"."""
+    import random
+
+    settings = Settings(cache_dir=str(tmp_path / "cache"), secret_key=KEY)
+    assert settings.max_chars == 0 and settings.char_limit >= 5000
+    rng = random.Random(4)
+    text = " ".join("".join(rng.choice("abcdefghij") for _ in range(rng.randint(2, 9))) for _ in range(600))
+    recipe = Recipe("m", text[:4000])
+    sealed = recipes.seal(recipe, settings)
+    assert len(sealed) > recipes.max_sealed_length(0)
+    assert recipes.unseal(sealed, settings) == recipe
+
+
 @pytest.mark.parametrize("junk", [None, 3, "", "x", "a.b", "." * 10, ["list"], "é" * 50, "A" * 10**6])
 def test_junk_is_not_a_recipe(tmp_path, junk):
     assert recipes.unseal(junk, Settings(cache_dir=str(tmp_path), secret_key=KEY)) is None
