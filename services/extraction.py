@@ -246,3 +246,29 @@ def run_extraction(text: str, model_id: str, text_pair: str | None, target: str 
 
         return run_in_worker(text, model_id, text_pair, target=target, max_new_tokens=max_new_tokens, steps=steps)
     return run_local(text, model_id, text_pair, target, max_new_tokens, steps)
+
+
+def induction_scores(model_id: str):
+    """``(layers, heads)`` float64: each head's induction score on the model's repeated random-token probe
+    (``services.model.probe``, scored by ``services.analyses.heads.induction_scores``), from one forward
+    pass, remembered per model and version of its files. None for an encoder-decoder model, or when the
+    probe cannot run (logged): the atlas then shows no induction score."""
+    from .analyses.heads import induction_scores as score
+    from .model.probe import PROBE_HALF, PROBE_SEED, run_probe
+
+    try:
+        version = fingerprint(model_id)
+    except AttentionExplorerError:
+        return None
+
+    def compute():
+        try:
+            ids, maps = run_probe(model_id, PROBE_HALF, PROBE_SEED)
+        except (ValueError, AttentionExplorerError) as exc:
+            log.info("no induction probe for %s: %s", model_id, exc)
+            return ("none",)
+        return score(maps, ids)
+
+    key = ("induction-probe", model_id, version, PROBE_HALF, PROBE_SEED)
+    found = memory().derived.get_or_compute(key, lambda: memory().flight.run(key, compute))
+    return None if isinstance(found, tuple) else found

@@ -175,6 +175,8 @@ def _metrics_loop(att: np.ndarray, delimiters: np.ndarray, window: int, causal: 
                 if q <= seq - 2:
                     rows["next"].append(row[q + 1])
                 rows["delimiter"].append(sum(p for k, p in enumerate(row) if delimiters[k]))
+                if not causal or q >= 1 or seq == 1:  # query 0 of a decoder sees only the first token
+                    rows["sink"].append(row[0])
             for name in METRICS:
                 out[name][layer, head] = sum(rows[name]) / len(rows[name]) if rows[name] else 0.0
     return out
@@ -234,7 +236,7 @@ def test_delimiter_mask():
 
 def _metrics(**values: float) -> dict[str, np.ndarray]:
     """One head whose metrics are 0 except those given."""
-    return {name: np.array([[values.get(name, 0.0)]]) for name in METRICS}
+    return {name: np.array([[values.get(name, 0.0)]]) for name in (*METRICS, "induction")}
 
 
 @pytest.mark.parametrize(("values", "label"), [
@@ -245,15 +247,20 @@ def _metrics(**values: float) -> dict[str, np.ndarray]:
     ({"entropy": 0.85, "local": 0.95}, "broad"),
     ({"entropy": 0.79, "local": 0.7}, "local"),
     ({"previous": 0.49, "next": 0.49, "local": 0.69, "entropy": 0.79, "delimiter": 0.49}, "mixed"),
+    ({"sink": 0.5, "delimiter": 0.9, "entropy": 0.9}, "sink"),
+    ({"sink": 0.6, "self": 0.5}, "self"),
+    ({"induction": 0.4, "previous": 0.6, "sink": 0.9}, "induction"),
+    ({"induction": 0.39, "sink": 0.5}, "sink"),
+    ({"induction": float("nan"), "sink": 0.49, "delimiter": 0.5}, "delimiter sink"),
 ])
 def test_label_rules_in_order(values, label):
     assert head_labels(_metrics(**values)).tolist() == [[label]]
 
 
 def test_thresholds_and_help_cover_every_label():
-    assert set(THRESHOLDS) <= set(METRICS)
+    assert set(THRESHOLDS) <= set(METRICS) | {"induction"}
     assert set(LABEL_HELP) == set(LABELS) == {"previous-token", "next-token", "self", "local", "delimiter sink",
-                                              "broad", "mixed"}
+                                              "broad", "mixed", "sink", "induction"}
     assert all(text.endswith(".") and len(text.split()) >= 5 for text in LABEL_HELP.values())
 
 
