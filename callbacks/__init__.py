@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dash import Dash
 
-from . import analyze, clientside, compare, exports, router
+from . import analyze, atlas, clientside, compare, exports, router
 
 
 def register_callbacks(app: Dash) -> None:
-    for module in (analyze, router, compare, exports, clientside):
+    for module in (analyze, router, atlas, compare, exports, clientside):
         module.register(app)

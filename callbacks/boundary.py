@@ -397,6 +397,19 @@ class ViewState:
         )
 
 
+def job_id(value: Any) -> str | None:
+    """A background job's id as the page keeps it (``{"id": "<32 hex digits>"}`` or the id itself), or
+    None for anything else."""
+    raw = value.get("id") if isinstance(value, dict) else value
+    return raw if isinstance(raw, str) and len(raw) == 32 and re.fullmatch(r"[0-9a-f]{32}", raw) else None
+
+
+def view_request_count(value: Any) -> int:
+    """The ``n`` of the page's last view request (0 when there is none or it is not a small whole number)."""
+    n = value.get("n") if isinstance(value, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**31 else 0
+
+
 # ----------------------------------------------------------------------------------- download links
 
 DOWNLOAD_KINDS = ("csv", "json", "html")

@@ -11,7 +11,7 @@ import numpy as np
 from dash import Output
 
 from ..components import ids
-from ..components.figures import empty_figure, grid_source, head_grid_figure, typed_array
+from ..components.figures import empty_figure, grid_selection, grid_source, head_grid_figure, typed_array
 from ..components.pooled import grid_block
 from ..components.i18n import _
 from ..services.store.memory import memory
@@ -59,7 +59,29 @@ def long_render(view, state: ViewState, note: str | None) -> dict:
     return figure
 
 
+def mark_kv_groups(figure: dict, view, selected: int | None) -> dict:
+    """Under grouped-query attention, each head tile's title names the key/value head it shares ("head 5
+    · kv 1"), in the figure and in ``layout.meta.tile_names`` (which the browser reuses when it moves the
+    selection itself)."""
+    result = view.result
+    meta = figure["layout"].get("meta") or {}
+    if result.is_encoder_decoder or meta.get("tile") != "head" or result.num_kv_heads >= result.num_heads:
+        return figure
+    group = result.num_heads // max(1, result.num_kv_heads)
+    meta["tile_names"] = [_("{name} · kv {group}").format(name=name, group=tile // group)
+                          for name, tile in zip(meta["tile_names"], meta["tiles"])]
+    figure["data"][1] = {**figure["data"][1], "text": grid_selection(meta, selected)["text"]}
+    return figure
+
+
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
+    out = _render(view, state, triggered)
+    if not view.options.rollout:
+        mark_kv_groups(out["grid"], view, state.head.number)
+    return out
+
+
+def _render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     note = view_note(view) or None
     if view.long and not view.options.rollout:
         return {"grid": long_render(view, state, note)}

@@ -69,13 +69,36 @@ def overview_figure(attentions: np.ndarray, *, selected: tuple[int, int] | None 
     }
 
 
+def kv_group_marks(heads: int, group: int, y: float = 1.0) -> tuple[list[dict], list[dict]]:
+    """``(shapes, annotations)`` marking grouped-query attention over a row of ``heads`` head columns
+    (x = head number): a bracket over each group of ``group`` heads that share one key/value head, named
+    "kv 0", "kv 1" …, above the plot (paper ``y``). Nothing when every head has its own (``group`` 1)."""
+    if group <= 1 or heads <= group:
+        return ([], []) if group <= 1 else ([], [{"text": _("all heads share one key/value head"), "x": (heads - 1) / 2,
+                                                   "xref": "x", "y": y, "yref": "paper", "yanchor": "bottom",
+                                                   "showarrow": False, "font": {"size": 10, "color": "#555"}}])
+    shapes, notes = [], []
+    for g in range(-(-heads // group)):
+        x0, x1 = g * group - 0.45, min(heads, (g + 1) * group) - 0.55
+        shapes.append({"type": "path", "xref": "x", "yref": "paper", "line": {"color": "#555", "width": 1},
+                       "path": f"M {x0} {y} L {x0} {y + 0.02} L {x1} {y + 0.02} L {x1} {y}"})
+        notes.append({"text": _("kv {group}").format(group=g), "x": (x0 + x1) / 2, "xref": "x", "y": y + 0.02,
+                      "yref": "paper", "yanchor": "bottom", "showarrow": False, "font": {"size": 10, "color": "#555"}})
+    return shapes, notes
+
+
 def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric_title: str,
-                     *, zmax: float | None = None, selected: tuple[int, int] | None = None) -> dict:
-    """A layers x heads map coloured by one metric; hover names the head type."""
+                     *, zmax: float | None = None, selected: tuple[int, int] | None = None, kv_group: int = 1) -> dict:
+    """A layers x heads map coloured by one metric; hover names the head type (and, under grouped-query
+    attention, the key/value head each head shares: ``kv_group`` query heads a key/value head, marked by
+    brackets "kv 0", "kv 1" … over the columns)."""
     layers, heads = values.shape
     template = _("layer {layer} · head {head}<br>{type}<br>{metric}: {value}")
+    kv_line = _("<br>key/value head {kv} (shared by heads {first}–{last})")
     text = np.array([[template.format(layer=l, head=h, type=translate(str(labels[l, h])), metric=metric_title,
-                                      value=f"{values[l, h]:.3f}")
+                                      value="–" if np.isnan(values[l, h]) else f"{values[l, h]:.3f}")
+                      + (kv_line.format(kv=h // kv_group, first=h // kv_group * kv_group,
+                                        last=min(heads, (h // kv_group + 1) * kv_group) - 1) if kv_group > 1 else "")
                       for h in range(heads)] for l in range(layers)])
     # Each head's type, written on its cell: one text trace (as annotations, 72 of them cost plotly.js
     # ~100 ms on every draw).
@@ -84,15 +107,16 @@ def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric
     types = {"type": "scatter", "mode": "text", "x": [h for _l, h in cells], "y": [l for l, _h in cells],
              "text": [_short(labels[l, h]) for l, h in cells], "hoverinfo": "skip", "showlegend": False,
              "textfont": {"size": 9, "color": ["white" if values[l, h] < bright else "black" for l, h in cells]}}
-    shapes = []
+    shapes, notes = kv_group_marks(heads, kv_group)
     if selected is not None:
         layer, head = selected
         shapes.append({"type": "rect", "x0": head - 0.5, "x1": head + 0.5, "y0": layer - 0.5, "y1": layer + 0.5,
                        "line": {"color": "#e4572e", "width": 3}})
+    finite = values[np.isfinite(values)]
     return {
         "data": [{
             "type": "heatmap", "z": typed_array(values.astype(np.float32)), "colorscale": "Viridis",
-            "zmin": 0, "zmax": zmax if zmax is not None else float(values.max() or 1),
+            "zmin": 0, "zmax": zmax if zmax is not None else float(finite.max() if finite.size and finite.max() else 1),
             "text": text.tolist(), "hovertemplate": "%{text}<extra></extra>",
             "colorbar": {"title": {"text": metric_title, "side": "right"}, "thickness": 14},
             "xgap": 2, "ygap": 2,
@@ -100,7 +124,8 @@ def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric
         "layout": _base_layout(
             title={"text": _("Head atlas · coloured by {metric}").format(metric=metric_title), "x": 0.01,
                    "xanchor": "left"},
-            height=max(300, 46 * layers + 120), margin={"l": 60, "r": 20, "t": 60, "b": 50},
+            height=max(300, 46 * layers + 120), margin={"l": 60, "r": 20, "t": 80 if notes else 60, "b": 50},
+            annotations=notes,
             xaxis={"title": {"text": _("head")}, "dtick": 1, "showgrid": False, "zeroline": False},
             yaxis={"title": {"text": _("layer")}, "dtick": 1, "autorange": "reversed", "showgrid": False,
                    "zeroline": False},
@@ -110,7 +135,8 @@ def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric
 
 
 SHORT_TYPES = {"previous-token": N_("prev"), "next-token": N_("next"), "delimiter sink": N_("delim"),
-               "self": N_("self"), "local": N_("local"), "broad": N_("broad"), "mixed": "·"}
+               "self": N_("self"), "local": N_("local"), "broad": N_("broad"), "mixed": "·", "sink": N_("sink"),
+               "induction": N_("induct")}
 
 
 def _short(label: str) -> str:

@@ -66,6 +66,13 @@ FOCUS_K = "focus-k"
 FOCUS_HEATMAP = "focus-heatmap"
 FOCUS_TABLES = "focus-tables"
 ATLAS_LEGEND = "atlas-legend"
+# Progress and Cancel of a long metric pass (issue 18): the job the page follows, its poll, bar and button
+ATLAS_JOB = "atlas-job"  # {"id": 32 hex digits} while the atlas is measured in the background, else None
+ATLAS_POLL = "atlas-poll"  # a dcc.Interval, enabled only while a job runs
+ATLAS_PROGRESS = "atlas-progress"  # the area holding the bar, its line and Cancel (hidden when idle)
+ATLAS_PROGRESS_BAR = "atlas-progress-bar"
+ATLAS_PROGRESS_TEXT = "atlas-progress-text"
+ATLAS_CANCEL = "atlas-cancel"
 
 # Inside a head (issue 10)
 TAB_INSIDE = "tab-inside"

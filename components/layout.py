@@ -78,7 +78,8 @@ CAVEAT = N_("Attention weights show where a model looks, not why it predicts wha
             "clue among others.")
 METRIC_NAMES = {  # the atlas table's column names
     "entropy": N_("entropy"), "distance": N_("distance"), "local": N_("local"), "self": N_("self"),
-    "previous": N_("previous"), "next": N_("next"), "delimiter": N_("delimiter"),
+    "previous": N_("previous"), "next": N_("next"), "delimiter": N_("delimiter"), "sink": N_("sink"),
+    "induction": N_("induction"),
 }
 # The choices of the dropdowns; callbacks/boundary.py accepts exactly these from the browser.
 TOP_K_CHOICES = (1, 2, 3, 5, 10)  # arcs per token
@@ -93,7 +94,15 @@ ATLAS_METRICS = (
     ("previous", N_("attention to the previous token")),
     ("next", N_("attention to the next token")),
     ("delimiter", N_("attention to delimiters")),
+    ("sink", N_("attention-sink score (weight on the first token)")),
+    ("induction", N_("induction score (on a repeated random-token probe)")),
 )
+ATLAS_HELP = N_("Sink score: the weight each query puts on the first token, averaged over the queries that can "
+                "see another token (Xiao et al., 2023, “Efficient Streaming Language Models with Attention Sinks”). "
+                "Induction score: the model reads 50 random tokens of its vocabulary twice, once per model; the score "
+                "is the share of attention that each token of the second half puts on the token that followed its "
+                "first occurrence, averaged over the second half (TransformerLens's induction pattern). Heads that "
+                "share keys and values (grouped-query attention) are marked “kv 0”, “kv 1” …")
 DROPDOWN_LABELS = {  # the dropdowns' own words
     "search": N_("Search"), "no_options_found": N_("Nothing matches"), "clear_search": N_("Clear the search"),
     "clear_selection": N_("Clear"), "select_all": N_("Select all"), "deselect_all": N_("Select none"),
@@ -341,6 +350,27 @@ def atlas_controls() -> dbc.Row:
     ])
 
 
+def atlas_progress() -> html.Div:
+    """The atlas's progress bar, its line and Cancel: shown while the heads are measured in the background
+    (``callbacks.atlas``), hidden otherwise. The poll runs only while a job does."""
+    return html.Div(id=ids.ATLAS_PROGRESS, className="ae-progress mb-1", style={"display": "none"}, children=[
+        dbc.Row(className="g-2 align-items-center", children=[
+            dbc.Col(dbc.Progress(id=ids.ATLAS_PROGRESS_BAR, value=0, max=100, striped=True, animated=True,
+                                 style={"height": "1.1rem"}), width=True),
+            dbc.Col(dbc.Button(_("Cancel"), id=ids.ATLAS_CANCEL, color="secondary", outline=True, size="sm",
+                               n_clicks=0), width="auto"),
+        ]),
+    ])
+
+
+def atlas_progress_line() -> html.Div:
+    """A line under the progress bar (heads measured so far; a cancelled or failed pass), with the poll
+    and the job the page follows."""
+    return html.Div([html.Div(id=ids.ATLAS_PROGRESS_TEXT, className="small text-muted mb-2", role="status"),
+                     dcc.Interval(id=ids.ATLAS_POLL, interval=400, disabled=True, n_intervals=0),
+                     dcc.Store(id=ids.ATLAS_JOB, storage_type="memory")])
+
+
 def atlas_table(rows: list[dict] | None = None):
     """The atlas's sortable table. Not in the first page: it is sent when the atlas opens, so the
     table's 630 KB of scripts load then, not with the page."""
@@ -409,8 +439,10 @@ def views_panel(page: dict) -> html.Div:
             _tab(ids.TAB_OVERVIEW, _("Model overview"),
                  _graph(ids.OVERVIEW, clear_on_unhover=True),
                  dcc.Tooltip(id=ids.OVERVIEW_TOOLTIP, direction="bottom", className="ae-tooltip")),
-            _tab(ids.TAB_ATLAS, _("Head atlas"), atlas_controls(), _graph(ids.ATLAS_MAP),
-                 html.Ul(id=ids.ATLAS_LEGEND, className="small ae-legend"), html.Div(id=ids.ATLAS_TABLE_HOLDER)),
+            _tab(ids.TAB_ATLAS, _("Head atlas"), atlas_controls(), atlas_progress(), atlas_progress_line(),
+                 _graph(ids.ATLAS_MAP),
+                 html.Ul(id=ids.ATLAS_LEGEND, className="small ae-legend"),
+                 html.P(translate(ATLAS_HELP), className="small text-muted"), html.Div(id=ids.ATLAS_TABLE_HOLDER)),
             _tab(ids.TAB_FOCUS, _("Token focus"), focus_controls(), _graph(ids.FOCUS_HEATMAP),
                  html.Div(id=ids.FOCUS_TABLES)),
             _tab(ids.TAB_INSIDE, _("Inside a head"), inside_panel()),

@@ -67,3 +67,7 @@ class RateLimitedError(AttentionExplorerError):
 
     def __reduce__(self):  # rebuilt from its one argument (e.g. after a copy)
         return (type(self), (self.retry_after,))
+
+
+class Cancelled(Exception):
+    """Work was asked to stop (a Cancel button), and stopped between two steps (layers, heads)."""

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..errors import N_
+from ..errors import N_, Cancelled  # noqa: F401 - Cancelled: what ``step`` raises to stop a measurement
 from ..result import as_float32
 from .tokens import display_token, is_punctuation
 
@@ -215,10 +215,6 @@ def _sink_scores(att: np.ndarray, causal: bool, k: int = SINK_TOKENS) -> np.ndar
 
 
 # --- streamed, head by head ----------------------------------------------------------------------
-
-class Cancelled(Exception):
-    """A streamed measurement was asked to stop (between two heads)."""
-
 
 def head_chunks(read_rows: Callable[[int, int], np.ndarray], seq: int, chunk: int = CHUNK_ROWS
                 ) -> Iterator[tuple[int, np.ndarray]]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import N_
 from ..result import AttentionResult, AttentionTooLarge, as_float32
-from .heads import METRICS
+from .heads import ALL_METRICS, METRICS  # noqa: F401 - METRICS: the text's own metrics
 
 KINDS = ("encoder", "decoder", "cross")
 KIND_LABELS = {
@@ -256,7 +256,7 @@ ANALYSES: dict[str, dict[str, str]] = {
     "inside_head": {"encoder": "", "decoder": "", "cross": ""},  # where the layout allows: InsideHead.reason
     "pair_filters": {"encoder": "", "decoder": "", "cross": _PAIR_NOT_SOURCE},
 }
-_SQUARE_ONLY_METRICS = ("distance", "local", "self", "previous", "next")
+_SQUARE_ONLY_METRICS = ("distance", "local", "self", "previous", "next", "sink", "induction")
 
 
 def analysis_defined(analysis: str, kind: str) -> tuple[bool, str]:
@@ -270,11 +270,11 @@ def analysis_defined(analysis: str, kind: str) -> tuple[bool, str]:
 
 
 def atlas_metrics(kind: str) -> tuple[str, ...]:
-    """The per-head metrics (``heads.METRICS``) defined for ``kind``: all of them for square attention;
+    """The per-head metrics (``heads.ALL_METRICS``) defined for ``kind``: all of them for square attention;
     for cross-attention only ``entropy`` and ``delimiter`` (see ``metric_reason``)."""
     if kind not in KINDS:
         raise ValueError(f"The kind of attention must be one of {', '.join(KINDS)}, not {kind!r}.")
-    return tuple(m for m in METRICS if kind != "cross" or m not in _SQUARE_ONLY_METRICS)
+    return tuple(m for m in ALL_METRICS if kind != "cross" or m not in _SQUARE_ONLY_METRICS)
 
 
 def metric_reason(metric: str, kind: str) -> str:
@@ -282,7 +282,8 @@ def metric_reason(metric: str, kind: str) -> str:
     if metric in atlas_metrics(kind):
         return ""
     name = {"distance": "Mean distance", "local": "The local-window share", "self": "Attention to the token itself",
-            "previous": "Attention to the previous token", "next": "Attention to the next token"}.get(metric, metric)
+            "previous": "Attention to the previous token", "next": "Attention to the next token",
+            "sink": "The attention-sink score", "induction": "The induction score"}.get(metric, metric)
     return f"{name} is {_POSITIONS_CROSS}"
 
 

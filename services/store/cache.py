@@ -31,6 +31,7 @@ from flask import Flask
 from flask_caching import Cache
 
 from ..config import Settings, get_settings
+from . import jobs
 from .backends import private_dir_problem
 from .memory import memory, size_of
 
@@ -311,3 +312,32 @@ def status() -> dict[str, Any]:
 def clear_local() -> None:
     """Empties this process's memory of analyses (``services.store.memory``: tests, a changed model)."""
     memory().reset()
+
+
+def publish(key: str, text: str, timeout: int = 900) -> bool:
+    """Writes a small text (a job's progress, a flag) straight to the shared backend, NOT to this process's
+    memo, so that every worker reading ``read_published`` sees the latest. False when there is no shared
+    backend (a null cache) or it fails (logged by the breaker)."""
+    if _breaker.is_open():
+        return False
+    try:
+        ok = _backend().set(key, text, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - progress must never break the work it reports
+        _breaker.trip("write", exc)
+        return False
+    return bool(ok) or ok is None
+
+
+def read_published(key: str) -> str | None:
+    """The text ``publish`` wrote under ``key`` (read from the shared backend every time), or None."""
+    if _breaker.is_open():
+        return None
+    try:
+        value = _backend().get(key)
+    except Exception as exc:  # noqa: BLE001
+        _breaker.trip("read", exc)
+        return None
+    return value if isinstance(value, str) else None
+
+
+jobs.connect(publish, read_published, make_key)  # background jobs share their progress through this cache

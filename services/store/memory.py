@@ -7,7 +7,9 @@
 - ``derived``: small results derived from an analysis (its rollout, head metrics, the grid's pictures),
   keyed by the analysis's cache key, so a layer or head change does not compute them again;
 - ``vectors``: the query and key vectors of the layers Inside a head looked at;
-- ``flight``: analyses under way, so concurrent requests for one text run it once.
+- ``flight``: analyses under way, so concurrent requests for one text run it once;
+- ``jobs``: work that takes seconds, run in a thread with progress and a Cancel (``services.store.jobs``;
+  bounded, by random job id).
 
 Each cache is a ``cachetools.LRUCache`` bounded in bytes (the least recently used entry goes first),
 behind a lock. The bounds come from the settings (``ATTN_LOCAL_CACHE_MB`` for results, and fixed
@@ -23,6 +25,8 @@ from concurrent.futures import Future
 from typing import Any
 
 import cachetools
+
+from .jobs import JobRegistry
 
 DERIVED_MB = 128
 VECTORS_MB = 256
@@ -141,6 +145,7 @@ class Memory:
         self.derived = ByteLRU(derived_mb * 1024 * 1024)
         self.vectors = ByteLRU(vectors_mb * 1024 * 1024)
         self.flight = SingleFlight()
+        self.jobs = JobRegistry()
 
     def configure(self, results_mb: int) -> None:
         """The bound of ``results`` in megabytes (0 keeps nothing: a null cache)."""

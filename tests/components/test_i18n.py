@@ -47,6 +47,8 @@ KEPT_PHRASES = (
     "[CLS]", "[SEP]", "[UNK]", "Ctrl+Enter", "Hugging Face", "Hub", "README", "make models", "ATTN_MODELS",
     "decoder_start_token_id", "config.json", "ALiBi", "ID", "PNG", "rollout", "“it”", "English",
     "GPT-2", "SVG", "CSV", "HTML", "JSON", "A − B", "|A − B|",
+    # issue 18's head metrics: an author, a paper's title and a library are named as they are
+    "Xiao", "Efficient Streaming Language Models with Attention Sinks", "TransformerLens",
 )
 
 

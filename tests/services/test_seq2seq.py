@@ -538,7 +538,7 @@ def test_which_analysis_is_defined_for_which_kind():
     assert kinds.analysis_defined("pair_filters", "cross")[0] is False
     assert all(kinds.analysis_defined(a, k)[0] for a in ("grid", "heatmap", "arcs", "focus") for k in kinds.KINDS)
     assert kinds.atlas_metrics("cross") == ("entropy", "delimiter")
-    assert kinds.atlas_metrics("decoder") == kinds.atlas_metrics("encoder") == kinds.METRICS
+    assert kinds.atlas_metrics("decoder") == kinds.atlas_metrics("encoder") == kinds.ALL_METRICS
     assert "different texts" in kinds.metric_reason("previous", "cross") and kinds.metric_reason("entropy", "cross") == ""
     with pytest.raises(ValueError):
         kinds.analysis_defined("nope", "encoder")
