@@ -67,6 +67,7 @@ def atlas_data(result, window: int, key: str | None = None, value_norm: bool = F
     value norm); remembered by cache key, window, mode and kind (here and, as JSON, in the shared cache),
     so changing the metric or the selected head does not measure again. For cross-attention only the
     metrics ``kinds.atlas_metrics`` names are measured; the others are NaN (blank in the table)."""
+    kind = kind or kinds.default_kind(result)
     found = known(key, window, value_norm, kind)
     if found is not None:
         return found

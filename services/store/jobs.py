@@ -95,7 +95,10 @@ class Job:
         self._cancel.set()
 
     def status(self) -> dict[str, Any]:
-        return {"state": self.state, "done": self.done, "total": self.total}
+        """``{"state", "done", "total"}``; a running job asked to stop is "cancelled" at once (it stops at
+        its next step and keeps nothing), so a poll answered meanwhile never says it still measures."""
+        state = "cancelled" if self.state == "running" and self._cancel.is_set() else self.state
+        return {"state": state, "done": self.done, "total": self.total}
 
     def publish(self) -> None:
         _shared.publish(_shared_key("status", self.id), json.dumps(self.status()))
@@ -178,7 +181,10 @@ class JobRegistry:
         job = self.get(job_id)
         if job is not None:
             return job.status()
-        return parse_status(_shared.read(_shared_key("status", job_id)))
+        status = parse_status(_shared.read(_shared_key("status", job_id)))
+        if status is not None and status["state"] == "running" and _shared.read(_shared_key("cancel", job_id)) == "1":
+            status["state"] = "cancelled"  # asked to stop: its worker stops at the next step
+        return status
 
     def cancel(self, job_id: str) -> bool:
         """Asks the job to stop at its next step (here, and through the shared cache for another worker).

@@ -141,6 +141,8 @@ def test_a_long_pass_runs_in_the_background_with_progress_and_cancel(offered, ll
     assert cancelled["atlas_poll"] is True and cancelled["atlas_job"] is None
     assert cancelled["atlas_progress"] == {"display": "none"} and "cancelled" in cancelled["atlas_progress_text"]
     assert "atlas_map" not in cancelled  # the page stays as it was
+    # a poll answered before the pass reaches its next head no longer says it measures
+    assert "cancelled" in atlas.poll(2, {"id": job_id}, {"n": 4})["atlas_progress_text"]
     background.go.set()
     _wait_for(job_id)
     job = memory().jobs.get(job_id)
@@ -173,6 +175,7 @@ def test_progress_and_cancel_reach_a_job_from_another_worker(offered, llama, bac
     assert other.get(job_id) is None
     assert other.status(job_id) == {"state": "running", "done": 0, "total": 8}
     assert other.cancel(job_id)
+    assert other.status(job_id)["state"] == "cancelled"  # at once, though the pass is still held
     background.go.set()
     _wait_for(job_id)
     assert memory().jobs.get(job_id).state == "cancelled"
@@ -232,3 +235,35 @@ def test_registry_is_bounded_and_refuses_too_many_running():
 def test_published_status_is_parsed(text):
     assert jobs_module.parse_status(text) is None
     assert jobs_module.parse_status('{"state": "done", "done": 2, "total": 2}') == {"state": "done", "done": 2, "total": 2}
+
+
+def _numpy_rows(result, layer: int, head: int, q0: int, q1: int) -> np.ndarray:
+    """Rows ``q0:q1`` of one head from the kept queries and keys, in plain numpy (float64)."""
+    q = result.queries[layer, head, q0:q1].astype(np.float64)
+    k = result.keys[layer, result.kv_head(head)].astype(np.float64)
+    scores = q @ k.T * float(result.scaling[layer])
+    scores = np.where(np.arange(k.shape[0])[None, :] <= np.arange(q0, q1)[:, None], scores, -np.inf)
+    scores -= scores.max(axis=-1, keepdims=True)
+    w = np.exp(scores)
+    return w / w.sum(axis=-1, keepdims=True)
+
+
+def test_the_atlas_at_4096_tokens_is_measured_head_by_head_without_the_whole_array(offered, llama):
+    from attention_explorer.services.extraction import analyse
+
+    key, result = analyse(_text(3000), llama)
+    assert result.seq_len == 4096 and not result.dense  # 2 x 4 x 4096^2 cells: more than a result holds whole
+    steps = []
+    metrics, labels, rows = atlas.atlas_data(result, 3, key, step=lambda done, total: steps.append((done, total)))
+    assert steps == [(i, 8) for i in range(1, 9)]  # progress after each head
+    assert "_dense" not in result.__dict__  # the whole array was never built
+    for layer, head in [(0, 0), (1, 3)]:
+        sink = previous = 0.0
+        for q0 in range(0, 4096, 512):
+            w = _numpy_rows(result, layer, head, q0, q0 + 512)
+            picked = np.arange(q0, q0 + 512)
+            sink += w[picked >= 1, 0].sum()
+            previous += w[picked >= 1, picked[picked >= 1] - 1].sum()
+        assert metrics["sink"][layer, head] == pytest.approx(sink / 4095, abs=1e-4)
+        assert metrics["previous"][layer, head] == pytest.approx(previous / 4095, abs=1e-4)
+    assert atlas.known(key, 3, False, "decoder") is not None

@@ -1,0 +1,90 @@
+"""The head atlas's progress bar and Cancel in headless Chromium (issue 18 item 4), on a tiny random
+grouped-query Llama whose metric pass is held head by head by a test hook: no timing decides the test."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from attention_explorer.callbacks import atlas
+from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
+from attention_explorer.services.store.memory import memory
+from tests import tiny_models as tm
+from tests.browser.test_browser import TIMEOUT, analyze, graph, open_tab, wait_until
+
+pytestmark = pytest.mark.browser
+
+
+class _Gate:
+    """Each head of a background pass waits here until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+        self.heads = 0
+
+    def __call__(self) -> None:
+        self.heads += 1
+        assert self.go.wait(120)
+
+
+@pytest.fixture
+def held(monkeypatch):
+    gate = _Gate()
+    monkeypatch.setattr(atlas, "SYNC_CELLS", 0)  # every metric pass runs in the background
+    monkeypatch.setattr(atlas, "step_hook", gate)
+    yield gate
+    gate.go.set()
+
+
+@pytest.fixture
+def llama_app(dash_duo, tmp_path_factory, held):
+    from attention_explorer.app import create_app
+
+    llama = str(tm.build("llama", tmp_path_factory.mktemp("llama") / "llama"))
+    app = create_app(Settings(models=(llama, DEFAULT_MODEL_ID), default_model=llama, cache_type="simple"))
+    dash_duo.start_server(app)
+    dash_duo.wait_for_element("#head-grid .imagelayer image", timeout=60)
+    return dash_duo
+
+
+def _visible(duo, selector: str) -> bool:
+    return duo.driver.execute_script(
+        f"const e = document.querySelector('{selector}'); return !!e && e.offsetParent !== null;")
+
+
+def _running_job():
+    jobs = [job for job in list(memory().jobs._jobs.values()) if job.state == "running"]
+    return jobs[0] if len(jobs) == 1 else None
+
+
+def test_progress_bar_and_cancel_then_measure_again(llama_app, held):
+    duo = llama_app
+    analyze(duo, " ".join(tm.long_text(120).split()[:120]))
+    wait_until(lambda: "tokens" in duo.find_element("#status-area").text, message="the analysis")
+    wait_until(lambda: (graph(duo, "head-grid", "gd.layout.meta.tile_names") or [""])[0] == "head 0 · kv 0",
+               message="the grid's GQA titles")
+    before = graph(duo, "atlas-map", "JSON.stringify(gd.data)")
+    open_tab(duo, "Head atlas")
+    wait_until(lambda: _visible(duo, "#atlas-progress"), message="the progress bar")
+    wait_until(lambda: "0 of 8 heads" in duo.find_element("#atlas-progress-text").text, message="progress text")
+    job = wait_until(_running_job, message="the job")
+    assert held.heads == 1  # held before recording its first head
+    duo.find_element("#atlas-cancel").click()
+    wait_until(lambda: not _visible(duo, "#atlas-progress"), message="the progress bar put away")
+    assert "cancelled" in duo.find_element("#atlas-progress-text").text
+    assert graph(duo, "atlas-map", "JSON.stringify(gd.data)") == before  # the page as it was
+    held.go.set()  # the pass goes on to its next step, sees the Cancel and stops
+    job.thread.join(60)
+    assert job.state == "cancelled" and job.done == 1
+    # opening the tab again measures again; this time it runs to the end
+    open_tab(duo, "Head grid")
+    open_tab(duo, "Head atlas")
+    wait_until(lambda: graph(duo, "atlas-map", "gd.layout.annotations && gd.layout.annotations.map(a => a.text)")
+               == ["kv 0", "kv 1"], timeout=TIMEOUT * 2, message="the atlas with its kv groups")
+    assert not _visible(duo, "#atlas-progress")
+    rows = duo.find_elements("#atlas-table tbody tr")
+    assert len(rows) == 1 + 8  # the header row and one a head
+    headers = duo.driver.execute_script(
+        "return [...document.querySelectorAll('#atlas-table th .column-header-name')].map(e => e.textContent)")
+    assert "sink" in headers and "induction" in headers
