@@ -15,7 +15,8 @@ from ..components.layout import EXAMPLES, head_options, kind_options
 from ..components.status import UNKNOWN_WARNING_SHARE, error_alert, status_children
 from ..services import AttentionExplorerError, get_settings
 from ..services.analyses.kinds import attention_of, kinds_available, pair_filters_available
-from ..services.extraction import analyse
+from ..services.extraction import analyse, cached_analysis
+from ..services.store.jobs import Busy
 from ..services.model.loading import display_name, family
 from ..services.result import AttentionResult
 from ..services.store.memory import memory
@@ -64,12 +65,19 @@ OUTPUTS = {
     "compare_handle": Output(ids.COMPARE_HANDLE, "data"),
     "compare_text": Output(ids.COMPARE_TEXT, "value"),
     "compare_share": Output(ids.COMPARE_SHARE, "data"),
+    # a long analysis runs in the background (issue 18): its job, poll and progress
+    "analyze_job": Output(ids.ANALYZE_JOB, "data", allow_duplicate=True),
+    "analyze_poll": Output(ids.ANALYZE_POLL, "disabled", allow_duplicate=True),
+    "analyze_progress": Output(ids.ANALYZE_PROGRESS, "style", allow_duplicate=True),
+    "analyze_progress_text": Output(ids.ANALYZE_PROGRESS_TEXT, "children", allow_duplicate=True),
+    "analyze_progress_bar": Output(ids.ANALYZE_PROGRESS_BAR, "value", allow_duplicate=True),
 }
 INPUTS = {
     "clicks": Input(ids.ANALYZE, "n_clicks"),
     "model": Input(ids.MODEL, "value"),
     "examples": Input({"type": ids.EXAMPLE, "index": ALL}, "n_clicks"),
     "url": Input(ids.URL, "data"),
+    "ready": Input(ids.ANALYZE_READY, "data"),
     "text": State(ids.TEXT, "value"),
     "pair": State(ids.TEXT_PAIR, "value"),
     "layer": State(ids.LAYER, "value"),
@@ -83,6 +91,16 @@ INPUTS = {
     "tab_now": State(ids.TABS, "active_tab"),
 }
 SHOWN, HIDDEN = {}, {"display": "none"}
+# Texts of at least this many tokens (estimated: 4 characters a token, up to what the model reads) that no
+# cache holds are analysed in the background, with a progress bar (layer by layer) and Cancel: a second
+# or more here. Models that read at most 512 tokens (BERT and kin) always answer at once.
+BACKGROUND_TOKENS = 1024
+RUNNING = N_("Running the model: {done} of {total} layers…")
+ANALYSIS_CANCELLED = N_("The analysis was cancelled: the views still show the previous one.")
+ANALYSIS_FAILED = N_("The analysis failed. Press Analyze to try again.")
+# A test hook: called before each layer's progress is recorded (tests hold the pass with it).
+step_hook = None
+ANALYSIS_BUSY = N_("The server is running other long analyses right now. Try again in a minute.")
 
 
 def summarise(result: AttentionResult, key: str | None = None) -> dict:
@@ -227,7 +245,7 @@ def from_url(values: dict[str, Any]) -> dict:
         values.update(compare=state.compare, compare_model=state.compare_model)
     if state.model:
         values["model"] = state.model
-    out = analyze(values)
+    out = analyze({**values, "synchronous": True})  # the controls a link names are set on its result
     if out["handle"] is no_update:
         return out
     handle = Handle.parse(out["handle"])
@@ -282,6 +300,10 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
                   if kind_of_model == "encoder-decoder" else "")
         steps = (boundary.whole(values.get("continue"), 0, get_settings().max_new_tokens, 0)
                  if kind_of_model == "decoder" else 0)
+        if (not values.get("synchronous") and long_analysis(text, pair, model)
+                and cached_analysis(text, model, pair or None, target or None, steps=steps or None) is None):
+            out.update(in_background(text, model, pair or None, target or None, steps or None))
+            return out
         key, result = found = analyse(text, model, pair or None, target or None, steps=steps or None,
                                       before_compute=new_analysis_guard(client_id()))
         # what the page shows of it: inside the same guard (a failure here is explained, never a 500)
@@ -314,7 +336,83 @@ def analyze(values: dict[str, Any], example: Any = None) -> dict:
         log.exception("analysis failed")
         return _failed(_("The analysis failed unexpectedly. Try again, or another text or model."),
                        _("Something went wrong"), values.get("current"))
+    out.update(_progress_idle())
     return out
+
+
+def long_analysis(text: str | None, pair: str | None, model: str | None) -> bool:
+    """Whether analysing ``text`` (and ``pair``) with ``model`` is long enough for the background."""
+    from ..services.model.forward import effective_token_limit
+    from ..services.model.loading import get_model
+
+    chars = len(text or "") + len(pair or "")
+    if chars < 4 * BACKGROUND_TOKENS:
+        return False
+    limit = effective_token_limit(get_model(model or get_settings().default_model).token_limit)
+    return min(chars // 4, limit) >= BACKGROUND_TOKENS
+
+
+def _progress_idle(text: str = "") -> dict:
+    return {"analyze_job": None, "analyze_poll": True, "analyze_progress": HIDDEN, "analyze_progress_text": text,
+            "analyze_progress_bar": 0}
+
+
+def in_background(text: str, model: str | None, pair: str | None, target: str | None, steps: int | None) -> dict:
+    """Starts the analysis as a job (``services.store.jobs``) whose forward pass reports each layer
+    (``services.model.progress``) and stops between two layers when cancelled; the page keeps what it
+    shows until the job is done, then Analyze runs again and finds the result cached."""
+    from ..services.errors import Cancelled  # noqa: F401 - what the step raises (the job ends "cancelled")
+    from ..services.model.progress import layer_steps
+
+    guard = new_analysis_guard(client_id())  # the person asking, read in their request
+
+    def work(step) -> None:
+        def each(done: int, total: int) -> None:
+            if step_hook is not None:
+                step_hook()
+            step(done, total)
+
+        step(0, 0)
+        with layer_steps(each):
+            analyse(text, model, pair, target, steps=steps, before_compute=guard)
+
+    try:
+        job = memory().jobs.start(("analysis", model, text, pair, target, steps), work)
+    except Busy:
+        return _progress_idle(translate(ANALYSIS_BUSY))
+    return {"analyze_job": {"id": job.id}, "analyze_poll": False, "analyze_progress": SHOWN,
+            "analyze_progress_bar": 0, "analyze_progress_text": translate(RUNNING).format(done=job.done, total=job.total or "…")}
+
+
+def poll(job: Any, ready: Any) -> dict:
+    """A background analysis's progress; once done, ``ready`` changes and Analyze shows the result."""
+    found = boundary.job_id(job)
+    status = memory().jobs.status(found) if found is not None else None
+    if status is None:
+        return _progress_idle()
+    if status["state"] == "running":
+        total = status["total"]
+        return {"analyze_progress_bar": round(100 * status["done"] / total) if total else 0,
+                "analyze_progress_text": translate(RUNNING).format(done=status["done"], total=total or "…")}
+    if status["state"] == "done":
+        return {**_progress_idle(), "ready": {"n": boundary.view_request_count(ready) + 1}}
+    return _progress_idle(translate(ANALYSIS_CANCELLED if status["state"] == "cancelled" else ANALYSIS_FAILED))
+
+
+def cancel(n_clicks: Any, job: Any) -> dict:
+    """Stops the background analysis between two layers; the page stays as it was."""
+    found = boundary.job_id(job)
+    if not n_clicks or found is None:
+        return {name: no_update for name in _POLL_OUTPUTS if name not in ("analyze_progress_bar", "ready")}
+    memory().jobs.cancel(found)
+    out = _progress_idle(translate(ANALYSIS_CANCELLED))
+    out.pop("analyze_progress_bar")
+    return out
+
+
+_POLL_OUTPUTS = {name: Output(OUTPUTS[name].component_id, OUTPUTS[name].component_property, allow_duplicate=True)
+                 for name in ("analyze_job", "analyze_poll", "analyze_progress", "analyze_progress_text",
+                              "analyze_progress_bar")}
 
 
 def register(app: Dash) -> None:
@@ -325,9 +423,23 @@ def register(app: Dash) -> None:
             return {name: no_update for name in OUTPUTS}  # buttons (re)created, none pressed
         if trigger == ids.URL:
             return from_url(values)
+        if trigger == ids.ANALYZE_READY:  # a background analysis is done: it is cached, show it
+            return analyze({**values, "synchronous": True})
         return analyze(values, example)
 
     app.callback(output=OUTPUTS, inputs=INPUTS, prevent_initial_call=True)(callback)
+
+    def on_poll(n_intervals, job, ready):
+        out = {name: no_update for name in (*_POLL_OUTPUTS, "ready")}
+        out.update(poll(job, ready))
+        return out
+
+    app.callback(output={**_POLL_OUTPUTS, "ready": Output(ids.ANALYZE_READY, "data")},
+                 inputs={"n_intervals": Input(ids.ANALYZE_POLL, "n_intervals"), "job": State(ids.ANALYZE_JOB, "data"),
+                         "ready": State(ids.ANALYZE_READY, "data")}, prevent_initial_call=True)(on_poll)
+    app.callback(output={name: o for name, o in _POLL_OUTPUTS.items() if name != "analyze_progress_bar"},
+                 inputs={"n_clicks": Input(ids.ANALYZE_CANCEL, "n_clicks"), "job": State(ids.ANALYZE_JOB, "data")},
+                 prevent_initial_call=True)(cancel)
 
 
 def first_page(settings) -> dict:

@@ -73,6 +73,14 @@ ATLAS_PROGRESS = "atlas-progress"  # the area holding the bar, its line and Canc
 ATLAS_PROGRESS_BAR = "atlas-progress-bar"
 ATLAS_PROGRESS_TEXT = "atlas-progress-text"
 ATLAS_CANCEL = "atlas-cancel"
+# ... and of a long analysis (the forward pass, layer by layer)
+ANALYZE_JOB = "analyze-job"
+ANALYZE_POLL = "analyze-poll"
+ANALYZE_READY = "analyze-ready"  # {"n": …}: the analysis a job ran is cached, Analyze shows it
+ANALYZE_PROGRESS = "analyze-progress"
+ANALYZE_PROGRESS_BAR = "analyze-progress-bar"
+ANALYZE_PROGRESS_TEXT = "analyze-progress-text"
+ANALYZE_CANCEL = "analyze-cancel"
 
 # Inside a head (issue 10)
 TAB_INSIDE = "tab-inside"

@@ -363,6 +363,24 @@ def atlas_progress() -> html.Div:
     ])
 
 
+def analyze_progress() -> html.Div:
+    """A long analysis's progress (layer by layer) and Cancel, under the status area; hidden otherwise."""
+    return html.Div([
+        html.Div(id=ids.ANALYZE_PROGRESS, className="ae-progress mb-1", style={"display": "none"}, children=[
+            dbc.Row(className="g-2 align-items-center", children=[
+                dbc.Col(dbc.Progress(id=ids.ANALYZE_PROGRESS_BAR, value=0, max=100, striped=True, animated=True,
+                                     style={"height": "1.1rem"}), width=True),
+                dbc.Col(dbc.Button(_("Cancel"), id=ids.ANALYZE_CANCEL, color="secondary", outline=True, size="sm",
+                                   n_clicks=0), width="auto"),
+            ]),
+        ]),
+        html.Div(id=ids.ANALYZE_PROGRESS_TEXT, className="small text-muted mb-2", role="status"),
+        dcc.Interval(id=ids.ANALYZE_POLL, interval=400, disabled=True, n_intervals=0),
+        dcc.Store(id=ids.ANALYZE_JOB, storage_type="memory"),
+        dcc.Store(id=ids.ANALYZE_READY, storage_type="memory"),
+    ])
+
+
 def atlas_progress_line() -> html.Div:
     """A line under the progress bar (heads measured so far; a cancelled or failed pass), with the poll
     and the job the page follows."""
@@ -566,6 +584,7 @@ def create_layout(settings, page: dict | None = None, views: str = "{}") -> html
                 examples_bar(),
                 dcc.Loading(type="dot", delay_show=250, children=html.Div(
                     id=ids.STATUS, className="ae-status", children=page.get("status"))),
+                analyze_progress(),
                 views_panel({**page, "models": settings.models}),
             ]),
         ]),

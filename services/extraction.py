@@ -125,6 +125,22 @@ def generate_steps(text: str, n: int, model_id: str | None = None) -> AttentionR
     return analyse(text, model_id, steps=n)[1]
 
 
+def cached_analysis(text: str, model_id: str | None = None, text_pair: str | None = None, target: str | None = None, *,
+                    steps: int | None = None) -> "Analysis | None":
+    """The ``Analysis`` ``analyse`` would give at once, from a cache (this process's memory or the shared
+    cache), without running the model; None when the text must be computed (or the inputs are refused)."""
+    settings = get_settings()
+    try:
+        model_id, text, text_pair, target = checked_inputs(model_id, text, text_pair, target, settings.char_limit)
+        if steps is not None:
+            steps = check_steps(steps, settings.max_new_tokens)
+    except AttentionExplorerError:
+        return None
+    key = cache_key(model_id, text, text_pair, target, steps=steps, max_new_tokens=settings.max_new_tokens)
+    hit = _cached_result(key)
+    return Analysis(key, hit, Recipe(model_id, text, text_pair, target, steps)) if hit is not None else None
+
+
 def analyse(text: str, model_id: str | None = None, text_pair: str | None = None, target: str | None = None, *,
             steps: int | None = None,
             before_compute: Callable[[], None] | None = None) -> Analysis:

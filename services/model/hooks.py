@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import N_
+from . import progress
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +308,8 @@ class Recorder:
         self.calls: list[tuple[AttentionLayout, dict[str, Any]]] = []
 
     def enter(self, layout: AttentionLayout) -> None:
+        """A layer's attention starts: the layers before it ran (their progress; a Cancel stops here)."""
+        progress.layer_done(len(self.calls), len(self.layout.layouts))
         self.calls.append((layout, {}))
 
     def capture(self, role: str, output) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..config import DEFAULT_MODEL_ID, get_settings
 from ..errors import N_, ModelLoadError, ModelNotAllowedError
-from . import record
+from . import progress, record
 
 log = logging.getLogger(__name__)
 
@@ -493,7 +493,8 @@ def _probe(model, tokenizer, device: str) -> tuple[bool, str]:
     vocab = [i for i in range(min(len(tokenizer), 50)) if i not in set(tokenizer.all_special_ids or ())][:6]
     inputs = {"input_ids": torch.tensor([ids + vocab], device=device)}
     try:
-        record.record(model, inputs)
+        with progress.layer_steps(None):  # a trial: no progress to report, and no Cancel to misread as a failure
+            record.record(model, inputs)
         return True, ""
     except record.NotRecordable as exc:
         reason = str(exc)

@@ -15,6 +15,7 @@ from ..ondemand import layer_maps, recipe
 from ..result import as_float32
 from .forward import _forward_semaphore, effective_token_limit
 from .loading import LoadedModel, get_model
+from .progress import layer_steps
 
 PROBE_HALF = 50  # random tokens, each seen twice
 PROBE_SEED = 0
@@ -55,7 +56,7 @@ def run_probe(model_id: str, half: int = PROBE_HALF, seed: int = PROBE_SEED) -> 
 
     inputs = {"input_ids": torch.tensor([ids], dtype=torch.long),
               "attention_mask": torch.ones((1, len(ids)), dtype=torch.long)}
-    with _forward_semaphore():
+    with _forward_semaphore(), layer_steps(None):  # its own pass: not an analysis's progress
         fields, _norms = attention_fields(loaded, inputs)
     if "maps" in fields:
         return ids, [as_float32(m) for m in fields["maps"]]

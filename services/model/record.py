@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ondemand import BUDGET, LayerRecipe
+from . import progress
 
 ATTN_NAME = "attention_explorer_record"
 _ACTIVE: contextvars.ContextVar = contextvars.ContextVar("attention_explorer_recording", default=None)
@@ -162,6 +163,7 @@ def _recording_attention(module, query, key, value, attention_mask, dropout=0.0,
     if layer is not None:
         recorder.check(layer, value, out[0])
         recorder.after(layer, value, out[0])
+        progress.layer_done(len(recorder.recording.layers), recorder.total)  # may stop the pass (Cancel)
     return out
 
 
@@ -223,6 +225,9 @@ class _Recorder:
         self.pre: dict[int, dict] = {}
         self.checked_masks: set[tuple] = set()
         self.handles: list = []
+        config = getattr(model, "config", None)
+        # layers of attention the pass will run (for its progress): the config's count, when it says
+        self.total = int(getattr(config, "num_hidden_layers", 0) or 0)
 
     def install_hooks(self) -> None:
         """A pre-hook on each module given ``position_embeddings`` (the rotary cos/sin), and, for the layers
