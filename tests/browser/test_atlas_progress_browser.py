@@ -88,3 +88,47 @@ def test_progress_bar_and_cancel_then_measure_again(llama_app, held):
     headers = duo.driver.execute_script(
         "return [...document.querySelectorAll('#atlas-table th .column-header-name')].map(e => e.textContent)")
     assert "sink" in headers and "induction" in headers
+
+
+def _type_fast(duo, selector: str, text: str) -> None:
+    """Puts a long text in a box as typing would (React sees an input event), without typing each key."""
+    duo.driver.execute_script(
+        "const el = document.querySelector(arguments[0]);"
+        "Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, 'value').set.call(el, arguments[1]);"
+        "el.dispatchEvent(new Event('input', {bubbles: true}));", selector, text)
+
+
+@pytest.fixture
+def held_analysis(monkeypatch):
+    from attention_explorer.callbacks import analyze as analyze_module
+
+    gate = _Gate()
+    monkeypatch.setattr(analyze_module, "step_hook", gate)
+    yield gate
+    gate.go.set()
+
+
+def test_a_long_analysis_shows_its_layers_and_can_be_cancelled(llama_app, held_analysis):
+    duo = llama_app
+    status_before = duo.find_element("#status-area").text
+    grid_before = graph(duo, "head-grid", "JSON.stringify(gd.layout.meta.tokens)")
+    text = " ".join(tm.long_text(1400).split()[:1400])
+    _type_fast(duo, "#text-input", text)
+    duo.find_element("#analyze-button").click()
+    wait_until(lambda: _visible(duo, "#analyze-progress"), message="the analysis's progress bar")
+    wait_until(lambda: "Running the model" in duo.find_element("#analyze-progress-text").text, message="its line")
+    job = wait_until(_running_job, message="the job")
+    duo.find_element("#analyze-cancel").click()
+    wait_until(lambda: not _visible(duo, "#analyze-progress"), message="the progress bar put away")
+    assert "cancelled" in duo.find_element("#analyze-progress-text").text
+    assert duo.find_element("#status-area").text == status_before  # the page as it was
+    assert graph(duo, "head-grid", "JSON.stringify(gd.layout.meta.tokens)") == grid_before
+    held_analysis.go.set()
+    job.thread.join(60)
+    assert job.state == "cancelled" and job.done <= 1  # stopped before its second layer
+    # Analyze again, not held: the progress runs to the end and the views show the long text
+    duo.find_element("#analyze-button").click()
+    wait_until(lambda: graph(duo, "head-grid", "gd.layout.meta.tokens.length") > 1024, timeout=TIMEOUT * 3,
+               message="the long text's grid")
+    assert not _visible(duo, "#analyze-progress")
+    assert "tokens" in duo.find_element("#status-area").text
