@@ -44,9 +44,10 @@ OUTPUTS = {"atlas_map": Output(ids.ATLAS_MAP, "figure"), "atlas_table": Output(i
 
 _TITLES = dict(ATLAS_METRICS)
 _BOUNDED = {"entropy", "local", "self", "previous", "next", "delimiter", "sink", "induction"}  # 0..1
-# Cells (layers x heads x queries x keys) measured while the person waits; more go to the background.
-# About 0.4 s on this 2-core machine (bench: 6 x 12 heads at 256 tokens).
-SYNC_CELLS = 6 * 12 * 256 * 256
+# Cells (layers x heads x queries x keys) measured while the person waits; more, or maps not held (measured
+# head by head from the queries and keys), go to the background with a progress bar. bench/atlas.py: the
+# whole-array pass over 6 x 12 heads at 512 tokens (18.9 M cells) takes ~0.3 s on this 2-core machine.
+SYNC_CELLS = 1 << 25
 HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
 MEASURING = N_("Measuring every head of this text: {done} of {total} heads…")
 CANCELLED = N_("Measuring was cancelled: the atlas shows what it showed before. Open the tab again or change a "
@@ -151,14 +152,25 @@ def _measure(result, window: int, value_norm: bool = False, kind: str | None = N
         maps = result.decoder_attentions if decoder else None
         layers, count = (maps.shape[:2] if decoder else (result.num_layers, result.num_heads))
         norms = kinds.value_norms_for(result, kind)[0] if value_norm else None
-        metrics = heads.stream_head_metrics(heads.head_rows_of(result, kind, norms), int(layers), int(count),
-                                            len(tokens), heads.delimiter_mask(tokens, special), window=window,
-                                            causal=True if decoder else bool(result.is_causal), step=step)
+        delimiters, causal = heads.delimiter_mask(tokens, special), True if decoder else bool(result.is_causal)
+        if norms is None and (decoder or result.dense):  # the maps are held: the whole-array path, layer by layer
+            metrics = heads.held_head_metrics(maps if decoder else result.attentions, delimiters, window, causal, step)
+        else:  # head by head, computed from the kept queries and keys (or weighted by value norm)
+            metrics = heads.stream_head_metrics(heads.head_rows_of(result, kind, norms), int(layers), int(count),
+                                                len(tokens), delimiters, window=window, causal=causal, step=step)
         probe = None if result.is_encoder_decoder else induction_scores(result.model_id)
         metrics["induction"] = probe if probe is not None and probe.shape == (layers, count) \
             else np.full((int(layers), int(count)), np.nan)
     labels = heads.head_labels(metrics)
     return metrics, labels, _rows(metrics, labels)
+
+
+def slow(result, kind: str | None, value_norm: bool = False) -> bool:
+    """Whether the metric pass goes to the background: more than ``SYNC_CELLS`` cells, or (square
+    attention) maps computed head by head, which costs about 3x the whole-array pass."""
+    cells = cells_of(result, kind)
+    held = kind == "cross" or result.is_encoder_decoder or (result.dense and not value_norm)
+    return cells > (SYNC_CELLS if held else SYNC_CELLS // 3)
 
 
 def cells_of(result, kind: str | None) -> int:
@@ -238,7 +250,7 @@ def _in_background(view, state: ViewState, triggered: frozenset[str]) -> dict:
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     value_norm = view.options.value_norm
     found = known(view.key, state.window, value_norm, view.kind)
-    if found is None and view.key is not None and cells_of(view.result, view.kind) > SYNC_CELLS:
+    if found is None and view.key is not None and slow(view.result, view.kind, value_norm):
         return _in_background(view, state, triggered)
     metrics, labels, rows = found or atlas_data(view.result, state.window, view.key, value_norm, view.kind)
     selected = (state.layer, state.head.number) if state.head.number is not None else None

@@ -237,11 +237,14 @@ def test_streamed_metrics_on_demand_match_the_dense_ones_on_a_gqa_llama(offered_
         return original_rows(self, layer, head, queries)
 
     monkeypatch.setattr(type(result), "rows", rows)
-    streamed = stream_head_metrics(heads.head_rows_of(result, chunk=64), result.num_layers, result.num_heads,
-                                   result.seq_len, delimiters, causal=True)
+    streamed = stream_head_metrics(heads.head_rows_of(result, chunk=64, by_rows=True), result.num_layers,
+                                   result.num_heads, result.seq_len, delimiters, causal=True)
     assert asked and max(asked) == 64  # never more than a chunk of rows at once
+    by_head = stream_head_metrics(heads.head_rows_of(result), result.num_layers, result.num_heads,
+                                  result.seq_len, delimiters, causal=True)
     for name in heads.METRICS:
         np.testing.assert_allclose(streamed[name], dense[name], rtol=0, atol=2e-3, err_msg=name)
+        np.testing.assert_allclose(by_head[name], streamed[name], rtol=0, atol=1e-5, err_msg=name)
     assert np.ptp(streamed["sink"]) > 0.01
 
 
