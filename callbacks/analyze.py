@@ -71,6 +71,7 @@ OUTPUTS = {
     "analyze_progress": Output(ids.ANALYZE_PROGRESS, "style", allow_duplicate=True),
     "analyze_progress_text": Output(ids.ANALYZE_PROGRESS_TEXT, "children", allow_duplicate=True),
     "analyze_progress_bar": Output(ids.ANALYZE_PROGRESS_BAR, "value", allow_duplicate=True),
+    "analyze_progress_label": Output(ids.ANALYZE_PROGRESS_LABEL, "children", allow_duplicate=True),
 }
 INPUTS = {
     "clicks": Input(ids.ANALYZE, "n_clicks"),
@@ -354,7 +355,7 @@ def long_analysis(text: str | None, pair: str | None, model: str | None) -> bool
 
 def _progress_idle(text: str = "") -> dict:
     return {"analyze_job": None, "analyze_poll": True, "analyze_progress": HIDDEN, "analyze_progress_text": text,
-            "analyze_progress_bar": 0}
+            "analyze_progress_bar": 0, "analyze_progress_label": ""}
 
 
 def in_background(text: str, model: str | None, pair: str | None, target: str | None, steps: int | None) -> dict:
@@ -381,7 +382,8 @@ def in_background(text: str, model: str | None, pair: str | None, target: str | 
     except Busy:
         return _progress_idle(translate(ANALYSIS_BUSY))
     return {"analyze_job": {"id": job.id}, "analyze_poll": False, "analyze_progress": SHOWN,
-            "analyze_progress_bar": 0, "analyze_progress_text": translate(RUNNING).format(done=job.done, total=job.total or "…")}
+            "analyze_progress_bar": 0, "analyze_progress_text": "",
+            "analyze_progress_label": translate(RUNNING).format(done=job.done, total=job.total or "…")}
 
 
 def poll(job: Any, ready: Any) -> dict:
@@ -393,7 +395,7 @@ def poll(job: Any, ready: Any) -> dict:
     if status["state"] == "running":
         total = status["total"]
         return {"analyze_progress_bar": round(100 * status["done"] / total) if total else 0,
-                "analyze_progress_text": translate(RUNNING).format(done=status["done"], total=total or "…")}
+                "analyze_progress_label": translate(RUNNING).format(done=status["done"], total=total or "…")}
     if status["state"] == "done":
         return {**_progress_idle(), "ready": {"n": boundary.view_request_count(ready) + 1}}
     return _progress_idle(translate(ANALYSIS_CANCELLED if status["state"] == "cancelled" else ANALYSIS_FAILED))
@@ -403,16 +405,15 @@ def cancel(n_clicks: Any, job: Any) -> dict:
     """Stops the background analysis between two layers; the page stays as it was."""
     found = boundary.job_id(job)
     if not n_clicks or found is None:
-        return {name: no_update for name in _POLL_OUTPUTS if name not in ("analyze_progress_bar", "ready")}
+        return {name: no_update for name in _CANCEL_OUTPUTS}
     memory().jobs.cancel(found)
-    out = _progress_idle(translate(ANALYSIS_CANCELLED))
-    out.pop("analyze_progress_bar")
-    return out
+    return {name: value for name, value in _progress_idle(translate(ANALYSIS_CANCELLED)).items() if name in _CANCEL_OUTPUTS}
 
 
 _POLL_OUTPUTS = {name: Output(OUTPUTS[name].component_id, OUTPUTS[name].component_property, allow_duplicate=True)
                  for name in ("analyze_job", "analyze_poll", "analyze_progress", "analyze_progress_text",
-                              "analyze_progress_bar")}
+                              "analyze_progress_bar", "analyze_progress_label")}
+_CANCEL_OUTPUTS = ("analyze_job", "analyze_poll", "analyze_progress", "analyze_progress_text")
 
 
 def register(app: Dash) -> None:
@@ -437,7 +438,8 @@ def register(app: Dash) -> None:
     app.callback(output={**_POLL_OUTPUTS, "ready": Output(ids.ANALYZE_READY, "data")},
                  inputs={"n_intervals": Input(ids.ANALYZE_POLL, "n_intervals"), "job": State(ids.ANALYZE_JOB, "data"),
                          "ready": State(ids.ANALYZE_READY, "data")}, prevent_initial_call=True)(on_poll)
-    app.callback(output={name: o for name, o in _POLL_OUTPUTS.items() if name != "analyze_progress_bar"},
+    app.callback(output={name: Output(o.component_id, o.component_property, allow_duplicate=True)
+                         for name, o in _POLL_OUTPUTS.items() if name in _CANCEL_OUTPUTS},
                  inputs={"n_clicks": Input(ids.ANALYZE_CANCEL, "n_clicks"), "job": State(ids.ANALYZE_JOB, "data")},
                  prevent_initial_call=True)(cancel)
 

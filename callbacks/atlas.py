@@ -39,7 +39,8 @@ OUTPUTS = {"atlas_map": Output(ids.ATLAS_MAP, "figure"), "atlas_table": Output(i
            "atlas_poll": Output(ids.ATLAS_POLL, "disabled", allow_duplicate=True),
            "atlas_progress": Output(ids.ATLAS_PROGRESS, "style", allow_duplicate=True),
            "atlas_progress_text": Output(ids.ATLAS_PROGRESS_TEXT, "children", allow_duplicate=True),
-           "atlas_progress_bar": Output(ids.ATLAS_PROGRESS_BAR, "value", allow_duplicate=True)}
+           "atlas_progress_bar": Output(ids.ATLAS_PROGRESS_BAR, "value", allow_duplicate=True),
+           "atlas_progress_label": Output(ids.ATLAS_PROGRESS_LABEL, "children", allow_duplicate=True)}
 # Measured on the attention as stored, or weighted by value norm in that mode; the switches do not apply.
 
 _TITLES = dict(ATLAS_METRICS)
@@ -208,12 +209,12 @@ def placeholder(message: str) -> dict:
 def _idle(text: str = "") -> dict:
     """The progress area put away and the poll stopped (``text``: a line left under the controls)."""
     return {"atlas_job": None, "atlas_poll": True, "atlas_progress": HIDDEN, "atlas_progress_text": text,
-            "atlas_progress_bar": 0}
+            "atlas_progress_bar": 0, "atlas_progress_label": ""}
 
 
 def _progress(done: int, total: int) -> dict:
     return {"atlas_progress_bar": round(100 * done / total) if total else 0,
-            "atlas_progress_text": translate(MEASURING).format(done=done, total=total)}
+            "atlas_progress_label": translate(MEASURING).format(done=done, total=total)}
 
 
 # A cancelled pass starts again only when the person asks for the atlas anew (not for a head clicked).
@@ -243,7 +244,7 @@ def _in_background(view, state: ViewState, triggered: frozenset[str]) -> dict:
         job = jobs.start(job_key, work)
     except Busy:
         return _idle(translate(BUSY))
-    return {"atlas_job": {"id": job.id}, "atlas_poll": False, "atlas_progress": SHOWN,
+    return {"atlas_job": {"id": job.id}, "atlas_poll": False, "atlas_progress": SHOWN, "atlas_progress_text": "",
             **_progress(job.done, job.total or total)}
 
 
@@ -315,12 +316,13 @@ _PROGRESS_OUTPUTS = {"atlas_job": Output(ids.ATLAS_JOB, "data", allow_duplicate=
 def register(app: Dash) -> None:
     """The poll (only while a job runs) and Cancel: small callbacks beside the router."""
     def on_poll(n_intervals, job, last_request):
-        out = {name: no_update for name in (*_PROGRESS_OUTPUTS, "atlas_progress_bar", "request")}
+        out = {name: no_update for name in (*_PROGRESS_OUTPUTS, "atlas_progress_bar", "atlas_progress_label", "request")}
         out.update(poll(n_intervals, job, last_request))
         return out
 
     app.callback(output={**_PROGRESS_OUTPUTS,
                          "atlas_progress_bar": Output(ids.ATLAS_PROGRESS_BAR, "value", allow_duplicate=True),
+                         "atlas_progress_label": Output(ids.ATLAS_PROGRESS_LABEL, "children", allow_duplicate=True),
                          "request": Output(ids.VIEW_REQUEST, "data", allow_duplicate=True)},
                  inputs={"n_intervals": Input(ids.ATLAS_POLL, "n_intervals"), "job": State(ids.ATLAS_JOB, "data"),
                          "last_request": State(ids.VIEW_REQUEST, "data")},

@@ -71,7 +71,8 @@ ATLAS_JOB = "atlas-job"  # {"id": 32 hex digits} while the atlas is measured in 
 ATLAS_POLL = "atlas-poll"  # a dcc.Interval, enabled only while a job runs
 ATLAS_PROGRESS = "atlas-progress"  # the area holding the bar, its line and Cancel (hidden when idle)
 ATLAS_PROGRESS_BAR = "atlas-progress-bar"
-ATLAS_PROGRESS_TEXT = "atlas-progress-text"
+ATLAS_PROGRESS_TEXT = "atlas-progress-text"  # how a pass ended (cancelled, failed)
+ATLAS_PROGRESS_LABEL = "atlas-progress-label"  # heads measured so far: inside the progress area
 ATLAS_CANCEL = "atlas-cancel"
 # ... and of a long analysis (the forward pass, layer by layer)
 ANALYZE_JOB = "analyze-job"
@@ -79,7 +80,8 @@ ANALYZE_POLL = "analyze-poll"
 ANALYZE_READY = "analyze-ready"  # {"n": …}: the analysis a job ran is cached, Analyze shows it
 ANALYZE_PROGRESS = "analyze-progress"
 ANALYZE_PROGRESS_BAR = "analyze-progress-bar"
-ANALYZE_PROGRESS_TEXT = "analyze-progress-text"
+ANALYZE_PROGRESS_TEXT = "analyze-progress-text"  # how it ended (cancelled, failed)
+ANALYZE_PROGRESS_LABEL = "analyze-progress-label"  # layers run so far: inside the progress area
 ANALYZE_CANCEL = "analyze-cancel"
 
 # Inside a head (issue 10)

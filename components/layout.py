@@ -360,6 +360,7 @@ def atlas_progress() -> html.Div:
             dbc.Col(dbc.Button(_("Cancel"), id=ids.ATLAS_CANCEL, color="secondary", outline=True, size="sm",
                                n_clicks=0), width="auto"),
         ]),
+        html.Div(id=ids.ATLAS_PROGRESS_LABEL, className="small text-muted mt-1", role="status"),
     ])
 
 
@@ -373,6 +374,7 @@ def analyze_progress() -> html.Div:
                 dbc.Col(dbc.Button(_("Cancel"), id=ids.ANALYZE_CANCEL, color="secondary", outline=True, size="sm",
                                    n_clicks=0), width="auto"),
             ]),
+            html.Div(id=ids.ANALYZE_PROGRESS_LABEL, className="small text-muted mt-1", role="status"),
         ]),
         html.Div(id=ids.ANALYZE_PROGRESS_TEXT, className="small text-muted mb-2", role="status"),
         dcc.Interval(id=ids.ANALYZE_POLL, interval=400, disabled=True, n_intervals=0),

@@ -67,7 +67,7 @@ def test_progress_bar_and_cancel_then_measure_again(llama_app, held):
     before = graph(duo, "atlas-map", "JSON.stringify(gd.data)")
     open_tab(duo, "Head atlas")
     wait_until(lambda: _visible(duo, "#atlas-progress"), message="the progress bar")
-    wait_until(lambda: "0 of 8 heads" in duo.find_element("#atlas-progress-text").text, message="progress text")
+    wait_until(lambda: "0 of 8 heads" in duo.find_element("#atlas-progress-label").text, message="progress text")
     job = wait_until(_running_job, message="the job")
     assert held.heads == 1  # held before recording its first head
     duo.find_element("#atlas-cancel").click()
@@ -116,7 +116,7 @@ def test_a_long_analysis_shows_its_layers_and_can_be_cancelled(llama_app, held_a
     _type_fast(duo, "#text-input", text)
     duo.find_element("#analyze-button").click()
     wait_until(lambda: _visible(duo, "#analyze-progress"), message="the analysis's progress bar")
-    wait_until(lambda: "Running the model" in duo.find_element("#analyze-progress-text").text, message="its line")
+    wait_until(lambda: "Running the model" in duo.find_element("#analyze-progress-label").text, message="its line")
     job = wait_until(_running_job, message="the job")
     duo.find_element("#analyze-cancel").click()
     wait_until(lambda: not _visible(duo, "#analyze-progress"), message="the progress bar put away")

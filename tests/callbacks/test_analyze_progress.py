@@ -89,11 +89,12 @@ def test_a_long_text_runs_in_the_background_with_progress_and_cancel(offered, ll
     job = _job(out)
     assert held.entered.acquire(timeout=60)  # layer 1 ran; held before its progress is recorded
     running = analyze.poll(out["analyze_job"], None)
-    assert running["analyze_progress_text"] == "Running the model: 0 of … layers…"
+    assert running["analyze_progress_label"] == "Running the model: 0 of … layers…"
+    assert set(running) == {"analyze_progress_bar", "analyze_progress_label"}  # inside the area only
     held.go.set()
     held.go.clear()
     assert held.entered.acquire(timeout=60)  # layer 2 ran
-    assert analyze.poll(out["analyze_job"], None)["analyze_progress_text"] == "Running the model: 1 of 2 layers…"
+    assert analyze.poll(out["analyze_job"], None)["analyze_progress_label"] == "Running the model: 1 of 2 layers…"
     cancelled = analyze.cancel(1, out["analyze_job"])
     assert cancelled["analyze_poll"] is True and "cancelled" in cancelled["analyze_progress_text"]
     assert "handle" not in cancelled

@@ -133,8 +133,11 @@ def test_a_long_pass_runs_in_the_background_with_progress_and_cancel(offered, ll
     assert len(job_id) == 32
     assert background.entered.acquire(timeout=60)  # the first head is measured, held before its step
     polled = atlas.poll(1, {"id": job_id}, {"n": 4})
-    assert polled["atlas_progress_text"] == "Measuring every head of this text: 0 of 8 heads…"
+    assert polled["atlas_progress_label"] == "Measuring every head of this text: 0 of 8 heads…"
     assert polled["atlas_progress_bar"] == 0
+    # a "running" answer touches only what is inside the progress area: arriving after a Cancel (polls
+    # and clicks are answered in parallel), it can neither show the area again nor hide how the pass ended
+    assert set(polled) == {"atlas_progress_bar", "atlas_progress_label"}
     # a layer change while it runs joins the same job
     assert view(handle, ids.TAB_ATLAS, triggered={"layer"}, layer=1)["atlas_job"]["id"] == job_id
     cancelled = atlas.cancel(1, {"id": job_id})
