@@ -376,6 +376,9 @@ def in_background(text: str, model: str | None, pair: str | None, target: str | 
         step(0, 0)
         with layer_steps(each):
             analyse(text, model, pair, target, steps=steps, before_compute=guard)
+        from ..services.store import cache
+
+        cache.flush()  # a long result goes to the shared cache in the background: done means another worker finds it
 
     try:
         job = memory().jobs.start(("analysis", model, text, pair, target, steps), work)

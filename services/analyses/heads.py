@@ -299,13 +299,21 @@ def held_head_metrics(attentions: np.ndarray, delim_mask: Sequence[bool] | np.nd
     """``head_metrics`` of maps a result holds already, one layer at a time (the whole-array path: ~3x
     quicker than ``stream_head_metrics`` when the maps are at hand), calling ``step(done, total)`` after
     each layer's heads (it may raise ``Cancelled``)."""
-    layers, count = attentions.shape[:2]
+    att = np.asarray(attentions)
+    layers, count, seq = att.shape[0], att.shape[1], att.shape[-1]
+    delimiters = np.asarray(delim_mask, dtype=bool)
+    if att.ndim != 4 or att.shape[-2] != seq or delimiters.shape != (seq,) or window < 0:
+        raise ValueError("held_head_metrics needs (layers, heads, seq, seq) attention and one delimiter flag a token")
+    weights = _dense_weights(seq, delimiters, causal)  # once for every layer
     parts = []
     for layer in range(layers):
-        parts.append(head_metrics(attentions[layer:layer + 1], delim_mask, window=window, causal=causal))
+        one = att[layer:layer + 1]
+        totals = _layer_totals(att[layer], weights)[None]  # (1, heads, 3)
+        parts.append({"entropy": totals[..., 0], "distance": totals[..., 1], "delimiter": totals[..., 2],
+                      **_band_metrics(one, window), "sink": _sink_scores(one, causal)})
         if step is not None:
             step((layer + 1) * count, layers * count)
-    return {name: np.concatenate([p[name] for p in parts]) for name in METRICS}
+    return {name: np.concatenate([p[name] for p in parts]).astype(np.float64) for name in METRICS}
 
 
 def head_rows_of(result, kind: str | None = None, value_norms: np.ndarray | None = None, chunk: int = CHUNK_ROWS,

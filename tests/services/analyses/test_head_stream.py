@@ -293,3 +293,14 @@ def test_induction_probe_of_tiny_bert_and_gpt2(settings, tiny_models):
     for name in ("bert", "gpt2"):
         got = model_scores(tiny_models[name])
         assert got is not None and got.ndim == 2 and np.isfinite(got).all() and (got >= 0).all() and (got <= 1).all()
+
+
+def test_held_maps_layer_by_layer_match_the_whole_array_pass():
+    att = _causal_heads(3, 2, 30, seed=5).astype(np.float16)
+    delimiters = np.random.default_rng(4).random(30) < 0.3
+    steps = []
+    got = heads.held_head_metrics(att, delimiters, window=2, causal=True, step=lambda d, t: steps.append((d, t)))
+    whole = head_metrics(att, delimiters, window=2, causal=True)
+    for name in heads.METRICS:
+        np.testing.assert_allclose(got[name], whole[name], rtol=0, atol=1e-9, err_msg=name)
+    assert steps == [(2, 6), (4, 6), (6, 6)]  # after each layer's heads
