@@ -271,3 +271,21 @@ def test_the_atlas_at_4096_tokens_is_measured_head_by_head_without_the_whole_arr
         assert metrics["sink"][layer, head] == pytest.approx(sink / 4095, abs=1e-4)
         assert metrics["previous"][layer, head] == pytest.approx(previous / 4095, abs=1e-4)
     assert atlas.known(key, 3, False, "decoder") is not None
+
+
+def test_the_atlas_tab_at_4096_tokens_measures_in_the_background_then_draws(offered, llama):
+    """Through the router, as the page asks: a 4,096-token text's atlas goes to the background (its maps
+    are not held), then draws with the sink and induction columns and the kv groups."""
+    from attention_explorer.callbacks import analyze
+
+    handle = analyze.analyze({"text": _text(3000), "model": llama, "synchronous": True})["handle"]
+    assert handle["tokens"] == 4096
+    first = view(handle, ids.TAB_ATLAS, triggered={"tab"}, metric="sink")
+    assert first["atlas_map"] is no_update and first["atlas_poll"] is False
+    _wait_for(first["atlas_job"]["id"])
+    done = atlas.poll(1, first["atlas_job"], None)
+    assert done["request"]["changed"] == [f"{ids.ATLAS_WINDOW}.value"]
+    drawn = view(handle, ids.TAB_ATLAS, triggered={"window"}, metric="sink")
+    assert len(drawn["atlas_table"].data) == 8 and {"sink", "induction"} <= set(drawn["atlas_table"].data[0])
+    assert [a["text"] for a in drawn["atlas_map"]["layout"]["annotations"]] == ["kv 0", "kv 1"]
+    assert np.isfinite(decode(drawn["atlas_map"]["data"][0]["z"])).all()
