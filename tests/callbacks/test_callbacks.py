@@ -26,8 +26,10 @@ def _alert_text(status) -> str:
 
 
 def run_analyze(text, model_id=None, pair=None, layer=0, head=ids.HEAD_ALL, current=None, example=None):
+    # as the page gets it in the end: a long text's background run (tests/callbacks/test_analyze_progress.py)
+    # ends with this same call, its result cached
     return analyze.analyze({"text": text, "model": model_id, "pair": pair, "layer": layer, "head": head,
-                            "current": current}, example)
+                            "current": current, "synchronous": True}, example)
 
 
 def view(handle, tab, triggered=ALL_INPUTS, **values):
