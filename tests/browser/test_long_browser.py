@@ -117,7 +117,8 @@ def test_box_zoom_fetches_the_exact_tile_and_hover_is_exact(long_page):
         duo.driver.save_screenshot(os.path.join(SHOTS, "long-pooled-grid.png"))
     point_at(duo, "head-grid", *grid_cell(duo, tile=2, query=100, key=40))
     shown = wait_until(lambda: duo.find_element("#head-grid-tooltip").text, message="the grid's tooltip")
-    assert shown.startswith("head 2 · tokens #3200–3231") and "→ #1280–1311" in shown
+    # the tile's name says which key/value head it shares (grouped-query attention: 4 heads, 2 kv heads)
+    assert shown.startswith("head 2 · kv 1 · tokens #3200–3231") and "→ #1280–1311" in shown
     assert float(shown.rsplit("max ", 1)[1]) == pytest.approx(by_hand(result, 1, 2)[3200:3232, 1280:1312].max(),
                                                                rel=1e-3, abs=1e-6)
     severe = [e for e in duo.get_logs() or [] if e.get("level") == "SEVERE"]
