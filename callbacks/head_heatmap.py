@@ -39,7 +39,8 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
         geometry = grid_geometry(heads, queries, keys=keys)
         grid = {"source": layer_sources(view)[state.layer], "meta": geometry, "head": state.head.number,
                 "key": view.key, "kind": view.kind if view.result.is_encoder_decoder else None,
-                "titles": [matrix_title(view.options, state.layer, h) for h in range(heads)]}
+                "titles": [matrix_title(view.options, state.layer, h) for h in range(heads)],
+                "layer": state.layer, "title_template": _("Layer {layer} · Head {head}")}
         figure = heatmap_figure(None, view.col_labels, grid["titles"][state.head.number], note=note, grid=grid,
                                 **labels)
         figure["layout"]["shapes"] = pair_lines(view)

@@ -161,10 +161,8 @@ def register(app: Dash) -> None:
                  prevent_initial_call=True)(callback)
     app.clientside_callback(
         ClientsideFunction(namespace="attention", function_name="gate"),
-        Output(ids.VIEW_REQUEST, "data"), Output(ids.HEAD_GRID, "figure", allow_duplicate=True),
-        Output(ids.HEAD_HEATMAP, "figure", allow_duplicate=True),
-        *INPUTS.values(), State(ids.HEAD_GRID, "figure"), State(ids.HEAD_HEATMAP, "figure"),
-        State(ids.VIEW_REQUEST, "data"),
+        Output(ids.VIEW_REQUEST, "data"),  # what the browser draws alone it draws on the graph div itself
+        *INPUTS.values(), State(ids.VIEW_REQUEST, "data"),
         prevent_initial_call=True,
     )
 

@@ -322,7 +322,8 @@ def heatmap_figure(matrix: np.ndarray | None, labels: list[str], title: str, *, 
     x0, y0 = grid_tile_offset(grid["meta"], grid["head"])
     layout["meta"]["grid"] = {key: grid["meta"][key] for key in ("columns", "stride_x", "stride_y", "band", "tiles")}
     layout["meta"].update(head=grid["head"], titles=grid["titles"], key=grid["key"],
-                          attention_kind=grid.get("kind"))
+                          attention_kind=grid.get("kind"), layer=grid.get("layer"),
+                          title_template=grid.get("title_template"))
     trace = {"type": "image", "source": grid["source"], "x0": x0, "y0": y0, "dx": 1, "dy": 1, "hoverinfo": "none",
              "name": "attention"}
     return {"data": [trace, colorbar_trace(value_title)], "layout": layout}

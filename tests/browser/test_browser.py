@@ -354,8 +354,10 @@ def test_one_request_per_interaction(dash_app):
     time.sleep(1.0)
     assert requests_since(duo, mark) == 0
     assert requests_for(lambda: open_tab(duo, "Head heatmap"), "head-heatmap", "Layer 1 · Head 4", "tab change") == 1
+    # another layer in the heatmap: the head grid holds that layer's picture, the browser moves to it
     assert requests_for(lambda: thumb.send_keys(Keys.ARROW_RIGHT), "head-heatmap", "Layer 2 · Head 4",
-                        "layer change in the heatmap") == 1
+                        "layer change in the heatmap") == 0
+    assert graph(duo, "head-heatmap", "gd.data[0].source") == graph(duo, "head-grid", "gd.layout.meta.sources[2]")
     # another head of the same layer: the heatmap shows a tile of the layer's picture, moved in the browser
     assert requests_for(lambda: select_dropdown(duo, "#head-select", value="Head 7"), "head-heatmap", "Head 7",
                         "head change in the heatmap") == 0
@@ -381,6 +383,59 @@ def test_one_request_per_interaction(dash_app):
     assert requests_since(duo, mark) == 0
     severe = [e for e in duo.get_logs() or [] if e.get("level") == "SEVERE"]
     assert severe == []  # no error in the browser's console (a broken callback shows there)
+
+
+def test_layer_and_head_changes_are_one_browser_step(dash_app):
+    """A layer or head change the browser can draw is drawn on the graph div by ONE ``Plotly.update``
+    from the gate (no new figure handed to Dash, no whole-figure ``Plotly.react``), and the hover reads
+    the figure as drawn."""
+    duo = dash_app
+    wait_until(lambda: graph(duo, "head-grid", "gd.layout.meta.tiles.length") == 12, message="grid")
+    time.sleep(1.0)
+    duo.driver.execute_script("""
+        window.__calls = {react: 0, update: 0, newPlot: 0};
+        for (const name of ["react", "update", "newPlot"]) {
+            const original = Plotly[name];
+            Plotly[name] = function () { window.__calls[name] += 1; return original.apply(this, arguments); };
+        }""")
+    calls = lambda: duo.driver.execute_script("return Object.assign({}, window.__calls)")  # noqa: E731
+    thumb = duo.find_element("#layer-slider [role='slider']")
+    thumb.send_keys(Keys.ARROW_RIGHT)
+    wait_until(lambda: "Layer 1" in graph(duo, "head-grid", "gd.layout.title.text"), message="layer 1")
+    time.sleep(0.5)
+    assert calls() == {"react": 0, "update": 1, "newPlot": 0}
+    assert graph(duo, "head-grid", "gd.data[0].source") == graph(duo, "head-grid", "gd.layout.meta.sources[1]")
+    select_dropdown(duo, "#head-select", value="Head 3")
+    wait_until(lambda: graph(duo, "head-grid", "gd.data[1].text[3]") == "<b>head 3</b>", message="outline moved")
+    time.sleep(0.5)
+    assert calls() == {"react": 0, "update": 2, "newPlot": 0}
+    assert graph(duo, "head-grid", "gd.layout.shapes.length") == 1
+    # the hover of the grid reads the layer drawn (1), not the figure Dash was given (layer 0)
+    from attention_explorer.services import extract_attention
+
+    att = extract_attention("The cat sat on the mat because it was tired.").attentions
+    point_at(duo, "head-grid", *grid_cell(duo, 3, 8, 2))
+    tooltip = wait_until(lambda: duo.find_element("#head-grid-tooltip").text, message="grid tooltip")
+    assert tooltip.startswith("head 3 · it → cat: ")
+    assert float(tooltip.rsplit(": ", 1)[1]) == pytest.approx(float(att[1, 3, 8, 2]), abs=0.006)
+    open_tab(duo, "Head heatmap")
+    wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 1 · Head 3", message="heatmap")
+    time.sleep(0.5)
+    before = calls()
+    thumb.send_keys(Keys.ARROW_RIGHT)
+    wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 2 · Head 3", message="layer 2")
+    select_dropdown(duo, "#head-select", value="Head 9")
+    wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 2 · Head 9", message="head 9")
+    time.sleep(0.5)
+    after = calls()
+    assert (after["react"] - before["react"], after["update"] - before["update"]) == (0, 2)
+    # the heatmap's hover reads the drawn layer and head: layer 2, head 9
+    point_at(duo, "head-heatmap", 2, 8)
+    tooltip = wait_until(lambda: (lambda t: t if t.startswith("it → cat") else "")(
+        duo.find_element("#head-heatmap-tooltip").text), message="heatmap tooltip")
+    assert float(tooltip.rsplit(": ", 1)[1]) == pytest.approx(float(att[2, 9, 8, 2]), abs=0.006)
+    severe = [e for e in duo.get_logs() or [] if e.get("level") == "SEVERE"]
+    assert severe == []
 
 
 def test_heatmap_tooltip_weight_and_row_click_follow_the_token(dash_app):
