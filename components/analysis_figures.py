@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import images
-from .figures import _base_layout, colorbar_trace, max_pool, note_span, safe_label, typed_array, unique_labels
+from .figures import (_base_layout, colorbar_title, colorbar_trace, label_px, max_pool, note_span, safe_label,
+                      typed_array, unique_labels, axis_title_y)
 from .i18n import N_, _, translate
 
 OVERVIEW_CELLS = 32  # each layer x head map is max-pooled to at most this many cells a side
@@ -395,6 +396,8 @@ def comparison_figure(a: np.ndarray, b: np.ndarray, diff: np.ndarray | None, *, 
     vmax = float(max(np.nanmax(a) if a.size else 0, np.nanmax(b) if b.size else 0, 1e-6))
     dmax = float(max(np.nanmax(np.abs(diff)) if diff is not None and diff.size else 0, 1e-6))
     data, layout_axes = [], {}
+    labels_px = label_px(y_labels) if len(y_labels) <= COMPARE_LABEL_LIMIT else 0
+    axis_title, annotations = axis_title_y(y_title, labels_px)
     for i, (matrix, xs, ys) in enumerate(panels):
         suffix = "" if i == 0 else str(i + 1)
         xs_u, ys_u = unique_labels(xs), unique_labels(ys)
@@ -406,25 +409,29 @@ def comparison_figure(a: np.ndarray, b: np.ndarray, diff: np.ndarray | None, *, 
         })
         start = i * (width + gap)
         named = len(xs) <= COMPARE_LABEL_LIMIT
-        layout_axes["xaxis" + suffix] = {"domain": [start, start + width], "anchor": "y" + suffix, "tickangle": -60,
+        # labels stay horizontal while they fit (CJK tokens mostly do), else turn; the margins grow to
+        # hold them (automargin), so none is cut off
+        layout_axes["xaxis" + suffix] = {"domain": [start, start + width], "anchor": "y" + suffix, 
+                                         "autotickangles": [0, -45, -90], "automargin": True,
                                          "showticklabels": named, "showgrid": False, "type": "category",
                                          "title": {"text": titles[i], "font": {"size": 13}}, "side": "bottom",
                                          "dtick": 1 if named else None}
         layout_axes["yaxis" + suffix] = {"anchor": "x" + suffix, "autorange": "reversed", "showgrid": False,
                                          "type": "category", "showticklabels": i == 0 or (x_labels_b is not None),
-                                         "title": {"text": y_title} if i == 0 else None}
+                                         "automargin": True, "title": axis_title if i == 0 else None}
     cells = max(len(y_labels), len((y_labels_b or y_labels)))
     height = int(min(900, max(380, 16 * cells + 230)))
     return {
         "data": data,
         "layout": _base_layout(
             title={"text": title, "x": 0.01, "xanchor": "left"}, height=height,
-            margin={"l": 90, "r": 20, "t": 60, "b": 120}, hovermode="closest",
+            margin={"l": int(labels_px) + 40 if annotations else 60, "r": 20, "t": 60, "b": 40}, hovermode="closest",
+            annotations=annotations,
             coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": vmax,
-                       "colorbar": {"title": {"text": _("A and B"), "side": "right"}, "thickness": 12, "len": 0.45,
+                       "colorbar": {"title": colorbar_title(_("A and B")), "thickness": 12, "len": 0.45,
                                     "y": 1.0, "yanchor": "top", "x": 1.0}},
             coloraxis2={"colorscale": _DIVERGING, "cmin": -dmax, "cmax": dmax, "cmid": 0,
-                        "colorbar": {"title": {"text": "A − B", "side": "right"}, "thickness": 12, "len": 0.45,
+                        "colorbar": {"title": colorbar_title("A − B"), "thickness": 12, "len": 0.45,
                                      "y": 0.0, "yanchor": "bottom", "x": 1.0}},
             meta={"kind": "compare", "panels": count, "vmax": vmax, "dmax": dmax},
             **{k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in layout_axes.items()},

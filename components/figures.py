@@ -130,6 +130,47 @@ def note_span(note: str | None) -> str:
     return f" <span style='font-size:12px;color:#6c757d'>{safe_label(note)}</span>" if note else ""
 
 
+def is_cjk(text: str) -> bool:
+    """Whether ``text`` holds Chinese, Japanese or Korean characters (or their full-width punctuation):
+    such text reads upright, so it is not turned sideways on an axis."""
+    return any("\u2e80" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af" or "\uf900" <= c <= "\ufaff"
+               or "\uff00" <= c <= "\uffef" for c in text)
+
+
+_UPRIGHT = {"（": "︵", "）": "︶", "(": "︵", ")": "︶", "「": "﹁", "」": "﹂", "—": "︱", "…": "︙", "→": "↓", " ": ""}
+
+
+def upright(text: str) -> str:
+    """CJK text set vertically as it is written: one character a line, brackets in their vertical forms."""
+    return "<br>".join(safe_label(_UPRIGHT.get(c, c)) for c in text if _UPRIGHT.get(c, c))
+
+
+def label_px(labels: list[str], size: int = 12) -> float:
+    """About how wide the widest of ``labels`` is drawn at ``size`` px (CJK characters a full em,
+    others about 0.6 em): enough to leave room for them beside an axis."""
+    def width(label: str) -> float:
+        return sum(size if is_cjk(c) else 0.6 * size for c in label)
+    return max((width(label) for label in labels), default=0.0)
+
+
+def axis_title_y(text: str, labels_px: float, **where) -> tuple[dict | None, list[dict]]:
+    """An axis title for the y axis: plotly.js turns it sideways, which is right for Latin text; CJK
+    text stays upright instead, set vertically in an annotation left of the tick labels (``where``:
+    the annotation's ``x``/``xref``/``y``/``yref`` when not the first axis's paper edge). Returns
+    (the axis's ``title``, the annotations)."""
+    if not is_cjk(text):
+        return {"text": text}, []
+    return None, [{"text": upright(text), "textangle": 0, "showarrow": False, "xref": where.get("xref", "paper"),
+                   "yref": where.get("yref", "paper"), "x": where.get("x", 0.0), "y": where.get("y", 0.5),
+                   "xanchor": "right", "yanchor": "middle", "xshift": -(labels_px + 10),
+                   "font": {"size": 13, "color": "#444"}}]
+
+
+def colorbar_title(text: str) -> dict:
+    """A colour bar's title: beside the bar, turned, for Latin text; above it, upright, for CJK."""
+    return {"text": text, "side": "top"} if is_cjk(text) else {"text": text, "side": "right"}
+
+
 def colorbar_trace(title: str | None = None, vmax: float = 1.0) -> dict:
     """An invisible two-cell heatmap on hidden axes whose only job is the colour bar of the image
     beside it (image traces have none). Same colours as the image's palette."""
@@ -137,7 +178,7 @@ def colorbar_trace(title: str | None = None, vmax: float = 1.0) -> dict:
     return {
         "type": "heatmap", "z": [[0.0, vmax]], "xaxis": "x2", "yaxis": "y2", "opacity": 0,
         "colorscale": images.colorscale(), "zmin": 0, "zmax": vmax, "hoverinfo": "skip",
-        "colorbar": {"title": {"text": title, "side": "right"}, "thickness": 14, "len": 0.9},
+        "colorbar": {"title": colorbar_title(title), "thickness": 14, "len": 0.9},
     }
 
 
@@ -305,18 +346,25 @@ def heatmap_figure(matrix: np.ndarray | None, labels: list[str], title: str, *, 
     queries = query_labels if query_labels is not None else keys
     rows, cols = (len(queries), len(keys)) if matrix is None else matrix.shape
     show_labels = max(rows, cols) <= LABEL_LIMIT_HEATMAP
-    side = max(360, min(900, 22 * max(rows, cols) + 160))
     ticks_x = (list(range(cols)), keys) if show_labels else None
     ticks_y = (list(range(rows)), queries) if show_labels else None
+    # No height: the page sizes the graph to its column (assets/style.css, .ae-square), the plot square.
+    # Key labels stay horizontal while they fit their column, else turn (plotly.js tries each angle).
+    ytitle, annotations = axis_title_y(_("query (attending)"), label_px(queries) if show_labels else 0)
     layout = _base_layout(
-        title={"text": title + note_span(note), "x": 0.01, "xanchor": "left"}, height=side,
-        margin={"l": 110, "r": 30, "t": 60, "b": 110}, hovermode="closest", dragmode="zoom",
+        title={"text": title + note_span(note), "x": 0.01, "xanchor": "left"},
+        margin={"l": 40 if ytitle else 30, "r": 20, "t": 60, "b": 40}, hovermode="closest", dragmode="zoom",
+        annotations=annotations,
         meta={"kind": "heatmap", "keys": keys, "queries": queries, **images.image_meta(),
               "token_index": token_index if token_index is not None else list(range(rows))},
         **_image_axes(cols, rows, ticks_x, ticks_y,
-                      xaxis={"title": {"text": _("key (attended to)")}, "tickangle": -60},
-                      yaxis={"title": {"text": _("query (attending)")}}),
+                      xaxis={"title": {"text": _("key (attended to)")}, 
+                             "autotickangles": [0, -45, -90], "automargin": True, "constraintoward": "left"},
+                      yaxis={"title": ytitle, "automargin": True, "constraintoward": "top"}),
     )
+    if annotations:  # room left of the tick labels for the upright title
+        layout["margin"]["l"] = int(label_px(queries) if show_labels else 0) + 40
+    layout["yaxis"] = {k: v for k, v in layout["yaxis"].items() if v is not None}
     if grid is None:
         return {"data": [_image_trace(images.to_levels(matrix)), colorbar_trace(value_title)], "layout": layout}
     x0, y0 = grid_tile_offset(grid["meta"], grid["head"])

@@ -450,7 +450,10 @@ def views_panel(page: dict) -> html.Div:
             _tab(ids.TAB_GRID, _("Head grid"),
                  _graph(ids.HEAD_GRID, page.get("grid"), clear_on_unhover=True),
                  dcc.Tooltip(id=ids.GRID_TOOLTIP, direction="bottom", className="ae-tooltip")),
-            _tab(ids.TAB_HEATMAP, _("Head heatmap"), _graph(ids.HEAD_HEATMAP, clear_on_unhover=True),
+            _tab(ids.TAB_HEATMAP, _("Head heatmap"),
+                 html.Div(className="ae-square", children=_graph(
+                     ids.HEAD_HEATMAP, clear_on_unhover=True, responsive=True,
+                     style={"width": "var(--ae-square-width)", "height": "var(--ae-square-height)"})),
                  dcc.Tooltip(id=ids.HEATMAP_TOOLTIP, direction="bottom", className="ae-tooltip")),
             _tab(ids.TAB_ARCS, _("Arcs"), arc_controls(),
                  html.Div(className="ae-scroll", children=_graph(

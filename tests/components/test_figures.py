@@ -317,3 +317,30 @@ def test_exports_draw_the_arcs_the_page_draws_on_its_canvas():
         assert trace["type"] == "scatter" and trace["x"] == line["x"] and trace["line"]["color"] == line["color"]
     offline = export.offline_figure(fig)
     assert offline["data"][1:] == traces and "lines" not in offline["layout"]["meta"]
+
+
+def test_cjk_axis_titles_stay_upright_and_latin_ones_turn():
+    from attention_explorer.components.figures import axis_title_y, colorbar_title, is_cjk, label_px, upright
+
+    assert is_cjk("查询（发出关注）") and is_cjk("，") and not is_cjk("query (attending)") and not is_cjk("A − B")
+    assert upright("查询（发出）") == "查<br>询<br>︵<br>发<br>出<br>︶"
+    assert upright("<b>") == "&lt;<br>b<br>&gt;"  # escaped, one character a line
+    assert label_px(["猫", "[CLS]"], 12) == pytest.approx(36.0) and label_px([]) == 0
+    title, notes = axis_title_y("query (attending)", 40)
+    assert title == {"text": "query (attending)"} and notes == []
+    title, notes = axis_title_y("查询", 40)
+    assert title is None and notes[0]["text"] == "查<br>询" and notes[0]["textangle"] == 0
+    assert notes[0]["xshift"] == -50 and notes[0]["xanchor"] == "right"  # left of the tick labels
+    assert colorbar_title("注意力权重")["side"] == "top" and colorbar_title("attention weight")["side"] == "right"
+
+
+def test_heatmap_is_sized_by_the_page_and_its_labels_turn_only_when_needed():
+    import numpy as np
+
+    from attention_explorer.components.figures import heatmap_figure
+
+    fig = heatmap_figure(np.eye(4, dtype=np.float32), ["a", "b", "c", "d"], "t")
+    layout = fig["layout"]
+    assert "height" not in layout  # the page sizes it (assets/style.css .ae-square)
+    assert "tickangle" not in layout["xaxis"] and layout["xaxis"]["autotickangles"][0] == 0
+    assert layout["yaxis"]["scaleanchor"] == "x" and layout["yaxis"]["automargin"] is True
