@@ -123,12 +123,12 @@ class TextMaker:
     is ever served from a cache by accident.
     """
 
-    def __init__(self, tokenizer) -> None:
+    def __init__(self, tokenizer, words: list[str] | tuple[str, ...] = WORDS) -> None:
         self.tokenizer = tokenizer
         special = len(tokenizer("x", add_special_tokens=True)["input_ids"]) - len(
             tokenizer("x", add_special_tokens=False)["input_ids"])
         self.special = special
-        self.words = [w for w in dict.fromkeys(WORDS)
+        self.words = [w for w in dict.fromkeys(words)
                       if len(tokenizer(" " + w, add_special_tokens=False)["input_ids"]) == 1]
         if len(self.words) < 50:
             raise RuntimeError("too few single-token words for this tokenizer")

@@ -4,6 +4,12 @@
     .venv/bin/python bench/browser.py --sizes 128 --runs 5
     .venv/bin/python bench/browser.py --profile "layer change" --sizes 512   # where the time goes
     .venv/bin/python bench/browser.py --only-long-arcs --runs 5     # the arc view at 4,096 tokens alone
+    .venv/bin/python bench/browser.py --long --sizes --no-page-load --no-seq2seq   # the 4,096-token cases alone
+
+``--long`` adds the 4,096-token cases (issue 18 item 5) on a tiny random Llama with grouped-query attention
+(tests/tiny_models.py ``build("llama")``: 2 layers x 4 heads, 2 key/value heads, random weights), offered
+to the app beside the default model. A view that cannot draw a text that long shows an error instead
+of its figure: its row says so ("view shows an error") rather than a time.
 
 The app runs as ``make run`` runs it (``python app.py``, the default model warmed up at start, a
 file-system cache in a temporary folder) on a free port; Debian's Chromium is driven by Selenium.
@@ -51,8 +57,12 @@ TARGETS = {
     ("head change (grid)", 128): 60, ("head change (grid)", 512): 100,
     ("head change (heatmap)", 128): 60, ("head change (heatmap)", 512): 100,
     ("analyze new text", 128): 300,
+    ("layer change", 4096): 150, ("head change (grid)", 4096): 150, ("head change (heatmap)", 4096): 150,
+    ("analyze new text", 4096): 4000,  # to the first view
 }
 TAB_TARGET_512 = 150
+TAB_TARGET_4096 = 600
+HEAP_TARGET_4096_MB = 400
 PAGE_BYTES_TARGET = 2 * 1024 * 1024
 
 HARNESS = r"""
@@ -179,6 +189,7 @@ class Sample:
     before_request: float | None = None  # ms from the input event to the first request sent
     in_flight: float | None = None  # ms from the first request sent to the last response received
     after_response: float | None = None  # ms from the last response to the figure drawn
+    error: bool = False  # the view drew no data: an error or a notice instead of its figure
 
 
 @dataclass
@@ -187,6 +198,7 @@ class Row:
     tokens: int | str
     samples: list[Sample] = field(default_factory=list)
     target: float | None = None
+    note: str = ""  # why there are no samples
 
 
 class Page:
@@ -232,6 +244,8 @@ class Page:
                 break
         self.js("__ae.armed = false")
         sample = Sample(result["drawn"] - result["t0"], result["requests"], result["bytes"])
+        sample.error = not self.js("const gd = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');"
+                                   "return !!(gd && gd.data && gd.data.length)", graph_id)
         if result["firstRequest"] is not None:
             sample.before_request = result["firstRequest"] - result["t0"]
             sample.in_flight = result["lastResponse"] - result["firstRequest"]
@@ -286,7 +300,14 @@ class Page:
 # ----------------------------------------------------------------------------------- interactions
 
 
-def run_size(page: Page, maker: TextMaker, tokens: int, runs: int, only: set[str] | None) -> list[Row]:
+def js_heap_mb(page: Page) -> float:
+    """The page's JavaScript heap in use (CDP Runtime.getHeapUsage), after a garbage collection."""
+    page.d.execute_cdp_cmd("HeapProfiler.collectGarbage", {})
+    return page.d.execute_cdp_cmd("Runtime.getHeapUsage", {})["usedSize"] / 2**20
+
+
+def run_size(page: Page, maker: TextMaker, tokens: int, runs: int, only: set[str] | None,
+             head_count: int = 12) -> list[Row]:
     from selenium.webdriver.common.keys import Keys
 
     rows: list[Row] = []
@@ -294,7 +315,7 @@ def run_size(page: Page, maker: TextMaker, tokens: int, runs: int, only: set[str
     def row(name: str) -> Row | None:
         if only and name not in only:
             return None
-        tab_target = TAB_TARGET_512 if name.startswith("open tab") and tokens == 512 else None
+        tab_target = {512: TAB_TARGET_512, 4096: TAB_TARGET_4096}.get(tokens) if name.startswith("open tab") else None
         rows.append(Row(name, tokens, target=TARGETS.get((name, tokens), tab_target)))
         return rows[-1]
 
@@ -318,7 +339,7 @@ def run_size(page: Page, maker: TextMaker, tokens: int, runs: int, only: set[str
         page.tab(tab)
         time.sleep(1.5)
         for run in range(runs):
-            click = page.pick_head(f"Head {run % 12}" if run % 2 == 0 else "Mean of heads")
+            click = page.pick_head(f"Head {run % head_count}" if run % 2 == 0 else "Mean of heads")
             heads.samples.append(page.measure(graph, click))
         page.pick_head("All heads")()
         time.sleep(1.0)
@@ -349,6 +370,9 @@ def run_size(page: Page, maker: TextMaker, tokens: int, runs: int, only: set[str
             page.measure("head-grid", lambda: page.click_label(label))
         if label == "Rollout" and runs % 2 == 1:
             page.measure("head-grid", lambda: page.click_label("Raw"))
+    heap = Row("JS heap after these (MB)", tokens, target=HEAP_TARGET_4096_MB if tokens == 4096 else None)
+    heap.samples.append(Sample(js_heap_mb(page), 0, 0))
+    rows.append(heap)
     return rows
 
 
@@ -364,6 +388,9 @@ def tiny_seq2seq_model(folder: str) -> str:
     from tests.conftest import _build_bart
 
     return str(_build_bart(Path(folder) / "tiny-random-bart", seed=3))
+
+
+LONG_TOKENS = 4096
 
 
 def run_seq2seq(page: Page, model: str, runs: int, only: set[str] | None) -> list[Row]:
@@ -532,6 +559,14 @@ def table(rows: list[Row]) -> str:
     body = []
     for r in rows:
         times = [s.ms for s in r.samples]
+        if not times:
+            body.append([r.name, r.tokens, 0, "—", "—", "—", "—", "—", "—", r.note or "not run"])
+            continue
+        if r.name.startswith("JS heap"):
+            ok = r.target is None or times[0] <= r.target
+            body.append([r.name, r.tokens, 1, f"{times[0]:.0f} MB", "—", "—", "—", "—",
+                         f"≤ {r.target:.0f} MB" if r.target else "—", ("PASS" if ok else "MISS") if r.target else "—"])
+            continue
         requests = [s.requests for s in r.samples]
         median = statistics.median(times)
         if r.target is not None:
@@ -539,6 +574,8 @@ def table(rows: list[Row]) -> str:
             target = f"≤ {r.target:.0f} ms"
         else:
             result, target = "—", "—"
+        if any(s.error for s in r.samples):
+            result = f"view shows an error ({sum(s.error for s in r.samples)} of {len(times)} runs)"
         if r.name.startswith("page load") and r.name.endswith("cold cache"):
             total = statistics.median(s.bytes for s in r.samples)
             target, result = "≤ 2 MB", ("PASS" if total <= PAGE_BYTES_TARGET else "MISS")
@@ -660,7 +697,7 @@ def profile(url: str, maker: TextMaker, name: str, tokens: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="runs per interaction (at least 5)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
     parser.add_argument("--only", nargs="*", help="interaction names to run (default: all)")
     parser.add_argument("--no-page-load", action="store_true")
     parser.add_argument("--profile", metavar="INTERACTION", help="profile one interaction instead")
@@ -668,6 +705,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-arcs", type=int, default=4096, metavar="TOKENS",
                         help="the arc view at this many tokens on a tiny random GQA Llama (0: skip)")
     parser.add_argument("--only-long-arcs", action="store_true", help="run the long arc view's case alone")
+    parser.add_argument("--long", action="store_true",
+                        help="add the 4,096-token cases on a tiny random GQA Llama (issue 18 item 5)")
     args = parser.parse_args(argv)
     runs = max(5, args.runs)
     from transformers import AutoTokenizer
@@ -678,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- browser: {subprocess.run([CHROMIUM, '--version'], capture_output=True, text=True).stdout.strip()}")
     models_dir = tempfile.mkdtemp(prefix="ae-bench-models-")
     seq2seq = None if args.no_seq2seq or args.profile or args.only_long_arcs else tiny_seq2seq_model(models_dir)
-    llama = tiny_llama_model(models_dir) if args.long_arcs and not args.profile else None
+    llama = tiny_llama_model(models_dir) if (args.long_arcs or args.long) and not args.profile else None
     app = App(tuple(m for m in (seq2seq, llama) if m))
     try:
         maker = TextMaker(AutoTokenizer.from_pretrained(bundled_model_dir()))  # texts of an exact length
@@ -694,9 +733,26 @@ def main(argv: list[str] | None = None) -> int:
             for size in ([] if args.only_long_arcs else args.sizes):
                 rows += run_size(Page(driver, app.url), maker, size, runs, set(args.only) if args.only else None)
                 print(f"(done: {size} tokens)", file=sys.stderr, flush=True)
+            if llama and args.long:
+                from urllib.parse import urlencode
+
+                from tests.tiny_models import long_text
+
+                # the random model's tokenizer was trained on the tests' generated text: its words
+                long_maker = TextMaker(AutoTokenizer.from_pretrained(llama),
+                                       words=long_text(3000).replace(".", " ").split())
+                long_page = Page(driver, app.url + "?" + urlencode({"model": llama}))
+                try:
+                    rows += run_size(long_page, long_maker, LONG_TOKENS, runs,
+                                     set(args.only) if args.only else None, head_count=4)
+                except RuntimeError as failed:  # e.g. the analysis itself fails at this length
+                    status = long_page.js("const a = document.querySelector('#status .alert, .alert-danger');"
+                                          "return a ? a.innerText : ''") or str(failed)
+                    rows.append(Row("analyze new text", LONG_TOKENS, note="NOT RUN: " + " ".join(status.split())[:160]))
+                print(f"(done: {LONG_TOKENS} tokens, tiny random Llama)", file=sys.stderr, flush=True)
             if seq2seq:
                 rows += run_seq2seq(Page(driver, app.url), seq2seq, runs, set(args.only) if args.only else None)
-            if llama:
+            if llama and args.long_arcs:
                 rows += run_long_arcs(Page(driver, app.url), llama, args.long_arcs, runs)
         finally:
             driver.quit()
