@@ -12,7 +12,7 @@
         meta.tiles.forEach(function (id, i) {
             const r = Math.floor(i / meta.columns), c = i % meta.columns, on = selected !== null && id === selected;
             const name = meta.tile_names[i];
-            texts.push(on ? "<b>" + name + "</b>" : name);
+            texts.push(name);
             colors.push(on ? meta.highlight : "#333");
             if (on) {
                 const top = r * meta.stride_y + meta.band;
@@ -66,10 +66,12 @@
         const head = String(v["head-select.value"]);
         const selected = /^[0-9]+$/.test(head) && Number(head) < meta.tiles.length ? Number(head) : null;
         const selection = gridSelection(meta, selected);
-        const traces = {1: {text: selection.text, "textfont.color": selection.colors}};
+        /* only what changed, each at its cheapest: the titles' colours (a restyle of style alone), the
+           outline (shapes: drawn alone), the title; the picture only for another layer (a redraw) */
+        const traces = {1: {"textfont.color": selection.colors}};
         if (meta.layer !== layer) { traces[0] = {source: meta.sources[layer]}; }
-        draw(gd, traces, {shapes: selection.shapes, "meta.layer": layer,
-                          "title.text": meta.titles[layer] + titleNote(gd.layout)});
+        meta.layer = layer;  /* the page's own bookkeeping: a relayout of meta would redraw the whole plot */
+        draw(gd, traces, {shapes: selection.shapes, "title.text": meta.titles[layer] + titleNote(gd.layout)});
         return true;
     }
 
@@ -115,7 +117,9 @@
             trace.source = gm.sources[layer];
         }
         const title = meta.title_template ? AE.fmt(meta.title_template, {layer: layer, head: h}) : meta.titles[h];
-        draw(gd, {0: trace}, {"meta.head": h, "meta.layer": layer, "title.text": title + titleNote(gd.layout)});
+        meta.head = h;
+        meta.layer = layer;
+        draw(gd, {0: trace}, {"title.text": title + titleNote(gd.layout)});
         return true;
     }
 

@@ -255,7 +255,7 @@ def grid_selection(meta: dict, selected: int | None) -> dict:
     for i, (tile_id, name) in enumerate(zip(meta["tiles"], meta["tile_names"])):
         r, c = divmod(i, columns)
         is_selected = selected is not None and tile_id == selected
-        texts.append(f"<b>{name}</b>" if is_selected else name)
+        texts.append(name)  # the selected one in the highlight colour (the browser recolours it alone)
         colors.append(HIGHLIGHT if is_selected else "#333")
         if is_selected:
             top = r * sy + band

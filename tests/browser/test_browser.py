@@ -169,7 +169,7 @@ def test_clicking_a_tile_or_picking_a_head_opens_it(dash_app):
     open_tab(duo, "Head heatmap")
     wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 0 · Head 4", message="head 4")
     open_tab(duo, "Head grid")
-    wait_until(lambda: graph(duo, "head-grid", "gd.data[1].text[4]") == "<b>head 4</b>",
+    wait_until(lambda: graph(duo, "head-grid", "gd.data[1].textfont.color[4]") == "#e4572e",
                message="grid re-drawn with head 4 selected")
     point_then_click(duo, "head-grid", *grid_cell(duo, tile=6, query=3, key=5))
     wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 0 · Head 6",
@@ -349,7 +349,7 @@ def test_one_request_per_interaction(dash_app):
     assert graph(duo, "head-grid", "gd.data[0].source") == graph(duo, "head-grid", "gd.layout.meta.sources[1]")
     mark = now(duo)
     select_dropdown(duo, "#head-select", value="Head 4")
-    wait_until(lambda: graph(duo, "head-grid", "gd.data[1].text[4]") == "<b>head 4</b>", message="outline moved")
+    wait_until(lambda: graph(duo, "head-grid", "gd.data[1].textfont.color[4]") == "#e4572e", message="outline moved")
     assert graph(duo, "head-grid", "gd.layout.shapes.length") == 1
     time.sleep(1.0)
     assert requests_since(duo, mark) == 0
@@ -394,9 +394,14 @@ def test_layer_and_head_changes_are_one_browser_step(dash_app):
     time.sleep(1.0)
     duo.driver.execute_script("""
         window.__calls = {react: 0, update: 0, newPlot: 0};
+        window.__updated = [];  // what each Plotly.update changed: [trace attributes, layout keys]
         for (const name of ["react", "update", "newPlot"]) {
             const original = Plotly[name];
-            Plotly[name] = function () { window.__calls[name] += 1; return original.apply(this, arguments); };
+            Plotly[name] = function () {
+                window.__calls[name] += 1;
+                if (name === "update") { window.__updated.push([Object.keys(arguments[1]).sort(), Object.keys(arguments[2]).sort()]); }
+                return original.apply(this, arguments);
+            };
         }""")
     calls = lambda: duo.driver.execute_script("return Object.assign({}, window.__calls)")  # noqa: E731
     thumb = duo.find_element("#layer-slider [role='slider']")
@@ -406,10 +411,14 @@ def test_layer_and_head_changes_are_one_browser_step(dash_app):
     assert calls() == {"react": 0, "update": 1, "newPlot": 0}
     assert graph(duo, "head-grid", "gd.data[0].source") == graph(duo, "head-grid", "gd.layout.meta.sources[1]")
     select_dropdown(duo, "#head-select", value="Head 3")
-    wait_until(lambda: graph(duo, "head-grid", "gd.data[1].text[3]") == "<b>head 3</b>", message="outline moved")
+    wait_until(lambda: graph(duo, "head-grid", "gd.data[1].textfont.color[3]") == "#e4572e", message="outline moved")
     time.sleep(0.5)
     assert calls() == {"react": 0, "update": 2, "newPlot": 0}
     assert graph(duo, "head-grid", "gd.layout.shapes.length") == 1
+    # another layer: its picture; another head alone: only the titles' colours (style) and the outline
+    # (no redraw of the picture, no relayout of meta, which would redraw the whole plot)
+    assert duo.driver.execute_script("return window.__updated") == [
+        [["source", "textfont.color"], ["shapes", "title.text"]], [["textfont.color"], ["shapes", "title.text"]]]
     # the hover of the grid reads the layer drawn (1), not the figure Dash was given (layer 0)
     from attention_explorer.services import extract_attention
 

@@ -101,7 +101,7 @@ def test_head_grid_one_image_with_a_tile_per_head():
     assert (image[:, gap_columns] == images.BACKGROUND).all()  # tiles are separated by background
     assert fig["data"][3]["text"][:13] == labels and fig["data"][3]["y"][:13] == list(range(meta["band"], meta["band"] + 13))
     assert "Layer 3" in fig["layout"]["title"]["text"]
-    assert fig["data"][1]["text"][5] == "<b>head 5</b>" and fig["data"][1]["text"][4] == "head 4"
+    assert fig["data"][1]["text"][5] == "head 5" and fig["data"][1]["text"][4] == "head 4"
     assert fig["data"][1]["textfont"]["color"][5] == figures.HIGHLIGHT
     (outline,) = fig["layout"]["shapes"]
     assert outline["x0"] == meta["stride_x"] - 0.5 and outline["y0"] == meta["stride_y"] + meta["band"] - 0.5
