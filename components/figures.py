@@ -359,9 +359,12 @@ def heatmap_figure(matrix: np.ndarray | None, labels: list[str], title: str, *, 
               "token_index": token_index if token_index is not None else list(range(rows))},
         **_image_axes(cols, rows, ticks_x, ticks_y,
                       xaxis={"title": {"text": _("key (attended to)")}, 
-                             "autotickangles": [0, -45, -90], "automargin": True, "constraintoward": "left"},
-                      yaxis={"title": ytitle, "automargin": True, "constraintoward": "top"}),
+                             "autotickangles": [0, -45, -90], "automargin": True},
+                      yaxis={"title": ytitle, "automargin": True}),
     )
+    if rows != cols:  # rectangular (cross-attention): a height of its own (plotly.js widens the range of
+        # the longer axis instead of narrowing its domain when the page's square box is resized)
+        layout["height"] = max(360, min(900, 22 * max(rows, cols) + 160))
     if annotations:  # room left of the tick labels for the upright title
         layout["margin"]["l"] = int(label_px(queries) if show_labels else 0) + 40
     layout["yaxis"] = {k: v for k, v in layout["yaxis"].items() if v is not None}

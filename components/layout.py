@@ -452,7 +452,7 @@ def views_panel(page: dict) -> html.Div:
                  dcc.Tooltip(id=ids.GRID_TOOLTIP, direction="bottom", className="ae-tooltip")),
             _tab(ids.TAB_HEATMAP, _("Head heatmap"),
                  html.Div(className="ae-square", children=_graph(
-                     ids.HEAD_HEATMAP, clear_on_unhover=True, responsive=True,
+                     ids.HEAD_HEATMAP, clear_on_unhover=True,
                      style={"width": "var(--ae-square-width)", "height": "var(--ae-square-height)"})),
                  dcc.Tooltip(id=ids.HEATMAP_TOOLTIP, direction="bottom", className="ae-tooltip")),
             _tab(ids.TAB_ARCS, _("Arcs"), arc_controls(),
