@@ -73,6 +73,12 @@ def shots(models: dict[str, str]) -> list[tuple[str, tuple[int, int], dict, str 
         ("arcs-4096-tokens-tiny-random-llama.png", (1366, 1250),
          {"text": LONG, "model": models["llama"], "view": "arcs", "head": "all", "layer": 1},
          "window.dash_clientside.set_props('arc-start', {value: 2000})"),
+        ("atlas-4096-tokens-tiny-random-llama.png", (1366, 1400),
+         {"text": LONG, "model": models["llama"], "view": "atlas"}, None),
+        ("zh-atlas-4096-tokens-tiny-random-llama.png", (1366, 1400),
+         {"text": LONG, "model": models["llama"], "view": "atlas", "lang": "zh"}, None),
+        ("zh-pooled-grid-4096-tokens-tiny-random-llama.png", (1366, 1250),
+         {"text": LONG, "model": models["llama"], "view": "grid", "layer": 1, "lang": "zh"}, None),
         ("zh-tour.png", (1366, 900), {"lang": "zh"}, "document.getElementById('tour-button').click()"),
         ("tour.png", (1366, 900), {}, "document.getElementById('tour-button').click()"),
     ]
@@ -122,17 +128,22 @@ def settled(driver) -> bool:
     return driver.execute_script(
         "return !document.querySelector('[data-dash-is-loading=\"true\"]') &&"
         " Array.from(document.querySelectorAll('.js-plotly-plot')).every(g => g._fullLayout) &&"
-        " !!document.querySelector('#head-grid .js-plotly-plot')")
+        " !!document.querySelector('#head-grid .js-plotly-plot') &&"
+        " !['atlas-progress', 'analyze-progress'].some(id => {"  # a long pass still running
+        "   const e = document.getElementById(id); return e && e.offsetParent !== null; })")
 
 
 def take(url: str, out: Path, name: str, size: tuple[int, int], params: dict, script: str | None) -> None:
     driver = chrome(*size)
     try:
         driver.get(url + ("?" + urlencode(params) if params else ""))
-        end = time.time() + 90
+        end = time.time() + 240  # a 4,096-token text's atlas is measured head by head
         while time.time() < end and not settled(driver):
             time.sleep(0.3)
         time.sleep(3.0)  # the URL's analysis, then the view it names
+        while time.time() < end and not settled(driver):  # a background pass it started (the atlas's)
+            time.sleep(0.5)
+        time.sleep(1.0)
         if script:
             driver.execute_script(script)
             time.sleep(1.5)
