@@ -350,32 +350,29 @@ def atlas_controls() -> dbc.Row:
     ])
 
 
+def _progress_area(area: str, bar: str, cancel: str, label: str) -> html.Div:
+    """A progress bar with Cancel beside it and a line under it, hidden until a pass runs."""
+    return html.Div(id=area, className="ae-progress mb-1", style={"display": "none"}, children=[
+        dbc.Row(className="g-2 align-items-center", children=[
+            dbc.Col(dbc.Progress(id=bar, value=0, max=100, striped=True, animated=True,
+                                 style={"height": "1.1rem"}), width=True),
+            dbc.Col(dbc.Button(_("Cancel"), id=cancel, color="secondary", outline=True, size="sm",
+                               n_clicks=0), width="auto"),
+        ]),
+        html.Div(id=label, className="small text-muted mt-1", role="status"),
+    ])
+
+
 def atlas_progress() -> html.Div:
     """The atlas's progress bar, its line and Cancel: shown while the heads are measured in the background
     (``callbacks.atlas``), hidden otherwise. The poll runs only while a job does."""
-    return html.Div(id=ids.ATLAS_PROGRESS, className="ae-progress mb-1", style={"display": "none"}, children=[
-        dbc.Row(className="g-2 align-items-center", children=[
-            dbc.Col(dbc.Progress(id=ids.ATLAS_PROGRESS_BAR, value=0, max=100, striped=True, animated=True,
-                                 style={"height": "1.1rem"}), width=True),
-            dbc.Col(dbc.Button(_("Cancel"), id=ids.ATLAS_CANCEL, color="secondary", outline=True, size="sm",
-                               n_clicks=0), width="auto"),
-        ]),
-        html.Div(id=ids.ATLAS_PROGRESS_LABEL, className="small text-muted mt-1", role="status"),
-    ])
+    return _progress_area(ids.ATLAS_PROGRESS, ids.ATLAS_PROGRESS_BAR, ids.ATLAS_CANCEL, ids.ATLAS_PROGRESS_LABEL)
 
 
 def analyze_progress() -> html.Div:
     """A long analysis's progress (layer by layer) and Cancel, under the status area; hidden otherwise."""
     return html.Div([
-        html.Div(id=ids.ANALYZE_PROGRESS, className="ae-progress mb-1", style={"display": "none"}, children=[
-            dbc.Row(className="g-2 align-items-center", children=[
-                dbc.Col(dbc.Progress(id=ids.ANALYZE_PROGRESS_BAR, value=0, max=100, striped=True, animated=True,
-                                     style={"height": "1.1rem"}), width=True),
-                dbc.Col(dbc.Button(_("Cancel"), id=ids.ANALYZE_CANCEL, color="secondary", outline=True, size="sm",
-                                   n_clicks=0), width="auto"),
-            ]),
-            html.Div(id=ids.ANALYZE_PROGRESS_LABEL, className="small text-muted mt-1", role="status"),
-        ]),
+        _progress_area(ids.ANALYZE_PROGRESS, ids.ANALYZE_PROGRESS_BAR, ids.ANALYZE_CANCEL, ids.ANALYZE_PROGRESS_LABEL),
         html.Div(id=ids.ANALYZE_PROGRESS_TEXT, className="small text-muted mb-2", role="status"),
         dcc.Interval(id=ids.ANALYZE_POLL, interval=400, disabled=True, n_intervals=0),
         dcc.Store(id=ids.ANALYZE_JOB, storage_type="memory"),

@@ -294,3 +294,12 @@ def make_app(settings):
         return app_module.create_app(settings.replace(**changes))
 
     return build
+
+
+@pytest.fixture(scope="session")
+def llama(tmp_path_factory) -> str:
+    """A tiny random Llama with grouped-query attention (2 layers x 4 heads, 2 key/value heads, 8,192
+    positions: tests/tiny_models.py), built once for the whole run."""
+    from tests import tiny_models as tm
+
+    return str(tm.build("llama", tmp_path_factory.mktemp("llama") / "llama"))

@@ -20,11 +20,6 @@ from tests.browser.test_browser import graph, now, requests_since, wait_until
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory) -> str:
-    return str(tm.build("llama", tmp_path_factory.mktemp("arcs-browser") / "llama"))
-
-
 @pytest.fixture
 def arcs_app(dash_duo, llama, tiny_models):
     from attention_explorer.app import create_app

@@ -17,11 +17,6 @@ from attention_explorer.services.store.memory import memory
 from tests import tiny_models as tm
 
 
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory) -> str:
-    return str(tm.build("llama", tmp_path_factory.mktemp("llama") / "llama"))
-
-
 @pytest.fixture
 def offered(settings, llama):
     return config.configure(models=settings.models + (llama,))

@@ -8,7 +8,7 @@ from attention_explorer.callbacks import arcs, registry
 from attention_explorer.callbacks.boundary import Dims, ViewState
 from attention_explorer.services import generate_steps
 from attention_explorer.services.analyses.views import View, ViewOptions
-from tests.services.analyses.test_arcs import llama, offered  # noqa: F401 - fixtures
+from tests.services.analyses.test_arcs import offered  # noqa: F401 - a fixture
 
 
 def test_generated_tokens_are_marked_in_the_arcs(offered, llama):

@@ -22,11 +22,6 @@ from tests.callbacks.test_callbacks import run_analyze, view
 from tests.components.test_figures import decode
 
 
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory) -> str:
-    return str(tm.build("llama", tmp_path_factory.mktemp("llama") / "llama"))
-
-
 @pytest.fixture
 def offered(settings, llama):
     return config.configure(models=settings.models + (llama,))

@@ -28,11 +28,6 @@ from tests.components.test_figures import decode
 N = 4096
 
 
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory) -> str:
-    return str(tm.build("llama", tmp_path_factory.mktemp("long-llama") / "llama"))
-
-
 @pytest.fixture
 def long_handle(settings, llama):
     config.configure(models=settings.models + (llama,))

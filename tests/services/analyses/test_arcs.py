@@ -73,11 +73,6 @@ def test_the_windows_rows_of_an_encoder_decoder_model(kind, options):
 # ------------------------------------------------------------------ a long result: maps not held
 
 
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory) -> str:
-    return str(tm.build("llama", tmp_path_factory.mktemp("arcs") / "llama"))
-
-
 @pytest.fixture
 def offered(settings, llama):
     return config.configure(models=settings.models + (llama,))

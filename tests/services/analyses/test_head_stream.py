@@ -202,13 +202,6 @@ def test_induction_scores_of_other_heads():
 
 # --- on tiny models ------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory) -> str:
-    from tests import tiny_models as tm
-
-    return str(tm.build("llama", tmp_path_factory.mktemp("llama") / "llama"))
-
-
 @pytest.fixture
 def offered_llama(settings, llama):
     from attention_explorer.services import config
