@@ -222,9 +222,6 @@ def settings(tiny_models, tmp_path):
 def _reset_cache() -> None:
     from flask import Flask
 
-    # the writer thread's backlog first: an earlier test's background write that fails later would trip
-    # the breaker of this test's cache (its write then skipped, its read a miss)
-    cache.flush(timeout=600)
     cache.init_cache(Flask("tests"), config.get_settings())
 
 

@@ -184,6 +184,7 @@ def init_cache(app: Flask, settings: Settings | None = None) -> None:
         app.extensions.get("cache", {}).pop(cache, None)
         _bind(app, settings)
         _breaker.clear()
+        _new_writer()
     memory().configure(0 if settings.cache_type == "null" else settings.local_cache_mb)
     memory().reset()
 
@@ -249,6 +250,17 @@ def flush(timeout: float = 30.0) -> None:
 def _forget(future) -> None:
     with _writes_lock:
         _pending.discard(future)
+
+
+def _new_writer() -> None:
+    """A new binding writes through a writer thread of its own: a write to the backend bound before (one
+    that hangs, or a backlog of large ones) never delays this binding's writes or ``flush``."""
+    global _write_pool
+    with _writes_lock:
+        old, _write_pool = _write_pool, None
+        _pending.clear()
+    if old is not None:
+        old.shutdown(wait=False, cancel_futures=True)  # its queued writes were for the binding before
 
 
 def _writer() -> ThreadPoolExecutor:
