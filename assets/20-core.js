@@ -46,6 +46,13 @@
         return document.querySelector("#" + graphId + " .js-plotly-plot");
     };
 
+    /* The figure a graph shows: the one plotly.js holds on its div (the browser may have drawn it after
+       Dash's figure prop was set: assets/23-gate.js), else Dash's ``stored`` figure prop. */
+    AE.shownFigure = function (graphId, stored) {
+        const gd = AE.graphDiv(graphId);
+        return gd && gd.layout && gd.layout.meta && gd.data ? {data: gd.data, layout: gd.layout} : stored;
+    };
+
     AE.firstPoint = function (event) {
         return event && event.points && event.points.length ? event.points[0] : null;
     };

@@ -35,8 +35,7 @@
         return function (hoverData, stored) {
             const hide = [false, AE.NO(), ""];
             /* the figure as drawn: the gate may have moved it on since Dash's prop (assets/23-gate.js) */
-            const gd = AE.graphDiv(graphId);
-            const figure = gd && gd.layout && gd.layout.meta ? {data: gd.data, layout: gd.layout} : stored;
+            const figure = AE.shownFigure(graphId, stored);
             const p = AE.firstPoint(hoverData);
             if (!p || !figure || !figure.layout || !figure.layout.meta || p.curveNumber !== 0) { return hide; }
             const meta = figure.layout.meta, words = AE.words();

@@ -44,7 +44,7 @@
                 update[name][at] = traces[i][name];
             });
         });
-        window.Plotly.update(gd, update, layout, indices);
+        return window.Plotly.update(gd, update, layout, indices);
     }
 
     /* The head grid redrawn in the browser, when it can be: the grid is open in Raw mode with no switch,
@@ -65,13 +65,15 @@
         if (!Number.isInteger(layer) || layer < 0 || layer >= meta.sources.length) { return false; }
         const head = String(v["head-select.value"]);
         const selected = /^[0-9]+$/.test(head) && Number(head) < meta.tiles.length ? Number(head) : null;
+        if (meta.drawn && meta.drawn.layer === layer && meta.drawn.head === selected) { return true; }  /* drawn early */
         const selection = gridSelection(meta, selected);
         /* only what changed, each at its cheapest: the titles' colours (a restyle of style alone), the
            outline (shapes: drawn alone), the title; the picture only for another layer (a redraw) */
         const traces = {1: {"textfont.color": selection.colors}};
         if (meta.layer !== layer) { traces[0] = {source: meta.sources[layer]}; }
         meta.layer = layer;  /* the page's own bookkeeping: a relayout of meta would redraw the whole plot */
-        draw(gd, traces, {shapes: selection.shapes, "title.text": meta.titles[layer] + titleNote(gd.layout)});
+        meta.drawn = {layer: layer, head: selected};
+        drawing = draw(gd, traces, {shapes: selection.shapes, "title.text": meta.titles[layer] + titleNote(gd.layout)});
         return true;
     }
 
@@ -89,9 +91,10 @@
         return at >= 0 ? text.slice(at) : "";
     }
 
-    /* Another head, or another layer, in the heatmap, when it shows one tile of a layer's grid picture:
-       move the picture so that head's tile covers the axes (another layer: the grid's picture of that
-       layer, which the head grid holds for every layer). False when the server must draw. */
+    /* Another head, the mean of heads, or another layer, in the heatmap, when it shows one tile of a layer's
+       grid picture or a layer's mean picture (the figure carries every layer's mean): a head moves the grid
+       picture so that head's tile covers the axes; another layer takes the grid's picture of that layer
+       (the head grid holds them all). False when the server must draw. */
     function heatmapInBrowser(changed, v) {
         const gd = shown("head-heatmap"), meta = gd && gd.layout.meta;
         const handle = v["analysis-handle.data"];
@@ -102,33 +105,209 @@
             changed.some(function (c) { return allowed.indexOf(c) < 0; })) {
             return false;
         }
-        const head = String(v["head-select.value"]), layer = v["layer-slider.value"];
-        if (!/^[0-9]+$/.test(head) || Number(head) >= meta.grid.tiles.length || !Number.isInteger(layer)) { return false; }
-        const g = meta.grid, h = Number(head), row = Math.floor(h / g.columns), column = h % g.columns;
-        const trace = {x0: -column * g.stride_x, y0: -(row * g.stride_y + g.band)};
-        const current = meta.layer === undefined ? layer : meta.layer;
-        if (layer !== current) {  // the layer's picture from the grid, when it holds that analysis's layers
-            const grid = shown("head-grid"), gm = grid && grid.layout.meta;
-            if (!gm || !gm.sources || gm.key !== meta.key || gm.attention_kind !== meta.attention_kind ||
-                gm.stride_x !== g.stride_x || gm.stride_y !== g.stride_y || !meta.title_template ||
-                layer < 0 || layer >= gm.sources.length) {
-                return false;
-            }
-            trace.source = gm.sources[layer];
+        const head = String(v["head-select.value"]), layer = v["layer-slider.value"], mean = head === "mean";
+        if (!Number.isInteger(layer) || layer < 0 ||
+            (!mean && (!/^[0-9]+$/.test(head) || Number(head) >= meta.grid.tiles.length))) { return false; }
+        const h = mean ? "mean" : Number(head);
+        if (meta.drawn && meta.drawn.layer === layer && meta.drawn.head === h) { return true; }  /* drawn early */
+        if (meta.grid_layer === undefined && meta.head !== "mean") {  /* the grid picture the server sent */
+            meta.grid_layer = meta.layer;
+            meta.grid_source = gd.data[0].source;
         }
-        const title = meta.title_template ? AE.fmt(meta.title_template, {layer: layer, head: h}) : meta.titles[h];
+        let trace, title;
+        if (mean) {
+            if (!meta.means || layer >= meta.means.length || !meta.mean_title_template) { return false; }
+            trace = {source: meta.means[layer], x0: 0, y0: 0};
+            title = AE.fmt(meta.mean_title_template, {layer: layer});
+        } else {
+            const source = gridPicture(meta, layer);
+            if (!source) { return false; }
+            const g = meta.grid, row = Math.floor(h / g.columns), column = h % g.columns;
+            trace = {source: source, x0: -column * g.stride_x, y0: -(row * g.stride_y + g.band)};
+            title = meta.title_template ? AE.fmt(meta.title_template, {layer: layer, head: h}) : meta.titles[h];
+            meta.grid_layer = layer;
+            meta.grid_source = source;
+        }
+        if (trace.source === gd.data[0].source) { delete trace.source; }  /* the same picture: moved, not decoded */
         meta.head = h;
         meta.layer = layer;
-        draw(gd, {0: trace}, {"title.text": title + titleNote(gd.layout)});
+        meta.drawn = {layer: layer, head: h};
+        drawing = draw(gd, {0: trace}, {"title.text": title + titleNote(gd.layout)});
         return true;
     }
+
+    /* A layer's grid picture for the heatmap: the one it holds, or the head grid's (same analysis, same
+       geometry). Null when neither has it. */
+    function gridPicture(meta, layer) {
+        if (meta.grid_layer === layer && meta.grid_source) { return meta.grid_source; }
+        const grid = shown("head-grid"), gm = grid && grid.layout.meta, g = meta.grid;
+        if (!gm || !gm.sources || gm.key !== meta.key || gm.attention_kind !== meta.attention_kind ||
+            gm.stride_x !== g.stride_x || gm.stride_y !== g.stride_y || !meta.title_template ||
+            layer >= gm.sources.length) {
+            return null;
+        }
+        return gm.sources[layer];
+    }
+
+    /* --- Early: the layer slider's keys and the head selector's options, drawn on their own DOM event.
+       Dash hears of a change only after its renderer has passed the value along (tens of ms of promise jobs
+       before the next frame: the profile in docs/benchmarks.md). When the browser can draw the change alone,
+       it draws it at once, lets that frame reach the screen, and only then hands the same event to the page
+       (the slider or the selector takes it as usual: Dash's state, the URL and the gate follow; the gate
+       finds it drawn already). Anything the browser cannot draw passes through untouched. */
+    let controls = null;  /* every control the views depend on, as the gate last saw them (it sees every change) */
+    let drawing = null;   /* the promise of the browser's last draw */
+    let replaying = false;
+    const later = [];
+
+    function inBrowser(changed, values) {
+        drawing = null;
+        return gridInBrowser(changed, values) || heatmapInBrowser(changed, values);
+    }
+
+    /* The event again, for the page, once the picture drawn early is on screen. */
+    function handOn(replay) {
+        later.push(replay);
+        if (later.length > 1) { return; }
+        const run = function () {
+            const all = later.splice(0);
+            replaying = true;
+            try { all.forEach(function (f) { f(); }); } finally { replaying = false; }
+        };
+        Promise.resolve(drawing).catch(function () {}).then(function () {
+            window.requestAnimationFrame(function () { setTimeout(run, 0); });
+        });
+    }
+
+    let sliderPending = null;  /* the slider's value handed on but not yet taken by the page */
+    function sliderKey(event) {
+        const thumb = event.target;
+        if (replaying || !controls || !thumb || !thumb.closest || !thumb.closest("#layer-slider") ||
+            thumb.getAttribute("role") !== "slider" || event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) {
+            return;
+        }
+        const step = {ArrowRight: 1, ArrowUp: 1, ArrowLeft: -1, ArrowDown: -1}[event.key];
+        const min = Number(thumb.getAttribute("aria-valuemin")), max = Number(thumb.getAttribute("aria-valuemax"));
+        const now = sliderPending !== null ? sliderPending : Number(thumb.getAttribute("aria-valuenow"));
+        if (![min, max, now].every(Number.isInteger)) { return; }
+        let value = step !== undefined ? now + step : event.key === "Home" ? min : event.key === "End" ? max : null;
+        if (value === null) { return; }
+        value = Math.max(min, Math.min(max, value));
+        if (value === now) { return; }
+        const values = Object.assign({}, controls, {"layer-slider.value": value});
+        const init = {key: event.key, code: event.code, bubbles: true, cancelable: true};
+        const replay = function () {
+            thumb.dispatchEvent(new KeyboardEvent("keydown", init));
+            sliderPending = null;
+        };
+        if (inBrowser(["layer-slider.value"], values)) { handOn(replay); }
+        else if (!direct(["layer-slider.value"], values, replay)) { return; }
+        event.preventDefault();
+        event.stopPropagation();
+        controls = values;
+        sliderPending = value;
+    }
+
+    function headOption(event) {
+        const option = event.target && event.target.closest ? event.target.closest(".dash-dropdown-option") : null;
+        const select = document.getElementById("head-select");
+        if (replaying || !controls || !option || !select) { return; }
+        const list = option.closest("[id]");
+        if (!list || list.id !== select.getAttribute("aria-controls")) { return; }
+        const input = option.querySelector("input");
+        const value = input ? input.value : null;
+        if (value === null || value === String(controls["head-select.value"])) { return; }
+        const values = Object.assign({}, controls, {"head-select.value": value});
+        const replay = function () { option.click(); };
+        if (inBrowser(["head-select.value"], values)) { handOn(replay); }
+        else if (!direct(["head-select.value"], values, replay)) { return; }
+        event.preventDefault();
+        event.stopPropagation();
+        controls = values;
+    }
+
+    /* What the browser cannot draw alone, for a view whose answer is its figure (and a notice): asked of
+       the router straight from the event (POST _ae-view, callbacks/router.py DIRECT_VIEWS), drawn with
+       Plotly.react on the graph div, then the event handed on; the gate, seeing the same controls, sends
+       no second request. False (the event goes on as usual) for other views. */
+    const DIRECT = ["grid", "heatmap", "overview"];
+    let asked = 0;
+    let fetched = null;  /* the controls (as signature) the last direct answer was asked for */
+
+    function signature(values) {
+        return JSON.stringify(Object.keys(values).sort().map(function (k) { return [k, values[k]]; }));
+    }
+
+    function direct(changed, values, replay) {
+        const view = AE.views()[values["view-tabs.active_tab"]];
+        if (!view || DIRECT.indexOf(view.name) < 0 || !window.fetch || !AE.graphDiv(view.graph)) { return false; }
+        const n = ++asked;
+        fetched = signature(values);
+        window.fetch("_ae-view", {method: "POST", credentials: "same-origin", headers: {"Content-Type": "application/json"},
+                                  body: JSON.stringify({values: values, changed: changed})})
+            .then(function (r) { return r.ok ? r.json() : Promise.reject(new Error(String(r.status))); })
+            .then(function (answer) {
+                if (n !== asked) { return; }  /* a later change is on its way: its answer draws */
+                const outputs = (answer && answer.outputs) || {};
+                const apply = function () {
+                    const rest = [];
+                    drawing = null;
+                    Object.keys(outputs).forEach(function (key) {
+                        const at = key.lastIndexOf("."), id = key.slice(0, at), prop = key.slice(at + 1);
+                        const gd = prop === "figure" && id === view.graph ? AE.graphDiv(id) : null;
+                        if (gd) { drawing = window.Plotly.react(gd, outputs[key]); }
+                        else { rest.push([id, prop, outputs[key]]); }
+                    });
+                    handOn(function () {
+                        rest.forEach(function (o) { const props = {}; props[o[1]] = o[2]; window.dash_clientside.set_props(o[0], props); });
+                        if (replay) { replay(); }
+                    });
+                };
+                if (replay) { apply(); } else { whenShown(view.graph, apply); }
+            })
+            .catch(function () {
+                if (n !== asked) { return; }
+                fetched = null;
+                if (replay) { handOn(replay); return; }  /* the page's own path: the gate asks the router */
+                window.dash_clientside.set_props("view-request", {data: {changed: changed, n: Date.now()}});
+            });
+        return true;
+    }
+
+    /* Runs ``then`` once the graph is on screen (a tab just opened: React shows its pane a little later). */
+    function whenShown(graphId, then, tries) {
+        const gd = AE.graphDiv(graphId);
+        if (gd && gd.offsetParent !== null) { then(); return; }
+        if ((tries || 0) > 120) { then(); return; }
+        window.requestAnimationFrame(function () { whenShown(graphId, then, (tries || 0) + 1); });
+    }
+
+    /* A view tab opened: its figure asked for at once, drawn as soon as the tab shows (the click goes on to
+       the page untouched: the tab opens as usual, and the gate sends no second request). */
+    function tabClick(event) {
+        const tabs = document.getElementById("view-tabs");
+        const item = event.target && event.target.closest ? event.target.closest(".nav-item") : null;
+        if (replaying || !controls || !tabs || !item || !tabs.contains(item) || !/-tab$/.test(item.id || "")) { return; }
+        const tab = item.id.replace(/-tab$/, "");
+        if (tab === controls["view-tabs.active_tab"] || !AE.views()[tab]) { return; }
+        const values = Object.assign({}, controls, {"view-tabs.active_tab": tab});
+        if (direct(["view-tabs.active_tab"], values, null)) { controls = values; }
+    }
+
+    document.addEventListener("keydown", sliderKey, true);
+    document.addEventListener("click", headOption, true);
+    document.addEventListener("click", tabClick, true);
 
     AE.register({
         gate: function () {
             const ctx = window.dash_clientside.callback_context;
             const changed = ctx.triggered.map(function (t) { return t.prop_id; });
             const last = ctx.states["view-request.data"];
-            if (gridInBrowser(changed, ctx.inputs) || heatmapInBrowser(changed, ctx.inputs)) { return AE.NO(); }
+            controls = Object.assign({}, ctx.inputs);
+            if (fetched !== null && fetched === signature(ctx.inputs)) { fetched = null; return AE.NO(); }  /* drawn */
+            fetched = null;
+            if (!changed.some(function (c) { return c in ctx.inputs; })) { return AE.NO(); }  /* the page's first call */
+            if (inBrowser(changed, ctx.inputs)) { return AE.NO(); }
             return {changed: changed, n: ((last && last.n) || 0) + 1};
         }
     });

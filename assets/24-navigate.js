@@ -8,7 +8,9 @@
     AE.register({
         /* A click on a grid tile, an overview cell or an atlas cell: [layer, head, tab]. In Rollout
            mode the grid's tiles are layers. */
-        navigate: function (gridClick, overviewClick, atlasClick, gridFigure, overviewFigure, mode) {
+        navigate: function (gridClick, overviewClick, atlasClick, gridStored, overviewStored, mode) {
+            const gridFigure = AE.shownFigure("head-grid", gridStored);
+            const overviewFigure = AE.shownFigure("model-overview", overviewStored);
             const nothing = [NO(), NO(), NO()];
             const ctx = window.dash_clientside.callback_context;
             const trigger = ctx.triggered.length ? ctx.triggered[0].prop_id.split(".")[0] : "";
@@ -41,8 +43,8 @@
         },
 
         /* A click on a heatmap cell: look inside the head for its query token (the row). */
-        heatmapClick: function (clickData, figure) {
-            const p = AE.firstPoint(clickData);
+        heatmapClick: function (clickData, stored) {
+            const p = AE.firstPoint(clickData), figure = AE.shownFigure("head-heatmap", stored);
             const meta = figure && figure.layout && figure.layout.meta;
             if (!p || p.curveNumber !== 0 || !meta || !meta.token_index) { return [NO(), NO()]; }
             /* a long text's heatmap is zoomed by a box and reset by a double click, whose first click

@@ -74,8 +74,8 @@
 
     AE.register({
         /* relayoutData of the heatmap -> the zoom store (long texts only; NO for anything else). */
-        zoomOf: function (relayout, figure, current) {
-            const meta = figure && figure.layout && figure.layout.meta;
+        zoomOf: function (relayout, stored, current) {
+            const figure = AE.shownFigure("head-heatmap", stored), meta = figure && figure.layout && figure.layout.meta;
             if (!relayout || !meta || !meta.long) { return AE.NO(); }
             /* a double click: Plotly autoranges, then often sends {autosize: true} last (the only event Dash keeps):
                the graph's own layout says which */

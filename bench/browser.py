@@ -17,7 +17,8 @@ file-system cache in a temporary folder) on a free port; Debian's Chromium is dr
 A run's time is browser wall-clock time from the input event (the first trusted ``pointerdown`` or
 ``keydown`` after the harness is armed, taken in a capturing listener) to the figure drawn: the
 ``plotly_afterplot`` event of the view's graph whose figure differs from the one shown before, plus
-one animation frame (the pixels are on screen). Requests are the ``/_dash-update-component`` calls
+one animation frame (the pixels are on screen). Requests are the ``/_dash-update-component`` calls and
+the gate's direct view requests (``/_ae-view``, assets/23-gate.js)
 started from the input event until the page has been quiet for 400 ms; bytes are their
 ``transferSize`` (compressed body plus headers, from the Resource Timing API).
 
@@ -105,7 +106,8 @@ HARNESS = r"""
   /* The figure drawn: the first plotly_afterplot (+ a frame) after the last callback response, or,
      with no request (a browser-side change), the first whose figure differs from the one before. */
   ae.result = function () {
-    const calls = performance.getEntriesByType("resource").filter(e => e.name.indexOf("_dash-update-component") >= 0);
+    const calls = performance.getEntriesByType("resource").filter(e => e.name.indexOf("_dash-update-component") >= 0 ||
+                                                                        e.name.indexOf("_ae-view") >= 0);
     const last = calls.length ? Math.max.apply(null, calls.map(c => c.responseEnd)) : 0;
     const list = (ae.drawn[ae.target] || []).filter(function (d) {
       return ae.t0 !== null && d.t >= ae.t0 && (calls.length ? d.t >= last : d.sig !== ae.before);
@@ -543,7 +545,7 @@ def page_loads(url: str, runs: int) -> list[Row]:
                     const res = performance.getEntriesByType('resource');
                     return {drawn: __ae.drawn['head-grid'][0].t,
                             bytes: nav.transferSize + res.reduce((s, e) => s + e.transferSize, 0),
-                            requests: res.filter(e => e.name.indexOf('_dash-update-component') >= 0).length};""")
+                            requests: res.filter(e => e.name.indexOf('_dash-update-component') >= 0 || e.name.indexOf('_ae-view') >= 0).length};""")
                 row.samples.append(Sample(data["drawn"], data["requests"], data["bytes"]))
         finally:
             driver.quit()

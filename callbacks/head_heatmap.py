@@ -6,11 +6,13 @@ import numpy as np
 from dash import Output
 
 from ..components import ids
+from ..components import images
 from ..components.figures import GRID_MAX_CELLS, empty_figure, grid_geometry, heatmap_figure
 from ..components.i18n import _
 from ..components.pooled import block_for, long_heatmap_figure, pair_shapes
 from ..services.analyses.kinds import PAIR_FILTERS
 from ..services.result import pool
+from ..services.store.memory import memory
 from .boundary import ViewState
 from .common import matrix_title, numbers_csv, view_note
 from .head_grid import layer_sources
@@ -33,16 +35,18 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     attentions = view.kv.attentions
     heads, queries, keys = attentions.shape[1:]
     labels = {"query_labels": view.labels, "token_index": view.token_index}
-    if view.is_raw and state.head.number is not None and max(queries, keys) <= GRID_MAX_CELLS:
-        # One head of the layer's grid picture (every head at full size): the browser shows another head
-        # of this layer by moving the picture, without a request.
+    if view.is_raw and max(queries, keys) <= GRID_MAX_CELLS:
+        # One head of the layer's grid picture (every head at full size), or the mean of heads: the browser
+        # shows another head, the mean, or (with the grid's pictures) another layer alone, without a request.
         geometry = grid_geometry(heads, queries, keys=keys)
-        grid = {"source": layer_sources(view)[state.layer], "meta": geometry, "head": state.head.number,
+        head = state.head.number
+        grid = {"source": layer_sources(view)[state.layer], "meta": geometry, "head": head,
                 "key": view.key, "kind": view.kind if view.result.is_encoder_decoder else None,
                 "titles": [matrix_title(view.options, state.layer, h) for h in range(heads)],
-                "layer": state.layer, "title_template": _("Layer {layer} · Head {head}")}
-        figure = heatmap_figure(None, view.col_labels, grid["titles"][state.head.number], note=note, grid=grid,
-                                **labels)
+                "layer": state.layer, "title_template": _("Layer {layer} · Head {head}"),
+                "means": mean_sources(view), "mean_title_template": _("Layer {layer} · Mean of heads")}
+        title = matrix_title(view.options, state.layer, head)
+        figure = heatmap_figure(None, view.col_labels, title, note=note, grid=grid, **labels)
         figure["layout"]["shapes"] = pair_lines(view)
         return {"heatmap": figure}
     matrix, _title = view.matrix(state.layer, state.head.number)
@@ -53,6 +57,16 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
         # the hover gives α_ij ‖f(x_j)‖ itself too: the shown share times its row's sum
         figure["layout"]["meta"]["row_scale"] = view.value_row_sums(state.layer)[state.head.number].tolist()
     return {"heatmap": figure}
+
+def mean_sources(view) -> list[str]:
+    """Every layer's mean-of-heads picture (as ``heatmap_figure`` draws one matrix), made once per analysis:
+    a twelfth of the grid's pictures, so the heatmap carries them all."""
+    attentions = view.kv.attentions
+    return memory().derived.get_or_compute(
+        (view.key, "mean-sources", view.kind),
+        lambda: [images.png_data_uri(images.to_levels(view.matrix(layer, None)[0]))
+                 for layer in range(attentions.shape[0])])
+
 
 def pair_lines(view) -> list:
     """For a sentence pair: the line where sentence A ends and, under a pair filter, the left-out rows

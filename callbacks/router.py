@@ -9,9 +9,11 @@ left as it is (``no_update``).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from dash import ClientsideFunction, Dash, Input, Output, State, html, no_update
+from dash._utils import to_json
 
 from ..components import ids
 from ..components.i18n import _, translate
@@ -152,9 +154,56 @@ def changed_names(request: Any) -> frozenset[str]:
     return frozenset(names) or frozenset(INPUTS)
 
 
+# The views the browser may ask for straight from its own event, without Dash's renderer in between
+# (assets/23-gate.js, the early path): their outputs are the main figure and the notice.
+DIRECT_VIEWS = frozenset({"grid", "heatmap", "overview"})
+DIRECT_ROUTE = "_ae-view"
+MAX_DIRECT_VALUE_CHARS = 4096  # a control's value, as JSON: handles and switch lists are far shorter
+
+
+def direct(body: Any) -> tuple[dict | None, str | None]:
+    """``POST _ae-view`` with ``{"values": {"id.property": value, ...}, "changed": ["id.property", ...]}``,
+    the gate's own view of the controls: the open view's outputs by ``"id.property"`` (what
+    ``_dash-update-component`` would answer), or ``(None, reason)`` for a body that is not one. Values go
+    through the router's one parse (``route`` -> ``ViewState.parse``) like any other view request."""
+    if not isinstance(body, dict) or not isinstance(body.get("values"), dict) or not isinstance(body.get("changed"), list):
+        return None, "expected {values: {...}, changed: [...]}"
+    values: dict[str, Any] = {}
+    for prop, value in list(body["values"].items())[:64]:
+        name = _PROP_TO_NAME.get(prop) if isinstance(prop, str) else None
+        if name is None:
+            continue
+        if len(json.dumps(value, default=str)) > MAX_DIRECT_VALUE_CHARS:
+            return None, f"{prop} is too long"
+        values[name] = value
+    spec = spec_of(values)
+    if spec.name not in DIRECT_VIEWS:
+        return None, "this view is drawn through the page's callbacks"
+    out = route(values, changed_names(body))
+    answer = {}
+    for name, value in out.items():
+        if value is not no_update:
+            output = OUTPUTS[name]
+            answer[f"{output.component_id}.{output.component_property}"] = value
+    return answer, None
+
+
 def register(app: Dash) -> None:
     def callback(request, **values):
         return route(values, changed_names(request))
+
+    def serve_direct():
+        from flask import Response, jsonify, request as flask_request
+
+        if not flask_request.is_json:
+            return jsonify({"message": "Send JSON."}), 415
+        answer, reason = direct(flask_request.get_json(silent=True))
+        if answer is None:
+            return jsonify({"message": reason}), 400
+        return Response(to_json({"outputs": answer}), mimetype="application/json")
+
+    app.server.add_url_rule(app.config.routes_pathname_prefix + DIRECT_ROUTE, "attention_direct_view",
+                            serve_direct, methods=["POST"])
 
     states = {name: State(i.component_id, i.component_property) for name, i in INPUTS.items()} | STATES
     app.callback(output=OUTPUTS, inputs={"request": Input(ids.VIEW_REQUEST, "data"), **states},
@@ -163,6 +212,6 @@ def register(app: Dash) -> None:
         ClientsideFunction(namespace="attention", function_name="gate"),
         Output(ids.VIEW_REQUEST, "data"),  # what the browser draws alone it draws on the graph div itself
         *INPUTS.values(), State(ids.VIEW_REQUEST, "data"),
-        prevent_initial_call=True,
+        prevent_initial_call=False,  # the first call only learns the controls' values (the early path)
     )
 

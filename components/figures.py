@@ -340,7 +340,9 @@ def heatmap_figure(matrix: np.ndarray | None, labels: list[str], title: str, *, 
     ``grid`` shows one head out of a head grid's picture instead of ``matrix``: ``{"source", "meta"
     (the grid's geometry), "head", "titles" (one a head), "key"}``. The picture is placed so that the
     head's tile covers the axes and the rest is clipped away; the browser then shows another head of
-    the layer by moving the picture (no request, no new image).
+    the layer by moving the picture (no request, no new image). With ``"means"`` (every layer's mean of
+    heads, as pictures) and ``head`` None it shows the layer's mean instead, and the grid picture rides
+    in ``meta.grid_source``: the browser goes between heads and the mean alone (assets/23-gate.js).
     """
     keys = labels
     queries = query_labels if query_labels is not None else keys
@@ -370,12 +372,18 @@ def heatmap_figure(matrix: np.ndarray | None, labels: list[str], title: str, *, 
     layout["yaxis"] = {k: v for k, v in layout["yaxis"].items() if v is not None}
     if grid is None:
         return {"data": [_image_trace(images.to_levels(matrix)), colorbar_trace(value_title)], "layout": layout}
-    x0, y0 = grid_tile_offset(grid["meta"], grid["head"])
     layout["meta"]["grid"] = {key: grid["meta"][key] for key in ("columns", "stride_x", "stride_y", "band", "tiles")}
-    layout["meta"].update(head=grid["head"], titles=grid["titles"], key=grid["key"],
-                          attention_kind=grid.get("kind"), layer=grid.get("layer"),
+    layout["meta"].update(head=grid["head"] if grid["head"] is not None else "mean", titles=grid["titles"],
+                          key=grid["key"], attention_kind=grid.get("kind"), layer=grid.get("layer"),
                           title_template=grid.get("title_template"))
-    trace = {"type": "image", "source": grid["source"], "x0": x0, "y0": y0, "dx": 1, "dy": 1, "hoverinfo": "none",
+    if grid.get("means") is not None:
+        layout["meta"].update(means=grid["means"], mean_title_template=grid.get("mean_title_template"))
+    if grid["head"] is None:  # the mean of heads; the layer's grid picture kept for the heads
+        layout["meta"].update(grid_source=grid["source"], grid_layer=grid.get("layer"))
+        source, (x0, y0) = grid["means"][grid["layer"]], (0, 0)
+    else:
+        source, (x0, y0) = grid["source"], grid_tile_offset(grid["meta"], grid["head"])
+    trace = {"type": "image", "source": source, "x0": x0, "y0": y0, "dx": 1, "dy": 1, "hoverinfo": "none",
              "name": "attention"}
     return {"data": [trace, colorbar_trace(value_title)], "layout": layout}
 

@@ -122,10 +122,11 @@ def point_then_click(duo, graph_id: str, x: float, y: float) -> None:
 
 
 def requests_since(duo, mark: float) -> int:
-    """Callback requests the page started since ``mark`` (a ``performance.now()`` value)."""
+    """Callback requests (and the gate's direct view requests) the page started since ``mark`` (a
+    ``performance.now()`` value)."""
     return duo.driver.execute_script(
-        "return performance.getEntriesByType('resource').filter(e => e.name.indexOf('_dash-update-component') >= 0"
-        " && e.startTime >= arguments[0]).length", mark)
+        "return performance.getEntriesByType('resource').filter(e => (e.name.indexOf('_dash-update-component') >= 0"
+        " || e.name.indexOf('_ae-view') >= 0) && e.startTime >= arguments[0]).length", mark)
 
 
 def now(duo) -> float:
@@ -361,8 +362,15 @@ def test_one_request_per_interaction(dash_app):
     # another head of the same layer: the heatmap shows a tile of the layer's picture, moved in the browser
     assert requests_for(lambda: select_dropdown(duo, "#head-select", value="Head 7"), "head-heatmap", "Head 7",
                         "head change in the heatmap") == 0
+    # the mean of heads: the heatmap carries every layer's mean picture, the browser shows it
     assert requests_for(lambda: select_dropdown(duo, "#head-select", value="Mean of heads"), "head-heatmap",
-                        "Mean of heads", "the mean of heads, drawn by the server") == 1
+                        "Layer 2 · Mean of heads", "the mean of heads, in the browser") == 0
+    assert graph(duo, "head-heatmap", "gd.data[0].source") == graph(duo, "head-heatmap", "gd.layout.meta.means[2]")
+    assert requests_for(lambda: select_dropdown(duo, "#head-select", value="Head 7"), "head-heatmap",
+                        "Layer 2 · Head 7", "back to a head from the mean") == 0
+    assert graph(duo, "head-heatmap", "gd.data[0].source") == graph(duo, "head-grid", "gd.layout.meta.sources[2]")
+    assert requests_for(lambda: select_dropdown(duo, "#head-select", value="Mean of heads"), "head-heatmap",
+                        "Layer 2 · Mean of heads", "the mean again") == 0
     switch = duo.driver.find_element(By.XPATH, "//label[normalize-space()='Hide special tokens']")
     duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", switch)
     time.sleep(0.3)
@@ -443,6 +451,70 @@ def test_layer_and_head_changes_are_one_browser_step(dash_app):
     tooltip = wait_until(lambda: (lambda t: t if t.startswith("it → cat") else "")(
         duo.find_element("#head-heatmap-tooltip").text), message="heatmap tooltip")
     assert float(tooltip.rsplit(": ", 1)[1]) == pytest.approx(float(att[2, 9, 8, 2]), abs=0.006)
+    severe = [e for e in duo.get_logs() or [] if e.get("level") == "SEVERE"]
+    assert severe == []
+
+
+def test_layer_keys_and_head_options_are_drawn_before_dash_hears_of_them(dash_app):
+    """The early path (assets/23-gate.js): a layer key on the slider and a head option the browser can draw
+    are drawn on their own DOM event, before Dash's renderer runs the gate; the page then takes the same
+    event as usual: the slider, the selector, the URL and every later view agree with what is drawn."""
+    duo = dash_app
+    wait_until(lambda: graph(duo, "head-grid", "gd.layout.meta.tiles.length") == 12, message="grid")
+    time.sleep(1.0)
+    duo.driver.execute_script("""
+        window.__order = [];
+        const update = Plotly.update;
+        Plotly.update = function () { window.__order.push("drawn"); return update.apply(this, arguments); };
+        const gate = window.dash_clientside.attention.gate;
+        window.dash_clientside.attention.gate = function () {
+            window.__order.push("gate " + window.dash_clientside.callback_context.triggered.map(t => t.prop_id).join());
+            return gate.apply(this, arguments);
+        };""")
+    order = lambda: duo.driver.execute_script("return window.__order.slice()")  # noqa: E731
+    thumb = duo.find_element("#layer-slider [role='slider']")
+    for _ in range(3):  # three presses in a row: each drawn at once, the page catches up with all
+        thumb.send_keys(Keys.ARROW_RIGHT)
+    wait_until(lambda: thumb.get_attribute("aria-valuenow") == "3", message="the slider took the keys")
+    wait_until(lambda: "layer=3" in duo.driver.current_url, message="the URL follows")
+    time.sleep(0.5)
+    assert graph(duo, "head-grid", "gd.layout.title.text").startswith("Layer 3")
+    assert graph(duo, "head-grid", "gd.data[0].source") == graph(duo, "head-grid", "gd.layout.meta.sources[3]")
+    seen = order()
+    # each key drawn before the gate heard of it; the gate then found it drawn (no second draw)
+    assert seen.count("drawn") == 3 and seen.count("gate layer-slider.value") == 3, seen
+    assert all(seen[:i + 1].count("drawn") >= seen[:i + 1].count("gate layer-slider.value") for i in range(len(seen))
+               if seen[i].startswith("gate")), seen
+    duo.driver.execute_script("window.__order = []")
+    select_dropdown(duo, "#head-select", value="Head 6")
+    wait_until(lambda: graph(duo, "head-grid", "gd.data[1].textfont.color[6]") == "#e4572e", message="outline")
+    wait_until(lambda: "head=6" in duo.driver.current_url, message="the URL follows the head")
+    time.sleep(0.5)
+    assert order()[0] == "drawn" and order().count("drawn") == 1, order()
+    assert "Head 6" in duo.find_element("#head-select").text  # the selector shows what is drawn
+    assert not duo.driver.find_elements("css selector", ".dash-dropdown-options")  # and closed
+    # a change the browser cannot draw alone passes through untouched: the server draws it
+    open_tab(duo, "Head heatmap")
+    wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 3 · Head 6", message="heatmap")
+    switch = duo.driver.find_element(By.XPATH, "//label[normalize-space()='Hide special tokens']")
+    duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", switch)
+    time.sleep(0.3)
+    switch.click()
+    wait_until(lambda: "special tokens hidden" in graph(duo, "head-heatmap", "gd.layout.title.text"), message="switch")
+    time.sleep(1.0)
+    mark = now(duo)
+    thumb.send_keys(Keys.ARROW_LEFT)
+    wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text").startswith("Layer 2 · Head 6"),
+               message="the server drew layer 2")
+    wait_until(lambda: thumb.get_attribute("aria-valuenow") == "2", message="the slider took the key")
+    time.sleep(1.0)
+    # asked of the router straight from the key (one direct request), not again by the gate
+    sent = duo.driver.execute_script(
+        "return performance.getEntriesByType('resource').filter(e => e.startTime >= arguments[0])"
+        ".map(e => e.name.split('/').pop())", mark)
+    assert [name for name in sent if name in ("_ae-view", "_dash-update-component")] == ["_ae-view"], sent
+    assert "special tokens hidden" in graph(duo, "head-heatmap", "gd.layout.title.text")
+    assert "layer=2" in duo.driver.current_url
     severe = [e for e in duo.get_logs() or [] if e.get("level") == "SEVERE"]
     assert severe == []
 

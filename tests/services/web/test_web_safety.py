@@ -197,6 +197,8 @@ def test_basic_sign_in(make_app, users_file, monkeypatch):
     assert "Sign in" in anonymous.get_data(as_text=True) and anonymous.headers["X-Frame-Options"] == "DENY"
     for path in ("/_dash-layout", "/_dash-dependencies", "/assets/20-core.js"):
         assert client.get(path, environ_base=REMOTE).status_code == 401, path
+    # the gate's direct view requests too (callbacks/router.py DIRECT_ROUTE)
+    assert client.post("/_ae-view", json={"values": {}, "changed": []}, environ_base=REMOTE).status_code == 401
     assert client.get("/", headers=_basic("alice", "wrong password"), environ_base=REMOTE).status_code == 401
     assert client.get("/", headers=_basic("mallory", "correct horse battery"), environ_base=REMOTE).status_code == 401
 

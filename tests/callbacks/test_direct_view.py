@@ -1,0 +1,62 @@
+"""The gate's direct view requests (``POST _ae-view``, callbacks/router.py ``direct``; assets/23-gate.js's
+early path): the same answer as the router's Dash callback, the same parse, refusals in plain words, and
+the same sign-in as every other route."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from attention_explorer.callbacks import router
+from attention_explorer.components import ids
+from tests.callbacks.test_callbacks import SENTENCE, run_analyze
+from tests.test_deploy import _dash_call
+
+ROUTE = "/" + router.DIRECT_ROUTE
+
+
+def _values(handle, **changes) -> dict:
+    values = {"analysis-handle.data": handle, "view-tabs.active_tab": ids.TAB_HEATMAP, "layer-slider.value": 2,
+              "head-select.value": "4", "attention-mode.value": "raw", "view-switches.value": ["hide"]}
+    values.update(changes)
+    return values
+
+
+def test_direct_answers_what_the_dash_callback_answers(make_app, default_model):
+    client = make_app().server.test_client()
+    handle = run_analyze(SENTENCE)["handle"]
+    values = _values(handle)
+    answer = client.post(ROUTE, json={"values": values, "changed": ["head-select.value"]})
+    assert answer.status_code == 200 and answer.mimetype == "application/json"
+    outputs = answer.get_json()["outputs"]
+    figure = outputs["head-heatmap.figure"]
+    assert figure["layout"]["title"]["text"].startswith("Layer 2 · Head 4")
+    assert "special tokens hidden" in figure["layout"]["title"]["text"]
+    assert set(outputs) == {"head-heatmap.figure", "view-notice.children"}  # nothing of a closed view
+    by_id = {"analysis-handle": handle, "view-tabs": ids.TAB_HEATMAP, "layer-slider": 2, "head-select": "4",
+             "attention-mode": "raw", "view-switches": ["hide"]}
+    dash = _dash_call(client, {"head-select": "value"}, by_id, "view-request", "head-heatmap")
+    assert dash["status"] == 200
+    from_dash = json.loads(dash["text"])["response"]["head-heatmap"]["figure"]
+    assert figure == from_dash  # the very figure the page's callback draws
+
+
+def test_direct_refuses_what_it_does_not_serve(make_app, default_model):
+    client = make_app().server.test_client()
+    handle = run_analyze(SENTENCE)["handle"]
+    assert client.post(ROUTE, data="values=1", content_type="application/x-www-form-urlencoded").status_code == 415
+    for body in ([], {"values": []}, {"values": {}, "changed": "x"}, "junk"):
+        reply = client.post(ROUTE, json=body)
+        assert reply.status_code == 400 and "expected" in reply.get_json()["message"], body
+    reply = client.post(ROUTE, json={"values": _values(handle, **{"view-tabs.active_tab": ids.TAB_ARCS}), "changed": []})
+    assert reply.status_code == 400 and "callbacks" in reply.get_json()["message"]  # other views: the page's path
+    reply = client.post(ROUTE, json={"values": _values("x" * 10_000), "changed": []})
+    assert reply.status_code == 400 and "too long" in reply.get_json()["message"]
+    # junk inside the values: the router's own parse answers in the view, never a 500
+    for junk in ({"layer-slider.value": 10**9}, {"head-select.value": "<b>"}, {"analysis-handle.data": {"key": 1}},
+                 {"view-switches.value": {"a": 1}}, {"attention-mode.value": None}):
+        reply = client.post(ROUTE, json={"values": _values(handle, **junk), "changed": list(junk)})
+        assert reply.status_code == 200, junk
+        assert "head-heatmap.figure" in reply.get_json()["outputs"], junk
+        assert "Traceback" not in reply.get_data(as_text=True)
