@@ -115,7 +115,7 @@ def test_a_long_results_arcs_are_the_top_keys_of_the_models_own_rows(offered, ll
         assert fig["layout"]["meta"]["first"] == first and fig["data"][0]["text"] == [
             figures.safe_label(t) for t in labels[first:end]]
         drawn = {}
-        for line in fig["layout"]["meta"]["lines"]:
+        for line in figures.decoded_arc_lines(fig):
             for q, k, text_ in zip(line["queries"], line["keys"], line["text"]):
                 assert text_.split("\n")[0].startswith(f"{labels[first + q]} → {labels[k]}")
                 drawn[(line["head"], first + q, k)] = float(text_.split("\n")[1].split()[1])
