@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import html
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -602,6 +604,18 @@ def arc_traces(figure: dict) -> list[dict]:
             for line in decoded_arc_lines(figure)]
 
 
+@dataclass(frozen=True)
+class PickedArcs:
+    """The arcs of a window picked already (for a long text: ``services.analyses.arcs.window_arcs``, from the
+    row tops it keeps) for ``arc_figure`` / ``cross_arc_figure`` in place of the window's rows: ``groups``
+    groups (heads) over ``rows`` rows from the figure's ``first``; ``pick(focus)`` gives ``(group, query:
+    place in the window, key, weight)`` as ``select_arcs`` does, only the query ``focus`` when not None."""
+
+    groups: int
+    rows: int
+    pick: Callable[[int | None], tuple]
+
+
 def _window_rows(weights: np.ndarray, n: int, first: int | None, start: int, focus: int | None) -> tuple:
     """``(rows, first, end)``: the window's rows of ``weights``, which holds every row (``first`` None: the
     window is chosen here from ``start`` and ``focus``) or only the window's, from row ``first``."""
@@ -637,14 +651,18 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
     weight on hover without asking the server (``arc_traces`` turns them into SVG for exports).
     """
     seq = len(labels)
-    rows, first, end = _window_rows(np.asarray(weights), seq, first, start, focus)
-    groups = rows.shape[0]
+    if isinstance(weights, PickedArcs):
+        rows, end, groups = weights, first + weights.rows, weights.groups
+    else:
+        rows, first, end = _window_rows(np.asarray(weights), seq, first, start, focus)
+        groups = rows.shape[0]
     shown = labels[first:end]
     x = token_positions(shown)
     n = end - first
     width_px = int(x[-1] + x[0]) if n else 600
     local_focus = focus - first if focus is not None and first <= focus < end else None
-    g, q, k, w = select_arcs(rows, top_k, min_weight, local_focus)
+    g, q, k, w = (rows.pick(local_focus) if isinstance(rows, PickedArcs)
+                  else select_arcs(rows, top_k, min_weight, local_focus))
     far = (k < first) | (k >= end)  # drawn dotted to the window's edge
     outside = int(far.sum())
     span = float(x[-1] - x[0]) if n > 1 else 1.0
@@ -692,16 +710,17 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
     n_q, n_k = len(query_labels), len(key_labels)
     units = max(n_q, n_k)
     (q_first, q_end), (k_first, k_end) = cross_windows(n_q, n_k, start, focus)
-    weights = np.asarray(weights)
+    weights = weights if isinstance(weights, PickedArcs) else np.asarray(weights)
+    given = weights.rows if isinstance(weights, PickedArcs) else weights.shape[1]
     if first is None:  # every target row: keep the window's
         rows = weights[:, q_first:q_end]
-    elif first != q_first or weights.shape[1] != q_end - q_first:
-        raise ValueError(f"the rows given start at {first} and number {weights.shape[1]}, the window is "
+    elif first != q_first or given != q_end - q_first:
+        raise ValueError(f"the rows given start at {first} and number {given}, the window is "
                          f"{q_first}..{q_end - 1}")
     else:
         rows = weights
     first, end = arc_window(units, start, focus)
-    groups = rows.shape[0]
+    groups = rows.groups if isinstance(rows, PickedArcs) else rows.shape[0]
     shown_q, shown_k = query_labels[q_first:q_end], key_labels[k_first:k_end]
     xq, xk = token_positions(shown_q), token_positions(shown_k)
     width_px = float(max(xq[-1] + xq[0] if len(xq) else 0, xk[-1] + xk[0] if len(xk) else 0, 600))
@@ -711,7 +730,8 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
     # the rows' names, left of the first token of either row (a text point outside the axis range is not drawn)
     label_x = float(max(1.0, min(xq[0] if len(xq) else width_px, xk[0] if len(xk) else width_px) - 28))
     local_focus = focus - q_first if focus is not None and q_first <= focus < q_end else None
-    g, q, k, w = select_arcs(rows, top_k, min_weight, local_focus)
+    g, q, k, w = (rows.pick(local_focus) if isinstance(rows, PickedArcs)
+                  else select_arcs(rows, top_k, min_weight, local_focus))
     far = (k < k_first) | (k >= k_end)  # drawn dotted to the window's edge
     outside = int(far.sum())
     line_q = xq[q]
