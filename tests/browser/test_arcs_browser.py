@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from urllib.parse import urlencode
 
+import numpy as np
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
@@ -116,7 +117,14 @@ def test_hovering_an_arcs_top_names_both_tokens_and_its_weight(arcs_app, llama):
     })()""")
     # what the server says that arc is (its two tokens, exact weight), read back independently of the page's code
     shown = graph(duo, "arc-view", "gd.layout")
-    expected = decoded_arc_lines({"layout": shown})[point["line"]]["text"][0]
+    lines = decoded_arc_lines({"layout": shown})
+    expected = lines[point["line"]]["text"][0]
+    # the page draws the points the server's geometry gives (components/figures.py _arc_points)
+    drawn = graph(duo, "arc-view", "gd.layout.meta.lines.map(l => { const p = AE.arcPoints(l); "
+                                   "return [Array.from(p.x, v => isNaN(v) ? null : v), Array.from(p.y, v => isNaN(v) ? null : v)]; })")
+    for line, (xs, ys) in zip(lines, drawn, strict=True):
+        np.testing.assert_allclose(np.array(xs, dtype=float), line["x"], rtol=1e-6, atol=1e-4)
+        np.testing.assert_allclose(np.array(ys, dtype=float), line["y"], rtol=1e-6, atol=1e-6)
     mark = now(duo)
     actions = ActionBuilder(duo.driver)
     actions.pointer_action.move_to_location(int(point["x"]), int(point["y"]))
