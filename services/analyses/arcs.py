@@ -66,6 +66,9 @@ def window_arcs(view, layer: int, heads: list[int] | None, first: int, end: int,
     ``top_k`` keys of weight >= ``min_weight`` (and > 0), largest first; only the query ``focus`` (a place
     in the window) when given. Returns arrays ``(group, query: place in the window, key, weight)``, the
     weights exact. Read from the blocks of row tops kept for the view (``_block_tops``)."""
+    if end <= first:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, np.zeros(0, dtype=np.float32)
     if top_k > ARC_TOP_MAX:  # more than the page offers: from the rows themselves
         rows = window_rows(view, layer, heads, first, end)
         keys, weights = row_tops(rows, top_k)
