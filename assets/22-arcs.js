@@ -23,8 +23,9 @@
     function arcsOf(line) {
         if (line._arcs) { return line._arcs; }
         const q = decoded(line.q, Int32Array), k = decoded(line.k, Int32Array), w = decoded(line.w, Float32Array);
-        const x0 = decoded(line.x0, Float32Array), x1 = decoded(line.x1, Float32Array), h = decoded(line.h, Float32Array);
-        const n = line.points, steps = n - 1, count = q.length, xs = new Float32Array(count * n), ys = new Float32Array(count * n);
+        const x0 = decoded(line.x0, Float32Array), x1 = decoded(line.x1, Float32Array);
+        const h = decoded(line.h, Float32Array), n = line.points, steps = n - 1, count = q.length;
+        const xs = new Float32Array(count * n), ys = new Float32Array(count * n);
         for (let a = 0; a < count; a++) {
             const base = a * n, dx = x1[a] - x0[a], height = Math.abs(h[a]), sign = Math.sign(h[a]);
             for (let p = 0; p < steps; p++) {
@@ -52,7 +53,8 @@
         const arcs = arcsOf(line), words = meta.words || {}, k = arcs.k[i];
         return meta.labels[arcs.q[i]] + " → " + meta.key_labels[String(k)] +
             (line.far ? " (" + words.token + " " + k + ")" : "") +
-            "\n" + words.weight + " " + arcs.w[i].toFixed(4) + (meta.named ? " · " + words.head + " " + line.name : "");
+            "\n" + words.weight + " " + arcs.w[i].toFixed(4) +
+            (meta.named ? " · " + words.head + " " + line.name : "");
     }
     AE.arcPoints = function (line) { const a = arcsOf(line); return {x: a.xs, y: a.ys}; };  // tests, exports
     AE.arcText = arcText;

@@ -121,7 +121,8 @@ def test_hovering_an_arcs_top_names_both_tokens_and_its_weight(arcs_app, llama):
     expected = lines[point["line"]]["text"][0]
     # the page draws the points the server's geometry gives (components/figures.py _arc_points)
     drawn = graph(duo, "arc-view", "gd.layout.meta.lines.map(l => { const p = AE.arcPoints(l); "
-                                   "return [Array.from(p.x, v => isNaN(v) ? null : v), Array.from(p.y, v => isNaN(v) ? null : v)]; })")
+                                   "const plain = a => Array.from(a, v => isNaN(v) ? null : v); "
+                                   "return [plain(p.x), plain(p.y)]; })")
     for line, (xs, ys) in zip(lines, drawn, strict=True):
         np.testing.assert_allclose(np.array(xs, dtype=float), line["x"], rtol=1e-6, atol=1e-4)
         np.testing.assert_allclose(np.array(ys, dtype=float), line["y"], rtol=1e-6, atol=1e-6)
