@@ -9,13 +9,55 @@
     const AE = window.AE;
     const HOVER_PX = 8;  // an arc is hovered within this many pixels of one of its points
 
-    function decodeFloat32(spec) {
+    function decoded(spec, Type) {
         if (!spec || spec.bdata === undefined) { return spec; }
         if (spec._decoded) { return spec._decoded; }
         const bytes = Uint8Array.from(atob(spec.bdata), function (c) { return c.charCodeAt(0); });
-        Object.defineProperty(spec, "_decoded", {value: new Float32Array(bytes.buffer), enumerable: false});
+        Object.defineProperty(spec, "_decoded", {value: new Type(bytes.buffer), enumerable: false});
         return spec._decoded;
     }
+
+    /* A group of lines (components/figures.py _arc_lines) as the page draws it: per arc its query,
+       key and weight, and its points (xs, ys: `points` an arc, NaN gaps) made from its ends (x0, x1)
+       and signed height (h; 0: a self-loop), as figures.py _arc_points makes them. Made once a figure. */
+    function arcsOf(line) {
+        if (line._arcs) { return line._arcs; }
+        const q = decoded(line.q, Int32Array), k = decoded(line.k, Int32Array), w = decoded(line.w, Float32Array);
+        const x0 = decoded(line.x0, Float32Array), x1 = decoded(line.x1, Float32Array);
+        const h = decoded(line.h, Float32Array), n = line.points, steps = n - 1, count = q.length;
+        const xs = new Float32Array(count * n), ys = new Float32Array(count * n);
+        for (let a = 0; a < count; a++) {
+            const base = a * n, dx = x1[a] - x0[a], height = Math.abs(h[a]), sign = Math.sign(h[a]);
+            for (let p = 0; p < steps; p++) {
+                const t = p / (steps - 1);
+                if (line.shape === "cross") {
+                    xs[base + p] = x0[a] + dx * t * t * (3 - 2 * t);
+                    ys[base + p] = 0.86 - 0.72 * t;
+                } else if (h[a] === 0) {  // a self-loop
+                    const angle = Math.PI * (1.5 + 2 * t);
+                    xs[base + p] = x0[a] + 9 * Math.cos(angle);
+                    ys[base + p] = 0.09 + 0.06 * (1 + Math.sin(angle));
+                } else {
+                    xs[base + p] = x0[a] + dx * t;
+                    ys[base + p] = sign * (0.09 + height * Math.sin(Math.PI * t));
+                }
+            }
+            xs[base + n - 1] = NaN; ys[base + n - 1] = NaN;
+        }
+        Object.defineProperty(line, "_arcs", {value: {q: q, k: k, w: w, xs: xs, ys: ys}, enumerable: false});
+        return line._arcs;
+    }
+
+    /* An arc's hover text (as figures.py arc_hover_text writes it): the two tokens, the exact weight. */
+    function arcText(meta, line, i) {
+        const arcs = arcsOf(line), words = meta.words || {}, k = arcs.k[i];
+        return meta.labels[arcs.q[i]] + " → " + meta.key_labels[String(k)] +
+            (line.far ? " (" + words.token + " " + k + ")" : "") +
+            "\n" + words.weight + " " + arcs.w[i].toFixed(4) +
+            (meta.named ? " · " + words.head + " " + line.name : "");
+    }
+    AE.arcPoints = function (line) { const a = arcsOf(line); return {x: a.xs, y: a.ys}; };  // tests, exports
+    AE.arcText = arcText;
 
     function arcMeta(gd) {
         const meta = gd && gd.layout && gd.layout.meta;
@@ -35,9 +77,10 @@
         const out = [];
         (meta.lines || []).forEach(function (line) {
             if (hidden.has(line.head)) { return; }
-            line.queries.forEach(function (q, i) {
-                if (token === null || token === undefined || q === token) { out.push({line: line, arc: i}); }
-            });
+            const queries = arcsOf(line).q;
+            for (let i = 0; i < queries.length; i++) {
+                if (token === null || token === undefined || queries[i] === token) { out.push({line: line, arc: i}); }
+            }
         });
         return out;
     }
@@ -83,7 +126,7 @@
                 ctx.strokeStyle = line.color; ctx.lineWidth = line.width;
                 ctx.setLineDash(line.far ? [2, 3] : []);
             }
-            const xs = decodeFloat32(line.x), ys = decodeFloat32(line.y), n = line.points;
+            const arcs = arcsOf(line), xs = arcs.xs, ys = arcs.ys, n = line.points;
             let pen = false;
             for (let p = item.arc * n; p < (item.arc + 1) * n; p++) {
                 const x = xs[p], y = ys[p];
@@ -119,7 +162,7 @@
         const xa = full.xaxis, ya = full.yaxis;
         let best = null, bestD = HOVER_PX * HOVER_PX;
         shownArcs(gd, meta).forEach(function (item) {
-            const xs = decodeFloat32(item.line.x), ys = decodeFloat32(item.line.y), n = item.line.points;
+            const arcs = arcsOf(item.line), xs = arcs.xs, ys = arcs.ys, n = item.line.points;
             for (let p = item.arc * n; p < (item.arc + 1) * n; p++) {
                 if (isNaN(xs[p])) { continue; }
                 const dx = xa._offset + xa.l2p(xs[p]) - mx, dy = ya._offset + ya.l2p(ys[p]) - my;
@@ -129,7 +172,7 @@
         });
         if (!best) { tip.style.display = "none"; gd._aeArcHover = null; return; }
         gd._aeArcHover = best;
-        tip.textContent = best.line.text[best.arc];
+        tip.textContent = arcText(meta, best.line, best.arc);
         tip.style.borderColor = best.line.color.replace(/,[^,]*\)$/, ",1)");
         tip.style.left = (mx + 12) + "px"; tip.style.top = (my + 12) + "px";
         tip.style.display = "block";
@@ -199,7 +242,8 @@
         if (!meta) { return []; }
         const hidden = hiddenHeads(gd);
         return (meta.lines || []).filter(function (line) { return !hidden.has(line.head); }).map(function (line) {
-            return {type: "scatter", mode: "lines", x: Array.from(decodeFloat32(line.x)), y: Array.from(decodeFloat32(line.y)),
+            const arcs = arcsOf(line);
+            return {type: "scatter", mode: "lines", x: Array.from(arcs.xs), y: Array.from(arcs.ys),
                     hoverinfo: "skip", showlegend: false, line: {color: line.color, width: line.width, dash: line.far ? "dot" : "solid"}};
         });
     };

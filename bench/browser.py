@@ -4,6 +4,7 @@
     .venv/bin/python bench/browser.py --sizes 128 --runs 5
     .venv/bin/python bench/browser.py --profile "layer change" --sizes 512   # where the time goes
     .venv/bin/python bench/browser.py --only-long-arcs --runs 5     # the arc view at 4,096 tokens alone
+    .venv/bin/python bench/browser.py --only-long-arcs --profile "arcs: window move"   # where its time goes
     .venv/bin/python bench/browser.py --long --sizes --no-page-load --no-seq2seq   # the 4,096-token cases alone
 
 ``--long`` adds the 4,096-token cases (issue 18 item 5) on a tiny random Llama with grouped-query attention
@@ -453,6 +454,21 @@ LONG_ARCS_TARGETS = {"arcs: analyze, arcs open": 4000, "open tab: Arcs": 600, "a
                      "arcs: hide a head (chip)": 150, "arcs: hover a token": 150}
 
 
+def open_long_arcs(page: Page, model: str, tokens: int, text_prefix: str = "0") -> None:
+    """The arc view of a ``tokens``-token text on ``model`` (every head), analysed and drawn (not timed)."""
+    from urllib.parse import urlencode
+
+    from tests import tiny_models
+
+    page.d.get(page.url + "?" + urlencode({"text": "the cat sat", "model": model, "view": "arcs", "head": "all"}))
+    page.wait_for(lambda: page.js("const gd = document.querySelector('#arc-view .js-plotly-plot');"
+                                  "return gd && gd.layout && gd.layout.meta && gd.layout.meta.kind === 'arcs'"),
+                  "the arcs of a short text", timeout=120)
+    time.sleep(1.0)
+    page.set_text(f"{text_prefix} {tiny_models.long_text(int(tokens * 0.8))}")
+    page.measure("arc-view", page.element("#analyze-button").click)
+
+
 def run_long_arcs(page: Page, model: str, tokens: int, runs: int) -> list[Row]:
     """The arc view on a long text (a tiny random GQA Llama, ``tokens`` tokens: its maps are not held,
     only the window's rows are read): Analyze with the arcs open, opening the tab, moving the window
@@ -642,19 +658,31 @@ def _timeline(events: list[dict], graph: str) -> tuple[dict[str, float], float]:
     return kinds, busy
 
 
-def profile(url: str, maker: TextMaker, name: str, tokens: int) -> None:
+LONG_ARCS_PROFILES = ("open tab: Arcs", "arcs: window move")  # --profile NAME --long-arcs TOKENS
+
+
+def profile(url: str, maker: TextMaker, name: str, tokens: int, long_arcs_model: str | None = None) -> None:
     """Where the time of one interaction goes in the browser: the main thread's work by kind (style,
     layout, paint, scripts, image decoding: Chrome's timeline trace) and the scripts' functions with
-    the most self time (a CPU profile)."""
+    the most self time (a CPU profile). With ``long_arcs_model``, the interaction is one of the long arc
+    view's (``LONG_ARCS_PROFILES``) on a ``tokens``-token text of that model."""
     from selenium.webdriver.common.keys import Keys
 
     driver = browser(trace=True)
     try:
         page = Page(driver, url)
-        page.open()
-        page.set_text(maker.make(tokens))
-        page.measure("head-grid", page.element("#analyze-button").click)
+        if long_arcs_model:
+            open_long_arcs(page, long_arcs_model, tokens)
+            slider = page.element("#arc-start-wrap [role='slider']")
+            if name == "open tab: Arcs":
+                page.tab("Inside a head")
+                time.sleep(1.5)
+        else:
+            page.open()
+            page.set_text(maker.make(tokens))
+            page.measure("head-grid", page.element("#analyze-button").click)
         actions = {
+            "arcs: window move": ("arc-view", lambda: slider.send_keys(Keys.ARROW_RIGHT)),
             "layer change": ("head-grid", lambda: page.layer_key(Keys.ARROW_RIGHT)),
             "open tab: Arcs": ("arc-view", lambda: page.tab("Arcs")),
             "open tab: Head heatmap": ("head-heatmap", lambda: page.tab("Head heatmap")),
@@ -719,10 +747,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- browser: {subprocess.run([CHROMIUM, '--version'], capture_output=True, text=True).stdout.strip()}")
     models_dir = tempfile.mkdtemp(prefix="ae-bench-models-")
     seq2seq = None if args.no_seq2seq or args.profile or args.only_long_arcs else tiny_seq2seq_model(models_dir)
-    llama = tiny_llama_model(models_dir) if (args.long_arcs or args.long) and not args.profile else None
+    long_arcs = args.profile in LONG_ARCS_PROFILES and args.only_long_arcs and args.long_arcs
+    llama = (tiny_llama_model(models_dir) if (args.long_arcs or args.long) and (long_arcs or not args.profile)
+             else None)
+    long_arcs = llama if long_arcs else None
     app = App(tuple(m for m in (seq2seq, llama) if m))
     try:
         maker = TextMaker(AutoTokenizer.from_pretrained(bundled_model_dir()))  # texts of an exact length
+        if args.profile and long_arcs:
+            profile(app.url, maker, args.profile, args.long_arcs, long_arcs)
+            return 0
         if args.profile:
             for size in args.sizes:
                 profile(app.url, maker, args.profile, size)

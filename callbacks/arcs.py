@@ -1,7 +1,9 @@
 """Arc view: tokens in reading order, arcs (WebGL) to what each attends to. Hovering a token keeps only
 its arcs (in the browser, no request); clicking it keeps them (here) and follows it in Token focus; the
 head chips hide a head (click) or show it alone (double click), in the browser. Only the rows of the
-window drawn are read (``services.analyses.arcs.window_rows``): a 4,096-token text is never held whole."""
+window drawn are read, and of them only each row's largest weights are kept, a block of rows at a time
+(``services.analyses.arcs.window_arcs``): a 4,096-token text is never held whole, and moving the window
+back and forth reads what is kept. A window move sends the figure alone (the head chips stay)."""
 
 from __future__ import annotations
 
@@ -9,11 +11,11 @@ import numpy as np
 from dash import Output, html
 
 from ..components import ids
-from ..components.figures import ARC_WINDOW, HEAD_COLORS, arc_figure, arc_window, cross_arc_figure, cross_windows, \
-    empty_figure, note_span
+from ..components.figures import ARC_WINDOW, HEAD_COLORS, PickedArcs, arc_figure, arc_window, cross_arc_figure, \
+    cross_windows, empty_figure, note_span
 from ..components.i18n import _
 from ..components.layout import head_legend
-from ..services.analyses.arcs import window_rows
+from ..services.analyses.arcs import window_arcs
 from .boundary import ViewState
 from .common import Unavailable, matrix_title, numbers_csv, view_note
 from .viewspec import ViewSpec
@@ -21,6 +23,10 @@ from .viewspec import ViewSpec
 OUTPUTS = {"arcs": Output(ids.ARC_VIEW, "figure"), "arc_hint": Output(ids.ARC_HINT, "children"),
            "arc_start": Output(ids.ARC_START, "value"), "arc_start_max": Output(ids.ARC_START, "max"),
            "arc_start_wrap": Output(ids.ARC_START_WRAP, "style"), "arc_legend": Output(ids.ARC_LEGEND, "children")}
+
+
+# What changes the arcs drawn but never the head chips (a window move, a token clicked, top k, weight)
+WINDOW_ONLY = frozenset({"arc_start", "arc_focus", "top_k", "min_weight"})
 
 
 def placeholder(message: str) -> dict:
@@ -36,12 +42,18 @@ def _generated(view) -> list[bool] | None:
     return [bool(mask[i]) for i in view.token_index]
 
 
+def _picked(view, state: ViewState, heads: list[int] | None, first: int, end: int) -> PickedArcs:
+    """The window's arcs, picked from the row tops kept for the view (``window_arcs``)."""
+    return PickedArcs(1 if heads is None else len(heads), end - first, lambda focus: window_arcs(
+        view, state.layer, heads, first, end, state.top_k, state.min_weight, focus))
+
+
 def _weights(view, state: ViewState, first: int, end: int):
-    """``(rows of the window, head names or None, what is drawn)``."""
+    """``(the window's arcs: rows or picked, head names or None, what is drawn)``."""
     if not view.options.rollout and state.head.kind == "all":
         heads = list(range(view.kv.attentions.shape[1]))
         what = _("Layer {layer} · all heads (one colour a head)").format(layer=state.layer)
-        return window_rows(view, state.layer, heads, first, end), [str(h) for h in heads], what
+        return _picked(view, state, heads, first, end), [str(h) for h in heads], what
     what = matrix_title(view.options, state.layer, state.head.number)
     if view.options.rollout:  # through every layer: whole matrices (short texts only)
         if not view.result.dense:
@@ -50,7 +62,7 @@ def _weights(view, state: ViewState, first: int, end: int):
         matrix, _title = view.matrix(state.layer, state.head.number)
         return matrix[None, first:end], None, what
     heads = None if state.head.number is None else [state.head.number]
-    return window_rows(view, state.layer, heads, first, end), None, what
+    return _picked(view, state, heads, first, end), None, what
 
 
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
@@ -82,7 +94,9 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
             token=labels[focus], count=count)
     if meta["generated"]:
         hint += " " + _("Tokens in purple italics are the ones the model generated.")
-    out = {"arcs": figure, "arc_legend": head_legend(names or [], HEAD_COLORS)}
+    out = {"arcs": figure}
+    if not triggered <= WINDOW_ONLY:  # the chips name the heads: the same while only the window or arcs change
+        out["arc_legend"] = head_legend(names or [], HEAD_COLORS)
     windowed = meta["units"] > ARC_WINDOW
     if windowed:
         hint = (_("Tokens {first}–{last} of {total} (move the slider to read on).").format(

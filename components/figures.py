@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import html
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -501,28 +503,26 @@ def _rgba(color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha:g})"
 
 
-def _arc_lines(g, q, k, w, far, groups: int, group_names: list[str] | None, paths,
-               hover_labels: tuple[list[str], list[str]]) -> list[dict]:
+def _arc_lines(g, q, k, w, far, groups: int, group_names: list[str] | None, ends, shape: str) -> list[dict]:
     """The arcs, for the page's canvas (assets/22-arcs.js draws them: one 2-D canvas whatever their
     number, where plotly.js's SVG paths cost 143-219 ms a draw; the app's cartesian plotly.js bundle
     has no WebGL traces). One group of lines per head (or the one matrix) and weight level: one matrix's
     four levels differ in width and opacity; every head at once, one group a head in its colour; the
-    arcs to keys outside the window (``far``), dotted to the window's edge. Each group carries, per arc,
-    its query (``queries``: place in the window), key (``keys``: index in the whole text) and hover
-    text (the two tokens and the exact weight), ``points`` points an arc in ``x``/``y`` (NaN gaps), and
-    ``head``, which the page's head chips hide or solo. ``q`` are places in the window, ``k`` indices
-    into ``hover_labels[1]``; ``paths(sel)`` gives the x and y of the arcs of the boolean mask ``sel``."""
+    arcs to keys outside the window (``far``), dotted to the window's edge. Each group is compact (a
+    window of every head at 4,096 tokens is ~700 arcs: ~20 KB, not the 130 KB of their points and hover
+    texts): per arc, as typed arrays, its query (``q``: place in the window), key (``k``: index in the
+    whole text), exact weight (``w``) and what the page draws it from (``x0``, ``x1``: its ends in x;
+    ``h``: its signed height, 0 a self-loop; ``_arc_points`` makes the points), and ``head``, which the
+    page's head chips hide or solo. ``decoded_arc_lines`` reads them back with the points and the hover
+    texts the page shows. ``ends(sel)`` gives ``(x0, x1, h)`` of the arcs of the boolean mask ``sel``."""
     lines = []
     colors = HEAD_COLORS if groups > 1 else [ONE_MATRIX_COLOR]
     bucket = np.searchsorted(ARC_LEVELS, w, side="right")
     levels = range(len(ARC_WIDTHS)) if groups == 1 else [None]
-    q_labels, k_labels = hover_labels
-    head_word, weight_word, token_word = _("head"), _("weight"), _("token")
     for group in range(groups):
         color = colors[group % len(colors)]
         name = group_names[group] if group_names else ""
         mine = g == group
-        about = f" · {head_word} {name}" if group_names else ""
         for level in [*levels, "far"]:
             if level == "far":
                 sel = mine & far
@@ -530,46 +530,98 @@ def _arc_lines(g, q, k, w, far, groups: int, group_names: list[str] | None, path
                 sel = mine & ~far & ((bucket == level) if level is not None else True)
             if not sel.any():
                 continue
-            xs, ys = paths(sel)
+            x0, x1, h = ends(sel)
             alpha = ALL_HEADS_OPACITY if level is None else (FAR_OPACITY if level == "far" else ARC_OPACITY[level])
-            text = [f"{q_labels[a]} → {k_labels[b]}" + (f" ({token_word} {b})" if level == "far" else "")
-                    + f"\n{weight_word} {v:.4f}{about}"
-                    for a, b, v in zip(q[sel].tolist(), k[sel].tolist(), w[sel].tolist())]
             lines.append({
                 "head": group, "name": name, "color": _rgba(color, alpha),
                 "width": {None: ALL_HEADS_WIDTH, "far": FAR_WIDTH}.get(level) or ARC_WIDTHS[level],
-                "far": level == "far",
-                "x": typed_array(xs), "y": typed_array(ys), "points": _ARC_POINTS + 1,
-                "queries": q[sel].tolist(), "keys": k[sel].tolist(), "text": text,
+                "far": level == "far", "shape": shape, "points": _ARC_POINTS + 1, "count": int(sel.sum()),
+                **{name_: typed_array(np.asarray(v, dtype=dtype)) for name_, v, dtype in (
+                    ("q", q[sel], np.int32), ("k", k[sel], np.int32), ("w", w[sel], np.float32),
+                    ("x0", x0, np.float32), ("x1", x1, np.float32), ("h", h, np.float32))},
             })
     return sorted(lines, key=lambda line: not line["far"])  # the arcs out of the window drawn first, behind
+
+
+def _arc_hover_meta(k, q_labels: list[str], k_labels: list[str], group_names) -> dict:
+    """What the page needs to write an arc's hover text (``arc_hover_text``): the window's query labels,
+    the label of every key an arc goes to (by its index), the words in the page's language."""
+    keys = sorted({int(v) for v in np.asarray(k).tolist()})
+    return {"labels": list(q_labels), "key_labels": {str(v): k_labels[v] for v in keys},
+            "words": {"head": _("head"), "weight": _("weight"), "token": _("token")},
+            "named": bool(group_names)}
+
+
+def arc_hover_text(meta: dict, line: dict, q: int, k: int, w: float) -> str:
+    """The hover text of one arc (assets/22-arcs.js writes the same): the two tokens (and where the key
+    is, for an arc out of the window), the exact weight, the head."""
+    words = meta["words"]
+    about = f" · {words['head']} {line['name']}" if meta.get("named") else ""
+    where = f" ({words['token']} {k})" if line["far"] else ""
+    return f"{meta['labels'][q]} → {meta['key_labels'][str(k)]}{where}\n{words['weight']} {w:.4f}{about}"
+
+
+def _decoded(spec: dict) -> np.ndarray:
+    dtype = {"u1": np.uint8, "f4": np.float32, "i4": np.int32, "f8": np.float64}[spec["dtype"]]
+    return np.frombuffer(base64.b64decode(spec["bdata"]), dtype=dtype)
+
+
+def _arc_points(x0, x1, h, shape: str) -> tuple[np.ndarray, np.ndarray]:
+    """The points of arcs from their ends and heights (assets/22-arcs.js draws the same), ``_ARC_POINTS``
+    each and a NaN gap, flat float32: a half-ellipse from ``x0`` to ``x1`` of height ``|h|`` above (h > 0)
+    or below the tokens, a small loop for ``h == 0``; ``shape="cross"``: a gentle S from a target token
+    (above, y = 0.86) down to a source token (y = 0.14), leaving and arriving vertically."""
+    x0, x1, h = (np.asarray(a, dtype=np.float64) for a in (x0, x1, h))
+    t = np.linspace(0.0, 1.0, _ARC_POINTS)
+    if shape == "cross":
+        ease = t * t * (3 - 2 * t)
+        xs = x0[:, None] + (x1 - x0)[:, None] * ease[None, :]
+        ys = np.broadcast_to(0.86 - 0.72 * t[None, :], xs.shape)
+    else:
+        xs = x0[:, None] + (x1 - x0)[:, None] * t[None, :]
+        ys = np.sign(h)[:, None] * (0.09 + np.abs(h)[:, None] * np.sin(np.pi * t)[None, :])
+        loop = h == 0
+        if loop.any():
+            angle = np.pi * (1.5 + 2 * t)
+            xs[loop] = x0[loop][:, None] + 9 * np.cos(angle)[None, :]
+            ys[loop] = 0.09 + 0.06 * (1 + np.sin(angle))[None, :]
+    gap = np.full((len(x0), 1), np.nan)
+    return (np.hstack([xs, gap]).ravel().astype(np.float32), np.hstack([ys, gap]).ravel().astype(np.float32))
+
+
+def decoded_arc_lines(figure: dict) -> list[dict]:
+    """The arc figure's groups of lines (``layout.meta.lines``) read back: each also with ``queries``,
+    ``keys`` (lists), ``weights`` (float32), the points ``x`` and ``y`` (float32, ``points`` an arc, NaN
+    gaps) and the hover ``text`` of each arc, as the page draws and shows them."""
+    meta = figure.get("layout", {}).get("meta") or {}
+    out = []
+    for line in meta.get("lines") or []:
+        q, k, w = (_decoded(line[name]) for name in ("q", "k", "w"))
+        xs, ys = _arc_points(_decoded(line["x0"]), _decoded(line["x1"]), _decoded(line["h"]), line["shape"])
+        texts = [arc_hover_text(meta, line, a, b, v) for a, b, v in zip(q.tolist(), k.tolist(), w.tolist())]
+        out.append({**line, "queries": q.tolist(), "keys": k.tolist(), "weights": w, "x": xs, "y": ys, "text": texts})
+    return out
 
 
 def arc_traces(figure: dict) -> list[dict]:
     """The arcs of an arc figure (``layout.meta.lines``, which the page draws on its canvas) as plotly.js
     SVG line traces: for pictures made without the page's code (PNG/SVG exports, offline HTML)."""
-    meta = figure.get("layout", {}).get("meta") or {}
-    return [{"type": "scatter", "mode": "lines", "x": line["x"], "y": line["y"], "hoverinfo": "skip",
-             "showlegend": False, "name": line.get("name") or "attention",
+    return [{"type": "scatter", "mode": "lines", "x": typed_array(line["x"]), "y": typed_array(line["y"]),
+             "hoverinfo": "skip", "showlegend": False, "name": line.get("name") or "attention",
              "line": {"color": line["color"], "width": line["width"], **({"dash": "dot"} if line.get("far") else {})}}
-            for line in meta.get("lines") or []]
+            for line in decoded_arc_lines(figure)]
 
 
-def _arc_paths(xq: np.ndarray, xk: np.ndarray, height: np.ndarray, sign: np.ndarray,
-               far: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Arcs from query to key (a small loop for self), ``_ARC_POINTS`` points each and a NaN gap, as
-    flat float32 arrays of straight segments (a half-ellipse); an arc to a key outside the window
-    (``far``) ends at the window's edge (``xk``)."""
-    t = np.linspace(0.0, 1.0, _ARC_POINTS)
-    self_loop = (xq == xk) & (~far if far is not None else True)
-    xs = xq[:, None] + (xk - xq)[:, None] * t[None, :]
-    ys = sign[:, None] * (0.09 + height[:, None] * np.sin(np.pi * t)[None, :])
-    if self_loop.any():
-        angle = np.pi * (1.5 + 2 * t)
-        xs[self_loop] = xq[self_loop][:, None] + 9 * np.cos(angle)[None, :]
-        ys[self_loop] = 0.09 + 0.06 * (1 + np.sin(angle))[None, :]
-    gap = np.full((len(xq), 1), np.nan)
-    return (np.hstack([xs, gap]).ravel().astype(np.float32), np.hstack([ys, gap]).ravel().astype(np.float32))
+@dataclass(frozen=True)
+class PickedArcs:
+    """The arcs of a window picked already (for a long text: ``services.analyses.arcs.window_arcs``, from the
+    row tops it keeps) for ``arc_figure`` / ``cross_arc_figure`` in place of the window's rows: ``groups``
+    groups (heads) over ``rows`` rows from the figure's ``first``; ``pick(focus)`` gives ``(group, query:
+    place in the window, key, weight)`` as ``select_arcs`` does, only the query ``focus`` when not None."""
+
+    groups: int
+    rows: int
+    pick: Callable[[int | None], tuple]
 
 
 def _window_rows(weights: np.ndarray, n: int, first: int | None, start: int, focus: int | None) -> tuple:
@@ -607,14 +659,18 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
     weight on hover without asking the server (``arc_traces`` turns them into SVG for exports).
     """
     seq = len(labels)
-    rows, first, end = _window_rows(np.asarray(weights), seq, first, start, focus)
-    groups = rows.shape[0]
+    if isinstance(weights, PickedArcs):
+        rows, end, groups = weights, first + weights.rows, weights.groups
+    else:
+        rows, first, end = _window_rows(np.asarray(weights), seq, first, start, focus)
+        groups = rows.shape[0]
     shown = labels[first:end]
     x = token_positions(shown)
     n = end - first
     width_px = int(x[-1] + x[0]) if n else 600
     local_focus = focus - first if focus is not None and first <= focus < end else None
-    g, q, k, w = select_arcs(rows, top_k, min_weight, local_focus)
+    g, q, k, w = (rows.pick(local_focus) if isinstance(rows, PickedArcs)
+                  else select_arcs(rows, top_k, min_weight, local_focus))
     far = (k < first) | (k >= end)  # drawn dotted to the window's edge
     outside = int(far.sum())
     span = float(x[-1] - x[0]) if n > 1 else 1.0
@@ -625,8 +681,8 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
     sign = np.where(k > q + first, 1.0, -1.0)
     marks = None if generated is None else [bool(v) for v in list(generated)[first:end]]
     data = [_clickable_tokens(x, 0.0, shown, local_focus, "tokens", marks)]
-    lines = _arc_lines(g, q, k, w, far, groups, group_names,
-                       lambda sel: _arc_paths(xq[sel], xk[sel], height[sel], sign[sel], far[sel]), (shown, labels))
+    signed = np.where((xq == xk) & ~far, 0.0, sign * height)  # 0: a self-loop
+    lines = _arc_lines(g, q, k, w, far, groups, group_names, lambda sel: (xq[sel], xk[sel], signed[sel]), "arc")
     index = token_index if token_index is not None else list(range(seq))
     layout = _base_layout(
         title={"text": title, "x": 0.01, "xanchor": "left"} if title else None,
@@ -639,21 +695,11 @@ def arc_figure(weights: np.ndarray, labels: list[str], *, top_k: int = 3, min_we
         meta={"kind": "arcs", "focus": local_focus, "arcs": int(len(w) - outside), "points": _ARC_POINTS + 1,
               "first": first, "end": end, "units": seq, "outside": outside, "token_index": index[first:end],
               "heads": groups if group_names else 0, "lines": lines,
-              "generated": [i for i, v in enumerate(marks or []) if v]},
+              "generated": [i for i, v in enumerate(marks or []) if v],
+              **_arc_hover_meta(k, shown, labels, group_names)},
     )
     layout = {k_: v for k_, v in layout.items() if v is not None}
     return {"data": data, "layout": layout}
-
-
-def _cross_paths(xq: np.ndarray, xk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lines from a target token (above, y = 1) down to a source token (below, y = 0), ``_ARC_POINTS``
-    points each on a gentle S and a NaN gap."""
-    t = np.linspace(0.0, 1.0, _ARC_POINTS)
-    ease = t * t * (3 - 2 * t)  # leaves and arrives vertically
-    xs = xq[:, None] + (xk - xq)[:, None] * ease[None, :]
-    ys = np.broadcast_to(0.86 - 0.72 * t[None, :], xs.shape)
-    gap = np.full((len(xq), 1), np.nan)
-    return (np.hstack([xs, gap]).ravel().astype(np.float32), np.hstack([ys, gap]).ravel().astype(np.float32))
 
 
 def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: list[str], *, top_k: int = 3,
@@ -672,16 +718,17 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
     n_q, n_k = len(query_labels), len(key_labels)
     units = max(n_q, n_k)
     (q_first, q_end), (k_first, k_end) = cross_windows(n_q, n_k, start, focus)
-    weights = np.asarray(weights)
+    weights = weights if isinstance(weights, PickedArcs) else np.asarray(weights)
+    given = weights.rows if isinstance(weights, PickedArcs) else weights.shape[1]
     if first is None:  # every target row: keep the window's
         rows = weights[:, q_first:q_end]
-    elif first != q_first or weights.shape[1] != q_end - q_first:
-        raise ValueError(f"the rows given start at {first} and number {weights.shape[1]}, the window is "
+    elif first != q_first or given != q_end - q_first:
+        raise ValueError(f"the rows given start at {first} and number {given}, the window is "
                          f"{q_first}..{q_end - 1}")
     else:
         rows = weights
     first, end = arc_window(units, start, focus)
-    groups = rows.shape[0]
+    groups = rows.groups if isinstance(rows, PickedArcs) else rows.shape[0]
     shown_q, shown_k = query_labels[q_first:q_end], key_labels[k_first:k_end]
     xq, xk = token_positions(shown_q), token_positions(shown_k)
     width_px = float(max(xq[-1] + xq[0] if len(xq) else 0, xk[-1] + xk[0] if len(xk) else 0, 600))
@@ -691,7 +738,8 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
     # the rows' names, left of the first token of either row (a text point outside the axis range is not drawn)
     label_x = float(max(1.0, min(xq[0] if len(xq) else width_px, xk[0] if len(xk) else width_px) - 28))
     local_focus = focus - q_first if focus is not None and q_first <= focus < q_end else None
-    g, q, k, w = select_arcs(rows, top_k, min_weight, local_focus)
+    g, q, k, w = (rows.pick(local_focus) if isinstance(rows, PickedArcs)
+                  else select_arcs(rows, top_k, min_weight, local_focus))
     far = (k < k_first) | (k >= k_end)  # drawn dotted to the window's edge
     outside = int(far.sum())
     line_q = xq[q]
@@ -705,8 +753,8 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
         "showlegend": False, "name": "source tokens", "cliponaxis": False,
     }, _text_trace([label_x, label_x], [1.0, 0.0], [_("target"), _("source")], "middle left",
                    textfont={"size": 11, "color": "#888"}, cliponaxis=False)]
-    lines = _arc_lines(g, q, k, w, far, groups, group_names, lambda sel: _cross_paths(line_q[sel], line_k[sel]),
-                       (shown_q, key_labels))
+    lines = _arc_lines(g, q, k, w, far, groups, group_names,
+                       lambda sel: (line_q[sel], line_k[sel], np.ones(int(sel.sum()))), "cross")
     index = token_index if token_index is not None else list(range(n_q))
     layout = _base_layout(
         title={"text": title, "x": 0.01, "xanchor": "left"} if title else None,
@@ -719,7 +767,8 @@ def cross_arc_figure(weights: np.ndarray, query_labels: list[str], key_labels: l
               "points": _ARC_POINTS + 1,
               "first": first, "end": end, "units": units, "outside": outside, "token_index": index[q_first:q_end],
               "heads": groups if group_names else 0, "lines": lines,
-              "generated": [i for i, v in enumerate(marks or []) if v]},
+              "generated": [i for i, v in enumerate(marks or []) if v],
+              **_arc_hover_meta(k, shown_q, key_labels, group_names)},
     )
     layout = {k_: v for k_, v in layout.items() if v is not None}
     return {"data": data, "layout": layout}

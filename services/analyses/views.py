@@ -111,6 +111,12 @@ class _Axis:
     def hidden(self) -> bool:
         return len(self.kept) < len(self.unit_special)
 
+    @property
+    def nbytes(self) -> int:
+        """About the bytes it holds (``Memory.derived`` keeps axes per analysis and counts them)."""
+        words = sum(64 + len(t) for t in self.tokens) + sum(64 + len(t) for t in self.labels)
+        return int(words + self.special.nbytes + self.kept.nbytes + 40 * (len(self.token_index) + len(self.segments)))
+
     def unit_of(self, token: int | None) -> int | None:
         if token is None:
             return None
@@ -221,7 +227,10 @@ class View:
         words = (r.word_ids, r.segment_ids) if on_source else (None, None)
         # a decoder-only model's sentence pair: its sentences are the result's own (the pair filters need them)
         segments = r.segment_ids if not r.is_encoder_decoder else words[1]
-        return _Axis(tokens, special, words[0], segments, o.merge_words, o.hide_special)
+        # remembered per analysis: a 4,096-token text's labels cost ~20 ms a request (display_token a token)
+        return memory().derived.get_or_compute(
+            (self.key, "axis", self.kind, side, o.merge_words, o.hide_special),
+            lambda: _Axis(tokens, special, words[0], segments, o.merge_words, o.hide_special))
 
     @cached_property
     def rows(self) -> _Axis:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import time
 from urllib.parse import urlencode
 
+import numpy as np
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.keys import Keys
 
-from attention_explorer.components.figures import GENERATED_COLOR
+from attention_explorer.components.figures import GENERATED_COLOR, decoded_arc_lines
 from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
 from tests import tiny_models as tm
 from tests.browser.test_browser import graph, now, requests_since, wait_until
@@ -75,14 +76,14 @@ def test_arcs_are_webgl_and_a_heads_chip_hides_or_solos_it(arcs_app, llama):
     chip(duo, 1).click()
     wait_until(lambda: visible_heads(duo) == [0, 2, 3], message="head 1 hidden")
     assert chip(duo, 1).get_attribute("aria-pressed") == "false"
-    head1 = sum(len(l["queries"]) for l in meta["lines"] if l["head"] == 1)
+    head1 = sum(l["count"] for l in meta["lines"] if l["head"] == 1)
     assert graph(duo, "arc-view", "gd._aeArcsDrawn") == drawn - head1 and canvas_ink(duo) < ink
     chip(duo, 1).click()
     wait_until(lambda: visible_heads(duo) == [0, 1, 2, 3], message="head 1 shown again")
     # a double click shows head 2 alone; another double click every head
     ActionChains(duo.driver).double_click(chip(duo, 2)).perform()
     wait_until(lambda: visible_heads(duo) == [2], message="head 2 alone")
-    assert graph(duo, "arc-view", "gd._aeArcsDrawn") == sum(len(l["queries"]) for l in meta["lines"] if l["head"] == 2)
+    assert graph(duo, "arc-view", "gd._aeArcsDrawn") == sum(l["count"] for l in meta["lines"] if l["head"] == 2)
     assert [chip(duo, h).get_attribute("aria-pressed") for h in range(4)] == ["false", "false", "true", "false"]
     ActionChains(duo.driver).double_click(chip(duo, 2)).perform()
     wait_until(lambda: visible_heads(duo) == [0, 1, 2, 3], message="every head again")
@@ -110,18 +111,28 @@ def test_hovering_an_arcs_top_names_both_tokens_and_its_weight(arcs_app, llama):
     # the middle of the strongest arc: its 6th point (of 11), in the page's pixels
     point = graph(duo, "arc-view", """(() => {
         const lines = gd.layout.meta.lines, line = lines[lines.length - 1];
-        const xs = new Float32Array(Uint8Array.from(atob(line.x.bdata), c => c.charCodeAt(0)).buffer);
-        const ys = new Float32Array(Uint8Array.from(atob(line.y.bdata), c => c.charCodeAt(0)).buffer);
+        const points = AE.arcPoints(line), xs = points.x, ys = points.y;
         const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
-        return {x: r.left + xa._offset + xa.l2p(xs[5]), y: r.top + ya._offset + ya.l2p(ys[5]), text: line.text[0]};
+        return {x: r.left + xa._offset + xa.l2p(xs[5]), y: r.top + ya._offset + ya.l2p(ys[5]), line: lines.length - 1};
     })()""")
+    # what the server says that arc is (its two tokens, exact weight), read back independently of the page's code
+    shown = graph(duo, "arc-view", "gd.layout")
+    lines = decoded_arc_lines({"layout": shown})
+    expected = lines[point["line"]]["text"][0]
+    # the page draws the points the server's geometry gives (components/figures.py _arc_points)
+    drawn = graph(duo, "arc-view", "gd.layout.meta.lines.map(l => { const p = AE.arcPoints(l); "
+                                   "const plain = a => Array.from(a, v => isNaN(v) ? null : v); "
+                                   "return [plain(p.x), plain(p.y)]; })")
+    for line, (xs, ys) in zip(lines, drawn, strict=True):
+        np.testing.assert_allclose(np.array(xs, dtype=float), line["x"], rtol=1e-6, atol=1e-4)
+        np.testing.assert_allclose(np.array(ys, dtype=float), line["y"], rtol=1e-6, atol=1e-6)
     mark = now(duo)
     actions = ActionBuilder(duo.driver)
     actions.pointer_action.move_to_location(int(point["x"]), int(point["y"]))
     actions.perform()
     tip = wait_until(lambda: duo.find_element("#arc-view .ae-arc-tip").is_displayed()
                      and duo.find_element("#arc-view .ae-arc-tip").text, message="the arc's hover label")
-    assert tip.replace("\n", " ") == point["text"].replace("\n", " ")
+    assert tip.replace("\n", " ") == expected.replace("\n", " ")
     assert "→" in tip and "\nweight " in tip
     assert requests_since(duo, mark) == 0
 

@@ -11,6 +11,7 @@ from dash import no_update
 from attention_explorer.callbacks import analyze, exports, registry, router, urlstate
 from attention_explorer.callbacks.boundary import Handle
 from attention_explorer.components import ids
+from attention_explorer.components.figures import decoded_arc_lines
 from attention_explorer.services.extraction import result_by_key
 from tests.components.test_figures import decode, heatmap_levels, tile_of
 from tests.services.test_seq2seq import SEQ2SEQ, SOURCE, TARGET, direct_forward
@@ -148,11 +149,11 @@ def test_cross_arcs_join_two_rows_and_follow_the_top_weights(s2s):
     assert set(decode(targets["y"]).tolist()) == {1.0} and set(decode(sources["y"]).tolist()) == {0.0}
     xq, xk = decode(targets["x"]), decode(sources["x"])
     # one line a target token (top 1), from its x to the x of its heaviest source token
-    lines = fig["layout"]["meta"]["lines"]  # drawn on the page's canvas
+    lines = decoded_arc_lines(fig)  # drawn on the page's canvas
     expected = np.argmax(result.cross_attentions[1, 1].astype(np.float32), axis=-1)
     seen = {}
     for trace in lines:
-        xs = decode(trace["x"]).reshape(-1, trace["points"])
+        xs = trace["x"].reshape(-1, trace["points"])
         for q, k, row in zip(trace["queries"], trace["keys"], xs):
             assert k == expected[q]
             seen[q] = (row[0], row[-2])

@@ -178,8 +178,9 @@ def test_select_arcs_matches_a_loop():
 
 
 def arc_lines(fig: dict) -> list[dict]:
-    """The arc view's groups of lines (the page draws them on its canvas)."""
-    return fig["layout"]["meta"]["lines"]
+    """The arc view's groups of lines (the page draws them on its canvas), read back: queries, keys,
+    weights, points and hover texts."""
+    return figures.decoded_arc_lines(fig)
 
 
 def test_arc_figure_few_traces_and_focus():
@@ -195,7 +196,7 @@ def test_arc_figure_few_traces_and_focus():
     queries = np.concatenate([t["queries"] for t in lines])
     assert np.bincount(queries, minlength=40).tolist() == [12 * 3] * 40
     for trace in lines:
-        xs = decode(trace["x"])
+        xs = trace["x"]
         starts = xs[:: figures._ARC_POINTS + 1]
         assert len(starts) == len(trace["queries"]) == len(trace["keys"]) == len(trace["text"])
         np.testing.assert_allclose(starts, figures.token_positions(labels)[trace["queries"]], atol=1e-3)
@@ -204,7 +205,7 @@ def test_arc_figure_few_traces_and_focus():
     # every arc drawn starts at token 7's x position
     x7 = figures.token_positions(labels)[7]
     for trace in arc_lines(focused):
-        xs = decode(trace["x"])
+        xs = trace["x"]
         starts = xs[:: figures._ARC_POINTS + 1]
         assert np.allclose(starts, x7, atol=1e-3)
 
@@ -266,9 +267,10 @@ def test_long_texts_are_drawn_through_a_window():
     inside = (k >= 100) & (k < 164)
     assert meta["arcs"] == int(inside.sum()) and meta["outside"] == int((~inside).sum()) > 0
     # those are drawn dotted to the window's edge: left for earlier keys, right for later ones
-    far = [t for t in arc_lines(fig) if t["far"]]
-    assert far and not any(t["far"] for t in arc_lines(fig) if t not in far)
-    ends = np.concatenate([decode(t["x"]).reshape(-1, figures._ARC_POINTS + 1)[:, -2] for t in far])
+    lines = arc_lines(fig)
+    far = [t for t in lines if t["far"]]
+    assert far and [t["far"] for t in lines] == [True] * len(far) + [False] * (len(lines) - len(far))  # behind
+    ends = np.concatenate([t["x"].reshape(-1, figures._ARC_POINTS + 1)[:, -2] for t in far])
     width = fig["layout"]["xaxis"]["range"][1]
     assert len(ends) == meta["outside"]
     assert sorted(np.round(ends).tolist()) == sorted([2.0] * int((k < 100).sum()) + [width - 2.0] * int((k >= 164).sum()))
@@ -288,7 +290,7 @@ def test_causal_arcs_all_bend_down():
     att = np.tril(np.ones((1, 6, 6)))
     att /= att.sum(-1, keepdims=True)
     fig = figures.arc_figure(att.astype(np.float32), list("abcdef"), top_k=6, min_weight=0.0, causal=True)
-    ys = np.concatenate([decode(t["y"]) for t in arc_lines(fig)])
+    ys = np.concatenate([t["y"] for t in arc_lines(fig)])
     ys = ys[~np.isnan(ys)]
     assert len(ys)
     loops = ys > 0  # self-loops sit just above the baseline
@@ -310,11 +312,13 @@ def test_exports_draw_the_arcs_the_page_draws_on_its_canvas():
     att = random_attention(2, 90, seed=2)
     fig = figures.arc_figure(att, [f"w{i}" for i in range(90)], top_k=2, min_weight=0.0, group_names=["0", "1"],
                              start=10)
-    lines = fig["layout"]["meta"]["lines"]
+    lines = arc_lines(fig)
     traces = figures.arc_traces(fig)
     assert len(traces) == len(lines) and any(t["line"].get("dash") == "dot" for t in traces)
     for trace, line in zip(traces, lines):
-        assert trace["type"] == "scatter" and trace["x"] == line["x"] and trace["line"]["color"] == line["color"]
+        assert trace["type"] == "scatter" and trace["line"]["color"] == line["color"]
+        np.testing.assert_array_equal(decode(trace["x"]), line["x"])
+        np.testing.assert_array_equal(decode(trace["y"]), line["y"])
     offline = export.offline_figure(fig)
     assert offline["data"][1:] == traces and "lines" not in offline["layout"]["meta"]
 
