@@ -10,7 +10,7 @@ the cell from there:
   mode and switches applied by the code that draws it (``View.exact_matrix``: ``matrix``, read from
   float32 maps); cells a pair filter leaves out are NaN (the hover says "left out");
 - ``exact/overview``: one layer's row of the overview, ``(heads, cells, cells)``: each cell as the picture
-  pools it (``overview.layer_picture``).
+  pools it (``layer_picture``, which the overview draws a long text's picture with).
 
 The answer is the float32 values, little-endian, row by row (``application/octet-stream``), their shape
 in ``X-Shape`` ("rows,columns" or "heads,rows,columns"). Every value is parsed once, strictly
@@ -29,11 +29,15 @@ import numpy as np
 from dash import Dash
 from flask import Response, request
 
+from ..components.analysis_figures import OVERVIEW_CELLS
+from ..components.figures import max_pool
 from ..components.i18n import _, translate
+from ..components.pooled import block_for
 from ..services import AttentionExplorerError, get_settings
 from ..services.analyses.kinds import PAIR_FILTERS, attention_of, kinds_available
 from ..services.analyses.views import View, ViewOptions
 from ..services.extraction import result_by_key
+from ..services.result import as_float32
 from ..services.web import ratelimit
 from .boundary import BadExactRequest, ExactRequest
 from .common import EXPIRED, message_for
@@ -54,6 +58,22 @@ def source(view, state) -> dict:
     return {"key": view.key, "mode": "rollout" if o.rollout else "value" if o.value_norm else "raw",
             "switches": list(state.switches), "kind": view.kind if view.result.is_encoder_decoder else None,
             "pair": view.pair, "layer": state.layer, "head": state.head.number if state.head.number is not None else "mean"}
+
+
+def long_block(view) -> int:
+    """The tokens a side of a long text's overview cells."""
+    return block_for(max(len(view.labels), len(view.col_labels)), OVERVIEW_CELLS)
+
+
+def layer_picture(view, how: str, layer: int) -> np.ndarray:
+    """One layer's row of the overview, ``(heads, cells, cells)`` float32: each cell the exact value the
+    picture shows there (a long text's pooled blocks, max or mean; a short text's maps max-pooled to
+    ``OVERVIEW_CELLS`` a side, from the float32 weights). What the overview draws (callbacks/overview.py)
+    and its hover reads."""
+    view = view.without_rollout()
+    if view.long:
+        return view.pictures(layer, long_block(view), how)
+    return as_float32(max_pool(view.exact_layer(layer), OVERVIEW_CELLS)[0])
 
 
 class Refused(Exception):
@@ -100,8 +120,6 @@ def values_for(parsed: ExactRequest) -> np.ndarray:
     if message and parsed.what == "head":
         raise Refused(translate(message).format(**params), 422)
     if parsed.what == "overview":
-        from .overview import layer_picture  # here: the overview's figure names this route (``source``)
-
         return layer_picture(view, "mean" if "mean" in parsed.switches else "max", parsed.layer)
     rows, cols = len(view.labels), len(view.col_labels)
     if rows * cols > MAX_CELLS:

@@ -6,13 +6,11 @@ import numpy as np
 from dash import Output
 
 from ..components import ids
-from ..components.analysis_figures import OVERVIEW_CELLS, overview_figure
-from ..components.pooled import block_for
-from ..components.figures import empty_figure, max_pool
-from ..services.result import as_float32
+from ..components.analysis_figures import overview_figure
+from ..components.figures import empty_figure
 from .boundary import ViewState
 from .common import numbers_csv, view_note
-from .hover import source
+from .hover import layer_picture, long_block, source
 from .viewspec import ViewSpec
 
 OUTPUTS = {"overview": Output(ids.OVERVIEW, "figure")}
@@ -44,20 +42,5 @@ def _render(view, state: ViewState) -> dict:  # rollout has no heads
     maps = view.kv.attentions if view.is_raw else view.all_layers()
     selected = (state.layer, state.head.number) if state.head.number is not None else None
     return {"overview": overview_figure(maps, selected=selected, note=view_note(view))}
-
-def long_block(view) -> int:
-    """The tokens a side of a long text's overview cells."""
-    return block_for(max(len(view.labels), len(view.col_labels)), OVERVIEW_CELLS)
-
-
-def layer_picture(view, how: str, layer: int) -> np.ndarray:
-    """One layer's row of the overview, ``(heads, cells, cells)`` float32: each cell the exact value the
-    picture shows there (a long text's pooled blocks, max or mean; a short text's maps max-pooled to
-    ``OVERVIEW_CELLS`` a side, from the float32 weights). What the hover reads (callbacks/hover.py)."""
-    view = view.without_rollout()
-    if view.long:
-        return view.pictures(layer, long_block(view), how)
-    return as_float32(max_pool(view.exact_layer(layer), OVERVIEW_CELLS)[0])
-
 
 VIEW = ViewSpec(name="overview", tab=ids.TAB_OVERVIEW, outputs=OUTPUTS, main="overview", graph=ids.OVERVIEW, depends=frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair"}), render=render, placeholder=placeholder, csv=numbers_csv("overview"), file_head=False)
