@@ -225,9 +225,47 @@
         };
     }
 
+    /* ONE step: the tooltip is drawn from plotly.js's own hover event on the graph div, set on the page's
+       tooltip component directly (dash_clientside.set_props: no Dash callback, no renderer hop). */
+    const TOOLTIPS = {"head-grid": "head-grid-tooltip", "head-heatmap": "head-heatmap-tooltip",
+                      "model-overview": "model-overview-tooltip"};
+    const hovers = {};
+    Object.keys(TOOLTIPS).forEach(function (graphId) { hovers[graphId] = hoverFor(graphId); });
+
+    function setTip(graphId, answer) {
+        const set = window.dash_clientside && window.dash_clientside.set_props;
+        if (!set || !answer) { return; }
+        const props = {};
+        ["show", "bbox", "children"].forEach(function (name, i) {
+            if (answer[i] !== AE.NO()) { props[name] = answer[i]; }
+        });
+        if (Object.keys(props).length) { set(TOOLTIPS[graphId], props); }
+    }
+
+    function onHover(graphId, event) {
+        const answer = hovers[graphId](event, null);
+        if (answer instanceof Promise) { answer.then(function (a) { setTip(graphId, a); }); } else { setTip(graphId, answer); }
+    }
+
+    function onUnhover(graphId) {
+        latest[graphId] = (latest[graphId] || 0) + 1;  /* an answer still on its way is for nothing now */
+        setTip(graphId, [false, AE.NO(), AE.NO()]);
+    }
+
+    /* plotly.js's events are bound to each graph div once it is drawn (a div Dash mounts again is a new
+       one): when the pointer first comes over it, before plotly.js's own mousemove computes a hover. */
+    document.addEventListener("mouseover", function (event) {
+        const holder = event.target && event.target.closest && event.target.closest("#head-grid, #head-heatmap, #model-overview");
+        const gd = holder && holder.querySelector(".js-plotly-plot");
+        if (!gd || gd.__aeHover || typeof gd.on !== "function") { return; }
+        gd.__aeHover = true;
+        gd.on("plotly_hover", function (e) { onHover(holder.id, e); });
+        gd.on("plotly_unhover", function () { onUnhover(holder.id); });
+    }, true);
+
     AE.register({
-        gridHover: hoverFor("head-grid"),
-        heatmapHover: hoverFor("head-heatmap"),
-        overviewHover: hoverFor("model-overview")
+        gridHover: hovers["head-grid"],
+        heatmapHover: hovers["head-heatmap"],
+        overviewHover: hovers["model-overview"]
     });
 })();
