@@ -212,3 +212,37 @@ def test_requests_are_counted_per_person(client, tiny_models, monkeypatch):
     assert [get(client, key=key, layer=0, head=h).status_code for h in range(2)] == [200, 200]
     refused = get(client, key=key, layer=0, head=2)
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+
+
+# ------------------------------------------------------------------------------ the picture's own numbers
+
+@pytest.mark.parametrize("mode,switches", [
+    ("raw", []), ("raw", ["merge"]), ("raw", ["hide", "merge", "first"]), ("rollout", []), ("rollout", ["hide"]),
+    ("value", ["merge", "first"]),
+])
+def test_every_mode_gives_the_matrix_the_picture_is_drawn_from(client, tiny_models, mode, switches):
+    """The picture is drawn from ``View.matrix`` (float16 maps as stored): the hover's values are the same
+    numbers, to float16's rounding (the hover's come from float32 maps)."""
+    from attention_explorer.services.analyses.views import View, ViewOptions
+
+    text = "The cats sat playing on the mat."  # sub-words to merge: cat ##s, play ##ing
+    key, result = analyse(text, tiny_models["bert"])
+    options = ViewOptions(rollout=mode == "rollout", value_norm=mode == "value", hide_special="hide" in switches,
+                          merge_words="merge" in switches, drop_first="first" in switches)
+    view = View(result, options, key)
+    if "merge" in switches:
+        assert len(view.labels) < result.seq_len  # the sub-words were merged: fewer units than tokens
+    for head in (0, None):
+        drawn, _title = view.matrix(1, head)
+        got = floats(get(client, key=key, layer=1, head="mean" if head is None else head, mode=mode, switches=switches))
+        assert got.shape == drawn.shape
+        np.testing.assert_allclose(got, drawn, atol=2e-3)
+
+
+def test_cross_attention_is_rectangular(client, s2s):
+    key, result = analyse("The cat sat on the mat.", s2s["bart"], target="Le chat.")
+    got = floats(get(client, key=key, layer=0, head=1, kind="cross"))
+    cross = result.cross_attentions[0, 1].astype(np.float32)
+    assert got.shape == cross.shape and got.shape[0] != got.shape[1]
+    np.testing.assert_array_equal(got, cross)
+    assert get(client, key=key, layer=0, head=1, kind="decoder").status_code == 200
