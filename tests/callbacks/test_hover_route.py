@@ -246,3 +246,16 @@ def test_cross_attention_is_rectangular(client, s2s):
     assert got.shape == cross.shape and got.shape[0] != got.shape[1]
     np.testing.assert_array_equal(got, cross)
     assert get(client, key=key, layer=0, head=1, kind="decoder").status_code == 200
+
+
+def test_the_tooltips_take_no_dash_callback(make_app):
+    """Hover is one step (issue 18 item 1.3): assets/21-hover.js draws the tooltips from plotly.js's own hover
+    event; no Dash callback reads the pictures' hoverData or writes their tooltips."""
+    from attention_explorer.components import ids
+
+    app = make_app()
+    tooltips = {ids.GRID_TOOLTIP, ids.HEATMAP_TOOLTIP, ids.OVERVIEW_TOOLTIP}
+    for output, callback in app.callback_map.items():
+        assert not any(f"{tip}." in output for tip in tooltips), output
+        hovered = {f"{i['id']}.{i['property']}" for i in callback["inputs"]}
+        assert not hovered & {f"{g}.hoverData" for g in (ids.HEAD_GRID, ids.HEAD_HEATMAP, ids.OVERVIEW)}, output
