@@ -12,7 +12,7 @@ import torch
 from selenium.webdriver.common.by import By
 
 from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
-from tests.browser.test_browser import graph, grid_cell, open_tab, point_at, select_dropdown, wait_until
+from tests.browser.test_browser import analyze, graph, grid_cell, open_tab, point_at, select_dropdown, wait_until
 
 pytestmark = pytest.mark.browser
 TEXT = "The cat sat on the mat because it was tired."  # the first page's text
@@ -29,9 +29,8 @@ def page(dash_duo, tiny_models):
     return dash_duo
 
 
-@pytest.fixture(scope="module")
-def eager():
-    """The default model's attention on TEXT from transformers' eager attention, float64, and its tokens."""
+def attention_of(text: str):
+    """The default model's attention on ``text`` from transformers' eager attention, float64, and its tokens."""
     from transformers import AutoModel, AutoTokenizer
 
     from attention_explorer.services.model.loading import bundled_model_dir
@@ -39,10 +38,15 @@ def eager():
     path = str(bundled_model_dir())
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path, attn_implementation="eager").eval()
-    encoded = tokenizer(TEXT, return_tensors="pt")
+    encoded = tokenizer(text, return_tensors="pt")
     with torch.no_grad():
         out = model(**encoded, output_attentions=True)
     return np.stack([a[0].double().numpy() for a in out.attentions]), tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
+
+
+@pytest.fixture(scope="module")
+def eager():
+    return attention_of(TEXT)
 
 
 def tooltip_of(duo, graph_id: str, starts: str) -> str:
@@ -91,3 +95,22 @@ def test_grid_heatmap_and_overview_hovers_give_the_exact_weight(page, eager):
     assert exact(value) == pytest.approx(att[1, 4, 8, 2], abs=5.1e-5)
     severe = [e for e in duo.get_logs() or [] if e.get("level") == "SEVERE"]
     assert severe == []
+
+
+def test_a_pooled_grid_cell_gives_its_blocks_exact_max(page):
+    """A text over 128 tokens: the grid's tiles are max-pooled; the hover gives the block's exact max."""
+    duo = page
+    text = "the cat sat on the mat because it was tired . " * 16
+    att, tokens = attention_of(text)
+    analyze(duo, text)
+    wait_until(lambda: graph(duo, "head-grid", "gd.layout.meta.seq") == len(tokens), message="the long grid")
+    meta = graph(duo, "head-grid", "gd.layout.meta")
+    b = meta["block"]
+    assert b > 1 and len(tokens) > 128
+    point_at(duo, "head-grid", *grid_cell(duo, tile=5, query=40, key=3))
+    shown = tooltip_of(duo, "head-grid", "head 5 · tokens ")
+    found = re.fullmatch(r"head 5 · tokens (\d+)–(\d+) → (\d+)–(\d+): max (\S+)", shown)
+    assert found, shown
+    q0, q1, k0, k1 = (int(found[i]) for i in range(1, 5))
+    assert (q0, q1, k0, k1) == (40 * b, 40 * b + b - 1, 3 * b, 3 * b + b - 1)
+    assert exact(found[5]) == pytest.approx(att[0, 5, q0:q1 + 1, k0:k1 + 1].max(), abs=5.1e-5)
