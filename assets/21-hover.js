@@ -58,10 +58,7 @@
        there, ``approximate()`` when it cannot come; a Promise while it is on its way. */
     function withMap(graphId, n, url, exact, approximate) {
         const got = AE.exactMap(url);
-        const finish = function (entry) {
-            const text = entry && entry.values ? exact(entry) : approximate();
-            return text === null ? null : text;
-        };
+        const finish = function (entry) { return entry && entry.values ? exact(entry) : approximate(); };
         if (!(got instanceof Promise)) { return finish(got); }
         return got.then(function (entry) { return latest[graphId] === n ? finish(entry) : undefined; });
     }

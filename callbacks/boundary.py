@@ -36,6 +36,9 @@ continue        whole number 0 .. ATTN_MAX_NEW_TOKENS             clamped; defau
 example         whole number 0 .. n_examples - 1                  none
 download link   ``DownloadRequest.parse``: a kind of file, a key,   404 (the link names nothing)
                 then the fields above as short strings
+exact hover     ``ExactRequest.parse``: a key, a layer and head     400 (nothing clamped: the
+                as whole numbers, mode, switches, kind, pair      route answers one map or
+                from their sets; layer/head checked by the route  a 4xx; callbacks/hover.py)
 text, pair,     a string of at most ``MAX_TEXT_CHARS`` characters, refused with a message
 target          valid Unicode (no lone surrogate); over the
                 configured limit (``cut_to_limit``): cut to it, said

@@ -13,6 +13,7 @@ from attention_explorer.callbacks.boundary import BadExactRequest, ExactRequest
 from attention_explorer.components.analysis_figures import OVERVIEW_CELLS
 from attention_explorer.services.extraction import analyse
 from attention_explorer.services.web import ratelimit
+from tests.callbacks.test_long_views import long_handle  # noqa: F401 - a fixture
 
 SENTENCE = "The cat sat on the mat because it was tired."
 PAIR = ("The cat sat on the mat.", "It was tired.")
@@ -259,3 +260,23 @@ def test_the_tooltips_take_no_dash_callback(make_app):
         assert not any(f"{tip}." in output for tip in tooltips), output
         hovered = {f"{i['id']}.{i['property']}" for i in callback["inputs"]}
         assert not hovered & {f"{g}.hoverData" for g in (ids.HEAD_GRID, ids.HEAD_HEATMAP, ids.OVERVIEW)}, output
+
+
+def test_a_long_texts_overview_row_is_its_exact_pooled_blocks(client, long_handle):
+    """4,096 tokens (maps not held): the overview's row gives each block's exact max, or mean, as the picture
+    pools it, checked against one head computed by hand from the kept queries and keys."""
+    from attention_explorer.callbacks.boundary import Handle
+    from attention_explorer.services.extraction import result_by_key
+    from tests.callbacks.test_long_views import by_hand
+
+    handle = Handle.parse(long_handle)
+    key, result = result_by_key(handle.key, handle.recipe)
+    assert not result.dense
+    block = 4096 // OVERVIEW_CELLS
+    w = by_hand(result, 1, 2).reshape(OVERVIEW_CELLS, block, OVERVIEW_CELLS, block)
+    got = floats(get(client, "overview", key=key, layer=1))
+    assert got.shape == (result.num_heads, OVERVIEW_CELLS, OVERVIEW_CELLS)
+    np.testing.assert_allclose(got[2], w.max(axis=(1, 3)), atol=2e-6)
+    mean = floats(get(client, "overview", key=key, layer=1, switches="mean"))
+    np.testing.assert_allclose(mean[2], w.mean(axis=(1, 3)), atol=2e-7)
+    assert get(client, key=key, layer=1, head=2).status_code == 413  # its whole map: the heatmap hovers exactly already
