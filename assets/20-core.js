@@ -1,7 +1,7 @@
 /* Attention Explorer in the browser: what needs no request. One file a feature, loaded in this order:
  *
  * 20-core.js      what the others share (window.AE): the page's words and views, figure helpers
- * 21-hover.js     hover tooltips of the attention pictures (grid, heatmap, overview)
+ * 21-hover.js     hover tooltips of the attention pictures (grid, heatmap, overview): exact values, one step
  * 22-arcs.js      arcs: one token's arcs on hover, a click keeps them
  * 23-gate.js      the gate every control of the views passes (layer or head drawn in the browser)
  * 24-navigate.js  clicks that open a head, a token or a row

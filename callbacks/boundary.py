@@ -36,6 +36,9 @@ continue        whole number 0 .. ATTN_MAX_NEW_TOKENS             clamped; defau
 example         whole number 0 .. n_examples - 1                  none
 download link   ``DownloadRequest.parse``: a kind of file, a key,   404 (the link names nothing)
                 then the fields above as short strings
+exact hover     ``ExactRequest.parse``: a key, a layer and head     400 (nothing clamped: the
+                as whole numbers, mode, switches, kind, pair      route answers one map or
+                from their sets; layer/head checked by the route  a 4xx; callbacks/hover.py)
 text, pair,     a string of at most ``MAX_TEXT_CHARS`` characters, refused with a message
 target          valid Unicode (no lone surrogate); over the
                 configured limit (``cut_to_limit``): cut to it, said
@@ -497,3 +500,76 @@ def point(event: Any, *numeric: str) -> dict | None:
             return None
         parsed[name] = number
     return parsed
+
+
+# ----------------------------------------------------------------------------------- exact hover values
+
+EXACT_WHATS = ("head", "overview")  # one shown map (grid tile, heatmap); one layer's row of the overview
+EXACT_SWITCHES = ("hide", "merge", "first", "mean")
+_WHOLE = re.compile(r"^[0-9]{1,4}$")
+
+
+class BadExactRequest(ValueError):
+    """An exact-values request that names nothing (its message says what was wrong, in plain words)."""
+
+
+@dataclass(frozen=True)
+class ExactRequest:
+    """``GET exact/<what>?key=…&layer=…&head=…&mode=…&switches=…&kind=…&pair=…`` parsed: the values the
+    hover of a short text's picture asks for, strictly (unlike the controls, nothing is clamped: a value
+    out of its set is refused, so the hover never shows a number for another map than the one drawn).
+    Layer and head are checked against the analysis by the route (``in_range``)."""
+
+    what: str
+    key: str
+    layer: int
+    head: int | None  # None: the mean of the heads
+    mode: str
+    switches: frozenset[str]
+    kind: str | None
+    pair: str | None
+
+    @classmethod
+    def parse(cls, what: Any, args: Any) -> "ExactRequest":
+        """Raises ``BadExactRequest`` for anything that is not one well-formed request."""
+        if what not in EXACT_WHATS:
+            raise BadExactRequest(_("There is no such map."))
+
+        def one(name: str, required: bool = False) -> str | None:
+            values = _query_values(args, name)
+            if len(values) > 1:
+                raise BadExactRequest(_("“{name}” is given more than once.").format(name=name))
+            value = values[0] if values else None
+            if value is not None and (not isinstance(value, str) or len(value) > MAX_QUERY_VALUE):
+                raise BadExactRequest(_("“{name}” is not a value this map can have.").format(name=name))
+            if required and not value:
+                raise BadExactRequest(_("“{name}” is missing.").format(name=name))
+            return value or None
+
+        key = analysis_key(one("key", True))
+        if key is None:
+            raise BadExactRequest(_("“{name}” is not a value this map can have.").format(name="key"))
+        layer_raw = one("layer", True)
+        if not _WHOLE.match(layer_raw):
+            raise BadExactRequest(_("“{name}” is not a value this map can have.").format(name="layer"))
+        head_raw = one("head") or Head.MEAN
+        if head_raw != Head.MEAN and not _WHOLE.match(head_raw):
+            raise BadExactRequest(_("“{name}” is not a value this map can have.").format(name="head"))
+        mode = one("mode") or "raw"
+        kind, pair = one("kind"), one("pair")
+        switches = _query_values(args, "switches")
+        if (mode not in MODES or (kind is not None and kind not in KINDS) or (pair is not None and pair not in PAIRS)
+                or len(switches) > len(EXACT_SWITCHES) or any(s not in EXACT_SWITCHES for s in switches)):
+            raise BadExactRequest(_("The view's mode, switches, kind or pair filter is not one the page has."))
+        return cls(what, key, int(layer_raw), None if head_raw == Head.MEAN else int(head_raw), mode,
+                   frozenset(switches), kind, pair)
+
+    def in_range(self, layers: int, heads: int) -> str:
+        """Why this request's layer or head is not in an analysis of ``layers`` x ``heads`` ("" when it is)."""
+        if self.layer >= layers:
+            return _("There is no layer {asked}: this analysis has layers 0 to {last}.").format(
+                asked=self.layer, last=layers - 1)
+        if self.head is not None and self.head >= heads:
+            return _("There is no head {asked}: this analysis has heads 0 to {last}.").format(
+                asked=self.head, last=heads - 1)
+        return ""

@@ -19,14 +19,8 @@ def register(app: Dash) -> None:
         Input(ids.HEAD_HEATMAP, "relayoutData"), State(ids.HEAD_HEATMAP, "figure"), State(ids.ZOOM, "data"),
         prevent_initial_call=True,
     )
-    for graph, tooltip, function in ((ids.HEAD_GRID, ids.GRID_TOOLTIP, "gridHover"),
-                                     (ids.HEAD_HEATMAP, ids.HEATMAP_TOOLTIP, "heatmapHover"),
-                                     (ids.OVERVIEW, ids.OVERVIEW_TOOLTIP, "overviewHover")):
-        app.clientside_callback(
-            _js(function),
-            Output(tooltip, "show"), Output(tooltip, "bbox"), Output(tooltip, "children"),
-            Input(graph, "hoverData"), State(graph, "figure"),
-        )
+    # The tooltips of the grid, heatmap and overview are drawn in ONE step from plotly.js's hover event
+    # (assets/21-hover.js sets the tooltip's props itself): no callback here.
     app.clientside_callback(
         _js("navigate"),
         Output(ids.LAYER, "value", allow_duplicate=True), Output(ids.HEAD, "value", allow_duplicate=True),

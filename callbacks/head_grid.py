@@ -17,6 +17,7 @@ from ..components.i18n import _
 from ..services.store.memory import memory
 from .boundary import ViewState
 from .common import numbers_csv, view_note
+from .hover import source
 from .viewspec import ViewSpec
 
 OUTPUTS = {"grid": Output(ids.HEAD_GRID, "figure")}
@@ -76,6 +77,8 @@ def mark_kv_groups(figure: dict, view, selected: int | None) -> dict:
 
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     out = _render(view, state, triggered)
+    if not view.long:  # the hover's exact values (callbacks/hover.py); a long text's ride in the figure
+        out["grid"]["layout"]["meta"]["src"] = source(view, state)
     if not view.options.rollout:
         mark_kv_groups(out["grid"], view, state.head.number)
     return out

@@ -16,6 +16,7 @@ from ..services.store.memory import memory
 from .boundary import ViewState
 from .common import matrix_title, numbers_csv, view_note
 from .head_grid import layer_sources
+from .hover import source
 from .viewspec import ViewSpec
 
 OUTPUTS = {"heatmap": Output(ids.HEAD_HEATMAP, "figure")}
@@ -48,11 +49,13 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
         title = matrix_title(view.options, state.layer, head)
         figure = heatmap_figure(None, view.col_labels, title, note=note, grid=grid, **labels)
         figure["layout"]["shapes"] = pair_lines(view)
+        figure["layout"]["meta"]["src"] = source(view, state)  # the hover's exact values (callbacks/hover.py)
         return {"heatmap": figure}
     matrix, _title = view.matrix(state.layer, state.head.number)
     title = matrix_title(view.options, state.layer, state.head.number)
     figure = heatmap_figure(matrix, view.col_labels, title, note=note, **labels)
     figure["layout"]["shapes"] = pair_lines(view)
+    figure["layout"]["meta"]["src"] = source(view, state)  # the hover's exact values (callbacks/hover.py)
     if view.options.value_norm and state.head.number is not None and not (state.hide_special or state.merge):
         # the hover gives α_ij ‖f(x_j)‖ itself too: the shown share times its row's sum
         figure["layout"]["meta"]["row_scale"] = view.value_row_sums(state.layer)[state.head.number].tolist()

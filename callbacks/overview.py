@@ -6,11 +6,11 @@ import numpy as np
 from dash import Output
 
 from ..components import ids
-from ..components.analysis_figures import OVERVIEW_CELLS, overview_figure
-from ..components.pooled import block_for
+from ..components.analysis_figures import overview_figure
 from ..components.figures import empty_figure
 from .boundary import ViewState
 from .common import numbers_csv, view_note
+from .hover import layer_picture, long_block, source
 from .viewspec import ViewSpec
 
 OUTPUTS = {"overview": Output(ids.OVERVIEW, "figure")}
@@ -21,11 +21,21 @@ def placeholder(message: str) -> dict:
 
 
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
-    view = view.without_rollout()  # rollout has no heads
+    out = _render(view.without_rollout(), state)
+    meta = out["overview"]["layout"].get("meta")
+    if meta is not None:  # the hover's exact values (callbacks/hover.py), with the tokens when cells are tokens
+        meta["src"] = source(view.without_rollout(), state)
+        meta["how"] = state.pool if view.long else "max"
+        if meta.get("block") == 1:
+            meta.update(tokens=view.labels, key_tokens=view.col_labels)
+    return out
+
+
+def _render(view, state: ViewState) -> dict:  # rollout has no heads
     selected = (state.layer, state.head.number) if state.head.number is not None else None
     if view.long:  # every layer pooled from the kept queries and keys, exact, remembered per analysis
-        block = block_for(max(len(view.labels), len(view.col_labels)), OVERVIEW_CELLS)
-        maps = np.stack([view.pictures(layer, block, state.pool) for layer in range(view.shape[0])])
+        block = long_block(view)
+        maps = np.stack([layer_picture(view, state.pool, layer) for layer in range(view.shape[0])])
         return {"overview": overview_figure(maps, selected=selected, note=view_note(view), pooled=block,
                                             how=state.pool)}
     # Untransformed attention is max-pooled as it is stored (float16): no float32 copy of every layer.

@@ -5,7 +5,8 @@ the PNG natively): measured here, 27 ms for a head grid at 128 tokens against 65
 trace and 123 ms for twelve. The PNG is a palette image: each pixel is an index 0-254 into Viridis
 (the weight times 254, rounded) and index 255 is the background (the gaps between tiles), so the PNG
 carries the quantised weights exactly and the browser can read a weight back from a pixel's colour
-(assets/21-hover.js does this for the hover tooltip).
+(assets/21-hover.js does this for the hover tooltip only when the exact map, ``GET exact/<what>``, cannot
+be had: marked "≈").
 """
 
 from __future__ import annotations

@@ -542,6 +542,7 @@ def browser_words() -> dict:
     """The words the browser-side code shows (assets/2*.js, ``AE.words``), in the page's language."""
     return {
         "overview_cell": _("layer {layer} · head {head} (click to open)"),
+        "overview_value": _("layer {layer} · head {head} · {cell} (click to open)"),
         "pooled_cell": _("{tile} · tokens {query} → {key}: max {weight}"),
         "value_share": _("{share} of the row (α·‖f(x)‖ = {product})"),
         "block_max": _("tokens {query} → {key}: max {weight}"),

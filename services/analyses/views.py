@@ -20,6 +20,7 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import N_
+from .. import ondemand
 from ..result import DENSE_CELLS, AttentionResult, as_float32, pool
 from ..store.memory import memory
 from .kinds import PAIR_FILTERS, OnDemandMaps, analysis_defined, attention_of, default_kind, pair_filters_available, value_norms_for
@@ -413,3 +414,28 @@ class View:
     def long_focus(self, unit: int) -> np.ndarray:
         """``(layers, columns)``: where the row unit ``unit`` looks in each layer, heads averaged, exact."""
         return np.stack([self.shown_rows(layer, None, [unit])[0] for layer in range(self.shape[0])])
+
+    # --- exact values for the hover (issue 18: "hover always reports exact weights") --------------------
+    def _float32_source(self) -> bool:
+        """Whether the raw maps can be read as float32 from the kept queries and keys (``exact_*``)."""
+        r = self.result
+        return not self.options.rollout and r.recorded and not r.is_encoder_decoder and not self.long
+
+    def exact_matrix(self, layer: int, head: int | None) -> np.ndarray:
+        """The matrix ``matrix(layer, head)`` shows, ``(rows, columns)`` float32, for the hover: the same
+        switches applied the same way (``_weights`` then ``apply``), but read from float32 maps where the
+        result keeps the queries and keys (a recorded result holds its whole maps as float16 only): the
+        weights as the model computes them, not rounded to float16. Rollout, and results that hold only
+        their maps (encoder-decoder models), give ``matrix`` itself."""
+        if not self._float32_source():
+            return self.matrix(layer, head)[0]
+        recipe = self.result.recipe(layer)
+        if head is None:
+            return self.apply(self._weights(ondemand.layer_maps(recipe), layer).mean(axis=0))
+        return self.apply(self._weights(ondemand.head(recipe, int(head)), (layer, int(head))))
+
+    def exact_layer(self, layer: int) -> np.ndarray:
+        """``layer(layer)``, ``(heads, rows, columns)`` float32, read as ``exact_matrix`` reads a head."""
+        if not self._float32_source():
+            return self.layer(layer)
+        return self.apply(self._weights(ondemand.layer_maps(self.result.recipe(layer)), layer))

@@ -17,7 +17,7 @@ from typing import Any
 from dash import Dash
 from flask import has_request_context, jsonify, request
 
-from .callbacks import register_callbacks, registry
+from .callbacks import hover, register_callbacks, registry
 from .callbacks.analyze import first_page
 from .callbacks.protocol import harden
 from .components.i18n import COOKIE, normalise
@@ -75,6 +75,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Dash:
 
     app.layout = layout
     register_callbacks(app)
+    hover.register(app)  # GET exact/<what>: the exact values a picture's hover shows (callbacks/hover.py)
 
     @app.server.after_request
     def remember_language(response):
