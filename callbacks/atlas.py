@@ -40,7 +40,8 @@ OUTPUTS = {"atlas_map": Output(ids.ATLAS_MAP, "figure"), "atlas_table": Output(i
            "atlas_progress": Output(ids.ATLAS_PROGRESS, "style", allow_duplicate=True),
            "atlas_progress_text": Output(ids.ATLAS_PROGRESS_TEXT, "children", allow_duplicate=True),
            "atlas_progress_bar": Output(ids.ATLAS_PROGRESS_BAR, "value", allow_duplicate=True),
-           "atlas_progress_label": Output(ids.ATLAS_PROGRESS_LABEL, "children", allow_duplicate=True)}
+           "atlas_progress_label": Output(ids.ATLAS_PROGRESS_LABEL, "children", allow_duplicate=True),
+           "atlas_measuring": Output(ids.ATLAS_MEASURING, "style", allow_duplicate=True)}
 # Measured on the attention as stored, or weighted by value norm in that mode; the switches do not apply.
 
 _TITLES = dict(ATLAS_METRICS)
@@ -49,7 +50,7 @@ _BOUNDED = {"entropy", "local", "self", "previous", "next", "delimiter", "sink",
 # head by head from the queries and keys), go to the background with a progress bar. bench/atlas.py: the
 # whole-array pass over 6 x 12 heads at 512 tokens (18.9 M cells) takes ~0.3 s on this 2-core machine.
 SYNC_CELLS = 1 << 25
-HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
+HIDDEN, SHOWN, OVER = {"display": "none"}, {"display": "block"}, {"display": "flex"}
 MEASURING = N_("Measuring every head of this text: {done} of {total} heads…")
 CANCELLED = N_("Measuring was cancelled: the atlas shows what it showed before. Open the tab again or change a "
                "setting to measure again.")
@@ -209,7 +210,7 @@ def placeholder(message: str) -> dict:
 def _idle(text: str = "") -> dict:
     """The progress area put away and the poll stopped (``text``: a line left under the controls)."""
     return {"atlas_job": None, "atlas_poll": True, "atlas_progress": HIDDEN, "atlas_progress_text": text,
-            "atlas_progress_bar": 0, "atlas_progress_label": ""}
+            "atlas_progress_bar": 0, "atlas_progress_label": "", "atlas_measuring": HIDDEN}
 
 
 def _progress(done: int, total: int) -> dict:
@@ -245,7 +246,7 @@ def _in_background(view, state: ViewState, triggered: frozenset[str]) -> dict:
     except Busy:
         return _idle(translate(BUSY))
     return {"atlas_job": {"id": job.id}, "atlas_poll": False, "atlas_progress": SHOWN, "atlas_progress_text": "",
-            **_progress(job.done, job.total or total)}
+            "atlas_measuring": OVER, **_progress(job.done, job.total or total)}
 
 
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
@@ -310,7 +311,8 @@ def cancel(n_clicks, job) -> dict:
 _PROGRESS_OUTPUTS = {"atlas_job": Output(ids.ATLAS_JOB, "data", allow_duplicate=True),
                      "atlas_poll": Output(ids.ATLAS_POLL, "disabled", allow_duplicate=True),
                      "atlas_progress": Output(ids.ATLAS_PROGRESS, "style", allow_duplicate=True),
-                     "atlas_progress_text": Output(ids.ATLAS_PROGRESS_TEXT, "children", allow_duplicate=True)}
+                     "atlas_progress_text": Output(ids.ATLAS_PROGRESS_TEXT, "children", allow_duplicate=True),
+                     "atlas_measuring": Output(ids.ATLAS_MEASURING, "style", allow_duplicate=True)}
 
 
 def register(app: Dash) -> None:

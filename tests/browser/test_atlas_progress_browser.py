@@ -68,11 +68,18 @@ def test_progress_bar_and_cancel_then_measure_again(llama_app, held):
     open_tab(duo, "Head atlas")
     wait_until(lambda: _visible(duo, "#atlas-progress"), message="the progress bar")
     wait_until(lambda: "0 of 8 heads" in duo.find_element("#atlas-progress-label").text, message="progress text")
+    # the figure area says it is measuring (not "Type a sentence..."): the note is what the figure's centre shows
+    assert _visible(duo, "#atlas-measuring") and "Measuring" in duo.find_element("#atlas-measuring").text
+    assert duo.driver.execute_script(
+        "const r = document.getElementById('atlas-map').getBoundingClientRect();"
+        "const e = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);"
+        "return !!e && !!e.closest('#atlas-measuring');")
     job = wait_until(_running_job, message="the job")
     assert held.heads == 1  # held before recording its first head
     duo.find_element("#atlas-cancel").click()
     wait_until(lambda: not _visible(duo, "#atlas-progress"), message="the progress bar put away")
     assert "cancelled" in duo.find_element("#atlas-progress-text").text
+    assert not _visible(duo, "#atlas-measuring")  # the figure is seen again
     assert graph(duo, "atlas-map", "JSON.stringify(gd.data)") == before  # the page as it was
     held.go.set()  # the pass goes on to its next step, sees the Cancel and stops
     job.thread.join(60)
@@ -82,7 +89,7 @@ def test_progress_bar_and_cancel_then_measure_again(llama_app, held):
     open_tab(duo, "Head atlas")
     wait_until(lambda: graph(duo, "atlas-map", "gd.layout.annotations && gd.layout.annotations.map(a => a.text)")
                == ["kv 0", "kv 1"], timeout=TIMEOUT * 2, message="the atlas with its kv groups")
-    assert not _visible(duo, "#atlas-progress")
+    assert not _visible(duo, "#atlas-progress") and not _visible(duo, "#atlas-measuring")
     rows = duo.find_elements("#atlas-table tbody tr")
     assert len(rows) == 1 + 8  # the header row and one a head
     headers = duo.driver.execute_script(

@@ -124,6 +124,7 @@ def test_a_long_pass_runs_in_the_background_with_progress_and_cancel(offered, ll
     # the atlas keeps what it showed; the progress bar and the poll start
     assert first["atlas_map"] is no_update and first["atlas_table"] is no_update
     assert first["atlas_poll"] is False and first["atlas_progress"] == {"display": "block"}
+    assert first["atlas_measuring"] == {"display": "flex"}  # the figure area says it is measuring
     job_id = first["atlas_job"]["id"]
     assert len(job_id) == 32
     assert background.entered.acquire(timeout=60)  # the first head is measured, held before its step
@@ -139,6 +140,7 @@ def test_a_long_pass_runs_in_the_background_with_progress_and_cancel(offered, ll
     assert cancelled["atlas_poll"] is True and cancelled["atlas_job"] is None
     assert cancelled["atlas_progress"] == {"display": "none"} and "cancelled" in cancelled["atlas_progress_text"]
     assert "atlas_map" not in cancelled  # the page stays as it was
+    assert cancelled["atlas_measuring"] == {"display": "none"}  # and its figure is seen again
     # a poll answered before the pass reaches its next head no longer says it measures
     assert "cancelled" in atlas.poll(2, {"id": job_id}, {"n": 4})["atlas_progress_text"]
     background.go.set()
@@ -157,6 +159,7 @@ def test_a_long_pass_runs_in_the_background_with_progress_and_cancel(offered, ll
     done = atlas.poll(2, {"id": second}, {"n": 4})
     assert done["request"] == {"changed": [f"{ids.ATLAS_WINDOW}.value"], "n": 5}  # the router draws the atlas
     assert done["atlas_poll"] is True and done["atlas_job"] is None
+    assert done["atlas_measuring"] == {"display": "none"}
     drawn = view(handle, ids.TAB_ATLAS, triggered={"window"}, metric="sink")
     result = extract_attention(_text(80), llama)
     expected, labels, _rows = atlas._measure(result, 3)
