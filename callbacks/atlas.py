@@ -22,7 +22,7 @@ from ..components import ids
 from ..components.analysis_figures import atlas_map_figure
 from ..components.figures import empty_figure
 from ..components.i18n import N_, _, translate
-from ..components.layout import ATLAS_METRICS, atlas_table
+from ..components.layout import ATLAS_METRICS, METRIC_NAMES, atlas_table
 from ..services.analyses import heads, kinds
 from ..services.analyses.exports import atlas_csv
 from ..services.analyses.views import View, ViewOptions
@@ -260,7 +260,8 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     if view.pair:
         title = _("share of attention from {pair} (sentence {a}'s tokens looking at sentence {b})").format(
             pair=view.pair, a=view.pair[0], b=view.pair[-1])
-        figure = atlas_map_figure(pair_share(view), labels, "pair", title, zmax=1.0, selected=selected)
+        figure = atlas_map_figure(pair_share(view), labels, "pair", title, zmax=1.0, selected=selected,
+                                  bar_title=_("share {pair}").format(pair=view.pair))
     elif kinds.metric_reason(state.metric, view.kind):
         figure = empty_figure(_("“{metric}” is not defined for cross-attention: a query (a target token) and a key (a "
                                 "source token) are in different texts, so their positions cannot be compared. Pick "
@@ -270,7 +271,8 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
                                 "encoder-decoder model's decoder reads a target, not the probe."))
     else:
         figure = atlas_map_figure(metrics[state.metric], labels, state.metric, translate(_TITLES[state.metric]),
-                                  zmax=1.0 if state.metric in _BOUNDED else None, selected=selected, kv_group=groups)
+                                  zmax=1.0 if state.metric in _BOUNDED else None, selected=selected, kv_group=groups,
+                                  bar_title=translate(METRIC_NAMES[state.metric]))
     out = {"atlas_map": figure, **_idle()}
     measured = f"{view.key}:{state.window}:{'value' if value_norm else 'raw'}:{view.kind}"
     if state.atlas_table_for != measured:  # the table and legend change only with the measurements

@@ -89,10 +89,12 @@ def kv_group_marks(heads: int, group: int, y: float = 1.0) -> tuple[list[dict], 
 
 
 def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric_title: str,
-                     *, zmax: float | None = None, selected: tuple[int, int] | None = None, kv_group: int = 1) -> dict:
+                     *, zmax: float | None = None, selected: tuple[int, int] | None = None, kv_group: int = 1,
+                     bar_title: str | None = None) -> dict:
     """A layers x heads map coloured by one metric; hover names the head type (and, under grouped-query
     attention, the key/value head each head shares: ``kv_group`` query heads a key/value head, marked by
-    brackets "kv 0", "kv 1" … over the columns)."""
+    brackets "kv 0", "kv 1" … over the columns). The colour bar is titled ``bar_title`` (the metric's short
+    name: the figure's title says it in full; a long title turned beside a short bar would be cut off)."""
     layers, heads = values.shape
     template = _("layer {layer} · head {head}<br>{type}<br>{metric}: {value}")
     kv_line = _("<br>key/value head {kv} (shared by heads {first}–{last})")
@@ -119,7 +121,7 @@ def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric
             "type": "heatmap", "z": typed_array(values.astype(np.float32)), "colorscale": "Viridis",
             "zmin": 0, "zmax": zmax if zmax is not None else float(finite.max() if finite.size and finite.max() else 1),
             "text": text.tolist(), "hovertemplate": "%{text}<extra></extra>",
-            "colorbar": {"title": {"text": metric_title, "side": "right"}, "thickness": 14},
+            "colorbar": {"title": colorbar_title(bar_title or metric_title), "thickness": 14},
             "xgap": 2, "ygap": 2,
         }, types],
         "layout": _base_layout(

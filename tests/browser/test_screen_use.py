@@ -69,7 +69,7 @@ def duo(dash_duo, tiny_models):
     from attention_explorer.app import create_app
 
     i18n.reset()
-    app = create_app(Settings(models=(DEFAULT_MODEL_ID, tiny_models["chinese"]), cache_type="simple"))
+    app = create_app(Settings(models=(DEFAULT_MODEL_ID, tiny_models["chinese"], tiny_models["bert"]), cache_type="simple"))
     dash_duo.start_server(app)
     dash_duo.wait_for_element("#head-grid .heatmaplayer", timeout=60)
     return dash_duo
@@ -144,3 +144,29 @@ def test_compare_labels_are_not_clipped_or_covered(duo, tiny_models, size, lang)
                       if cjk(t["text"]) and t["angle"] % 360 and t["kind"] not in ("xtick", "ytick")]
             assert turned == [], graph
             assert any(t["kind"] == "annotation" and cjk(t["text"]) for t in texts), graph  # the y title is there
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_atlas_colour_bar_title_is_whole_inside_the_figure(duo, tiny_models, size, lang):
+    # a model of 2 layers: the atlas at its shortest (300 px), its colour bar ~190 px
+    params = language(lang, {"view": "atlas"}, tiny_models)
+    params.setdefault("model", tiny_models["bert"])
+    duo.driver.set_window_size(*size)
+    duo.driver.get(duo.server_url + "/?" + urlencode(params))
+    wait_until(lambda: duo.driver.execute_script(
+        "const gd = document.querySelector('#atlas-map .js-plotly-plot');"
+        "return gd && gd._fullLayout && gd.data.length > 0 && !!gd.querySelector('.cbtitle text') &&"
+        " !document.querySelector('[data-dash-is-loading=\"true\"]')"), timeout=60, message="the atlas drawn")
+    svg = duo.driver.execute_script(PLOT, "atlas-map")["svg"]
+    titles = [t for t in duo.driver.execute_script(TEXTS, "atlas-map") if t["kind"] == "cbtitle"]
+    assert len(titles) == 1 and titles[0]["shown"], titles
+    title = titles[0]
+    b = title["box"]  # the whole title inside the figure: nothing cut off at its edges
+    assert b[0] >= svg[0] - 1 and b[1] >= svg[1] - 1 and b[2] <= svg[2] + 1 and b[3] <= svg[3] + 1, (title, svg)
+    if lang == "zh":
+        assert title["angle"] % 360 == 0, title  # Chinese reads upright
+    assert title["text"] == ("熵" if lang == "zh" else "entropy")  # the metric's short name
+    # the full description is in the figure's title
+    assert any(("归一化熵" if lang == "zh" else "normalised entropy (0 focused") in t["text"]
+               for t in duo.driver.execute_script(TEXTS, "atlas-map"))
