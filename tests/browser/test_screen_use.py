@@ -139,10 +139,17 @@ def test_compare_labels_are_not_clipped_or_covered(duo, tiny_models, size, lang)
         for title in titles:  # no axis title drawn over a label
             covered = [t["text"] for t in labels if overlap(title["box"], t["box"])]
             assert covered == [], (graph, title["text"], covered)
-        if lang == "zh":  # titles read upright (the tokens turn when a panel's columns are too narrow for them)
-            turned = [(t["text"], t["angle"]) for t in texts
-                      if cjk(t["text"]) and t["angle"] % 360 and t["kind"] not in ("xtick", "ytick")]
+        if lang == "zh":  # titles and token labels read upright
+            turned = [(t["text"], t["angle"]) for t in texts if cjk(t["text"]) and t["angle"] % 360]
             assert turned == [], graph
+            # no token label turned (CJK ones horizontal, those too wide for a column stacked upright) ...
+            xticks = [t for t in labels if t["kind"] == "xtick"]
+            assert [(t["text"], t["angle"]) for t in xticks if t["angle"] % 360] == [], graph
+            assert sum(cjk(t["text"]) for t in xticks) >= 10, graph  # ... each panel's characters named
+            # ... and none drawn over its neighbour
+            crowded = [(a["text"], b["text"]) for i, a in enumerate(xticks) for b in xticks[i + 1:]
+                       if overlap(a["box"], b["box"])]
+            assert crowded == [], graph
             assert any(t["kind"] == "annotation" and cjk(t["text"]) for t in texts), graph  # the y title is there
 
 
