@@ -184,13 +184,33 @@ def cells_of(result, kind: str | None) -> int:
     return result.num_layers * result.num_heads * result.seq_len * result.seq_len
 
 
-def pair_share(view) -> np.ndarray:
+def pair_share(view, chunk: int = 256) -> np.ndarray:
     """``(layers, heads)``: for the pair filter on, the share of its queries' attention that goes to
-    its keys (e.g. A→B: how much sentence A's tokens look at sentence B), averaged over those queries."""
+    its keys (e.g. A→B: how much sentence A's tokens look at sentence B), averaged over those queries.
+    Read head by head, ``chunk`` query rows at a time (``View.shown_rows``: the switches applied, the
+    maps computed from the kept queries and keys for a long text), never the whole array; remembered
+    under the result's cache key."""
     query_segment, _key_segment = kinds.PAIR_FILTERS[view.pair]
-    rows = np.array([s == query_segment for s in view.rows.segments])
-    filtered = view.all_layers()  # zero outside the pair's block
-    return filtered[..., rows, :].sum(axis=-1).mean(axis=-1) if rows.any() else np.zeros(filtered.shape[:2])
+    view = view.without_rollout()  # the atlas measures heads: rollout has none
+    units = np.flatnonzero(np.array([s == query_segment for s in view.rows.segments], dtype=bool))
+    layers, count = view.shape[:2]
+    o = view.options
+
+    def compute() -> np.ndarray:
+        share = np.zeros((layers, count))
+        if units.size == 0:
+            return share
+        for layer in range(layers):
+            for head in range(count):
+                total = 0.0
+                for start in range(0, units.size, chunk):
+                    total += float(view.shown_rows(layer, head, units[start:start + chunk]).sum(dtype=np.float64))
+                share[layer, head] = total / units.size
+        return share
+
+    return memory().derived.get_or_compute(
+        (view.key, "pair share", view.kind, view.pair, o.value_norm, o.hide_special, o.merge_words, o.drop_first),
+        compute)
 
 
 def legend(labels) -> list:

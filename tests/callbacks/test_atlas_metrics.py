@@ -14,6 +14,8 @@ from attention_explorer.callbacks import atlas
 from attention_explorer.components import ids
 from attention_explorer.services import config, extract_attention
 from attention_explorer.services.analyses import heads
+from attention_explorer.services.analyses.views import View, ViewOptions
+from attention_explorer.services.result import AttentionTooLarge
 from attention_explorer.services.extraction import induction_scores
 from attention_explorer.services.store import jobs as jobs_module
 from attention_explorer.services.store.memory import memory
@@ -287,3 +289,36 @@ def test_the_atlas_tab_at_4096_tokens_measures_in_the_background_then_draws(offe
     assert len(drawn["atlas_table"].data) == 8 and {"sink", "induction"} <= set(drawn["atlas_table"].data[0])
     assert [a["text"] for a in drawn["atlas_map"]["layout"]["annotations"]] == ["kv 0", "kv 1"]
     assert np.isfinite(decode(drawn["atlas_map"]["data"][0]["z"])).all()
+
+
+def _independent_pair_share(result, query_segment: int, key_segment: int) -> np.ndarray:
+    """The pair filter's share in plain numpy (float64), head by head from the kept queries and keys:
+    softmax of q·k × scaling over the keys each query sees (causal), summed over the key sentence's
+    tokens, averaged over the query sentence's tokens."""
+    segments = np.array([-1 if s is None else s for s in result.segment_ids])
+    rows, cols = np.flatnonzero(segments == query_segment), np.flatnonzero(segments == key_segment)
+    group = result.num_heads // result.num_kv_heads
+    share = np.zeros((result.num_layers, result.num_heads))
+    for layer in range(result.num_layers):
+        k = result.keys[layer].astype(np.float64)
+        for head in range(result.num_heads):
+            q = result.queries[layer, head, rows].astype(np.float64)
+            scores = q @ k[head // group].T * float(result.scaling[layer])
+            scores = np.where(np.arange(result.seq_len)[None, :] <= rows[:, None], scores, -np.inf)
+            w = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            w /= w.sum(axis=-1, keepdims=True)
+            share[layer, head] = w[:, cols].sum(axis=-1).mean()
+    return share
+
+
+def test_the_pair_share_of_a_long_pair_is_read_head_by_head(offered, llama):
+    words = tm.long_text(3000).split()
+    result = extract_attention(" ".join(words[:1500]), llama, text_pair=" ".join(words[1500:3000]))
+    assert result.seq_len == 4096 and not result.dense  # over the dense bound: no whole array
+    with pytest.raises(AttentionTooLarge):
+        result.attentions
+    for pair, (a, b) in {"B→A": (1, 0), "B→B": (1, 1)}.items():
+        share = atlas.pair_share(View(result, ViewOptions(), pair=pair))
+        expected = _independent_pair_share(result, a, b)
+        assert share.shape == (2, 4) and 0.01 < expected.mean() < 0.99
+        np.testing.assert_allclose(share, expected, atol=2e-4)
