@@ -9,8 +9,6 @@ from urllib.parse import urlencode
 
 import pytest
 
-from attention_explorer.components import i18n
-from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
 from tests.browser.test_browser import wait_until
 
 pytestmark = pytest.mark.browser
@@ -65,14 +63,8 @@ def overlap(a, b) -> bool:
 
 
 @pytest.fixture
-def duo(dash_duo, tiny_models):
-    from attention_explorer.app import create_app
-
-    i18n.reset()
-    app = create_app(Settings(models=(DEFAULT_MODEL_ID, tiny_models["chinese"], tiny_models["bert"]), cache_type="simple"))
-    dash_duo.start_server(app)
-    dash_duo.wait_for_element("#head-grid .heatmaplayer", timeout=60)
-    return dash_duo
+def duo(chinese_page):
+    return chinese_page
 
 
 def open_view(duo, size, params: dict, graph: str, ready: str) -> None:
@@ -157,8 +149,7 @@ def test_compare_labels_are_not_clipped_or_covered(duo, tiny_models, size, lang)
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_the_atlas_colour_bar_title_is_whole_inside_the_figure(duo, tiny_models, size, lang):
     # a model of 2 layers: the atlas at its shortest (300 px), its colour bar ~190 px
-    params = language(lang, {"view": "atlas"}, tiny_models)
-    params.setdefault("model", tiny_models["bert"])
+    params = {**language(lang, {"view": "atlas"}, tiny_models), "model": tiny_models["chinese"]}
     duo.driver.set_window_size(*size)
     duo.driver.get(duo.server_url + "/?" + urlencode(params))
     wait_until(lambda: duo.driver.execute_script(

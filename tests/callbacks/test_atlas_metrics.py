@@ -93,18 +93,6 @@ def test_atlas_csv_has_sink_and_induction(offered, llama):
     assert float(line[header.index("induction")]) == pytest.approx(induction_scores(llama)[1, 2])
 
 
-class _Gate:
-    """Holds each head of a background pass until the test lets it go (no timing)."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Semaphore(0)
-        self.go = threading.Event()
-
-    def __call__(self) -> None:
-        self.entered.release()
-        assert self.go.wait(60)
-
-
 def _wait_for(job_id: str) -> None:
     job = memory().jobs.get(job_id)
     job.thread.join(120)
@@ -112,12 +100,9 @@ def _wait_for(job_id: str) -> None:
 
 
 @pytest.fixture
-def background(monkeypatch):
+def background(monkeypatch, hold_steps):
     monkeypatch.setattr(atlas, "SYNC_CELLS", 0)  # every pass goes to the background
-    gate = _Gate()
-    monkeypatch.setattr(atlas, "step_hook", gate)
-    yield gate
-    gate.go.set()
+    return hold_steps(atlas)
 
 
 def test_a_long_pass_runs_in_the_background_with_progress_and_cancel(offered, llama, background):

@@ -5,8 +5,6 @@ starts with "held" waits after its first layer until the test lets it go): no ti
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from flask import Flask
 
@@ -16,19 +14,10 @@ from attention_explorer.services.model.progress import layer_steps
 from attention_explorer.services.store import cache, tasks
 from attention_explorer.services.store.memory import memory
 from tests.held_worker import HOLD
+from tests.helpers import wait_for
 from tests.servers import REDIS_MISSING, CeleryWorker, RedisServer, child_env
 
 pytestmark = pytest.mark.servers
-
-
-def _until(check, what: str, within: float = 90.0):
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -76,14 +65,14 @@ def test_the_workers_layers_show_and_cancel_stops_its_pass(held_worker):
 
     job = memory().jobs.start(("worker progress test",), work)
     # the worker's first layer shows in the job the page polls (1 of the tiny Llama's 2 layers)
-    _until(lambda: memory().jobs.status(job.id) == {"state": "running", "done": 1, "total": 2}, "the worker's layer")
+    wait_for(lambda: memory().jobs.status(job.id) == {"state": "running", "done": 1, "total": 2}, "the worker's layer")
     assert "held after layer 1 of 2" in worker.log_text()
     memory().jobs.cancel(job.id)
     job.thread.join(60)
     assert job.state == "cancelled"  # the page stops waiting at once ...
     _release(held_worker["redis"])
     # ... and the worker stops its pass at the next layer, without finishing it
-    _until(lambda: "cancelled: stopped between two layers" in worker.log_text(), "the worker to stop")
+    wait_for(lambda: "cancelled: stopped between two layers" in worker.log_text(), "the worker to stop")
     assert worker.alive()  # the worker lives on and takes the next task
     result = extract_attention("a short text after the cancel", model)
     assert result.num_layers == 2 and result.seq_len > 3
