@@ -22,7 +22,7 @@ from ..components import ids
 from ..components.analysis_figures import atlas_map_figure
 from ..components.figures import empty_figure
 from ..components.i18n import N_, _, translate
-from ..components.layout import ATLAS_METRICS, atlas_table
+from ..components.layout import ATLAS_METRICS, METRIC_NAMES, atlas_table
 from ..services.analyses import heads, kinds
 from ..services.analyses.exports import atlas_csv
 from ..services.analyses.views import View, ViewOptions
@@ -40,7 +40,8 @@ OUTPUTS = {"atlas_map": Output(ids.ATLAS_MAP, "figure"), "atlas_table": Output(i
            "atlas_progress": Output(ids.ATLAS_PROGRESS, "style", allow_duplicate=True),
            "atlas_progress_text": Output(ids.ATLAS_PROGRESS_TEXT, "children", allow_duplicate=True),
            "atlas_progress_bar": Output(ids.ATLAS_PROGRESS_BAR, "value", allow_duplicate=True),
-           "atlas_progress_label": Output(ids.ATLAS_PROGRESS_LABEL, "children", allow_duplicate=True)}
+           "atlas_progress_label": Output(ids.ATLAS_PROGRESS_LABEL, "children", allow_duplicate=True),
+           "atlas_measuring": Output(ids.ATLAS_MEASURING, "style", allow_duplicate=True)}
 # Measured on the attention as stored, or weighted by value norm in that mode; the switches do not apply.
 
 _TITLES = dict(ATLAS_METRICS)
@@ -49,7 +50,7 @@ _BOUNDED = {"entropy", "local", "self", "previous", "next", "delimiter", "sink",
 # head by head from the queries and keys), go to the background with a progress bar. bench/atlas.py: the
 # whole-array pass over 6 x 12 heads at 512 tokens (18.9 M cells) takes ~0.3 s on this 2-core machine.
 SYNC_CELLS = 1 << 25
-HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
+HIDDEN, SHOWN, OVER = {"display": "none"}, {"display": "block"}, {"display": "flex"}
 MEASURING = N_("Measuring every head of this text: {done} of {total} heads…")
 CANCELLED = N_("Measuring was cancelled: the atlas shows what it showed before. Open the tab again or change a "
                "setting to measure again.")
@@ -183,13 +184,33 @@ def cells_of(result, kind: str | None) -> int:
     return result.num_layers * result.num_heads * result.seq_len * result.seq_len
 
 
-def pair_share(view) -> np.ndarray:
+def pair_share(view, chunk: int = 256) -> np.ndarray:
     """``(layers, heads)``: for the pair filter on, the share of its queries' attention that goes to
-    its keys (e.g. A→B: how much sentence A's tokens look at sentence B), averaged over those queries."""
+    its keys (e.g. A→B: how much sentence A's tokens look at sentence B), averaged over those queries.
+    Read head by head, ``chunk`` query rows at a time (``View.shown_rows``: the switches applied, the
+    maps computed from the kept queries and keys for a long text), never the whole array; remembered
+    under the result's cache key."""
     query_segment, _key_segment = kinds.PAIR_FILTERS[view.pair]
-    rows = np.array([s == query_segment for s in view.rows.segments])
-    filtered = view.all_layers()  # zero outside the pair's block
-    return filtered[..., rows, :].sum(axis=-1).mean(axis=-1) if rows.any() else np.zeros(filtered.shape[:2])
+    view = view.without_rollout()  # the atlas measures heads: rollout has none
+    units = np.flatnonzero(np.array([s == query_segment for s in view.rows.segments], dtype=bool))
+    layers, count = view.shape[:2]
+    o = view.options
+
+    def compute() -> np.ndarray:
+        share = np.zeros((layers, count))
+        if units.size == 0:
+            return share
+        for layer in range(layers):
+            for head in range(count):
+                total = 0.0
+                for start in range(0, units.size, chunk):
+                    total += float(view.shown_rows(layer, head, units[start:start + chunk]).sum(dtype=np.float64))
+                share[layer, head] = total / units.size
+        return share
+
+    return memory().derived.get_or_compute(
+        (view.key, "pair share", view.kind, view.pair, o.value_norm, o.hide_special, o.merge_words, o.drop_first),
+        compute)
 
 
 def legend(labels) -> list:
@@ -209,7 +230,7 @@ def placeholder(message: str) -> dict:
 def _idle(text: str = "") -> dict:
     """The progress area put away and the poll stopped (``text``: a line left under the controls)."""
     return {"atlas_job": None, "atlas_poll": True, "atlas_progress": HIDDEN, "atlas_progress_text": text,
-            "atlas_progress_bar": 0, "atlas_progress_label": ""}
+            "atlas_progress_bar": 0, "atlas_progress_label": "", "atlas_measuring": HIDDEN}
 
 
 def _progress(done: int, total: int) -> dict:
@@ -245,7 +266,7 @@ def _in_background(view, state: ViewState, triggered: frozenset[str]) -> dict:
     except Busy:
         return _idle(translate(BUSY))
     return {"atlas_job": {"id": job.id}, "atlas_poll": False, "atlas_progress": SHOWN, "atlas_progress_text": "",
-            **_progress(job.done, job.total or total)}
+            "atlas_measuring": OVER, **_progress(job.done, job.total or total)}
 
 
 def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
@@ -259,7 +280,8 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     if view.pair:
         title = _("share of attention from {pair} (sentence {a}'s tokens looking at sentence {b})").format(
             pair=view.pair, a=view.pair[0], b=view.pair[-1])
-        figure = atlas_map_figure(pair_share(view), labels, "pair", title, zmax=1.0, selected=selected)
+        figure = atlas_map_figure(pair_share(view), labels, "pair", title, zmax=1.0, selected=selected,
+                                  bar_title=_("share {pair}").format(pair=view.pair))
     elif kinds.metric_reason(state.metric, view.kind):
         figure = empty_figure(_("“{metric}” is not defined for cross-attention: a query (a target token) and a key (a "
                                 "source token) are in different texts, so their positions cannot be compared. Pick "
@@ -269,7 +291,8 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
                                 "encoder-decoder model's decoder reads a target, not the probe."))
     else:
         figure = atlas_map_figure(metrics[state.metric], labels, state.metric, translate(_TITLES[state.metric]),
-                                  zmax=1.0 if state.metric in _BOUNDED else None, selected=selected, kv_group=groups)
+                                  zmax=1.0 if state.metric in _BOUNDED else None, selected=selected, kv_group=groups,
+                                  bar_title=translate(METRIC_NAMES[state.metric]))
     out = {"atlas_map": figure, **_idle()}
     measured = f"{view.key}:{state.window}:{'value' if value_norm else 'raw'}:{view.kind}"
     if state.atlas_table_for != measured:  # the table and legend change only with the measurements
@@ -310,7 +333,8 @@ def cancel(n_clicks, job) -> dict:
 _PROGRESS_OUTPUTS = {"atlas_job": Output(ids.ATLAS_JOB, "data", allow_duplicate=True),
                      "atlas_poll": Output(ids.ATLAS_POLL, "disabled", allow_duplicate=True),
                      "atlas_progress": Output(ids.ATLAS_PROGRESS, "style", allow_duplicate=True),
-                     "atlas_progress_text": Output(ids.ATLAS_PROGRESS_TEXT, "children", allow_duplicate=True)}
+                     "atlas_progress_text": Output(ids.ATLAS_PROGRESS_TEXT, "children", allow_duplicate=True),
+                     "atlas_measuring": Output(ids.ATLAS_MEASURING, "style", allow_duplicate=True)}
 
 
 def register(app: Dash) -> None:

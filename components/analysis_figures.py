@@ -6,7 +6,7 @@ import numpy as np
 
 from . import images
 from .figures import (_base_layout, colorbar_title, colorbar_trace, label_px, max_pool, note_span, safe_label,
-                      typed_array, unique_labels, axis_title_y)
+                      typed_array, unique_labels, axis_title_y, is_cjk, upright)
 from .i18n import N_, _, translate
 
 OVERVIEW_CELLS = 32  # each layer x head map is max-pooled to at most this many cells a side
@@ -89,10 +89,12 @@ def kv_group_marks(heads: int, group: int, y: float = 1.0) -> tuple[list[dict], 
 
 
 def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric_title: str,
-                     *, zmax: float | None = None, selected: tuple[int, int] | None = None, kv_group: int = 1) -> dict:
+                     *, zmax: float | None = None, selected: tuple[int, int] | None = None, kv_group: int = 1,
+                     bar_title: str | None = None) -> dict:
     """A layers x heads map coloured by one metric; hover names the head type (and, under grouped-query
     attention, the key/value head each head shares: ``kv_group`` query heads a key/value head, marked by
-    brackets "kv 0", "kv 1" … over the columns)."""
+    brackets "kv 0", "kv 1" … over the columns). The colour bar is titled ``bar_title`` (the metric's short
+    name: the figure's title says it in full; a long title turned beside a short bar would be cut off)."""
     layers, heads = values.shape
     template = _("layer {layer} · head {head}<br>{type}<br>{metric}: {value}")
     kv_line = _("<br>key/value head {kv} (shared by heads {first}–{last})")
@@ -119,7 +121,7 @@ def atlas_map_figure(values: np.ndarray, labels: np.ndarray, metric: str, metric
             "type": "heatmap", "z": typed_array(values.astype(np.float32)), "colorscale": "Viridis",
             "zmin": 0, "zmax": zmax if zmax is not None else float(finite.max() if finite.size and finite.max() else 1),
             "text": text.tolist(), "hovertemplate": "%{text}<extra></extra>",
-            "colorbar": {"title": {"text": metric_title, "side": "right"}, "thickness": 14},
+            "colorbar": {"title": colorbar_title(bar_title or metric_title), "thickness": 14},
             "xgap": 2, "ygap": 2,
         }, types],
         "layout": _base_layout(
@@ -380,6 +382,20 @@ def inside_head_figure(labels: list[str], query: int, scores: np.ndarray, weight
 COMPARE_LABEL_LIMIT = 60  # tokens named on the axes; longer texts are named by the hover
 
 
+COMPARE_FIGURE_PX = 900  # about the narrowest a Compare figure is drawn (1366x768): its columns' width
+
+
+def compare_ticks(labels: list[str], categories: list[str], column_px: float) -> dict:
+    """How a Compare panel's x axis writes its tokens, ``column_px`` wide a column. Latin labels stay
+    horizontal while they fit, else plotly.js turns them. Labels holding CJK text never turn 45°: each
+    is written horizontally where it fits its column, else stacked one character a line (as Chinese is
+    written vertically), so every token stays named and upright."""
+    if not any(is_cjk(label) for label in labels):
+        return {"autotickangles": [0, -45, -90]}
+    text = [safe_label(label) if label_px([label]) <= column_px - 2 else upright(label) for label in labels]
+    return {"tickangle": 0, "tickmode": "array", "tickvals": categories, "ticktext": text}
+
+
 def comparison_figure(a: np.ndarray, b: np.ndarray, diff: np.ndarray | None, *, x_labels: list[str],
                       y_labels: list[str], titles: tuple[str, str, str], title: str, y_title: str,
                       x_labels_b: list[str] | None = None, y_labels_b: list[str] | None = None) -> dict:
@@ -409,10 +425,11 @@ def comparison_figure(a: np.ndarray, b: np.ndarray, diff: np.ndarray | None, *, 
         })
         start = i * (width + gap)
         named = len(xs) <= COMPARE_LABEL_LIMIT
-        # labels stay horizontal while they fit (CJK tokens mostly do), else turn; the margins grow to
-        # hold them (automargin), so none is cut off
-        layout_axes["xaxis" + suffix] = {"domain": [start, start + width], "anchor": "y" + suffix, 
-                                         "autotickangles": [0, -45, -90], "automargin": True,
+        # labels stay horizontal while they fit, else turn (CJK: stacked, see compare_ticks); the margins
+        # grow to hold them (automargin), so none is cut off
+        layout_axes["xaxis" + suffix] = {"domain": [start, start + width], "anchor": "y" + suffix,
+                                         **compare_ticks(xs, xs_u, COMPARE_FIGURE_PX * width / max(1, len(xs))),
+                                         "automargin": True,
                                          "showticklabels": named, "showgrid": False, "type": "category",
                                          "title": {"text": titles[i], "font": {"size": 13}}, "side": "bottom",
                                          "dtick": 1 if named else None}

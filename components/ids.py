@@ -74,6 +74,7 @@ ATLAS_PROGRESS_BAR = "atlas-progress-bar"
 ATLAS_PROGRESS_TEXT = "atlas-progress-text"  # how a pass ended (cancelled, failed)
 ATLAS_PROGRESS_LABEL = "atlas-progress-label"  # heads measured so far: inside the progress area
 ATLAS_CANCEL = "atlas-cancel"
+ATLAS_MEASURING = "atlas-measuring"  # over the atlas's figure while a pass runs: says it is measuring
 # ... and of a long analysis (the forward pass, layer by layer)
 ANALYZE_JOB = "analyze-job"
 ANALYZE_POLL = "analyze-poll"

@@ -380,6 +380,18 @@ def analyze_progress() -> html.Div:
     ])
 
 
+ATLAS_MEASURING_NOTE = N_("Measuring every head of this text… The atlas appears here when it is done.")
+
+
+def atlas_figure() -> html.Div:
+    """The atlas's figure with a note over it, shown (``callbacks.atlas``) while the heads are measured in
+    the background: the figure under it is kept, and seen again when the pass is done or cancelled."""
+    return html.Div(className="ae-measure-holder", children=[
+        _graph(ids.ATLAS_MAP),
+        html.Div(translate(ATLAS_MEASURING_NOTE), id=ids.ATLAS_MEASURING, className="ae-measuring",
+                 role="status", style={"display": "none"})])
+
+
 def atlas_progress_line() -> html.Div:
     """A line under the progress bar (heads measured so far; a cancelled or failed pass), with the poll
     and the job the page follows."""
@@ -460,7 +472,7 @@ def views_panel(page: dict) -> html.Div:
                  _graph(ids.OVERVIEW, clear_on_unhover=True),
                  dcc.Tooltip(id=ids.OVERVIEW_TOOLTIP, direction="bottom", className="ae-tooltip")),
             _tab(ids.TAB_ATLAS, _("Head atlas"), atlas_controls(), atlas_progress(), atlas_progress_line(),
-                 _graph(ids.ATLAS_MAP),
+                 atlas_figure(),
                  html.Ul(id=ids.ATLAS_LEGEND, className="small ae-legend"),
                  html.P(translate(ATLAS_HELP), className="small text-muted"), html.Div(id=ids.ATLAS_TABLE_HOLDER)),
             _tab(ids.TAB_FOCUS, _("Token focus"), focus_controls(), _graph(ids.FOCUS_HEATMAP),

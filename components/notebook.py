@@ -23,6 +23,7 @@ from typing import Any
 from .analysis_figures import atlas_map_figure, focus_figure, inside_head_figure, overview_figure
 from .export import offline_figure
 from .figures import arc_figure, empty_figure, head_grid_figure, heatmap_figure
+from .i18n import translate
 
 MODES = ("raw", "rollout")
 # The notebook servers allowed to frame the dashboard that show_dashboard() starts (CSP frame-ancestors).
@@ -148,9 +149,12 @@ def atlas(result, metric: str = "entropy", *, window: int = 3, selected: tuple[i
     metrics = heads.head_metrics(result.attentions, heads.delimiter_mask(result.tokens, result.special_mask),
                                  window=int(window), causal=result.is_causal)
     labels = heads.head_labels(metrics)
+    from .layout import METRIC_NAMES
+
     titles = dict(_metric_titles())
     return _go(atlas_map_figure(metrics[metric], labels, metric, titles.get(metric, metric),
-                                zmax=1.0 if metric in _BOUNDED_METRICS else None, selected=selected))
+                                zmax=1.0 if metric in _BOUNDED_METRICS else None, selected=selected,
+                                bar_title=translate(METRIC_NAMES[metric]) if metric in METRIC_NAMES else None))
 
 
 def _metric_titles() -> list[tuple[str, str]]:

@@ -296,19 +296,28 @@ def _layer_extra(key: str, result: AttentionResult, layer: int) -> dict | str:
     return memory().flight.run(("inside", key, layer), run)
 
 
-def _record_before(result: AttentionResult, layer: int) -> dict | str:
+def _model_inputs(loaded, result: AttentionResult) -> dict | None:
+    """The model's inputs for ``result``'s text as it was analysed (a decoder's own continuation: its
+    tokens' ids), or None when the text no longer splits into the same number of tokens."""
     import torch
 
-    loaded = get_model(result.model_id)
-    if not loaded.recorded:
-        return _SPLIT_CHANGED
     if result.prompt_length is not None:  # a decoder's own continuation: its ids are not the text's
         ids = torch.tensor([loaded.tokenizer.convert_tokens_to_ids(result.tokens)], dtype=torch.long)
         inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     else:
         enc = encode(loaded.tokenizer, result.text, result.text_pair, result.token_limit)
         inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-    if int(inputs["input_ids"].shape[1]) != result.seq_len:
+    return inputs if int(inputs["input_ids"].shape[1]) == result.seq_len else None
+
+
+def _record_before(result: AttentionResult, layer: int) -> dict | str:
+    import torch
+
+    loaded = get_model(result.model_id)
+    if not loaded.recorded:
+        return _SPLIT_CHANGED
+    inputs = _model_inputs(loaded, result)
+    if inputs is None:
         return _SPLIT_CHANGED
     inputs = {k: v.to(loaded.device) for k, v in inputs.items()}
     with _forward_semaphore():
@@ -379,13 +388,8 @@ def record_layers(loaded, result: AttentionResult) -> dict[tuple[str, int], Laye
     if result.is_encoder_decoder:
         return _record_seq2seq(loaded, result)
     kind = _check_kind(result, None)
-    if result.prompt_length is not None:  # a decoder's own continuation: its ids are not the text's
-        ids = torch.tensor([loaded.tokenizer.convert_tokens_to_ids(result.tokens)], dtype=torch.long)
-        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    else:
-        enc = encode(loaded.tokenizer, result.text, result.text_pair, result.token_limit)
-        inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-    if int(inputs["input_ids"].shape[1]) != result.seq_len:
+    inputs = _model_inputs(loaded, result)
+    if inputs is None:
         return _SPLIT_CHANGED
     with _forward_semaphore(), torch.inference_mode(), hooks.recording(loaded.model, want_qk=True) as recorder:
         output = loaded.model(**inputs, output_attentions=True, return_dict=True)

@@ -300,3 +300,49 @@ def llama(tmp_path_factory) -> str:
     from tests import tiny_models as tm
 
     return str(tm.build("llama", tmp_path_factory.mktemp("llama") / "llama"))
+
+
+@pytest.fixture
+def hold_steps(monkeypatch):
+    """``hold_steps(module)``: a ``tests.helpers.Gate`` set as ``module.step_hook`` (callbacks.analyze's
+    layers, callbacks.atlas's heads), so a background pass waits at each step until the test opens it;
+    every gate is opened at teardown."""
+    from tests.helpers import Gate
+
+    gates = []
+
+    def hold(module):
+        gate = Gate()
+        monkeypatch.setattr(module, "step_hook", gate)
+        gates.append(gate)
+        return gate
+
+    yield hold
+    for gate in gates:
+        gate.go.set()
+
+
+@pytest.fixture
+def seq2seq_page(dash_duo, tiny_models, tiny_seq2seq_models):
+    """The app in headless Chromium (dash.testing) offering the default model, the tiny BART and GPT-2
+    (6 new tokens at most), started."""
+    from attention_explorer.app import create_app
+
+    app = create_app(config.Settings(models=(config.DEFAULT_MODEL_ID, tiny_seq2seq_models["bart"], tiny_models["gpt2"]),
+                                     cache_type="simple", max_new_tokens=6))
+    dash_duo.start_server(app)
+    return dash_duo
+
+
+@pytest.fixture
+def chinese_page(dash_duo, tiny_models):
+    """The app in headless Chromium (dash.testing) offering the default model and the tiny Chinese BERT,
+    started with the languages' catalogs read afresh, its first grid drawn."""
+    from attention_explorer.app import create_app
+    from attention_explorer.components import i18n
+
+    i18n.reset()
+    app = create_app(config.Settings(models=(config.DEFAULT_MODEL_ID, tiny_models["chinese"]), cache_type="simple"))
+    dash_duo.start_server(app)
+    dash_duo.wait_for_element("#head-grid .heatmaplayer", timeout=60)
+    return dash_duo

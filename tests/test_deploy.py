@@ -385,6 +385,17 @@ def _started_in(workers: list[CeleryWorker], within: float = 60.0) -> CeleryWork
     raise AssertionError("no worker started the task:\n" + "\n".join(w.log_text()[-1500:] for w in workers))
 
 
+def _ask_while_the_worker_dies(text: str, model: str, worker: CeleryWorker, within: float) -> None:
+    """Asks for ``text`` from another thread, kills the only worker once it started the task, and checks
+    the person is told no worker runs (within ``within`` seconds)."""
+    with ThreadPoolExecutor(1) as pool:
+        asked = pool.submit(extract_attention, text, model)
+        _started_in([worker])
+        worker.kill()
+        with pytest.raises(AttentionExplorerError, match="No attention worker is running"):
+            asked.result(timeout=within)
+
+
 def test_a_killed_workers_task_runs_again_on_another(settings, redis_factory, tiny_models, tmp_path, monkeypatch):
     broker = redis_factory(name="broker").db_url(1)
     # ATTN_CELERY_TIMEOUT 60: tasks may run 30 s; a task not acknowledged within 40 s goes back to the queue
@@ -422,14 +433,9 @@ def test_no_worker_alive_is_said_at_once(settings, redis_factory, tiny_models, t
         monkeypatch.setenv("ATTN_CELERY_TIMEOUT", "120")
         tasks.workers.forget()
         assert tasks.status() == {"workers_alive": 1, "recent_timeouts": 0}
-        with ThreadPoolExecutor(1) as pool:
-            asked = pool.submit(extract_attention, "slowly a text the only worker dies on", tiny_models["bert"])
-            _started_in([worker])
-            worker.kill()
-            # given up once the worker's heartbeat is stale (STALE_S), not after ATTN_CELERY_TIMEOUT: the
-            # message says no worker runs, not that none answered within 120 seconds
-            with pytest.raises(AttentionExplorerError, match="No attention worker is running"):
-                asked.result(timeout=110)
+        # given up once the worker's heartbeat is stale (STALE_S), not after ATTN_CELERY_TIMEOUT: the
+        # message says no worker runs, not that none answered within 120 seconds
+        _ask_while_the_worker_dies("slowly a text the only worker dies on", tiny_models["bert"], worker, 110)
         assert tasks.status() == {"workers_alive": 0, "recent_timeouts": 1}
         queued = _queue_length(redis_server)
         with pytest.raises(AttentionExplorerError, match="No attention worker is running") as info:
@@ -453,12 +459,7 @@ def test_a_task_given_up_on_is_not_computed_when_a_worker_comes_back(settings, r
         _bind(celery_broker_url=broker, cache_type="simple")
         monkeypatch.setenv("ATTN_CELERY_TIMEOUT", "40")
         tasks.workers.forget()
-        with ThreadPoolExecutor(1) as pool:
-            asked = pool.submit(extract_attention, "slowly a text nobody waits for in the end", tiny_models["bert"])
-            _started_in([first])
-            first.kill()
-            with pytest.raises(AttentionExplorerError, match="No attention worker is running"):
-                asked.result(timeout=60)
+        _ask_while_the_worker_dies("slowly a text nobody waits for in the end", tiny_models["bert"], first, 60)
         second.start()  # back: the killed worker's task returns to the queue after the visibility timeout
         deadline = time.monotonic() + 90
         while "received" not in second.log_text():

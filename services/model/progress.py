@@ -31,3 +31,9 @@ def layer_done(done: int, total: int) -> None:
     step = _STEP.get()
     if step is not None:
         step(int(done), max(int(total), int(done)))
+
+
+def current_step() -> Callable[[int, int], None] | None:
+    """The ``step`` of the pass this thread runs (None outside ``layer_steps``): a forward pass run
+    elsewhere (a Celery worker, ``services.store.tasks``) reports the worker's layers to it."""
+    return _STEP.get()

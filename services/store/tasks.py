@@ -29,10 +29,17 @@ A worker that dies loses nothing and freezes no one:
   seconds per process): with no worker alive the person is told so at once, instead of waiting
   ``ATTN_CELERY_TIMEOUT``; the thread is free again for the cached views. ``status()`` reports the
   workers alive and recent timeouts (``/healthz``).
+
+A long analysis run in the background (``callbacks.analyze``: a progress bar and Cancel) shows the worker's
+layers: the worker publishes ``{"done", "total"}`` after each layer to the broker's Redis (``PROGRESS`` + the
+task id) and the web thread waiting for the task reads it every ``PROGRESS_SLICE_S`` seconds into its job.
+Cancel marks the task abandoned (``ABANDONED`` + the task id), which the worker reads at each layer: it stops
+between two layers and takes the next task (the worker process lives on; nothing is killed).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -44,9 +51,10 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from ..config import MAX_NEW_TOKENS_CAP, Settings, get_settings
-from ..errors import N_, AttentionExplorerError
+from ..errors import N_, AttentionExplorerError, Cancelled
 from ..model.forward import run_local
 from ..model.inputs import check_steps, checked_inputs
+from ..model.progress import current_step, layer_steps
 from ..result import AttentionResult
 from . import codec
 
@@ -64,7 +72,9 @@ ALIVE_CACHE_S = 2.0  # a web process asks Redis about the workers at most this o
 WAIT_SLICE_S = 2.0  # while waiting for a task, the workers are looked at again this often
 RECENT_S = 300.0  # task timeouts this recent make /healthz say "degraded"
 HEARTBEATS = "attention-explorer:workers"  # a sorted set in the broker's Redis: worker name -> last beat
-ABANDONED = "attention-explorer:abandoned:"  # + a task id: the web gave up on it, a worker skips it
+ABANDONED = "attention-explorer:abandoned:"  # + a task id: the web gave up on it (or Cancel), a worker skips or stops it
+PROGRESS = "attention-explorer:progress:"  # + a task id: {"done", "total"} layers, written by its worker
+PROGRESS_SLICE_S = 0.3  # while a job waits for its task, the worker's progress is read this often
 
 
 def task_timeout() -> float:
@@ -141,16 +151,76 @@ def extract_task(text: str, model_id: str, text_pair: str | None = None, target:
         max_new_tokens = check_steps(max_new_tokens, MAX_NEW_TOKENS_CAP)
     if steps is not None:
         steps = check_steps(steps, max_new_tokens or bound)
-    return codec.to_json_payload(run_local(text, model_id, text_pair, target, max_new_tokens, steps))
+    task_id = _current_task_id()
+    redis_client = _redis_for(settings.celery_broker_url) if task_id else None
+    try:
+        with layer_steps(_WorkerSteps(redis_client, task_id) if redis_client is not None else None):
+            result = run_local(text, model_id, text_pair, target, max_new_tokens, steps)
+    except Cancelled:
+        log.info("task %s cancelled: stopped between two layers", task_id)
+        return {}  # nobody reads it: the web process stopped waiting when it asked to stop
+    finally:
+        if redis_client is not None:
+            redis_client.close()
+    return codec.to_json_payload(result)
+
+
+def _current_task_id() -> str | None:
+    from celery import current_task
+
+    return getattr(getattr(current_task, "request", None), "id", None)
+
+
+class _WorkerSteps:
+    """A worker's per-layer step (``services.model.progress``): publishes ``{"done", "total"}`` to the
+    broker's Redis (``PROGRESS`` + the task id), where the web process that waits for the task reads it,
+    and raises ``Cancelled`` once the web process gave up on the task or its person pressed Cancel
+    (``ABANDONED`` + the task id): the pass stops between two layers and the worker takes the next task."""
+
+    def __init__(self, client, task_id: str) -> None:
+        self.client, self.task_id = client, task_id
+
+    def __call__(self, done: int, total: int) -> None:
+        try:
+            pipe = self.client.pipeline()
+            pipe.set(PROGRESS + self.task_id, json.dumps({"done": int(done), "total": int(total)}),
+                     ex=max(60, int(2 * task_timeout())))
+            pipe.exists(ABANDONED + self.task_id)
+            stop = pipe.execute()[1]
+        except Exception as exc:  # noqa: BLE001 - the broker's Redis failing: the pass goes on, unseen
+            log.debug("progress not written: %r", exc)
+            return
+        if stop:
+            raise Cancelled
+
+
+def _read_progress(broker_url: str, task_id: str) -> tuple[int, int] | None:
+    """What the task's worker published of its progress (untrusted: whole numbers 0 <= done <= total
+    <= 10^6), or None."""
+    client = _redis_for(broker_url)
+    if client is None:
+        return None
+    try:
+        raw = client.get(PROGRESS + task_id)
+    except Exception:  # noqa: BLE001 - unseen progress: the bar waits
+        return None
+    finally:
+        client.close()
+    try:
+        value = json.loads(raw) if isinstance(raw, bytes) and len(raw) < 200 else None
+        done, total = value["done"], value["total"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (done, total)) or not 0 <= done <= total <= 10**6:
+        return None
+    return done, total
 
 
 def _abandoned() -> bool:
     """Whether the web process gave up on the task being run (``_abandon``): tasks queued while no worker
     ran, or taken by a worker that was then killed, would otherwise be computed for nobody when a worker
     comes back, ahead of the texts people are waiting for."""
-    from celery import current_task
-
-    task_id = getattr(getattr(current_task, "request", None), "id", None)
+    task_id = _current_task_id()
     client = _redis_for(get_settings().celery_broker_url) if task_id else None
     if client is None:
         return False
@@ -466,11 +536,22 @@ def _wait(pending, broker_url: str, timeout: float):
     from celery.exceptions import TimeoutError as CeleryTimeout
 
     deadline = time.monotonic() + timeout
+    step = current_step()  # a background analysis's (callbacks.analyze): it shows the worker's layers
+    seen = (0, 0)
     while True:
         left = deadline - time.monotonic()
         try:
-            return pending.get(timeout=max(0.05, min(WAIT_SLICE_S, left)), propagate=True)
+            return pending.get(timeout=max(0.05, min(PROGRESS_SLICE_S if step else WAIT_SLICE_S, left)),
+                               propagate=True)
         except CeleryTimeout as exc:
+            if step is not None:
+                seen = _read_progress(broker_url, pending.id) or seen
+                try:
+                    step(*seen)  # records the progress; raises Cancelled once the person pressed Cancel
+                except Cancelled:
+                    log.info("extraction %s: cancelled, its worker stops at its next layer", pending.id)
+                    _abandon(pending.id, broker_url, timeout)
+                    raise
             if time.monotonic() >= deadline:
                 workers.timed_out()
                 log.warning("extraction %s: no worker answered within %.0f s", pending.id, timeout)

@@ -147,7 +147,10 @@ class UserStore:
         hashed = self.users().get(name)
         if hashed is None:
             return False
-        token = self._token(name, password, hashed)
+        return self._seen(self._token(name, password, hashed))
+
+    def _seen(self, token: bytes) -> bool:
+        """Whether ``token`` (a name, password and entry) was accepted before; if so it is kept longest."""
         with self._lock:
             if token in self._accepted:
                 self._accepted.move_to_end(token)
@@ -164,10 +167,8 @@ class UserStore:
             check_password_hash(self._dummy, password)  # the same cost as a real name
             return False
         token = self._token(name, password, hashed)
-        with self._lock:
-            if token in self._accepted:
-                self._accepted.move_to_end(token)
-                return True
+        if self._seen(token):
+            return True
         if not check_password_hash(hashed, password):
             return False
         with self._lock:

@@ -3,8 +3,6 @@ grouped-query Llama whose metric pass is held head by head by a test hook: no ti
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from attention_explorer.callbacks import atlas
@@ -16,25 +14,10 @@ from tests.browser.test_browser import TIMEOUT, analyze, graph, open_tab, wait_u
 pytestmark = pytest.mark.browser
 
 
-class _Gate:
-    """Each head of a background pass waits here until the test opens the gate."""
-
-    def __init__(self) -> None:
-        self.go = threading.Event()
-        self.heads = 0
-
-    def __call__(self) -> None:
-        self.heads += 1
-        assert self.go.wait(120)
-
-
 @pytest.fixture
-def held(monkeypatch):
-    gate = _Gate()
+def held(monkeypatch, hold_steps):
     monkeypatch.setattr(atlas, "SYNC_CELLS", 0)  # every metric pass runs in the background
-    monkeypatch.setattr(atlas, "step_hook", gate)
-    yield gate
-    gate.go.set()
+    return hold_steps(atlas)
 
 
 @pytest.fixture
@@ -68,11 +51,18 @@ def test_progress_bar_and_cancel_then_measure_again(llama_app, held):
     open_tab(duo, "Head atlas")
     wait_until(lambda: _visible(duo, "#atlas-progress"), message="the progress bar")
     wait_until(lambda: "0 of 8 heads" in duo.find_element("#atlas-progress-label").text, message="progress text")
+    # the figure area says it is measuring (not "Type a sentence..."): the note is what the figure's centre shows
+    assert _visible(duo, "#atlas-measuring") and "Measuring" in duo.find_element("#atlas-measuring").text
+    assert duo.driver.execute_script(
+        "const r = document.getElementById('atlas-map').getBoundingClientRect();"
+        "const e = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);"
+        "return !!e && !!e.closest('#atlas-measuring');")
     job = wait_until(_running_job, message="the job")
-    assert held.heads == 1  # held before recording its first head
+    assert held.steps == 1  # held before recording its first head
     duo.find_element("#atlas-cancel").click()
     wait_until(lambda: not _visible(duo, "#atlas-progress"), message="the progress bar put away")
     assert "cancelled" in duo.find_element("#atlas-progress-text").text
+    assert not _visible(duo, "#atlas-measuring")  # the figure is seen again
     assert graph(duo, "atlas-map", "JSON.stringify(gd.data)") == before  # the page as it was
     held.go.set()  # the pass goes on to its next step, sees the Cancel and stops
     job.thread.join(60)
@@ -82,7 +72,7 @@ def test_progress_bar_and_cancel_then_measure_again(llama_app, held):
     open_tab(duo, "Head atlas")
     wait_until(lambda: graph(duo, "atlas-map", "gd.layout.annotations && gd.layout.annotations.map(a => a.text)")
                == ["kv 0", "kv 1"], timeout=TIMEOUT * 2, message="the atlas with its kv groups")
-    assert not _visible(duo, "#atlas-progress")
+    assert not _visible(duo, "#atlas-progress") and not _visible(duo, "#atlas-measuring")
     rows = duo.find_elements("#atlas-table tbody tr")
     assert len(rows) == 1 + 8  # the header row and one a head
     headers = duo.driver.execute_script(
@@ -99,13 +89,10 @@ def _type_fast(duo, selector: str, text: str) -> None:
 
 
 @pytest.fixture
-def held_analysis(monkeypatch):
+def held_analysis(hold_steps):
     from attention_explorer.callbacks import analyze as analyze_module
 
-    gate = _Gate()
-    monkeypatch.setattr(analyze_module, "step_hook", gate)
-    yield gate
-    gate.go.set()
+    return hold_steps(analyze_module)
 
 
 def test_a_long_analysis_shows_its_layers_and_can_be_cancelled(llama_app, held_analysis):

@@ -9,7 +9,6 @@ from urllib.parse import urlencode
 
 import pytest
 
-from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
 from tests.browser.test_browser import wait_until
 
 pytestmark = pytest.mark.browser
@@ -18,14 +17,9 @@ SOURCE = "The cat sat on the mat because it was tired."
 
 
 @pytest.fixture
-def laptop(dash_duo, tiny_models, tiny_seq2seq_models):
-    from attention_explorer.app import create_app
-
-    app = create_app(Settings(models=(DEFAULT_MODEL_ID, tiny_seq2seq_models["bart"], tiny_models["gpt2"]),
-                              cache_type="simple", max_new_tokens=6))
-    dash_duo.start_server(app)
-    dash_duo.driver.set_window_size(1366, 768)
-    return dash_duo
+def laptop(seq2seq_page):
+    seq2seq_page.driver.set_window_size(1366, 768)
+    return seq2seq_page
 
 
 def bottoms(duo) -> dict:

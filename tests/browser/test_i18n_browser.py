@@ -9,7 +9,7 @@ from selenium.webdriver.common.keys import Keys
 
 from attention_explorer.components import i18n
 from attention_explorer.components.layout import EXAMPLES, HELP
-from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
+from attention_explorer.services.config import DEFAULT_MODEL_ID
 from tests.browser.test_browser import analyze, graph, open_tab, wait_until
 from tests.components.test_i18n import CJK, KEPT_PHRASES, english_words, text_words
 
@@ -35,15 +35,9 @@ def open_page(duo, query: str) -> None:
 
 
 @pytest.fixture
-def zh_duo(dash_duo, tiny_models):
-    from attention_explorer.app import create_app
-
-    i18n.reset()
-    app = create_app(Settings(models=(DEFAULT_MODEL_ID, tiny_models["chinese"]), cache_type="simple"))
-    dash_duo.start_server(app)
-    dash_duo.wait_for_element("#head-grid .heatmaplayer", timeout=60)
-    open_page(dash_duo, "?lang=zh")
-    return dash_duo
+def zh_duo(chinese_page):
+    open_page(chinese_page, "?lang=zh")
+    return chinese_page
 
 
 def tab_labels(duo) -> list[str]:

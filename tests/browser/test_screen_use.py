@@ -9,8 +9,6 @@ from urllib.parse import urlencode
 
 import pytest
 
-from attention_explorer.components import i18n
-from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
 from tests.browser.test_browser import wait_until
 
 pytestmark = pytest.mark.browser
@@ -65,14 +63,8 @@ def overlap(a, b) -> bool:
 
 
 @pytest.fixture
-def duo(dash_duo, tiny_models):
-    from attention_explorer.app import create_app
-
-    i18n.reset()
-    app = create_app(Settings(models=(DEFAULT_MODEL_ID, tiny_models["chinese"]), cache_type="simple"))
-    dash_duo.start_server(app)
-    dash_duo.wait_for_element("#head-grid .heatmaplayer", timeout=60)
-    return dash_duo
+def duo(chinese_page):
+    return chinese_page
 
 
 def open_view(duo, size, params: dict, graph: str, ready: str) -> None:
@@ -139,8 +131,40 @@ def test_compare_labels_are_not_clipped_or_covered(duo, tiny_models, size, lang)
         for title in titles:  # no axis title drawn over a label
             covered = [t["text"] for t in labels if overlap(title["box"], t["box"])]
             assert covered == [], (graph, title["text"], covered)
-        if lang == "zh":  # titles read upright (the tokens turn when a panel's columns are too narrow for them)
-            turned = [(t["text"], t["angle"]) for t in texts
-                      if cjk(t["text"]) and t["angle"] % 360 and t["kind"] not in ("xtick", "ytick")]
+        if lang == "zh":  # titles and token labels read upright
+            turned = [(t["text"], t["angle"]) for t in texts if cjk(t["text"]) and t["angle"] % 360]
             assert turned == [], graph
+            # no token label turned (CJK ones horizontal, those too wide for a column stacked upright) ...
+            xticks = [t for t in labels if t["kind"] == "xtick"]
+            assert [(t["text"], t["angle"]) for t in xticks if t["angle"] % 360] == [], graph
+            assert sum(cjk(t["text"]) for t in xticks) >= 10, graph  # ... each panel's characters named
+            # ... and none drawn over its neighbour
+            crowded = [(a["text"], b["text"]) for i, a in enumerate(xticks) for b in xticks[i + 1:]
+                       if overlap(a["box"], b["box"])]
+            assert crowded == [], graph
             assert any(t["kind"] == "annotation" and cjk(t["text"]) for t in texts), graph  # the y title is there
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_atlas_colour_bar_title_is_whole_inside_the_figure(duo, tiny_models, size, lang):
+    # a model of 2 layers: the atlas at its shortest (300 px), its colour bar ~190 px
+    params = {**language(lang, {"view": "atlas"}, tiny_models), "model": tiny_models["chinese"]}
+    duo.driver.set_window_size(*size)
+    duo.driver.get(duo.server_url + "/?" + urlencode(params))
+    wait_until(lambda: duo.driver.execute_script(
+        "const gd = document.querySelector('#atlas-map .js-plotly-plot');"
+        "return gd && gd._fullLayout && gd.data.length > 0 && !!gd.querySelector('.cbtitle text') &&"
+        " !document.querySelector('[data-dash-is-loading=\"true\"]')"), timeout=60, message="the atlas drawn")
+    svg = duo.driver.execute_script(PLOT, "atlas-map")["svg"]
+    titles = [t for t in duo.driver.execute_script(TEXTS, "atlas-map") if t["kind"] == "cbtitle"]
+    assert len(titles) == 1 and titles[0]["shown"], titles
+    title = titles[0]
+    b = title["box"]  # the whole title inside the figure: nothing cut off at its edges
+    assert b[0] >= svg[0] - 1 and b[1] >= svg[1] - 1 and b[2] <= svg[2] + 1 and b[3] <= svg[3] + 1, (title, svg)
+    if lang == "zh":
+        assert title["angle"] % 360 == 0, title  # Chinese reads upright
+    assert title["text"] == ("熵" if lang == "zh" else "entropy")  # the metric's short name
+    # the full description is in the figure's title
+    assert any(("归一化熵" if lang == "zh" else "normalised entropy (0 focused") in t["text"]
+               for t in duo.driver.execute_script(TEXTS, "atlas-map"))

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import pytest
 from selenium.webdriver.common.by import By
 
-from attention_explorer.services.config import DEFAULT_MODEL_ID, Settings
+from attention_explorer.services.config import DEFAULT_MODEL_ID
 from tests.browser.test_browser import graph, now, open_tab, requests_since, wait_until
 
 pytestmark = pytest.mark.browser
@@ -19,14 +19,9 @@ TARGET = "Le chat était assis sur le tapis."
 
 
 @pytest.fixture
-def seq2seq_app(dash_duo, tiny_models, tiny_seq2seq_models):
-    from attention_explorer.app import create_app
-
-    app = create_app(Settings(models=(DEFAULT_MODEL_ID, tiny_seq2seq_models["bart"], tiny_models["gpt2"]),
-                              cache_type="simple", max_new_tokens=6))
-    dash_duo.start_server(app)
-    dash_duo.wait_for_element("#head-grid .heatmaplayer", timeout=60)
-    return dash_duo
+def seq2seq_app(seq2seq_page):
+    seq2seq_page.wait_for_element("#head-grid .heatmaplayer", timeout=60)
+    return seq2seq_page
 
 
 def visit(duo, **params) -> None:

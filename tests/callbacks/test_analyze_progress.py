@@ -3,7 +3,6 @@ between two layers when cancelled; the page keeps what it shows, then shows the 
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 from dash import no_update
@@ -53,22 +52,9 @@ def test_a_cancel_stops_the_pass_between_layers_and_keeps_nothing(offered, llama
     assert analyse(text, llama)[1].num_layers == 2  # and it can be run again
 
 
-class _Gate:
-    def __init__(self) -> None:
-        self.entered = threading.Semaphore(0)
-        self.go = threading.Event()
-
-    def __call__(self) -> None:
-        self.entered.release()
-        assert self.go.wait(60)
-
-
 @pytest.fixture
-def held(monkeypatch):
-    gate = _Gate()
-    monkeypatch.setattr(analyze, "step_hook", gate)
-    yield gate
-    gate.go.set()
+def held(hold_steps):
+    return hold_steps(analyze)
 
 
 def _job(out):

@@ -14,6 +14,8 @@ from attention_explorer.callbacks import atlas
 from attention_explorer.components import ids
 from attention_explorer.services import config, extract_attention
 from attention_explorer.services.analyses import heads
+from attention_explorer.services.analyses.views import View, ViewOptions
+from attention_explorer.services.result import AttentionTooLarge
 from attention_explorer.services.extraction import induction_scores
 from attention_explorer.services.store import jobs as jobs_module
 from attention_explorer.services.store.memory import memory
@@ -91,18 +93,6 @@ def test_atlas_csv_has_sink_and_induction(offered, llama):
     assert float(line[header.index("induction")]) == pytest.approx(induction_scores(llama)[1, 2])
 
 
-class _Gate:
-    """Holds each head of a background pass until the test lets it go (no timing)."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Semaphore(0)
-        self.go = threading.Event()
-
-    def __call__(self) -> None:
-        self.entered.release()
-        assert self.go.wait(60)
-
-
 def _wait_for(job_id: str) -> None:
     job = memory().jobs.get(job_id)
     job.thread.join(120)
@@ -110,12 +100,9 @@ def _wait_for(job_id: str) -> None:
 
 
 @pytest.fixture
-def background(monkeypatch):
+def background(monkeypatch, hold_steps):
     monkeypatch.setattr(atlas, "SYNC_CELLS", 0)  # every pass goes to the background
-    gate = _Gate()
-    monkeypatch.setattr(atlas, "step_hook", gate)
-    yield gate
-    gate.go.set()
+    return hold_steps(atlas)
 
 
 def test_a_long_pass_runs_in_the_background_with_progress_and_cancel(offered, llama, background):
@@ -124,6 +111,7 @@ def test_a_long_pass_runs_in_the_background_with_progress_and_cancel(offered, ll
     # the atlas keeps what it showed; the progress bar and the poll start
     assert first["atlas_map"] is no_update and first["atlas_table"] is no_update
     assert first["atlas_poll"] is False and first["atlas_progress"] == {"display": "block"}
+    assert first["atlas_measuring"] == {"display": "flex"}  # the figure area says it is measuring
     job_id = first["atlas_job"]["id"]
     assert len(job_id) == 32
     assert background.entered.acquire(timeout=60)  # the first head is measured, held before its step
@@ -139,6 +127,7 @@ def test_a_long_pass_runs_in_the_background_with_progress_and_cancel(offered, ll
     assert cancelled["atlas_poll"] is True and cancelled["atlas_job"] is None
     assert cancelled["atlas_progress"] == {"display": "none"} and "cancelled" in cancelled["atlas_progress_text"]
     assert "atlas_map" not in cancelled  # the page stays as it was
+    assert cancelled["atlas_measuring"] == {"display": "none"}  # and its figure is seen again
     # a poll answered before the pass reaches its next head no longer says it measures
     assert "cancelled" in atlas.poll(2, {"id": job_id}, {"n": 4})["atlas_progress_text"]
     background.go.set()
@@ -157,6 +146,7 @@ def test_a_long_pass_runs_in_the_background_with_progress_and_cancel(offered, ll
     done = atlas.poll(2, {"id": second}, {"n": 4})
     assert done["request"] == {"changed": [f"{ids.ATLAS_WINDOW}.value"], "n": 5}  # the router draws the atlas
     assert done["atlas_poll"] is True and done["atlas_job"] is None
+    assert done["atlas_measuring"] == {"display": "none"}
     drawn = view(handle, ids.TAB_ATLAS, triggered={"window"}, metric="sink")
     result = extract_attention(_text(80), llama)
     expected, labels, _rows = atlas._measure(result, 3)
@@ -284,3 +274,36 @@ def test_the_atlas_tab_at_4096_tokens_measures_in_the_background_then_draws(offe
     assert len(drawn["atlas_table"].data) == 8 and {"sink", "induction"} <= set(drawn["atlas_table"].data[0])
     assert [a["text"] for a in drawn["atlas_map"]["layout"]["annotations"]] == ["kv 0", "kv 1"]
     assert np.isfinite(decode(drawn["atlas_map"]["data"][0]["z"])).all()
+
+
+def _independent_pair_share(result, query_segment: int, key_segment: int) -> np.ndarray:
+    """The pair filter's share in plain numpy (float64), head by head from the kept queries and keys:
+    softmax of q·k × scaling over the keys each query sees (causal), summed over the key sentence's
+    tokens, averaged over the query sentence's tokens."""
+    segments = np.array([-1 if s is None else s for s in result.segment_ids])
+    rows, cols = np.flatnonzero(segments == query_segment), np.flatnonzero(segments == key_segment)
+    group = result.num_heads // result.num_kv_heads
+    share = np.zeros((result.num_layers, result.num_heads))
+    for layer in range(result.num_layers):
+        k = result.keys[layer].astype(np.float64)
+        for head in range(result.num_heads):
+            q = result.queries[layer, head, rows].astype(np.float64)
+            scores = q @ k[head // group].T * float(result.scaling[layer])
+            scores = np.where(np.arange(result.seq_len)[None, :] <= rows[:, None], scores, -np.inf)
+            w = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            w /= w.sum(axis=-1, keepdims=True)
+            share[layer, head] = w[:, cols].sum(axis=-1).mean()
+    return share
+
+
+def test_the_pair_share_of_a_long_pair_is_read_head_by_head(offered, llama):
+    words = tm.long_text(3000).split()
+    result = extract_attention(" ".join(words[:1500]), llama, text_pair=" ".join(words[1500:3000]))
+    assert result.seq_len == 4096 and not result.dense  # over the dense bound: no whole array
+    with pytest.raises(AttentionTooLarge):
+        result.attentions
+    for pair, (a, b) in {"B→A": (1, 0), "B→B": (1, 1)}.items():
+        share = atlas.pair_share(View(result, ViewOptions(), pair=pair))
+        expected = _independent_pair_share(result, a, b)
+        assert share.shape == (2, 4) and 0.01 < expected.mean() < 0.99
+        np.testing.assert_allclose(share, expected, atol=2e-4)

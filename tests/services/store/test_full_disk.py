@@ -13,22 +13,13 @@ import os
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from attention_explorer.services.result import AttentionResult
 from attention_explorer.services.store import backends
 from attention_explorer.services.store.backends import SafeFileSystemCache
+from tests.helpers import uniform_result as _result
 
 BIG_BOUND = 2048 * 1024 * 1024  # the default ATTN_CACHE_MAX_MB: far more than the disks below
-
-
-def _result(seq: int, text: str) -> AttentionResult:
-    return AttentionResult(
-        tokens=[f"t{i}" for i in range(seq)], attentions=np.full((1, 1, seq, seq), 1.0 / seq, np.float16),
-        model_id="m", truncated=False, special_mask=np.zeros(seq, bool), word_ids=list(range(seq)),
-        segment_ids=[0] * seq, is_causal=False, unknown_share=0.0, unknown_count=0,
-        token_count_before_truncation=seq, token_limit=512, text=text)
 
 
 def _folder_bytes(path: str) -> int:

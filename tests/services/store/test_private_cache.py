@@ -15,23 +15,14 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 from attention_explorer.services import extract_attention
 from attention_explorer.services.config import Settings
-from attention_explorer.services.result import AttentionResult
 from attention_explorer.services.store import cache
+from tests.helpers import uniform_result as _result
 from tests.servers import PROJECT_ROOT, child_env
 from tests.test_deploy import _bind
-
-
-def _result(seq: int, text: str) -> AttentionResult:
-    return AttentionResult(
-        tokens=[f"t{i}" for i in range(seq)], attentions=np.full((1, 1, seq, seq), 1.0 / seq, np.float16),
-        model_id="m", truncated=False, special_mask=np.zeros(seq, bool), word_ids=list(range(seq)),
-        segment_ids=[0] * seq, is_causal=False, unknown_share=0.0, unknown_count=0,
-        token_count_before_truncation=seq, token_limit=512, text=text)
 
 
 def test_default_folder_is_under_the_user_cache_home_and_private(settings, tmp_path, monkeypatch):
