@@ -83,9 +83,8 @@ def long_render(view, state: ViewState, note: str | None) -> dict:
     """A long text: the map pooled in blocks (``state.pool``: max or mean), or, after a box zoom, the part
     on screen: exact when it fits ``HEATMAP_CELLS`` a side, else pooled again, finer."""
     n_rows, n_cols = len(view.labels), len(view.col_labels)
-    zoom = state.zoom if state.zoom is not None and state.zoom.key == view.key else None
-    region = (0, n_rows, 0, n_cols) if zoom is None else (min(zoom.r0, n_rows - 1), min(zoom.r1, n_rows),
-                                                          min(zoom.c0, n_cols - 1), min(zoom.c1, n_cols))
+    zoom = state.zoom.of(view.key, "heatmap") if state.zoom is not None else None
+    region = (0, n_rows, 0, n_cols) if zoom is None else zoom.region(n_rows, n_cols)
     block = block_for(max(region[1] - region[0], region[3] - region[2]))
     values = view.picture(state.layer, state.head.number, block, state.pool, region)
     if view.pair:  # blocks the pair filter leaves out wholly are blank (NaN: the hover says so), not zero
