@@ -177,3 +177,40 @@ def test_a_long_overview_is_zoomable_and_names_its_analysis(long_handle):
     key, result = _result(long_handle)
     fig = view(long_handle, ids.TAB_OVERVIEW)["overview"]
     assert fig["layout"]["meta"]["zoom"] == {"key": key} and fig["layout"]["dragmode"] == "zoom"
+
+
+@pytest.fixture
+def bart(settings, tmp_path_factory) -> str:
+    """A tiny random BART of 1,024 positions (tests/tiny_models.py), offered."""
+    path = str(tm.build("bart", tmp_path_factory.mktemp("bart") / "bart"))
+    config.configure(models=settings.models + (path,), max_new_tokens=6)
+    return path
+
+
+def test_a_rectangular_cross_attention_grid_zooms_to_a_region_of_targets_x_sources(bart):
+    """Cross-attention of a tiny BART (a few target tokens x 300-odd source tokens: the grid is pooled, so
+    zoomable): a box zoom gives every head that region of target rows x source columns, exact (the stored
+    maps of transformers' own attention), each axis clamped to its own tokens."""
+    from tests.services.test_seq2seq import SOURCE, TARGET
+
+    from attention_explorer.callbacks import analyze
+
+    out = analyze.analyze({"text": " ".join([SOURCE] * 30), "model": bart, "target": TARGET, "pair": None,
+                           "layer": 0, "head": ids.HEAD_ALL, "current": None, "synchronous": True})
+    key, result = _result(out["handle"])
+    cross = result.cross_attentions.astype(np.float32)
+    n_t, n_s = cross.shape[-2:]
+    assert n_s > 128 > n_t > 20
+    whole = view(out["handle"], ids.TAB_GRID, kind="cross", layer=1)["grid"]
+    assert whole["layout"]["meta"]["zoom"]["zoomed"] is False and whole["layout"]["dragmode"] == "zoom"
+    zoom = {"key": key, "view": "grid", "x": [99.5, 119.5], "y": [3.5, 19.5]}  # 16 target rows, 20 sources
+    fig = view(out["handle"], ids.TAB_GRID, kind="cross", layer=1, zoom=zoom)["grid"]
+    meta = fig["layout"]["meta"]
+    assert (meta["zoom"]["r0"], meta["zoom"]["r1"], meta["zoom"]["c0"], meta["zoom"]["c1"]) == (4, 20, 100, 120)
+    assert meta["block"] == 1 and (meta["cells_y"], meta["cells_x"]) == (16, 20)
+    values = grid_values(fig)
+    assert np.abs(values - cross[1][:, 4:20, 100:120]).max() < 1e-3  # the stored maps are float16
+    assert fig["data"][3]["text"][:16] == meta["tokens"][4:20] and len(meta["key_tokens"]) == n_s
+    # rows past the target's end: clamped to its own tokens (the zoom is bounded by the longer side)
+    low = view(out["handle"], ids.TAB_GRID, kind="cross", layer=1, zoom={**zoom, "y": [19.5, 400.5]})["grid"]
+    assert (low["layout"]["meta"]["zoom"]["r0"], low["layout"]["meta"]["zoom"]["r1"]) == (20, n_t)
