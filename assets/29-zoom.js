@@ -75,6 +75,48 @@
                          meta.key_tokens || meta.tokens, c0 + cell.key * b + centre, r0 + cell.query * b + centre, name);
     };
 
+    /* The box a person drew, in data units, from the mouse itself: on a picture whose axes keep square
+       cells (scaleanchor), plotly.js widens the zoomed ranges to the plot's shape (a box in one grid tile
+       would reach the next tiles), so the relayout's ranges are not the box. Recorded for the main axes of
+       the graph pressed, taken once by the zoom that follows. */
+    let drawn = null;
+    function dataPoint(gd, ev) {
+        const full = gd._fullLayout, xa = full && full.xaxis, ya = full && full.yaxis;
+        if (!xa || !ya || !xa.p2l || !ya.p2l) { return null; }
+        const r = gd.getBoundingClientRect();
+        return [xa.p2l(ev.clientX - r.left - xa._offset), ya.p2l(ev.clientY - r.top - ya._offset)];
+    }
+    document.addEventListener("mousedown", function (ev) {
+        const gd = ev.target && ev.target.closest ? ev.target.closest(".js-plotly-plot") : null;
+        drawn = gd ? {gd: gd, start: dataPoint(gd, ev), end: null} : null;
+    }, true);
+    document.addEventListener("mouseup", function (ev) {
+        if (drawn && !drawn.end) { drawn.end = dataPoint(drawn.gd, ev); }
+    }, true);
+    /* A double click on a graph (the page's own event: plotly.js may answer it with the ranges the figure
+       came with, not an autorange, when those are the server's zoomed ranges): its zoom is reset. */
+    let doubled = null;
+    document.addEventListener("dblclick", function (ev) {
+        const gd = ev.target && ev.target.closest ? ev.target.closest(".js-plotly-plot") : null;
+        doubled = gd ? {gd: gd, at: Date.now()} : null;
+    }, true);
+    function doubleClicked(graphId) {
+        const d = doubled, gd = AE.graphDiv(graphId);
+        if (!(d && gd && d.gd === gd && !d.used && Date.now() - d.at < 1000)) { return false; }
+        d.used = true;  /* one reset a double click */
+        return true;
+    }
+    function drawnBox(graphId, box, relayout, xname, yname) {
+        const d = drawn, gd = AE.graphDiv(graphId);
+        drawn = null;
+        if (!d || d.gd !== gd || !d.start || !d.end || (d.start[0] === d.end[0] && d.start[1] === d.end[1])) {
+            return box;  /* a click, or a zoom from elsewhere (the mode bar): the ranges as they are */
+        }
+        const sorted = function (a, b) { return [Math.min(a, b), Math.max(a, b)]; };
+        return {x: relayout[xname + ".range[0]"] !== undefined ? sorted(d.start[0], d.end[0]) : box.x,
+                y: relayout[yname + ".range[0]"] !== undefined ? sorted(d.start[1], d.end[1]) : box.y};
+    }
+
     /* The box a relayout names on the axes ``xname`` / ``yname`` ("xaxis", "yaxis2"), completed from the
        figure's layout when it names one axis only: {x: [a, b], y: [a, b]} (each sorted), "reset" for a
        double click (autorange; ``autorangeShown``: the graph's own layout says so, when Plotly sent
@@ -110,14 +152,13 @@
        second click follows (plotly.js reports the first click of a double click as a click). */
     const pending = {};
     AE.unlessDoubleClick = function (graphId, open) {
-        const gd = AE.graphDiv(graphId);
-        if (!gd || !gd.on) { open(); return; }
-        if (!gd._aeDoubleClick) {
-            gd._aeDoubleClick = true;
-            gd.on("plotly_doubleclick", function () { clearTimeout(pending[graphId]); });
-        }
         clearTimeout(pending[graphId]);
-        pending[graphId] = setTimeout(open, 450);
+        const since = Date.now();
+        pending[graphId] = setTimeout(function () {
+            /* the page's dblclick may come before the click reaches this callback (through Dash), or after */
+            const d = doubled, gd = AE.graphDiv(graphId);
+            if (!(d && gd && d.gd === gd && d.at >= since - 600)) { open(); }
+        }, 450);
     };
 
     AE.register({
@@ -128,8 +169,10 @@
             const gd = AE.graphDiv("head-heatmap");
             const box = boxOf(relayout, figure.layout, "xaxis", "yaxis",
                               gd && gd.layout && gd.layout.xaxis && gd.layout.xaxis.autorange === true);
-            if (box === "reset") { return reset(current, meta.key, "heatmap"); }
-            return box ? {key: meta.key, view: "heatmap", x: box.x, y: box.y} : AE.NO();
+            if (box === "reset" || doubleClicked("head-heatmap")) { return reset(current, meta.key, "heatmap"); }
+            if (!box) { return AE.NO(); }
+            const drew = drawnBox("head-heatmap", box, relayout, "xaxis", "yaxis");
+            return {key: meta.key, view: "heatmap", x: drew.x, y: drew.y};
         },
 
         /* relayoutData of a zoomable head grid (layout.meta.zoom) -> the zoom store: the box, in the tile
@@ -138,10 +181,11 @@
             const meta = figure && figure.layout && figure.layout.meta, zoom = meta && meta.zoom;
             if (!relayout || !zoom || meta.kind !== "head-grid") { return AE.NO(); }
             const gd = AE.graphDiv("head-grid");
-            const box = boxOf(relayout, figure.layout, "xaxis", "yaxis",
-                              gd && gd.layout && gd.layout.xaxis && gd.layout.xaxis.autorange === true);
-            if (box === "reset") { return reset(current, zoom.key, "grid"); }
+            let box = boxOf(relayout, figure.layout, "xaxis", "yaxis",
+                            gd && gd.layout && gd.layout.xaxis && gd.layout.xaxis.autorange === true);
+            if (box === "reset" || doubleClicked("head-grid")) { return reset(current, zoom.key, "grid"); }
             if (!box) { return AE.NO(); }
+            box = drawnBox("head-grid", box, relayout, "xaxis", "yaxis");
             const cx = meta.cells_x || meta.cells, cy = meta.cells_y || meta.cells;
             const col = Math.min(meta.columns - 1, Math.max(0, Math.floor(((box.x[0] + box.x[1]) / 2 + 0.5) / meta.stride_x)));
             const row = Math.min(meta.rows - 1, Math.max(0, Math.floor(((box.y[0] + box.y[1]) / 2 + 0.5) / meta.stride_y)));
@@ -161,7 +205,7 @@
             if (!names.length) { return AE.NO(); }
             const suffix = names[0][2], panel = suffix === "2" ? "b" : "a";
             const box = boxOf(relayout, figure.layout, "xaxis" + suffix, "yaxis" + suffix, false);
-            if (box === "reset") { return reset(current, zoom.key, "compare"); }
+            if (box === "reset" || doubleClicked("compare-heads")) { return reset(current, zoom.key, "compare"); }
             if (!box) { return AE.NO(); }
             const part = zoom.lined_up ? zoom.a : zoom[panel];
             const out = {key: zoom.key, view: "compare",
@@ -177,8 +221,9 @@
             const nothing = [AE.NO(), AE.NO(), AE.NO(), AE.NO()];
             const meta = figure && figure.layout && figure.layout.meta, zoom = meta && meta.zoom;
             if (!relayout || !zoom || meta.kind !== "overview") { return nothing; }
-            const box = boxOf(relayout, figure.layout, "xaxis", "yaxis", false);
+            let box = boxOf(relayout, figure.layout, "xaxis", "yaxis", false);
             if (!box || box === "reset") { return nothing; }
+            box = drawnBox("model-overview", box, relayout, "xaxis", "yaxis");
             const sy = meta.stride_y || meta.stride, cx = meta.cells_x || meta.cells, cy = meta.cells_y || meta.cells;
             const head = Math.floor(((box.x[0] + box.x[1]) / 2 + 0.5) / meta.stride);
             const layer = Math.floor(((box.y[0] + box.y[1]) / 2 + 0.5) / sy);
