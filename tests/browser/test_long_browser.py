@@ -198,3 +198,28 @@ def test_box_zoom_in_a_grid_tile_shows_that_region_in_every_tile_down_to_named_t
         == "Head grid"
     severe = [e for e in duo.get_logs() or [] if e.get("level") == "SEVERE"]
     assert severe == []
+
+
+def test_box_zoom_inside_one_overview_square_opens_that_heads_heatmap_zoomed(dash_duo, llama, tiny_models):
+    """The overview at 4,096 tokens: a box inside layer 1 · head 2's square opens that head's heatmap, zoomed
+    to that region, exact (one request: the zoom, layer, head and tab change together)."""
+    from attention_explorer.app import create_app
+
+    app = create_app(Settings(models=(llama, tiny_models["gpt2"]), cache_type="simple"))
+    dash_duo.start_server(app)
+    query = urlencode({"text": tm.long_text(3400), "model": llama, "view": "overview"})
+    dash_duo.driver.set_window_size(1366, 1000)
+    dash_duo.driver.get(dash_duo.server_url + "/?" + query)
+    wait_until(lambda: graph(dash_duo, "model-overview", "gd.layout.meta.zoom && gd.layout.meta.block") == 128,
+               timeout=240, message="the pooled overview of 4,096 tokens")
+    meta = graph(dash_duo, "model-overview", "gd.layout.meta")
+    left, top, cells = 2 * meta["stride"], 1 * meta["stride_y"], meta["cells_x"]
+    # the middle half of the square: tokens about 1,024 to 3,072 (each cell is 128 tokens)
+    drag(dash_duo, "model-overview", (left + cells / 4, top + cells / 4), (left + 3 * cells / 4, top + 3 * cells / 4))
+    wait_until(lambda: (graph(dash_duo, "head-heatmap", "gd.layout.meta.exact") or {}).get("block", 16) < 16,
+               timeout=90, message="the heatmap zoomed to the region boxed in the overview")
+    exact = graph(dash_duo, "head-heatmap", "gd.layout.meta.exact")
+    assert abs(exact["r0"] - 1024) <= 128 and abs(exact["c0"] - 1024) <= 128 and 4 <= exact["block"] <= 10
+    assert dash_duo.driver.execute_script(
+        "return document.querySelector('#view-tabs .nav-link.active').textContent") == "Head heatmap"
+    assert "Layer 1 · Head 2" in graph(dash_duo, "head-heatmap", "gd.layout.title.text")
