@@ -223,3 +223,40 @@ def test_box_zoom_inside_one_overview_square_opens_that_heads_heatmap_zoomed(das
     assert dash_duo.driver.execute_script(
         "return document.querySelector('#view-tabs .nav-link.active').textContent") == "Head heatmap"
     assert "Layer 1 · Head 2" in graph(dash_duo, "head-heatmap", "gd.layout.title.text")
+
+
+def test_box_zoom_on_one_compare_panel_zooms_both(dash_duo, llama, tiny_models):
+    """Compare of two 4,096-token texts (they line up token by token): a box on A's panel draws A, B and
+    A − B of that region, exact; a double click is the whole map again."""
+    from attention_explorer.app import create_app
+
+    app = create_app(Settings(models=(llama, tiny_models["gpt2"]), cache_type="simple"))
+    dash_duo.start_server(app)
+    query = urlencode({"text": tm.long_text(3400), "model": llama, "view": "compare", "layer": 1, "head": 2})
+    dash_duo.driver.set_window_size(1366, 1400)
+    dash_duo.driver.get(dash_duo.server_url + "/?" + query)
+    wait_until(lambda: dash_duo.find_element("#compare-button"), timeout=240, message="the Compare tab")
+    wait_until(lambda: "4096" in dash_duo.find_element("#status-area").text, timeout=240, message="text A analysed")
+    # text B typed as a person pastes it (two texts this long do not fit in a page address)
+    dash_duo.driver.execute_script("window.dash_clientside.set_props('compare-text', {value: arguments[0]})",
+                                   tm.long_text(3400, seed=2))
+    time.sleep(0.5)
+    dash_duo.find_element("#compare-button").click()
+    wait_until(lambda: (graph(dash_duo, "compare-heads", "gd.layout.meta.zoom") or {}).get("lined_up"),
+               timeout=240, message="Compare's pooled pictures of two 4,096-token texts")
+    assert graph(dash_duo, "compare-heads", "gd.layout.meta.zoom.a.block") == 32
+    # far down the page (the status names both texts): there at once, not by a smooth scroll
+    dash_duo.driver.execute_script(
+        "document.getElementById('compare-heads').scrollIntoView({block: 'center', behavior: 'instant'})")
+    drag(dash_duo, "compare-heads", (32.0, 32.0), (64.0, 64.0))  # cells of 32 tokens: about 1,024 to 2,048
+    wait_until(lambda: graph(dash_duo, "compare-heads", "gd.layout.meta.zoom.zoomed"), timeout=90,
+               message="Compare zoomed")
+    zoom = graph(dash_duo, "compare-heads", "gd.layout.meta.zoom")
+    assert zoom["a"] == zoom["b"] and abs(zoom["a"]["r0"] - 1024) <= 64 and abs(zoom["a"]["c0"] - 1024) <= 64
+    assert zoom["a"]["block"] < 32 and graph(dash_duo, "compare-heads", "gd.data.length") == 3
+    x, y = screen_point(dash_duo, "compare-heads", 10, 10)
+    actions = ActionBuilder(dash_duo.driver)
+    actions.pointer_action.move_to_location(x, y).double_click()
+    actions.perform()
+    wait_until(lambda: graph(dash_duo, "compare-heads", "gd.layout.meta.zoom.zoomed") is False, timeout=90,
+               message="Compare whole again after a double click")
