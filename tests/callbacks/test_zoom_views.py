@@ -214,3 +214,31 @@ def test_a_rectangular_cross_attention_grid_zooms_to_a_region_of_targets_x_sourc
     # rows past the target's end: clamped to its own tokens (the zoom is bounded by the longer side)
     low = view(out["handle"], ids.TAB_GRID, kind="cross", layer=1, zoom={**zoom, "y": [19.5, 400.5]})["grid"]
     assert (low["layout"]["meta"]["zoom"]["r0"], low["layout"]["meta"]["zoom"]["r1"]) == (20, n_t)
+
+
+def test_a_zoomed_heatmap_has_a_minimap_of_the_whole_map_with_the_part_on_screen(long_handle):
+    """Beside the zoomed heatmap: the whole map pooled in 64 x 64 blocks (each the block's max, as the numpy
+    softmax gives it, at the palette's steps), not zoomable, no hover, and the region outlined."""
+    from attention_explorer.components import images
+    from tests.components.test_figures import decode_image
+
+    key, result = _result(long_handle)
+    zoom = {"key": key, "view": "heatmap", "x": [1999.5, 2039.5], "y": [3000.4, 3040.5]}
+    fig = view(long_handle, ids.TAB_HEATMAP, layer=1, head="3", zoom=zoom)["heatmap"]
+    mini = [t for t in fig["data"] if t.get("name") == "minimap"]
+    assert len(mini) == 1 and mini[0]["xaxis"] == "x3" and mini[0]["hoverinfo"] == "skip"
+    assert fig["data"][0]["name"] == "attention"  # the tooltip reads trace 0: still the heatmap
+    assert fig["layout"]["meta"]["minimap"] == {"block": 64, "rows": 64, "cols": 64}
+    expected = images.to_levels(by_hand(result, 1, 3).reshape(64, 64, 64, 64).max(axis=(1, 3)))
+    assert np.abs(decode_image(mini[0]["source"]).astype(int) - expected).max() <= 1
+    assert fig["layout"]["xaxis3"]["fixedrange"] and fig["layout"]["yaxis3"]["fixedrange"]
+    outline = [s for s in fig["layout"]["shapes"] if s.get("xref") == "x3"][-1]
+    # 40 tokens of 4,096 are under a pixel there: outlined 4 % of the map wide, around the region's centre
+    least = 0.04 * N
+    assert (outline["x0"] + outline["x1"]) / 2 == pytest.approx(2019.5) and outline["x1"] - outline["x0"] == pytest.approx(least)
+    assert (outline["y0"] + outline["y1"]) / 2 == pytest.approx(3020.0) and outline["y1"] - outline["y0"] == pytest.approx(least)
+    wide = view(long_handle, ids.TAB_HEATMAP, layer=1, head="3", zoom={**zoom, "x": [-0.5, 1023.5]})["heatmap"]
+    outline = [s for s in wide["layout"]["shapes"] if s.get("xref") == "x3"][-1]
+    assert (outline["x0"], outline["x1"]) == (-0.5, 1023.5)  # wide enough: the region itself
+    whole = view(long_handle, ids.TAB_HEATMAP, layer=1, head="3")["heatmap"]
+    assert not [t for t in whole["data"] if t.get("name") == "minimap"]  # not zoomed: no minimap
