@@ -19,6 +19,15 @@
                 if (!p || !meta || meta.kind !== "head-grid") { return nothing; }
                 const cell = AE.gridCell(meta, Math.round(p.x), Math.round(p.y));
                 if (!cell) { return nothing; }
+                if (meta.zoom && window.dash_clientside.set_props) {
+                    /* a zoomable grid (29-zoom.js): a double click resets its zoom, so a click opens the head
+                       only when no second click follows */
+                    AE.unlessDoubleClick("head-grid", function () {
+                        window.dash_clientside.set_props("head-select", {value: String(cell.id)});
+                        window.dash_clientside.set_props("view-tabs", {active_tab: "tab-heatmap"});
+                    });
+                    return nothing;
+                }
                 return meta.tile === "layer" || mode === "rollout"
                     ? [cell.id, NO(), "tab-heatmap"] : [NO(), String(cell.id), "tab-heatmap"];
             }

@@ -20,8 +20,10 @@ head            "all", "mean" or a number 0 .. n_heads - 1        "all"
 tab             one of the views' tabs (``registry.TABS``)          the head grid
 mode            one of ``MODES``                                  "raw"
 switches        a list holding "hide", "merge", "first", "mean"  unknown items dropped
-zoom            ``{"key", "x": [a, b], "y": [a, b]}``: a box zoom   none (the whole map)
-                of the heatmap, in tokens; clamped to the text
+zoom            ``{"key", "view", "x": [a, b], "y": [a, b]}``: a box  none (the whole map)
+                zoom of the heatmap, grid or Compare, in tokens
+                (``view``: one of ``ZOOM_VIEWS``; Compare's
+                ``panel``: "a", "b" or none); clamped to the text
 top_k           one of ``TOP_K`` (arcs per token)                 3
 arc_start       whole number 0 .. n_tokens - 1                    clamped; default 0
 min_weight      a number 0 .. 1                                   clamped; default 0.05
@@ -293,21 +295,44 @@ class Dims:
     tokens: int
 
 
+ZOOM_VIEWS = ("heatmap", "grid", "compare")  # the figures a box zoom draws exact (the overview opens the heatmap)
+ZOOM_PANELS = ("a", "b")  # Compare's panels, when A and B do not line up (each its own tokens)
+
+
 @dataclass(frozen=True)
 class Zoom:
-    """A box zoom of the heatmap: the rows ``r0:r1`` and columns ``c0:c1`` on screen (units shown, ends
-    excluded), for the analysis ``key``. Plotly's axis ranges are cell edges (-0.5 .. n - 0.5)."""
+    """A box zoom: the rows ``r0:r1`` and columns ``c0:c1`` on screen (units shown, ends excluded), for the
+    analysis ``key``, made on the figure of ``view`` (one of ``ZOOM_VIEWS``: one zoom at a time, the other
+    figures show their whole map) and, in Compare when A and B do not line up, on its ``panel`` ("a" or
+    "b"; None: every panel). The browser sends token ranges whatever the figure (assets/29-zoom.js turns a
+    grid tile's or a pooled panel's cells into tokens). Plotly's axis ranges are cell edges (-0.5 .. n - 0.5)."""
 
     key: str
     r0: int
     r1: int
     c0: int
     c1: int
+    view: str = "heatmap"
+    panel: str | None = None
+
+    def of(self, key: str | None, view: str) -> "Zoom | None":
+        """This zoom when it was made on ``view`` of the analysis ``key``, else None (the whole map)."""
+        return self if self.key == key and self.view == view else None
+
+    def region(self, n_rows: int, n_cols: int) -> tuple[int, int, int, int]:
+        """``(r0, r1, c0, c1)`` inside a map of ``n_rows`` x ``n_cols`` units (a zoom is bounded by the longer
+        side's tokens: a rectangular map clamps each axis to its own)."""
+        r0, c0 = min(self.r0, max(n_rows - 1, 0)), min(self.c0, max(n_cols - 1, 0))
+        return r0, max(r0 + 1, min(self.r1, n_rows)), c0, max(c0 + 1, min(self.c1, n_cols))
 
     @classmethod
     def parse(cls, value: Any, tokens: int) -> "Zoom | None":
         """None for anything that is not a zoom of at least one cell inside ``tokens`` x ``tokens``."""
         if not isinstance(value, Mapping) or not isinstance(value.get("key"), str) or not _KEY.match(value["key"]):
+            return None
+        view = value.get("view", "heatmap")
+        panel = value.get("panel")
+        if not isinstance(view, str) or view not in ZOOM_VIEWS or (panel is not None and panel not in ZOOM_PANELS):
             return None
         spans = []
         for axis in ("y", "x"):
@@ -322,7 +347,7 @@ class Zoom:
             if end <= first:
                 return None
             spans += [first, end]
-        return cls(value["key"], *spans)
+        return cls(value["key"], *spans, view=view, panel=panel if view == "compare" else None)
 
 
 @dataclass(frozen=True)
@@ -348,7 +373,7 @@ class ViewState:
     pair: str | None = None  # a sentence-pair filter, "A→B" (None: all of it)
     drop_first: bool = False  # the first token left out, every row renormalised
     pool: str = "max"  # how a long text's pictures pool a block: "max" or "mean"
-    zoom: "Zoom | None" = None  # the part of the heatmap on screen after a box zoom
+    zoom: "Zoom | None" = None  # the part on screen after a box zoom (of the heatmap, grid or Compare)
     step: int = 1  # a generated token, counted from 1 (decoder-only continuations)
     compare: "Handle | None" = None  # analysis B of the Compare tab
     notes: tuple[str, ...] = ()

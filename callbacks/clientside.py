@@ -21,6 +21,25 @@ def register(app: Dash) -> None:
     )
     # The tooltips of the grid, heatmap and overview are drawn in ONE step from plotly.js's hover event
     # (assets/21-hover.js sets the tooltip's props itself): no callback here.
+    app.clientside_callback(  # a box zoom inside a tile of a zoomable grid: that region, exact, in every tile
+        _js("gridZoomOf"),
+        Output(ids.ZOOM, "data", allow_duplicate=True),
+        Input(ids.HEAD_GRID, "relayoutData"), State(ids.HEAD_GRID, "figure"), State(ids.ZOOM, "data"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(  # a box zoom on a panel of Compare's long pictures: the same region, exact
+        _js("compareZoomOf"),
+        Output(ids.ZOOM, "data", allow_duplicate=True),
+        Input(ids.COMPARE_HEADS, "relayoutData"), State(ids.COMPARE_HEADS, "figure"), State(ids.ZOOM, "data"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(  # a box zoom inside one head of a long text's overview: that head's heatmap, zoomed
+        _js("overviewZoomOf"),
+        Output(ids.ZOOM, "data", allow_duplicate=True), Output(ids.LAYER, "value", allow_duplicate=True),
+        Output(ids.HEAD, "value", allow_duplicate=True), Output(ids.TABS, "active_tab", allow_duplicate=True),
+        Input(ids.OVERVIEW, "relayoutData"), State(ids.OVERVIEW, "figure"),
+        prevent_initial_call=True,
+    )
     app.clientside_callback(
         _js("navigate"),
         Output(ids.LAYER, "value", allow_duplicate=True), Output(ids.HEAD, "value", allow_duplicate=True),

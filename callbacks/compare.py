@@ -40,11 +40,12 @@ OUTPUTS = {"compare_focus": Output(ids.COMPARE_FOCUS, "figure"), "compare_heads"
            "compare_status": Output(ids.COMPARE_STATUS, "children"),
            "compare_table": Output(ids.COMPARE_TABLE_HOLDER, "children"),
            "token": Output(ids.TOKEN, "data", allow_duplicate=True)}
-DEPENDS = frozenset({"handle", "compare_handle", "layer", "head", "mode", "switches", "tab", "token", "kind", "pair"})
+DEPENDS = frozenset({"handle", "compare_handle", "layer", "head", "mode", "switches", "tab", "token", "kind", "pair",
+                     "zoom"})
 # The heads table sums |A − B| over the whole model: drawn again only when what it shows changed (not
 # on a layer, head or token change). The focus figure does not depend on the layer or head.
-TABLE_DEPENDS = DEPENDS - {"layer", "head", "token"}
-FOCUS_DEPENDS = DEPENDS - {"layer", "head"}
+TABLE_DEPENDS = DEPENDS - {"layer", "head", "token", "zoom"}
+FOCUS_DEPENDS = DEPENDS - {"layer", "head", "zoom"}
 
 
 def placeholder(message: str) -> dict:
@@ -127,12 +128,13 @@ def render(view: View, state: ViewState, triggered: frozenset[str]) -> dict:
     return out
 
 
-def _block_labels(count: int, block: int, labels: list[str]) -> list[str]:
-    """One label a pooled cell: its token range (``#0–31 the … of``), or the token at block 1."""
+def _block_labels(count: int, block: int, labels: list[str], first: int = 0) -> list[str]:
+    """One label a pooled cell of tokens ``first`` to ``count - 1``: its token range (``#0–31 the … of``), or
+    the token at block 1."""
     if block == 1:
-        return list(labels)
+        return list(labels[first:count])
     return [f"#{i}–{min(count, i + block) - 1} {labels[i]} … {labels[min(count, i + block) - 1]}"
-            for i in range(0, count, block)]
+            for i in range(first, count, block)]
 
 
 def signed_largest(diff: np.ndarray, block: int) -> np.ndarray:
@@ -142,31 +144,69 @@ def signed_largest(diff: np.ndarray, block: int) -> np.ndarray:
     return np.where(np.abs(low) > np.abs(high), low, high).astype(np.float32)
 
 
+def _regions(c: Comparison, state: ViewState) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int], bool]:
+    """``(A's region, B's region, zoomed)``: the rows and columns each panel shows, ``(r0, r1, c0, c1)``. A box
+    zoom on Compare (``boundary.Zoom``, view "compare") is every panel's region when A and B line up (the same
+    tokens), else only the panel it was made on (its ``panel``): token numbers of two texts name other words."""
+    a, b = c.a, c.b
+    zoom = state.zoom.of(a.key, "compare") if state.zoom is not None else None
+    if zoom is not None and not c.lined_up and zoom.panel is None:
+        zoom = None
+
+    def region(v: View, panel: str) -> tuple[int, int, int, int]:
+        n_rows, n_cols = len(v.labels), len(v.col_labels)
+        if zoom is None or (not c.lined_up and zoom.panel != panel):
+            return 0, n_rows, 0, n_cols
+        return zoom.region(n_rows, n_cols)
+
+    return region(a, "a"), region(b, "b"), zoom is not None
+
+
 def _long_heads(c: Comparison, state: ViewState, head: int | None) -> dict:
     """A and B of the chosen layer and head pooled in blocks (``state.pool``), and, when they line up, A − B
-    as the largest difference in each block: every cell exact, read in chunks of rows."""
+    as the largest difference in each block: every cell exact, read in chunks of rows. After a box zoom, the
+    region zoomed (``_regions``), pooled finer while large, down to single tokens with their names."""
     a, b = c.a, c.b
     layer_a, layer_b = min(state.layer, a.shape[0] - 1), min(state.layer, b.shape[0] - 1)
-    size = max(len(a.labels), len(a.col_labels), len(b.labels), len(b.col_labels))
-    block = block_for(size, GRID_MAX_CELLS)
-    pa, pb = a.picture(layer_a, head, block, state.pool), b.picture(layer_b, head, block, state.pool)
+    (ra, rb, zoomed) = _regions(c, state)
+    side = lambda r: max(r[1] - r[0], r[3] - r[2])  # noqa: E731
+    if zoomed and not c.lined_up:  # each panel its own region: each its own block
+        block_a, block_b = block_for(side(ra), GRID_MAX_CELLS), block_for(side(rb), GRID_MAX_CELLS)
+    else:
+        block_a = block_b = block_for(max(side(ra), side(rb)), GRID_MAX_CELLS)
+    pa = a.picture(layer_a, head, block_a, state.pool, ra)
+    pb = b.picture(layer_b, head, block_b, state.pool, rb)
     diff = None
     if c.lined_up:
-        n = len(a.labels)
-        step = max(block, (1 << 22) // max(1, len(a.col_labels)) // block * block)
-        diff = np.concatenate([signed_largest(a.shown_rows(layer_a, head, np.arange(s, min(n, s + step)))
-                                              - b.shown_rows(layer_b, head, np.arange(s, min(n, s + step))), block)
-                               for s in range(0, n, step)], axis=0)
+        r0, r1, c0, c1 = ra
+        step = max(block_a, (1 << 22) // max(1, len(a.col_labels)) // block_a * block_a)
+        diff = np.concatenate([signed_largest((a.shown_rows(layer_a, head, np.arange(s, min(r1, s + step)))
+                                               - b.shown_rows(layer_b, head, np.arange(s, min(r1, s + step))))[:, c0:c1],
+                                              block_a) for s in range(r0, r1, step)], axis=0)
     title = matrix_title(a.options, state.layer, head)
-    if block > 1:
-        title += note_span(pooled_label(block, state.pool) + (" · " + _("A − B: the largest difference in each block")
-                                                              if diff is not None else ""))
-    return comparison_figure(
-        pa, pb, diff, x_labels=_block_labels(len(c.col_labels), block, c.col_labels),
-        y_labels=_block_labels(len(c.labels), block, c.labels),
-        x_labels_b=None if c.lined_up else _block_labels(len(b.col_labels), block, b.col_labels),
-        y_labels_b=None if c.lined_up else _block_labels(len(b.labels), block, b.labels),
+    if zoomed:  # the region each zoomed panel shows (when they line up: every panel's)
+        for name, r, block, v in (("A", ra, block_a, a), ("B", rb, block_b, b))[:1 if c.lined_up else 2]:
+            if r != (0, len(v.labels), 0, len(v.col_labels)):
+                words = (_("exact tile: tokens {r0}–{r1} → {c0}–{c1}") if block == 1
+                         else _("tokens {r0}–{r1} → {c0}–{c1}")).format(r0=r[0], r1=r[1] - 1, c0=r[2], c1=r[3] - 1)
+                title += note_span(words if c.lined_up else f"{name}: {words}")
+    if max(block_a, block_b) > 1:
+        how = (pooled_label(block_a, state.pool) if block_a == block_b
+               else f"A: {pooled_label(block_a, state.pool)} · B: {pooled_label(block_b, state.pool)}")
+        title += note_span(how + (" · " + _("A − B: the largest difference in each block")
+                                  if diff is not None and block_a > 1 else ""))
+    figure = comparison_figure(
+        pa, pb, diff, x_labels=_block_labels(ra[3], block_a, c.col_labels, ra[2]),
+        y_labels=_block_labels(ra[1], block_a, c.labels, ra[0]),
+        x_labels_b=None if c.lined_up else _block_labels(rb[3], block_b, b.col_labels, rb[2]),
+        y_labels_b=None if c.lined_up else _block_labels(rb[1], block_b, b.labels, rb[0]),
         titles=("A", "B", "A − B"), y_title=_("query (attending)"), title=title)
+    # what assets/29-zoom.js (compareZoomOf) needs to turn a box on a panel into tokens
+    part = lambda r, block, p: {"r0": r[0], "r1": r[1], "c0": r[2], "c1": r[3], "block": block,  # noqa: E731
+                                "rows": int(p.shape[0]), "cols": int(p.shape[1])}
+    figure["layout"]["meta"]["zoom"] = {"key": a.key, "lined_up": bool(c.lined_up), "zoomed": zoomed,
+                                        "a": part(ra, block_a, pa), "b": part(rb, block_b, pb)}
+    return figure
 
 
 def _focus_figure(c: Comparison, unit: int | None, note: str) -> dict:

@@ -9,7 +9,7 @@ from ..components import ids
 from ..components import images
 from ..components.figures import GRID_MAX_CELLS, empty_figure, grid_geometry, heatmap_figure
 from ..components.i18n import _
-from ..components.pooled import block_for, long_heatmap_figure, pair_shapes
+from ..components.pooled import MINIMAP_CELLS, add_minimap, block_for, long_heatmap_figure, pair_shapes
 from ..services.analyses.kinds import PAIR_FILTERS
 from ..services.result import pool
 from ..services.store.memory import memory
@@ -83,9 +83,8 @@ def long_render(view, state: ViewState, note: str | None) -> dict:
     """A long text: the map pooled in blocks (``state.pool``: max or mean), or, after a box zoom, the part
     on screen: exact when it fits ``HEATMAP_CELLS`` a side, else pooled again, finer."""
     n_rows, n_cols = len(view.labels), len(view.col_labels)
-    zoom = state.zoom if state.zoom is not None and state.zoom.key == view.key else None
-    region = (0, n_rows, 0, n_cols) if zoom is None else (min(zoom.r0, n_rows - 1), min(zoom.r1, n_rows),
-                                                          min(zoom.c0, n_cols - 1), min(zoom.c1, n_cols))
+    zoom = state.zoom.of(view.key, "heatmap") if state.zoom is not None else None
+    region = (0, n_rows, 0, n_cols) if zoom is None else zoom.region(n_rows, n_cols)
     block = block_for(max(region[1] - region[0], region[3] - region[2]))
     values = view.picture(state.layer, state.head.number, block, state.pool, region)
     if view.pair:  # blocks the pair filter leaves out wholly are blank (NaN: the hover says so), not zero
@@ -99,6 +98,12 @@ def long_render(view, state: ViewState, note: str | None) -> dict:
                                  matrix_title(view.options, state.layer, state.head.number), note=note,
                                  token_index=view.token_index, shapes=shapes, zoomed=zoom is not None)
     figure["layout"]["meta"].update(key=view.key, attention_kind=view.kind if view.result.is_encoder_decoder else None)
+    if zoom is not None:  # the whole map, small, beside it: where the part on screen is
+        whole_block = block_for(max(n_rows, n_cols))  # the unzoomed picture's (remembered: no new work)
+        whole = view.picture(state.layer, state.head.number, whole_block, state.pool)
+        factor = block_for(max(whole.shape), MINIMAP_CELLS)
+        add_minimap(figure, pool(np.nan_to_num(whole, nan=0.0), factor, state.pool), whole_block * factor, region,
+                    n_rows, n_cols)
     return figure
 
 

@@ -147,3 +147,36 @@ def grid_block(n_rows: int, n_cols: int) -> int:
     """The block a long text's head grid pools in (as ``figures.max_pool`` would: at most
     ``GRID_MAX_CELLS`` cells a side)."""
     return block_for(max(n_rows, n_cols), GRID_MAX_CELLS)
+
+
+MINIMAP_CELLS = 64  # the whole map beside a zoomed heatmap: at most this many cells a side
+MINIMAP_LINE = "#e4572e"
+
+
+def add_minimap(figure: dict, whole: np.ndarray, block: int, region: tuple[int, int, int, int], n_rows: int,
+                n_cols: int) -> dict:
+    """Beside a zoomed long heatmap (issue 18 item 1, "or a minimap"): the whole map, small (``whole``: its
+    cells pooled in ``block`` x ``block`` tokens), with the part on screen (``region``, in units shown)
+    outlined (at least 4 % of the map wide, around its centre, so a few tokens still show where they are). It takes the right of the plot (the heatmap keeps the rest, square); it is not zoomable and
+    has no hover (the tooltip reads the heatmap alone: trace 0)."""
+    r0, r1, c0, c1 = region
+    offset = (block - 1) / 2
+    layout = figure["layout"]
+    figure["data"].append({"type": "image", "source": images.png_data_uri(images.to_levels(whole)), "x0": offset,
+                           "y0": offset, "dx": block, "dy": block, "xaxis": "x3", "yaxis": "y3",
+                           "hoverinfo": "skip", "name": "minimap"})
+    layout["xaxis"]["domain"] = [0.0, 0.8]
+    hidden = {"visible": False, "fixedrange": True, "constrain": "domain", "showgrid": False, "zeroline": False}
+    layout["xaxis3"] = {**hidden, "domain": [0.83, 1.0], "anchor": "y3", "range": [-0.5, n_cols - 0.5]}
+    layout["yaxis3"] = {**hidden, "domain": [0.72, 1.0], "anchor": "x3", "range": [n_rows - 0.5, -0.5],
+                        "scaleanchor": "x3"}
+    box = {"type": "rect", "xref": "x3", "yref": "y3", "layer": "above"}
+    least = 0.04 * max(n_rows, n_cols)  # a few tokens of 4,096 are under a pixel: outlined at least this wide
+    grow_r, grow_c = max(0.0, least - (r1 - r0)) / 2, max(0.0, least - (c1 - c0)) / 2
+    layout["shapes"] = list(layout.get("shapes") or []) + [
+        {**box, "x0": -0.5, "x1": n_cols - 0.5, "y0": -0.5, "y1": n_rows - 0.5, "line": {"color": "#adb5bd", "width": 1}},
+        {**box, "x0": c0 - 0.5 - grow_c, "x1": c1 - 0.5 + grow_c, "y0": r0 - 0.5 - grow_r, "y1": r1 - 0.5 + grow_r,
+         "line": {"color": MINIMAP_LINE, "width": 2}},
+    ]
+    layout["meta"]["minimap"] = {"block": int(block), "rows": int(whole.shape[0]), "cols": int(whole.shape[1])}
+    return figure

@@ -33,6 +33,18 @@ CHINESE = "猫坐在垫子上因为它累了。"
 TROPHY = "The trophy doesn't fit into the suitcase because it is too big."
 
 
+# A box zoom of the grid as the page writes it (assets/29-zoom.js gridZoomOf): 24 x 24 tokens near the
+# diagonal, exact in every head's tile, the queries named beside the tiles.
+ZOOM_GRID = ("const gd = document.querySelector('#head-grid .js-plotly-plot');"
+             "window.dash_clientside.set_props('heatmap-zoom', {data: {key: gd.layout.meta.zoom.key, view: 'grid',"
+             " x: [2039.5, 2063.5], y: [2047.5, 2071.5]}})")
+
+# A box zoom of the heatmap (assets/29-zoom.js zoomOf): 40 x 40 tokens, exact, the minimap beside it.
+ZOOM_HEATMAP = ("const gd = document.querySelector('#head-heatmap .js-plotly-plot');"
+                "window.dash_clientside.set_props('heatmap-zoom', {data: {key: gd.layout.meta.key, view: 'heatmap',"
+                " x: [1999.5, 2039.5], y: [2999.5, 3039.5]}})")
+
+
 def shots(models: dict[str, str]) -> list[tuple[str, tuple[int, int], dict, str | None]]:
     """(file name, window size, URL parameters, JavaScript to run before the shot)."""
     from tests import tiny_models
@@ -79,6 +91,12 @@ def shots(models: dict[str, str]) -> list[tuple[str, tuple[int, int], dict, str 
          {"text": LONG, "model": models["llama"], "view": "atlas", "lang": "zh"}, None),
         ("zh-pooled-grid-4096-tokens-tiny-random-llama.png", (1366, 1250),
          {"text": LONG, "model": models["llama"], "view": "grid", "layer": 1, "lang": "zh"}, None),
+        ("zoomed-grid-4096-tokens-tiny-random-llama.png", (1366, 1000),
+         {"text": LONG, "model": models["llama"], "view": "grid", "layer": 1}, ZOOM_GRID),
+        ("zh-zoomed-grid-4096-tokens-tiny-random-llama.png", (1366, 1000),
+         {"text": LONG, "model": models["llama"], "view": "grid", "layer": 1, "lang": "zh"}, ZOOM_GRID),
+        ("zoomed-heatmap-minimap-4096-tokens-tiny-random-llama.png", (1366, 1100),
+         {"text": LONG, "model": models["llama"], "view": "heatmap", "layer": 1, "head": 3}, ZOOM_HEATMAP),
         ("zh-tour.png", (1366, 900), {"lang": "zh"}, "document.getElementById('tour-button').click()"),
         ("tour.png", (1366, 900), {}, "document.getElementById('tour-button').click()"),
     ]
