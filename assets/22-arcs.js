@@ -194,8 +194,8 @@
     }).observe(document.documentElement, {childList: true, subtree: true});
     findGraph();
 
-    function isolateArcs(hoverData, figure) {
-        const gd = AE.graphDiv("arc-view");
+    function isolateArcs(hoverData, stored) {
+        const gd = AE.graphDiv("arc-view"), figure = AE.shownFigure("arc-view", stored);
         if (!gd || !figure || !figure.layout || !figure.layout.meta || figure.layout.meta.kind !== "arcs") { return AE.NO(); }
         watch(gd);
         const p = AE.firstPoint(hoverData);
@@ -253,8 +253,8 @@
 
         /* A click on a token in the arc view keeps its arcs (again: releases them) and follows it in
            Token focus: [arc focus, followed token], raw token indices. */
-        arcClick: function (clickData, figure, current) {
-            const p = AE.firstPoint(clickData);
+        arcClick: function (clickData, stored, current) {
+            const p = AE.firstPoint(clickData), figure = AE.shownFigure("arc-view", stored);
             const meta = figure && figure.layout && figure.layout.meta;
             if (!p || p.curveNumber !== 0 || !meta || !meta.token_index) { return [AE.NO(), AE.NO()]; }
             const token = meta.token_index[p.pointIndex];

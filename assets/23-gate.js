@@ -179,33 +179,41 @@
         });
     }
 
-    let sliderPending = null;  /* the slider's value handed on but not yet taken by the page */
+    /* The sliders taken early: the layer, and the arc view's window (its first token). */
+    const SLIDERS = ["layer-slider", "arc-start"];
+    const sliderPending = {};  /* by slider: the value handed on but not yet taken by the page */
     function sliderKey(event) {
         const thumb = event.target;
-        if (replaying || !controls || !thumb || !thumb.closest || !thumb.closest("#layer-slider") ||
-            thumb.getAttribute("role") !== "slider" || event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) {
+        const slider = thumb && thumb.closest ? SLIDERS.find(function (id) { return thumb.closest("#" + id); }) : null;
+        if (replaying || !controls || !slider || thumb.getAttribute("role") !== "slider" ||
+            event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) {
             return;
         }
+        const prop = slider + ".value", pending = sliderPending[slider];
+        const box = document.querySelector("#" + slider + " input[type='number']");
+        if (box && box.step && box.step !== "1") { return; }  /* keys move by one: a slider of other steps goes on as usual */
         const step = {ArrowRight: 1, ArrowUp: 1, ArrowLeft: -1, ArrowDown: -1}[event.key];
         const min = Number(thumb.getAttribute("aria-valuemin")), max = Number(thumb.getAttribute("aria-valuemax"));
-        const now = sliderPending !== null ? sliderPending : Number(thumb.getAttribute("aria-valuenow"));
+        const now = pending !== undefined && pending !== null ? pending : Number(thumb.getAttribute("aria-valuenow"));
         if (![min, max, now].every(Number.isInteger)) { return; }
         let value = step !== undefined ? now + step : event.key === "Home" ? min : event.key === "End" ? max : null;
         if (value === null) { return; }
         value = Math.max(min, Math.min(max, value));
         if (value === now) { return; }
-        const values = Object.assign({}, controls, {"layer-slider.value": value});
+        if (!(prop in controls)) { return; }
+        const values = Object.assign({}, controls);
+        values[prop] = value;
         const init = {key: event.key, code: event.code, bubbles: true, cancelable: true};
         const replay = function () {
             thumb.dispatchEvent(new KeyboardEvent("keydown", init));
-            sliderPending = null;
+            sliderPending[slider] = null;
         };
-        if (inBrowser(["layer-slider.value"], values)) { handOn(replay); }
-        else if (!direct(["layer-slider.value"], values, replay)) { return; }
+        if (inBrowser([prop], values)) { handOn(replay); }
+        else if (!direct([prop], values, replay)) { return; }
         event.preventDefault();
         event.stopPropagation();
         controls = values;
-        sliderPending = value;
+        sliderPending[slider] = value;
     }
 
     function headOption(event) {
@@ -230,7 +238,7 @@
        the router straight from the event (POST _ae-view, callbacks/router.py DIRECT_VIEWS), drawn with
        Plotly.react on the graph div, then the event handed on; the gate, seeing the same controls, sends
        no second request. False (the event goes on as usual) for other views. */
-    const DIRECT = ["grid", "heatmap", "overview"];
+    const DIRECT = ["grid", "heatmap", "overview", "atlas", "focus", "arcs"];  /* callbacks/router.py DIRECT_VIEWS */
     let asked = 0;
     let fetched = null;  /* the controls (as signature) the last direct answer was asked for */
 
@@ -256,7 +264,8 @@
                         const at = key.lastIndexOf("."), id = key.slice(0, at), prop = key.slice(at + 1);
                         const gd = prop === "figure" && id === view.graph ? AE.graphDiv(id) : null;
                         if (gd) { drawing = window.Plotly.react(gd, outputs[key]); }
-                        else { rest.push([id, prop, outputs[key]]); }
+                        /* the control being changed is set by the event handed on, not twice */
+                        else if (!(replay && changed.indexOf(key) >= 0)) { rest.push([id, prop, outputs[key]]); }
                     });
                     handOn(function () {
                         rest.forEach(function (o) { const props = {}; props[o[1]] = o[2]; window.dash_clientside.set_props(o[0], props); });

@@ -155,8 +155,8 @@ def changed_names(request: Any) -> frozenset[str]:
 
 
 # The views the browser may ask for straight from its own event, without Dash's renderer in between
-# (assets/23-gate.js, the early path): their outputs are the main figure and the notice.
-DIRECT_VIEWS = frozenset({"grid", "heatmap", "overview"})
+# (assets/23-gate.js, the early path): the page draws the main figure and hands the other outputs to Dash.
+DIRECT_VIEWS = frozenset({"grid", "heatmap", "overview", "atlas", "focus", "arcs"})
 DIRECT_ROUTE = "_ae-view"
 MAX_DIRECT_VALUE_CHARS = 4096  # a control's value, as JSON: handles and switch lists are far shorter
 

@@ -49,7 +49,7 @@ def test_direct_refuses_what_it_does_not_serve(make_app, default_model):
     for body in ([], {"values": []}, {"values": {}, "changed": "x"}, "junk"):
         reply = client.post(ROUTE, json=body)
         assert reply.status_code == 400 and "expected" in reply.get_json()["message"], body
-    reply = client.post(ROUTE, json={"values": _values(handle, **{"view-tabs.active_tab": ids.TAB_ARCS}), "changed": []})
+    reply = client.post(ROUTE, json={"values": _values(handle, **{"view-tabs.active_tab": ids.TAB_INSIDE}), "changed": []})
     assert reply.status_code == 400 and "callbacks" in reply.get_json()["message"]  # other views: the page's path
     reply = client.post(ROUTE, json={"values": _values("x" * 10_000), "changed": []})
     assert reply.status_code == 400 and "too long" in reply.get_json()["message"]
