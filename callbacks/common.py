@@ -114,3 +114,15 @@ def guarded(fallback: Callable[[str], Any]):
                 return fallback(message_for(exc))
         return wrapper
     return decorate
+
+
+def plain_response(message: str, status: int, retry_after: int | None = None):
+    """A refusal (or a plain message) from one of the app's own routes (downloads, exact values): plain
+    text, never cached, with ``Retry-After`` when the person must wait."""
+    from flask import Response
+
+    response = Response(message + "\n", status=status, mimetype="text/plain")
+    response.headers["Cache-Control"] = "no-store"
+    if retry_after:
+        response.headers["Retry-After"] = str(retry_after)
+    return response

@@ -40,7 +40,7 @@ from ..services.model.loading import display_name
 from ..services.serial import ExportTooLarge, JsonDocument
 from ..services.web import ratelimit
 from . import boundary, registry, router
-from .common import EXPIRED, Unavailable, handle_of, message_for
+from .common import EXPIRED, Unavailable, handle_of, message_for, plain_response
 from .router import resolve
 from .viewspec import ViewSpec
 
@@ -199,12 +199,6 @@ def _too_many_rows() -> str:
 # ============================================================================================ the route
 
 
-def _plain(message: str, status: int, retry_after: int | None = None) -> Response:
-    response = Response(message + "\n", status=status, mimetype="text/plain")
-    response.headers["Cache-Control"] = "no-store"
-    if retry_after:
-        response.headers["Retry-After"] = str(retry_after)
-    return response
 
 
 def serve(kind: str, args: Any) -> Response:
@@ -213,7 +207,7 @@ def serve(kind: str, args: Any) -> Response:
     try:
         parsed = boundary.DownloadRequest.parse(kind, args)
         if parsed is None:
-            return _plain(_("There is no such download. Use the Export menu of the page."), 404)
+            return plain_response(_("There is no such download. Use the Export menu of the page."), 404)
         wait = wait_for_downloads(count=True)
         if wait:
             raise _rate_refusal(wait)
@@ -223,19 +217,19 @@ def serve(kind: str, args: Any) -> Response:
                 continue
             found = result_by_key(key)
             if found is None:
-                return _plain(translate(EXPIRED), 404)
+                return plain_response(translate(EXPIRED), 404)
             values[name] = handle_of(*found, found.recipe).to_client()
         download = prepare(parsed.kind, values)
     except Refused as why:
-        return _plain(str(why), why.status, why.retry_after)
+        return plain_response(str(why), why.status, why.retry_after)
     except Unavailable as why:
-        return _plain(str(why), 422)
+        return plain_response(str(why), 422)
     except ExportTooLarge:
-        return _plain(_too_many_rows(), 413)
+        return plain_response(_too_many_rows(), 413)
     except AttentionExplorerError as exc:
-        return _plain(message_for(exc), 422)
+        return plain_response(message_for(exc), 422)
     except Exception as exc:  # noqa: BLE001 - never a traceback
-        return _plain(message_for(exc), 500)
+        return plain_response(message_for(exc), 500)
     response = Response(_encoded(download.chunks), mimetype=download.mimetype)
     response.headers.set("Content-Disposition", "attachment", filename=download.filename)
     response.headers["Cache-Control"] = "no-store"

@@ -40,7 +40,7 @@ from ..services.extraction import result_by_key
 from ..services.result import as_float32
 from ..services.web import ratelimit
 from .boundary import BadExactRequest, ExactRequest
-from .common import EXPIRED, message_for
+from .common import EXPIRED, message_for, plain_response
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +83,6 @@ class Refused(Exception):
         self.retry_after = retry_after
 
 
-def _plain(message: str, status: int, retry_after: int | None = None) -> Response:
-    response = Response(message + "\n", status=status, mimetype="text/plain")
-    response.headers["Cache-Control"] = "no-store"
-    if retry_after:
-        response.headers["Retry-After"] = str(retry_after)
-    return response
 
 
 def values_for(parsed: ExactRequest) -> np.ndarray:
@@ -143,13 +137,13 @@ def serve(what: Any, args: Any) -> Response:
                           429, wait)
         values = values_for(parsed)
     except BadExactRequest as why:
-        return _plain(str(why), 400)
+        return plain_response(str(why), 400)
     except Refused as why:
-        return _plain(str(why), why.status, why.retry_after)
+        return plain_response(str(why), why.status, why.retry_after)
     except AttentionExplorerError as exc:
-        return _plain(message_for(exc), 422)
+        return plain_response(message_for(exc), 422)
     except Exception as exc:  # noqa: BLE001 - never a traceback; a failure of ours, logged by message_for
-        return _plain(message_for(exc), 500)
+        return plain_response(message_for(exc), 500)
     response = Response(np.ascontiguousarray(values, dtype="<f4").tobytes(), mimetype="application/octet-stream")
     response.headers["X-Shape"] = ",".join(str(n) for n in values.shape)
     response.headers["Cache-Control"] = "no-store"

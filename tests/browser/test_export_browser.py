@@ -3,7 +3,6 @@ attention picture and the tokens as text, and a standalone HTML file draws offli
 
 from __future__ import annotations
 
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import unquote, urlencode
@@ -13,6 +12,7 @@ import pytest
 
 from attention_explorer.components.export import figure_html, graph_config
 from attention_explorer.components.figures import head_grid_figure, heatmap_figure
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,13 +27,7 @@ def _attention(seq: int, heads: int = 4) -> np.ndarray:
 
 
 def _wait(predicate, timeout: float = 30.0, what: str = "condition"):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_for(predicate, what, within=timeout)
 
 
 def _svg(driver, selector: str) -> ET.Element:

@@ -27,17 +27,23 @@ def llama(tmp_path_factory) -> str:
     return str(tm.build("llama", tmp_path_factory.mktemp("long-llama-browser") / "tiny-GQA-Llama-random-weights"))
 
 
-@pytest.fixture
-def long_page(dash_duo, llama, tiny_models):
+def open_long(dash_duo, llama, tiny_models, **view) -> str:
+    """The page on a 4,096-token text of the tiny random GQA Llama, with the view's URL values; its text."""
     from attention_explorer.app import create_app
 
     app = create_app(Settings(models=(llama, tiny_models["gpt2"]), cache_type="simple"))
     dash_duo.start_server(app)
     text = tm.long_text(3400)
     lang = os.environ.get("AE_LONG_LANG", "en")
-    query = urlencode({"text": text, "model": llama, "view": "heatmap", "layer": 1, "head": 3, "lang": lang})
+    query = urlencode({"text": text, "model": llama, **view, "lang": lang})
     dash_duo.driver.set_window_size(1366, 1000)
     dash_duo.driver.get(dash_duo.server_url + "/?" + query)
+    return text
+
+
+@pytest.fixture
+def long_page(dash_duo, llama, tiny_models):
+    text = open_long(dash_duo, llama, tiny_models, view="heatmap", layer=1, head=3)
     wait_until(lambda: (graph(dash_duo, "head-heatmap", "gd.layout.meta.exact") or {}).get("block") == 16,
                timeout=240, message="the pooled heatmap of 4,096 tokens")
     return dash_duo, text, llama
@@ -128,15 +134,7 @@ def test_box_zoom_fetches_the_exact_tile_and_hover_is_exact(long_page):
 
 @pytest.fixture
 def long_grid(dash_duo, llama, tiny_models):
-    from attention_explorer.app import create_app
-
-    app = create_app(Settings(models=(llama, tiny_models["gpt2"]), cache_type="simple"))
-    dash_duo.start_server(app)
-    text = tm.long_text(3400)
-    lang = os.environ.get("AE_LONG_LANG", "en")
-    query = urlencode({"text": text, "model": llama, "view": "grid", "layer": 1, "lang": lang})
-    dash_duo.driver.set_window_size(1366, 1000)
-    dash_duo.driver.get(dash_duo.server_url + "/?" + query)
+    text = open_long(dash_duo, llama, tiny_models, view="grid", layer=1)
     wait_until(lambda: graph(dash_duo, "head-grid", "gd.layout.meta.values && gd.layout.meta.block") == 32,
                timeout=240, message="the pooled grid of 4,096 tokens")
     return dash_duo, text, llama
