@@ -23,7 +23,7 @@ from ..services.store.memory import memory
 from ..services.web.ratelimit import client_id, new_analysis_guard
 from . import boundary, registry, urlstate
 from .boundary import Handle
-from .common import handle_of, message_for
+from .common import handle_of, message_for, progress_outputs
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +66,8 @@ OUTPUTS = {
     "compare_text": Output(ids.COMPARE_TEXT, "value"),
     "compare_share": Output(ids.COMPARE_SHARE, "data"),
     # a long analysis runs in the background (issue 18): its job, poll and progress
-    "analyze_job": Output(ids.ANALYZE_JOB, "data", allow_duplicate=True),
-    "analyze_poll": Output(ids.ANALYZE_POLL, "disabled", allow_duplicate=True),
-    "analyze_progress": Output(ids.ANALYZE_PROGRESS, "style", allow_duplicate=True),
-    "analyze_progress_text": Output(ids.ANALYZE_PROGRESS_TEXT, "children", allow_duplicate=True),
-    "analyze_progress_bar": Output(ids.ANALYZE_PROGRESS_BAR, "value", allow_duplicate=True),
-    "analyze_progress_label": Output(ids.ANALYZE_PROGRESS_LABEL, "children", allow_duplicate=True),
+    **progress_outputs("analyze", ids.ANALYZE_JOB, ids.ANALYZE_POLL, ids.ANALYZE_PROGRESS, ids.ANALYZE_PROGRESS_TEXT,
+                       ids.ANALYZE_PROGRESS_BAR, ids.ANALYZE_PROGRESS_LABEL),
 }
 INPUTS = {
     "clicks": Input(ids.ANALYZE, "n_clicks"),

@@ -31,16 +31,13 @@ from ..services.store import cache
 from ..services.store.jobs import Busy
 from ..services.store.memory import memory
 from .boundary import ViewState, job_id, view_request_count
+from .common import progress_outputs
 from .viewspec import ViewSpec
 
 OUTPUTS = {"atlas_map": Output(ids.ATLAS_MAP, "figure"), "atlas_table": Output(ids.ATLAS_TABLE_HOLDER, "children"),
            "atlas_legend": Output(ids.ATLAS_LEGEND, "children"), "atlas_table_for": Output(ids.ATLAS_TABLE_FOR, "data"),
-           "atlas_job": Output(ids.ATLAS_JOB, "data", allow_duplicate=True),
-           "atlas_poll": Output(ids.ATLAS_POLL, "disabled", allow_duplicate=True),
-           "atlas_progress": Output(ids.ATLAS_PROGRESS, "style", allow_duplicate=True),
-           "atlas_progress_text": Output(ids.ATLAS_PROGRESS_TEXT, "children", allow_duplicate=True),
-           "atlas_progress_bar": Output(ids.ATLAS_PROGRESS_BAR, "value", allow_duplicate=True),
-           "atlas_progress_label": Output(ids.ATLAS_PROGRESS_LABEL, "children", allow_duplicate=True),
+           **progress_outputs("atlas", ids.ATLAS_JOB, ids.ATLAS_POLL, ids.ATLAS_PROGRESS, ids.ATLAS_PROGRESS_TEXT,
+                              ids.ATLAS_PROGRESS_BAR, ids.ATLAS_PROGRESS_LABEL),
            "atlas_measuring": Output(ids.ATLAS_MEASURING, "style", allow_duplicate=True)}
 # Measured on the attention as stored, or weighted by value norm in that mode; the switches do not apply.
 

@@ -534,6 +534,37 @@ EXACT_SWITCHES = ("hide", "merge", "first", "mean")
 _WHOLE = re.compile(r"^[0-9]{1,4}$")
 
 
+@dataclass(frozen=True)
+class DirectRequest:
+    """The gate's direct view request (``POST _ae-view``, assets/23-gate.js): the controls' values by input
+    name (those it names by ``"id.property"`` and the router knows; each at most ``MAX_VALUE_CHARS`` as
+    JSON) and the names of those that changed. The values themselves are parsed by ``ViewState.parse``,
+    as any view request's."""
+
+    values: dict
+    changed: tuple[str, ...]
+    MAX_VALUE_CHARS = 4096  # a control's value, as JSON: handles and switch lists are far shorter
+
+    @classmethod
+    def parse(cls, body: Any, names: Mapping[str, str]) -> "DirectRequest":
+        """``names``: input name by ``"id.property"``. Raises ``ValueError`` (plain words) for a body that is
+        not ``{"values": {...}, "changed": [...]}`` or a value too long."""
+        import json
+
+        if not isinstance(body, dict) or not isinstance(body.get("values"), dict) or not isinstance(body.get("changed"), list):
+            raise ValueError("expected {values: {...}, changed: [...]}")
+        values: dict[str, Any] = {}
+        for prop, value in list(body["values"].items())[:64]:
+            name = names.get(prop) if isinstance(prop, str) else None
+            if name is None:
+                continue
+            if len(json.dumps(value, default=str)) > cls.MAX_VALUE_CHARS:
+                raise ValueError(f"{prop} is too long")
+            values[name] = value
+        changed = tuple(names[p] for p in body["changed"][:64] if isinstance(p, str) and p in names)
+        return cls(values, changed)
+
+
 class BadExactRequest(ValueError):
     """An exact-values request that names nothing (its message says what was wrong, in plain words)."""
 

@@ -126,3 +126,17 @@ def plain_response(message: str, status: int, retry_after: int | None = None):
     if retry_after:
         response.headers["Retry-After"] = str(retry_after)
     return response
+
+
+def progress_outputs(name: str, job: str, poll: str, area: str, text: str, bar: str, label: str) -> dict:
+    """The outputs of a background pass's progress area (components/layout.py ``_progress_area``) by
+    ``<name>_job``, ``<name>_poll``, ``<name>_progress``, ``_progress_text``, ``_progress_bar``,
+    ``_progress_label``: its job, its poll, the area shown or hidden, its lines and its bar."""
+    from dash import Output
+
+    return {f"{name}_job": Output(job, "data", allow_duplicate=True),
+            f"{name}_poll": Output(poll, "disabled", allow_duplicate=True),
+            f"{name}_progress": Output(area, "style", allow_duplicate=True),
+            f"{name}_progress_text": Output(text, "children", allow_duplicate=True),
+            f"{name}_progress_bar": Output(bar, "value", allow_duplicate=True),
+            f"{name}_progress_label": Output(label, "children", allow_duplicate=True)}

@@ -9,7 +9,6 @@ left as it is (``no_update``).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from dash import ClientsideFunction, Dash, Input, Output, State, html, no_update
@@ -22,7 +21,7 @@ from ..services.analyses.views import View, ViewOptions
 from ..services.extraction import result_by_key
 from ..services.web.ratelimit import client_id, new_analysis_guard
 from . import registry
-from .boundary import Dims, Handle, ViewState
+from .boundary import Dims, DirectRequest, Handle, ViewState
 from .common import EXPIRED, NOT_ANALYSED, UNREADABLE, Unavailable, guarded, handle_of
 from .viewspec import ViewSpec
 
@@ -158,28 +157,19 @@ def changed_names(request: Any) -> frozenset[str]:
 # (assets/23-gate.js, the early path): the page draws the main figure and hands the other outputs to Dash.
 DIRECT_VIEWS = frozenset({"grid", "heatmap", "overview", "atlas", "focus", "arcs"})
 DIRECT_ROUTE = "_ae-view"
-MAX_DIRECT_VALUE_CHARS = 4096  # a control's value, as JSON: handles and switch lists are far shorter
 
 
 def direct(body: Any) -> tuple[dict | None, str | None]:
-    """``POST _ae-view`` with ``{"values": {"id.property": value, ...}, "changed": ["id.property", ...]}``,
-    the gate's own view of the controls: the open view's outputs by ``"id.property"`` (what
-    ``_dash-update-component`` would answer), or ``(None, reason)`` for a body that is not one. Values go
-    through the router's one parse (``route`` -> ``ViewState.parse``) like any other view request."""
-    if not isinstance(body, dict) or not isinstance(body.get("values"), dict) or not isinstance(body.get("changed"), list):
-        return None, "expected {values: {...}, changed: [...]}"
-    values: dict[str, Any] = {}
-    for prop, value in list(body["values"].items())[:64]:
-        name = _PROP_TO_NAME.get(prop) if isinstance(prop, str) else None
-        if name is None:
-            continue
-        if len(json.dumps(value, default=str)) > MAX_DIRECT_VALUE_CHARS:
-            return None, f"{prop} is too long"
-        values[name] = value
-    spec = spec_of(values)
-    if spec.name not in DIRECT_VIEWS:
+    """``POST _ae-view`` (``boundary.DirectRequest``): the open view's outputs by ``"id.property"`` (what
+    ``_dash-update-component`` would answer), or ``(None, reason)`` for a body that is not one or a view
+    not served this way. The values go through the router's one parse (``route`` -> ``ViewState.parse``)."""
+    try:
+        request = DirectRequest.parse(body, _PROP_TO_NAME)
+    except ValueError as why:
+        return None, str(why)
+    if spec_of(request.values).name not in DIRECT_VIEWS:
         return None, "this view is drawn through the page's callbacks"
-    out = route(values, changed_names(body))
+    out = route(request.values, frozenset(request.changed) or frozenset(INPUTS))
     answer = {}
     for name, value in out.items():
         if value is not no_update:
