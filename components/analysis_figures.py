@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import images
-from .figures import (_base_layout, colorbar_title, colorbar_trace, label_px, max_pool, note_span, safe_label,
-                      typed_array, unique_labels, axis_title_y, is_cjk, upright)
+from .figures import (TICK_OVERFLOW, TURNS, _base_layout, colorbar_title, colorbar_trace, label_px, max_pool,
+                      note_span, safe_label, typed_array, unique_labels, axis_title_y, is_cjk, upright)
 from .i18n import N_, _, translate
 
 OVERVIEW_CELLS = 32  # each layer x head map is max-pooled to at most this many cells a side
@@ -159,7 +159,8 @@ def focus_figure(rows: np.ndarray, labels: list[str], token_label: str, note: st
     names = [safe_label(label) for label in labels]
     xaxis = {"showgrid": False, "zeroline": False, "range": [-0.5, n - 0.5]}
     if n <= 120:
-        xaxis.update(tickmode="array", tickvals=list(range(n)), ticktext=names, tickangle=-60)
+        xaxis.update(tickmode="array", tickvals=list(range(n)), ticktext=names, autotickangles=TURNS,
+                     ticklabeloverflow=TICK_OVERFLOW)
     else:
         xaxis.update(title={"text": _("token (position in the text)")})
     return {
@@ -189,7 +190,8 @@ def generation_figure(weights: np.ndarray, labels: list[str], generated: np.ndar
     xaxis = {"showgrid": False, "zeroline": False, "range": [-0.5, n - 0.5]}
     if n <= 120:
         ticks = [f"<span style='color:#e4572e'>{name}</span>" if generated[i] else name for i, name in enumerate(names)]
-        xaxis.update(tickmode="array", tickvals=list(range(n)), ticktext=ticks, tickangle=-60)
+        xaxis.update(tickmode="array", tickvals=list(range(n)), ticktext=ticks, autotickangles=TURNS,
+                     ticklabeloverflow=TICK_OVERFLOW)
     else:
         xaxis.update(title={"text": _("token (position in the text)")})
     shapes = []
@@ -269,7 +271,7 @@ def inside_vectors_figure(query_vector: np.ndarray, key_vectors: np.ndarray, pro
     data, layout_axes = [], {}
     axis = {"showgrid": False, "zeroline": False, "ticks": ""}
     token_axis = {**axis, "tickmode": "array", "tickvals": list(range(rows)), "ticktext": names,
-                  "autorange": "reversed", "tickfont": {"size": 11}}
+                  "autorange": "reversed", "tickfont": {"size": 11}, "ticklabeloverflow": TICK_OVERFLOW}
     for i, (query, keys, query_hover, key_hover, title, vmax) in enumerate(panels):
         left = i * (width + gap)
         domain = [left, left + width]
@@ -326,6 +328,7 @@ def inside_weights_figure(steps: dict[str, np.ndarray | None], labels: list[str]
         layout_axes[f"xaxis{n}"] = {"domain": [i * width + 0.02, (i + 1) * width - 0.02], "anchor": f"y{n}",
                                     "title": {"text": title}, "zeroline": True, "showgrid": True, "side": "top"}
         layout_axes[f"yaxis{n}"] = {"tickmode": "array", "tickvals": list(range(rows)), "ticktext": names,
+                                    "ticklabeloverflow": TICK_OVERFLOW,
                                     "autorange": "reversed", "showticklabels": i == 0, "showgrid": False,
                                     "anchor": f"x{n}", **({"matches": "y"} if i else {})}
     layout = _base_layout(height=int(min(2000, max(260, 18 * rows + 130))),
@@ -362,7 +365,8 @@ def inside_head_figure(labels: list[str], query: int, scores: np.ndarray, weight
                      "name": "share after value norms (weight × ‖f(x)‖, to sum 1)", "text": names,
                      "hovertemplate": "%{text}: %{y:.3f} of what is handed on<extra></extra>",
                      "xaxis": "x2", "yaxis": "y2"})
-    ticks = {"tickmode": "array", "tickvals": x.tolist(), "ticktext": names, "tickangle": -60} if n <= 60 else {}
+    ticks = {"tickmode": "array", "tickvals": x.tolist(), "ticktext": names, "autotickangles": TURNS,
+             "ticklabeloverflow": TICK_OVERFLOW} if n <= 60 else {}
     return {
         "data": data,
         "layout": _base_layout(

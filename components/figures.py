@@ -27,6 +27,11 @@ GRID_LABEL_PX = 64  # room left of the tiles for the tokens of short texts
 GRID_MAX_CELLS = 128  # larger tiles are max-pooled to at most this many cells a side
 LABEL_LIMIT_GRID = 24  # token labels on grid tiles up to this many tokens
 LABEL_LIMIT_HEATMAP = 120
+# Tick labels may pass the figure's edge (automargin makes room for them anyway): plotly.js's default for
+# a linear axis, "hide past div", measures every label against the page on every redraw, ~70 ms of a head
+# change's ~100 ms with 100 labels (docs/benchmarks.md, the cross-attention heatmap).
+TICK_OVERFLOW = "allow"
+TURNS = [0, -60, -90]  # token labels stay level where they fit, else turn (plotly.js tries each angle)
 # Latin fonts first, then CJK ones so Chinese tokens and labels draw as characters (plotly.js writes the
 # family onto every text element: the page's CSS cannot reach it).
 FONT = ("Lato, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, 'Noto Sans CJK SC', 'Source Han Sans SC', "
@@ -201,7 +206,8 @@ def _image_axes(width: int, height: int, xticks: tuple[list, list] | None, ytick
         if ticks is None:
             spec.update(showticklabels=False)
         else:
-            spec.update(tickmode="array", tickvals=ticks[0], ticktext=[safe_label(t) for t in ticks[1]])
+            spec.update(tickmode="array", tickvals=ticks[0], ticktext=[safe_label(t) for t in ticks[1]],
+                        ticklabeloverflow=TICK_OVERFLOW)
         spec.update(more)
         return spec
     xaxis = axis(xticks, width, False, **extra.pop("xaxis", {}))

@@ -20,6 +20,8 @@ from . import images
 from .figures import (
     GRID_MAX_CELLS,
     LABEL_LIMIT_HEATMAP,
+    TICK_OVERFLOW,
+    TURNS,
     _base_layout,
     colorbar_trace,
     note_span,
@@ -120,9 +122,11 @@ def long_heatmap_figure(values: np.ndarray, block: int, how: str, region: tuple[
     yaxis = {"range": [r1 - 0.5, r0 - 0.5], "showgrid": False, "zeroline": False, "ticks": "", "constrain": "domain",
              "scaleanchor": "x", "title": {"text": _("query (attending)")}}
     if labelled:
-        xaxis.update(tickmode="array", tickvals=list(range(c0, c1)), tickangle=-60,
+        xaxis.update(tickmode="array", tickvals=list(range(c0, c1)), autotickangles=TURNS,
+                     ticklabeloverflow=TICK_OVERFLOW,
                      ticktext=[safe_label(t) for t in col_labels[c0:c1]])
-        yaxis.update(tickmode="array", tickvals=list(range(r0, r1)), ticktext=[safe_label(t) for t in row_labels[r0:r1]])
+        yaxis.update(tickmode="array", tickvals=list(range(r0, r1)), ticklabeloverflow=TICK_OVERFLOW,
+                     ticktext=[safe_label(t) for t in row_labels[r0:r1]])
     text = title
     if block > 1:
         text += note_span(pooled_label(block, how))

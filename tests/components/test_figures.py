@@ -348,3 +348,28 @@ def test_heatmap_is_sized_by_the_page_and_its_labels_turn_only_when_needed():
     assert "height" not in layout  # the page sizes it (assets/style.css .ae-square)
     assert "tickangle" not in layout["xaxis"] and layout["xaxis"]["autotickangles"][0] == 0
     assert layout["yaxis"]["scaleanchor"] == "x" and layout["yaxis"]["automargin"] is True
+
+
+def test_labelled_token_axes_let_their_labels_pass_the_edge():
+    """Key labels are level where they fit. plotly.js's default for a labelled linear axis ("hide past div") measures every tick label on every
+    redraw: ~70 ms of a heatmap head change with 100 labels (bench/browser.py, the cross-attention heatmap).
+    Every figure that names tokens on a linear axis turns it off."""
+    from attention_explorer.components import analysis_figures, pooled
+
+    labels = [f"t{i}" for i in range(9)]
+    att = random_attention(1, 9, seed=2)[0]
+    figs = {
+        "heatmap": figures.heatmap_figure(att, labels, "t"),
+        "cross heatmap": figures.heatmap_figure(att[:5], labels, "t", query_labels=labels[:5]),
+        "exact tile": pooled.long_heatmap_figure(att, 1, "max", (0, 9, 0, 9), labels, labels, "t"),
+        "token focus": analysis_figures.focus_figure(random_attention(3, 9, seed=3)[:, 0], labels, "t0"),
+    }
+    checked = 0
+    for name, fig in figs.items():
+        for key, axis in fig["layout"].items():
+            if key.startswith(("xaxis", "yaxis")) and axis.get("ticktext") and axis.get("type") != "category":
+                assert axis.get("ticklabeloverflow") == "allow", (name, key)
+                checked += 1
+            if key.startswith("xaxis") and axis.get("ticktext"):  # level where they fit (CJK too), else turned
+                assert "tickangle" not in axis and axis["autotickangles"][0] == 0, (name, key)
+    assert checked >= 7
