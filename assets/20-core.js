@@ -33,7 +33,7 @@
         return cache[name];
     }
     AE.words = function () { return attribute("data-strings"); };
-    /* By tab id: {name: its URL name, graph: its main figure's id}. */
+    /* By tab id: {name: its URL name, graph: its main figure's id, direct: asked for by POST _ae-view}. */
     AE.views = function () { return attribute("data-views"); };
 
     AE.fmt = function (template, values) {

@@ -234,11 +234,11 @@
         controls = values;
     }
 
-    /* What the browser cannot draw alone, for a view whose answer is its figure (and a notice): asked of
-       the router straight from the event (POST _ae-view, callbacks/router.py DIRECT_VIEWS), drawn with
+    /* What the browser cannot draw alone, for a view whose answer is its figure (and a notice; its ViewSpec
+       says ``direct``, AE.views()): asked of the router straight from the event (POST _ae-view,
+       callbacks/router.py direct), drawn with
        Plotly.react on the graph div, then the event handed on; the gate, seeing the same controls, sends
        no second request. False (the event goes on as usual) for other views. */
-    const DIRECT = ["grid", "heatmap", "overview", "atlas", "focus", "arcs"];  /* callbacks/router.py DIRECT_VIEWS */
     let asked = 0;
     let fetched = null;  /* the controls (as signature) the last direct answer was asked for */
 
@@ -248,7 +248,7 @@
 
     function direct(changed, values, replay) {
         const view = AE.views()[values["view-tabs.active_tab"]];
-        if (!view || DIRECT.indexOf(view.name) < 0 || !window.fetch || !AE.graphDiv(view.graph)) { return false; }
+        if (!view || !view.direct || !window.fetch || !AE.graphDiv(view.graph)) { return false; }
         const n = ++asked;
         fetched = signature(values);
         window.fetch("_ae-view", {method: "POST", credentials: "same-origin", headers: {"Content-Type": "application/json"},

@@ -120,4 +120,4 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     return out
 
 VIEW = ViewSpec(name="arcs", tab=ids.TAB_ARCS, outputs=OUTPUTS, main="arcs", graph=ids.ARC_VIEW, depends=frozenset({"handle", "layer", "head", "mode", "switches", "tab", "top_k", "min_weight", "arc_focus",
-                     "arc_start", "kind", "pair"}), render=render, placeholder=placeholder, csv=numbers_csv("arcs"))
+                     "arc_start", "kind", "pair"}), render=render, placeholder=placeholder, csv=numbers_csv("arcs"), direct=True)

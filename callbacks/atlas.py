@@ -359,4 +359,4 @@ def csv(result, state, view, max_rows: int) -> Iterable[str]:
     return [atlas_csv(metrics, labels)]  # one row a head: small
 
 
-VIEW = ViewSpec(name="atlas", tab=ids.TAB_ATLAS, outputs=OUTPUTS, main="atlas_map", graph=ids.ATLAS_MAP, depends=frozenset({"handle", "layer", "head", "tab", "metric", "window", "mode", "kind", "pair"}), render=render, placeholder=placeholder, csv=csv, file_head=False)
+VIEW = ViewSpec(name="atlas", tab=ids.TAB_ATLAS, outputs=OUTPUTS, main="atlas_map", graph=ids.ATLAS_MAP, depends=frozenset({"handle", "layer", "head", "tab", "metric", "window", "mode", "kind", "pair"}), render=render, placeholder=placeholder, csv=csv, file_head=False, direct=True)

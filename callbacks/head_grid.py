@@ -158,4 +158,4 @@ def _render(view, state: ViewState, triggered: frozenset[str]) -> dict:
                                                 source=sources[state.layer], extra_meta=extra,
                                                 title=title_of(state.layer, heads), note=note), view)}
 
-VIEW = ViewSpec(name="grid", tab=ids.TAB_GRID, outputs=OUTPUTS, main="grid", graph=ids.HEAD_GRID, depends=frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair", "zoom"}), render=render, placeholder=placeholder, csv=numbers_csv("grid"))
+VIEW = ViewSpec(name="grid", tab=ids.TAB_GRID, outputs=OUTPUTS, main="grid", graph=ids.HEAD_GRID, depends=frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair", "zoom"}), render=render, placeholder=placeholder, csv=numbers_csv("grid"), direct=True)

@@ -107,4 +107,4 @@ def long_render(view, state: ViewState, note: str | None) -> dict:
     return figure
 
 
-VIEW = ViewSpec(name="heatmap", tab=ids.TAB_HEATMAP, outputs=OUTPUTS, main="heatmap", graph=ids.HEAD_HEATMAP, depends=frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair", "zoom"}), render=render, placeholder=placeholder, csv=numbers_csv("heatmap"))
+VIEW = ViewSpec(name="heatmap", tab=ids.TAB_HEATMAP, outputs=OUTPUTS, main="heatmap", graph=ids.HEAD_HEATMAP, depends=frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair", "zoom"}), render=render, placeholder=placeholder, csv=numbers_csv("heatmap"), direct=True)

@@ -55,4 +55,4 @@ def _render(view, state: ViewState) -> dict:  # rollout has no heads
     selected = (state.layer, state.head.number) if state.head.number is not None else None
     return {"overview": overview_figure(maps, selected=selected, note=view_note(view))}
 
-VIEW = ViewSpec(name="overview", tab=ids.TAB_OVERVIEW, outputs=OUTPUTS, main="overview", graph=ids.OVERVIEW, depends=frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair"}), render=render, placeholder=placeholder, csv=numbers_csv("overview"), file_head=False)
+VIEW = ViewSpec(name="overview", tab=ids.TAB_OVERVIEW, outputs=OUTPUTS, main="overview", graph=ids.OVERVIEW, depends=frozenset({"handle", "layer", "head", "mode", "switches", "tab", "kind", "pair"}), render=render, placeholder=placeholder, csv=numbers_csv("overview"), file_head=False, direct=True)

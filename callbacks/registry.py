@@ -24,8 +24,9 @@ def spec_of(tab: object) -> ViewSpec:
 
 def browser_table() -> str:
     """What the browser needs of each view, as JSON for the page's ``data-views`` attribute: by tab id,
-    its URL name and its main graph's id."""
-    return json.dumps({spec.tab: {"name": spec.name, "graph": spec.graph} for spec in VIEWS}, separators=(",", ":"))
+    its URL name, its main graph's id and whether the page asks for it directly (``ViewSpec.direct``)."""
+    return json.dumps({spec.tab: {"name": spec.name, "graph": spec.graph, "direct": spec.direct} for spec in VIEWS},
+                      separators=(",", ":"))
 
 
 if len(BY_TAB) != len(VIEWS) or len(BY_NAME) != len(VIEWS):

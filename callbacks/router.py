@@ -154,8 +154,8 @@ def changed_names(request: Any) -> frozenset[str]:
 
 
 # The views the browser may ask for straight from its own event, without Dash's renderer in between
-# (assets/23-gate.js, the early path): the page draws the main figure and hands the other outputs to Dash.
-DIRECT_VIEWS = frozenset({"grid", "heatmap", "overview", "atlas", "focus", "arcs"})
+# (assets/23-gate.js, the early path) say so in their ViewSpec (``direct``): the page draws the main figure
+# and hands the other outputs to Dash.
 DIRECT_ROUTE = "_ae-view"
 
 
@@ -167,7 +167,7 @@ def direct(body: Any) -> tuple[dict | None, str | None]:
         request = DirectRequest.parse(body, _PROP_TO_NAME)
     except ValueError as why:
         return None, str(why)
-    if spec_of(request.values).name not in DIRECT_VIEWS:
+    if not spec_of(request.values).direct:
         return None, "this view is drawn through the page's callbacks"
     out = route(request.values, frozenset(request.changed) or frozenset(INPUTS))
     answer = {}

@@ -88,4 +88,4 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
                                             "“who looks at it” table."), className="small text-muted mt-2"))
     return out
 
-VIEW = ViewSpec(name="focus", tab=ids.TAB_FOCUS, outputs=OUTPUTS, main="focus_figure", graph=ids.FOCUS_HEATMAP, depends=frozenset({"handle", "mode", "switches", "tab", "token", "focus_k", "kind", "pair"}), render=render, placeholder=placeholder, csv=numbers_csv("focus"), file_head=False)
+VIEW = ViewSpec(name="focus", tab=ids.TAB_FOCUS, outputs=OUTPUTS, main="focus_figure", graph=ids.FOCUS_HEATMAP, depends=frozenset({"handle", "mode", "switches", "tab", "token", "focus_k", "kind", "pair"}), render=render, placeholder=placeholder, csv=numbers_csv("focus"), file_head=False, direct=True)

@@ -27,7 +27,10 @@ class ViewSpec:
     - ``file_head``: whether its file names name a layer and head (not for whole-model views);
       ``default_head``: the head it shows when "All heads" or "Mean of heads" is chosen (Inside a head:
       head 0), named so in files; ``file_extra(state) -> str | None``: a part it adds (Generation: the step);
-    - ``html_figures``: the outputs its HTML export holds, in order (default: its main figure alone).
+    - ``html_figures``: the outputs its HTML export holds, in order (default: its main figure alone);
+    - ``direct``: whether the page may ask for it straight from its own event (``POST _ae-view``,
+      ``callbacks.router.direct``; assets/23-gate.js draws the main figure with plotly.js and hands the other
+      outputs to Dash): views whose answer is one figure and a notice. The others go through Dash.
     """
 
     name: str
@@ -45,6 +48,7 @@ class ViewSpec:
     default_head: int | None = None
     file_extra: Callable[[Any], str | None] | None = None
     html_figures: tuple[str, ...] = ()
+    direct: bool = False
 
     def __post_init__(self) -> None:
         if self.main not in self.outputs:

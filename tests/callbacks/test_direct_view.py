@@ -60,3 +60,21 @@ def test_direct_refuses_what_it_does_not_serve(make_app, default_model):
         assert reply.status_code == 200, junk
         assert "head-heatmap.figure" in reply.get_json()["outputs"], junk
         assert "Traceback" not in reply.get_data(as_text=True)
+
+
+def test_the_page_and_the_route_agree_on_which_views_are_direct(make_app, default_model):
+    """One declaration (``ViewSpec.direct``): the page reads it from the browser table, the route serves
+    exactly those views, and every other view is refused (the page sends it through Dash)."""
+    from attention_explorer.callbacks import registry
+
+    client = make_app().server.test_client()
+    handle = run_analyze(SENTENCE)["handle"]
+    table = json.loads(registry.browser_table())
+    assert {tab for tab, view in table.items() if view["direct"]} == {s.tab for s in registry.VIEWS if s.direct}
+    assert {view["name"] for view in table.values() if view["direct"]} >= {"grid", "heatmap", "arcs"}
+    for spec in registry.VIEWS:
+        reply = client.post(ROUTE, json={"values": _values(handle, **{"view-tabs.active_tab": spec.tab}), "changed": []})
+        assert reply.status_code == (200 if table[spec.tab]["direct"] else 400), spec.name
+        if spec.direct:
+            output = spec.outputs[spec.main]
+            assert f"{output.component_id}.{output.component_property}" in reply.get_json()["outputs"], spec.name
