@@ -81,11 +81,18 @@ def render(view, state: ViewState, triggered: frozenset[str]) -> dict:
     return out
 
 
+def agreement(difference: float) -> str:
+    """How closely a check agrees, in words: "within 3e-08", or "exactly" (not "within 0")."""
+    if difference == 0:
+        return _("exactly")
+    return _("within {difference}").format(difference=f"{difference:.1g}")
+
+
 def recipe_notes(inside) -> list[str]:
     """What the head's scores are made of, and the checks against the model, in plain words."""
     if inside.scaled_scores is None:  # an eagerly computed result: checked against the model's own row
-        return [_("Check: these weights equal the model's own within {difference} (scale {scale}, d = {d}).")
-                .format(difference=f"{inside.max_difference:.1g}", scale=f"{inside.scale:.4g}", d=inside.d_head)]
+        return [_("Check: these weights equal the model's own {agreement} (scale {scale}, d = {d}).")
+                .format(agreement=agreement(inside.max_difference), scale=f"{inside.scale:.4g}", d=inside.d_head)]
     notes = []
     root = inside.d_head ** -0.5
     if abs(inside.scale - root) <= 1e-6 * root:
@@ -96,8 +103,8 @@ def recipe_notes(inside) -> list[str]:
     if inside.rotary:
         notes.append(_("Rotary positions: the query and the keys are turned by an angle that grows with their "
                        "position before q·k (step 2), so q·k depends on how far apart the tokens are. Check: the "
-                       "model's own rotation of the vectors before gives the vectors after within {difference}.")
-                     .format(difference=f"{inside.rotation_difference:.1g}"))
+                       "model's own rotation of the vectors before gives the vectors after {agreement}.")
+                     .format(agreement=agreement(inside.rotation_difference)))
     if inside.softcap:
         notes.append(_("Soft-cap: each score becomes {cap}·tanh(score / {cap}), so no score exceeds ±{cap} (step 4b).")
                      .format(cap=f"{inside.softcap:g}"))
@@ -113,7 +120,7 @@ def recipe_notes(inside) -> list[str]:
             first=inside.sharing[0], last=inside.sharing[-1], kv=inside.kv_head, kv_heads=inside.kv_heads))
     if inside.output_difference == inside.output_difference:  # not NaN
         notes.append(_("Check: these weights times the values give the model's own attention output for this token "
-                       "within {difference}.").format(difference=f"{inside.output_difference:.1g}"))
+                       "{agreement}.").format(agreement=agreement(inside.output_difference)))
     return notes
 
 

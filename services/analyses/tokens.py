@@ -19,6 +19,7 @@ SPACE_MARK = "Ġ"  # GPT-2 byte-level BPE: a leading space
 NEWLINE_MARK = "Ċ"  # GPT-2 byte-level BPE: "\n"
 SENTENCEPIECE_MARK = "▁"  # SentencePiece: a word boundary
 CONTINUATION = "##"  # WordPiece: this piece continues the previous one
+VISIBLE_SPACE = "␣"  # a token that is a space and nothing else
 _VISIBLE_WHITESPACE = (("\r\n", "↵"), ("\n", "↵"), ("\r", "↵"), ("\t", "⇥"))
 _BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # SentencePiece byte-fallback pieces
 
@@ -66,12 +67,16 @@ def display_token(token: str) -> str:
     ``Ġcat`` -> ``cat`` (GPT-2's leading-space mark removed), ``Ċ`` -> ``↵``, ``▁cat`` -> ``cat``
     (SentencePiece), byte-level pieces of non-ASCII text decoded (``cafÃ©`` -> ``café``). WordPiece
     tokens stay as they are, ``##ing`` included: the ``##`` says it continues a word. Never empty: a
-    token that would read as nothing (``Ġ`` alone, a lone space) is returned raw.
+    token of spaces alone (``Ġ``, ``▁``, ``ĠĠ``) shows each space as ``␣``; other tokens that would read
+    as nothing are returned raw.
     """
     text = _from_byte_level(token) or _from_byte_fallback(token)
     if text is None:  # not decodable as byte-level text: at least drop a leading-space mark
         text = token[1:] if token.startswith(SPACE_MARK) else token
-    text = text.replace(SENTENCEPIECE_MARK, " ").lstrip(" ")
+    text = text.replace(SENTENCEPIECE_MARK, " ")
+    if text and not text.strip(" "):  # spaces alone: each one shown
+        return VISIBLE_SPACE * len(text)
+    text = text.lstrip(" ")
     for raw, shown in _VISIBLE_WHITESPACE:
         text = text.replace(raw, shown)
     return text if text.strip() else token

@@ -229,6 +229,16 @@ def test_inside_a_head_tab(handle):
     assert "Showing head 0" in str(chosen["inside_status"])
 
 
+def test_inside_a_head_says_exactly_rather_than_within_0():
+    from flask import Flask
+
+    from attention_explorer.callbacks.inside import agreement
+
+    assert agreement(0.0) == "exactly" and agreement(3.2e-8) == "within 3e-08"
+    with Flask("zh").test_request_context("/?lang=zh"):
+        assert agreement(0.0) == "完全一致" and agreement(3.2e-8) == "相差不超过 3e-08"
+
+
 def test_inside_a_causal_head_marks_the_masked_keys(settings, tiny_models):
     handle = run_analyze(SENTENCE, tiny_models["gpt2"])["handle"]
     out = view(handle, ids.TAB_INSIDE, layer=1, head="2", token=3)

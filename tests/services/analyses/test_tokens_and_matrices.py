@@ -55,8 +55,11 @@ def _random_rows(rng: np.random.Generator, shape: tuple[int, ...], causal: bool 
     ("ĠcafÃ©", "café"),  # byte-level pieces of non-ASCII text
     ("é", "é"),  # not byte-level text: unchanged
     ("<0x0A>", "↵"),  # SentencePiece byte fallback
-    ("Ġ", "Ġ"),  # would read as nothing: raw
-    ("▁", "▁"),
+    ("Ġ", "␣"),  # a space and nothing else: shown
+    ("ĠĠ", "␣␣"),
+    ("▁", "␣"),
+    (" ", "␣"),
+    ("\u200b", "\u200b"),  # would read as nothing: raw
 ])
 def test_display_token(token, shown):
     assert display_token(token) == shown
