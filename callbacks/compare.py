@@ -63,12 +63,29 @@ def view_b(view: View, handle: Handle) -> View | str:
     return View(result, view.options, key, kind=view.kind if view.kind in kinds else kinds[0], pair=view.pair)
 
 
+QUOTE_CHARS = 80  # the status line quotes a text up to this many characters (a 4,096-token text: its start)
+LIST_WORDS = 12  # and names up to this many of the words where the two texts differ
+
+
+def quoted(text: str, limit: int = QUOTE_CHARS) -> str:
+    """A text for one status line: its white space folded, cut at ``limit`` characters with "…"."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def word_list(words: list[str], limit: int = LIST_WORDS) -> str:
+    """Up to ``limit`` words, then how many more."""
+    shown = ", ".join(words[:limit])
+    return shown if len(words) <= limit else _("{words} and {count} more").format(words=shown, count=len(words) - limit)
+
+
 def _describe(a: View, b: View) -> str:
     same_model = a.result.model_id == b.result.model_id
     if same_model:
-        return _("A: “{a}” · B: “{b}” · model {model}").format(a=a.result.text, b=b.result.text,
+        return _("A: “{a}” · B: “{b}” · model {model}").format(a=quoted(a.result.text), b=quoted(b.result.text),
                                                                model=display_name(a.result.model_id))
-    text = b.result.text if b.result.text == a.result.text else f"{a.result.text} / {b.result.text}"
+    text = (quoted(b.result.text) if b.result.text == a.result.text
+            else f"{quoted(a.result.text)} / {quoted(b.result.text)}")
     return _("A: model {a} · B: model {b} · text “{text}”").format(a=display_name(a.result.model_id),
                                                                  b=display_name(b.result.model_id), text=text)
 
@@ -99,7 +116,7 @@ def render(view: View, state: ViewState, triggered: frozenset[str]) -> dict:
             lines.append(_("The two texts have different sub-words but the same words: compared word by word "
                            "(sub-words merged)."))
         if c.differing:
-            lines.append(_("They differ at: {words}.").format(words=", ".join(c.labels[i] for i in c.differing)))
+            lines.append(_("They differ at: {words}.").format(words=word_list([c.labels[i] for i in c.differing])))
         lines.append(_("Red: A attends more than B; blue: B attends more than A; A and B share one colour scale."))
     else:
         lines.append(translate(c.reason).format(**dict(c.params)))

@@ -246,3 +246,21 @@ def test_inside_a_causal_head_marks_the_masked_keys(settings, tiny_models):
     assert masked and masked[0]["y"] == list(range(4, handle["tokens"]))  # the keys after the query
     bars = {t["name"]: t for t in out["inside_weights"]["data"] if t["type"] == "bar"}
     assert all(w == 0 for w in bars["5. weight"]["x"][4:]) and all(s == 0 for s in bars["4. score q·k × scale"]["x"][4:])
+
+
+def test_compares_status_line_quotes_long_texts_short():
+    """A 4,096-token text is quoted by its start in Compare's status line (the pictures stay near the top),
+    and the words where the texts differ are named up to a dozen, then counted."""
+    from flask import Flask
+
+    from attention_explorer.callbacks.compare import quoted, word_list
+
+    long = "The cat sat on the mat because it was tired. " * 400
+    shown = quoted(long)
+    assert len(shown) <= 80 and shown.endswith("…") and long.startswith(shown[:-1])
+    assert quoted("  a\n b  ") == "a b"
+    words = [f"w{i}" for i in range(20)]
+    assert word_list(words) == ", ".join(words[:12]) + " and 8 more"
+    assert word_list(words[:3]) == "w0, w1, w2"
+    with Flask("zh").test_request_context("/?lang=zh"):
+        assert word_list(words).endswith("，另有 8 处")
