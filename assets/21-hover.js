@@ -259,6 +259,31 @@
         gd.on("plotly_unhover", function () { onUnhover(holder.id); });
     }, true);
 
+    /* plotly.js 4.1.1 reads an image trace's decoded picture (trace._canvas) on hover before it exists:
+       between a new picture's draw and the end of its decoding, a hover (a pointer move, or plotly.js's own
+       re-hover after a redraw under a still pointer) throws "Cannot read properties of undefined (reading
+       'el')". The image trace type's hover (one module object, shared by every graph) answers nothing
+       until the picture is decoded: the next move hovers as usual. */
+    function guardImageHover(gd) {
+        (gd._fullData || []).forEach(function (trace) {
+            const module = trace._module;
+            if (trace.type !== "image" || !module || typeof module.hoverPoints !== "function" || module.__aeGuarded) { return; }
+            const hoverPoints = module.hoverPoints;
+            module.hoverPoints = function (pointData) {
+                const t = pointData && pointData.cd && pointData.cd[0] && pointData.cd[0].trace;
+                if (t && t._hasSource && !t._canvas) { return []; }
+                return hoverPoints.apply(this, arguments);
+            };
+            module.__aeGuarded = true;
+        });
+    }
+    ["mouseover", "mousemove"].forEach(function (type) {
+        document.addEventListener(type, function (event) {
+            const gd = event.target && event.target.closest ? event.target.closest(".js-plotly-plot") : null;
+            if (gd) { guardImageHover(gd); }
+        }, true);
+    });
+
     AE.register({
         gridHover: hovers["head-grid"],
         heatmapHover: hovers["head-heatmap"],

@@ -263,7 +263,7 @@
                     Object.keys(outputs).forEach(function (key) {
                         const at = key.lastIndexOf("."), id = key.slice(0, at), prop = key.slice(at + 1);
                         const gd = prop === "figure" && id === view.graph ? AE.graphDiv(id) : null;
-                        if (gd) { drawing = window.Plotly.react(gd, outputs[key]); }
+                        if (gd) { fitToColumn(gd); drawing = window.Plotly.react(gd, outputs[key]); }
                         /* the control being changed is set by the event handed on, not twice */
                         else if (!(replay && changed.indexOf(key) >= 0)) { rest.push([id, prop, outputs[key]]); }
                     });
@@ -283,6 +283,17 @@
         return true;
     }
 
+    /* A graph first drawn while its tab was hidden has plotly.js's fallback size (700 px wide), and
+       Plotly.react keeps a size once made: the next draw would be at 700 px, then again at its column's
+       width when Dash's resize observer notices (~170 ms later, a visible jump). Asked to size itself
+       anew, plotly.js draws it once, at the width its column gives it. */
+    function fitToColumn(gd) {
+        const full = gd._fullLayout, width = parseFloat(window.getComputedStyle(gd).width);
+        if (full && full._initialAutoSizeIsDone && width > 0 && Math.abs(full.width - width) > 1) {
+            full._initialAutoSizeIsDone = false;
+        }
+    }
+
     /* Runs ``then`` once the graph is on screen (a tab just opened: React shows its pane a little later). */
     function whenShown(graphId, then, tries) {
         const gd = AE.graphDiv(graphId);
@@ -291,16 +302,43 @@
         window.requestAnimationFrame(function () { whenShown(graphId, then, (tries || 0) + 1); });
     }
 
-    /* A view tab opened: its figure asked for at once, drawn as soon as the tab shows (the click goes on to
-       the page untouched: the tab opens as usual, and the gate sends no second request). */
+    /* The tab's pane and link shown as open, by the page itself (react-bootstrap's classes: React sets the
+       same ones when the click handed on reaches it). False when the page does not have them. */
+    function showTab(tabs, tab) {
+        const pane = document.querySelector("[role='tabpanel'][id$='-tabpane-" + CSS.escape(tab) + "']");
+        const item = document.getElementById(tab + "-tab"), link = item && item.querySelector(".nav-link");
+        if (!pane || !link || !pane.parentElement) { return false; }
+        Array.prototype.forEach.call(pane.parentElement.children, function (other) {
+            if (other !== pane) { other.classList.remove("active", "show"); }
+        });
+        pane.classList.add("active", "show");
+        tabs.querySelectorAll(".nav-link.active").forEach(function (other) { other.classList.remove("active"); });
+        link.classList.add("active");
+        return true;
+    }
+
+    /* A view tab opened: its figure asked for at once and the tab shown by the page itself, so the answer
+       is drawn the moment it comes; the click is handed on once it is on screen (Dash's tab switch, a
+       whole re-render of the tabs, ~50 ms, then follows, and the gate sends no second request). A view
+       the router does not answer directly: the click goes on untouched. */
     function tabClick(event) {
         const tabs = document.getElementById("view-tabs");
         const item = event.target && event.target.closest ? event.target.closest(".nav-item") : null;
         if (replaying || !controls || !tabs || !item || !tabs.contains(item) || !/-tab$/.test(item.id || "")) { return; }
         const tab = item.id.replace(/-tab$/, "");
         if (tab === controls["view-tabs.active_tab"] || !AE.views()[tab]) { return; }
+        const link = item.querySelector(".nav-link") || event.target;
         const values = Object.assign({}, controls, {"view-tabs.active_tab": tab});
-        if (direct(["view-tabs.active_tab"], values, null)) { controls = values; }
+        const replay = function () { link.click(); };
+        if (!document.querySelector("[role='tabpanel'][id$='-tabpane-" + CSS.escape(tab) + "']")) {
+            if (direct(["view-tabs.active_tab"], values, null)) { controls = values; }  /* Dash opens it, drawn when shown */
+            return;
+        }
+        if (!direct(["view-tabs.active_tab"], values, replay)) { return; }
+        event.preventDefault();
+        event.stopPropagation();
+        showTab(tabs, tab);
+        controls = values;
     }
 
     document.addEventListener("keydown", sliderKey, true);

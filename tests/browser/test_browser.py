@@ -297,6 +297,27 @@ def test_model_overview_click_selects_layer_and_head(dash_app):
     wait_until(lambda: graph(duo, "head-heatmap", "gd.layout.title.text") == "Layer 3 · Head 5", message="heatmap")
 
 
+def test_a_tab_opened_draws_its_figure_once_at_its_columns_width(dash_app):
+    """A view tab is shown by the page at the click and its figure drawn as soon as it comes (assets/23-gate.js
+    tabClick), at the width of its column: a graph first drawn while its tab was hidden has plotly.js's
+    fallback width (700 px), and drawing the new figure at that width first, then at the column's, made the
+    figure jump ~170 ms after it appeared (and a click aimed at it land on another head)."""
+    duo = dash_app
+    duo.driver.execute_script("""
+        window.__draws = [];
+        const gd = document.querySelector('#model-overview .js-plotly-plot');
+        gd.on('plotly_afterplot', function () {
+            window.__draws.push([gd._fullLayout.width, parseFloat(getComputedStyle(gd).width), gd.offsetParent !== null]);
+        });""")
+    open_tab(duo, "Model overview")
+    wait_until(lambda: duo.driver.execute_script("return window.__draws.length"), message="overview drawn")
+    width, column, shown = duo.driver.execute_script("return window.__draws[0]")
+    assert shown and column > 800 and abs(width - column) <= 1  # the first draw is at the column's width
+    wait_until(lambda: "view=overview" in duo.driver.current_url, message="Dash follows the tab shown (the URL)")
+    time.sleep(0.5)
+    assert all(abs(w - c) <= 1 for w, c, _shown in duo.driver.execute_script("return window.__draws"))
+
+
 def test_head_atlas_row_click_selects_layer_and_head(dash_app):
     duo = dash_app
     open_tab(duo, "Head atlas")

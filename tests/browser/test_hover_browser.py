@@ -114,3 +114,38 @@ def test_a_pooled_grid_cell_gives_its_blocks_exact_max(page):
     q0, q1, k0, k1 = (int(found[i]) for i in range(1, 5))
     assert (q0, q1, k0, k1) == (40 * b, 40 * b + b - 1, 3 * b, 3 * b + b - 1)
     assert exact(found[5]) == pytest.approx(att[0, 5, q0:q1 + 1, k0:k1 + 1].max(), abs=5.1e-5)
+
+
+def test_a_pointer_move_while_a_new_picture_decodes_raises_nothing(page):
+    """plotly.js 4.1.1 reads an image trace's decoded picture on hover before it exists ("Cannot read
+    properties of undefined (reading 'el')", an error seen once in ~6 browser runs): assets/21-hover.js
+    keeps such a move from plotly.js. A pointer move made right after the grid's picture changes raises no
+    error, and once the picture is decoded a hover answers again."""
+    duo = page
+    duo.driver.execute_script("document.getElementById('head-grid').scrollIntoView({block: 'center'})")
+    script = """
+      const done = arguments[arguments.length - 1];
+      const gd = document.querySelector('#head-grid .js-plotly-plot');
+      const errors = [];
+      window.addEventListener('error', function (e) { errors.push(String(e.message)); });
+      const drag = gd.querySelector('.nsewdrag'), box = drag.getBoundingClientRect();
+      const move = function (dx) {
+        drag.dispatchEvent(new MouseEvent('mousemove', {bubbles: true, cancelable: true, view: window,
+          clientX: box.left + box.width * 0.1 + dx, clientY: box.top + box.height * 0.2}));
+      };
+      let hovered = 0;
+      gd.on('plotly_hover', function () { hovered += 1; });
+      const data = gd.data.slice(), layout = Object.assign({}, gd.layout);
+      window.Plotly.react(gd, [], layout).then(function () {
+        window.Plotly.react(gd, data, layout);  /* a picture drawn anew: plotly.js decodes it (async) */
+        const pending = gd._fullData[0]._hasSource && !gd._fullData[0]._canvas;
+        move(0);
+        setTimeout(function () { move(3); setTimeout(function () {
+          done({pending: pending, errors: errors, hovered: hovered}); }, 300); }, 600);
+      });
+    """
+    duo.driver.set_script_timeout(20)
+    got = duo.driver.execute_async_script(script)
+    assert got["pending"]  # the move came while the picture was still being decoded
+    assert got["errors"] == []
+    assert got["hovered"] >= 1  # decoded: a move hovers as usual
