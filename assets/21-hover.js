@@ -10,6 +10,7 @@
     "use strict";
     const AE = window.AE;
     const MAX_MAPS = 8;
+    const RETRY_MS = 10000;  /* a map that could not come is asked for again after this long */
     const maps = new Map();  /* url -> {values: Float32Array | null, shape: [..], failed, promise}; oldest first */
     const latest = {};  /* graph id -> the number of its last hover: an answer for an older one is dropped */
 
@@ -48,7 +49,11 @@
                 entry.shape = shape;
                 return entry;
             });
-        }).catch(function () { entry.failed = true; return entry; });
+        }).catch(function () {
+            entry.failed = true;  /* "≈" for now; asked again on a hover RETRY_MS later (a 429 passes) */
+            setTimeout(function () { if (maps.get(url) === entry) { maps.delete(url); } }, RETRY_MS);
+            return entry;
+        });
         maps.set(url, entry);
         while (maps.size > MAX_MAPS) { maps.delete(maps.keys().next().value); }
         return entry.promise;
@@ -264,7 +269,9 @@
        re-hover after a redraw under a still pointer) throws "Cannot read properties of undefined (reading
        'el')". The image trace type's hover (one module object, shared by every graph) answers nothing
        until the picture is decoded: the next move hovers as usual. */
+    let imageHoverGuarded = false;
     function guardImageHover(gd) {
+        if (imageHoverGuarded) { return; }
         (gd._fullData || []).forEach(function (trace) {
             const module = trace._module;
             if (trace.type !== "image" || !module || typeof module.hoverPoints !== "function" || module.__aeGuarded) { return; }
@@ -275,6 +282,7 @@
                 return hoverPoints.apply(this, arguments);
             };
             module.__aeGuarded = true;
+            imageHoverGuarded = true;  /* one module for every graph: done once */
         });
     }
     ["mouseover", "mousemove"].forEach(function (type) {

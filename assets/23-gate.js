@@ -158,6 +158,7 @@
     let controls = null;  /* every control the views depend on, as the gate last saw them (it sees every change) */
     let drawing = null;   /* the promise of the browser's last draw */
     let replaying = false;
+    const DRAW_WAIT_MS = 150;
     const later = [];
 
     function inBrowser(changed, values) {
@@ -174,7 +175,10 @@
             replaying = true;
             try { all.forEach(function (f) { f(); }); } finally { replaying = false; }
         };
-        Promise.resolve(drawing).catch(function () {}).then(function () {
+        /* a draw that a newer one replaces may never settle (plotly.js): the event is handed on at the latest
+           DRAW_WAIT_MS later, never left waiting (the events after it would all wait behind it) */
+        const drawn = Promise.resolve(drawing).catch(function () {});
+        Promise.race([drawn, new Promise(function (done) { setTimeout(done, DRAW_WAIT_MS); })]).then(function () {
             window.requestAnimationFrame(function () { setTimeout(run, 0); });
         });
     }
@@ -203,10 +207,11 @@
         if (!(prop in controls)) { return; }
         const values = Object.assign({}, controls);
         values[prop] = value;
-        const init = {key: event.key, code: event.code, bubbles: true, cancelable: true};
+        /* handed on as the value itself, not the key again: keys that come faster than the page takes them
+           (a key held down) would each step from the same value the slider still shows */
         const replay = function () {
-            thumb.dispatchEvent(new KeyboardEvent("keydown", init));
-            sliderPending[slider] = null;
+            window.dash_clientside.set_props(slider, {value: value});
+            if (sliderPending[slider] === value) { sliderPending[slider] = null; }
         };
         if (inBrowser([prop], values)) { handOn(replay); }
         else if (!direct([prop], values, replay)) { return; }
@@ -240,6 +245,8 @@
        Plotly.react on the graph div, then the event handed on; the gate, seeing the same controls, sends
        no second request. False (the event goes on as usual) for other views. */
     let asked = 0;
+    let held = {};  /* the router's states (callbacks/router.py STATES: what the page holds, e.g. the atlas's
+                       table), as the gate last saw them or a direct answer set them: sent with a direct request */
     let fetched = null;  /* the controls (as signature) the last direct answer was asked for */
 
     function signature(values) {
@@ -252,7 +259,7 @@
         const n = ++asked;
         fetched = signature(values);
         window.fetch("_ae-view", {method: "POST", credentials: "same-origin", headers: {"Content-Type": "application/json"},
-                                  body: JSON.stringify({values: values, changed: changed})})
+                                  body: JSON.stringify({values: Object.assign({}, held, values), changed: changed})})
             .then(function (r) { return r.ok ? r.json() : Promise.reject(new Error(String(r.status))); })
             .then(function (answer) {
                 if (n !== asked) { return; }  /* a later change is on its way: its answer draws */
@@ -262,6 +269,7 @@
                     drawing = null;
                     Object.keys(outputs).forEach(function (key) {
                         const at = key.lastIndexOf("."), id = key.slice(0, at), prop = key.slice(at + 1);
+                        if (key in held) { held[key] = outputs[key]; }
                         const gd = prop === "figure" && id === view.graph ? AE.graphDiv(id) : null;
                         if (gd) { fitToColumn(gd); drawing = window.Plotly.react(gd, outputs[key]); }
                         /* the control being changed is set by the event handed on, not twice */
@@ -351,6 +359,8 @@
             const changed = ctx.triggered.map(function (t) { return t.prop_id; });
             const last = ctx.states["view-request.data"];
             controls = Object.assign({}, ctx.inputs);
+            held = Object.assign({}, ctx.states);
+            delete held["view-request.data"];
             if (fetched !== null && fetched === signature(ctx.inputs)) { fetched = null; return AE.NO(); }  /* drawn */
             fetched = null;
             if (!changed.some(function (c) { return c in ctx.inputs; })) { return AE.NO(); }  /* the page's first call */

@@ -177,7 +177,8 @@
 
         /* relayoutData of a zoomable head grid (layout.meta.zoom) -> the zoom store: the box, in the tile
            under its centre, as the tokens that tile shows there (every tile then shows that region). */
-        gridZoomOf: function (relayout, figure, current) {
+        gridZoomOf: function (relayout, stored, current) {
+            const figure = AE.shownFigure("head-grid", stored);  /* the direct path draws it on the div */
             const meta = figure && figure.layout && figure.layout.meta, zoom = meta && meta.zoom;
             if (!relayout || !zoom || meta.kind !== "head-grid") { return AE.NO(); }
             const gd = AE.graphDiv("head-grid");
@@ -217,7 +218,8 @@
 
         /* A box zoom inside one head's square of a long text's overview: that head's heatmap, zoomed to
            that region ([zoom store, layer, head, tab]). */
-        overviewZoomOf: function (relayout, figure) {
+        overviewZoomOf: function (relayout, stored) {
+            const figure = AE.shownFigure("model-overview", stored);  /* the direct path draws it on the div */
             const nothing = [AE.NO(), AE.NO(), AE.NO(), AE.NO()];
             const meta = figure && figure.layout && figure.layout.meta, zoom = meta && meta.zoom;
             if (!relayout || !zoom || meta.kind !== "overview") { return nothing; }

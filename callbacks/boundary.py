@@ -530,7 +530,6 @@ def point(event: Any, *numeric: str) -> dict | None:
 # ----------------------------------------------------------------------------------- exact hover values
 
 EXACT_WHATS = ("head", "overview")  # one shown map (grid tile, heatmap); one layer's row of the overview
-EXACT_SWITCHES = ("hide", "merge", "first", "mean")
 _WHOLE = re.compile(r"^[0-9]{1,4}$")
 
 
@@ -615,7 +614,7 @@ class ExactRequest:
         kind, pair = one("kind"), one("pair")
         switches = _query_values(args, "switches")
         if (mode not in MODES or (kind is not None and kind not in KINDS) or (pair is not None and pair not in PAIRS)
-                or len(switches) > len(EXACT_SWITCHES) or any(s not in EXACT_SWITCHES for s in switches)):
+                or len(switches) > len(SWITCHES) or any(s not in SWITCHES for s in switches)):
             raise BadExactRequest(_("The view's mode, switches, kind or pair filter is not one the page has."))
         return cls(what, key, int(layer_raw), None if head_raw == Head.MEAN else int(head_raw), mode,
                    frozenset(switches), kind, pair)

@@ -26,6 +26,16 @@ class Unavailable(Exception):
     """The view (or its export) cannot be drawn; the message (in the page's language) says why."""
 
 
+class Refused(Unavailable):
+    """A route's request that will not be answered (a download, exact values); ``status`` is the HTTP
+    status the route answers with (``plain_response``), ``retry_after`` the seconds to wait (429)."""
+
+    def __init__(self, message: str, status: int = 422, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
 def handle_of(key: str, result, recipe: Recipe | None) -> Handle:
     """The page's handle: the key, the most layers, heads and tokens any kind of attention has, and the
     recipe (``services.extraction.Analysis.recipe``) signed, so that any web process can compute the

@@ -40,7 +40,7 @@ from ..services.model.loading import display_name
 from ..services.serial import ExportTooLarge, JsonDocument
 from ..services.web import ratelimit
 from . import boundary, registry, router
-from .common import EXPIRED, Unavailable, handle_of, message_for, plain_response
+from .common import EXPIRED, Refused, Unavailable, handle_of, message_for, plain_response
 from .router import resolve
 from .viewspec import ViewSpec
 
@@ -52,15 +52,6 @@ BUTTONS = {ids.EXPORT_PNG: "png", ids.EXPORT_SVG: "svg", ids.EXPORT_CSV: "csv", 
 PICTURES = ("png", "svg")
 ROUTE = "download/"  # under the app's path prefix: download/csv, download/json, download/html
 MIMETYPES = {"csv": "text/csv", "json": "application/json", "html": "text/html"}
-
-
-class Refused(Unavailable):
-    """A download that will not be made; ``status`` is the HTTP status the route answers with."""
-
-    def __init__(self, message: str, status: int = 422, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

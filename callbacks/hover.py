@@ -40,7 +40,7 @@ from ..services.extraction import result_by_key
 from ..services.result import as_float32
 from ..services.web import ratelimit
 from .boundary import BadExactRequest, ExactRequest
-from .common import EXPIRED, message_for, plain_response
+from .common import EXPIRED, Refused, message_for, plain_response
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +74,6 @@ def layer_picture(view, how: str, layer: int) -> np.ndarray:
     if view.long:
         return view.pictures(layer, long_block(view), how)
     return as_float32(max_pool(view.exact_layer(layer), OVERVIEW_CELLS)[0])
-
-
-class Refused(Exception):
-    def __init__(self, message: str, status: int, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
 
 
 def values_for(parsed: ExactRequest) -> np.ndarray:

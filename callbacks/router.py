@@ -56,6 +56,8 @@ OUTPUTS: dict[str, Output] = {"notice": Output(ids.VIEW_NOTICE, "children"),
 for _spec in registry.VIEWS:
     OUTPUTS.update(_spec.outputs)
 _PROP_TO_NAME = {f"{i.component_id}.{i.component_property}": name for name, i in INPUTS.items()}
+# a direct request also carries the router's states (what the page already holds: the atlas's table)
+_DIRECT_NAMES = _PROP_TO_NAME | {f"{s.component_id}.{s.component_property}": name for name, s in STATES.items()}
 
 
 def _nothing() -> dict:
@@ -164,7 +166,7 @@ def direct(body: Any) -> tuple[dict | None, str | None]:
     ``_dash-update-component`` would answer), or ``(None, reason)`` for a body that is not one or a view
     not served this way. The values go through the router's one parse (``route`` -> ``ViewState.parse``)."""
     try:
-        request = DirectRequest.parse(body, _PROP_TO_NAME)
+        request = DirectRequest.parse(body, _DIRECT_NAMES)
     except ValueError as why:
         return None, str(why)
     if not spec_of(request.values).direct:
@@ -201,7 +203,7 @@ def register(app: Dash) -> None:
     app.clientside_callback(
         ClientsideFunction(namespace="attention", function_name="gate"),
         Output(ids.VIEW_REQUEST, "data"),  # what the browser draws alone it draws on the graph div itself
-        *INPUTS.values(), State(ids.VIEW_REQUEST, "data"),
+        *INPUTS.values(), State(ids.VIEW_REQUEST, "data"), *STATES.values(),
         prevent_initial_call=False,  # the first call only learns the controls' values (the early path)
     )
 

@@ -476,6 +476,29 @@ def test_layer_and_head_changes_are_one_browser_step(dash_app):
     assert severe == []
 
 
+def test_layer_keys_faster_than_the_page_takes_them_each_count(dash_app):
+    """Keys that come before the page has taken the one before (a key held down): each is drawn early
+    and each counts, and the slider, the URL and the grid agree on where they end (the events handed on
+    carry the value itself, and a draw that a newer one replaces never holds the next ones back)."""
+    duo = dash_app
+    wait_until(lambda: graph(duo, "head-grid", "gd.layout.meta.tiles.length") == 12, message="grid")
+    time.sleep(1.0)
+    duo.driver.execute_script("""
+        const thumb = document.querySelector('#layer-slider [role=slider]');
+        thumb.focus();
+        for (let i = 0; i < 3; i++) {
+            thumb.dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowRight', code: 'ArrowRight', bubbles: true,
+                                                              cancelable: true}));
+        }""")
+    wait_until(lambda: duo.find_element("#layer-slider [role='slider']").get_attribute("aria-valuenow") == "3",
+               message="the slider at layer 3")
+    wait_until(lambda: "layer=3" in duo.driver.current_url, message="the URL at layer 3")
+    assert graph(duo, "head-grid", "gd.layout.title.text").startswith("Layer 3 ")
+    duo.find_element("#layer-slider [role='slider']").send_keys(Keys.ARROW_RIGHT)  # the early path still works
+    wait_until(lambda: "layer=4" in duo.driver.current_url, message="the URL at layer 4")
+    assert graph(duo, "head-grid", "gd.layout.title.text").startswith("Layer 4 ")
+
+
 def test_layer_keys_and_head_options_are_drawn_before_dash_hears_of_them(dash_app):
     """The early path (assets/23-gate.js): a layer key on the slider and a head option the browser can draw
     are drawn on their own DOM event, before Dash's renderer runs the gate; the page then takes the same

@@ -78,3 +78,17 @@ def test_the_page_and_the_route_agree_on_which_views_are_direct(make_app, defaul
         if spec.direct:
             output = spec.outputs[spec.main]
             assert f"{output.component_id}.{output.component_property}" in reply.get_json()["outputs"], spec.name
+
+
+def test_a_direct_atlas_request_does_not_resend_the_table_the_page_holds(make_app, default_model):
+    """The router's states go with a direct request (the gate sends them): the atlas's table and legend
+    are sent once for what they measure, as through Dash's callback."""
+    client = make_app().server.test_client()
+    handle = run_analyze(SENTENCE)["handle"]
+    values = _values(handle, **{"view-tabs.active_tab": ids.TAB_ATLAS, "view-switches.value": []})
+    first = client.post(ROUTE, json={"values": values, "changed": ["view-tabs.active_tab"]}).get_json()["outputs"]
+    assert first["atlas-table-holder.children"] and isinstance(first["atlas-table-for.data"], str)
+    held = {**values, "atlas-table-for.data": first["atlas-table-for.data"], "head-select.value": "5"}
+    again = client.post(ROUTE, json={"values": held, "changed": ["head-select.value"]}).get_json()["outputs"]
+    assert "atlas-map.figure" in again
+    assert "atlas-table-holder.children" not in again and "atlas-table-for.data" not in again
