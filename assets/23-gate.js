@@ -312,8 +312,12 @@
 
     /* The tab's pane and link shown as open, by the page itself (react-bootstrap's classes: React sets the
        same ones when the click handed on reaches it). False when the page does not have them. */
+    function paneOf(tab) {  /* react-bootstrap's pane of a tab (assets/28-tabs.js reads the same ids) */
+        return document.querySelector("[role='tabpanel'][id$='-tabpane-" + CSS.escape(tab) + "']");
+    }
+
     function showTab(tabs, tab) {
-        const pane = document.querySelector("[role='tabpanel'][id$='-tabpane-" + CSS.escape(tab) + "']");
+        const pane = paneOf(tab);
         const item = document.getElementById(tab + "-tab"), link = item && item.querySelector(".nav-link");
         if (!pane || !link || !pane.parentElement) { return false; }
         Array.prototype.forEach.call(pane.parentElement.children, function (other) {
@@ -338,7 +342,7 @@
         const link = item.querySelector(".nav-link") || event.target;
         const values = Object.assign({}, controls, {"view-tabs.active_tab": tab});
         const replay = function () { link.click(); };
-        if (!document.querySelector("[role='tabpanel'][id$='-tabpane-" + CSS.escape(tab) + "']")) {
+        if (!paneOf(tab)) {
             if (direct(["view-tabs.active_tab"], values, null)) { controls = values; }  /* Dash opens it, drawn when shown */
             return;
         }

@@ -102,7 +102,7 @@ def values_for(parsed: ExactRequest) -> np.ndarray:
     if view.rollout_missing:
         raise Refused(translate(view.rollout_missing), 422)
     message, params = view.long_missing
-    if message and parsed.what == "head":
+    if message:  # the page refuses these switches for a long text: no map for them either
         raise Refused(translate(message).format(**params), 422)
     if parsed.what == "overview":
         return layer_picture(view, "mean" if "mean" in parsed.switches else "max", parsed.layer)

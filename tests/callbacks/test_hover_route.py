@@ -280,3 +280,5 @@ def test_a_long_texts_overview_row_is_its_exact_pooled_blocks(client, long_handl
     mean = floats(get(client, "overview", key=key, layer=1, switches="mean"))
     np.testing.assert_allclose(mean[2], w.mean(axis=(1, 3)), atol=2e-7)
     assert get(client, key=key, layer=1, head=2).status_code == 413  # its whole map: the heatmap hovers exactly already
+    merged = get(client, "overview", key=key, layer=1, switches="merge")  # the page refuses it for a long text
+    assert merged.status_code == 422 and "words" in merged.get_data(as_text=True)
